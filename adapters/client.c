@@ -1,0 +1,325 @@
+#include "client.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zmq.h>
+
+#define SLOT_BITS 16
+#define SLOT_MASK ((1u << SLOT_BITS) - 1)
+#define REQUEST_REF (1ULL << 63) /* query refs never collide with publish refs */
+#define HELLO_RETRY_MS 200
+
+typedef struct {
+    uint64_t ref; /* 0 when the slot is free */
+    void *tag;
+    uint8_t *frame;
+    size_t len;
+    int64_t sent_ms;
+} slot;
+
+struct cb_client {
+    cb_client_opts opts;
+    cb_client_handlers handlers;
+    void *arg;
+    void *zmq, *sock;
+    bool welcomed;
+    int64_t hello_sent_ms, last_heard_ms, last_sent_ms;
+    slot *slots;
+    uint32_t n_used, free_hint;
+    uint64_t generation, next_request;
+    cb_frame *reply; /* answer to the outstanding request */
+};
+
+int64_t cb_client_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void send_raw(cb_client *c, const uint8_t *buf, size_t len)
+{
+    /* A frame that cannot be queued now is resent by a timer. */
+    if (zmq_send(c->sock, buf, len, ZMQ_DONTWAIT) >= 0)
+        c->last_sent_ms = cb_client_now_ms();
+}
+
+static void send_frame(cb_client *c, const cb_frame *f)
+{
+    uint8_t stack[1024], *buf;
+    size_t len = cb_pack_into(&f->base, stack, sizeof stack, &buf);
+    if (!buf)
+        return;
+    send_raw(c, buf, len);
+    if (buf != stack)
+        free(buf);
+}
+
+static void say_hello(cb_client *c)
+{
+    Carebridge__V1__Hello h = CAREBRIDGE__V1__HELLO__INIT;
+    h.agency = (char *)c->opts.agency;
+    h.receive = c->opts.receive;
+    h.client = (char *)(c->opts.name ? c->opts.name : "carebridge-client " CB_VERSION);
+    cb_frame f = CAREBRIDGE__V1__FRAME__INIT;
+    f.kind_case = CAREBRIDGE__V1__FRAME__KIND_HELLO;
+    f.hello = &h;
+    send_frame(c, &f);
+    c->welcomed = false;
+    c->hello_sent_ms = cb_client_now_ms();
+}
+
+cb_client *cb_client_new(const cb_client_opts *opts, const cb_client_handlers *handlers, void *arg,
+                         cb_error *err)
+{
+    cb_client *c = calloc(1, sizeof *c);
+    if (!c) {
+        cb_fail(err, CB_BAD_REQUEST, "out of memory");
+        return NULL;
+    }
+    c->opts = *opts;
+    if (!c->opts.window)
+        c->opts.window = 256;
+    if (c->opts.window > SLOT_MASK + 1)
+        c->opts.window = SLOT_MASK + 1;
+    if (!c->opts.resend_ms)
+        c->opts.resend_ms = 2000;
+    if (!c->opts.heartbeat_ms)
+        c->opts.heartbeat_ms = 1000;
+    if (handlers)
+        c->handlers = *handlers;
+    c->arg = arg;
+    c->slots = calloc(c->opts.window, sizeof *c->slots);
+    c->zmq = zmq_ctx_new();
+    c->sock = c->zmq ? zmq_socket(c->zmq, ZMQ_DEALER) : NULL;
+    if (!c->slots || !c->sock) {
+        cb_fail(err, CB_BAD_REQUEST, "cannot create a ZeroMQ socket");
+        cb_client_destroy(&c);
+        return NULL;
+    }
+    int linger = 2000, hwm = 100000, ivl = 100, ivl_max = 1000;
+    zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(c->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(c->sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(c->sock, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
+    zmq_setsockopt(c->sock, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
+    if (zmq_connect(c->sock, opts->endpoint) < 0) {
+        cb_fail(err, CB_BAD_REQUEST, "cannot connect to %s: %s", opts->endpoint, zmq_strerror(errno));
+        cb_client_destroy(&c);
+        return NULL;
+    }
+    if (c->opts.agency)
+        say_hello(c);
+    return c;
+}
+
+void cb_client_destroy(cb_client **c_p)
+{
+    cb_client *c = *c_p;
+    if (c) {
+        for (uint32_t i = 0; c->slots && i < c->opts.window; i++)
+            free(c->slots[i].frame);
+        free(c->slots);
+        cb_frame_free(&c->reply);
+        if (c->sock)
+            zmq_close(c->sock);
+        if (c->zmq)
+            zmq_ctx_term(c->zmq);
+        free(c);
+    }
+    *c_p = NULL;
+}
+
+bool cb_client_has_room(const cb_client *c)
+{
+    return c->n_used < c->opts.window;
+}
+
+size_t cb_client_unanswered(const cb_client *c)
+{
+    return c->n_used;
+}
+
+bool cb_client_welcomed(const cb_client *c)
+{
+    return c->welcomed;
+}
+
+int64_t cb_client_last_heard_ms(const cb_client *c)
+{
+    return c->last_heard_ms;
+}
+
+bool cb_client_publish(cb_client *c, const cb_envelope *ev, void *tag)
+{
+    if (!cb_client_has_room(c))
+        return false;
+    uint32_t i = c->free_hint;
+    while (c->slots[i].ref)
+        i = (i + 1) % c->opts.window;
+    slot *s = &c->slots[i];
+    Carebridge__V1__Publish pub = CAREBRIDGE__V1__PUBLISH__INIT;
+    pub.event = (cb_envelope *)ev;
+    cb_frame f = CAREBRIDGE__V1__FRAME__INIT;
+    f.ref = (++c->generation << SLOT_BITS) | i;
+    f.kind_case = CAREBRIDGE__V1__FRAME__KIND_PUBLISH;
+    f.publish = &pub;
+    s->len = cb_pack(&f.base, &s->frame);
+    if (!s->frame)
+        return false;
+    s->ref = f.ref;
+    s->tag = tag;
+    s->sent_ms = cb_client_now_ms();
+    c->n_used++;
+    c->free_hint = (i + 1) % c->opts.window;
+    if (c->welcomed)
+        send_raw(c, s->frame, s->len);
+    return true;
+}
+
+static slot *slot_for(cb_client *c, uint64_t ref)
+{
+    slot *s = &c->slots[(ref & SLOT_MASK) % c->opts.window];
+    return ref && s->ref == ref ? s : NULL;
+}
+
+static void release(cb_client *c, slot *s)
+{
+    free(s->frame);
+    *s = (slot){0};
+    c->n_used--;
+}
+
+static void resend_all(cb_client *c, int64_t older_than)
+{
+    for (uint32_t i = 0; i < c->opts.window; i++) {
+        slot *s = &c->slots[i];
+        if (s->ref && s->sent_ms <= older_than) {
+            send_raw(c, s->frame, s->len);
+            s->sent_ms = cb_client_now_ms();
+        }
+    }
+}
+
+static void on_answer(cb_client *c, cb_frame *f)
+{
+    slot *s = slot_for(c, f->ref);
+    if (!s)
+        return; /* a second answer to a resent publish */
+    if (f->kind_case == CAREBRIDGE__V1__FRAME__KIND_NACK && f->nack->code == CAREBRIDGE__V1__ERROR_CODE__HELLO_REQUIRED) {
+        if (c->opts.agency && (c->welcomed || cb_client_now_ms() - c->hello_sent_ms > HELLO_RETRY_MS))
+            say_hello(c); /* the broker restarted or forgot us: the publish waits for the welcome */
+        return;
+    }
+    if (c->handlers.answered)
+        c->handlers.answered(c->arg, s->tag, f->kind_case == CAREBRIDGE__V1__FRAME__KIND_ACK ? f->ack : NULL,
+                             f->kind_case == CAREBRIDGE__V1__FRAME__KIND_NACK ? f->nack : NULL);
+    release(c, s);
+}
+
+static void on_deliver(cb_client *c, const Carebridge__V1__Deliver *d)
+{
+    if (!c->handlers.delivered || !c->handlers.delivered(c->arg, d))
+        return;
+    Carebridge__V1__DeliveryAck ack = CAREBRIDGE__V1__DELIVERY_ACK__INIT;
+    ack.seq = d->seq;
+    cb_frame f = CAREBRIDGE__V1__FRAME__INIT;
+    f.kind_case = CAREBRIDGE__V1__FRAME__KIND_DELIVERY_ACK;
+    f.delivery_ack = &ack;
+    send_frame(c, &f);
+}
+
+static void on_frame(cb_client *c, cb_frame *f)
+{
+    c->last_heard_ms = cb_client_now_ms();
+    if (f->ref & REQUEST_REF) {
+        cb_frame_free(&c->reply);
+        c->reply = f;
+        return;
+    }
+    switch (f->kind_case) {
+    case CAREBRIDGE__V1__FRAME__KIND_WELCOME:
+        c->welcomed = true;
+        resend_all(c, INT64_MAX);
+        break;
+    case CAREBRIDGE__V1__FRAME__KIND_ACK:
+        on_answer(c, f);
+        break;
+    case CAREBRIDGE__V1__FRAME__KIND_NACK:
+        if (f->ref)
+            on_answer(c, f);
+        else if (f->nack->code == CAREBRIDGE__V1__ERROR_CODE__HELLO_REQUIRED && c->opts.agency &&
+                 cb_client_now_ms() - c->hello_sent_ms > HELLO_RETRY_MS)
+            say_hello(c);
+        break;
+    case CAREBRIDGE__V1__FRAME__KIND_DELIVER:
+        on_deliver(c, f->deliver);
+        break;
+    default:
+        break;
+    }
+    cb_frame_free(&f);
+}
+
+static void timers(cb_client *c, int64_t now)
+{
+    if (c->opts.agency && !c->welcomed && now - c->hello_sent_ms > HELLO_RETRY_MS)
+        say_hello(c);
+    if (c->welcomed)
+        resend_all(c, now - c->opts.resend_ms);
+    if (c->opts.agency && now - c->last_sent_ms >= c->opts.heartbeat_ms) {
+        Carebridge__V1__Heartbeat hb = CAREBRIDGE__V1__HEARTBEAT__INIT;
+        cb_frame f = CAREBRIDGE__V1__FRAME__INIT;
+        f.kind_case = CAREBRIDGE__V1__FRAME__KIND_HEARTBEAT;
+        f.heartbeat = &hb;
+        send_frame(c, &f);
+    }
+}
+
+int cb_client_run(cb_client *c, int timeout_ms)
+{
+    zmq_pollitem_t item = {c->sock, 0, ZMQ_POLLIN, 0};
+    int64_t now = cb_client_now_ms();
+    int64_t next = c->last_sent_ms + c->opts.heartbeat_ms;
+    if (timeout_ms > 0 && next - now < timeout_ms)
+        timeout_ms = next > now ? (int)(next - now) : 0;
+    if (zmq_poll(&item, 1, timeout_ms) < 0)
+        return errno == EINTR ? 0 : -1;
+    int handled = 0;
+    for (;;) {
+        zmq_msg_t msg;
+        zmq_msg_init(&msg);
+        if (zmq_msg_recv(&msg, c->sock, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&msg);
+            break;
+        }
+        cb_frame *f = cb_frame_decode(zmq_msg_data(&msg), zmq_msg_size(&msg), SIZE_MAX, NULL);
+        zmq_msg_close(&msg);
+        if (f) {
+            on_frame(c, f);
+            handled++;
+        }
+    }
+    timers(c, cb_client_now_ms());
+    return handled;
+}
+
+cb_frame *cb_client_request(cb_client *c, cb_frame *request, int timeout_ms, cb_error *err)
+{
+    request->ref = REQUEST_REF | ++c->next_request;
+    send_frame(c, request);
+    int64_t deadline = cb_client_now_ms() + timeout_ms;
+    for (int64_t now = cb_client_now_ms(); now < deadline; now = cb_client_now_ms()) {
+        if (cb_client_run(c, (int)(deadline - now)) < 0)
+            break;
+        if (c->reply && c->reply->ref == request->ref) {
+            cb_frame *reply = c->reply;
+            c->reply = NULL;
+            return reply;
+        }
+    }
+    cb_fail(err, CB_BAD_REQUEST, "no answer from %s within %d ms", c->opts.endpoint, timeout_ms);
+    return NULL;
+}

@@ -1,0 +1,59 @@
+/* The client library every adapter and the CLI share: one DEALER connection
+ * to the broker that says hello as its agency, keeps a bounded window of
+ * publishes awaiting an answer and resends any left unanswered (safe: the
+ * event id is the idempotency key), receives deliveries and acknowledges
+ * them, keeps the connection alive with heartbeats, and says hello again when
+ * a restarted broker no longer knows it. Single-threaded; call run() often. */
+#ifndef CB_CLIENT_H
+#define CB_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "cb_codec.h"
+
+typedef struct cb_client cb_client;
+
+typedef struct {
+    const char *endpoint;
+    const char *agency;    /* NULL: a connection for queries only */
+    bool receive;          /* ask for the agency's deliveries */
+    uint32_t window;       /* publishes awaiting an answer; default 256, at most 65536 */
+    uint32_t resend_ms;    /* resend a publish unanswered this long; default 2000 */
+    uint32_t heartbeat_ms; /* default 1000 */
+    const char *name;      /* software name for the broker's log */
+} cb_client_opts;
+
+typedef struct {
+    /* A publish was answered: exactly one of ack and nack is set. */
+    void (*answered)(void *arg, void *tag, const Carebridge__V1__Ack *ack, const Carebridge__V1__Nack *nack);
+    /* A delivery arrived; return true to acknowledge it to the broker. */
+    bool (*delivered)(void *arg, const Carebridge__V1__Deliver *deliver);
+} cb_client_handlers;
+
+/* Connects (asynchronously, as ZeroMQ does) and, with an agency, says hello. */
+cb_client *cb_client_new(const cb_client_opts *opts, const cb_client_handlers *handlers, void *arg,
+                         cb_error *err);
+void cb_client_destroy(cb_client **client_p);
+
+/* Queue ev for the broker; false when the window is full (run, then retry). */
+bool cb_client_publish(cb_client *c, const cb_envelope *ev, void *tag);
+size_t cb_client_unanswered(const cb_client *c);
+bool cb_client_has_room(const cb_client *c);
+
+/* Handle traffic and timers for up to timeout_ms (returns early once
+ * something was handled). -1 on a fatal socket error. */
+int cb_client_run(cb_client *c, int timeout_ms);
+
+/* True once the broker has welcomed the current hello. */
+bool cb_client_welcomed(const cb_client *c);
+/* Monotonic ms when the broker last answered anything (0 before it ever has). */
+int64_t cb_client_last_heard_ms(const cb_client *c);
+
+/* Send a query frame and wait up to timeout_ms for its answer (the reply, or
+ * a Nack frame). The caller frees the result. NULL with err set on timeout. */
+cb_frame *cb_client_request(cb_client *c, cb_frame *request, int timeout_ms, cb_error *err);
+
+int64_t cb_client_now_ms(void);
+
+#endif

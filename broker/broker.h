@@ -1,0 +1,30 @@
+/* The broker: a ZeroMQ ROUTER for agencies and the CLI, a PUB feed, and the
+ * store. One thread, one loop; each iteration reads every frame that is ready,
+ * writes all of their effects in one LMDB transaction (group commit), syncs,
+ * and only then answers. */
+#ifndef CB_BROKER_H
+#define CB_BROKER_H
+
+#include <signal.h>
+#include "cb_error.h"
+#include "config.h"
+
+typedef struct cb_broker cb_broker;
+
+/* Exit status when the store cannot be reopened after a failed commit: the
+ * process stops for its supervisor rather than serve from a store it cannot
+ * trust (EX_TEMPFAIL). */
+#define CB_EXIT_STORE_LOST 75
+
+/* Open the store and bind both endpoints (port * allowed: see endpoint()). */
+cb_broker *cb_broker_new(const cb_config *cfg, cb_error *err);
+void cb_broker_destroy(cb_broker **broker_p);
+
+/* The endpoints as bound, with any wildcard port resolved. */
+const char *cb_broker_endpoint(const cb_broker *b);
+const char *cb_broker_feed(const cb_broker *b);
+
+/* Serve until *stop is set (by a signal handler). Returns a process exit status. */
+int cb_broker_run(cb_broker *b, volatile sig_atomic_t *stop);
+
+#endif

@@ -1,0 +1,49 @@
+/* Broker configuration: read from YAML with libcyaml, or the embedded default
+ * (config/carebridge.yaml compiled into the binary, so the two cannot drift). */
+#ifndef CB_CONFIG_H
+#define CB_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    CB_AGENCY_HEALTH = 1,
+    CB_AGENCY_HOUSING,
+    CB_AGENCY_SOCIAL_CARE,
+    CB_AGENCY_VOLUNTARY,
+} cb_agency_kind;
+
+typedef struct {
+    char *id;          /* [a-z0-9][a-z0-9-]{0,62}: used in keys and feed topics */
+    cb_agency_kind kind;
+    char *name;        /* display name */
+} cb_agency;
+
+typedef struct {
+    char *endpoint;    /* ROUTER: agencies and the CLI connect here */
+    char *feed;        /* PUB: every committed event */
+    char *data_dir;
+    uint64_t map_size_mb;
+    uint32_t publish_fill_percent; /* publishes refused above this fill of the map */
+    uint32_t max_event_bytes;
+    uint32_t window;               /* deliveries in flight per agency */
+    uint32_t redelivery_timeout_ms; /* first redelivery; doubles each attempt */
+    uint32_t redelivery_max_ms;     /* backoff cap */
+    uint32_t max_attempts;          /* deliveries before an entry is parked */
+    uint32_t heartbeat_ms;
+    cb_agency *agencies;
+    unsigned n_agencies;
+} cb_config;
+
+/* Load from path, or the embedded default when path is NULL. NULL on failure,
+ * with a message in err naming the key and what is wrong (main exits 2). */
+cb_config *cb_config_load(const char *path, char *err, size_t cap);
+void cb_config_free(cb_config **cfg_p);
+
+const cb_agency *cb_config_agency(const cb_config *cfg, const char *id);
+const char *cb_agency_kind_name(cb_agency_kind kind); /* "HEALTH", ... */
+
+/* The embedded default YAML text, for --help and tests. */
+extern const char cb_config_default_yaml[];
+
+#endif

@@ -1,0 +1,29 @@
+/* Intake decides what is admissible: known agencies, the sender's own agency,
+ * the envelope essentials, lengths that fit the store's keys, valid UTF-8.
+ * It never judges completeness: a body with missing fields, or an NHS number
+ * whose check digit fails, is admitted (a person still needs help); the flag
+ * rules of a later stage report those. */
+#ifndef CB_INTAKE_H
+#define CB_INTAKE_H
+
+#include <stddef.h>
+#include "cb_codec.h"
+#include "config.h"
+#include "store.h"
+
+#define CB_EVENT_ID_MAX 128
+#define CB_IDENTIFIER_MAX 64
+#define CB_CASE_REF_MAX 128
+#define CB_PERSON_KEYS_MAX 8
+
+/* CB_OK, or the code and a reason naming the field. `sender` is the agency the
+ * connection said hello as. */
+cb_code cb_intake_check(const cb_config *cfg, const cb_agency *sender, const cb_envelope *ev,
+                        cb_error *err);
+
+/* The person index keys of an admitted event ("nhs:943...", "chi:...",
+ * "local:system:value"), at most CB_PERSON_KEYS_MAX; returns how many. */
+typedef char cb_person_key[CB_KEY_MAX + 1];
+size_t cb_intake_person_keys(const Carebridge__V1__Person *person, cb_person_key *keys, size_t cap);
+
+#endif

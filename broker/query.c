@@ -1,0 +1,276 @@
+#include "query.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cb_codec.h"
+
+#define PARKED_SHOWN 10
+
+typedef Carebridge__V1__JourneyStep step_t;
+typedef Carebridge__V1__JourneyStep__Handoff handoff_t;
+
+/* Replies are freed by protobuf_c_message_free_unpacked, which leaves a
+ * string alone when it is the field's default: so a failed copy degrades to
+ * an empty string instead of a crash. */
+static char *dup(const char *s)
+{
+    char *d = strdup(s);
+    return d ? d : (char *)protobuf_c_empty_string;
+}
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+typedef struct {
+    uint64_t *seqs;
+    size_t n, cap;
+} seq_list;
+
+static bool push_seq(void *arg, uint64_t seq)
+{
+    seq_list *l = arg;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 16;
+        uint64_t *s = realloc(l->seqs, cap * sizeof *s);
+        if (!s)
+            return false;
+        l->seqs = s, l->cap = cap;
+    }
+    l->seqs[l->n++] = seq;
+    return true;
+}
+
+static bool push_parked(void *arg, const cb_queue_entry *e)
+{
+    return push_seq(arg, e->seq) && ((seq_list *)arg)->n < PARKED_SHOWN;
+}
+
+Carebridge__V1__StatusReply *cb_query_status(const cb_config *cfg, cb_txn *txn, const cb_agency_live *live,
+                                             uint64_t limit_bytes, cb_error *err)
+{
+    Carebridge__V1__StatusReply *r = malloc(sizeof *r);
+    if (!r) {
+        cb_fail(err, CB_STORE_UNAVAILABLE, "out of memory");
+        return NULL;
+    }
+    carebridge__v1__status_reply__init(r);
+    r->agencies = calloc(cfg->n_agencies, sizeof *r->agencies);
+    uint64_t now = wall_ms();
+    for (unsigned a = 0; r->agencies && a < cfg->n_agencies; a++) {
+        Carebridge__V1__AgencyStatus *s = malloc(sizeof *s);
+        if (!s)
+            break;
+        carebridge__v1__agency_status__init(s);
+        r->agencies[r->n_agencies++] = s;
+        s->id = dup(cfg->agencies[a].id);
+        s->kind = dup(cb_agency_kind_name(cfg->agencies[a].kind));
+        s->name = dup(cfg->agencies[a].name);
+        s->connected = live[a].connected;
+        s->in_flight = live[a].in_flight;
+        cb_queue_stats st;
+        cb_store_queue_stats(txn, cfg->agencies[a].id, &st);
+        s->queued = st.queued;
+        s->parked = st.parked;
+        s->oldest_undelivered_ms = st.oldest_enqueued_ms && now > st.oldest_enqueued_ms ? now - st.oldest_enqueued_ms : 0;
+        seq_list parked = {0};
+        if (st.parked)
+            cb_store_parked_scan(txn, cfg->agencies[a].id, 0, push_parked, &parked);
+        s->parked_seqs = parked.seqs;
+        s->n_parked_seqs = parked.n;
+    }
+    r->last_seq = cb_store_last_seq(txn);
+    r->events = cb_store_event_count(txn);
+    r->store_used_bytes = cb_store_used_bytes(txn);
+    r->store_limit_bytes = limit_bytes;
+    r->publishing_paused = !cb_store_has_room(txn);
+    return r;
+}
+
+/* ---- journey */
+
+static int cmp_seq(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static bool first_parked(void *arg, const cb_queue_entry *e)
+{
+    *(uint64_t *)arg = e->seq;
+    return false;
+}
+
+static bool delivered(cb_txn *txn, const char *agency, uint64_t seq)
+{
+    cb_queue_entry e;
+    uint64_t parked = 0;
+    if (cb_store_queue_get(txn, agency, seq, &e))
+        return false;
+    cb_store_parked_scan(txn, agency, seq - 1, first_parked, &parked);
+    return parked != seq;
+}
+
+static step_t *find_step(Carebridge__V1__JourneyReply *r, const char *event_id)
+{
+    for (size_t i = r->n_steps; event_id[0] && i-- > 0;)
+        if (strcmp(r->steps[i]->event->event_id, event_id) == 0)
+            return r->steps[i];
+    return NULL;
+}
+
+static handoff_t *add_handoff(step_t *s, const char *agency, Carebridge__V1__JourneyStep__Stage stage)
+{
+    handoff_t **hs = realloc(s->handoffs, (s->n_handoffs + 1) * sizeof *hs);
+    handoff_t *h = malloc(sizeof *h);
+    if (hs)
+        s->handoffs = hs;
+    if (!hs || !h) {
+        free(h);
+        return NULL;
+    }
+    carebridge__v1__journey_step__handoff__init(h);
+    h->agency = dup(agency);
+    h->stage = stage;
+    s->handoffs[s->n_handoffs++] = h;
+    return h;
+}
+
+static void set_note(handoff_t *h, const char *a, const char *b)
+{
+    size_t n = strlen(a) + strlen(b) + 1;
+    char *note = malloc(n);
+    if (!note)
+        return;
+    snprintf(note, n, "%s%s", a, b);
+    if (h->note != protobuf_c_empty_string)
+        free(h->note);
+    h->note = note;
+}
+
+/* A response moves the responder's handoff on; an acknowledgement never
+ * moves one back from a later stage. */
+static void apply_response(step_t *s, const cb_envelope *ev)
+{
+    const Carebridge__V1__Response *resp = ev->response;
+    if (resp->status == CAREBRIDGE__V1__RESPONSE__STATUS__STATUS_UNSPECIFIED)
+        return;
+    Carebridge__V1__JourneyStep__Stage stage = (Carebridge__V1__JourneyStep__Stage)(resp->status + 1);
+    handoff_t *h = NULL;
+    for (size_t i = 0; i < s->n_handoffs && !h; i++)
+        if (strcmp(s->handoffs[i]->agency, ev->from_agency) == 0)
+            h = s->handoffs[i];
+    if (!h && !(h = add_handoff(s, ev->from_agency, stage)))
+        return;
+    if (stage == CAREBRIDGE__V1__JOURNEY_STEP__STAGE__ACKNOWLEDGED &&
+        h->stage > CAREBRIDGE__V1__JOURNEY_STEP__STAGE__ACKNOWLEDGED)
+        return;
+    h->stage = stage;
+    if (resp->status == CAREBRIDGE__V1__RESPONSE__STATUS__DECLINED)
+        set_note(h, resp->alternative[0] ? "alternative offered: " : "no alternative offered", resp->alternative);
+    else if (resp->status == CAREBRIDGE__V1__RESPONSE__STATUS__REDIRECTED)
+        set_note(h, "redirected to ", resp->redirect_to);
+    else if (resp->status == CAREBRIDGE__V1__RESPONSE__STATUS__INFO_REQUESTED)
+        set_note(h, "information requested", "");
+}
+
+/* Merge an update's partial body into the body it corrects, when their types match. */
+static bool apply_update(step_t *s, const cb_envelope *upd)
+{
+    const ProtobufCFieldDescriptor *body =
+        protobuf_c_message_descriptor_get_field(&carebridge__v1__envelope__descriptor, s->event->body_case);
+    const ProtobufCFieldDescriptor *patch =
+        protobuf_c_message_descriptor_get_field(&carebridge__v1__update__descriptor, upd->update->patch_case);
+    if (!body || !patch || body->descriptor != patch->descriptor)
+        return false;
+    ProtobufCMessage **dst = (ProtobufCMessage **)((char *)s->event + body->offset);
+    const ProtobufCMessage *src = *(ProtobufCMessage *const *)((const char *)upd->update + patch->offset);
+    return *dst && src && cb_merge(dst, src);
+}
+
+static step_t *new_step(Carebridge__V1__JourneyReply *r, uint64_t seq, cb_envelope *ev, cb_txn *txn)
+{
+    step_t **steps = realloc(r->steps, (r->n_steps + 1) * sizeof *steps);
+    step_t *s = malloc(sizeof *s);
+    if (steps)
+        r->steps = steps;
+    if (!steps || !s) {
+        free(s);
+        return NULL;
+    }
+    carebridge__v1__journey_step__init(s);
+    s->seq = seq;
+    s->event = ev;
+    r->steps[r->n_steps++] = s;
+    bool answers = ev->body_case == CAREBRIDGE__V1__ENVELOPE__BODY_RESPONSE;
+    for (size_t i = 0; i < ev->n_to_agencies; i++) {
+        handoff_t *h = add_handoff(s, ev->to_agencies[i],
+                                   answers ? CAREBRIDGE__V1__JOURNEY_STEP__STAGE__STAGE_UNSPECIFIED
+                                           : CAREBRIDGE__V1__JOURNEY_STEP__STAGE__SENT);
+        if (h)
+            h->delivered = delivered(txn, ev->to_agencies[i], seq);
+    }
+    return s;
+}
+
+static void add_event(Carebridge__V1__JourneyReply *r, uint64_t seq, cb_envelope *ev, cb_txn *txn)
+{
+    step_t *target = find_step(r, ev->correlation_id);
+    if (target && ev->body_case == CAREBRIDGE__V1__ENVELOPE__BODY_UPDATE && apply_update(target, ev)) {
+        uint64_t *u = realloc(target->updated_by, (target->n_updated_by + 1) * sizeof *u);
+        if (u) {
+            target->updated_by = u;
+            u[target->n_updated_by++] = seq;
+        }
+        cb_envelope_free(&ev);
+        return;
+    }
+    if (target && ev->body_case == CAREBRIDGE__V1__ENVELOPE__BODY_RESPONSE)
+        apply_response(target, ev);
+    if (!new_step(r, seq, ev, txn))
+        cb_envelope_free(&ev);
+}
+
+Carebridge__V1__JourneyReply *cb_query_journey(const cb_config *cfg, cb_txn *txn, const char *person_id,
+                                               cb_error *err)
+{
+    (void)cfg;
+    char key[CB_KEY_MAX + 1];
+    seq_list seqs = {0};
+    if (!person_id[0] || strlen(person_id) > 64) {
+        cb_fail(err, CB_INVALID_FIELD, "journey.personId must be an NHS or CHI number");
+        return NULL;
+    }
+    snprintf(key, sizeof key, "nhs:%s", person_id);
+    cb_store_person_seqs(txn, key, push_seq, &seqs);
+    snprintf(key, sizeof key, "chi:%s", person_id);
+    cb_store_person_seqs(txn, key, push_seq, &seqs);
+    qsort(seqs.seqs, seqs.n, sizeof *seqs.seqs, cmp_seq);
+
+    Carebridge__V1__JourneyReply *r = malloc(sizeof *r);
+    if (!r) {
+        free(seqs.seqs);
+        cb_fail(err, CB_STORE_UNAVAILABLE, "out of memory");
+        return NULL;
+    }
+    carebridge__v1__journey_reply__init(r);
+    for (size_t i = 0; i < seqs.n; i++) {
+        const uint8_t *bytes;
+        size_t len;
+        if (i && seqs.seqs[i] == seqs.seqs[i - 1])
+            continue; /* indexed under both numbers */
+        if (!cb_store_get_event(txn, seqs.seqs[i], &bytes, &len))
+            continue;
+        cb_envelope *ev = cb_envelope_decode(bytes, len);
+        if (ev)
+            add_event(r, seqs.seqs[i], ev, txn);
+    }
+    free(seqs.seqs);
+    return r;
+}

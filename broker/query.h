@@ -1,0 +1,28 @@
+/* Read-only answers built from a store transaction: the status of every
+ * agency's queue, and a person's journey across agencies. Each returns a
+ * message freed with protobuf_c_message_free_unpacked(m, NULL). */
+#ifndef CB_QUERY_H
+#define CB_QUERY_H
+
+#include <stdbool.h>
+#include "carebridge.pb-c.h"
+#include "cb_error.h"
+#include "config.h"
+#include "store.h"
+
+/* What only the running broker knows about each agency, indexed like cfg->agencies. */
+typedef struct {
+    bool connected;
+    uint32_t in_flight;
+} cb_agency_live;
+
+Carebridge__V1__StatusReply *cb_query_status(const cb_config *cfg, cb_txn *txn, const cb_agency_live *live,
+                                             uint64_t limit_bytes, cb_error *err);
+
+/* Every event stored for the person (an NHS or CHI number), in seq order:
+ * updates merged into the event they correct, and for each recipient of a
+ * referral, discharge or handover the stage its responses have reached. */
+Carebridge__V1__JourneyReply *cb_query_journey(const cb_config *cfg, cb_txn *txn, const char *person_id,
+                                               cb_error *err);
+
+#endif

@@ -1,0 +1,610 @@
+#include "store.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <lmdb.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* The named databases, in the order of the layout in store.h. */
+enum { DB_EVENTS, DB_IDS, DB_PERSONS, DB_CASES, DB_QUEUE, DB_PARKED, DB_META, DB_COUNT };
+static const char *const db_names[DB_COUNT] = {"events", "ids",    "persons", "cases",
+                                               "queue",  "parked", "meta"};
+
+/* A queue or parked value: enqueued_ms (u64) then attempts (u32), big-endian. */
+#define ENTRY_BYTES 12
+
+struct cb_store {
+    MDB_env *env; /* NULL after a failed reopen */
+    MDB_dbi dbi[DB_COUNT];
+    char *dir;
+    uint64_t map_bytes;
+    double publish_fraction;
+    uint64_t commits;
+    bool writing; /* a write txn is open: another begin would block on LMDB's writer lock */
+};
+
+struct cb_txn {
+    cb_store *store;
+    MDB_txn *txn; /* NULL once a failure has aborted it */
+    bool write;
+    cb_error err; /* sticky: the first failure */
+};
+
+/* A composite key "part\0[part\0]seq", seq big-endian so that keys sharing
+ * their parts sort by seq. Each part ends in a NUL, so one key's parts are
+ * never a prefix of another's ("nhs:1\0" against "nhs:12\0"). */
+typedef struct {
+    uint8_t b[2 * (CB_KEY_MAX + 1) + 8];
+    size_t len;
+} key_buf;
+
+static void be64_put(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+static uint64_t be64_get(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static MDB_val val(const void *p, size_t n)
+{
+    return (MDB_val){.mv_size = n, .mv_data = (void *)p};
+}
+
+/* Full (map, disk, txn) is the one failure a caller can wait out; everything
+ * else means the store cannot be trusted until it is reopened. */
+static cb_code code_of(int rc)
+{
+    return rc == MDB_MAP_FULL || rc == ENOSPC || rc == MDB_TXN_FULL ? CB_STORE_FULL
+                                                                    : CB_STORE_UNAVAILABLE;
+}
+
+static bool txn_ok(const cb_txn *txn)
+{
+    return txn->err.code == CB_OK;
+}
+
+/* Remember the first failure and abort the LMDB txn at once, so nothing more
+ * can be written under it. Returns false, for `return txn_fail(...)`. */
+static bool txn_fail(cb_txn *txn, int rc, const char *step)
+{
+    if (txn_ok(txn)) {
+        cb_fail(&txn->err, code_of(rc), "%s: %s", step, mdb_strerror(rc));
+        mdb_txn_abort(txn->txn);
+        txn->txn = NULL;
+    }
+    return false;
+}
+
+static bool check(cb_txn *txn, int rc, const char *step)
+{
+    return rc == 0 || txn_fail(txn, rc, step);
+}
+
+/* An event id or meta name used whole as a key. */
+static MDB_val str_val(const char *s)
+{
+    size_t n = strlen(s);
+    assert(n > 0 && n <= CB_KEY_MAX);
+    return val(s, n);
+}
+
+static bool key_add(key_buf *k, const char *part)
+{
+    size_t n = strlen(part);
+    assert(n <= CB_KEY_MAX);
+    if (n > CB_KEY_MAX) /* without asserts, refuse rather than overflow k */
+        return false;
+    memcpy(k->b + k->len, part, n + 1);
+    k->len += n + 1;
+    return true;
+}
+
+/* Build "a\0seq", or "a\0b\0seq" when b is given. An over-long part is a caller
+ * bug; it fails the txn the way LMDB fails an over-long key. */
+static bool key_make(cb_txn *txn, const char *step, key_buf *k, const char *a, const char *b,
+                     uint64_t seq)
+{
+    k->len = 0;
+    if (!key_add(k, a) || (b && !key_add(k, b)))
+        return txn_fail(txn, MDB_BAD_VALSIZE, step);
+    be64_put(k->b + k->len, seq);
+    k->len += 8;
+    return true;
+}
+
+static bool db_get(cb_txn *txn, int db, MDB_val key, MDB_val *out, const char *step)
+{
+    if (!txn_ok(txn))
+        return false;
+    int rc = mdb_get(txn->txn, txn->store->dbi[db], &key, out);
+    return rc != MDB_NOTFOUND && check(txn, rc, step);
+}
+
+static void db_put(cb_txn *txn, int db, MDB_val key, MDB_val data, const char *step)
+{
+    if (txn_ok(txn))
+        check(txn, mdb_put(txn->txn, txn->store->dbi[db], &key, &data, 0), step);
+}
+
+static bool db_del(cb_txn *txn, int db, MDB_val key, const char *step)
+{
+    if (!txn_ok(txn))
+        return false;
+    int rc = mdb_del(txn->txn, txn->store->dbi[db], &key, NULL);
+    return rc != MDB_NOTFOUND && check(txn, rc, step);
+}
+
+typedef bool (*row_fn)(cb_txn *txn, void *arg, uint64_t seq, MDB_val data);
+
+/* Call fn for each key that shares from's parts, from from's seq upwards,
+ * until fn returns false. */
+static void db_scan(cb_txn *txn, int db, const key_buf *from, row_fn fn, void *arg,
+                    const char *step)
+{
+    MDB_cursor *c;
+    if (!txn_ok(txn) || !check(txn, mdb_cursor_open(txn->txn, txn->store->dbi[db], &c), step))
+        return;
+    size_t prefix = from->len - 8;
+    MDB_val k = val(from->b, from->len), data;
+    int rc = mdb_cursor_get(c, &k, &data, MDB_SET_RANGE);
+    for (; rc == 0; rc = mdb_cursor_get(c, &k, &data, MDB_NEXT))
+        if (k.mv_size != from->len || memcmp(k.mv_data, from->b, prefix) != 0 ||
+            !fn(txn, arg, be64_get((const uint8_t *)k.mv_data + prefix), data) || !txn_ok(txn))
+            break;
+    /* If fn failed the txn, LMDB freed a write txn's cursors in the abort;
+     * a read txn's cursor is still ours to close. */
+    if (txn->txn || !txn->write)
+        mdb_cursor_close(c);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        txn_fail(txn, rc, step);
+}
+
+static void entry_encode(uint8_t b[ENTRY_BYTES], const cb_queue_entry *e)
+{
+    be64_put(b, e->enqueued_ms);
+    for (int i = 0; i < 4; i++)
+        b[8 + i] = (uint8_t)(e->attempts >> (24 - 8 * i));
+}
+
+static bool entry_decode(cb_txn *txn, MDB_val data, uint64_t seq, cb_queue_entry *e)
+{
+    if (data.mv_size != ENTRY_BYTES)
+        return txn_fail(txn, MDB_CORRUPTED, "read queue entry");
+    const uint8_t *b = data.mv_data;
+    e->seq = seq;
+    e->enqueued_ms = be64_get(b);
+    e->attempts = (uint32_t)b[8] << 24 | (uint32_t)b[9] << 16 | (uint32_t)b[10] << 8 | b[11];
+    return true;
+}
+
+/* ---- the environment */
+
+/* Create the directory, open the environment and every named database once
+ * (creating it on first use); the handles stay valid until the env closes. */
+static bool env_open(cb_store *s, cb_error *err)
+{
+    const char *step = "create directory";
+    MDB_envinfo info;
+    MDB_txn *txn;
+    int rc = 0;
+
+    if (mkdir(s->dir, 0700) != 0 && errno != EEXIST) {
+        rc = errno;
+        goto fail;
+    }
+    step = "create environment";
+    if ((rc = mdb_env_create(&s->env)) != 0 || (rc = mdb_env_set_maxdbs(s->env, DB_COUNT)) != 0 ||
+        (rc = mdb_env_set_mapsize(s->env, (size_t)s->map_bytes)) != 0)
+        goto fail;
+    /* Default flags: every write commit is fdatasync'ed before it returns. */
+    step = "open environment";
+    if ((rc = mdb_env_open(s->env, s->dir, 0, 0600)) != 0 || (rc = mdb_env_info(s->env, &info)) != 0)
+        goto fail;
+    s->map_bytes = info.me_mapsize; /* LMDB grows the map to fit existing data */
+    step = "open databases";
+    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
+        goto fail;
+    for (int i = 0; i < DB_COUNT && rc == 0; i++)
+        rc = mdb_dbi_open(txn, db_names[i], MDB_CREATE, &s->dbi[i]);
+    if (rc != 0)
+        mdb_txn_abort(txn);
+    else
+        rc = mdb_txn_commit(txn);
+    if (rc == 0)
+        return true;
+fail:
+    mdb_env_close(s->env);
+    s->env = NULL;
+    cb_fail(err, CB_STORE_UNAVAILABLE, "open store: %s: %s", step, mdb_strerror(rc));
+    return false;
+}
+
+cb_store *cb_store_open(const char *dir, uint64_t map_bytes, double publish_fraction, cb_error *err)
+{
+    cb_store *s = calloc(1, sizeof *s);
+    if (s)
+        s->dir = strdup(dir);
+    if (!s || !s->dir) {
+        free(s);
+        cb_fail(err, CB_STORE_UNAVAILABLE, "open store: %s", strerror(ENOMEM));
+        return NULL;
+    }
+    s->map_bytes = map_bytes;
+    s->publish_fraction = publish_fraction;
+    if (!env_open(s, err))
+        cb_store_destroy(&s);
+    return s;
+}
+
+void cb_store_destroy(cb_store **store_p)
+{
+    cb_store *s = *store_p;
+    if (!s)
+        return;
+    assert(!s->writing);
+    mdb_env_close(s->env);
+    free(s->dir);
+    free(s);
+    *store_p = NULL;
+}
+
+bool cb_store_reopen(cb_store *store, cb_error *err)
+{
+    assert(!store->writing);
+    mdb_env_close(store->env);
+    store->env = NULL;
+    return env_open(store, err);
+}
+
+uint64_t cb_store_limit_bytes(const cb_store *store)
+{
+    return store->map_bytes;
+}
+
+uint64_t cb_store_commits(const cb_store *store)
+{
+    return store->commits;
+}
+
+/* ---- transactions */
+
+cb_txn *cb_txn_begin(cb_store *store, bool write, cb_error *err)
+{
+    assert(!store->writing);
+    if (!store->env) {
+        cb_fail(err, CB_STORE_UNAVAILABLE, "begin txn: the store is closed after a failed reopen");
+        return NULL;
+    }
+    cb_txn *txn = calloc(1, sizeof *txn);
+    if (!txn) {
+        cb_fail(err, CB_STORE_UNAVAILABLE, "begin txn: %s", strerror(ENOMEM));
+        return NULL;
+    }
+    int rc = mdb_txn_begin(store->env, NULL, write ? 0 : MDB_RDONLY, &txn->txn);
+    if (rc != 0) {
+        free(txn);
+        cb_fail(err, code_of(rc), "begin txn: %s", mdb_strerror(rc));
+        return NULL;
+    }
+    txn->store = store;
+    txn->write = write;
+    store->writing = write;
+    return txn;
+}
+
+cb_code cb_txn_commit(cb_txn **txn_p, cb_error *err)
+{
+    cb_txn *txn = *txn_p;
+    if (txn_ok(txn)) {
+        int rc = mdb_txn_commit(txn->txn); /* ends the txn even when it fails */
+        txn->txn = NULL;
+        if (rc != 0)
+            cb_fail(&txn->err, code_of(rc), "commit: %s", mdb_strerror(rc));
+        else if (txn->write)
+            txn->store->commits++;
+    }
+    if (txn->write)
+        txn->store->writing = false;
+    if (err)
+        *err = txn->err;
+    cb_code code = txn->err.code;
+    free(txn);
+    *txn_p = NULL;
+    return code;
+}
+
+void cb_txn_abort(cb_txn **txn_p)
+{
+    cb_txn *txn = *txn_p;
+    if (!txn)
+        return;
+    if (txn->txn)
+        mdb_txn_abort(txn->txn);
+    if (txn->write)
+        txn->store->writing = false;
+    free(txn);
+    *txn_p = NULL;
+}
+
+cb_code cb_txn_failed(const cb_txn *txn)
+{
+    return txn->err.code;
+}
+
+/* ---- events and their indexes */
+
+uint64_t cb_store_last_seq(cb_txn *txn)
+{
+    MDB_cursor *c;
+    MDB_val k, data;
+    if (!txn_ok(txn) ||
+        !check(txn, mdb_cursor_open(txn->txn, txn->store->dbi[DB_EVENTS], &c), "find last event"))
+        return 0;
+    int rc = mdb_cursor_get(c, &k, &data, MDB_LAST);
+    mdb_cursor_close(c);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc == 0 && k.mv_size != 8)
+        rc = MDB_CORRUPTED;
+    return check(txn, rc, "find last event") ? be64_get(k.mv_data) : 0;
+}
+
+uint64_t cb_store_event_count(cb_txn *txn)
+{
+    MDB_stat st;
+    if (!txn_ok(txn) ||
+        !check(txn, mdb_stat(txn->txn, txn->store->dbi[DB_EVENTS], &st), "count events"))
+        return 0;
+    return st.ms_entries;
+}
+
+bool cb_store_find_id(cb_txn *txn, const char *event_id, uint64_t *seq,
+                      uint8_t digest[CB_DIGEST_BYTES])
+{
+    MDB_val data;
+    if (!db_get(txn, DB_IDS, str_val(event_id), &data, "read event id"))
+        return false;
+    if (data.mv_size != 8 + CB_DIGEST_BYTES)
+        return txn_fail(txn, MDB_CORRUPTED, "read event id");
+    *seq = be64_get(data.mv_data);
+    memcpy(digest, (const uint8_t *)data.mv_data + 8, CB_DIGEST_BYTES);
+    return true;
+}
+
+void cb_store_put_event(cb_txn *txn, uint64_t seq, const uint8_t *bytes, size_t len,
+                        const char *event_id, const uint8_t digest[CB_DIGEST_BYTES],
+                        const char *const *person_keys, size_t n_person_keys,
+                        const char *from_agency, const char *case_ref,
+                        const char *const *recipients, size_t n_recipients, uint64_t now_ms)
+{
+    /* The ids value is seq then digest; its first 8 bytes are the events key. */
+    uint8_t id[8 + CB_DIGEST_BYTES];
+    cb_queue_entry entry = {.seq = seq, .enqueued_ms = now_ms};
+    key_buf k;
+
+    be64_put(id, seq);
+    memcpy(id + 8, digest, CB_DIGEST_BYTES);
+    db_put(txn, DB_EVENTS, val(id, 8), val(bytes, len), "put event");
+    db_put(txn, DB_IDS, str_val(event_id), val(id, sizeof id), "put event id");
+    for (size_t i = 0; i < n_person_keys; i++)
+        if (key_make(txn, "put person index", &k, person_keys[i], NULL, seq))
+            db_put(txn, DB_PERSONS, val(k.b, k.len), val("", 0), "put person index");
+    if (case_ref && key_make(txn, "put case index", &k, from_agency, case_ref, seq))
+        db_put(txn, DB_CASES, val(k.b, k.len), val("", 0), "put case index");
+    for (size_t i = 0; i < n_recipients; i++)
+        cb_store_queue_put(txn, recipients[i], &entry);
+}
+
+bool cb_store_get_event(cb_txn *txn, uint64_t seq, const uint8_t **bytes, size_t *len)
+{
+    uint8_t k[8];
+    MDB_val data;
+    be64_put(k, seq);
+    if (!db_get(txn, DB_EVENTS, val(k, 8), &data, "read event"))
+        return false;
+    *bytes = data.mv_data;
+    *len = data.mv_size;
+    return true;
+}
+
+struct seq_visit {
+    cb_seq_fn fn;
+    void *arg;
+};
+
+static bool visit_seq(cb_txn *txn, void *arg, uint64_t seq, MDB_val data)
+{
+    (void)txn;
+    (void)data;
+    struct seq_visit *v = arg;
+    return v->fn(v->arg, seq);
+}
+
+void cb_store_person_seqs(cb_txn *txn, const char *person_key, cb_seq_fn fn, void *arg)
+{
+    struct seq_visit v = {fn, arg};
+    key_buf k;
+    if (key_make(txn, "scan person index", &k, person_key, NULL, 0))
+        db_scan(txn, DB_PERSONS, &k, visit_seq, &v, "scan person index");
+}
+
+void cb_store_case_seqs(cb_txn *txn, const char *from_agency, const char *case_ref, cb_seq_fn fn,
+                        void *arg)
+{
+    struct seq_visit v = {fn, arg};
+    key_buf k;
+    if (key_make(txn, "scan case index", &k, from_agency, case_ref, 0))
+        db_scan(txn, DB_CASES, &k, visit_seq, &v, "scan case index");
+}
+
+/* ---- delivery queues */
+
+struct entry_visit {
+    cb_entry_fn fn;
+    void *arg;
+};
+
+static bool visit_entry(cb_txn *txn, void *arg, uint64_t seq, MDB_val data)
+{
+    struct entry_visit *v = arg;
+    cb_queue_entry e;
+    return entry_decode(txn, data, seq, &e) && v->fn(v->arg, &e);
+}
+
+static void entry_scan(cb_txn *txn, int db, const char *agency, uint64_t after, row_fn fn,
+                       void *arg, const char *step)
+{
+    key_buf k;
+    if (after < UINT64_MAX && key_make(txn, step, &k, agency, NULL, after + 1))
+        db_scan(txn, db, &k, fn, arg, step);
+}
+
+void cb_store_queue_scan(cb_txn *txn, const char *agency, uint64_t after, cb_entry_fn fn, void *arg)
+{
+    struct entry_visit v = {fn, arg};
+    entry_scan(txn, DB_QUEUE, agency, after, visit_entry, &v, "scan queue");
+}
+
+void cb_store_parked_scan(cb_txn *txn, const char *agency, uint64_t after, cb_entry_fn fn,
+                          void *arg)
+{
+    struct entry_visit v = {fn, arg};
+    entry_scan(txn, DB_PARKED, agency, after, visit_entry, &v, "scan parked");
+}
+
+static bool entry_get(cb_txn *txn, int db, const char *agency, uint64_t seq, cb_queue_entry *out,
+                      const char *step)
+{
+    key_buf k;
+    MDB_val data;
+    return key_make(txn, step, &k, agency, NULL, seq) &&
+           db_get(txn, db, val(k.b, k.len), &data, step) && entry_decode(txn, data, seq, out);
+}
+
+static void entry_put(cb_txn *txn, int db, const char *agency, const cb_queue_entry *e,
+                      const char *step)
+{
+    key_buf k;
+    uint8_t b[ENTRY_BYTES];
+    entry_encode(b, e);
+    if (key_make(txn, step, &k, agency, NULL, e->seq))
+        db_put(txn, db, val(k.b, k.len), val(b, sizeof b), step);
+}
+
+static bool entry_del(cb_txn *txn, int db, const char *agency, uint64_t seq, const char *step)
+{
+    key_buf k;
+    return key_make(txn, step, &k, agency, NULL, seq) && db_del(txn, db, val(k.b, k.len), step);
+}
+
+bool cb_store_queue_get(cb_txn *txn, const char *agency, uint64_t seq, cb_queue_entry *out)
+{
+    return entry_get(txn, DB_QUEUE, agency, seq, out, "read queue entry");
+}
+
+void cb_store_queue_put(cb_txn *txn, const char *agency, const cb_queue_entry *entry)
+{
+    entry_put(txn, DB_QUEUE, agency, entry, "put queue entry");
+}
+
+bool cb_store_queue_del(cb_txn *txn, const char *agency, uint64_t seq)
+{
+    return entry_del(txn, DB_QUEUE, agency, seq, "delete queue entry");
+}
+
+bool cb_store_park(cb_txn *txn, const char *agency, uint64_t seq)
+{
+    cb_queue_entry e;
+    if (!entry_get(txn, DB_QUEUE, agency, seq, &e, "park: read queue entry"))
+        return false;
+    entry_del(txn, DB_QUEUE, agency, seq, "park: delete queue entry");
+    entry_put(txn, DB_PARKED, agency, &e, "park: put parked entry");
+    return txn_ok(txn);
+}
+
+bool cb_store_unpark(cb_txn *txn, const char *agency, uint64_t seq)
+{
+    cb_queue_entry e;
+    if (!entry_get(txn, DB_PARKED, agency, seq, &e, "unpark: read parked entry"))
+        return false;
+    e.attempts = 0;
+    entry_del(txn, DB_PARKED, agency, seq, "unpark: delete parked entry");
+    entry_put(txn, DB_QUEUE, agency, &e, "unpark: put queue entry");
+    return txn_ok(txn);
+}
+
+struct stats_visit {
+    uint64_t count;
+    uint64_t oldest;
+};
+
+static bool visit_stats(cb_txn *txn, void *arg, uint64_t seq, MDB_val data)
+{
+    struct stats_visit *v = arg;
+    cb_queue_entry e;
+    if (!entry_decode(txn, data, seq, &e))
+        return false;
+    v->count++;
+    if (e.enqueued_ms < v->oldest)
+        v->oldest = e.enqueued_ms;
+    return true;
+}
+
+void cb_store_queue_stats(cb_txn *txn, const char *agency, cb_queue_stats *out)
+{
+    struct stats_visit v = {.oldest = UINT64_MAX};
+    entry_scan(txn, DB_QUEUE, agency, 0, visit_stats, &v, "count queue");
+    out->queued = v.count;
+    v.count = 0;
+    entry_scan(txn, DB_PARKED, agency, 0, visit_stats, &v, "count parked");
+    out->parked = v.count;
+    out->oldest_enqueued_ms = out->queued + out->parked ? v.oldest : 0;
+}
+
+/* ---- room and metadata */
+
+uint64_t cb_store_used_bytes(cb_txn *txn)
+{
+    /* Every tree counts: the free list (DBI 0), the main DB (1) holding the
+     * names, and ours; plus the two meta pages. */
+    MDB_stat st = {0};
+    uint64_t pages = 2;
+    for (int i = 0; i < 2 + DB_COUNT && txn_ok(txn); i++) {
+        MDB_dbi dbi = i < 2 ? (MDB_dbi)i : txn->store->dbi[i - 2];
+        if (check(txn, mdb_stat(txn->txn, dbi, &st), "measure store"))
+            pages += st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
+    }
+    return txn_ok(txn) ? pages * st.ms_psize : 0;
+}
+
+bool cb_store_has_room(cb_txn *txn)
+{
+    uint64_t used = cb_store_used_bytes(txn);
+    return txn_ok(txn) &&
+           (double)used < txn->store->publish_fraction * (double)txn->store->map_bytes;
+}
+
+bool cb_store_meta_get(cb_txn *txn, const char *name, void *buf, size_t cap, size_t *len)
+{
+    MDB_val data;
+    if (!db_get(txn, DB_META, str_val(name), &data, "read meta"))
+        return false;
+    if (cap > 0)
+        memcpy(buf, data.mv_data, data.mv_size < cap ? data.mv_size : cap);
+    *len = data.mv_size;
+    return true;
+}
+
+void cb_store_meta_put(cb_txn *txn, const char *name, const void *buf, size_t len)
+{
+    db_put(txn, DB_META, str_val(name), val(buf, len), "put meta");
+}

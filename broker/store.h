@@ -1,0 +1,124 @@
+/* The durable store: one LMDB environment with named databases, so an event,
+ * its indexes and its delivery-queue entries commit in one transaction. This
+ * is the only file pair that includes <lmdb.h>.
+ *
+ * Databases (keys big-endian so byte order is numeric order):
+ *   events   seq(u64)                      -> packed carebridge.v1.Envelope
+ *   ids      event_id                      -> seq(u64) digest(16)
+ *   persons  person key ("nhs:..", "chi:..", "local:sys:val") + 0 + seq -> ""
+ *   cases    from_agency + 0 + case_ref + 0 + seq                       -> ""
+ *   queue    agency + 0 + seq              -> enqueued_ms(u64) attempts(u32)
+ *   parked   agency + 0 + seq              -> enqueued_ms(u64) attempts(u32)
+ *   meta     name                          -> bytes
+ *
+ * A transaction carries a sticky error (after CZ-NIC Knot's knot_lmdb): once
+ * an operation fails, later ones do nothing and the commit reports the first
+ * failure, so callers write straight-line code and check once. Not-found is a
+ * plain false, never an error. */
+#ifndef CB_STORE_H
+#define CB_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "cb_error.h"
+
+#define CB_DIGEST_BYTES 16
+#define CB_KEY_MAX 400 /* longest index key part; LMDB keys stop at 511 bytes */
+
+typedef struct cb_store cb_store;
+typedef struct cb_txn cb_txn;
+
+typedef struct {
+    uint64_t seq;
+    uint64_t enqueued_ms; /* wall-clock ms since the epoch when queued */
+    uint32_t attempts;    /* deliveries made so far */
+} cb_queue_entry;
+
+/* Open (creating dir and files as needed) with a map of map_bytes.
+ * Publishes are refused (cb_store_has_room false) once the pages in use pass
+ * publish_fraction of the map, keeping headroom for deletes. NULL with err set
+ * (code STORE_UNAVAILABLE, reason naming the step) on failure. */
+cb_store *cb_store_open(const char *dir, uint64_t map_bytes, double publish_fraction, cb_error *err);
+void cb_store_destroy(cb_store **store_p);
+
+/* Close and reopen the environment after a failed commit or sync, so nothing
+ * in memory survives from the failed transaction (and MDB_PANIC is cleared).
+ * No transaction may be open. */
+bool cb_store_reopen(cb_store *store, cb_error *err);
+
+/* The map size: the most the store can hold. */
+uint64_t cb_store_limit_bytes(const cb_store *store);
+/* Number of successful write commits since open: each one was synced. */
+uint64_t cb_store_commits(const cb_store *store);
+
+/* One transaction at a time per process for writes; read transactions may be
+ * used while no write transaction is open. NULL only on failure (err set). */
+cb_txn *cb_txn_begin(cb_store *store, bool write, cb_error *err);
+/* Commit and sync. CB_OK, or STORE_FULL (map full, ENOSPC) or STORE_UNAVAILABLE
+ * (any other failure, including a failed sync), with err->reason naming the step.
+ * A sticky error aborts instead and returns it. Frees the txn either way. */
+cb_code cb_txn_commit(cb_txn **txn_p, cb_error *err);
+void cb_txn_abort(cb_txn **txn_p);
+/* The sticky error so far (CB_OK if none). */
+cb_code cb_txn_failed(const cb_txn *txn);
+
+/* ---- events and their indexes */
+
+/* The highest seq stored, 0 when empty. */
+uint64_t cb_store_last_seq(cb_txn *txn);
+uint64_t cb_store_event_count(cb_txn *txn);
+/* True with seq and digest when event_id is stored. */
+bool cb_store_find_id(cb_txn *txn, const char *event_id, uint64_t *seq, uint8_t digest[CB_DIGEST_BYTES]);
+/* Write the event under seq with its id, person and case index entries, and a
+ * queue entry (attempts 0) for each recipient. case_ref may be NULL. */
+void cb_store_put_event(cb_txn *txn, uint64_t seq, const uint8_t *bytes, size_t len,
+                        const char *event_id, const uint8_t digest[CB_DIGEST_BYTES],
+                        const char *const *person_keys, size_t n_person_keys,
+                        const char *from_agency, const char *case_ref,
+                        const char *const *recipients, size_t n_recipients, uint64_t now_ms);
+/* The stored bytes of seq; valid until the transaction ends. */
+bool cb_store_get_event(cb_txn *txn, uint64_t seq, const uint8_t **bytes, size_t *len);
+
+/* Calls fn for each seq under the key, ascending, until fn returns false. */
+typedef bool (*cb_seq_fn)(void *arg, uint64_t seq);
+void cb_store_person_seqs(cb_txn *txn, const char *person_key, cb_seq_fn fn, void *arg);
+void cb_store_case_seqs(cb_txn *txn, const char *from_agency, const char *case_ref, cb_seq_fn fn,
+                        void *arg);
+
+/* ---- delivery queues */
+
+typedef bool (*cb_entry_fn)(void *arg, const cb_queue_entry *entry);
+/* Entries of agency's queue with seq > after, ascending, until fn returns false. */
+void cb_store_queue_scan(cb_txn *txn, const char *agency, uint64_t after, cb_entry_fn fn, void *arg);
+bool cb_store_queue_get(cb_txn *txn, const char *agency, uint64_t seq, cb_queue_entry *out);
+/* Insert or overwrite. */
+void cb_store_queue_put(cb_txn *txn, const char *agency, const cb_queue_entry *entry);
+/* False if there was no such entry. */
+bool cb_store_queue_del(cb_txn *txn, const char *agency, uint64_t seq);
+/* Move an entry from the queue to the parked set (kept, never dropped). */
+bool cb_store_park(cb_txn *txn, const char *agency, uint64_t seq);
+/* Move a parked entry back to the queue with attempts reset to 0. */
+bool cb_store_unpark(cb_txn *txn, const char *agency, uint64_t seq);
+void cb_store_parked_scan(cb_txn *txn, const char *agency, uint64_t after, cb_entry_fn fn, void *arg);
+
+typedef struct {
+    uint64_t queued;
+    uint64_t parked;
+    uint64_t oldest_enqueued_ms; /* 0 when both are empty */
+} cb_queue_stats;
+void cb_store_queue_stats(cb_txn *txn, const char *agency, cb_queue_stats *out);
+
+/* ---- room and metadata */
+
+/* Bytes in pages used by all databases (not the map's high-water mark). */
+uint64_t cb_store_used_bytes(cb_txn *txn);
+/* False once used bytes pass the publish fraction of the map. */
+bool cb_store_has_room(cb_txn *txn);
+
+/* Small named values (the pseudonym key, the schema version). Get copies at
+ * most cap bytes and sets *len to the stored length. */
+bool cb_store_meta_get(cb_txn *txn, const char *name, void *buf, size_t cap, size_t *len);
+void cb_store_meta_put(cb_txn *txn, const char *name, const void *buf, size_t len);
+
+#endif

@@ -1,0 +1,33 @@
+/* The carebridge command line: one file per command, sharing these helpers. */
+#ifndef CB_CLI_H
+#define CB_CLI_H
+
+#include <stdbool.h>
+#include "client.h"
+
+#define CLI_DEFAULT_BROKER "tcp://127.0.0.1:5570"
+#define CLI_DEFAULT_FEED "tcp://127.0.0.1:5571"
+
+/* Exit statuses every command shares. */
+enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2 };
+
+typedef struct {
+    const char *broker; /* --broker, else $CAREBRIDGE_BROKER, else the default */
+    const char *feed;   /* --feed, else $CAREBRIDGE_FEED, else the default */
+} cli_globals;
+
+int cli_send(const cli_globals *g, int argc, char **argv);
+int cli_recv(const cli_globals *g, int argc, char **argv);
+int cli_journey(const cli_globals *g, int argc, char **argv);
+int cli_status(const cli_globals *g, int argc, char **argv);
+int cli_replay(const cli_globals *g, int argc, char **argv);
+int cli_tail(const cli_globals *g, int argc, char **argv);
+
+/* Parse a positive number of seconds; false on anything else. */
+bool cli_seconds(const char *text, double *out);
+/* Print a message as canonical JSON on one line; false if it cannot be. */
+bool cli_print_json(const ProtobufCMessage *m);
+/* A query-only connection, one request, its answer (or NULL after printing why). */
+cb_frame *cli_request(const cli_globals *g, cb_frame *request, int timeout_ms);
+
+#endif

@@ -1,0 +1,123 @@
+/* carebridge: send and receive events, and ask the broker about queues and journeys. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <signal.h>
+
+#include "cb_json.h"
+#include "cli.h"
+
+static const char usage[] =
+    "Usage: carebridge [--broker ENDPOINT] [--feed ENDPOINT] COMMAND [ARGS]\n"
+    "\n"
+    "Commands:\n"
+    "  send --as AGENCY [--timeout S] [--window N] [FILE|-]\n"
+    "        publish NDJSON events (one per line); prints per event\n"
+    "        'ACK <eventId> seq=<n>' or 'NACK <eventId> <CODE>: <reason>', and\n"
+    "        'ERROR line <n>: <reason>' for a line that is not an event.\n"
+    "        Unacknowledged events are resent, also across a broker restart.\n"
+    "        Exit 0 all acked, 1 any NACK or bad line, 2 usage, connection, or no\n"
+    "        progress for S seconds (default 5).\n"
+    "  recv --as AGENCY [--count N] [--timeout S]\n"
+    "        print delivered events as canonical JSON, one per line, acknowledging\n"
+    "        each after printing it. Stops after N events, or after S seconds\n"
+    "        without one. Exit 1 if fewer than N arrived.\n"
+    "  journey <NHS-or-CHI-number> [--json]\n"
+    "        the person's timeline across agencies and where each handoff stands\n"
+    "  status [--json]\n"
+    "        per agency: connected, queued, in flight, parked, oldest undelivered;\n"
+    "        the store's size and last seq\n"
+    "  replay <eventId> --to AGENCY\n"
+    "        queue a stored (or parked) event again for one recipient\n"
+    "  tail [--agency AGENCY] [--type TYPE] [--count N] [--timeout S]\n"
+    "        print the live feed of committed events as JSON {seq, event}\n"
+    "\n"
+    "Options:\n"
+    "  --broker ENDPOINT   broker endpoint (default $CAREBRIDGE_BROKER or " CLI_DEFAULT_BROKER ")\n"
+    "  --feed ENDPOINT     feed endpoint for tail (default $CAREBRIDGE_FEED or " CLI_DEFAULT_FEED ")\n"
+    "  -h, --help          this text;  -V, --version  the version\n"
+    "Every command also takes --help.\n";
+
+static const struct {
+    const char *name;
+    int (*run)(const cli_globals *, int, char **);
+} commands[] = {
+    {"send", cli_send},       {"recv", cli_recv},     {"journey", cli_journey},
+    {"status", cli_status},   {"replay", cli_replay}, {"tail", cli_tail},
+};
+
+bool cli_seconds(const char *text, double *out)
+{
+    char *end;
+    double v = strtod(text, &end);
+    if (end == text || *end || !(v > 0) || v > 86400 * 365)
+        return false;
+    *out = v;
+    return true;
+}
+
+bool cli_print_json(const ProtobufCMessage *m)
+{
+    cb_error err = {0};
+    char *text = cb_json_dumps(m, &err);
+    if (!text) {
+        fprintf(stderr, "carebridge: cannot print a message as JSON: %s\n", err.reason);
+        return false;
+    }
+    puts(text);
+    free(text);
+    return true;
+}
+
+cb_frame *cli_request(const cli_globals *g, cb_frame *request, int timeout_ms)
+{
+    cb_error err = {0};
+    cb_client_opts opts = {.endpoint = g->broker};
+    cb_client *c = cb_client_new(&opts, NULL, NULL, &err);
+    if (!c) {
+        fprintf(stderr, "carebridge: %s\n", err.reason);
+        return NULL;
+    }
+    cb_frame *reply = cb_client_request(c, request, timeout_ms, &err);
+    if (!reply)
+        fprintf(stderr, "carebridge: %s; is the broker running?\n", err.reason);
+    cb_client_destroy(&c);
+    return reply;
+}
+
+int main(int argc, char **argv)
+{
+    cli_globals g = {getenv("CAREBRIDGE_BROKER"), getenv("CAREBRIDGE_FEED")};
+    if (!g.broker)
+        g.broker = CLI_DEFAULT_BROKER;
+    if (!g.feed)
+        g.feed = CLI_DEFAULT_FEED;
+    signal(SIGPIPE, SIG_IGN);
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            fputs(usage, stdout);
+            return CLI_OK;
+        }
+        if (!strcmp(argv[i], "-V") || !strcmp(argv[i], "--version")) {
+            puts("carebridge " CB_VERSION);
+            return CLI_OK;
+        }
+        if ((!strcmp(argv[i], "--broker") || !strcmp(argv[i], "--feed")) && i + 1 < argc) {
+            *(argv[i][2] == 'b' ? &g.broker : &g.feed) = argv[i + 1];
+            i++;
+            continue;
+        }
+        fprintf(stderr, "carebridge: unknown option '%s'\n\n%s", argv[i], usage);
+        return CLI_USAGE;
+    }
+    if (i == argc) {
+        fputs(usage, stderr);
+        return CLI_USAGE;
+    }
+    for (size_t c = 0; c < sizeof commands / sizeof commands[0]; c++)
+        if (!strcmp(argv[i], commands[c].name))
+            return commands[c].run(&g, argc - i, argv + i);
+    fprintf(stderr, "carebridge: unknown command '%s'\n\n%s", argv[i], usage);
+    return CLI_USAGE;
+}

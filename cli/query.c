@@ -1,0 +1,283 @@
+/* carebridge journey, status and replay: one request to the broker each. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+
+#define REQUEST_TIMEOUT_MS 5000
+
+static const char journey_usage[] =
+    "Usage: carebridge journey <NHS-or-CHI-number> [--json] [--broker ENDPOINT]\n"
+    "\n"
+    "Print the person's timeline across agencies, oldest first: when, what, from and to,\n"
+    "and for each referral, discharge or handover where its handoff to each recipient\n"
+    "stands (SENT, ACKNOWLEDGED, ACCEPTED, DECLINED, INFO_REQUESTED, REDIRECTED) and\n"
+    "whether it has been delivered. Updates are merged into the event they correct.\n"
+    "--json prints the broker's JourneyReply as canonical JSON instead.\n";
+
+static const char status_usage[] =
+    "Usage: carebridge status [--json] [--broker ENDPOINT]\n"
+    "\n"
+    "Print, per agency: connected or not, events queued, in flight, parked, and the age\n"
+    "of the oldest undelivered one; then the store's size, fill and last seq.\n"
+    "--json prints the broker's StatusReply as canonical JSON instead.\n";
+
+static const char replay_usage[] =
+    "Usage: carebridge replay <eventId> --to AGENCY [--broker ENDPOINT]\n"
+    "\n"
+    "Queue the stored event again for AGENCY: a parked delivery is released with its\n"
+    "attempts reset, any other stored event is queued anew. Prints\n"
+    "'REPLAYED <eventId> seq=<n> to <agency>'. Exit 1 if the broker refuses.\n";
+
+/* Options shared by the three: --json, --to, --broker, --help. */
+typedef struct {
+    cli_globals g;
+    bool json;
+    const char *to;
+    const char *arg;
+} query_args;
+
+static int parse(const cli_globals *g, int argc, char **argv, const char *usage, bool takes_to, query_args *q)
+{
+    static const struct option opts[] = {{"json", no_argument, 0, 'j'},       {"to", required_argument, 0, 't'},
+                                         {"broker", required_argument, 0, 'b'}, {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    *q = (query_args){.g = *g};
+    int c;
+    while ((c = getopt_long(argc, argv, "jt:b:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'j': q->json = true; break;
+        case 't':
+            if (!takes_to)
+                goto bad;
+            q->to = optarg;
+            break;
+        case 'b': q->g.broker = optarg; break;
+        case 'h': fputs(usage, stdout); return CLI_OK;
+        default: goto bad;
+        }
+    }
+    if (optind < argc)
+        q->arg = argv[optind++];
+    if (optind == argc)
+        return -1;
+bad:
+    fputs(usage, stderr);
+    return CLI_USAGE;
+}
+
+/* A Nack answer: print it and say the command failed. */
+static bool refused(const cb_frame *reply, const char *command)
+{
+    if (reply->kind_case != CAREBRIDGE__V1__FRAME__KIND_NACK)
+        return false;
+    fprintf(stderr, "carebridge %s: %s: %s\n", command, cb_code_name((cb_code)reply->nack->code), reply->nack->reason);
+    return true;
+}
+
+static void print_when(const Google__Protobuf__Timestamp *ts)
+{
+    struct tm tm;
+    time_t t = ts ? (time_t)ts->seconds : 0;
+    gmtime_r(&t, &tm);
+    printf("%04d-%02d-%02d %02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min);
+}
+
+static const char *enum_name(const ProtobufCEnumDescriptor *d, int value)
+{
+    const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(d, value);
+    return v ? v->name : "?";
+}
+
+/* One line of what the event says, so the timeline reads without --json. */
+static void print_gist(const cb_envelope *ev)
+{
+    switch (ev->body_case) {
+    case CAREBRIDGE__V1__ENVELOPE__BODY_REFERRAL:
+        printf("      %s%s%s; urgency %s; consent %s; %zu outcome(s)\n", ev->referral->reason,
+               ev->referral->requested_service[0] ? "; wants " : "", ev->referral->requested_service,
+               enum_name(&carebridge__v1__referral__urgency__descriptor, ev->referral->urgency),
+               enum_name(&carebridge__v1__referral__consent__descriptor, ev->referral->consent),
+               ev->referral->n_outcomes);
+        break;
+    case CAREBRIDGE__V1__ENVELOPE__BODY_DISCHARGE: {
+        size_t unconfirmed = 0;
+        for (size_t i = 0; i < ev->discharge->n_dependencies; i++)
+            unconfirmed += !ev->discharge->dependencies[i]->confirmed;
+        for (size_t i = 0; i < ev->discharge->n_follow_ups; i++)
+            unconfirmed += !ev->discharge->follow_ups[i]->confirmed;
+        printf("      from %s to %s on %s; %zu of %zu follow-ups and dependencies unconfirmed\n",
+               ev->discharge->setting[0] ? ev->discharge->setting : "?",
+               ev->discharge->destination[0] ? ev->discharge->destination : "?",
+               ev->discharge->planned_date[0] ? ev->discharge->planned_date : "no planned date", unconfirmed,
+               ev->discharge->n_dependencies + ev->discharge->n_follow_ups);
+        break;
+    }
+    case CAREBRIDGE__V1__ENVELOPE__BODY_HANDOVER:
+        printf("      lead passes to %s; %zu outstanding action(s); %zu outcome(s) to sustain\n",
+               ev->handover->new_lead[0] ? ev->handover->new_lead : "?", ev->handover->n_outstanding_actions,
+               ev->handover->n_outcomes_to_sustain);
+        break;
+    case CAREBRIDGE__V1__ENVELOPE__BODY_CLOSURE:
+        printf("      %s\n", ev->closure->reason);
+        break;
+    default:
+        break;
+    }
+}
+
+static void print_step(const Carebridge__V1__JourneyStep *s)
+{
+    const cb_envelope *ev = s->event;
+    print_when(ev->occurred_at);
+    printf("  #%-5llu %-9s", (unsigned long long)s->seq, cb_body_name(ev));
+    if (ev->body_case == CAREBRIDGE__V1__ENVELOPE__BODY_RESPONSE)
+        printf(" %s", enum_name(&carebridge__v1__response__status__descriptor, ev->response->status));
+    printf("  %s ->", ev->from_agency);
+    for (size_t i = 0; i < ev->n_to_agencies; i++)
+        printf("%s %s", i ? "," : "", ev->to_agencies[i]);
+    printf("  [%s]", ev->event_id);
+    if (ev->correlation_id[0])
+        printf(" answers %s", ev->correlation_id);
+    putchar('\n');
+    print_gist(ev);
+    for (size_t i = 0; i < s->n_handoffs; i++) {
+        const Carebridge__V1__JourneyStep__Handoff *h = s->handoffs[i];
+        if (h->stage == CAREBRIDGE__V1__JOURNEY_STEP__STAGE__STAGE_UNSPECIFIED)
+            continue;
+        printf("      %-12s %-15s %s%s%s\n", h->agency,
+               enum_name(&carebridge__v1__journey_step__stage__descriptor, h->stage),
+               h->delivered ? "delivered" : "not yet delivered", h->note[0] ? "; " : "", h->note);
+    }
+    if (s->n_updated_by) {
+        printf("      updated by");
+        for (size_t i = 0; i < s->n_updated_by; i++)
+            printf(" #%llu", (unsigned long long)s->updated_by[i]);
+        putchar('\n');
+    }
+}
+
+int cli_journey(const cli_globals *g, int argc, char **argv)
+{
+    query_args q;
+    int rc = parse(g, argc, argv, journey_usage, false, &q);
+    if (rc >= 0)
+        return rc;
+    Carebridge__V1__JourneyRequest req = CAREBRIDGE__V1__JOURNEY_REQUEST__INIT;
+    req.person_id = (char *)q.arg;
+    cb_frame f = CAREBRIDGE__V1__FRAME__INIT;
+    f.kind_case = CAREBRIDGE__V1__FRAME__KIND_JOURNEY_REQUEST;
+    f.journey_request = &req;
+    cb_frame *reply = cli_request(&q.g, &f, REQUEST_TIMEOUT_MS);
+    if (!reply)
+        return CLI_USAGE;
+    if (refused(reply, "journey")) {
+        cb_frame_free(&reply);
+        return CLI_FAILED;
+    }
+    const Carebridge__V1__JourneyReply *j = reply->journey_reply;
+    if (q.json) {
+        cli_print_json(&j->base);
+    } else if (!j->n_steps) {
+        puts("No events are stored for that person.");
+    } else {
+        printf("Journey: %zu event(s)\n", j->n_steps);
+        for (size_t i = 0; i < j->n_steps; i++)
+            print_step(j->steps[i]);
+    }
+    cb_frame_free(&reply);
+    return CLI_OK;
+}
+
+static void print_age(uint64_t ms)
+{
+    if (!ms)
+        printf("%-8s", "-");
+    else if (ms < 60000)
+        printf("%-8s", "<1m");
+    else if (ms < 3600000)
+        printf("%-8llum", (unsigned long long)(ms / 60000));
+    else
+        printf("%-8lluh", (unsigned long long)(ms / 3600000));
+}
+
+int cli_status(const cli_globals *g, int argc, char **argv)
+{
+    query_args q;
+    int rc = parse(g, argc, argv, status_usage, false, &q);
+    if (rc >= 0)
+        return rc;
+    if (q.arg) {
+        fputs(status_usage, stderr);
+        return CLI_USAGE;
+    }
+    Carebridge__V1__StatusRequest req = CAREBRIDGE__V1__STATUS_REQUEST__INIT;
+    cb_frame f = CAREBRIDGE__V1__FRAME__INIT;
+    f.kind_case = CAREBRIDGE__V1__FRAME__KIND_STATUS_REQUEST;
+    f.status_request = &req;
+    cb_frame *reply = cli_request(&q.g, &f, REQUEST_TIMEOUT_MS);
+    if (!reply)
+        return CLI_USAGE;
+    if (refused(reply, "status")) {
+        cb_frame_free(&reply);
+        return CLI_FAILED;
+    }
+    const Carebridge__V1__StatusReply *s = reply->status_reply;
+    if (q.json) {
+        cli_print_json(&s->base);
+        cb_frame_free(&reply);
+        return CLI_OK;
+    }
+    printf("%-14s %-12s %-9s %8s %9s %7s  %s\n", "AGENCY", "KIND", "CONNECTED", "QUEUED", "IN-FLIGHT", "PARKED",
+           "OLDEST");
+    for (size_t i = 0; i < s->n_agencies; i++) {
+        const Carebridge__V1__AgencyStatus *a = s->agencies[i];
+        printf("%-14s %-12s %-9s %8llu %9u %7llu  ", a->id, a->kind, a->connected ? "yes" : "no",
+               (unsigned long long)a->queued, a->in_flight, (unsigned long long)a->parked);
+        print_age(a->oldest_undelivered_ms);
+        putchar('\n');
+        if (a->n_parked_seqs) {
+            printf("  parked seqs:");
+            for (size_t k = 0; k < a->n_parked_seqs; k++)
+                printf(" %llu", (unsigned long long)a->parked_seqs[k]);
+            printf("%s  (carebridge replay <eventId> --to %s)\n", a->parked > a->n_parked_seqs ? " ..." : "", a->id);
+        }
+    }
+    printf("store: %llu events, last seq %llu, %.1f of %.0f MiB in use%s\n", (unsigned long long)s->events,
+           (unsigned long long)s->last_seq, s->store_used_bytes / 1048576.0, s->store_limit_bytes / 1048576.0,
+           s->publishing_paused ? "; FULL: publishes are refused until deliveries drain it" : "");
+    cb_frame_free(&reply);
+    return CLI_OK;
+}
+
+int cli_replay(const cli_globals *g, int argc, char **argv)
+{
+    query_args q;
+    int rc = parse(g, argc, argv, replay_usage, true, &q);
+    if (rc >= 0)
+        return rc;
+    if (!q.arg || !q.to) {
+        fputs(replay_usage, stderr);
+        return CLI_USAGE;
+    }
+    Carebridge__V1__ReplayRequest req = CAREBRIDGE__V1__REPLAY_REQUEST__INIT;
+    req.event_id = (char *)q.arg;
+    req.agency = (char *)q.to;
+    cb_frame f = CAREBRIDGE__V1__FRAME__INIT;
+    f.kind_case = CAREBRIDGE__V1__FRAME__KIND_REPLAY_REQUEST;
+    f.replay_request = &req;
+    cb_frame *reply = cli_request(&q.g, &f, REQUEST_TIMEOUT_MS);
+    if (!reply)
+        return CLI_USAGE;
+    int status = CLI_FAILED;
+    if (!refused(reply, "replay")) {
+        printf("REPLAYED %s seq=%llu to %s%s\n", q.arg, (unsigned long long)reply->replay_reply->seq, q.to,
+               reply->replay_reply->was_parked ? " (released from parked)" : "");
+        status = CLI_OK;
+    }
+    cb_frame_free(&reply);
+    return status;
+}

@@ -1,0 +1,135 @@
+#include "cb_check.h"
+
+#include <stdio.h>
+#include <string.h>
+
+bool cb_utf8_valid(const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)str, *end = s + len;
+    while (s < end) {
+        unsigned c = *s;
+        if (c < 0x80) {
+            s++;
+            continue;
+        }
+        size_t n;
+        unsigned min, cp;
+        if ((c & 0xE0) == 0xC0) {
+            n = 1, min = 0x80, cp = c & 0x1F;
+        } else if ((c & 0xF0) == 0xE0) {
+            n = 2, min = 0x800, cp = c & 0x0F;
+        } else if ((c & 0xF8) == 0xF0) {
+            n = 3, min = 0x10000, cp = c & 0x07;
+        } else {
+            return false;
+        }
+        if ((size_t)(end - s) <= n)
+            return false;
+        for (size_t i = 1; i <= n; i++) {
+            if ((s[i] & 0xC0) != 0x80)
+                return false;
+            cp = (cp << 6) | (s[i] & 0x3F);
+        }
+        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        s += n + 1;
+    }
+    return true;
+}
+
+/* Depth-first over every string field; `path` grows as we descend and is
+ * restored on the way back up, so on failure it names the bad field. */
+static bool check_message(const ProtobufCMessage *m, char *path, size_t cap, size_t used)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    for (unsigned f = 0; f < d->n_fields; f++) {
+        const ProtobufCFieldDescriptor *fd = &d->fields[f];
+        if (fd->type != PROTOBUF_C_TYPE_STRING && fd->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        const char *base = (const char *)m;
+        if (fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+            uint32_t which = *(const uint32_t *)(base + fd->quantifier_offset);
+            if (which != fd->id)
+                continue;
+        }
+        size_t n = 1;
+        const void *const *items = (const void *const *)(base + fd->offset);
+        if (fd->label == PROTOBUF_C_LABEL_REPEATED) {
+            n = *(const size_t *)(base + fd->quantifier_offset);
+            items = *(const void *const *const *)(base + fd->offset);
+        }
+        for (size_t i = 0; i < n; i++) {
+            const void *item = items[i];
+            if (!item)
+                continue;
+            int w = fd->label == PROTOBUF_C_LABEL_REPEATED
+                        ? snprintf(path + used, cap - used, "%s%s[%zu]", used ? "." : "", fd->name, i)
+                        : snprintf(path + used, cap - used, "%s%s", used ? "." : "", fd->name);
+            size_t next = w < 0 ? used : used + (size_t)w >= cap ? cap - 1 : used + (size_t)w;
+            if (fd->type == PROTOBUF_C_TYPE_STRING) {
+                if (!cb_utf8_valid(item, strlen(item)))
+                    return false;
+            } else if (!check_message(item, path, cap, next)) {
+                return false;
+            }
+            path[used] = '\0';
+        }
+    }
+    return true;
+}
+
+bool cb_check_utf8(const ProtobufCMessage *m, char *path, size_t cap)
+{
+    if (cap == 0)
+        return check_message(m, (char[1]){0}, 1, 0);
+    path[0] = '\0';
+    return check_message(m, path, cap, 0);
+}
+
+static bool ten_digits(const char *s)
+{
+    if (!s || strlen(s) != 10)
+        return false;
+    for (int i = 0; i < 10; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+    return true;
+}
+
+/* Modulus 11 over the first nine digits, weights 10..2; a remainder that
+ * gives check 10 means the number is invalid, 11 means check digit 0. */
+static int mod11_check(const char *s)
+{
+    int sum = 0;
+    for (int i = 0; i < 9; i++)
+        sum += (s[i] - '0') * (10 - i);
+    int check = 11 - sum % 11;
+    return check == 11 ? 0 : check;
+}
+
+bool cb_nhs_number_valid(const char *s)
+{
+    return ten_digits(s) && mod11_check(s) == s[9] - '0';
+}
+
+/* CHI: DDMMYY then four digits; digit 9 encodes sex; the check digit is
+ * modulus 11, or modulus 10 for some numbers issued from November 2025. */
+static int mod10_check(const char *s)
+{
+    int sum = 0;
+    for (int i = 0; i < 9; i++) {
+        int d = (s[i] - '0') * (i % 2 == 0 ? 2 : 1);
+        sum += d > 9 ? d - 9 : d;
+    }
+    return (10 - sum % 10) % 10;
+}
+
+bool cb_chi_number_valid(const char *s)
+{
+    if (!ten_digits(s))
+        return false;
+    int day = (s[0] - '0') * 10 + (s[1] - '0'), month = (s[2] - '0') * 10 + (s[3] - '0');
+    if (day < 1 || day > 31 || month < 1 || month > 12)
+        return false;
+    return mod11_check(s) == s[9] - '0' || mod10_check(s) == s[9] - '0';
+}

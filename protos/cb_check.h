@@ -1,0 +1,21 @@
+/* Checks on decoded messages that belong to the contract rather than to any
+ * one component. */
+#ifndef CB_CHECK_H
+#define CB_CHECK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <protobuf-c/protobuf-c.h>
+
+/* True when every string in m, recursively, is valid UTF-8. Otherwise writes
+ * the path of the first bad one ("person.name", "referral.risks[0].description"). */
+bool cb_check_utf8(const ProtobufCMessage *m, char *path, size_t cap);
+
+/* True when s is valid UTF-8 of exactly len bytes (no overlongs, no surrogates). */
+bool cb_utf8_valid(const char *s, size_t len);
+
+/* Identifier checks. They inform flags; they never refuse an event. */
+bool cb_nhs_number_valid(const char *s);
+bool cb_chi_number_valid(const char *s);
+
+#endif

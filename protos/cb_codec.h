@@ -1,0 +1,51 @@
+/* The one funnel through which carebridge packs and unpacks protobuf: size
+ * limits are checked before anything is allocated, and the error text lives
+ * here once. */
+#ifndef CB_CODEC_H
+#define CB_CODEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "carebridge.pb-c.h"
+#include "cb_error.h"
+
+typedef Carebridge__V1__Frame cb_frame;
+typedef Carebridge__V1__Envelope cb_envelope;
+
+/* Decode one frame. Frames over max_len get TOO_LARGE before any allocation;
+ * bytes that are not a Frame get DECODE_ERROR. Free with cb_frame_free. */
+cb_frame *cb_frame_decode(const uint8_t *buf, size_t len, size_t max_len, cb_error *err);
+void cb_frame_free(cb_frame **frame_p);
+
+/* Decode a stored envelope (the store holds exactly the packed Envelope). */
+cb_envelope *cb_envelope_decode(const uint8_t *buf, size_t len);
+void cb_envelope_free(cb_envelope **env_p);
+
+/* Pack any message into a new malloc'd buffer; returns its length, 0 on
+ * allocation failure (an empty message packs to 0 bytes: *out is then non-NULL). */
+size_t cb_pack(const ProtobufCMessage *m, uint8_t **out);
+
+/* Pack into buf when it is big enough, else into a new buffer; *out says which. */
+size_t cb_pack_into(const ProtobufCMessage *m, uint8_t *buf, size_t cap, uint8_t **out);
+
+/* The ref and event id of a Publish frame, read from the wire without decoding
+ * the rest, so even a frame too large to decode can be answered by name.
+ * Either may be left empty (0, "") when absent or unreadable. */
+void cb_peek_publish(const uint8_t *buf, size_t len, uint64_t *ref, char *id, size_t cap);
+
+/* A Frame{deliver{seq, attempt, event}} around an already packed Envelope,
+ * without unpacking it: the wire form of an embedded message is its bytes.
+ * Returns the length written to a new malloc'd *out, 0 on allocation failure. */
+size_t cb_pack_deliver(uint64_t seq, uint32_t attempt, const uint8_t *event, size_t len, uint8_t **out);
+
+/* Merge src into *dst by protobuf's rules (set scalars replace, repeated
+ * fields append, messages merge): the parse of the two wire forms laid end to
+ * end. Both must have the same descriptor. False (and *dst unchanged) on
+ * allocation failure. */
+bool cb_merge(ProtobufCMessage **dst, const ProtobufCMessage *src);
+
+/* "referral", "discharge", "handover", "response", "update", "closure", or "none". */
+const char *cb_body_name(const cb_envelope *env);
+
+#endif

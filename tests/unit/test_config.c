@@ -1,0 +1,381 @@
+/* cb_config: the embedded default, the shipped file, defaults for omitted
+ * keys, and one test per way a file can be wrong. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define ERR_CAP 512
+
+/* Writes yaml to a fresh temporary file; the caller unlinks path. */
+static void write_temp(const char *yaml, char *path, size_t cap)
+{
+    const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    snprintf(path, cap, "%s/cb_config_XXXXXX", dir);
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    size_t len = strlen(yaml);
+    assert_int_equal(write(fd, yaml, len), (ssize_t)len);
+    assert_int_equal(close(fd), 0);
+}
+
+static cb_config *load_text(const char *yaml, char *err)
+{
+    char path[256];
+    write_temp(yaml, path, sizeof path);
+    cb_config *cfg = cb_config_load(path, err, ERR_CAP);
+    unlink(path);
+    return cfg;
+}
+
+static void assert_default_numbers(const cb_config *cfg)
+{
+    assert_string_equal(cfg->endpoint, "tcp://127.0.0.1:5570");
+    assert_string_equal(cfg->feed, "tcp://127.0.0.1:5571");
+    assert_string_equal(cfg->data_dir, "./var");
+    assert_int_equal(cfg->map_size_mb, 1024);
+    assert_int_equal(cfg->publish_fill_percent, 90);
+    assert_int_equal(cfg->max_event_bytes, 262144);
+    assert_int_equal(cfg->window, 128);
+    assert_int_equal(cfg->redelivery_timeout_ms, 10000);
+    assert_int_equal(cfg->redelivery_max_ms, 300000);
+    assert_int_equal(cfg->max_attempts, 5);
+    assert_int_equal(cfg->heartbeat_ms, 2000);
+}
+
+static void assert_agency(const cb_agency *a, const char *id, cb_agency_kind kind,
+                          const char *name)
+{
+    assert_string_equal(a->id, id);
+    assert_int_equal(a->kind, kind);
+    assert_string_equal(a->name, name);
+}
+
+static void assert_default_agencies(const cb_config *cfg)
+{
+    assert_int_equal(cfg->n_agencies, 4);
+    assert_agency(&cfg->agencies[0], "health", CB_AGENCY_HEALTH,
+                  "General Hospital discharge team (demo)");
+    assert_agency(&cfg->agencies[1], "housing", CB_AGENCY_HOUSING,
+                  "City Council housing options (demo)");
+    assert_agency(&cfg->agencies[2], "social-care", CB_AGENCY_SOCIAL_CARE,
+                  "Adult social care (demo)");
+    assert_agency(&cfg->agencies[3], "voluntary", CB_AGENCY_VOLUNTARY,
+                  "Community befriending service (demo)");
+}
+
+static void embedded_default_has_documented_values(void **state)
+{
+    (void)state;
+    char err[ERR_CAP] = "";
+    cb_config *cfg = cb_config_load(NULL, err, sizeof err);
+    assert_non_null(cfg);
+    assert_default_numbers(cfg);
+    assert_default_agencies(cfg);
+    cb_config_free(&cfg);
+    assert_null(cfg);
+}
+
+/* A key missing from the embedded YAML would still load, from the C
+ * defaults; the file is also the documentation, so each key must be there. */
+static void embedded_default_states_every_key(void **state)
+{
+    (void)state;
+    static const char *const keys[] = {
+        "\nbroker:\n", "\n  endpoint: ", "\n  feed: ", "\nstore:\n", "\n  path: ",
+        "\n  map_size_mb: ", "\n  publish_fill_percent: ", "\nlimits:\n",
+        "\n  max_event_bytes: ", "\n  window: ", "\n  redelivery_timeout_ms: ",
+        "\n  redelivery_max_ms: ", "\n  max_attempts: ", "\n  heartbeat_ms: ",
+        "\nagencies:\n",
+    };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (!strstr(cb_config_default_yaml, keys[i]))
+            fail_msg("embedded default lacks key '%s'", keys[i] + 1);
+}
+
+static void repo_file_matches_embedded_default(void **state)
+{
+    (void)state;
+    char path[1024], err[ERR_CAP] = "";
+    const char *src = getenv("CB_SRC");
+    if (src)
+        snprintf(path, sizeof path, "%s/config/carebridge.yaml", src);
+    else
+        snprintf(path, sizeof path, "../config/carebridge.yaml");
+
+    cb_config *file = cb_config_load(path, err, sizeof err);
+    assert_non_null(file);
+    cb_config *embedded = cb_config_load(NULL, err, sizeof err);
+    assert_non_null(embedded);
+
+    assert_string_equal(file->endpoint, embedded->endpoint);
+    assert_string_equal(file->feed, embedded->feed);
+    assert_string_equal(file->data_dir, embedded->data_dir);
+    assert_int_equal(file->map_size_mb, embedded->map_size_mb);
+    assert_int_equal(file->publish_fill_percent, embedded->publish_fill_percent);
+    assert_int_equal(file->max_event_bytes, embedded->max_event_bytes);
+    assert_int_equal(file->window, embedded->window);
+    assert_int_equal(file->redelivery_timeout_ms, embedded->redelivery_timeout_ms);
+    assert_int_equal(file->redelivery_max_ms, embedded->redelivery_max_ms);
+    assert_int_equal(file->max_attempts, embedded->max_attempts);
+    assert_int_equal(file->heartbeat_ms, embedded->heartbeat_ms);
+    assert_int_equal(file->n_agencies, embedded->n_agencies);
+    for (unsigned i = 0; i < file->n_agencies; i++)
+        assert_agency(&file->agencies[i], embedded->agencies[i].id, embedded->agencies[i].kind,
+                      embedded->agencies[i].name);
+
+    cb_config_free(&file);
+    cb_config_free(&embedded);
+}
+
+static void partial_file_keeps_defaults_for_omitted_keys(void **state)
+{
+    (void)state;
+    char err[ERR_CAP] = "";
+    cb_config *cfg = load_text("broker:\n"
+                               "  feed: \"tcp://127.0.0.1:6000\"\n"
+                               "limits:\n"
+                               "  window: 7\n",
+                               err);
+    assert_non_null(cfg);
+    assert_string_equal(cfg->feed, "tcp://127.0.0.1:6000");
+    assert_int_equal(cfg->window, 7);
+    assert_string_equal(cfg->endpoint, "tcp://127.0.0.1:5570");
+    assert_int_equal(cfg->max_event_bytes, 262144);
+    assert_int_equal(cfg->heartbeat_ms, 2000);
+    assert_int_equal(cfg->map_size_mb, 1024);
+    assert_default_agencies(cfg);
+    cb_config_free(&cfg);
+}
+
+static void agencies_only_file_replaces_the_list(void **state)
+{
+    (void)state;
+    char err[ERR_CAP] = "";
+    cb_config *cfg = load_text("agencies:\n"
+                               "  - id: st-marys\n"
+                               "    kind: HEALTH\n"
+                               "    name: St Mary's ward 4\n"
+                               "  - id: food-bank\n"
+                               "    kind: VOLUNTARY\n"
+                               "    name: Food bank\n",
+                               err);
+    assert_non_null(cfg);
+    assert_default_numbers(cfg);
+    assert_int_equal(cfg->n_agencies, 2);
+    assert_agency(&cfg->agencies[0], "st-marys", CB_AGENCY_HEALTH, "St Mary's ward 4");
+    assert_agency(&cfg->agencies[1], "food-bank", CB_AGENCY_VOLUNTARY, "Food bank");
+    cb_config_free(&cfg);
+}
+
+static void empty_file_is_all_defaults(void **state)
+{
+    (void)state;
+    char err[ERR_CAP] = "";
+    cb_config *cfg = load_text("# nothing set\n", err);
+    assert_non_null(cfg);
+    assert_default_numbers(cfg);
+    assert_default_agencies(cfg);
+    cb_config_free(&cfg);
+}
+
+static void missing_file_is_named(void **state)
+{
+    (void)state;
+    char err[ERR_CAP] = "";
+    const char *path = "/nonexistent/carebridge-test.yaml";
+    assert_null(cb_config_load(path, err, sizeof err));
+    assert_non_null(strstr(err, path));
+    assert_non_null(strstr(err, "cannot open"));
+}
+
+static void too_many_agencies_is_refused(void **state)
+{
+    (void)state;
+    size_t cap = 257 * 64 + 32, len = 0;
+    char *yaml = malloc(cap), err[ERR_CAP] = "";
+    assert_non_null(yaml);
+    len += (size_t)snprintf(yaml + len, cap - len, "agencies:\n");
+    for (int i = 0; i < 257; i++)
+        len += (size_t)snprintf(yaml + len, cap - len, "  - {id: a%d, kind: HOUSING, name: A}\n", i);
+    cb_config *cfg = load_text(yaml, err);
+    free(yaml);
+    assert_null(cfg);
+    assert_non_null(strstr(err, "agencies: at most 256 are allowed (got 257)"));
+}
+
+static void agency_lookup_finds_and_misses(void **state)
+{
+    (void)state;
+    char err[ERR_CAP] = "";
+    cb_config *cfg = cb_config_load(NULL, err, sizeof err);
+    assert_non_null(cfg);
+    const cb_agency *a = cb_config_agency(cfg, "social-care");
+    assert_non_null(a);
+    assert_int_equal(a->kind, CB_AGENCY_SOCIAL_CARE);
+    assert_null(cb_config_agency(cfg, "Social-Care"));
+    assert_null(cb_config_agency(cfg, "nobody"));
+    assert_null(cb_config_agency(cfg, NULL));
+    cb_config_free(&cfg);
+    cb_config_free(&cfg); /* second free of a NULL is a no-op */
+}
+
+static void kind_names_match_the_yaml_spelling(void **state)
+{
+    (void)state;
+    assert_string_equal(cb_agency_kind_name(CB_AGENCY_HEALTH), "HEALTH");
+    assert_string_equal(cb_agency_kind_name(CB_AGENCY_HOUSING), "HOUSING");
+    assert_string_equal(cb_agency_kind_name(CB_AGENCY_SOCIAL_CARE), "SOCIAL_CARE");
+    assert_string_equal(cb_agency_kind_name(CB_AGENCY_VOLUNTARY), "VOLUNTARY");
+    assert_string_equal(cb_agency_kind_name((cb_agency_kind)0), "UNKNOWN");
+}
+
+/* ---- Invalid files: each must fail with a message naming the file and
+ * the key, and saying what is wrong. ---- */
+
+struct invalid_case {
+    const char *name;
+    const char *yaml;
+    const char *expect;
+};
+
+#define AGENCY(id, kind, name) "  - {id: " id ", kind: " kind ", name: " name "}\n"
+
+static struct invalid_case invalid_cases[] = {
+    {"window_zero", "limits: {window: 0}\n",
+     "limits.window: must be between 1 and 10000 (got 0)"},
+    {"window_too_large", "limits: {window: 10001}\n",
+     "limits.window: must be between 1 and 10000 (got 10001)"},
+    {"window_negative", "limits: {window: -1}\n",
+     "limits.window: must be between 1 and 10000 (got -1)"},
+    {"window_fraction", "limits: {window: 1.5}\n",
+     "limits.window: must be a whole number (got '1.5')"},
+    {"window_trailing_text", "limits: {window: 12abc}\n",
+     "limits.window: must be a whole number (got '12abc')"},
+    {"window_empty", "limits: {window: }\n",
+     "limits.window: must be a whole number (got '')"},
+    {"window_list", "limits: {window: [1]}\n",
+     "limits.window: must be a single value"},
+    {"max_event_bytes_too_small", "limits: {max_event_bytes: 1023}\n",
+     "limits.max_event_bytes: must be between 1024 and 16777216 (got 1023)"},
+    {"max_event_bytes_too_large", "limits: {max_event_bytes: 16777217}\n",
+     "limits.max_event_bytes: must be between 1024 and 16777216 (got 16777217)"},
+    {"redelivery_timeout_too_small", "limits: {redelivery_timeout_ms: 9}\n",
+     "limits.redelivery_timeout_ms: must be at least 10 (got 9)"},
+    {"redelivery_timeout_above_max", "limits: {redelivery_timeout_ms: 400000}\n",
+     "limits.redelivery_timeout_ms: must not exceed limits.redelivery_max_ms (400000 > 300000)"},
+    {"redelivery_max_too_large", "limits: {redelivery_max_ms: 4294967296}\n",
+     "limits.redelivery_max_ms: must be between 10 and 4294967295 (got 4294967296)"},
+    {"max_attempts_zero", "limits: {max_attempts: 0}\n",
+     "limits.max_attempts: must be at least 1 (got 0)"},
+    {"heartbeat_too_small", "limits: {heartbeat_ms: 49}\n",
+     "limits.heartbeat_ms: must be between 50 and 600000 (got 49)"},
+    {"heartbeat_too_large", "limits: {heartbeat_ms: 600001}\n",
+     "limits.heartbeat_ms: must be between 50 and 600000 (got 600001)"},
+    {"fill_percent_too_small", "store: {publish_fill_percent: 9}\n",
+     "store.publish_fill_percent: must be between 10 and 99 (got 9)"},
+    {"fill_percent_too_large", "store: {publish_fill_percent: 100}\n",
+     "store.publish_fill_percent: must be between 10 and 99 (got 100)"},
+    {"map_size_zero", "store: {map_size_mb: 0}\n",
+     "store.map_size_mb: must be between 1 and 1048576 (got 0)"},
+    {"map_size_too_large", "store: {map_size_mb: 1048577}\n",
+     "store.map_size_mb: must be between 1 and 1048576 (got 1048577)"},
+    {"endpoint_empty", "broker: {endpoint: \"\"}\n", "broker.endpoint: must not be empty"},
+    {"feed_null", "broker:\n  feed:\n", "broker.feed: must not be empty"},
+    {"store_path_empty", "store: {path: \"\"}\n", "store.path: must not be empty"},
+    {"unknown_key", "limits:\n  window: 3\n  windw: 4\n",
+     "limits.windw: unknown key (near line 2)"},
+    {"unknown_top_level_key", "brokers: {}\n", "brokers: unknown key"},
+    {"unknown_agency_key",
+     "agencies:\n" AGENCY("a", "HEALTH", "A") "  - {id: b, kind: HEALTH, nmae: B}\n",
+     "agencies[1].nmae: unknown key"},
+    {"duplicate_key", "limits: {window: 1, heartbeat_ms: 100, window: 2}\n",
+     "limits.window: is given more than once"},
+    {"section_not_mapping", "limits: 5\n", "limits: must be a mapping"},
+    {"top_level_not_mapping", "- a\n- b\n", "the top level must be a mapping"},
+    {"agencies_not_sequence", "agencies: {id: a}\n", "agencies: must be a sequence"},
+    {"agencies_empty", "agencies: []\n", "agencies: must not be empty"},
+    {"agency_not_mapping", "agencies:\n" AGENCY("a", "HEALTH", "A") "  - 3\n",
+     "agencies[1]: must be a mapping"},
+    {"agency_id_upper_case",
+     "agencies:\n" AGENCY("health", "HEALTH", "H") AGENCY("care", "SOCIAL_CARE", "C")
+         AGENCY("Housing", "HOUSING", "X"),
+     "agencies[2].id: 'Housing' must match [a-z0-9][a-z0-9-]* and be at most 63 characters"},
+    {"agency_id_leading_dash", "agencies:\n" AGENCY("-x", "HEALTH", "X"),
+     "agencies[0].id: '-x' must match"},
+    {"agency_id_too_long",
+     "agencies:\n" AGENCY("a123456789012345678901234567890123456789012345678901234567890123",
+                          "HEALTH", "X"),
+     "agencies[0].id: 'a123456789012345678901234567890123456789012345678901234567890123' "
+     "must match [a-z0-9][a-z0-9-]* and be at most 63 characters"},
+    {"agency_id_empty", "agencies:\n  - {id: \"\", kind: HEALTH, name: X}\n",
+     "agencies[0].id: '' must match"},
+    {"agency_id_twice", "agencies:\n" AGENCY("health", "HEALTH", "A") AGENCY("health", "HOUSING", "B"),
+     "agencies[1].id: 'health' is listed twice"},
+    {"agency_kind_unknown", "agencies:\n" AGENCY("a", "HOSPITAL", "A"),
+     "agencies[0].kind: must be one of HEALTH, HOUSING, SOCIAL_CARE, VOLUNTARY (got 'HOSPITAL')"},
+    {"agency_kind_wrong_case", "agencies:\n" AGENCY("a", "Health", "A"),
+     "agencies[0].kind: must be one of HEALTH, HOUSING, SOCIAL_CARE, VOLUNTARY (got 'Health')"},
+    {"agency_kind_number", "agencies:\n" AGENCY("a", "1", "A"),
+     "agencies[0].kind: must be one of"},
+    {"agency_name_empty", "agencies:\n  - {id: a, kind: HEALTH, name: \"\"}\n",
+     "agencies[0].name: must not be empty"},
+    {"agency_name_missing", "agencies:\n" AGENCY("a", "HEALTH", "A") "  - {id: b, kind: HEALTH}\n",
+     "agencies[1].name: is required"},
+    {"agency_id_missing", "agencies:\n  - {}\n", "agencies[0].id: is required"},
+    {"not_yaml", "limits:\n  window: 3\n heartbeat_ms: 4\n", "not valid YAML: "},
+    {"unterminated_quote", "broker: {endpoint: \"tcp://\n", "not valid YAML: "},
+};
+
+static void invalid_file_is_explained(void **state)
+{
+    const struct invalid_case *c = *state;
+    char path[256], err[ERR_CAP] = "";
+    write_temp(c->yaml, path, sizeof path);
+    cb_config *cfg = cb_config_load(path, err, sizeof err);
+    unlink(path);
+    if (cfg) {
+        cb_config_free(&cfg);
+        fail_msg("loaded; expected \"%s\"", c->expect);
+    }
+    if (!strstr(err, path) || !strstr(err, c->expect))
+        fail_msg("got \"%s\"\nexpected the file name and \"%s\"", err, c->expect);
+}
+
+#define N_INVALID (sizeof invalid_cases / sizeof invalid_cases[0])
+
+int main(void)
+{
+    static const struct CMUnitTest fixed[] = {
+        cmocka_unit_test(embedded_default_has_documented_values),
+        cmocka_unit_test(embedded_default_states_every_key),
+        cmocka_unit_test(repo_file_matches_embedded_default),
+        cmocka_unit_test(partial_file_keeps_defaults_for_omitted_keys),
+        cmocka_unit_test(agencies_only_file_replaces_the_list),
+        cmocka_unit_test(empty_file_is_all_defaults),
+        cmocka_unit_test(missing_file_is_named),
+        cmocka_unit_test(too_many_agencies_is_refused),
+        cmocka_unit_test(agency_lookup_finds_and_misses),
+        cmocka_unit_test(kind_names_match_the_yaml_spelling),
+    };
+    /* Each invalid case is its own named test, so a failure says which. */
+    struct CMUnitTest tests[sizeof fixed / sizeof fixed[0] + N_INVALID];
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        tests[n++] = fixed[i];
+    for (size_t i = 0; i < N_INVALID; i++)
+        tests[n++] = (struct CMUnitTest){
+            .name = invalid_cases[i].name,
+            .test_func = invalid_file_is_explained,
+            .initial_state = &invalid_cases[i],
+        };
+    return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+}

@@ -1,0 +1,733 @@
+/* The store against a real LMDB environment in a temporary directory. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store.h"
+
+#define BIG_MAP (64ull << 20)
+#define TINY_MAP (256ull << 10)
+
+typedef struct {
+    char root[32]; /* from mkdtemp, removed with everything in it */
+    char dir[48];  /* the store's directory: root/db, created by cb_store_open */
+    uint64_t map_bytes;
+    double fraction;
+    cb_store *store;
+} fixture;
+
+/* Remove path and, if it is a directory, everything under it. */
+static int remove_tree(const char *path)
+{
+    DIR *d = opendir(path);
+    if (d) {
+        for (struct dirent *e; (e = readdir(d));) {
+            char sub[128];
+            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
+                snprintf(sub, sizeof sub, "%s/%s", path, e->d_name) < (int)sizeof sub)
+                remove_tree(sub);
+        }
+        closedir(d);
+    }
+    return remove(path);
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    cb_store_destroy(&f->store);
+    int rc = remove_tree(f->root);
+    free(f);
+    return rc;
+}
+
+static int setup_with(void **state, uint64_t map_bytes, double fraction)
+{
+    fixture *f = calloc(1, sizeof *f);
+    if (!f)
+        return -1;
+    strcpy(f->root, "/tmp/cb-store-XXXXXX");
+    if (!mkdtemp(f->root)) {
+        free(f);
+        return -1;
+    }
+    *state = f;
+    snprintf(f->dir, sizeof f->dir, "%s/db", f->root);
+    f->map_bytes = map_bytes;
+    f->fraction = fraction;
+    cb_error err = {0};
+    f->store = cb_store_open(f->dir, map_bytes, fraction, &err);
+    if (f->store)
+        return 0;
+    print_error("open store: %s\n", err.reason);
+    teardown(state);
+    return -1;
+}
+
+static int setup(void **state)
+{
+    return setup_with(state, BIG_MAP, 0.9);
+}
+
+static int setup_tiny(void **state)
+{
+    return setup_with(state, TINY_MAP, 0.5);
+}
+
+static cb_txn *begin(fixture *f, bool write)
+{
+    cb_error err = {0};
+    cb_txn *txn = cb_txn_begin(f->store, write, &err);
+    assert_non_null(txn);
+    return txn;
+}
+
+static void commit_ok(cb_txn **txn)
+{
+    cb_error err = {0};
+    assert_int_equal(cb_txn_commit(txn, &err), CB_OK);
+    assert_null(*txn);
+}
+
+/* Event seq: id "ev-<seq>", bytes body (or "event <seq>"), digest all seq,
+ * indexed under person (if any) and from/case_ref, queued for "housing". */
+static void put_body(cb_txn *txn, uint64_t seq, const char *person, const char *from,
+                     const char *case_ref, const uint8_t *body, size_t len, uint64_t now_ms)
+{
+    char id[32], text[32];
+    uint8_t digest[CB_DIGEST_BYTES];
+    const char *persons[] = {person};
+    const char *to[] = {"housing"};
+    snprintf(id, sizeof id, "ev-%llu", (unsigned long long)seq);
+    if (!body) {
+        snprintf(text, sizeof text, "event %llu", (unsigned long long)seq);
+        body = (const uint8_t *)text;
+        len = strlen(text);
+    }
+    memset(digest, (int)(seq & 0xff), sizeof digest);
+    cb_store_put_event(txn, seq, body, len, id, digest, persons, person ? 1 : 0, from, case_ref, to,
+                       1, now_ms);
+}
+
+static void put_event(cb_txn *txn, uint64_t seq, const char *person, const char *from,
+                      const char *case_ref)
+{
+    put_body(txn, seq, person, from, case_ref, NULL, 0, 1000 + seq);
+}
+
+typedef struct {
+    uint64_t seq[16];
+    size_t n;
+    size_t stop_at; /* stop after this many; 0: never */
+} seq_list;
+
+static bool collect_seq(void *arg, uint64_t seq)
+{
+    seq_list *l = arg;
+    assert_true(l->n < 16);
+    l->seq[l->n++] = seq;
+    return l->n != l->stop_at;
+}
+
+typedef struct {
+    cb_queue_entry e[16];
+    size_t n;
+} entry_list;
+
+static bool collect_entry(void *arg, const cb_queue_entry *e)
+{
+    entry_list *l = arg;
+    assert_true(l->n < 16);
+    l->e[l->n++] = *e;
+    return true;
+}
+
+static void assert_seqs(const seq_list *l, const uint64_t *want, size_t n)
+{
+    assert_int_equal(l->n, n);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(l->seq[i], want[i]);
+}
+
+static void assert_entry_seqs(const entry_list *l, const uint64_t *want, size_t n)
+{
+    assert_int_equal(l->n, n);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(l->e[i].seq, want[i]);
+}
+
+/* ---- opening */
+
+static void test_open_creates_private_directory(void **state)
+{
+    fixture *f = *state;
+    struct stat st;
+    assert_int_equal(stat(f->dir, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(st.st_mode & 0777, 0700);
+    assert_int_equal(cb_store_limit_bytes(f->store), BIG_MAP);
+    assert_int_equal(cb_store_commits(f->store), 0);
+}
+
+static void test_open_failure_names_the_step(void **state)
+{
+    fixture *f = *state;
+    char file[64], dir[80];
+    snprintf(file, sizeof file, "%s/file", f->root);
+    snprintf(dir, sizeof dir, "%s/db", file);
+    FILE *fp = fopen(file, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    cb_error err = {0};
+    assert_null(cb_store_open(dir, BIG_MAP, 0.9, &err));
+    assert_int_equal(err.code, CB_STORE_UNAVAILABLE);
+    assert_non_null(strstr(err.reason, "create directory"));
+}
+
+/* ---- events */
+
+static void test_put_event_then_find(void **state)
+{
+    fixture *f = *state;
+    cb_txn *txn = begin(f, true);
+    assert_int_equal(cb_store_last_seq(txn), 0);
+    assert_int_equal(cb_store_event_count(txn), 0);
+    put_event(txn, 1, "nhs:1", "health", "c1");
+    put_event(txn, 2, "nhs:1", "health", NULL);
+    commit_ok(&txn);
+
+    txn = begin(f, false);
+    uint64_t seq = 0;
+    uint8_t digest[CB_DIGEST_BYTES], want[CB_DIGEST_BYTES];
+    memset(want, 2, sizeof want);
+    assert_true(cb_store_find_id(txn, "ev-2", &seq, digest));
+    assert_int_equal(seq, 2);
+    assert_memory_equal(digest, want, sizeof want);
+    assert_false(cb_store_find_id(txn, "ev-9", &seq, digest));
+    assert_int_equal(cb_txn_failed(txn), CB_OK); /* not found is not an error */
+
+    const uint8_t *bytes;
+    size_t len;
+    assert_true(cb_store_get_event(txn, 2, &bytes, &len));
+    assert_int_equal(len, strlen("event 2"));
+    assert_memory_equal(bytes, "event 2", len);
+    assert_false(cb_store_get_event(txn, 3, &bytes, &len));
+    assert_int_equal(cb_store_last_seq(txn), 2);
+    assert_int_equal(cb_store_event_count(txn), 2);
+    assert_int_equal(cb_txn_failed(txn), CB_OK);
+    commit_ok(&txn);
+}
+
+static void test_person_index_in_seq_order_and_isolated(void **state)
+{
+    fixture *f = *state;
+    cb_txn *txn = begin(f, true);
+    /* 256 before 3 numerically, after it in little-endian byte order */
+    put_event(txn, 256, "nhs:1", "health", NULL);
+    put_event(txn, 3, "nhs:1", "health", NULL);
+    put_event(txn, 2, "nhs:12", "health", NULL);
+    put_event(txn, 1, "nhs:1", "health", NULL);
+    put_event(txn, 4, "nhs:12", "health", NULL);
+    commit_ok(&txn);
+
+    txn = begin(f, false);
+    seq_list one = {0}, twelve = {0}, stem = {0}, first_two = {.stop_at = 2};
+    cb_store_person_seqs(txn, "nhs:1", collect_seq, &one);
+    cb_store_person_seqs(txn, "nhs:12", collect_seq, &twelve);
+    cb_store_person_seqs(txn, "nhs:", collect_seq, &stem);
+    cb_store_person_seqs(txn, "nhs:1", collect_seq, &first_two);
+    assert_seqs(&one, (uint64_t[]){1, 3, 256}, 3);
+    assert_seqs(&twelve, (uint64_t[]){2, 4}, 2);
+    assert_seqs(&stem, NULL, 0);
+    assert_seqs(&first_two, (uint64_t[]){1, 3}, 2);
+    assert_int_equal(cb_txn_failed(txn), CB_OK);
+    commit_ok(&txn);
+}
+
+static void test_case_index_in_seq_order_and_isolated(void **state)
+{
+    fixture *f = *state;
+    cb_txn *txn = begin(f, true);
+    put_event(txn, 3, NULL, "health", "c1");
+    put_event(txn, 1, NULL, "health", "c1");
+    put_event(txn, 2, NULL, "health", "c12");
+    put_event(txn, 4, NULL, "housing", "c1");
+    put_event(txn, 5, NULL, "health", NULL);
+    commit_ok(&txn);
+
+    txn = begin(f, false);
+    seq_list c1 = {0}, c12 = {0}, other = {0};
+    cb_store_case_seqs(txn, "health", "c1", collect_seq, &c1);
+    cb_store_case_seqs(txn, "health", "c12", collect_seq, &c12);
+    cb_store_case_seqs(txn, "housing", "c1", collect_seq, &other);
+    assert_seqs(&c1, (uint64_t[]){1, 3}, 2);
+    assert_seqs(&c12, (uint64_t[]){2}, 1);
+    assert_seqs(&other, (uint64_t[]){4}, 1);
+    commit_ok(&txn);
+}
+
+/* ---- delivery queues */
+
+static void test_queue_scan_order_and_after(void **state)
+{
+    fixture *f = *state;
+    cb_txn *txn = begin(f, true);
+    uint64_t order[] = {300, 2, 256, 1};
+    for (size_t i = 0; i < 4; i++)
+        cb_store_queue_put(txn, "housing", &(cb_queue_entry){order[i], 7000 + order[i], 2});
+    cb_store_queue_put(txn, "housing-east", &(cb_queue_entry){5, 1, 0});
+    commit_ok(&txn);
+
+    txn = begin(f, false);
+    entry_list all = {0}, after2 = {0}, after300 = {0}, after_max = {0};
+    cb_store_queue_scan(txn, "housing", 0, collect_entry, &all);
+    cb_store_queue_scan(txn, "housing", 2, collect_entry, &after2);
+    cb_store_queue_scan(txn, "housing", 300, collect_entry, &after300);
+    cb_store_queue_scan(txn, "housing", UINT64_MAX, collect_entry, &after_max);
+    assert_entry_seqs(&all, (uint64_t[]){1, 2, 256, 300}, 4);
+    assert_int_equal(all.e[2].enqueued_ms, 7256);
+    assert_int_equal(all.e[2].attempts, 2);
+    assert_entry_seqs(&after2, (uint64_t[]){256, 300}, 2);
+    assert_entry_seqs(&after300, NULL, 0);
+    assert_entry_seqs(&after_max, NULL, 0);
+    commit_ok(&txn);
+}
+
+static void test_queue_put_overwrites(void **state)
+{
+    fixture *f = *state;
+    cb_txn *txn = begin(f, true);
+    cb_store_queue_put(txn, "housing", &(cb_queue_entry){7, 100, 0});
+    cb_store_queue_put(txn, "housing", &(cb_queue_entry){7, 100, 3});
+    commit_ok(&txn);
+
+    txn = begin(f, false);
+    cb_queue_entry e;
+    assert_true(cb_store_queue_get(txn, "housing", 7, &e));
+    assert_int_equal(e.seq, 7);
+    assert_int_equal(e.enqueued_ms, 100);
+    assert_int_equal(e.attempts, 3);
+    entry_list l = {0};
+    cb_store_queue_scan(txn, "housing", 0, collect_entry, &l);
+    assert_int_equal(l.n, 1);
+    commit_ok(&txn);
+}
+
+static void test_queue_del(void **state)
+{
+    fixture *f = *state;
+    cb_txn *txn = begin(f, true);
+    put_event(txn, 1, "nhs:1", "health", NULL);
+    commit_ok(&txn);
+
+    txn = begin(f, true);
+    cb_queue_entry e;
+    assert_true(cb_store_queue_get(txn, "housing", 1, &e));
+    assert_int_equal(e.enqueued_ms, 1001);
+    assert_int_equal(e.attempts, 0);
+    assert_true(cb_store_queue_del(txn, "housing", 1));
+    assert_false(cb_store_queue_del(txn, "housing", 1));
+    assert_false(cb_store_queue_get(txn, "housing", 1, &e));
+    assert_int_equal(cb_txn_failed(txn), CB_OK);
+    commit_ok(&txn);
+
+    txn = begin(f, false);
+    entry_list l = {0};
+    cb_store_queue_scan(txn, "housing", 0, collect_entry, &l);
+    assert_int_equal(l.n, 0);
+    assert_true(cb_store_get_event(txn, 1, &(const uint8_t *){0}, &(size_t){0}));
+    commit_ok(&txn);
+}
+
+static void test_park_and_unpark(void **state)
+{
+    fixture *f = *state;
+    cb_txn *txn = begin(f, true);
+    cb_store_queue_put(txn, "housing", &(cb_queue_entry){1, 1000, 5});
+    cb_store_queue_put(txn, "housing", &(cb_queue_entry){2, 2000, 0});
+    assert_true(cb_store_park(txn, "housing", 1));
+    assert_false(cb_store_park(txn, "housing", 9));
+    commit_ok(&txn);
+
+    txn = begin(f, true);
+    cb_queue_entry e;
+    entry_list queued = {0}, parked = {0};
+    cb_queue_stats stats;
+    assert_false(cb_store_queue_get(txn, "housing", 1, &e));
+    cb_store_queue_scan(txn, "housing", 0, collect_entry, &queued);
+    cb_store_parked_scan(txn, "housing", 0, collect_entry, &parked);
+    assert_entry_seqs(&queued, (uint64_t[]){2}, 1);
+    assert_entry_seqs(&parked, (uint64_t[]){1}, 1);
+    assert_int_equal(parked.e[0].attempts, 5);
+    cb_store_queue_stats(txn, "housing", &stats);
+    assert_int_equal(stats.queued, 1);
+    assert_int_equal(stats.parked, 1);
+    assert_int_equal(stats.oldest_enqueued_ms, 1000);
+
+    assert_true(cb_store_unpark(txn, "housing", 1));
+    assert_false(cb_store_unpark(txn, "housing", 1));
+    commit_ok(&txn);
+
+    txn = begin(f, false);
+    assert_true(cb_store_queue_get(txn, "housing", 1, &e));
+    assert_int_equal(e.attempts, 0);
+    assert_int_equal(e.enqueued_ms, 1000);
+    parked.n = 0;
+    cb_store_parked_scan(txn, "housing", 0, collect_entry, &parked);
+    assert_int_equal(parked.n, 0);
+    cb_store_queue_stats(txn, "housing", &stats);
+    assert_int_equal(stats.queued, 2);
+    assert_int_equal(stats.parked, 0);
+    assert_int_equal(cb_txn_failed(txn), CB_OK);
+    commit_ok(&txn);
+}
+
+static void test_queue_stats_oldest_over_queue_and_parked(void **state)
+{
+    fixture *f = *state;
+    cb_txn *txn = begin(f, true);
+    cb_queue_stats stats;
+    cb_store_queue_stats(txn, "housing", &stats);
+    assert_int_equal(stats.queued, 0);
+    assert_int_equal(stats.parked, 0);
+    assert_int_equal(stats.oldest_enqueued_ms, 0);
+
+    cb_store_queue_put(txn, "housing", &(cb_queue_entry){1, 5000, 0});
+    cb_store_queue_put(txn, "housing", &(cb_queue_entry){2, 3000, 0});
+    cb_store_queue_put(txn, "housing", &(cb_queue_entry){3, 4000, 0});
+    cb_store_queue_put(txn, "housing-east", &(cb_queue_entry){4, 10, 0});
+    assert_true(cb_store_park(txn, "housing", 3));
+    cb_store_queue_stats(txn, "housing", &stats);
+    assert_int_equal(stats.queued, 2);
+    assert_int_equal(stats.parked, 1);
+    assert_int_equal(stats.oldest_enqueued_ms, 3000);
+
+    /* the oldest now waits in the parked set, and still counts */
+    assert_true(cb_store_park(txn, "housing", 2));
+    cb_store_queue_stats(txn, "housing", &stats);
+    assert_int_equal(stats.queued, 1);
+    assert_int_equal(stats.parked, 2);
+    assert_int_equal(stats.oldest_enqueued_ms, 3000);
+    commit_ok(&txn);
+}
+
+/* ---- durability and failure */
+
+static void assert_event_one_stored(fixture *f)
+{
+    cb_txn *txn = begin(f, false);
+    uint64_t seq;
+    uint8_t digest[CB_DIGEST_BYTES];
+    const uint8_t *bytes;
+    size_t len;
+    cb_queue_entry e;
+    seq_list persons = {0};
+    char buf[8];
+    assert_true(cb_store_find_id(txn, "ev-1", &seq, digest));
+    assert_int_equal(seq, 1);
+    assert_true(cb_store_get_event(txn, 1, &bytes, &len));
+    assert_memory_equal(bytes, "event 1", len);
+    assert_true(cb_store_queue_get(txn, "housing", 1, &e));
+    cb_store_person_seqs(txn, "nhs:1", collect_seq, &persons);
+    assert_seqs(&persons, (uint64_t[]){1}, 1);
+    assert_true(cb_store_meta_get(txn, "schema", buf, sizeof buf, &len));
+    assert_memory_equal(buf, "1", len);
+    commit_ok(&txn);
+}
+
+static void put_event_one(fixture *f)
+{
+    cb_txn *txn = begin(f, true);
+    put_event(txn, 1, "nhs:1", "health", "c1");
+    cb_store_meta_put(txn, "schema", "1", 1);
+    commit_ok(&txn);
+}
+
+static void test_data_survives_destroy_and_open(void **state)
+{
+    fixture *f = *state;
+    put_event_one(f);
+    cb_store_destroy(&f->store);
+    assert_null(f->store);
+    cb_store_destroy(&f->store); /* a no-op on NULL */
+
+    cb_error err = {0};
+    f->store = cb_store_open(f->dir, f->map_bytes, f->fraction, &err);
+    assert_non_null(f->store);
+    assert_event_one_stored(f);
+}
+
+static void test_reopen_keeps_data(void **state)
+{
+    fixture *f = *state;
+    put_event_one(f);
+    cb_error err = {0};
+    assert_true(cb_store_reopen(f->store, &err));
+    assert_event_one_stored(f);
+
+    /* the database handles were opened again */
+    cb_txn *txn = begin(f, true);
+    put_event(txn, 2, "nhs:1", "health", NULL);
+    commit_ok(&txn);
+    assert_int_equal(cb_store_commits(f->store), 2);
+}
+
+static void test_commits_count_write_commits_only(void **state)
+{
+    fixture *f = *state;
+    cb_txn *txn = begin(f, true);
+    commit_ok(&txn);
+    assert_int_equal(cb_store_commits(f->store), 1);
+    txn = begin(f, false);
+    commit_ok(&txn);
+    txn = begin(f, true);
+    cb_store_meta_put(txn, "schema", "1", 1);
+    cb_txn_abort(&txn);
+    assert_null(txn);
+    cb_txn_abort(&txn); /* a no-op on NULL */
+    assert_int_equal(cb_store_commits(f->store), 1);
+}
+
+/* Publish 1000-byte events into a 256 KiB map until a commit fails. */
+static void test_map_full_loses_nothing_and_deletes_still_commit(void **state)
+{
+    fixture *f = *state;
+    uint8_t body[1000];
+    uint64_t seq = 0, room_lost_at = 0;
+    cb_code code = CB_OK;
+    cb_error err = {0};
+    while (code == CB_OK) {
+        assert_true(seq < 10000);
+        cb_txn *txn = begin(f, true);
+        if (!cb_store_has_room(txn) && !room_lost_at) {
+            room_lost_at = seq + 1;
+            assert_true(cb_store_used_bytes(txn) >= TINY_MAP / 2);
+        }
+        seq++;
+        memset(body, (int)(seq & 0xff), sizeof body);
+        put_body(txn, seq, "nhs:1", "health", NULL, body, sizeof body, seq);
+        code = cb_txn_commit(&txn, &err);
+    }
+    uint64_t committed = seq - 1;
+    assert_int_equal(code, CB_STORE_FULL);
+    assert_non_null(strstr(err.reason, "MDB_MAP_FULL"));
+    assert_true(room_lost_at > 1 && room_lost_at < seq);
+    assert_int_equal(cb_store_commits(f->store), committed);
+
+    cb_txn *txn = begin(f, false);
+    assert_int_equal(cb_store_event_count(txn), committed);
+    assert_int_equal(cb_store_last_seq(txn), committed);
+    for (uint64_t s = 1; s <= committed; s++) {
+        const uint8_t *bytes;
+        size_t len;
+        memset(body, (int)(s & 0xff), sizeof body);
+        assert_true(cb_store_get_event(txn, s, &bytes, &len));
+        assert_int_equal(len, sizeof body);
+        assert_memory_equal(bytes, body, len);
+    }
+    assert_false(cb_store_has_room(txn));
+    assert_int_equal(cb_txn_failed(txn), CB_OK);
+    commit_ok(&txn);
+
+    /* delivery acks delete, and the headroom lets them commit */
+    txn = begin(f, true);
+    for (uint64_t s = 1; s <= committed; s++)
+        assert_true(cb_store_queue_del(txn, "housing", s));
+    commit_ok(&txn);
+    txn = begin(f, false);
+    cb_queue_stats stats;
+    cb_store_queue_stats(txn, "housing", &stats);
+    assert_int_equal(stats.queued, 0);
+    commit_ok(&txn);
+}
+
+static void test_sticky_error_makes_later_ops_no_ops(void **state)
+{
+    fixture *f = *state;
+    put_event_one(f);
+
+    cb_txn *txn = begin(f, true);
+    cb_store_meta_put(txn, "before", "x", 1);
+    size_t huge_len = 2 * TINY_MAP;
+    uint8_t *huge = calloc(1, huge_len);
+    assert_non_null(huge);
+    put_body(txn, 2, "nhs:1", "health", NULL, huge, huge_len, 2);
+    free(huge);
+    assert_int_equal(cb_txn_failed(txn), CB_STORE_FULL);
+
+    /* everything after the failure does nothing, reads included */
+    const uint8_t *bytes;
+    size_t len;
+    cb_queue_entry e;
+    uint64_t seq;
+    uint8_t digest[CB_DIGEST_BYTES];
+    cb_store_meta_put(txn, "after", "y", 1);
+    cb_store_queue_put(txn, "housing", &(cb_queue_entry){9, 9, 0});
+    assert_false(cb_store_get_event(txn, 1, &bytes, &len));
+    assert_false(cb_store_find_id(txn, "ev-1", &seq, digest));
+    assert_false(cb_store_queue_get(txn, "housing", 1, &e));
+    assert_false(cb_store_queue_del(txn, "housing", 1));
+    assert_int_equal(cb_store_last_seq(txn), 0);
+    assert_false(cb_store_has_room(txn));
+    cb_error err = {0};
+    assert_int_equal(cb_txn_commit(&txn, &err), CB_STORE_FULL);
+    assert_null(txn);
+    assert_int_equal(err.code, CB_STORE_FULL);
+    assert_string_equal(err.reason, "put event: MDB_MAP_FULL: Environment mapsize limit reached");
+
+    txn = begin(f, false);
+    char buf[4];
+    assert_false(cb_store_meta_get(txn, "before", buf, sizeof buf, &len));
+    assert_false(cb_store_meta_get(txn, "after", buf, sizeof buf, &len));
+    assert_false(cb_store_queue_get(txn, "housing", 9, &e));
+    assert_int_equal(cb_store_last_seq(txn), 1);
+    commit_ok(&txn);
+    assert_event_one_stored(f);
+}
+
+static void test_failed_txn_can_be_aborted(void **state)
+{
+    fixture *f = *state;
+    cb_txn *txn = begin(f, false);
+    cb_store_meta_put(txn, "schema", "1", 1); /* a write in a read txn */
+    assert_int_equal(cb_txn_failed(txn), CB_STORE_UNAVAILABLE);
+    cb_txn_abort(&txn);
+    assert_null(txn);
+
+    txn = begin(f, false);
+    cb_store_queue_put(txn, "housing", &(cb_queue_entry){1, 1, 0});
+    cb_error err = {0};
+    assert_int_equal(cb_txn_commit(&txn, &err), CB_STORE_UNAVAILABLE);
+    assert_string_equal(err.reason, "put queue entry: Permission denied");
+}
+
+typedef struct {
+    cb_txn *txn;
+    size_t huge_len; /* the callback writes a meta value this long */
+    size_t calls;
+} failing_visit;
+
+static bool fail_in_callback(void *arg, const cb_queue_entry *e)
+{
+    failing_visit *v = arg;
+    (void)e;
+    v->calls++;
+    uint8_t *huge = calloc(1, v->huge_len);
+    assert_non_null(huge);
+    cb_store_meta_put(v->txn, "huge", huge, v->huge_len);
+    free(huge);
+    return true;
+}
+
+static void commit_three_entries(fixture *f)
+{
+    cb_txn *txn = begin(f, true);
+    for (uint64_t s = 1; s <= 3; s++)
+        cb_store_queue_put(txn, "housing", &(cb_queue_entry){s, s, 0});
+    commit_ok(&txn);
+}
+
+/* A failure inside a scan's callback ends the scan; the txn (and the scan's
+ * cursor, freed with a write txn, closed by the store for a read txn) is gone. */
+static void test_failure_in_scan_callback_stops_the_scan(void **state)
+{
+    fixture *f = *state;
+    commit_three_entries(f);
+
+    failing_visit v = {.txn = begin(f, true), .huge_len = 2 * TINY_MAP};
+    cb_store_queue_scan(v.txn, "housing", 0, fail_in_callback, &v);
+    assert_int_equal(v.calls, 1);
+    cb_error err = {0};
+    assert_int_equal(cb_txn_commit(&v.txn, &err), CB_STORE_FULL);
+    assert_non_null(strstr(err.reason, "put meta: MDB_MAP_FULL"));
+
+    v = (failing_visit){.txn = begin(f, false), .huge_len = 1};
+    cb_store_queue_scan(v.txn, "housing", 0, fail_in_callback, &v);
+    assert_int_equal(v.calls, 1);
+    assert_int_equal(cb_txn_failed(v.txn), CB_STORE_UNAVAILABLE);
+    cb_txn_abort(&v.txn);
+}
+
+/* ---- room and metadata */
+
+static void test_used_bytes_counts_pages(void **state)
+{
+    fixture *f = *state;
+    long page = sysconf(_SC_PAGESIZE);
+    cb_txn *txn = begin(f, true);
+    uint64_t empty = cb_store_used_bytes(txn);
+    assert_true(empty >= 3 * (uint64_t)page); /* two meta pages and the main DB */
+    assert_int_equal(empty % (uint64_t)page, 0);
+    uint8_t body[1000] = {0};
+    for (uint64_t s = 1; s <= 100; s++)
+        put_body(txn, s, "nhs:1", "health", NULL, body, sizeof body, s);
+    assert_true(cb_store_used_bytes(txn) >= empty + 100 * sizeof body);
+    assert_true(cb_store_has_room(txn));
+    commit_ok(&txn);
+}
+
+static void test_meta_get_and_put(void **state)
+{
+    fixture *f = *state;
+    uint8_t key[32], buf[9];
+    size_t len = 0;
+    for (size_t i = 0; i < sizeof key; i++)
+        key[i] = (uint8_t)i;
+
+    cb_txn *txn = begin(f, true);
+    assert_false(cb_store_meta_get(txn, "pseudonym-key", buf, sizeof buf, &len));
+    cb_store_meta_put(txn, "pseudonym-key", key, sizeof key);
+    cb_store_meta_put(txn, "schema", "1", 1);
+    commit_ok(&txn);
+
+    txn = begin(f, false);
+    memset(buf, 0xee, sizeof buf);
+    assert_true(cb_store_meta_get(txn, "pseudonym-key", buf, 8, &len));
+    assert_int_equal(len, sizeof key);
+    assert_memory_equal(buf, key, 8);
+    assert_int_equal(buf[8], 0xee); /* nothing past cap */
+    assert_true(cb_store_meta_get(txn, "schema", buf, sizeof buf, &len));
+    assert_int_equal(len, 1);
+    assert_memory_equal(buf, "1", 1);
+    commit_ok(&txn);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_open_creates_private_directory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_failure_names_the_step, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_put_event_then_find, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_person_index_in_seq_order_and_isolated, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_case_index_in_seq_order_and_isolated, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_scan_order_and_after, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_put_overwrites, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_del, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_park_and_unpark, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_stats_oldest_over_queue_and_parked, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_data_survives_destroy_and_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commits_count_write_commits_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_map_full_loses_nothing_and_deletes_still_commit,
+                                        setup_tiny, teardown),
+        cmocka_unit_test_setup_teardown(test_sticky_error_makes_later_ops_no_ops, setup_tiny,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_failed_txn_can_be_aborted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failure_in_scan_callback_stops_the_scan, setup_tiny,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_used_bytes_counts_pages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_meta_get_and_put, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
