@@ -1,6 +1,7 @@
 #include "client.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -30,6 +31,7 @@ struct cb_client {
     uint32_t n_used, free_hint;
     uint64_t generation, next_request;
     cb_frame *reply; /* answer to the outstanding request */
+    char failure[300];
 };
 
 int64_t cb_client_now_ms(void)
@@ -140,6 +142,11 @@ bool cb_client_has_room(const cb_client *c)
 size_t cb_client_unanswered(const cb_client *c)
 {
     return c->n_used;
+}
+
+const char *cb_client_failure(const cb_client *c)
+{
+    return c->failure[0] ? c->failure : NULL;
 }
 
 bool cb_client_welcomed(const cb_client *c)
@@ -253,6 +260,9 @@ static void on_frame(cb_client *c, cb_frame *f)
         else if (f->nack->code == CAREBRIDGE__V1__ERROR_CODE__HELLO_REQUIRED && c->opts.agency &&
                  cb_client_now_ms() - c->hello_sent_ms > HELLO_RETRY_MS)
             say_hello(c);
+        else if (!c->welcomed && f->nack->code != CAREBRIDGE__V1__ERROR_CODE__HELLO_REQUIRED)
+            snprintf(c->failure, sizeof c->failure, "the broker refused hello as '%s': %s: %s", c->opts.agency,
+                     cb_code_name((cb_code)f->nack->code), f->nack->reason);
         break;
     case CAREBRIDGE__V1__FRAME__KIND_DELIVER:
         on_deliver(c, f->deliver);
@@ -285,8 +295,14 @@ int cb_client_run(cb_client *c, int timeout_ms)
     int64_t next = c->last_sent_ms + c->opts.heartbeat_ms;
     if (timeout_ms > 0 && next - now < timeout_ms)
         timeout_ms = next > now ? (int)(next - now) : 0;
-    if (zmq_poll(&item, 1, timeout_ms) < 0)
-        return errno == EINTR ? 0 : -1;
+    if (c->failure[0])
+        return -1;
+    if (zmq_poll(&item, 1, timeout_ms) < 0) {
+        if (errno == EINTR)
+            return 0;
+        snprintf(c->failure, sizeof c->failure, "connection to %s failed: %s", c->opts.endpoint, zmq_strerror(errno));
+        return -1;
+    }
     int handled = 0;
     for (;;) {
         zmq_msg_t msg;
@@ -303,7 +319,7 @@ int cb_client_run(cb_client *c, int timeout_ms)
         }
     }
     timers(c, cb_client_now_ms());
-    return handled;
+    return c->failure[0] ? -1 : handled;
 }
 
 cb_frame *cb_client_request(cb_client *c, cb_frame *request, int timeout_ms, cb_error *err)

@@ -45,6 +45,10 @@ bool cb_client_has_room(const cb_client *c);
  * something was handled). -1 on a fatal socket error. */
 int cb_client_run(cb_client *c, int timeout_ms);
 
+/* Why the connection cannot go on (the broker refused the hello, or the
+ * socket failed), or NULL while it can. run() returns -1 once this is set. */
+const char *cb_client_failure(const cb_client *c);
+
 /* True once the broker has welcomed the current hello. */
 bool cb_client_welcomed(const cb_client *c);
 /* Monotonic ms when the broker last answered anything (0 before it ever has). */

@@ -265,6 +265,7 @@ static void on_delivery_ack(cb_broker *b, int p, const cb_frame *f)
         return;
     }
     b->acks[b->n_acks++] = (delivery_ack){(unsigned)b->peers[p].agency, f->delivery_ack->seq};
+    cb_log(CB_LOG_DEBUG, "delivered agency=%s seq=%llu", peer_name(b, p), (unsigned long long)f->delivery_ack->seq);
 }
 
 static void on_heartbeat(cb_broker *b, int p, const cb_frame *f)
@@ -397,8 +398,11 @@ static void replay(cb_broker *b, cb_txn *txn, request *r)
     }
     r->was_parked = cb_store_unpark(txn, q->agency, r->seq);
     cb_queue_entry e;
-    if (!r->was_parked && !cb_store_queue_get(txn, q->agency, r->seq, &e))
+    bool queued = !r->was_parked && cb_store_queue_get(txn, q->agency, r->seq, &e);
+    if (!r->was_parked && !queued)
         cb_store_queue_put(txn, q->agency, &(cb_queue_entry){r->seq, wall_ms(), 0});
+    cb_log(CB_LOG_INFO, "replay event=%s agency=%s seq=%llu %s", q->event_id, q->agency,
+           (unsigned long long)r->seq, r->was_parked ? "released from parked" : queued ? "already queued" : "queued again");
 }
 
 static bool has_work(const cb_broker *b, int64_t now)
@@ -446,32 +450,28 @@ static void refuse_publishes(cb_broker *b, cb_code code, const char *why)
     }
 }
 
-static void commit_batch(cb_broker *b, int64_t now)
+/* After a failed commit: refuse the publishes, keep nothing in memory from
+ * the plan, and reopen the store so no state from the failed transaction
+ * survives (see README, "When the store fails"). */
+static void recover(cb_broker *b, cb_code code, const cb_error *err)
 {
-    if (!has_work(b, now))
-        return;
-    cb_error err = {0};
-    cb_code code = commit(b, true, now, &err);
-    if (code == CB_STORE_FULL) {
-        cb_log(CB_LOG_WARN, "store full: %s; refusing this batch's publishes", err.reason);
-        refuse_publishes(b, CB_STORE_FULL, "the store is full; nothing was written, retry later");
-        code = commit(b, false, now, &err); /* acks and deliveries still go through */
+    cb_log(CB_LOG_ERROR, "commit failed (%s): %s; nothing from this batch is acknowledged; reopening the store",
+           cb_code_name(code), err->reason);
+    refuse_publishes(b, CB_STORE_UNAVAILABLE, "the store failed to commit or sync; nothing was acknowledged");
+    for (size_t i = 0; i < b->n_reqs; i++)
+        if (b->reqs[i].frame->kind_case == CAREBRIDGE__V1__FRAME__KIND_REPLAY_REQUEST && !b->reqs[i].code)
+            b->reqs[i].code = cb_fail(&b->reqs[i].err, CB_STORE_UNAVAILABLE, "the store failed to commit");
+    b->n_steps = 0;
+    cb_error reopen_err = {0};
+    if (!cb_store_reopen(b->store, &reopen_err)) {
+        cb_log(CB_LOG_ERROR, "cannot reopen the store: %s; stopping", reopen_err.reason);
+        b->exit_status = CB_EXIT_STORE_LOST;
     }
-    if (code) {
-        cb_log(CB_LOG_ERROR, "commit failed (%s): %s; nothing from this batch is acknowledged; reopening the store",
-               cb_code_name(code), err.reason);
-        refuse_publishes(b, CB_STORE_UNAVAILABLE, "the store failed to commit or sync; nothing was acknowledged");
-        b->n_steps = 0;
-        cb_error reopen_err = {0};
-        if (!cb_store_reopen(b->store, &reopen_err)) {
-            cb_log(CB_LOG_ERROR, "cannot reopen the store: %s; stopping", reopen_err.reason);
-            b->exit_status = CB_EXIT_STORE_LOST;
-        }
-        for (size_t i = 0; i < b->n_reqs; i++)
-            if (b->reqs[i].frame->kind_case == CAREBRIDGE__V1__FRAME__KIND_REPLAY_REQUEST && !b->reqs[i].code)
-                b->reqs[i].code = cb_fail(&b->reqs[i].err, CB_STORE_UNAVAILABLE, "the store failed to commit");
-        return;
-    }
+}
+
+/* The transaction committed: move memory to match it. */
+static void committed(cb_broker *b, int64_t now)
+{
     for (size_t i = 0; i < b->n_pubs; i++) {
         const publish *pub = &b->pubs[i];
         if (pub->code || pub->duplicate)
@@ -489,6 +489,24 @@ static void commit_batch(cb_broker *b, int64_t now)
                                  r->seq);
     }
     cb_delivery_apply(b->delivery, b->steps, b->n_steps, now);
+}
+
+static void commit_batch(cb_broker *b, int64_t now)
+{
+    if (!has_work(b, now))
+        return;
+    cb_error err = {0};
+    cb_code code = commit(b, true, now, &err);
+    if (code == CB_STORE_FULL) {
+        cb_log(CB_LOG_WARN, "store full: %s; refusing this batch's publishes", err.reason);
+        refuse_publishes(b, CB_STORE_FULL, "the store is full; nothing was written, retry later");
+        code = commit(b, false, now, &err); /* acks and deliveries still go through */
+    }
+    if (code)
+        recover(b, code, &err);
+    else
+        committed(b, now);
+    b->n_acks = 0; /* applied, or left queued to be redelivered */
 }
 
 /* ------------------------------------------------------------------ answers */
@@ -631,6 +649,7 @@ static void send_deliveries(cb_broker *b)
         if (n)
             send_bytes(b, p, buf, n);
         free(buf);
+        cb_log(CB_LOG_DEBUG, "deliver agency=%s seq=%llu attempt=%u", agency, (unsigned long long)s->seq, s->attempt);
         if (s->attempt > 1)
             cb_log(CB_LOG_INFO, "redeliver agency=%s seq=%llu attempt=%u", agency, (unsigned long long)s->seq,
                    s->attempt);

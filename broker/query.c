@@ -95,6 +95,17 @@ Carebridge__V1__StatusReply *cb_query_status(const cb_config *cfg, cb_txn *txn, 
 
 /* ---- journey */
 
+/* Timeline order: when it happened, then the order the broker stored it. */
+static int cmp_when(const void *a, const void *b)
+{
+    const step_t *x = *(step_t *const *)a, *y = *(step_t *const *)b;
+    int64_t xs = x->event->occurred_at ? x->event->occurred_at->seconds : 0;
+    int64_t ys = y->event->occurred_at ? y->event->occurred_at->seconds : 0;
+    if (xs != ys)
+        return xs < ys ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
 static int cmp_seq(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -272,5 +283,7 @@ Carebridge__V1__JourneyReply *cb_query_journey(const cb_config *cfg, cb_txn *txn
             add_event(r, seqs.seqs[i], ev, txn);
     }
     free(seqs.seqs);
+    /* Built in seq order, so responses apply in the order they arrived. */
+    qsort(r->steps, r->n_steps, sizeof *r->steps, cmp_when);
     return r;
 }

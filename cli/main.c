@@ -18,7 +18,7 @@ static const char usage[] =
     "        Unacknowledged events are resent, also across a broker restart.\n"
     "        Exit 0 all acked, 1 any NACK or bad line, 2 usage, connection, or no\n"
     "        progress for S seconds (default 5).\n"
-    "  recv --as AGENCY [--count N] [--timeout S]\n"
+    "  recv --as AGENCY [--count N] [--timeout S] [--no-ack]\n"
     "        print delivered events as canonical JSON, one per line, acknowledging\n"
     "        each after printing it. Stops after N events, or after S seconds\n"
     "        without one. Exit 1 if fewer than N arrived.\n"

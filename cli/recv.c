@@ -7,17 +7,20 @@
 #include "cli.h"
 
 static const char usage[] =
-    "Usage: carebridge recv --as AGENCY [--count N] [--timeout S] [--broker ENDPOINT]\n"
+    "Usage: carebridge recv --as AGENCY [--count N] [--timeout S] [--no-ack] [--broker ENDPOINT]\n"
     "\n"
     "Receive AGENCY's deliveries and print each event as canonical JSON on one line,\n"
     "acknowledging it to the broker only after it is printed. Events queued while\n"
     "AGENCY was offline arrive first, in order. A redelivered event may be printed\n"
     "again (delivery is at least once). Stops after N events, or after S seconds\n"
     "without a delivery (default: run until interrupted).\n"
+    "--no-ack prints without acknowledging: the events stay queued and are redelivered\n"
+    "(and parked after limits.max_attempts), as with an adapter that fails on them.\n"
     "Exit 0 normally, 1 if --count was not reached, 2 on a usage or connection error\n"
     "(the broker must answer within 5 s).\n";
 
 typedef struct {
+    bool ack;
     unsigned long printed, count;
     int64_t last_delivery;
 } progress;
@@ -32,21 +35,24 @@ static bool delivered(void *arg, const Carebridge__V1__Deliver *d)
     fflush(stdout);
     p->printed++;
     p->last_delivery = cb_client_now_ms();
-    return true;
+    return p->ack;
 }
 
 int cli_recv(const cli_globals *g_in, int argc, char **argv)
 {
     static const struct option opts[] = {{"as", required_argument, 0, 'a'},     {"count", required_argument, 0, 'n'},
                                          {"timeout", required_argument, 0, 't'}, {"broker", required_argument, 0, 'b'},
-                                         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+                                         {"no-ack", no_argument, 0, 'N'},        {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     cli_globals g = *g_in;
     const char *agency = NULL;
     double timeout_s = 0;
     long count = 0;
+    bool ack = true;
     int c;
     while ((c = getopt_long(argc, argv, "a:n:t:b:h", opts, NULL)) != -1) {
         switch (c) {
+        case 'N': ack = false; break;
         case 'a': agency = optarg; break;
         case 'b': g.broker = optarg; break;
         case 'n':
@@ -70,7 +76,7 @@ int cli_recv(const cli_globals *g_in, int argc, char **argv)
         fputs(agency ? "carebridge recv: unexpected argument\n" : "carebridge recv: --as AGENCY is required\n", stderr);
         return CLI_USAGE;
     }
-    progress p = {0, (unsigned long)count, cb_client_now_ms()};
+    progress p = {ack, 0, (unsigned long)count, cb_client_now_ms()};
     cb_error err = {0};
     cb_client_opts copts = {.endpoint = g.broker, .agency = agency, .receive = true,
                             .name = "carebridge recv " CB_VERSION};
@@ -84,7 +90,7 @@ int cli_recv(const cli_globals *g_in, int argc, char **argv)
     int64_t start = cb_client_now_ms(), timeout_ms = (int64_t)(timeout_s * 1000);
     while (!p.count || p.printed < p.count) {
         if (cb_client_run(client, 100) < 0) {
-            fprintf(stderr, "carebridge recv: connection to %s failed\n", g.broker);
+            fprintf(stderr, "carebridge recv: %s\n", cb_client_failure(client));
             status = CLI_USAGE;
             break;
         }

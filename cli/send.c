@@ -138,7 +138,7 @@ int cli_send(const cli_globals *g_in, int argc, char **argv)
             cb_envelope_free(&ev);
         }
         if (cb_client_run(client, 100) < 0) {
-            fprintf(stderr, "carebridge send: connection to %s failed\n", g.broker);
+            fprintf(stderr, "carebridge send: %s\n", cb_client_failure(client));
             status = CLI_USAGE;
             break;
         }

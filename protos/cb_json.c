@@ -25,37 +25,35 @@ typedef struct {
 
 /* ------------------------------------------------------------------ names */
 
-/* proto3's JSON name: drop each underscore and upper-case the letter after it. */
+/* proto3's JSON name drops each underscore and upper-cases the letter after
+ * it. Yields the next character of that spelling of *name, '\0' at the end. */
+static char camel_next(const char **name)
+{
+    bool upper = false;
+    for (; **name == '_'; (*name)++)
+        upper = true;
+    char c = **name;
+    if (c)
+        (*name)++;
+    return upper && c >= 'a' && c <= 'z' ? (char)(c - 'a' + 'A') : c;
+}
+
 static char *json_name(const char *name)
 {
     char *out = malloc(strlen(name) + 1), *o = out;
     if (!out)
         return NULL;
-    for (int upper = 0; *name; name++) {
-        if (*name == '_') {
-            upper = 1;
-            continue;
-        }
-        *o++ = upper && *name >= 'a' && *name <= 'z' ? (char)(*name - 'a' + 'A') : *name;
-        upper = 0;
-    }
-    *o = '\0';
+    while ((*o++ = camel_next(&name)))
+        ;
     return out;
 }
 
-/* The same rule as json_name, compared in place so lookups allocate nothing. */
+/* Compared in place, so looking up a key allocates nothing. */
 static bool json_name_is(const char *name, const char *key)
 {
-    for (int upper = 0; *name; name++) {
-        if (*name == '_') {
-            upper = 1;
-            continue;
-        }
-        char c = upper && *name >= 'a' && *name <= 'z' ? (char)(*name - 'a' + 'A') : *name;
+    for (char c; (c = camel_next(&name));)
         if (*key++ != c)
             return false;
-        upper = 0;
-    }
     return *key == '\0';
 }
 
@@ -74,20 +72,13 @@ static const ProtobufCFieldDescriptor *field_by_key(const ProtobufCMessageDescri
  * too long for the buffer is cut short: it only ever feeds an error reason. */
 static size_t path_push(walk *w, const char *name)
 {
-    size_t old = w->len;
-    const char *sep = old ? "." : "";
-    int n = snprintf(w->path + old, sizeof w->path - old, "%s", sep);
-    for (int upper = 0; *name && n >= 0 && old + (size_t)n + 1 < sizeof w->path; name++) {
-        if (*name == '_') {
-            upper = 1;
-            continue;
-        }
-        w->path[old + (size_t)n++] =
-            upper && *name >= 'a' && *name <= 'z' ? (char)(*name - 'a' + 'A') : *name;
-        upper = 0;
-    }
-    w->len = old + (size_t)(n < 0 ? 0 : n);
-    w->path[w->len] = '\0';
+    size_t old = w->len, n = old;
+    if (old && n + 1 < sizeof w->path)
+        w->path[n++] = '.';
+    for (char c; n + 1 < sizeof w->path && (c = camel_next(&name));)
+        w->path[n++] = c;
+    w->path[n] = '\0';
+    w->len = n;
     return old;
 }
 
@@ -95,7 +86,9 @@ static size_t path_index(walk *w, size_t i)
 {
     size_t old = w->len;
     int n = snprintf(w->path + old, sizeof w->path - old, "[%zu]", i);
-    w->len = n < 0 ? old : old + (size_t)n >= sizeof w->path ? sizeof w->path - 1 : old + (size_t)n;
+    w->len = old + (n > 0 ? (size_t)n : 0);
+    if (w->len >= sizeof w->path)
+        w->len = sizeof w->path - 1;
     return old;
 }
 
@@ -513,89 +506,88 @@ static bool fail_type(walk *w, const char *expected)
     return false;
 }
 
-/* An integer given as a JSON number (1e2 counts) or a decimal string; NULL on
- * success, else what is wrong. */
-static const char *signed_from_json(const json_t *j, int64_t min, int64_t max, int64_t *out)
+typedef enum { INT_OK, INT_NOT_INTEGER, INT_OUT_OF_RANGE } int_status;
+
+/* An integer given as a JSON number (1e2 counts) or a decimal string. */
+static int_status signed_from_json(const json_t *j, int64_t min, int64_t max, int64_t *out)
 {
     if (json_is_integer(j)) {
         *out = json_integer_value(j);
     } else if (json_is_real(j)) {
         double v = json_real_value(j);
         if (!(v >= -9223372036854775808.0 && v < 9223372036854775808.0))
-            return "out of range";
+            return INT_OUT_OF_RANGE;
         *out = (int64_t)v;
         if ((double)*out != v)
-            return "not an integer";
+            return INT_NOT_INTEGER;
     } else if (json_is_string(j)) {
         const char *s = json_string_value(j);
         char *end;
         if (!((s[0] >= '0' && s[0] <= '9') || (s[0] == '-' && s[1] >= '0' && s[1] <= '9')))
-            return "not an integer";
+            return INT_NOT_INTEGER;
         errno = 0;
         long long v = strtoll(s, &end, 10);
         if ((size_t)(end - s) != json_string_length(j))
-            return "not an integer";
+            return INT_NOT_INTEGER;
         if (errno == ERANGE)
-            return "out of range";
+            return INT_OUT_OF_RANGE;
         *out = v;
     } else {
-        return "not an integer";
+        return INT_NOT_INTEGER;
     }
-    return *out < min || *out > max ? "out of range" : NULL;
+    return *out < min || *out > max ? INT_OUT_OF_RANGE : INT_OK;
 }
 
-static const char *unsigned_from_json(const json_t *j, uint64_t max, uint64_t *out)
+static int_status unsigned_from_json(const json_t *j, uint64_t max, uint64_t *out)
 {
     if (json_is_integer(j)) {
         if (json_integer_value(j) < 0)
-            return "out of range";
+            return INT_OUT_OF_RANGE;
         *out = (uint64_t)json_integer_value(j);
     } else if (json_is_real(j)) {
         double v = json_real_value(j);
         if (!(v >= 0 && v < 18446744073709551616.0))
-            return "out of range";
+            return INT_OUT_OF_RANGE;
         *out = (uint64_t)v;
         if ((double)*out != v)
-            return "not an integer";
+            return INT_NOT_INTEGER;
     } else if (json_is_string(j)) {
         const char *s = json_string_value(j);
         char *end;
         if (s[0] == '-' && s[1] >= '0' && s[1] <= '9')
-            return "out of range";
+            return INT_OUT_OF_RANGE;
         if (s[0] < '0' || s[0] > '9')
-            return "not an integer";
+            return INT_NOT_INTEGER;
         errno = 0;
         unsigned long long v = strtoull(s, &end, 10);
         if ((size_t)(end - s) != json_string_length(j))
-            return "not an integer";
+            return INT_NOT_INTEGER;
         if (errno == ERANGE)
-            return "out of range";
+            return INT_OUT_OF_RANGE;
         *out = v;
     } else {
-        return "not an integer";
+        return INT_NOT_INTEGER;
     }
-    return *out > max ? "out of range" : NULL;
+    return *out > max ? INT_OUT_OF_RANGE : INT_OK;
 }
 
-static bool int_fail(walk *w, const char *why)
+static bool int_ok(walk *w, int_status status)
 {
-    if (strcmp(why, "out of range") == 0)
+    if (status == INT_OUT_OF_RANGE)
         cb_fail(&w->err, CB_INVALID_FIELD, "%s: integer out of range", w->path);
-    else
+    else if (status == INT_NOT_INTEGER)
         fail_type(w, "an integer (a number or a decimal string)");
-    return false;
+    return status == INT_OK;
 }
 
 static bool signed_into(walk *w, const json_t *j, int64_t min, int64_t max, int64_t *out)
 {
-    const char *why = signed_from_json(j, min, max, out);
-    return why ? int_fail(w, why) : true;
+    return int_ok(w, signed_from_json(j, min, max, out));
 }
 
 static bool unsigned_into(walk *w, const json_t *j, uint64_t max, uint64_t *out)
 {
-    const char *why = unsigned_from_json(j, max, out);
-    return why ? int_fail(w, why) : true;
+    return int_ok(w, unsigned_from_json(j, max, out));
 }
 
 static bool number_from_json(walk *w, const json_t *j, double max, double *out)
@@ -632,7 +624,7 @@ static bool enum_from_json(walk *w, const ProtobufCEnumDescriptor *ed, const jso
     }
     /* proto3 enums are open: an unknown number is kept, as on the wire. */
     int64_t v;
-    if (!json_is_integer(j) || signed_from_json(j, INT32_MIN, INT32_MAX, &v))
+    if (!json_is_integer(j) || signed_from_json(j, INT32_MIN, INT32_MAX, &v) != INT_OK)
         return fail_type(w, "an enum name or number");
     *out = (int)v;
     return true;
@@ -819,6 +811,7 @@ static bool fields_from_json(walk *w, const json_t *j, ProtobufCMessage *m)
     const ProtobufCMessageDescriptor *d = m->descriptor;
     const char *key;
     json_t *value;
+    /* jansson's iterators take a mutable object; they do not change it. */
     json_object_foreach((json_t *)j, key, value) {
         const ProtobufCFieldDescriptor *fd = field_by_key(d, key);
         if (!fd) {

@@ -197,8 +197,11 @@ static void test_margaret_journey_round_trip(void **state)
         {CAREBRIDGE__V1__ENVELOPE__BODY_RESPONSE, CAREBRIDGE__V1__RESPONSE__STATUS__ACCEPTED},
         {CAREBRIDGE__V1__ENVELOPE__BODY_DISCHARGE, 0},
     };
-    FILE *f = open_example("margaret.ndjson");
+    static const char *steps[] = {"margaret/1-referral.ndjson", "margaret/2-responses.ndjson",
+                                  "margaret/3-discharge.ndjson"};
     size_t i = 0;
+    for (size_t step = 0; step < sizeof steps / sizeof steps[0]; step++) {
+    FILE *f = open_example(steps[step]);
     char *line;
     while ((line = next_line(f))) {
         assert_true(i < sizeof journey / sizeof journey[0]);
@@ -218,6 +221,7 @@ static void test_margaret_journey_round_trip(void **state)
         i++;
     }
     fclose(f);
+    }
     assert_int_equal(i, sizeof journey / sizeof journey[0]);
 }
 
@@ -225,8 +229,9 @@ static void test_margaret_journey_round_trip(void **state)
 static void test_example_people_have_valid_ids(void **state)
 {
     (void)state;
-    const char *files[] = {"all-bodies.ndjson", "margaret.ndjson"};
-    for (size_t i = 0; i < 2; i++) {
+    const char *files[] = {"all-bodies.ndjson", "margaret/1-referral.ndjson", "margaret/2-responses.ndjson",
+                           "margaret/3-discharge.ndjson"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         FILE *f = open_example(files[i]);
         char *line;
         while ((line = next_line(f))) {
@@ -256,7 +261,8 @@ static void test_snake_case_names_accepted(void **state)
     expect_canonical(&carebridge__v1__envelope__descriptor,
                      "{\"event_id\":\"e1\",\"person\":{\"nhs_number\":\"9434765919\",\"local_ids\":"
                      "[{\"system\":\"pas\",\"value\":\"1\"}]},\"to_agencies\":[\"housing\"],"
-                     "\"referral\":{\"requested_service\":\"reablement\",\"what_has_helped\":\"x\"}}",
+                     "\"referral\":{\"requested_service\":\"reablement\","
+                     "\"what_has_helped\":\"x\"}}",
                      "{\"eventId\":\"e1\",\"person\":{\"nhsNumber\":\"9434765919\",\"localIds\":"
                      "[{\"system\":\"pas\",\"value\":\"1\"}]},\"toAgencies\":[\"housing\"],"
                      "\"referral\":{\"requestedService\":\"reablement\",\"whatHasHelped\":\"x\"}}");
@@ -389,7 +395,8 @@ static void test_unknown_field_named_with_path(void **state)
     (void)state;
     expect_envelope_error("{\"referral\":{\"contact\":{\"name\":\"A\",\"foo\":1}}}",
                           "unknown field 'foo' in referral.contact");
-    expect_envelope_error("{\"nhsNumber\":\"9434765919\"}", "unknown field 'nhsNumber' in Envelope");
+    expect_envelope_error("{\"nhsNumber\":\"9434765919\"}",
+                          "unknown field 'nhsNumber' in Envelope");
     expect_envelope_error("{\"referral\":{\"risks\":[{},{\"lvl\":1}]}}",
                           "unknown field 'lvl' in referral.risks[1]");
 }
@@ -399,8 +406,12 @@ static void test_unknown_field_key_sanitised(void **state)
 {
     (void)state;
     expect_envelope_error("{\"na me\\u00e9'x\":1}", "unknown field 'na?me???x' in Envelope");
-    expect_envelope_error("{\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\":1}",
-                          "unknown field 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa' in Envelope");
+    char key[71], json[128], reason[128];
+    memset(key, 'a', sizeof key - 1);
+    key[sizeof key - 1] = '\0';
+    snprintf(json, sizeof json, "{\"%s\":1}", key);
+    snprintf(reason, sizeof reason, "unknown field '%.47s' in Envelope", key);
+    expect_envelope_error(json, reason);
 }
 
 static void test_wrong_type_named_with_path(void **state)
@@ -431,7 +442,8 @@ static void test_two_oneof_members_named(void **state)
     expect_envelope_error("{\"referral\":{},\"discharge\":{}}",
                           "referral and discharge are members of one oneof: set only one");
     expect_envelope_error("{\"update\":{\"handover\":{},\"referral\":{}}}",
-                          "update.handover and update.referral are members of one oneof: set only one");
+                          "update.handover and update.referral are members of one oneof: "
+                          "set only one");
 }
 
 static void test_both_spellings_rejected(void **state)
@@ -559,12 +571,12 @@ static void test_defaults_omitted(void **state)
     follow.confirmed = 0;
     discharge.n_follow_ups = 1;
     discharge.follow_ups = follows;
-    discharge.housing_status = CAREBRIDGE__V1__DISCHARGE__HOUSING_STATUS__HOUSING_STATUS_UNSPECIFIED;
     env.person = &person;
     env.body_case = CAREBRIDGE__V1__ENVELOPE__BODY_DISCHARGE;
     env.discharge = &discharge;
     char *text = dumps_or_fail(&env.base);
-    assert_string_equal(text, "{\"person\":{},\"discharge\":{\"followUps\":[{\"agency\":\"housing\"}]}}");
+    assert_string_equal(text,
+                        "{\"person\":{},\"discharge\":{\"followUps\":[{\"agency\":\"housing\"}]}}");
     free(text);
 
     Envelope empty = CAREBRIDGE__V1__ENVELOPE__INIT;
@@ -625,7 +637,8 @@ static void scalars_init(ProtobufCMessage *m)
 }
 
 #define SCALAR(name, id, type)                                                                    \
-    {#name, id, PROTOBUF_C_LABEL_NONE, type, 0, offsetof(Scalars, name), NULL, NULL, 0, 0, NULL, NULL}
+    {#name, id, PROTOBUF_C_LABEL_NONE, type, 0, offsetof(Scalars, name), NULL, NULL, 0, 0, NULL,  \
+     NULL}
 static const ProtobufCFieldDescriptor scalars_fields[] = {
     SCALAR(double_value, 1, PROTOBUF_C_TYPE_DOUBLE),
     SCALAR(float_value, 2, PROTOBUF_C_TYPE_FLOAT),
@@ -633,8 +646,8 @@ static const ProtobufCFieldDescriptor scalars_fields[] = {
     SCALAR(fixed_64, 4, PROTOBUF_C_TYPE_FIXED64),
     SCALAR(zigzag_32, 5, PROTOBUF_C_TYPE_SINT32),
     SCALAR(blob, 6, PROTOBUF_C_TYPE_BYTES),
-    {"blob_list", 7, PROTOBUF_C_LABEL_REPEATED, PROTOBUF_C_TYPE_BYTES, offsetof(Scalars, n_blob_list),
-     offsetof(Scalars, blob_list), NULL, NULL, 0, 0, NULL, NULL},
+    {"blob_list", 7, PROTOBUF_C_LABEL_REPEATED, PROTOBUF_C_TYPE_BYTES,
+     offsetof(Scalars, n_blob_list), offsetof(Scalars, blob_list), NULL, NULL, 0, 0, NULL, NULL},
     {"int_list", 8, PROTOBUF_C_LABEL_REPEATED, PROTOBUF_C_TYPE_INT64, offsetof(Scalars, n_int_list),
      offsetof(Scalars, int_list), NULL, NULL, PROTOBUF_C_FIELD_FLAG_PACKED, 0, NULL, NULL},
     {"label", 9, PROTOBUF_C_LABEL_NONE, PROTOBUF_C_TYPE_STRING, offsetof(Scalars, pick_case),
@@ -655,9 +668,11 @@ static void test_every_scalar_type_round_trip(void **state)
 {
     (void)state;
     assert_round_trip(&scalars_descriptor,
-                      "{\"doubleValue\":2.5,\"floatValue\":-0.25,\"zigzag64\":\"-9223372036854775808\","
+                      "{\"doubleValue\":2.5,\"floatValue\":-0.25,"
+                      "\"zigzag64\":\"-9223372036854775808\","
                       "\"fixed64\":\"18446744073709551615\",\"zigzag32\":-7,\"blob\":\"AAEC/w==\","
-                      "\"blobList\":[\"aGk=\",\"\"],\"intList\":[\"1\",\"-2\"],\"code\":-2147483648}");
+                      "\"blobList\":[\"aGk=\",\"\"],\"intList\":[\"1\",\"-2\"],"
+                      "\"code\":-2147483648}");
 }
 
 /* A set oneof member at its default is still emitted: which member is set is information. */

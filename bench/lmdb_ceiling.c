@@ -1,0 +1,283 @@
+/* cb-bench-lmdb: the LMDB ceiling. The broker's own store module, writing
+ * per event exactly what the broker's commit writes for a publish to one
+ * recipient (an id lookup that misses, then the event, its id, a person index
+ * key, a case index key and one queue entry), B events per transaction, each
+ * commit synced as the broker's is. No ZeroMQ, no protobuf, no hashing: no
+ * broker built on this store can commit faster than this.
+ *
+ * Also times the machine's raw fdatasync (a 4 KiB pwrite then fdatasync,
+ * repeated), because every commit costs LMDB two of them (data pages, then
+ * the meta page) and that is the floor under every batch.
+ *
+ * Prints one JSON object on stdout. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store.h"
+
+static const char usage[] =
+    "Usage: cb-bench-lmdb [--batches B1,B2,...] [--events N] [--max-seconds S] [--size BYTES]\n"
+    "                     [--syncs N] [--tmp DIR]\n"
+    "  --batches    events per synced commit, each measured in a fresh store (default 128,512)\n"
+    "  --events N   events written per batch size (default 100000)\n"
+    "  --max-seconds S  stop a batch size's run after S seconds (default 10)\n"
+    "  --size B     stored event size (default 512)\n"
+    "  --syncs N    4 KiB write+fdatasync rounds for the sync figure (default 1000; 0 skips)\n"
+    "  --tmp DIR    where to create the temporary stores (default /tmp)\n";
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Remove a temporary directory and the files directly in it (LMDB makes only
+ * data.mdb and lock.mdb; nothing nests). */
+static void remove_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char path[4096];
+    while (d && (e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    if (d)
+        closedir(d);
+    rmdir(dir);
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+typedef struct {
+    unsigned batch;
+    uint64_t events, commits;
+    double seconds, events_per_s, commit_ms_avg, commit_ms_p99, db_mb;
+} batch_result;
+
+static bool run_batch(const char *tmp, unsigned batch, uint64_t events, double max_s, size_t size,
+                      const char *prefix, batch_result *out)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/cb-bench-lmdb.XXXXXX", tmp);
+    if (!mkdtemp(dir)) {
+        fprintf(stderr, "cb-bench-lmdb: mkdtemp in %s: %s\n", tmp, strerror(errno));
+        return false;
+    }
+    cb_error err = {0};
+    cb_store *st = cb_store_open(dir, 8ULL << 30, 0.99, &err);
+    uint8_t *value = malloc(size);
+    uint64_t max_commits = events / batch + 2;
+    int64_t *commit_ns = malloc(max_commits * sizeof *commit_ns);
+    bool ok = st && value && commit_ns;
+    if (!st)
+        fprintf(stderr, "cb-bench-lmdb: %s\n", err.reason);
+    for (size_t i = 0; value && i < size; i++)
+        value[i] = (uint8_t)(i * 131 + 7);
+    const char *recipients[] = {"social-care"};
+    uint64_t seq = 0, commits = 0;
+    int64_t t0 = now_ns(), max_ns = (int64_t)(max_s * 1e9);
+    while (ok && seq < events && now_ns() - t0 < max_ns) {
+        int64_t c0 = now_ns();
+        cb_txn *txn = cb_txn_begin(st, true, &err);
+        if (!txn) {
+            ok = false;
+            break;
+        }
+        uint64_t now = wall_ms();
+        for (unsigned i = 0; i < batch && seq < events; i++) {
+            char id[64], person[32], case_ref[32];
+            uint8_t digest[CB_DIGEST_BYTES], found_digest[CB_DIGEST_BYTES];
+            uint64_t existing;
+            ++seq;
+            /* The same key shapes as cb-bench-load's events: a fixed-width
+             * random-prefixed id, and 20000 people and cases. */
+            snprintf(id, sizeof id, "%s-00-%010llu", prefix, (unsigned long long)seq);
+            snprintf(person, sizeof person, "nhs:9%09llu", (unsigned long long)(seq % 20000));
+            snprintf(case_ref, sizeof case_ref, "case-%06llu", (unsigned long long)(seq % 20000));
+            memcpy(value, &seq, sizeof seq); /* values differ, as events do */
+            memset(digest, 0, sizeof digest);
+            memcpy(digest, &seq, sizeof seq);
+            const char *keys[] = {person};
+            if (cb_store_find_id(txn, id, &existing, found_digest)) {
+                fprintf(stderr, "cb-bench-lmdb: unexpected duplicate id\n");
+                ok = false;
+                break;
+            }
+            cb_store_put_event(txn, seq, value, size, id, digest, keys, 1, "health", case_ref, recipients, 1,
+                               now);
+        }
+        if (!ok) {
+            cb_txn_abort(&txn);
+            break;
+        }
+        if (cb_txn_commit(&txn, &err) != CB_OK) {
+            fprintf(stderr, "cb-bench-lmdb: commit: %s\n", err.reason);
+            ok = false;
+            break;
+        }
+        commit_ns[commits++] = now_ns() - c0;
+    }
+    int64_t t1 = now_ns();
+    if (ok) {
+        cb_txn *txn = cb_txn_begin(st, false, &err);
+        uint64_t used = txn ? cb_store_used_bytes(txn) : 0;
+        cb_txn_abort(&txn);
+        int64_t sum = 0;
+        for (uint64_t i = 0; i < commits; i++)
+            sum += commit_ns[i];
+        qsort(commit_ns, commits, sizeof *commit_ns, cmp_i64);
+        uint64_t p99 = commits ? (uint64_t)((double)commits * 0.99 + 0.999999) : 1;
+        *out = (batch_result){
+            .batch = batch,
+            .events = seq,
+            .commits = commits,
+            .seconds = (double)(t1 - t0) / 1e9,
+            .events_per_s = (double)seq / ((double)(t1 - t0) / 1e9),
+            .commit_ms_avg = commits ? (double)sum / (double)commits / 1e6 : 0,
+            .commit_ms_p99 = commits ? (double)commit_ns[(p99 > commits ? commits : p99) - 1] / 1e6 : 0,
+            .db_mb = (double)used / 1048576.0,
+        };
+    }
+    cb_store_destroy(&st);
+    free(value);
+    free(commit_ns);
+    remove_dir(dir);
+    return ok;
+}
+
+/* 4 KiB overwritten in place then fdatasync'ed, n times: the cost of one
+ * durable write on this disk, which LMDB pays twice per commit. */
+static bool sync_cost(const char *tmp, int n, double *avg_ms, double *p99_ms)
+{
+    char dir[4096], path[4200];
+    snprintf(dir, sizeof dir, "%s/cb-bench-sync.XXXXXX", tmp);
+    if (!mkdtemp(dir))
+        return false;
+    snprintf(path, sizeof path, "%s/sync", dir);
+    int fd = open(path, O_CREAT | O_RDWR | O_TRUNC, 0600);
+    int64_t *t = malloc((size_t)n * sizeof *t);
+    char block[4096];
+    memset(block, 's', sizeof block);
+    bool ok = fd >= 0 && t;
+    /* Lay the blocks down first, so the timed loop measures data syncs and
+     * not the file growing. */
+    for (int i = 0; ok && i < 64; i++)
+        ok = pwrite(fd, block, sizeof block, (off_t)i * 4096) == (ssize_t)sizeof block;
+    ok = ok && fsync(fd) == 0;
+    int64_t sum = 0;
+    for (int i = 0; ok && i < n; i++) {
+        int64_t t0 = now_ns();
+        block[0] = (char)i;
+        ok = pwrite(fd, block, sizeof block, (off_t)(i % 64) * 4096) == (ssize_t)sizeof block &&
+             fdatasync(fd) == 0;
+        t[i] = now_ns() - t0;
+        sum += t[i];
+    }
+    if (ok) {
+        qsort(t, (size_t)n, sizeof *t, cmp_i64);
+        *avg_ms = (double)sum / n / 1e6;
+        *p99_ms = (double)t[(int)((double)n * 0.99 + 0.999999) - 1] / 1e6;
+    }
+    if (fd >= 0)
+        close(fd);
+    free(t);
+    remove_dir(dir);
+    return ok;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"batches", required_argument, 0, 'b'}, {"events", required_argument, 0, 'n'},
+        {"max-seconds", required_argument, 0, 'm'}, {"size", required_argument, 0, 'z'},
+        {"syncs", required_argument, 0, 'y'},   {"tmp", required_argument, 0, 't'},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+    char batches_arg[256] = "128,512";
+    uint64_t events = 100000;
+    double max_s = 10;
+    size_t size = 512;
+    int syncs = 1000;
+    const char *tmp = "/tmp";
+    int c;
+    while ((c = getopt_long(argc, argv, "b:n:m:z:y:t:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'b': snprintf(batches_arg, sizeof batches_arg, "%s", optarg); break;
+        case 'n': events = strtoull(optarg, NULL, 10); break;
+        case 'm': max_s = strtod(optarg, NULL); break;
+        case 'z': size = strtoul(optarg, NULL, 10); break;
+        case 'y': syncs = atoi(optarg); break;
+        case 't': tmp = optarg; break;
+        case 'h': fputs(usage, stdout); return 0;
+        default: fputs(usage, stderr); return 2;
+        }
+    }
+    if (!events || max_s <= 0 || size < 8 || size > (1 << 20) || syncs < 0) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    uint8_t rnd[8];
+    char prefix[17];
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
+        memset(rnd, 0x5a, sizeof rnd);
+    for (int i = 0; i < 8; i++)
+        snprintf(prefix + 2 * i, 3, "%02x", rnd[i]);
+
+    double sync_avg = 0, sync_p99 = 0;
+    if (syncs && !sync_cost(tmp, syncs, &sync_avg, &sync_p99)) {
+        fprintf(stderr, "cb-bench-lmdb: the fdatasync test failed: %s\n", strerror(errno));
+        return 1;
+    }
+
+    batch_result results[16];
+    int n = 0;
+    double best = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(batches_arg, ",", &save); tok && n < 16; tok = strtok_r(NULL, ",", &save)) {
+        long b = strtol(tok, NULL, 10);
+        if (b < 1 || b > 100000) {
+            fputs(usage, stderr);
+            return 2;
+        }
+        if (!run_batch(tmp, (unsigned)b, events, max_s, size, prefix, &results[n]))
+            return 1;
+        if (results[n].events_per_s > best)
+            best = results[n].events_per_s;
+        n++;
+    }
+
+    printf("{\"event_bytes\": %zu, \"fdatasync_ms_avg\": %.3f, \"fdatasync_ms_p99\": %.3f, \"events_per_s\": %.1f, "
+           "\"batches\": [",
+           size, sync_avg, sync_p99, best);
+    for (int i = 0; i < n; i++)
+        printf("%s{\"batch\": %u, \"events\": %llu, \"commits\": %llu, \"seconds\": %.3f, \"events_per_s\": %.1f, "
+               "\"commit_ms_avg\": %.3f, \"commit_ms_p99\": %.3f, \"store_mb\": %.1f}",
+               i ? ", " : "", results[i].batch, (unsigned long long)results[i].events,
+               (unsigned long long)results[i].commits, results[i].seconds, results[i].events_per_s,
+               results[i].commit_ms_avg, results[i].commit_ms_p99, results[i].db_mb);
+    printf("]}\n");
+    return 0;
+}

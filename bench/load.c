@@ -1,0 +1,444 @@
+/* cb-bench-load: publish load through the real client library and measure
+ * how fast the broker acknowledges, and how long each ACK takes.
+ *
+ * S sender threads each own a cb_client (agency --from, events to --to), keep
+ * up to W publishes unanswered, and record for every event the time from
+ * cb_client_publish to the answered callback (CLOCK_MONOTONIC). The send time
+ * lives in a record whose address is the tag given to cb_client_publish, so
+ * the callback finds it without any lookup. With --rate the events follow a
+ * fixed schedule spread evenly over the senders, so latency is measured at a
+ * known offered load rather than at saturation.
+ *
+ * Prints one JSON object on stdout; diagnostics go to stderr. Exit 0 when
+ * every event was answered (ACK or NACK; NACKs are counted, never hidden),
+ * 1 when some stayed unanswered, 2 on bad usage or a connection failure. */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "client.h"
+
+static const char usage[] =
+    "Usage: cb-bench-load --endpoint EP [--senders S] [--window W] [--events N | --duration SEC]\n"
+    "                     [--rate R] [--size BYTES] [--from AGENCY] [--to AGENCY]\n"
+    "                     [--resend-ms MS] [--stall-s SEC]\n"
+    "\n"
+    "  --senders S    sender threads, each its own connection (default 1)\n"
+    "  --window W     publishes in flight per sender (default 256, the client default)\n"
+    "  --events N     total events over all senders (default 50000)\n"
+    "  --duration S   publish for S seconds instead of a fixed count\n"
+    "  --rate R       steady R events/s in total, paced across the senders\n"
+    "  --size B       packed envelope size in bytes (default 512)\n"
+    "  --from A       publishing agency (default health)\n"
+    "  --to A         recipient agency (default social-care)\n"
+    "  --resend-ms M  the client's resend timer (default 2000, the client default)\n"
+    "  --stall-s S    give up when nothing is answered for S seconds (default 15)\n";
+
+typedef struct {
+    int senders;
+    uint32_t window;
+    uint64_t events; /* 0 with a duration */
+    double duration_s;
+    double rate;
+    size_t size;
+    const char *endpoint, *from, *to;
+    uint32_t resend_ms;
+    double stall_s;
+    char prefix[17]; /* random per run, so a rerun against the same store never collides */
+} options;
+
+/* One publish in flight; its address is the tag, so the callback can find
+ * the send time. A sender owns window of these on a free list. */
+typedef struct rec {
+    int64_t sent_ns;
+    struct rec *next_free;
+} rec;
+
+typedef struct {
+    const options *o;
+    int index;
+    pthread_t thread;
+    cb_client *client;
+    rec *recs, *free_recs;
+    int64_t *lat_ns; /* one per answered event */
+    size_t n_lat, cap_lat;
+    uint64_t quota; /* events this sender publishes; UINT64_MAX with a duration */
+    uint64_t sent, acked, nacks, duplicates;
+    int64_t last_answer_ns, last_progress_ns;
+    int failed; /* 0 ok, 1 stalled, 2 connection error */
+    char first_nack[200];
+} sender;
+
+static pthread_barrier_t start_barrier;
+static int64_t start_ns;     /* set by sender 0 after the barrier, read after a second one */
+static atomic_int any_failed; /* a sender that could not connect: the others stop too */
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void answered(void *arg, void *tag, const Carebridge__V1__Ack *ack, const Carebridge__V1__Nack *nack)
+{
+    sender *s = arg;
+    rec *r = tag;
+    int64_t t = now_ns();
+    if (s->n_lat == s->cap_lat) {
+        size_t cap = s->cap_lat ? 2 * s->cap_lat : 65536;
+        int64_t *grown = realloc(s->lat_ns, cap * sizeof *grown);
+        if (!grown) {
+            fputs("cb-bench-load: out of memory\n", stderr);
+            exit(2);
+        }
+        s->lat_ns = grown, s->cap_lat = cap;
+    }
+    s->lat_ns[s->n_lat++] = t - r->sent_ns;
+    s->last_answer_ns = s->last_progress_ns = t;
+    r->next_free = s->free_recs;
+    s->free_recs = r;
+    if (ack) {
+        s->acked++;
+        s->duplicates += ack->duplicate; /* only a resend can make one in a fresh run */
+        return;
+    }
+    if (!s->nacks++)
+        snprintf(s->first_nack, sizeof s->first_nack, "%s: %s", cb_code_name((cb_code)nack->code), nack->reason);
+}
+
+/* The event template: a Referral whose reason is padded until the packed
+ * Envelope is exactly o->size bytes (ids are fixed-width, so every event of
+ * the run packs to the same size). */
+typedef struct {
+    cb_envelope env;
+    Carebridge__V1__Person person;
+    Carebridge__V1__Referral referral;
+    Google__Protobuf__Timestamp at;
+    char *to[1];
+    char event_id[64], nhs[16], case_ref[32];
+    char *reason;
+} event;
+
+static void event_fill(event *e, const options *o, int sender_index, uint64_t k)
+{
+    /* Events spread over 20000 people and cases: index keys repeat as they do
+     * for real people, rather than each event opening a fresh key range. */
+    uint64_t g = k * (uint64_t)o->senders + (uint64_t)sender_index;
+    snprintf(e->event_id, sizeof e->event_id, "%s-%02d-%010llu", o->prefix, sender_index, (unsigned long long)k);
+    snprintf(e->nhs, sizeof e->nhs, "9%09llu", (unsigned long long)(g % 20000));
+    snprintf(e->case_ref, sizeof e->case_ref, "case-%06llu", (unsigned long long)(g % 20000));
+}
+
+static bool event_init(event *e, const options *o, int sender_index)
+{
+    memset(e, 0, sizeof *e);
+    carebridge__v1__envelope__init(&e->env);
+    carebridge__v1__person__init(&e->person);
+    carebridge__v1__referral__init(&e->referral);
+    google__protobuf__timestamp__init(&e->at);
+    e->at.seconds = time(NULL);
+    e->to[0] = (char *)o->to;
+    e->person.nhs_number = e->nhs;
+    e->referral.urgency = CAREBRIDGE__V1__REFERRAL__URGENCY__ROUTINE;
+    e->referral.consent = CAREBRIDGE__V1__REFERRAL__CONSENT__GIVEN;
+    e->referral.requested_service = "reablement";
+    e->env.event_id = e->event_id;
+    e->env.person = &e->person;
+    e->env.case_ref = e->case_ref;
+    e->env.from_agency = (char *)o->from;
+    e->env.n_to_agencies = 1;
+    e->env.to_agencies = e->to;
+    e->env.occurred_at = &e->at;
+    e->env.body_case = CAREBRIDGE__V1__ENVELOPE__BODY_REFERRAL;
+    e->env.referral = &e->referral;
+    event_fill(e, o, sender_index, 0);
+
+    e->reason = malloc(o->size + 1);
+    if (!e->reason)
+        return false;
+    /* Length prefixes are varints, so adding n bytes of padding can add a
+     * byte or two more; converge on the exact size in a few steps. */
+    size_t pad = 0;
+    for (int i = 0; i < 8; i++) {
+        memset(e->reason, 'x', pad);
+        e->reason[pad] = '\0';
+        e->referral.reason = e->reason;
+        size_t got = protobuf_c_message_get_packed_size(&e->env.base);
+        if (got == o->size)
+            return true;
+        if (got > o->size) {
+            if (pad == 0)
+                return true; /* the essentials alone are bigger: send them as they are */
+            pad -= got - o->size < pad ? got - o->size : pad;
+        } else {
+            pad += o->size - got;
+        }
+    }
+    return true; /* within a byte of the target */
+}
+
+/* The k-th event of this sender is due at start + (k*S + i)/R: the senders'
+ * schedules interleave into one steady stream of R events/s. */
+static int64_t due_ns(const sender *s, uint64_t k)
+{
+    double slot = (double)k * s->o->senders + s->index;
+    return start_ns + (int64_t)(slot * 1e9 / s->o->rate);
+}
+
+static void *sender_main(void *arg)
+{
+    sender *s = arg;
+    const options *o = s->o;
+    event ev;
+    cb_error err = {0};
+    char name[64];
+    snprintf(name, sizeof name, "cb-bench-load %d", s->index);
+    cb_client_opts copts = {.endpoint = o->endpoint, .agency = o->from, .window = o->window,
+                            .resend_ms = o->resend_ms, .name = name};
+    cb_client_handlers h = {.answered = answered};
+    bool ready = event_init(&ev, o, s->index);
+    if (ready)
+        s->client = cb_client_new(&copts, &h, s, &err);
+    if (!ready || !s->client) {
+        fprintf(stderr, "cb-bench-load: sender %d: %s\n", s->index, ready ? err.reason : "out of memory");
+        s->failed = 2;
+        atomic_store(&any_failed, 1);
+    }
+    /* Connect and be welcomed before the clock starts, so connection set-up
+     * is not counted as ACK latency. */
+    int64_t deadline = now_ns() + 10 * 1000000000LL;
+    while (!s->failed && !cb_client_welcomed(s->client)) {
+        if (cb_client_run(s->client, 50) < 0 || now_ns() > deadline) {
+            fprintf(stderr, "cb-bench-load: sender %d: no welcome from %s\n", s->index, o->endpoint);
+            s->failed = 2;
+            atomic_store(&any_failed, 1);
+        }
+    }
+    pthread_barrier_wait(&start_barrier);
+    if (s->index == 0)
+        start_ns = now_ns();
+    pthread_barrier_wait(&start_barrier);
+    if (atomic_load(&any_failed)) {
+        s->failed = s->failed ? s->failed : 2;
+        goto out;
+    }
+
+    int64_t end_ns = o->duration_s > 0 ? start_ns + (int64_t)(o->duration_s * 1e9) : INT64_MAX;
+    int64_t stall_ns = (int64_t)(o->stall_s * 1e9);
+    s->last_progress_ns = start_ns;
+    for (;;) {
+        int64_t t = now_ns();
+        bool more = s->sent < s->quota && t < end_ns;
+        if (!more && !cb_client_unanswered(s->client))
+            break;
+        int64_t next_due = INT64_MAX;
+        while (more && cb_client_has_room(s->client) && s->free_recs) {
+            if (o->rate > 0 && (next_due = due_ns(s, s->sent)) > t)
+                break;
+            event_fill(&ev, o, s->index, s->sent);
+            rec *r = s->free_recs;
+            s->free_recs = r->next_free;
+            r->sent_ns = now_ns();
+            if (!cb_client_publish(s->client, &ev.env, r)) {
+                fprintf(stderr, "cb-bench-load: sender %d: publish failed (out of memory)\n", s->index);
+                r->next_free = s->free_recs, s->free_recs = r;
+                s->failed = 2;
+                goto out;
+            }
+            s->sent++;
+            t = now_ns();
+            more = s->sent < s->quota && t < end_ns;
+            next_due = INT64_MAX;
+        }
+        /* Wait for answers, or until the next scheduled publish. zmq_poll
+         * counts in whole ms; a shorter wait is a nanosleep after a
+         * non-blocking pass, which can hold an answer back by at most that
+         * gap (under 1 ms, and only at rates above 1000/s per sender). */
+        int timeout_ms = 100;
+        int64_t gap = next_due == INT64_MAX ? INT64_MAX : next_due - now_ns();
+        if (gap < 1000000)
+            timeout_ms = 0;
+        else if (gap < 100 * 1000000LL)
+            timeout_ms = (int)(gap / 1000000);
+        if (cb_client_run(s->client, timeout_ms) < 0) {
+            fprintf(stderr, "cb-bench-load: sender %d: socket error\n", s->index);
+            s->failed = 2;
+            goto out;
+        }
+        if (timeout_ms == 0 && gap > 0 && gap < 1000000) {
+            struct timespec ts = {0, (long)gap};
+            nanosleep(&ts, NULL);
+        }
+        if (cb_client_unanswered(s->client) && now_ns() - s->last_progress_ns > stall_ns) {
+            fprintf(stderr, "cb-bench-load: sender %d: nothing answered for %.0f s; %zu unanswered\n", s->index,
+                    o->stall_s, cb_client_unanswered(s->client));
+            s->failed = 1;
+            goto out;
+        }
+    }
+out:
+    free(ev.reason);
+    return NULL;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Nearest-rank percentile of a sorted array, in ms. */
+static double pct_ms(const int64_t *v, size_t n, double p)
+{
+    if (!n)
+        return 0;
+    size_t rank = (size_t)(p / 100.0 * (double)n + 0.999999);
+    if (rank < 1)
+        rank = 1;
+    if (rank > n)
+        rank = n;
+    return (double)v[rank - 1] / 1e6;
+}
+
+static bool parse_num(const char *s, double min, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || v < min)
+        return false;
+    *out = v;
+    return true;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"endpoint", required_argument, 0, 'e'}, {"senders", required_argument, 0, 's'},
+        {"window", required_argument, 0, 'w'},   {"events", required_argument, 0, 'n'},
+        {"duration", required_argument, 0, 'd'}, {"rate", required_argument, 0, 'r'},
+        {"size", required_argument, 0, 'z'},     {"from", required_argument, 0, 'f'},
+        {"to", required_argument, 0, 't'},       {"resend-ms", required_argument, 0, 'R'},
+        {"stall-s", required_argument, 0, 'S'},  {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    options o = {.senders = 1, .window = 256, .events = 50000, .size = 512, .from = "health",
+                 .to = "social-care", .resend_ms = 2000, .stall_s = 15};
+    double v;
+    bool events_given = false;
+    int c;
+    while ((c = getopt_long(argc, argv, "e:s:w:n:d:r:z:f:t:R:S:h", longopts, NULL)) != -1) {
+        bool ok = true;
+        switch (c) {
+        case 'e': o.endpoint = optarg; break;
+        case 's': ok = parse_num(optarg, 1, &v) && v <= 64; o.senders = (int)v; break;
+        case 'w': ok = parse_num(optarg, 1, &v) && v <= 65536; o.window = (uint32_t)v; break;
+        case 'n': ok = parse_num(optarg, 1, &v); o.events = (uint64_t)v; events_given = true; break;
+        case 'd': ok = parse_num(optarg, 0.001, &o.duration_s); break;
+        case 'r': ok = parse_num(optarg, 1, &o.rate); break;
+        case 'z': ok = parse_num(optarg, 64, &v) && v <= 200000; o.size = (size_t)v; break;
+        case 'f': o.from = optarg; break;
+        case 't': o.to = optarg; break;
+        case 'R': ok = parse_num(optarg, 10, &v); o.resend_ms = (uint32_t)v; break;
+        case 'S': ok = parse_num(optarg, 0.1, &o.stall_s); break;
+        case 'h': fputs(usage, stdout); return 0;
+        default: ok = false; break;
+        }
+        if (!ok) {
+            fputs(usage, stderr);
+            return 2;
+        }
+    }
+    if (!o.endpoint || optind < argc) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    if (o.duration_s > 0 && !events_given)
+        o.events = 0;
+    uint8_t rnd[8];
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+        uint64_t t = (uint64_t)now_ns();
+        memcpy(rnd, &t, sizeof rnd);
+    }
+    for (int i = 0; i < 8; i++)
+        snprintf(o.prefix + 2 * i, 3, "%02x", rnd[i]);
+
+    sender *ss = calloc((size_t)o.senders, sizeof *ss);
+    if (!ss)
+        return 2;
+    pthread_barrier_init(&start_barrier, NULL, (unsigned)o.senders);
+    for (int i = 0; i < o.senders; i++) {
+        sender *s = &ss[i];
+        s->o = &o;
+        s->index = i;
+        s->quota = o.events ? o.events / (uint64_t)o.senders + ((uint64_t)i < o.events % (uint64_t)o.senders)
+                            : UINT64_MAX;
+        s->recs = calloc(o.window, sizeof *s->recs);
+        if (!s->recs)
+            return 2;
+        for (uint32_t k = 0; k < o.window; k++) {
+            s->recs[k].next_free = s->free_recs;
+            s->free_recs = &s->recs[k];
+        }
+    }
+    for (int i = 0; i < o.senders; i++)
+        if (pthread_create(&ss[i].thread, NULL, sender_main, &ss[i]) != 0) {
+            fputs("cb-bench-load: cannot start a thread\n", stderr);
+            return 2;
+        }
+    for (int i = 0; i < o.senders; i++)
+        pthread_join(ss[i].thread, NULL);
+
+    uint64_t sent = 0, acked = 0, nacks = 0, dups = 0;
+    size_t n = 0;
+    int64_t last = start_ns;
+    int failed = 0;
+    const char *first_nack = "";
+    for (int i = 0; i < o.senders; i++) {
+        sender *s = &ss[i];
+        sent += s->sent, acked += s->acked, nacks += s->nacks, dups += s->duplicates, n += s->n_lat;
+        if (s->last_answer_ns > last)
+            last = s->last_answer_ns;
+        if (s->failed > failed)
+            failed = s->failed;
+        if (s->nacks && !first_nack[0])
+            first_nack = s->first_nack;
+    }
+    int64_t *all = malloc((n ? n : 1) * sizeof *all);
+    if (!all)
+        return 2;
+    size_t at = 0;
+    for (int i = 0; i < o.senders; i++) {
+        memcpy(all + at, ss[i].lat_ns, ss[i].n_lat * sizeof *all);
+        at += ss[i].n_lat;
+    }
+    qsort(all, n, sizeof *all, cmp_i64);
+    double secs = (double)(last - start_ns) / 1e9;
+    if (nacks)
+        fprintf(stderr, "cb-bench-load: %llu NACKs; the first: %s\n", (unsigned long long)nacks, first_nack);
+    /* events counts ACKed events only: a NACK is an answer, not a stored event. */
+    printf("{\"senders\": %d, \"window\": %u, \"event_bytes\": %zu, \"rate\": %.0f, \"sent\": %llu, "
+           "\"events\": %llu, \"seconds\": %.3f, \"events_per_s\": %.1f, \"p50_ms\": %.3f, \"p90_ms\": %.3f, "
+           "\"p99_ms\": %.3f, \"p999_ms\": %.3f, \"max_ms\": %.3f, \"nacks\": %llu, \"duplicates\": %llu, "
+           "\"unanswered\": %llu}\n",
+           o.senders, o.window, o.size, o.rate, (unsigned long long)sent, (unsigned long long)acked, secs,
+           secs > 0 ? (double)acked / secs : 0.0, pct_ms(all, n, 50), pct_ms(all, n, 90), pct_ms(all, n, 99),
+           pct_ms(all, n, 99.9), n ? (double)all[n - 1] / 1e6 : 0.0, (unsigned long long)nacks,
+           (unsigned long long)dups, (unsigned long long)(sent - acked - nacks));
+    for (int i = 0; i < o.senders; i++) {
+        cb_client_destroy(&ss[i].client);
+        free(ss[i].recs);
+        free(ss[i].lat_ns);
+    }
+    free(all);
+    free(ss);
+    pthread_barrier_destroy(&start_barrier);
+    return failed ? failed : 0;
+}

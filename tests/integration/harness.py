@@ -1,0 +1,249 @@
+"""What every integration test needs: the real broker process in a temporary
+data directory on loopback ports it picks itself, the real CLI, and a few
+event builders. Every wait polls with a deadline; nothing sleeps blindly."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+
+BIN = os.environ.get("CB_BIN", os.path.join(os.path.dirname(__file__), "..", "..", "build", "bin"))
+SRC = os.environ.get("CB_SRC", os.path.join(os.path.dirname(__file__), "..", ".."))
+BROKER = os.path.join(BIN, "carebridge-broker")
+CLI = os.path.join(BIN, "carebridge")
+RAWFRAME = os.path.join(BIN, "cb-test-rawframe")
+
+DEFAULT_LIMITS = {
+    "max_event_bytes": 262144,
+    "window": 128,
+    "redelivery_timeout_ms": 10000,
+    "redelivery_max_ms": 300000,
+    "max_attempts": 5,
+    "heartbeat_ms": 2000,
+}
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Broker:
+    """One broker process. start() may be called again after kill9() or stop():
+    the restart keeps the data directory and the endpoint it bound first."""
+
+    def __init__(self, workdir, map_size_mb=64, publish_fill_percent=90, wrapper=(), **limits):
+        self.workdir = workdir
+        self.data = os.path.join(workdir, "data")
+        self.config = os.path.join(workdir, "carebridge.yaml")
+        self.wrapper = list(wrapper)
+        self.proc = None
+        self.endpoint = "tcp://127.0.0.1:*"
+        self.feed = "tcp://127.0.0.1:*"
+        self.starts = 0
+        lim = dict(DEFAULT_LIMITS, **limits)
+        with open(self.config, "w") as f:
+            f.write(
+                "store:\n"
+                f"  map_size_mb: {map_size_mb}\n"
+                f"  publish_fill_percent: {publish_fill_percent}\n"
+                "limits:\n" + "".join(f"  {k}: {v}\n" for k, v in lim.items())
+            )
+
+    @property
+    def log_path(self):
+        return os.path.join(self.workdir, f"broker-{self.starts}.log")
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def all_logs(self):
+        out = ""
+        for i in range(1, self.starts + 1):
+            with open(os.path.join(self.workdir, f"broker-{i}.log"), errors="replace") as f:
+                out += f.read()
+        return out
+
+    def start(self):
+        self.starts += 1
+        log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            self.wrapper
+            + [BROKER, "--config", self.config, "--data", self.data,
+               "--endpoint", self.endpoint, "--feed", self.feed],
+            stdout=subprocess.DEVNULL, stderr=log, stdin=subprocess.DEVNULL)
+        log.close()
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"broker exited {self.proc.returncode}:\n{self.log()}")
+            m = re.search(r"ready endpoint=(\S+) feed=(\S+)", self.log())
+            return m
+
+        m = wait_for(ready, 20, "the broker's ready line")
+        self.endpoint, self.feed = m.group(1), m.group(2)
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=20)
+        return self.proc.returncode
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=20)
+
+    def env(self):
+        return dict(os.environ, CAREBRIDGE_BROKER=self.endpoint, CAREBRIDGE_FEED=self.feed)
+
+    def cli(self, *args, input=None, timeout=60):
+        return subprocess.run([CLI, *args], input=input, capture_output=True, text=True,
+                              env=self.env(), timeout=timeout)
+
+    def cli_bg(self, *args, stdout, stdin=None):
+        return subprocess.Popen([CLI, *args], stdout=stdout, stderr=subprocess.DEVNULL, stdin=stdin,
+                                text=True, env=self.env())
+
+    def send(self, agency, events, *extra, timeout=60):
+        return self.cli("send", "--as", agency, *extra, "-", input=ndjson(events), timeout=timeout)
+
+    def recv(self, agency, *extra, timeout=60):
+        r = self.cli("recv", "--as", agency, *extra, timeout=timeout)
+        return r, [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+
+    def status(self):
+        r = self.cli("status", "--json")
+        assert r.returncode == 0, r.stderr
+        s = json.loads(r.stdout)
+        return s, {a["id"]: a for a in s.get("agencies", [])}
+
+    def journey(self, person):
+        r = self.cli("journey", person, "--json")
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout).get("steps", [])
+
+    def raw(self, *hex_frames, agency=None):
+        args = [RAWFRAME, self.endpoint] + (["--as", agency] if agency else []) + list(hex_frames)
+        r = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return [json.loads(line) if line != "TIMEOUT" else None for line in r.stdout.splitlines()]
+
+
+class BrokerTest(unittest.TestCase):
+    """Gives each test a temporary directory, and stops its brokers after it."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="carebridge-test-")
+        self.brokers = []
+
+    def tearDown(self):
+        for b in self.brokers:
+            if b.proc and b.proc.poll() is None:
+                b.proc.kill()
+                b.proc.wait()
+        if self._outcome_ok():
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        else:
+            for b in self.brokers:
+                print(f"--- broker log ({b.log_path}) ---\n{b.all_logs()[-4000:]}")
+
+    def _outcome_ok(self):
+        outcome = getattr(self, "_outcome", None)
+        errors = getattr(outcome, "errors", None) or []
+        return not any(err for _, err in errors) and getattr(outcome, "success", True)
+
+    def broker(self, **kw):
+        b = Broker(tempfile.mkdtemp(dir=self.tmp), **kw)
+        self.brokers.append(b)
+        return b.start()
+
+
+# ---------------------------------------------------------------- events
+
+NHS = "9434765919"
+
+
+def referral(event_id, sender="health", to=("social-care",), nhs=NHS, reason="home support after a fall", **extra):
+    ev = {
+        "eventId": event_id,
+        "person": {"nhsNumber": nhs},
+        "caseRef": "W7-1",
+        "fromAgency": sender,
+        "toAgencies": list(to),
+        "occurredAt": "2026-11-20T09:30:00Z",
+        "referral": {"reason": reason, "urgency": "URGENT",
+                     "outcomes": [{"category": "CHANGE", "statement": "walk to the shops"}]},
+    }
+    ev.update(extra)
+    return ev
+
+
+def response(event_id, answers, status, sender="social-care", to=("health",), nhs=NHS, **body):
+    return {
+        "eventId": event_id,
+        "correlationId": answers,
+        "person": {"nhsNumber": nhs},
+        "fromAgency": sender,
+        "toAgencies": list(to),
+        "occurredAt": "2026-11-20T11:00:00Z",
+        "response": dict(status=status, **body),
+    }
+
+
+def ndjson(events):
+    return "".join((e if isinstance(e, str) else json.dumps(e)) + "\n" for e in events)
+
+
+def parse_send(stdout):
+    """{eventId: ("ACK", seq) or ("NACK", code, reason)} from `carebridge send`."""
+    out = {}
+    for line in stdout.splitlines():
+        if line.startswith("ACK "):
+            _, eid, seq = line.split()[:3]
+            out[eid] = ("ACK", int(seq.split("=")[1]))
+        elif line.startswith("NACK "):
+            m = re.match(r"NACK (\S+) (\w+): (.*)", line)
+            out[m.group(1)] = ("NACK", m.group(2), m.group(3))
+    return out
+
+
+# ------------------------------------------- protobuf by hand, for raw frames
+
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def field(num, value):
+    """A protobuf field: int -> varint, bytes/str -> length-delimited."""
+    if isinstance(value, int):
+        return varint(num << 3) + varint(value)
+    if isinstance(value, str):
+        value = value.encode()
+    return varint((num << 3) | 2) + varint(len(value)) + value
+
+
+def raw_publish(ref, event_id=b"raw-1", reason=b"home support", sender=b"health", to=b"social-care"):
+    """Frame{ref, publish{event{...referral{reason}}}} with any bytes in reason."""
+    person = field(1, NHS)
+    when = field(1, 1763631000)
+    event = (field(1, event_id) + field(2, person) + field(4, sender) + field(5, to) +
+             field(6, when) + field(10, field(1, reason)))
+    return (field(1, ref) + field(12, field(1, event))).hex()

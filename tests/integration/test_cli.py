@@ -1,0 +1,100 @@
+"""The command-line contract: --help and --version everywhere, exit statuses,
+configuration errors that name the key, and the broker's clean stop."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import BROKER, CLI, BrokerTest, referral  # noqa: E402
+
+
+def run(*args, timeout=30, **kw):
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, **kw)
+
+
+class Cli(BrokerTest):
+    def test_help_and_version(self):
+        for exe in (BROKER, CLI):
+            with self.subTest(exe=exe):
+                r = run(exe, "--help")
+                self.assertEqual(r.returncode, 0)
+                self.assertIn("Usage:", r.stdout)
+                r = run(exe, "--version")
+                self.assertEqual(r.returncode, 0)
+                self.assertRegex(r.stdout, r"^carebridge(-broker)? \d+\.\d+\.\d+\n$")
+        for cmd in ("send", "recv", "journey", "status", "replay", "tail"):
+            with self.subTest(cmd=cmd):
+                r = run(CLI, cmd, "--help")
+                self.assertEqual(r.returncode, 0)
+                self.assertIn(f"Usage: carebridge {cmd}", r.stdout)
+
+    def test_usage_errors_exit_2(self):
+        for args in (["nonsense"], ["send"], ["recv"], ["replay", "x"], ["send", "--as", "health", "--timeout", "-1"],
+                     ["send", "--as", "health", "/no/such/file"]):
+            with self.subTest(args=args):
+                r = run(CLI, *args)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertTrue(r.stderr)
+
+    def test_no_broker_is_a_connection_error_not_a_hang(self):
+        env = dict(os.environ, CAREBRIDGE_BROKER="tcp://127.0.0.1:9")
+        start = time.monotonic()
+        r = run(CLI, "send", "--as", "health", "--timeout", "1", "-", input='{"eventId":"x"}\n', env=env)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("no answer", r.stderr)
+        r = run(CLI, "status", env=env)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("is the broker running", r.stderr)
+        self.assertLess(time.monotonic() - start, 20)
+
+    def test_bad_configuration_names_the_key_and_exits_2(self):
+        path = os.path.join(self.tmp, "bad.yaml")
+        for text, key in [("limits:\n  window: 0\n", "limits.window"),
+                          ("limits:\n  windw: 3\n", "windw"),
+                          ("agencies:\n  - id: Health\n    kind: HEALTH\n    name: x\n", "agencies[0].id"),
+                          ("agencies:\n  - id: a\n    kind: HOSPITAL\n    name: x\n", "agencies[0].kind")]:
+            with self.subTest(key=key):
+                with open(path, "w") as f:
+                    f.write(text)
+                r = run(BROKER, "--config", path, "--data", os.path.join(self.tmp, "d"))
+                self.assertEqual(r.returncode, 2)
+                self.assertIn(key, r.stderr)
+        r = run(BROKER, "--config", os.path.join(self.tmp, "missing.yaml"))
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("missing.yaml", r.stderr)
+        r = run(BROKER, "--bogus")
+        self.assertEqual(r.returncode, 2)
+
+    def test_embedded_defaults_are_the_shipped_file(self):
+        with open(os.path.join(os.environ.get("CB_SRC", "../.."), "config", "carebridge.yaml")) as f:
+            shipped = f.read()
+        self.assertIn("127.0.0.1:5570", shipped)
+        for agency, kind in [("health", "HEALTH"), ("housing", "HOUSING"), ("social-care", "SOCIAL_CARE"),
+                             ("voluntary", "VOLUNTARY")]:
+            self.assertIn(f"id: {agency}", shipped)
+            self.assertIn(f"kind: {kind}", shipped)
+
+    def test_broker_stops_cleanly_on_sigterm_and_sigint_keeping_its_data(self):
+        b = self.broker()
+        self.assertEqual(b.send("health", [referral("stop-1")]).returncode, 0)
+        b.proc.send_signal(signal.SIGINT)
+        self.assertEqual(b.proc.wait(timeout=10), 0)
+        self.assertIn("stopping: last_seq=1", b.log())
+        b.start()
+        self.assertEqual(b.stop(), 0)
+        s = b.log()
+        self.assertIn("ready", s)
+
+    def test_a_busy_port_is_a_start_error(self):
+        b = self.broker()
+        r = run(BROKER, "--endpoint", b.endpoint, "--feed", "tcp://127.0.0.1:*", "--data", os.path.join(self.tmp, "x"))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("cannot bind", r.stderr)
+
+
+if __name__ == "__main__":
+    import unittest
+    unittest.main()

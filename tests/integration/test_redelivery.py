@@ -1,0 +1,78 @@
+"""A delivery never acknowledged is redelivered with backoff, parked after the
+configured attempts (never dropped), shown by status, and delivered again after
+replay. Heartbeats notice a receiver that has gone."""
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import BrokerTest, referral, wait_for  # noqa: E402
+
+
+class Redelivery(BrokerTest):
+    def test_unacknowledged_delivery_is_redelivered_then_parked_then_replayed(self):
+        b = self.broker(redelivery_timeout_ms=200, redelivery_max_ms=400, max_attempts=3)
+        self.assertEqual(b.send("health", [referral("p-1"), referral("p-2")]).returncode, 0)
+        # A receiver that never acknowledges sees each event max_attempts times.
+        r, got = b.recv("social-care", "--no-ack", "--timeout", "2.5")
+        ids = [e["eventId"] for e in got]
+        self.assertEqual(ids.count("p-1"), 3, ids)
+        self.assertEqual(ids.count("p-2"), 3, ids)
+        self.assertIn("redeliver agency=social-care seq=1 attempt=2", b.log())
+
+        s, agencies = wait_for(lambda: (lambda st: st if st[1]["social-care"].get("parked") == "2" else None)(b.status()),
+                               10, "both entries parked")
+        sc = agencies["social-care"]
+        self.assertEqual(sc["parkedSeqs"], ["1", "2"])
+        self.assertNotIn("queued", sc)
+        self.assertIn("parked agency=social-care seq=1 after 3 attempts", b.log())
+        text = b.cli("status")
+        self.assertIn("parked seqs: 1 2", text.stdout)
+
+        # Parked entries wait; a healthy receiver gets nothing until they are replayed.
+        r, got = b.recv("social-care", "--timeout", "1")
+        self.assertEqual(got, [])
+        r = b.cli("replay", "p-2", "--to", "social-care")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("REPLAYED p-2 seq=2 to social-care (released from parked)", r.stdout)
+        r, got = b.recv("social-care", "--count", "1", "--timeout", "10")
+        self.assertEqual([e["eventId"] for e in got], ["p-2"])
+        _, agencies = b.status()
+        self.assertEqual(agencies["social-care"]["parked"], "1")
+        self.assertNotIn("queued", agencies["social-care"])
+
+    def test_replay_queues_a_delivered_event_again(self):
+        b = self.broker()
+        b.send("health", [referral("rp-1")])
+        b.recv("social-care", "--count", "1", "--timeout", "10")
+        r = b.cli("replay", "rp-1", "--to", "social-care")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r, got = b.recv("social-care", "--count", "1", "--timeout", "10")
+        self.assertEqual([e["eventId"] for e in got], ["rp-1"])
+
+    def test_a_receiver_that_goes_silent_is_forgotten_and_its_deliveries_redelivered(self):
+        b = self.broker(heartbeat_ms=200)
+        b.send("health", [referral("hb-1")])
+        # recv --no-ack exits without acknowledging: the broker must notice by heartbeat.
+        r, got = b.recv("social-care", "--no-ack", "--count", "1", "--timeout", "5")
+        self.assertEqual([e["eventId"] for e in got], ["hb-1"])
+        wait_for(lambda: not b.status()[1]["social-care"].get("connected"), 10, "the silent receiver to be forgotten")
+        r, got = b.recv("social-care", "--count", "1", "--timeout", "10")
+        self.assertEqual([e["eventId"] for e in got], ["hb-1"])
+
+    def test_a_new_receiver_takes_over_and_gets_what_was_in_flight(self):
+        b = self.broker()
+        b.send("health", [referral(f"to-{i}") for i in range(5)])
+        # The first receiver takes all five but acknowledges none, then goes.
+        r, got = b.recv("social-care", "--no-ack", "--count", "5", "--timeout", "5")
+        self.assertEqual(len(got), 5)
+        start = time.monotonic()
+        r, got = b.recv("social-care", "--count", "5", "--timeout", "10")
+        self.assertEqual([e["eventId"] for e in got], [f"to-{i}" for i in range(5)])
+        self.assertLess(time.monotonic() - start, 5, "taken over at once, not after the redelivery timeout")
+
+
+if __name__ == "__main__":
+    import unittest
+    unittest.main()

@@ -1,0 +1,89 @@
+/* cb-test-rawframe: send frames no well-behaved client would, and print the
+ * broker's answers, for the integration tests of refusals.
+ *
+ *   cb-test-rawframe ENDPOINT [--as AGENCY] HEX...
+ *
+ * Says hello as AGENCY first when given (and waits for the welcome), then
+ * sends each HEX string as one frame and prints the answer to each as
+ * canonical JSON of a carebridge.v1.Frame, one line per frame, or "TIMEOUT". */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "cb_codec.h"
+#include "cb_json.h"
+
+static size_t unhex(const char *hex, uint8_t **out)
+{
+    size_t n = strlen(hex) / 2;
+    *out = malloc(n + 1);
+    for (size_t i = 0; i < n; i++)
+        sscanf(hex + 2 * i, "%2hhx", &(*out)[i]);
+    return n;
+}
+
+/* The next frame from the broker that is not a heartbeat, or NULL after 3 s. */
+static cb_frame *answer(void *sock)
+{
+    for (int tries = 0; tries < 30; tries++) {
+        zmq_pollitem_t item = {sock, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&item, 1, 100) <= 0)
+            continue;
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        zmq_msg_recv(&m, sock, 0);
+        cb_frame *f = cb_frame_decode(zmq_msg_data(&m), zmq_msg_size(&m), SIZE_MAX, NULL);
+        zmq_msg_close(&m);
+        if (f && f->kind_case != CAREBRIDGE__V1__FRAME__KIND_HEARTBEAT)
+            return f;
+        cb_frame_free(&f);
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs("usage: cb-test-rawframe ENDPOINT [--as AGENCY] HEX...\n", stderr);
+        return 2;
+    }
+    void *ctx = zmq_ctx_new(), *sock = zmq_socket(ctx, ZMQ_DEALER);
+    int linger = 0, i = 2;
+    zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+    if (zmq_connect(sock, argv[1]) < 0)
+        return 2;
+    if (argc > 3 && !strcmp(argv[2], "--as")) {
+        Carebridge__V1__Hello h = CAREBRIDGE__V1__HELLO__INIT;
+        h.agency = argv[3];
+        cb_frame f = CAREBRIDGE__V1__FRAME__INIT;
+        f.kind_case = CAREBRIDGE__V1__FRAME__KIND_HELLO;
+        f.hello = &h;
+        uint8_t *buf;
+        size_t len = cb_pack(&f.base, &buf);
+        zmq_send(sock, buf, len, 0);
+        free(buf);
+        cb_frame *w = answer(sock);
+        if (!w || w->kind_case != CAREBRIDGE__V1__FRAME__KIND_WELCOME) {
+            fputs("no welcome\n", stderr);
+            return 2;
+        }
+        cb_frame_free(&w);
+        i = 4;
+    }
+    for (; i < argc; i++) {
+        uint8_t *buf;
+        size_t len = unhex(argv[i], &buf);
+        zmq_send(sock, buf, len, 0);
+        free(buf);
+        cb_frame *f = answer(sock);
+        char *json = f ? cb_json_dumps(&f->base, NULL) : NULL;
+        puts(json ? json : "TIMEOUT");
+        free(json);
+        cb_frame_free(&f);
+    }
+    fflush(stdout);
+    zmq_close(sock);
+    zmq_ctx_term(ctx);
+    return 0;
+}
