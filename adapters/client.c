@@ -10,7 +10,7 @@
 #define SLOT_BITS 16
 #define SLOT_MASK ((1u << SLOT_BITS) - 1)
 #define REQUEST_REF (1ULL << 63) /* query refs never collide with publish refs */
-#define HELLO_RETRY_MS 200
+#define HELLO_RETRY_MS 200 /* first retry of an unanswered hello; doubles up to the heartbeat */
 
 typedef struct {
     uint64_t ref; /* 0 when the slot is free */
@@ -26,7 +26,7 @@ struct cb_client {
     void *arg;
     void *zmq, *sock;
     bool welcomed;
-    int64_t hello_sent_ms, last_heard_ms, last_sent_ms;
+    int64_t hello_sent_ms, hello_retry_ms, last_heard_ms, last_sent_ms;
     slot *slots;
     uint32_t n_used, free_hint;
     uint64_t generation, next_request;
@@ -69,6 +69,11 @@ static void say_hello(cb_client *c)
     f.kind_case = CAREBRIDGE__V1__FRAME__KIND_HELLO;
     f.hello = &h;
     send_frame(c, &f);
+    /* While the broker is away, hellos queue in the socket: back off so a
+     * long outage does not become a burst of them on its return. */
+    c->hello_retry_ms = c->welcomed || !c->hello_retry_ms ? HELLO_RETRY_MS
+                        : c->hello_retry_ms * 2 < c->opts.heartbeat_ms ? c->hello_retry_ms * 2
+                                                                        : c->opts.heartbeat_ms;
     c->welcomed = false;
     c->hello_sent_ms = cb_client_now_ms();
 }
@@ -216,7 +221,7 @@ static void on_answer(cb_client *c, cb_frame *f)
     if (!s)
         return; /* a second answer to a resent publish */
     if (f->kind_case == CAREBRIDGE__V1__FRAME__KIND_NACK && f->nack->code == CAREBRIDGE__V1__ERROR_CODE__HELLO_REQUIRED) {
-        if (c->opts.agency && (c->welcomed || cb_client_now_ms() - c->hello_sent_ms > HELLO_RETRY_MS))
+        if (c->opts.agency && (c->welcomed || cb_client_now_ms() - c->hello_sent_ms > c->hello_retry_ms))
             say_hello(c); /* the broker restarted or forgot us: the publish waits for the welcome */
         return;
     }
@@ -249,6 +254,7 @@ static void on_frame(cb_client *c, cb_frame *f)
     switch (f->kind_case) {
     case CAREBRIDGE__V1__FRAME__KIND_WELCOME:
         c->welcomed = true;
+        c->hello_retry_ms = 0;
         resend_all(c, INT64_MAX);
         break;
     case CAREBRIDGE__V1__FRAME__KIND_ACK:
@@ -258,7 +264,7 @@ static void on_frame(cb_client *c, cb_frame *f)
         if (f->ref)
             on_answer(c, f);
         else if (f->nack->code == CAREBRIDGE__V1__ERROR_CODE__HELLO_REQUIRED && c->opts.agency &&
-                 cb_client_now_ms() - c->hello_sent_ms > HELLO_RETRY_MS)
+                 cb_client_now_ms() - c->hello_sent_ms > c->hello_retry_ms)
             say_hello(c);
         else if (!c->welcomed && f->nack->code != CAREBRIDGE__V1__ERROR_CODE__HELLO_REQUIRED)
             snprintf(c->failure, sizeof c->failure, "the broker refused hello as '%s': %s: %s", c->opts.agency,
@@ -275,7 +281,11 @@ static void on_frame(cb_client *c, cb_frame *f)
 
 static void timers(cb_client *c, int64_t now)
 {
-    if (c->opts.agency && !c->welcomed && now - c->hello_sent_ms > HELLO_RETRY_MS)
+    /* Three heartbeats without a word: the broker is gone or restarting.
+     * Hello again; the welcome from whichever broker answers resends. */
+    if (c->opts.agency && c->welcomed && now - c->last_heard_ms > 3 * (int64_t)c->opts.heartbeat_ms)
+        say_hello(c);
+    if (c->opts.agency && !c->welcomed && now - c->hello_sent_ms > c->hello_retry_ms)
         say_hello(c);
     if (c->welcomed)
         resend_all(c, now - c->opts.resend_ms);

@@ -212,7 +212,8 @@ static void on_hello(cb_broker *b, int p, const cb_frame *f)
         return;
     }
     b->peers[p].agency = a;
-    if (h->receive)
+    /* A repeated hello from the current consumer keeps its window as it is. */
+    if (h->receive && cb_delivery_consumer(b->delivery, (unsigned)a) != p)
         cb_delivery_attach(b->delivery, (unsigned)a, p);
     Carebridge__V1__Welcome w = CAREBRIDGE__V1__WELCOME__INIT;
     w.broker = "carebridge-broker " CB_VERSION;
@@ -268,8 +269,14 @@ static void on_delivery_ack(cb_broker *b, int p, const cb_frame *f)
     cb_log(CB_LOG_DEBUG, "delivered agency=%s seq=%llu", peer_name(b, p), (unsigned long long)f->delivery_ack->seq);
 }
 
+/* An agency's connection that a restarted broker, or the peer expiry, has
+ * forgotten learns so from its next heartbeat and says hello again. */
 static void on_heartbeat(cb_broker *b, int p, const cb_frame *f)
 {
+    if (b->peers[p].agency < 0) {
+        send_nack(b, p, f->ref, "", CB_HELLO_REQUIRED, "this connection is not known: say hello again", 0);
+        return;
+    }
     Carebridge__V1__Heartbeat hb = CAREBRIDGE__V1__HEARTBEAT__INIT;
     cb_frame reply = CAREBRIDGE__V1__FRAME__INIT;
     reply.ref = f->ref;

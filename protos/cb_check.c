@@ -1,5 +1,7 @@
 #include "cb_check.h"
 
+#include "cb_json.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -62,9 +64,11 @@ static bool check_message(const ProtobufCMessage *m, char *path, size_t cap, siz
             const void *item = items[i];
             if (!item)
                 continue;
+            char name[128];
+            cb_json_field_name(fd->name, name, sizeof name);
             int w = fd->label == PROTOBUF_C_LABEL_REPEATED
-                        ? snprintf(path + used, cap - used, "%s%s[%zu]", used ? "." : "", fd->name, i)
-                        : snprintf(path + used, cap - used, "%s%s", used ? "." : "", fd->name);
+                        ? snprintf(path + used, cap - used, "%s%s[%zu]", used ? "." : "", name, i)
+                        : snprintf(path + used, cap - used, "%s%s", used ? "." : "", name);
             size_t next = w < 0 ? used : used + (size_t)w >= cap ? cap - 1 : used + (size_t)w;
             if (fd->type == PROTOBUF_C_TYPE_STRING) {
                 if (!cb_utf8_valid(item, strlen(item)))

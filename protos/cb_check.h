@@ -8,7 +8,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 /* True when every string in m, recursively, is valid UTF-8. Otherwise writes
- * the path of the first bad one ("person.name", "referral.risks[0].description"). */
+ * the path of the first bad one in JSON names ("person.localIds[0].value"). */
 bool cb_check_utf8(const ProtobufCMessage *m, char *path, size_t cap);
 
 /* True when s is valid UTF-8 of exactly len bytes (no overlongs, no surrogates). */

@@ -48,6 +48,15 @@ static char *json_name(const char *name)
     return out;
 }
 
+void cb_json_field_name(const char *name, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (char c; cap && n + 1 < cap && (c = camel_next(&name));)
+        out[n++] = c;
+    if (cap)
+        out[n] = '\0';
+}
+
 /* Compared in place, so looking up a key allocates nothing. */
 static bool json_name_is(const char *name, const char *key)
 {

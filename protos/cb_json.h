@@ -13,6 +13,10 @@
 #include <protobuf-c/protobuf-c.h>
 #include "cb_error.h"
 
+/* The JSON (lowerCamelCase) name of a proto field name into out, truncated
+ * to cap - 1 bytes: "to_agencies" -> "toAgencies". */
+void cb_json_field_name(const char *name, char *out, size_t cap);
+
 /* A new JSON value for m; NULL (err set, code INVALID_UTF8 or INVALID_FIELD) if
  * m holds something JSON cannot carry, such as a string that is not UTF-8. */
 json_t *cb_json_from_message(const ProtobufCMessage *m, cb_error *err);

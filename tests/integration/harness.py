@@ -28,6 +28,15 @@ DEFAULT_LIMITS = {
 }
 
 
+def fault_injection_env(fifo_prefix):
+    """What fiu-run -x sets up, built here so that a sanitizer build keeps its
+    runtime first in LD_PRELOAD (fiu-run would put libfiu's first)."""
+    preload = ["/usr/lib/fiu/fiu_run_preload.so", "/usr/lib/fiu/fiu_posix_preload.so"]
+    ldd = subprocess.run(["ldd", BROKER], capture_output=True, text=True).stdout
+    preload = [line.split("=>")[1].split()[0] for line in ldd.splitlines() if "libasan.so" in line] + preload
+    return {"FIU_ENABLE": "", "FIU_CTRL_FIFO": fifo_prefix, "LD_PRELOAD": " ".join(preload)}
+
+
 def wait_for(predicate, timeout, what):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -42,8 +51,9 @@ class Broker:
     """One broker process. start() may be called again after kill9() or stop():
     the restart keeps the data directory and the endpoint it bound first."""
 
-    def __init__(self, workdir, map_size_mb=64, publish_fill_percent=90, wrapper=(), **limits):
+    def __init__(self, workdir, map_size_mb=64, publish_fill_percent=90, wrapper=(), env=None, **limits):
         self.workdir = workdir
+        self.extra_env = env or {}
         self.data = os.path.join(workdir, "data")
         self.config = os.path.join(workdir, "carebridge.yaml")
         self.wrapper = list(wrapper)
@@ -82,7 +92,8 @@ class Broker:
             self.wrapper
             + [BROKER, "--config", self.config, "--data", self.data,
                "--endpoint", self.endpoint, "--feed", self.feed],
-            stdout=subprocess.DEVNULL, stderr=log, stdin=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=log, stdin=subprocess.DEVNULL,
+            env=dict(os.environ, **self.extra_env))
         log.close()
 
         def ready():

@@ -8,11 +8,16 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import BrokerTest, NHS, parse_send, referral, wait_for  # noqa: E402
+from harness import BrokerTest, NHS, fault_injection_env, parse_send, referral, wait_for  # noqa: E402
+
+
+# LeakSanitizer cannot run under ptrace (strace) in the sanitizer build.
+UNDER_STRACE = dict(env={"ASAN_OPTIONS": "detect_leaks=0"})
 
 
 def fiu(broker, command):
-    r = subprocess.run(["fiu-ctrl", "-c", command, str(broker.proc.pid)], capture_output=True, text=True, timeout=10)
+    r = subprocess.run(["fiu-ctrl", "-f", broker.fiu_prefix, "-c", command, str(broker.proc.pid)],
+                       capture_output=True, text=True, timeout=10)
     assert r.returncode == 0, r.stderr
 
 
@@ -52,8 +57,14 @@ class StoreFailures(BrokerTest):
         s, _ = b.status()
         self.assertEqual(int(s["events"]), len(events))
 
+    def under_fiu(self):
+        prefix = os.path.join(self.tmp, "fiu-ctrl")
+        b = self.broker(env=fault_injection_env(prefix))
+        b.fiu_prefix = prefix
+        return b
+
     def test_disk_full_refuses_then_resumes_in_place(self):
-        b = self.broker(wrapper=["fiu-run", "-x"])
+        b = self.under_fiu()
         self.assertEqual(b.send("health", [referral("nospc-0")]).returncode, 0)
         for name in ("posix/io/rw/pwrite", "posix/io/rw/pwritev"):
             fiu(b, f"enable name={name},failinfo=28")
@@ -65,7 +76,7 @@ class StoreFailures(BrokerTest):
         self.assertEqual(parse_send(r.stdout)["nospc-1"], ("ACK", 2))
 
     def test_failed_sync_is_never_acknowledged(self):
-        b = self.broker(wrapper=["fiu-run", "-x"])
+        b = self.under_fiu()
         self.assertEqual(b.send("health", [referral("sync-0")]).returncode, 0)
         fiu(b, "enable name=posix/io/sync/fdatasync,failinfo=5")
         r = b.send("health", [referral(f"sync-{i}") for i in range(1, 21)])
@@ -85,12 +96,15 @@ class StoreFailures(BrokerTest):
         self.assertEqual(len({e["eventId"] for e in got}), 21)
 
     def test_every_acknowledged_batch_was_synced(self):
-        b = self.broker()
+        b = self.broker(**UNDER_STRACE)
         trace, attach_log = os.path.join(self.tmp, "strace.out"), os.path.join(self.tmp, "strace.err")
         with open(attach_log, "w") as err:
             strace = subprocess.Popen(["strace", "-f", "-e", "trace=fdatasync,fsync,msync", "-o", trace,
                                        "-p", str(b.proc.pid)], stderr=err)
-        wait_for(lambda: "attached" in open(attach_log).read(), 10, "strace to attach")
+        def attached():
+            with open(attach_log) as f:
+                return "attached" in f.read()
+        wait_for(attached, 10, "strace to attach")
         n = 40
         r = b.send("health", [referral(f"s-{i}") for i in range(n)], "--window", "1")
         self.assertEqual(r.returncode, 0, r.stdout)
