@@ -7,10 +7,10 @@
 #include <time.h>
 #include <zmq.h>
 
-#define SLOT_BITS 16
-#define SLOT_MASK ((1u << SLOT_BITS) - 1)
-#define REQUEST_REF (1ULL << 63) /* query refs never collide with publish refs */
-#define HELLO_RETRY_MS 200 /* first retry of an unanswered hello; doubles up to the heartbeat */
+#define SLOT_BITS      16
+#define SLOT_MASK      ((1u << SLOT_BITS) - 1)
+#define REQUEST_REF    (1ULL << 63) /* query refs never collide with publish refs */
+#define HELLO_RETRY_MS 200          /* first retry of an unanswered hello; doubles up to the heartbeat */
 
 typedef struct {
     uint64_t ref; /* 0 when the slot is free */
@@ -71,15 +71,14 @@ static void say_hello(cb_client *c)
     send_frame(c, &f);
     /* While the broker is away, hellos queue in the socket: back off so a
      * long outage does not become a burst of them on its return. */
-    c->hello_retry_ms = c->welcomed || !c->hello_retry_ms ? HELLO_RETRY_MS
+    c->hello_retry_ms = c->welcomed || !c->hello_retry_ms              ? HELLO_RETRY_MS
                         : c->hello_retry_ms * 2 < c->opts.heartbeat_ms ? c->hello_retry_ms * 2
-                                                                        : c->opts.heartbeat_ms;
+                                                                       : c->opts.heartbeat_ms;
     c->welcomed = false;
     c->hello_sent_ms = cb_client_now_ms();
 }
 
-cb_client *cb_client_new(const cb_client_opts *opts, const cb_client_handlers *handlers, void *arg,
-                         cb_error *err)
+cb_client *cb_client_new(const cb_client_opts *opts, const cb_client_handlers *handlers, void *arg, cb_error *err)
 {
     cb_client *c = calloc(1, sizeof *c);
     if (!c) {
@@ -220,7 +219,8 @@ static void on_answer(cb_client *c, cb_frame *f)
     slot *s = slot_for(c, f->ref);
     if (!s)
         return; /* a second answer to a resent publish */
-    if (f->kind_case == CAREBRIDGE__V1__FRAME__KIND_NACK && f->nack->code == CAREBRIDGE__V1__ERROR_CODE__HELLO_REQUIRED) {
+    if (f->kind_case == CAREBRIDGE__V1__FRAME__KIND_NACK &&
+        f->nack->code == CAREBRIDGE__V1__ERROR_CODE__HELLO_REQUIRED) {
         if (c->opts.agency && (c->welcomed || cb_client_now_ms() - c->hello_sent_ms > c->hello_retry_ms))
             say_hello(c); /* the broker restarted or forgot us: the publish waits for the welcome */
         return;
@@ -257,9 +257,7 @@ static void on_frame(cb_client *c, cb_frame *f)
         c->hello_retry_ms = 0;
         resend_all(c, INT64_MAX);
         break;
-    case CAREBRIDGE__V1__FRAME__KIND_ACK:
-        on_answer(c, f);
-        break;
+    case CAREBRIDGE__V1__FRAME__KIND_ACK: on_answer(c, f); break;
     case CAREBRIDGE__V1__FRAME__KIND_NACK:
         if (f->ref)
             on_answer(c, f);
@@ -270,11 +268,8 @@ static void on_frame(cb_client *c, cb_frame *f)
             snprintf(c->failure, sizeof c->failure, "the broker refused hello as '%s': %s: %s", c->opts.agency,
                      cb_code_name((cb_code)f->nack->code), f->nack->reason);
         break;
-    case CAREBRIDGE__V1__FRAME__KIND_DELIVER:
-        on_deliver(c, f->deliver);
-        break;
-    default:
-        break;
+    case CAREBRIDGE__V1__FRAME__KIND_DELIVER: on_deliver(c, f->deliver); break;
+    default: break;
     }
     cb_frame_free(&f);
 }

@@ -32,8 +32,7 @@ typedef struct {
 } cb_client_handlers;
 
 /* Connects (asynchronously, as ZeroMQ does) and, with an agency, says hello. */
-cb_client *cb_client_new(const cb_client_opts *opts, const cb_client_handlers *handlers, void *arg,
-                         cb_error *err);
+cb_client *cb_client_new(const cb_client_opts *opts, const cb_client_handlers *handlers, void *arg, cb_error *err);
 void cb_client_destroy(cb_client **client_p);
 
 /* Queue ev for the broker; false when the window is full (run, then retry). */

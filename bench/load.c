@@ -28,7 +28,7 @@
 static const char usage[] =
     "Usage: cb-bench-load --endpoint EP [--senders S] [--window W] [--events N | --duration SEC]\n"
     "                     [--rate R] [--size BYTES] [--from AGENCY] [--to AGENCY]\n"
-    "                     [--resend-ms MS] [--stall-s SEC]\n"
+    "                     [--resend-ms MS] [--stall-s SEC] [--latencies FILE]\n"
     "\n"
     "  --senders S    sender threads, each its own connection (default 1)\n"
     "  --window W     publishes in flight per sender (default 256, the client default)\n"
@@ -39,7 +39,9 @@ static const char usage[] =
     "  --from A       publishing agency (default health)\n"
     "  --to A         recipient agency (default social-care)\n"
     "  --resend-ms M  the client's resend timer (default 2000, the client default)\n"
-    "  --stall-s S    give up when nothing is answered for S seconds (default 15)\n";
+    "  --stall-s S    give up when nothing is answered for S seconds (default 15)\n"
+    "  --latencies F  also write 'sender answered_ms latency_ms' per event to F, to see\n"
+    "                 when in the run slow answers happened\n";
 
 typedef struct {
     int senders;
@@ -51,6 +53,7 @@ typedef struct {
     const char *endpoint, *from, *to;
     uint32_t resend_ms;
     double stall_s;
+    const char *latencies;
     char prefix[17]; /* random per run, so a rerun against the same store never collides */
 } options;
 
@@ -67,7 +70,7 @@ typedef struct {
     pthread_t thread;
     cb_client *client;
     rec *recs, *free_recs;
-    int64_t *lat_ns; /* one per answered event */
+    int64_t *lat_ns, *at_ns; /* latency and answer time, one per answered event */
     size_t n_lat, cap_lat;
     uint64_t quota; /* events this sender publishes; UINT64_MAX with a duration */
     uint64_t sent, acked, nacks, duplicates;
@@ -95,12 +98,16 @@ static void answered(void *arg, void *tag, const Carebridge__V1__Ack *ack, const
     if (s->n_lat == s->cap_lat) {
         size_t cap = s->cap_lat ? 2 * s->cap_lat : 65536;
         int64_t *grown = realloc(s->lat_ns, cap * sizeof *grown);
-        if (!grown) {
+        if (grown)
+            s->lat_ns = grown;
+        int64_t *grown_at = grown ? realloc(s->at_ns, cap * sizeof *grown_at) : NULL;
+        if (!grown_at) {
             fputs("cb-bench-load: out of memory\n", stderr);
             exit(2);
         }
-        s->lat_ns = grown, s->cap_lat = cap;
+        s->at_ns = grown_at, s->cap_lat = cap;
     }
+    s->at_ns[s->n_lat] = t;
     s->lat_ns[s->n_lat++] = t - r->sent_ns;
     s->last_answer_ns = s->last_progress_ns = t;
     r->next_free = s->free_recs;
@@ -328,14 +335,15 @@ int main(int argc, char **argv)
         {"duration", required_argument, 0, 'd'}, {"rate", required_argument, 0, 'r'},
         {"size", required_argument, 0, 'z'},     {"from", required_argument, 0, 'f'},
         {"to", required_argument, 0, 't'},       {"resend-ms", required_argument, 0, 'R'},
-        {"stall-s", required_argument, 0, 'S'},  {"help", no_argument, 0, 'h'},
+        {"stall-s", required_argument, 0, 'S'},  {"latencies", required_argument, 0, 'L'},
+        {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     options o = {.senders = 1, .window = 256, .events = 50000, .size = 512, .from = "health",
                  .to = "social-care", .resend_ms = 2000, .stall_s = 15};
     double v;
     bool events_given = false;
     int c;
-    while ((c = getopt_long(argc, argv, "e:s:w:n:d:r:z:f:t:R:S:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "e:s:w:n:d:r:z:f:t:R:S:L:h", longopts, NULL)) != -1) {
         bool ok = true;
         switch (c) {
         case 'e': o.endpoint = optarg; break;
@@ -349,6 +357,7 @@ int main(int argc, char **argv)
         case 't': o.to = optarg; break;
         case 'R': ok = parse_num(optarg, 10, &v); o.resend_ms = (uint32_t)v; break;
         case 'S': ok = parse_num(optarg, 0.1, &o.stall_s); break;
+        case 'L': o.latencies = optarg; break;
         case 'h': fputs(usage, stdout); return 0;
         default: ok = false; break;
         }
@@ -412,6 +421,14 @@ int main(int argc, char **argv)
         if (s->nacks && !first_nack[0])
             first_nack = s->first_nack;
     }
+    FILE *lf = o.latencies ? fopen(o.latencies, "w") : NULL;
+    if (o.latencies && !lf)
+        fprintf(stderr, "cb-bench-load: cannot write %s\n", o.latencies);
+    for (int i = 0; lf && i < o.senders; i++)
+        for (size_t k = 0; k < ss[i].n_lat; k++)
+            fprintf(lf, "%d %.3f %.3f\n", i, (double)(ss[i].at_ns[k] - start_ns) / 1e6, (double)ss[i].lat_ns[k] / 1e6);
+    if (lf)
+        fclose(lf);
     int64_t *all = malloc((n ? n : 1) * sizeof *all);
     if (!all)
         return 2;
@@ -437,6 +454,7 @@ int main(int argc, char **argv)
         cb_client_destroy(&ss[i].client);
         free(ss[i].recs);
         free(ss[i].lat_ns);
+        free(ss[i].at_ns);
     }
     free(all);
     free(ss);

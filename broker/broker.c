@@ -16,9 +16,9 @@
 #include "query.h"
 #include "store.h"
 
-#define BATCH_MAX 1024   /* frames read per iteration: one transaction's worth */
-#define PEERS_MAX 1024
-#define RID_MAX 256
+#define BATCH_MAX    1024 /* frames read per iteration: one transaction's worth */
+#define PEERS_MAX    1024
+#define RID_MAX      256
 #define ENDPOINT_MAX 256
 
 /* A connection, known by its ROUTER routing id. A peer becomes an agency's
@@ -39,7 +39,7 @@ typedef struct {
     uint8_t *bytes; /* the canonical packed Envelope: the stored form */
     size_t len;
     uint8_t digest[CB_DIGEST_BYTES];
-    cb_code code;   /* the answer, decided inside the transaction */
+    cb_code code; /* the answer, decided inside the transaction */
     char reason[160];
     uint64_t seq;
     bool duplicate;
@@ -184,8 +184,8 @@ static void send_frame(cb_broker *b, int p, const cb_frame *f)
         free(buf);
 }
 
-static void send_nack(cb_broker *b, int p, uint64_t ref, const char *event_id, cb_code code,
-                      const char *reason, uint64_t existing)
+static void send_nack(cb_broker *b, int p, uint64_t ref, const char *event_id, cb_code code, const char *reason,
+                      uint64_t existing)
 {
     Carebridge__V1__Nack nack = CAREBRIDGE__V1__NACK__INIT;
     nack.event_id = (char *)event_id;
@@ -197,8 +197,8 @@ static void send_nack(cb_broker *b, int p, uint64_t ref, const char *event_id, c
     f.kind_case = CAREBRIDGE__V1__FRAME__KIND_NACK;
     f.nack = &nack;
     send_frame(b, p, &f);
-    cb_log(CB_LOG_WARN, "nack event=%s from=%s code=%s: %s", event_id[0] ? event_id : "-",
-           peer_name(b, p), cb_code_name(code), reason);
+    cb_log(CB_LOG_WARN, "nack event=%s from=%s code=%s: %s", event_id[0] ? event_id : "-", peer_name(b, p),
+           cb_code_name(code), reason);
 }
 
 /* ------------------------------------------------------------------ intake */
@@ -285,8 +285,7 @@ static void on_heartbeat(cb_broker *b, int p, const cb_frame *f)
     send_frame(b, p, &reply);
 }
 
-static void on_frame(cb_broker *b, const uint8_t *rid, size_t rid_len, const uint8_t *buf, size_t len,
-                     int64_t now)
+static void on_frame(cb_broker *b, const uint8_t *rid, size_t rid_len, const uint8_t *buf, size_t len, int64_t now)
 {
     int p = peer_for(b, rid, rid_len, now);
     cb_error err = {0};
@@ -308,26 +307,21 @@ static void on_frame(cb_broker *b, const uint8_t *rid, size_t rid_len, const uin
         return;
     }
     switch (f->kind_case) {
-    case CAREBRIDGE__V1__FRAME__KIND_HELLO:
-        on_hello(b, p, f);
-        break;
+    case CAREBRIDGE__V1__FRAME__KIND_HELLO: on_hello(b, p, f); break;
     case CAREBRIDGE__V1__FRAME__KIND_PUBLISH:
         if (on_publish(b, p, f))
             return;
         break;
-    case CAREBRIDGE__V1__FRAME__KIND_DELIVERY_ACK:
-        on_delivery_ack(b, p, f);
-        break;
-    case CAREBRIDGE__V1__FRAME__KIND_HEARTBEAT:
-        on_heartbeat(b, p, f);
-        break;
+    case CAREBRIDGE__V1__FRAME__KIND_DELIVERY_ACK: on_delivery_ack(b, p, f); break;
+    case CAREBRIDGE__V1__FRAME__KIND_HEARTBEAT: on_heartbeat(b, p, f); break;
     case CAREBRIDGE__V1__FRAME__KIND_STATUS_REQUEST:
     case CAREBRIDGE__V1__FRAME__KIND_JOURNEY_REQUEST:
     case CAREBRIDGE__V1__FRAME__KIND_REPLAY_REQUEST:
         b->reqs[b->n_reqs++] = (request){.peer = p, .ref = f->ref, .frame = f};
         return;
     default:
-        send_nack(b, p, f->ref, "", CB_BAD_REQUEST, "agencies may send hello, publish, deliveryAck, heartbeat and queries", 0);
+        send_nack(b, p, f->ref, "", CB_BAD_REQUEST,
+                  "agencies may send hello, publish, deliveryAck, heartbeat and queries", 0);
         break;
     }
     cb_frame_free(&f);
@@ -368,8 +362,8 @@ static void store_publish(cb_broker *b, cb_txn *txn, publish *pub, uint64_t *seq
             return;
         }
         pub->code = CB_DUPLICATE_ID;
-        snprintf(pub->reason, sizeof pub->reason,
-                 "eventId is already stored as seq %llu with different content", (unsigned long long)existing);
+        snprintf(pub->reason, sizeof pub->reason, "eventId is already stored as seq %llu with different content",
+                 (unsigned long long)existing);
         return;
     }
     if (!cb_store_has_room(txn)) {
@@ -408,8 +402,10 @@ static void replay(cb_broker *b, cb_txn *txn, request *r)
     bool queued = !r->was_parked && cb_store_queue_get(txn, q->agency, r->seq, &e);
     if (!r->was_parked && !queued)
         cb_store_queue_put(txn, q->agency, &(cb_queue_entry){r->seq, wall_ms(), 0});
-    cb_log(CB_LOG_INFO, "replay event=%s agency=%s seq=%llu %s", q->event_id, q->agency,
-           (unsigned long long)r->seq, r->was_parked ? "released from parked" : queued ? "already queued" : "queued again");
+    cb_log(CB_LOG_INFO, "replay event=%s agency=%s seq=%llu %s", q->event_id, q->agency, (unsigned long long)r->seq,
+           r->was_parked ? "released from parked"
+           : queued      ? "already queued"
+                         : "queued again");
 }
 
 static bool has_work(const cb_broker *b, int64_t now)
@@ -492,8 +488,7 @@ static void committed(cb_broker *b, int64_t now)
     for (size_t i = 0; i < b->n_reqs; i++) {
         request *r = &b->reqs[i];
         if (r->frame->kind_case == CAREBRIDGE__V1__FRAME__KIND_REPLAY_REQUEST && !r->code)
-            cb_delivery_enqueued(b->delivery, (unsigned)agency_index(b->cfg, r->frame->replay_request->agency),
-                                 r->seq);
+            cb_delivery_enqueued(b->delivery, (unsigned)agency_index(b->cfg, r->frame->replay_request->agency), r->seq);
     }
     cb_delivery_apply(b->delivery, b->steps, b->n_steps, now);
 }
@@ -525,8 +520,8 @@ static void log_event(const publish *pub)
     size_t used = 0;
     for (size_t i = 0; i < ev->n_to_agencies && used < sizeof to; i++)
         used += (size_t)snprintf(to + used, sizeof to - used, "%s%s", i ? "," : "", ev->to_agencies[i]);
-    cb_log(CB_LOG_INFO, "event id=%s type=%s from=%s to=%s seq=%llu person=%s%s", ev->event_id,
-           cb_body_name(ev), ev->from_agency, to, (unsigned long long)pub->seq, cb_log_person(ev->person, who),
+    cb_log(CB_LOG_INFO, "event id=%s type=%s from=%s to=%s seq=%llu person=%s%s", ev->event_id, cb_body_name(ev),
+           ev->from_agency, to, (unsigned long long)pub->seq, cb_log_person(ev->person, who),
            pub->duplicate ? " duplicate=yes" : "");
 }
 
@@ -554,8 +549,7 @@ static void answer_publishes(cb_broker *b)
         publish *pub = &b->pubs[i];
         const char *id = pub->frame->publish->event->event_id;
         if (pub->code) {
-            send_nack(b, pub->peer, pub->ref, id, pub->code, pub->reason,
-                      pub->code == CB_DUPLICATE_ID ? pub->seq : 0);
+            send_nack(b, pub->peer, pub->ref, id, pub->code, pub->reason, pub->code == CB_DUPLICATE_ID ? pub->seq : 0);
         } else {
             Carebridge__V1__Ack ack = CAREBRIDGE__V1__ACK__INIT;
             ack.event_id = (char *)id;
@@ -605,8 +599,7 @@ static void answer_requests(cb_broker *b)
                 break;
             case CAREBRIDGE__V1__FRAME__KIND_JOURNEY_REQUEST:
                 reply.kind_case = CAREBRIDGE__V1__FRAME__KIND_JOURNEY_REPLY;
-                reply.journey_reply =
-                    cb_query_journey(b->cfg, txn, r->frame->journey_request->person_id, &r->err);
+                reply.journey_reply = cb_query_journey(b->cfg, txn, r->frame->journey_request->person_id, &r->err);
                 owned = (ProtobufCMessage *)reply.journey_reply;
                 break;
             default:
@@ -642,8 +635,8 @@ static void send_deliveries(cb_broker *b)
         const cb_step *s = &b->steps[i];
         const char *agency = b->cfg->agencies[s->agency].id;
         if (s->kind == CB_STEP_PARK)
-            cb_log(CB_LOG_WARN, "parked agency=%s seq=%llu after %u attempts; `carebridge replay` releases it",
-                   agency, (unsigned long long)s->seq, b->cfg->max_attempts);
+            cb_log(CB_LOG_WARN, "parked agency=%s seq=%llu after %u attempts; `carebridge replay` releases it", agency,
+                   (unsigned long long)s->seq, b->cfg->max_attempts);
         if (s->kind != CB_STEP_SEND)
             continue;
         const uint8_t *event;

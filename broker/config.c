@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_AGENCIES 256
-#define MAX_ID_LEN 63
+#define MAX_AGENCIES    256
+#define MAX_ID_LEN      63
 #define EMBEDDED_SOURCE "(embedded default)"
 
 /* The defaults, stated once. config/carebridge.yaml states them again for
@@ -80,10 +80,9 @@ struct raw_config {
     unsigned n_agencies;
 };
 
-#define OPTIONAL_TEXT(key, type, member) \
-    CYAML_FIELD_STRING_PTR(key, CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, type, member, \
-                           0, CYAML_UNLIMITED)
-#define REQUIRED_TEXT(key, type, member) \
+#define OPTIONAL_TEXT(key, type, member)                                                                               \
+    CYAML_FIELD_STRING_PTR(key, CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, type, member, 0, CYAML_UNLIMITED)
+#define REQUIRED_TEXT(key, type, member)                                                                               \
     CYAML_FIELD_STRING_PTR(key, CYAML_FLAG_POINTER, type, member, 0, CYAML_UNLIMITED)
 
 static const cyaml_schema_field_t broker_fields[] = {
@@ -112,8 +111,7 @@ static const cyaml_schema_field_t limits_fields[] = {
 /* Strict: without it libcyaml also accepts a kind's number ("kind: 2"). */
 static const cyaml_schema_field_t agency_fields[] = {
     REQUIRED_TEXT("id", cb_agency, id),
-    CYAML_FIELD_ENUM("kind", CYAML_FLAG_CASE_SENSITIVE | CYAML_FLAG_STRICT, cb_agency, kind,
-                     kind_names, N_KINDS),
+    CYAML_FIELD_ENUM("kind", CYAML_FLAG_CASE_SENSITIVE | CYAML_FLAG_STRICT, cb_agency, kind, kind_names, N_KINDS),
     REQUIRED_TEXT("name", cb_agency, name),
     CYAML_FIELD_END,
 };
@@ -126,15 +124,13 @@ static const cyaml_schema_value_t agency_schema = {
  * silently bring back the demo agencies. The upper bound is checked later,
  * with a clearer message than libcyaml's. */
 static const cyaml_schema_field_t root_fields[] = {
-    CYAML_FIELD_MAPPING_PTR("broker", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL,
-                            struct raw_config, broker, broker_fields),
-    CYAML_FIELD_MAPPING_PTR("store", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL,
-                            struct raw_config, store, store_fields),
-    CYAML_FIELD_MAPPING_PTR("limits", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL,
-                            struct raw_config, limits, limits_fields),
-    CYAML_FIELD_SEQUENCE_COUNT("agencies", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL,
-                               struct raw_config, agencies, n_agencies, &agency_schema, 1,
-                               CYAML_UNLIMITED),
+    CYAML_FIELD_MAPPING_PTR("broker", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, struct raw_config, broker,
+                            broker_fields),
+    CYAML_FIELD_MAPPING_PTR("store", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, struct raw_config, store, store_fields),
+    CYAML_FIELD_MAPPING_PTR("limits", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, struct raw_config, limits,
+                            limits_fields),
+    CYAML_FIELD_SEQUENCE_COUNT("agencies", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, struct raw_config, agencies,
+                               n_agencies, &agency_schema, 1, CYAML_UNLIMITED),
     CYAML_FIELD_END,
 };
 
@@ -153,8 +149,7 @@ struct report {
     bool failed;
 };
 
-__attribute__((format(printf, 2, 3)))
-static void fail(struct report *r, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void fail(struct report *r, const char *fmt, ...)
 {
     if (r->failed)
         return;
@@ -182,15 +177,15 @@ enum frame_kind { FRAME_MAPPING, FRAME_FIELD, FRAME_ENTRY };
 
 struct frame {
     enum frame_kind kind;
-    char name[64];    /* field key, or the 1-based sequence entry number */
-    unsigned line;    /* 0 when libcyaml gave none */
+    char name[64]; /* field key, or the 1-based sequence entry number */
+    unsigned line; /* 0 when libcyaml gave none */
 };
 
 struct cyaml_log {
     char message[256];
     struct frame frames[8];
     unsigned n_frames;
-    bool done;        /* a second message arrived: the first one is the cause */
+    bool done; /* a second message arrived: the first one is the cause */
 };
 
 static void add_frame(struct cyaml_log *log, const char *text)
@@ -241,7 +236,7 @@ static void capture_log(cyaml_log_t level, void *ctx, const char *fmt, va_list a
  * path out, for syntax errors where it only says where parsing stopped. */
 static const struct {
     const char *prefix;
-    const char *says;   /* NULL: the kinds, for an enum */
+    const char *says; /* NULL: the kinds, for an enum */
     unsigned drop;
     bool key, path;
 } cyaml_messages[] = {
@@ -295,8 +290,7 @@ static void kind_choices(char *out, size_t cap)
 static void explain_cyaml(struct report *r, const struct cyaml_log *log, cyaml_err_t rc)
 {
     size_t i = 0, n = sizeof cyaml_messages / sizeof cyaml_messages[0];
-    while (i < n && strncmp(log->message, cyaml_messages[i].prefix,
-                            strlen(cyaml_messages[i].prefix)) != 0)
+    while (i < n && strncmp(log->message, cyaml_messages[i].prefix, strlen(cyaml_messages[i].prefix)) != 0)
         i++;
     if (!log->message[0] || i == n) {
         fail(r, "%s", log->message[0] ? log->message : cyaml_strerror(rc));
@@ -348,8 +342,7 @@ static bool parse_decimal(const char *text, int64_t *out)
 /* An optional number: the default when absent, else the given value if it
  * lies in [min, max]. On failure the default is returned so later checks
  * see a sane value; only the first message is kept anyway. */
-static int64_t number(struct report *r, const char *key, const char *given, int64_t dflt,
-                      int64_t min, int64_t max)
+static int64_t number(struct report *r, const char *key, const char *given, int64_t dflt, int64_t min, int64_t max)
 {
     int64_t v;
     if (!given)
@@ -363,8 +356,7 @@ static int64_t number(struct report *r, const char *key, const char *given, int6
     if (v < min && max == UINT32_MAX)
         fail(r, "%s: must be at least %lld (got %lld)", key, (long long)min, (long long)v);
     else
-        fail(r, "%s: must be between %lld and %lld (got %lld)", key, (long long)min,
-             (long long)max, (long long)v);
+        fail(r, "%s: must be between %lld and %lld (got %lld)", key, (long long)min, (long long)max, (long long)v);
     return dflt;
 }
 
@@ -388,16 +380,15 @@ static char *text(struct report *r, const char *key, const char *given, const ch
 static bool valid_id(const char *id)
 {
     size_t len = strlen(id);
-    return len >= 1 && len <= MAX_ID_LEN && id[0] != '-' &&
-           strspn(id, "abcdefghijklmnopqrstuvwxyz0123456789-") == len;
+    return len >= 1 && len <= MAX_ID_LEN && id[0] != '-' && strspn(id, "abcdefghijklmnopqrstuvwxyz0123456789-") == len;
 }
 
 static void check_agency(struct report *r, const cb_agency *list, unsigned i)
 {
     const cb_agency *a = &list[i];
     if (!valid_id(a->id))
-        fail(r, "agencies[%u].id: '%s' must match [a-z0-9][a-z0-9-]* and be at most %d characters",
-             i, a->id, MAX_ID_LEN);
+        fail(r, "agencies[%u].id: '%s' must match [a-z0-9][a-z0-9-]* and be at most %d characters", i, a->id,
+             MAX_ID_LEN);
     for (unsigned j = 0; j < i; j++)
         if (strcmp(list[j].id, a->id) == 0)
             fail(r, "agencies[%u].id: '%s' is listed twice (first as agencies[%u])", i, a->id, j);
@@ -441,32 +432,28 @@ static cb_config *build(struct report *r, const struct raw_config *raw)
     cfg->endpoint = text(r, "broker.endpoint", b->endpoint, defaults.endpoint);
     cfg->feed = text(r, "broker.feed", b->feed, defaults.feed);
     cfg->data_dir = text(r, "store.path", s->path, defaults.data_dir);
-    cfg->map_size_mb = (uint64_t)number(r, "store.map_size_mb", s->map_size_mb,
-                                        defaults.map_size_mb, 1, 1048576);
-    cfg->publish_fill_percent = (uint32_t)number(r, "store.publish_fill_percent",
-                                                 s->publish_fill_percent,
+    cfg->map_size_mb = (uint64_t)number(r, "store.map_size_mb", s->map_size_mb, defaults.map_size_mb, 1, 1048576);
+    cfg->publish_fill_percent = (uint32_t)number(r, "store.publish_fill_percent", s->publish_fill_percent,
                                                  defaults.publish_fill_percent, 10, 99);
-    cfg->max_event_bytes = (uint32_t)number(r, "limits.max_event_bytes", l->max_event_bytes,
-                                            defaults.max_event_bytes, 1024, 16777216);
+    cfg->max_event_bytes =
+        (uint32_t)number(r, "limits.max_event_bytes", l->max_event_bytes, defaults.max_event_bytes, 1024, 16777216);
     cfg->window = (uint32_t)number(r, "limits.window", l->window, defaults.window, 1, 10000);
-    cfg->redelivery_timeout_ms = (uint32_t)number(r, "limits.redelivery_timeout_ms",
-                                                  l->redelivery_timeout_ms,
+    cfg->redelivery_timeout_ms = (uint32_t)number(r, "limits.redelivery_timeout_ms", l->redelivery_timeout_ms,
                                                   defaults.redelivery_timeout_ms, 10, UINT32_MAX);
-    cfg->redelivery_max_ms = (uint32_t)number(r, "limits.redelivery_max_ms",
-                                              l->redelivery_max_ms, defaults.redelivery_max_ms,
-                                              10, UINT32_MAX);
+    cfg->redelivery_max_ms = (uint32_t)number(r, "limits.redelivery_max_ms", l->redelivery_max_ms,
+                                              defaults.redelivery_max_ms, 10, UINT32_MAX);
     if (cfg->redelivery_timeout_ms > cfg->redelivery_max_ms)
-        fail(r, "limits.redelivery_timeout_ms: must not exceed limits.redelivery_max_ms "
-                "(%u > %u)", cfg->redelivery_timeout_ms, cfg->redelivery_max_ms);
-    cfg->max_attempts = (uint32_t)number(r, "limits.max_attempts", l->max_attempts,
-                                         defaults.max_attempts, 1, UINT32_MAX);
-    cfg->heartbeat_ms = (uint32_t)number(r, "limits.heartbeat_ms", l->heartbeat_ms,
-                                         defaults.heartbeat_ms, 50, 600000);
+        fail(r,
+             "limits.redelivery_timeout_ms: must not exceed limits.redelivery_max_ms "
+             "(%u > %u)",
+             cfg->redelivery_timeout_ms, cfg->redelivery_max_ms);
+    cfg->max_attempts =
+        (uint32_t)number(r, "limits.max_attempts", l->max_attempts, defaults.max_attempts, 1, UINT32_MAX);
+    cfg->heartbeat_ms = (uint32_t)number(r, "limits.heartbeat_ms", l->heartbeat_ms, defaults.heartbeat_ms, 50, 600000);
     if (raw->agencies)
         copy_agencies(r, cfg, raw->agencies, raw->n_agencies);
     else
-        copy_agencies(r, cfg, default_agencies,
-                      sizeof default_agencies / sizeof default_agencies[0]);
+        copy_agencies(r, cfg, default_agencies, sizeof default_agencies / sizeof default_agencies[0]);
 
     if (r->failed)
         cb_config_free(&cfg);
@@ -492,8 +479,8 @@ cb_config *cb_config_load(const char *path, char *err, size_t cap)
     if (path)
         rc = cyaml_load_file(path, &cy, &root_schema, &data, NULL);
     else
-        rc = cyaml_load_data((const uint8_t *)cb_config_default_yaml,
-                             strlen(cb_config_default_yaml), &cy, &root_schema, &data, NULL);
+        rc = cyaml_load_data((const uint8_t *)cb_config_default_yaml, strlen(cb_config_default_yaml), &cy, &root_schema,
+                             &data, NULL);
     if (rc == CYAML_ERR_FILE_OPEN) {
         fail(&r, "cannot open (%s)", strerror(errno));
         return NULL;

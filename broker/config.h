@@ -14,19 +14,19 @@ typedef enum {
 } cb_agency_kind;
 
 typedef struct {
-    char *id;          /* [a-z0-9][a-z0-9-]{0,62}: used in keys and feed topics */
+    char *id; /* [a-z0-9][a-z0-9-]{0,62}: used in keys and feed topics */
     cb_agency_kind kind;
-    char *name;        /* display name */
+    char *name; /* display name */
 } cb_agency;
 
 typedef struct {
-    char *endpoint;    /* ROUTER: agencies and the CLI connect here */
-    char *feed;        /* PUB: every committed event */
+    char *endpoint; /* ROUTER: agencies and the CLI connect here */
+    char *feed;     /* PUB: every committed event */
     char *data_dir;
     uint64_t map_size_mb;
     uint32_t publish_fill_percent; /* publishes refused above this fill of the map */
     uint32_t max_event_bytes;
-    uint32_t window;               /* deliveries in flight per agency */
+    uint32_t window;                /* deliveries in flight per agency */
     uint32_t redelivery_timeout_ms; /* first redelivery; doubles each attempt */
     uint32_t redelivery_max_ms;     /* backoff cap */
     uint32_t max_attempts;          /* deliveries before an entry is parked */

@@ -10,10 +10,10 @@ typedef struct {
 } flight;
 
 typedef struct {
-    int consumer;       /* peer index, -1 when nobody receives */
-    uint64_t cursor;    /* highest seq taken from the queue in order */
-    bool maybe_more;    /* the queue may hold entries past the cursor */
-    bool planned_dry;   /* this plan found the queue exhausted */
+    int consumer;     /* peer index, -1 when nobody receives */
+    uint64_t cursor;  /* highest seq taken from the queue in order */
+    bool maybe_more;  /* the queue may hold entries past the cursor */
+    bool planned_dry; /* this plan found the queue exhausted */
     flight *flights;
     uint32_t n_flights;
 } lane;
@@ -236,7 +236,6 @@ void cb_delivery_apply(cb_delivery *d, const cb_step *steps, size_t n, int64_t n
         if (!f && l->n_flights < d->cfg->window)
             f = &l->flights[l->n_flights++];
         if (f)
-            *f = (flight){steps[i].seq, steps[i].attempt,
-                          now_ms + backoff_ms(d->cfg, steps[i].attempt)};
+            *f = (flight){steps[i].seq, steps[i].attempt, now_ms + backoff_ms(d->cfg, steps[i].attempt)};
     }
 }

@@ -32,17 +32,17 @@ static cb_code check_person(const Carebridge__V1__Person *p, cb_error *err)
         const Carebridge__V1__LocalId *l = p->local_ids[i];
         if (!l->system[0] || !l->value[0])
             return cb_fail(err, CB_MISSING_FIELD, "person.localIds[%zu] needs both system and value", i);
-        if (strlen(l->system) > CB_IDENTIFIER_MAX || strlen(l->value) > CB_IDENTIFIER_MAX ||
-            !printable(l->system) || !printable(l->value))
-            return cb_fail(err, CB_INVALID_FIELD,
-                           "person.localIds[%zu] system or value is longer than %d characters or has control characters",
-                           i, CB_IDENTIFIER_MAX);
+        if (strlen(l->system) > CB_IDENTIFIER_MAX || strlen(l->value) > CB_IDENTIFIER_MAX || !printable(l->system) ||
+            !printable(l->value))
+            return cb_fail(
+                err, CB_INVALID_FIELD,
+                "person.localIds[%zu] system or value is longer than %d characters or has control characters", i,
+                CB_IDENTIFIER_MAX);
     }
     return CB_OK;
 }
 
-static cb_code check_agencies(const cb_config *cfg, const cb_agency *sender, const cb_envelope *ev,
-                              cb_error *err)
+static cb_code check_agencies(const cb_config *cfg, const cb_agency *sender, const cb_envelope *ev, cb_error *err)
 {
     if (!ev->from_agency[0])
         return cb_fail(err, CB_MISSING_FIELD, "fromAgency is missing");
@@ -63,8 +63,7 @@ static cb_code check_agencies(const cb_config *cfg, const cb_agency *sender, con
     return CB_OK;
 }
 
-cb_code cb_intake_check(const cb_config *cfg, const cb_agency *sender, const cb_envelope *ev,
-                        cb_error *err)
+cb_code cb_intake_check(const cb_config *cfg, const cb_agency *sender, const cb_envelope *ev, cb_error *err)
 {
     char path[256];
     if (!cb_check_utf8(&ev->base, path, sizeof path))
@@ -79,8 +78,8 @@ cb_code cb_intake_check(const cb_config *cfg, const cb_agency *sender, const cb_
         return code;
     if (!ev->occurred_at)
         return cb_fail(err, CB_MISSING_FIELD, "occurredAt is missing");
-    if (ev->occurred_at->nanos < 0 || ev->occurred_at->nanos > 999999999 ||
-        ev->occurred_at->seconds < -62135596800LL || ev->occurred_at->seconds > 253402300799LL)
+    if (ev->occurred_at->nanos < 0 || ev->occurred_at->nanos > 999999999 || ev->occurred_at->seconds < -62135596800LL ||
+        ev->occurred_at->seconds > 253402300799LL)
         return cb_fail(err, CB_INVALID_FIELD, "occurredAt is outside 0001-01-01..9999-12-31");
     if (ev->body_case == CAREBRIDGE__V1__ENVELOPE__BODY__NOT_SET)
         return cb_fail(err, CB_MISSING_FIELD,

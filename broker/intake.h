@@ -11,15 +11,14 @@
 #include "config.h"
 #include "store.h"
 
-#define CB_EVENT_ID_MAX 128
-#define CB_IDENTIFIER_MAX 64
-#define CB_CASE_REF_MAX 128
+#define CB_EVENT_ID_MAX    128
+#define CB_IDENTIFIER_MAX  64
+#define CB_CASE_REF_MAX    128
 #define CB_PERSON_KEYS_MAX 8
 
 /* CB_OK, or the code and a reason naming the field. `sender` is the agency the
  * connection said hello as. */
-cb_code cb_intake_check(const cb_config *cfg, const cb_agency *sender, const cb_envelope *ev,
-                        cb_error *err);
+cb_code cb_intake_check(const cb_config *cfg, const cb_agency *sender, const cb_envelope *ev, cb_error *err);
 
 /* The person index keys of an admitted event ("nhs:943...", "chi:...",
  * "local:system:value"), at most CB_PERSON_KEYS_MAX; returns how many. */

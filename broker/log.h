@@ -11,7 +11,7 @@
 typedef enum { CB_LOG_DEBUG, CB_LOG_INFO, CB_LOG_WARN, CB_LOG_ERROR } cb_log_level;
 
 #define CB_PSEUDONYM_KEY_BYTES 32
-#define CB_PSEUDONYM_LEN 14 /* "p-" + 10 hex digits + NUL, rounded */
+#define CB_PSEUDONYM_LEN       14 /* "p-" + 10 hex digits + NUL, rounded */
 
 void cb_log_init(cb_log_level min_level);
 void cb_log_set_pseudonym_key(const uint8_t key[CB_PSEUDONYM_KEY_BYTES]);

@@ -45,10 +45,10 @@ static const char usage[] =
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"config", required_argument, 0, 'c'}, {"data", required_argument, 0, 'd'},
+        {"config", required_argument, 0, 'c'},   {"data", required_argument, 0, 'd'},
         {"endpoint", required_argument, 0, 'e'}, {"feed", required_argument, 0, 'f'},
-        {"verbose", no_argument, 0, 'v'},       {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},       {0, 0, 0, 0},
+        {"verbose", no_argument, 0, 'v'},        {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},        {0, 0, 0, 0},
     };
     const char *config_path = NULL, *data = NULL, *endpoint = NULL, *feed = NULL;
     cb_log_level level = CB_LOG_INFO;

@@ -78,7 +78,8 @@ Carebridge__V1__StatusReply *cb_query_status(const cb_config *cfg, cb_txn *txn, 
         cb_store_queue_stats(txn, cfg->agencies[a].id, &st);
         s->queued = st.queued;
         s->parked = st.parked;
-        s->oldest_undelivered_ms = st.oldest_enqueued_ms && now > st.oldest_enqueued_ms ? now - st.oldest_enqueued_ms : 0;
+        s->oldest_undelivered_ms =
+            st.oldest_enqueued_ms && now > st.oldest_enqueued_ms ? now - st.oldest_enqueued_ms : 0;
         seq_list parked = {0};
         if (st.parked)
             cb_store_parked_scan(txn, cfg->agencies[a].id, 0, push_parked, &parked);
@@ -248,8 +249,7 @@ static void add_event(Carebridge__V1__JourneyReply *r, uint64_t seq, cb_envelope
         cb_envelope_free(&ev);
 }
 
-Carebridge__V1__JourneyReply *cb_query_journey(const cb_config *cfg, cb_txn *txn, const char *person_id,
-                                               cb_error *err)
+Carebridge__V1__JourneyReply *cb_query_journey(const cb_config *cfg, cb_txn *txn, const char *person_id, cb_error *err)
 {
     (void)cfg;
     char key[CB_KEY_MAX + 1];

@@ -22,7 +22,6 @@ Carebridge__V1__StatusReply *cb_query_status(const cb_config *cfg, cb_txn *txn, 
 /* Every event stored for the person (an NHS or CHI number), ordered by occurredAt:
  * updates merged into the event they correct, and for each recipient of a
  * referral, discharge or handover the stage its responses have reached. */
-Carebridge__V1__JourneyReply *cb_query_journey(const cb_config *cfg, cb_txn *txn, const char *person_id,
-                                               cb_error *err);
+Carebridge__V1__JourneyReply *cb_query_journey(const cb_config *cfg, cb_txn *txn, const char *person_id, cb_error *err);
 
 #endif

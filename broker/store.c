@@ -9,8 +9,7 @@
 
 /* The named databases, in the order of the layout in store.h. */
 enum { DB_EVENTS, DB_IDS, DB_PERSONS, DB_CASES, DB_QUEUE, DB_PARKED, DB_META, DB_COUNT };
-static const char *const db_names[DB_COUNT] = {"events", "ids",    "persons", "cases",
-                                               "queue",  "parked", "meta"};
+static const char *const db_names[DB_COUNT] = {"events", "ids", "persons", "cases", "queue", "parked", "meta"};
 
 /* A queue or parked value: enqueued_ms (u64) then attempts (u32), big-endian. */
 #define ENTRY_BYTES 12
@@ -63,8 +62,7 @@ static MDB_val val(const void *p, size_t n)
  * else means the store cannot be trusted until it is reopened. */
 static cb_code code_of(int rc)
 {
-    return rc == MDB_MAP_FULL || rc == ENOSPC || rc == MDB_TXN_FULL ? CB_STORE_FULL
-                                                                    : CB_STORE_UNAVAILABLE;
+    return rc == MDB_MAP_FULL || rc == ENOSPC || rc == MDB_TXN_FULL ? CB_STORE_FULL : CB_STORE_UNAVAILABLE;
 }
 
 static bool txn_ok(const cb_txn *txn)
@@ -110,8 +108,7 @@ static bool key_add(key_buf *k, const char *part)
 
 /* Build "a\0seq", or "a\0b\0seq" when b is given. An over-long part is a caller
  * bug; it fails the txn the way LMDB fails an over-long key. */
-static bool key_make(cb_txn *txn, const char *step, key_buf *k, const char *a, const char *b,
-                     uint64_t seq)
+static bool key_make(cb_txn *txn, const char *step, key_buf *k, const char *a, const char *b, uint64_t seq)
 {
     k->len = 0;
     if (!key_add(k, a) || (b && !key_add(k, b)))
@@ -147,8 +144,7 @@ typedef bool (*row_fn)(cb_txn *txn, void *arg, uint64_t seq, MDB_val data);
 
 /* Call fn for each key that shares from's parts, from from's seq upwards,
  * until fn returns false. */
-static void db_scan(cb_txn *txn, int db, const key_buf *from, row_fn fn, void *arg,
-                    const char *step)
+static void db_scan(cb_txn *txn, int db, const key_buf *from, row_fn fn, void *arg, const char *step)
 {
     MDB_cursor *c;
     if (!txn_ok(txn) || !check(txn, mdb_cursor_open(txn->txn, txn->store->dbi[db], &c), step))
@@ -346,8 +342,7 @@ uint64_t cb_store_last_seq(cb_txn *txn)
 {
     MDB_cursor *c;
     MDB_val k, data;
-    if (!txn_ok(txn) ||
-        !check(txn, mdb_cursor_open(txn->txn, txn->store->dbi[DB_EVENTS], &c), "find last event"))
+    if (!txn_ok(txn) || !check(txn, mdb_cursor_open(txn->txn, txn->store->dbi[DB_EVENTS], &c), "find last event"))
         return 0;
     int rc = mdb_cursor_get(c, &k, &data, MDB_LAST);
     mdb_cursor_close(c);
@@ -361,14 +356,12 @@ uint64_t cb_store_last_seq(cb_txn *txn)
 uint64_t cb_store_event_count(cb_txn *txn)
 {
     MDB_stat st;
-    if (!txn_ok(txn) ||
-        !check(txn, mdb_stat(txn->txn, txn->store->dbi[DB_EVENTS], &st), "count events"))
+    if (!txn_ok(txn) || !check(txn, mdb_stat(txn->txn, txn->store->dbi[DB_EVENTS], &st), "count events"))
         return 0;
     return st.ms_entries;
 }
 
-bool cb_store_find_id(cb_txn *txn, const char *event_id, uint64_t *seq,
-                      uint8_t digest[CB_DIGEST_BYTES])
+bool cb_store_find_id(cb_txn *txn, const char *event_id, uint64_t *seq, uint8_t digest[CB_DIGEST_BYTES])
 {
     MDB_val data;
     if (!db_get(txn, DB_IDS, str_val(event_id), &data, "read event id"))
@@ -380,11 +373,10 @@ bool cb_store_find_id(cb_txn *txn, const char *event_id, uint64_t *seq,
     return true;
 }
 
-void cb_store_put_event(cb_txn *txn, uint64_t seq, const uint8_t *bytes, size_t len,
-                        const char *event_id, const uint8_t digest[CB_DIGEST_BYTES],
-                        const char *const *person_keys, size_t n_person_keys,
-                        const char *from_agency, const char *case_ref,
-                        const char *const *recipients, size_t n_recipients, uint64_t now_ms)
+void cb_store_put_event(cb_txn *txn, uint64_t seq, const uint8_t *bytes, size_t len, const char *event_id,
+                        const uint8_t digest[CB_DIGEST_BYTES], const char *const *person_keys, size_t n_person_keys,
+                        const char *from_agency, const char *case_ref, const char *const *recipients,
+                        size_t n_recipients, uint64_t now_ms)
 {
     /* The ids value is seq then digest; its first 8 bytes are the events key. */
     uint8_t id[8 + CB_DIGEST_BYTES];
@@ -437,8 +429,7 @@ void cb_store_person_seqs(cb_txn *txn, const char *person_key, cb_seq_fn fn, voi
         db_scan(txn, DB_PERSONS, &k, visit_seq, &v, "scan person index");
 }
 
-void cb_store_case_seqs(cb_txn *txn, const char *from_agency, const char *case_ref, cb_seq_fn fn,
-                        void *arg)
+void cb_store_case_seqs(cb_txn *txn, const char *from_agency, const char *case_ref, cb_seq_fn fn, void *arg)
 {
     struct seq_visit v = {fn, arg};
     key_buf k;
@@ -460,8 +451,7 @@ static bool visit_entry(cb_txn *txn, void *arg, uint64_t seq, MDB_val data)
     return entry_decode(txn, data, seq, &e) && v->fn(v->arg, &e);
 }
 
-static void entry_scan(cb_txn *txn, int db, const char *agency, uint64_t after, row_fn fn,
-                       void *arg, const char *step)
+static void entry_scan(cb_txn *txn, int db, const char *agency, uint64_t after, row_fn fn, void *arg, const char *step)
 {
     key_buf k;
     if (after < UINT64_MAX && key_make(txn, step, &k, agency, NULL, after + 1))
@@ -474,24 +464,21 @@ void cb_store_queue_scan(cb_txn *txn, const char *agency, uint64_t after, cb_ent
     entry_scan(txn, DB_QUEUE, agency, after, visit_entry, &v, "scan queue");
 }
 
-void cb_store_parked_scan(cb_txn *txn, const char *agency, uint64_t after, cb_entry_fn fn,
-                          void *arg)
+void cb_store_parked_scan(cb_txn *txn, const char *agency, uint64_t after, cb_entry_fn fn, void *arg)
 {
     struct entry_visit v = {fn, arg};
     entry_scan(txn, DB_PARKED, agency, after, visit_entry, &v, "scan parked");
 }
 
-static bool entry_get(cb_txn *txn, int db, const char *agency, uint64_t seq, cb_queue_entry *out,
-                      const char *step)
+static bool entry_get(cb_txn *txn, int db, const char *agency, uint64_t seq, cb_queue_entry *out, const char *step)
 {
     key_buf k;
     MDB_val data;
-    return key_make(txn, step, &k, agency, NULL, seq) &&
-           db_get(txn, db, val(k.b, k.len), &data, step) && entry_decode(txn, data, seq, out);
+    return key_make(txn, step, &k, agency, NULL, seq) && db_get(txn, db, val(k.b, k.len), &data, step) &&
+           entry_decode(txn, data, seq, out);
 }
 
-static void entry_put(cb_txn *txn, int db, const char *agency, const cb_queue_entry *e,
-                      const char *step)
+static void entry_put(cb_txn *txn, int db, const char *agency, const cb_queue_entry *e, const char *step)
 {
     key_buf k;
     uint8_t b[ENTRY_BYTES];
@@ -589,8 +576,7 @@ uint64_t cb_store_used_bytes(cb_txn *txn)
 bool cb_store_has_room(cb_txn *txn)
 {
     uint64_t used = cb_store_used_bytes(txn);
-    return txn_ok(txn) &&
-           (double)used < txn->store->publish_fraction * (double)txn->store->map_bytes;
+    return txn_ok(txn) && (double)used < txn->store->publish_fraction * (double)txn->store->map_bytes;
 }
 
 bool cb_store_meta_get(cb_txn *txn, const char *name, void *buf, size_t cap, size_t *len)

@@ -24,7 +24,7 @@
 #include "cb_error.h"
 
 #define CB_DIGEST_BYTES 16
-#define CB_KEY_MAX 400 /* longest index key part; LMDB keys stop at 511 bytes */
+#define CB_KEY_MAX      400 /* longest index key part; LMDB keys stop at 511 bytes */
 
 typedef struct cb_store cb_store;
 typedef struct cb_txn cb_txn;
@@ -72,19 +72,17 @@ uint64_t cb_store_event_count(cb_txn *txn);
 bool cb_store_find_id(cb_txn *txn, const char *event_id, uint64_t *seq, uint8_t digest[CB_DIGEST_BYTES]);
 /* Write the event under seq with its id, person and case index entries, and a
  * queue entry (attempts 0) for each recipient. case_ref may be NULL. */
-void cb_store_put_event(cb_txn *txn, uint64_t seq, const uint8_t *bytes, size_t len,
-                        const char *event_id, const uint8_t digest[CB_DIGEST_BYTES],
-                        const char *const *person_keys, size_t n_person_keys,
-                        const char *from_agency, const char *case_ref,
-                        const char *const *recipients, size_t n_recipients, uint64_t now_ms);
+void cb_store_put_event(cb_txn *txn, uint64_t seq, const uint8_t *bytes, size_t len, const char *event_id,
+                        const uint8_t digest[CB_DIGEST_BYTES], const char *const *person_keys, size_t n_person_keys,
+                        const char *from_agency, const char *case_ref, const char *const *recipients,
+                        size_t n_recipients, uint64_t now_ms);
 /* The stored bytes of seq; valid until the transaction ends. */
 bool cb_store_get_event(cb_txn *txn, uint64_t seq, const uint8_t **bytes, size_t *len);
 
 /* Calls fn for each seq under the key, ascending, until fn returns false. */
 typedef bool (*cb_seq_fn)(void *arg, uint64_t seq);
 void cb_store_person_seqs(cb_txn *txn, const char *person_key, cb_seq_fn fn, void *arg);
-void cb_store_case_seqs(cb_txn *txn, const char *from_agency, const char *case_ref, cb_seq_fn fn,
-                        void *arg);
+void cb_store_case_seqs(cb_txn *txn, const char *from_agency, const char *case_ref, cb_seq_fn fn, void *arg);
 
 /* ---- delivery queues */
 

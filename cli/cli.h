@@ -6,7 +6,7 @@
 #include "client.h"
 
 #define CLI_DEFAULT_BROKER "tcp://127.0.0.1:5570"
-#define CLI_DEFAULT_FEED "tcp://127.0.0.1:5571"
+#define CLI_DEFAULT_FEED   "tcp://127.0.0.1:5571"
 
 /* Exit statuses every command shares. */
 enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2 };

@@ -42,8 +42,8 @@ static const struct {
     const char *name;
     int (*run)(const cli_globals *, int, char **);
 } commands[] = {
-    {"send", cli_send},       {"recv", cli_recv},     {"journey", cli_journey},
-    {"status", cli_status},   {"replay", cli_replay}, {"tail", cli_tail},
+    {"send", cli_send},     {"recv", cli_recv},     {"journey", cli_journey},
+    {"status", cli_status}, {"replay", cli_replay}, {"tail", cli_tail},
 };
 
 bool cli_seconds(const char *text, double *out)

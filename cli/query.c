@@ -25,12 +25,11 @@ static const char status_usage[] =
     "of the oldest undelivered one; then the store's size, fill and last seq.\n"
     "--json prints the broker's StatusReply as canonical JSON instead.\n";
 
-static const char replay_usage[] =
-    "Usage: carebridge replay <eventId> --to AGENCY [--broker ENDPOINT]\n"
-    "\n"
-    "Queue the stored event again for AGENCY: a parked delivery is released with its\n"
-    "attempts reset, any other stored event is queued anew. Prints\n"
-    "'REPLAYED <eventId> seq=<n> to <agency>'. Exit 1 if the broker refuses.\n";
+static const char replay_usage[] = "Usage: carebridge replay <eventId> --to AGENCY [--broker ENDPOINT]\n"
+                                   "\n"
+                                   "Queue the stored event again for AGENCY: a parked delivery is released with its\n"
+                                   "attempts reset, any other stored event is queued anew. Prints\n"
+                                   "'REPLAYED <eventId> seq=<n> to <agency>'. Exit 1 if the broker refuses.\n";
 
 /* Options shared by the three: --json, --to, --broker, --help. */
 typedef struct {
@@ -42,8 +41,10 @@ typedef struct {
 
 static int parse(const cli_globals *g, int argc, char **argv, const char *usage, bool takes_to, query_args *q)
 {
-    static const struct option opts[] = {{"json", no_argument, 0, 'j'},       {"to", required_argument, 0, 't'},
-                                         {"broker", required_argument, 0, 'b'}, {"help", no_argument, 0, 'h'},
+    static const struct option opts[] = {{"json", no_argument, 0, 'j'},
+                                         {"to", required_argument, 0, 't'},
+                                         {"broker", required_argument, 0, 'b'},
+                                         {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     *q = (query_args){.g = *g};
     int c;
@@ -121,11 +122,8 @@ static void print_gist(const cb_envelope *ev)
                ev->handover->new_lead[0] ? ev->handover->new_lead : "?", ev->handover->n_outstanding_actions,
                ev->handover->n_outcomes_to_sustain);
         break;
-    case CAREBRIDGE__V1__ENVELOPE__BODY_CLOSURE:
-        printf("      %s\n", ev->closure->reason);
-        break;
-    default:
-        break;
+    case CAREBRIDGE__V1__ENVELOPE__BODY_CLOSURE: printf("      %s\n", ev->closure->reason); break;
+    default: break;
     }
 }
 

@@ -40,9 +40,12 @@ static bool delivered(void *arg, const Carebridge__V1__Deliver *d)
 
 int cli_recv(const cli_globals *g_in, int argc, char **argv)
 {
-    static const struct option opts[] = {{"as", required_argument, 0, 'a'},     {"count", required_argument, 0, 'n'},
-                                         {"timeout", required_argument, 0, 't'}, {"broker", required_argument, 0, 'b'},
-                                         {"no-ack", no_argument, 0, 'N'},        {"help", no_argument, 0, 'h'},
+    static const struct option opts[] = {{"as", required_argument, 0, 'a'},
+                                         {"count", required_argument, 0, 'n'},
+                                         {"timeout", required_argument, 0, 't'},
+                                         {"broker", required_argument, 0, 'b'},
+                                         {"no-ack", no_argument, 0, 'N'},
+                                         {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     cli_globals g = *g_in;
     const char *agency = NULL;
@@ -78,8 +81,8 @@ int cli_recv(const cli_globals *g_in, int argc, char **argv)
     }
     progress p = {ack, 0, (unsigned long)count, cb_client_now_ms()};
     cb_error err = {0};
-    cb_client_opts copts = {.endpoint = g.broker, .agency = agency, .receive = true,
-                            .name = "carebridge recv " CB_VERSION};
+    cb_client_opts copts = {
+        .endpoint = g.broker, .agency = agency, .receive = true, .name = "carebridge recv " CB_VERSION};
     cb_client_handlers h = {.delivered = delivered};
     cb_client *client = cb_client_new(&copts, &h, &p, &err);
     if (!client) {

@@ -29,8 +29,7 @@ static void answered(void *arg, void *tag, const Carebridge__V1__Ack *ack, const
     tally *t = arg;
     t->last_progress = cb_client_now_ms();
     if (ack) {
-        printf("ACK %s seq=%llu%s\n", ack->event_id, (unsigned long long)ack->seq,
-               ack->duplicate ? " duplicate" : "");
+        printf("ACK %s seq=%llu%s\n", ack->event_id, (unsigned long long)ack->seq, ack->duplicate ? " duplicate" : "");
         t->acked++;
         return;
     }
@@ -114,8 +113,8 @@ int cli_send(const cli_globals *g_in, int argc, char **argv)
 
     tally t = {0, 0, cb_client_now_ms()};
     cb_error err = {0};
-    cb_client_opts copts = {.endpoint = g.broker, .agency = agency, .window = (uint32_t)window,
-                            .name = "carebridge send " CB_VERSION};
+    cb_client_opts copts = {
+        .endpoint = g.broker, .agency = agency, .window = (uint32_t)window, .name = "carebridge send " CB_VERSION};
     cb_client_handlers h = {.answered = answered};
     cb_client *client = cb_client_new(&copts, &h, &t, &err);
     if (!client) {

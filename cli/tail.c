@@ -19,9 +19,12 @@ static const char usage[] =
 
 int cli_tail(const cli_globals *g_in, int argc, char **argv)
 {
-    static const struct option opts[] = {{"agency", required_argument, 0, 'a'}, {"type", required_argument, 0, 'y'},
-                                         {"count", required_argument, 0, 'n'},  {"timeout", required_argument, 0, 't'},
-                                         {"feed", required_argument, 0, 'f'},   {"help", no_argument, 0, 'h'},
+    static const struct option opts[] = {{"agency", required_argument, 0, 'a'},
+                                         {"type", required_argument, 0, 'y'},
+                                         {"count", required_argument, 0, 'n'},
+                                         {"timeout", required_argument, 0, 't'},
+                                         {"feed", required_argument, 0, 'f'},
+                                         {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     cli_globals g = *g_in;
     const char *agency = "*", *type = "";

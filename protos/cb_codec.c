@@ -67,8 +67,7 @@ static bool read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
 }
 
 /* Find length-delimited field `id` in [p, end); returns its payload bounds. */
-static bool find_field(const uint8_t *p, const uint8_t *end, uint32_t id, const uint8_t **out,
-                       size_t *out_len)
+static bool find_field(const uint8_t *p, const uint8_t *end, uint32_t id, const uint8_t **out, size_t *out_len)
 {
     while (p < end) {
         uint64_t key, n;
@@ -79,12 +78,8 @@ static bool find_field(const uint8_t *p, const uint8_t *end, uint32_t id, const 
             if (!read_varint(&p, end, &n))
                 return false;
             break;
-        case 1:
-            p += 8;
-            break;
-        case 5:
-            p += 4;
-            break;
+        case 1: p += 8; break;
+        case 5: p += 4; break;
         case 2:
             if (!read_varint(&p, end, &n) || n > (uint64_t)(end - p))
                 return false;
@@ -95,8 +90,7 @@ static bool find_field(const uint8_t *p, const uint8_t *end, uint32_t id, const 
             }
             p += n;
             break;
-        default:
-            return false;
+        default: return false;
         }
     }
     return false;
@@ -140,8 +134,7 @@ void cb_peek_publish(const uint8_t *buf, size_t len, uint64_t *ref, char *out, s
     out[0] = '\0';
     if (!find_field(buf, buf + len, 12 /* Frame.publish */, &publish, &publish_len) ||
         !find_field(publish, publish + publish_len, 1 /* Publish.event */, &event, &event_len) ||
-        !find_field(event, event + event_len, 1 /* Envelope.event_id */, &id, &id_len) ||
-        id_len >= cap)
+        !find_field(event, event + event_len, 1 /* Envelope.event_id */, &id, &id_len) || id_len >= cap)
         return;
     memcpy(out, id, id_len);
     out[id_len] = '\0';

@@ -7,19 +7,19 @@
 #include <stdarg.h>
 #include "carebridge.pb-c.h"
 
-#define CB_CODES(X)                                                                   \
-    X(DECODE_ERROR, "the frame does not decode as a carebridge.v1.Frame")             \
-    X(TOO_LARGE, "the frame is larger than the broker accepts")                       \
-    X(INVALID_UTF8, "a string field is not valid UTF-8")                              \
-    X(MISSING_FIELD, "an essential field of the envelope is missing")                 \
-    X(INVALID_FIELD, "a field is present but cannot be used")                         \
-    X(UNKNOWN_AGENCY, "the event names an agency the broker does not know")           \
-    X(AGENCY_MISMATCH, "fromAgency is not the agency this connection serves")         \
-    X(HELLO_REQUIRED, "the connection must say hello as its agency first")            \
-    X(DUPLICATE_ID, "the event id is already stored with different content")         \
-    X(STORE_FULL, "the store is full; nothing was written, retry later")              \
-    X(STORE_UNAVAILABLE, "the store failed to commit; nothing was acknowledged")      \
-    X(UNKNOWN_EVENT, "no stored event has that id")                                   \
+#define CB_CODES(X)                                                                                                    \
+    X(DECODE_ERROR, "the frame does not decode as a carebridge.v1.Frame")                                              \
+    X(TOO_LARGE, "the frame is larger than the broker accepts")                                                        \
+    X(INVALID_UTF8, "a string field is not valid UTF-8")                                                               \
+    X(MISSING_FIELD, "an essential field of the envelope is missing")                                                  \
+    X(INVALID_FIELD, "a field is present but cannot be used")                                                          \
+    X(UNKNOWN_AGENCY, "the event names an agency the broker does not know")                                            \
+    X(AGENCY_MISMATCH, "fromAgency is not the agency this connection serves")                                          \
+    X(HELLO_REQUIRED, "the connection must say hello as its agency first")                                             \
+    X(DUPLICATE_ID, "the event id is already stored with different content")                                           \
+    X(STORE_FULL, "the store is full; nothing was written, retry later")                                               \
+    X(STORE_UNAVAILABLE, "the store failed to commit; nothing was acknowledged")                                       \
+    X(UNKNOWN_EVENT, "no stored event has that id")                                                                    \
     X(BAD_REQUEST, "the broker does not accept that frame here")
 
 typedef enum {
@@ -44,7 +44,6 @@ const char *cb_code_message(cb_code code);
 cb_code cb_code_from_name(const char *name);
 
 /* Set code and a printf-style reason; returns the code so callers can `return cb_fail(...)`. */
-cb_code cb_fail(cb_error *err, cb_code code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+cb_code cb_fail(cb_error *err, cb_code code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -66,8 +66,7 @@ static bool json_name_is(const char *name, const char *key)
     return *key == '\0';
 }
 
-static const ProtobufCFieldDescriptor *field_by_key(const ProtobufCMessageDescriptor *d,
-                                                    const char *key)
+static const ProtobufCFieldDescriptor *field_by_key(const ProtobufCMessageDescriptor *d, const char *key)
 {
     for (unsigned i = 0; i < d->n_fields; i++)
         if (json_name_is(d->fields[i].name, key) || strcmp(d->fields[i].name, key) == 0)
@@ -201,8 +200,8 @@ static bool utc_offset(const char **p, int *offset)
         *p = s + 1;
         return true;
     }
-    if ((*s != '+' && *s != '-') || !digits(s + 1, 2, &hh) || s[3] != ':' ||
-        !digits(s + 4, 2, &mm) || hh > 23 || mm > 59)
+    if ((*s != '+' && *s != '-') || !digits(s + 1, 2, &hh) || s[3] != ':' || !digits(s + 4, 2, &mm) || hh > 23 ||
+        mm > 59)
         return false;
     *offset = (*s == '-' ? -1 : 1) * (hh * 3600 + mm * 60);
     *p = s + 6;
@@ -213,9 +212,9 @@ static bool utc_offset(const char **p, int *offset)
 static bool parse_rfc3339(const char *s, size_t len, int64_t *seconds, int32_t *nanos)
 {
     int y, mo, d, h, mi, sec, offset;
-    if (!digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) || s[7] != '-' ||
-        !digits(s + 8, 2, &d) || s[10] != 'T' || !digits(s + 11, 2, &h) || s[13] != ':' ||
-        !digits(s + 14, 2, &mi) || s[16] != ':' || !digits(s + 17, 2, &sec))
+    if (!digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) || s[7] != '-' || !digits(s + 8, 2, &d) ||
+        s[10] != 'T' || !digits(s + 11, 2, &h) || s[13] != ':' || !digits(s + 14, 2, &mi) || s[16] != ':' ||
+        !digits(s + 17, 2, &sec))
         return false;
     const char *p = s + 19;
     *nanos = 0;
@@ -223,18 +222,15 @@ static bool parse_rfc3339(const char *s, size_t len, int64_t *seconds, int32_t *
         return false;
     if (!utc_offset(&p, &offset) || (size_t)(p - s) != len)
         return false;
-    if (y < 1 || mo < 1 || mo > 12 || d < 1 || (unsigned)d > days_in_month(y, mo) || h > 23 ||
-        mi > 59 || sec > 59)
+    if (y < 1 || mo < 1 || mo > 12 || d < 1 || (unsigned)d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 59)
         return false;
-    *seconds = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + sec -
-               offset;
+    *seconds = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + sec - offset;
     return *seconds >= TS_MIN_SECONDS && *seconds <= TS_MAX_SECONDS;
 }
 
 static json_t *timestamp_to_json(walk *w, const Google__Protobuf__Timestamp *ts)
 {
-    if (ts->seconds < TS_MIN_SECONDS || ts->seconds > TS_MAX_SECONDS || ts->nanos < 0 ||
-        ts->nanos > 999999999) {
+    if (ts->seconds < TS_MIN_SECONDS || ts->seconds > TS_MAX_SECONDS || ts->nanos < 0 || ts->nanos > 999999999) {
         cb_fail(&w->err, CB_INVALID_FIELD, "%s: timestamp outside years 0001-9999", w->path);
         return NULL;
     }
@@ -254,8 +250,8 @@ static json_t *timestamp_to_json(walk *w, const Google__Protobuf__Timestamp *ts)
     else if (ts->nanos)
         snprintf(frac, sizeof frac, ".%09" PRId32, ts->nanos);
     char text[64];
-    snprintf(text, sizeof text, "%04" PRId64 "-%02u-%02uT%02u:%02u:%02u%sZ", y, m, d,
-             (unsigned)(rem / 3600), (unsigned)(rem / 60 % 60), (unsigned)(rem % 60), frac);
+    snprintf(text, sizeof text, "%04" PRId64 "-%02u-%02uT%02u:%02u:%02u%sZ", y, m, d, (unsigned)(rem / 3600),
+             (unsigned)(rem / 60 % 60), (unsigned)(rem % 60), frac);
     return json_string(text);
 }
 
@@ -263,10 +259,9 @@ static ProtobufCMessage *timestamp_from_json(walk *w, const json_t *j)
 {
     int64_t seconds;
     int32_t nanos;
-    if (!json_is_string(j) ||
-        !parse_rfc3339(json_string_value(j), json_string_length(j), &seconds, &nanos)) {
-        cb_fail(&w->err, CB_INVALID_FIELD,
-                "%s: expected an RFC 3339 UTC timestamp such as 2026-11-20T09:30:00Z", w->path);
+    if (!json_is_string(j) || !parse_rfc3339(json_string_value(j), json_string_length(j), &seconds, &nanos)) {
+        cb_fail(&w->err, CB_INVALID_FIELD, "%s: expected an RFC 3339 UTC timestamp such as 2026-11-20T09:30:00Z",
+                w->path);
         return NULL;
     }
     Google__Protobuf__Timestamp *ts = malloc(sizeof *ts);
@@ -346,30 +341,20 @@ static json_t *value_to_json(walk *w, const ProtobufCFieldDescriptor *fd, const 
     switch (fd->type) {
     case PROTOBUF_C_TYPE_INT32:
     case PROTOBUF_C_TYPE_SINT32:
-    case PROTOBUF_C_TYPE_SFIXED32:
-        return json_integer(*(const int32_t *)p);
+    case PROTOBUF_C_TYPE_SFIXED32: return json_integer(*(const int32_t *)p);
     case PROTOBUF_C_TYPE_UINT32:
-    case PROTOBUF_C_TYPE_FIXED32:
-        return json_integer(*(const uint32_t *)p);
+    case PROTOBUF_C_TYPE_FIXED32: return json_integer(*(const uint32_t *)p);
     case PROTOBUF_C_TYPE_INT64:
     case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64:
-        return int64_to_json(*(const int64_t *)p);
+    case PROTOBUF_C_TYPE_SFIXED64: return int64_to_json(*(const int64_t *)p);
     case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-        return uint64_to_json(*(const uint64_t *)p);
-    case PROTOBUF_C_TYPE_FLOAT:
-        return number_to_json(*(const float *)p);
-    case PROTOBUF_C_TYPE_DOUBLE:
-        return number_to_json(*(const double *)p);
-    case PROTOBUF_C_TYPE_BOOL:
-        return json_boolean(*(const protobuf_c_boolean *)p);
-    case PROTOBUF_C_TYPE_ENUM:
-        return enum_to_json(fd->descriptor, *(const int *)p);
-    case PROTOBUF_C_TYPE_STRING:
-        return string_to_json(w, *(const char *const *)p);
-    case PROTOBUF_C_TYPE_BYTES:
-        return bytes_to_json(p);
+    case PROTOBUF_C_TYPE_FIXED64: return uint64_to_json(*(const uint64_t *)p);
+    case PROTOBUF_C_TYPE_FLOAT: return number_to_json(*(const float *)p);
+    case PROTOBUF_C_TYPE_DOUBLE: return number_to_json(*(const double *)p);
+    case PROTOBUF_C_TYPE_BOOL: return json_boolean(*(const protobuf_c_boolean *)p);
+    case PROTOBUF_C_TYPE_ENUM: return enum_to_json(fd->descriptor, *(const int *)p);
+    case PROTOBUF_C_TYPE_STRING: return string_to_json(w, *(const char *const *)p);
+    case PROTOBUF_C_TYPE_BYTES: return bytes_to_json(p);
     case PROTOBUF_C_TYPE_MESSAGE:
         if (!*(const ProtobufCMessage *const *)p) {
             cb_fail(&w->err, CB_INVALID_FIELD, "%s is a null message", w->path);
@@ -390,26 +375,18 @@ static bool is_default(const ProtobufCFieldDescriptor *fd, const void *p)
     case PROTOBUF_C_TYPE_SFIXED32:
     case PROTOBUF_C_TYPE_UINT32:
     case PROTOBUF_C_TYPE_FIXED32:
-    case PROTOBUF_C_TYPE_ENUM:
-        return *(const uint32_t *)p == 0;
+    case PROTOBUF_C_TYPE_ENUM: return *(const uint32_t *)p == 0;
     case PROTOBUF_C_TYPE_INT64:
     case PROTOBUF_C_TYPE_SINT64:
     case PROTOBUF_C_TYPE_SFIXED64:
     case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-        return *(const uint64_t *)p == 0;
-    case PROTOBUF_C_TYPE_FLOAT:
-        return *(const float *)p == 0;
-    case PROTOBUF_C_TYPE_DOUBLE:
-        return *(const double *)p == 0;
-    case PROTOBUF_C_TYPE_BOOL:
-        return !*(const protobuf_c_boolean *)p;
-    case PROTOBUF_C_TYPE_STRING:
-        return !*(const char *const *)p || !**(const char *const *)p;
-    case PROTOBUF_C_TYPE_BYTES:
-        return ((const ProtobufCBinaryData *)p)->len == 0;
-    case PROTOBUF_C_TYPE_MESSAGE:
-        return !*(const void *const *)p;
+    case PROTOBUF_C_TYPE_FIXED64: return *(const uint64_t *)p == 0;
+    case PROTOBUF_C_TYPE_FLOAT: return *(const float *)p == 0;
+    case PROTOBUF_C_TYPE_DOUBLE: return *(const double *)p == 0;
+    case PROTOBUF_C_TYPE_BOOL: return !*(const protobuf_c_boolean *)p;
+    case PROTOBUF_C_TYPE_STRING: return !*(const char *const *)p || !**(const char *const *)p;
+    case PROTOBUF_C_TYPE_BYTES: return ((const ProtobufCBinaryData *)p)->len == 0;
+    case PROTOBUF_C_TYPE_MESSAGE: return !*(const void *const *)p;
     }
     return true;
 }
@@ -427,8 +404,7 @@ static bool field_present(const ProtobufCFieldDescriptor *fd, const ProtobufCMes
         return !is_default(fd, p);
     if (*(const uint32_t *)(base + fd->quantifier_offset) != fd->id)
         return false;
-    return (fd->type != PROTOBUF_C_TYPE_STRING && fd->type != PROTOBUF_C_TYPE_MESSAGE) ||
-           *(const void *const *)p;
+    return (fd->type != PROTOBUF_C_TYPE_STRING && fd->type != PROTOBUF_C_TYPE_MESSAGE) || *(const void *const *)p;
 }
 
 static size_t value_size(ProtobufCType type)
@@ -439,22 +415,16 @@ static size_t value_size(ProtobufCType type)
     case PROTOBUF_C_TYPE_SFIXED64:
     case PROTOBUF_C_TYPE_UINT64:
     case PROTOBUF_C_TYPE_FIXED64:
-    case PROTOBUF_C_TYPE_DOUBLE:
-        return 8;
+    case PROTOBUF_C_TYPE_DOUBLE: return 8;
     case PROTOBUF_C_TYPE_STRING:
-    case PROTOBUF_C_TYPE_MESSAGE:
-        return sizeof(void *);
-    case PROTOBUF_C_TYPE_BYTES:
-        return sizeof(ProtobufCBinaryData);
-    case PROTOBUF_C_TYPE_BOOL:
-        return sizeof(protobuf_c_boolean);
-    default:
-        return 4;
+    case PROTOBUF_C_TYPE_MESSAGE: return sizeof(void *);
+    case PROTOBUF_C_TYPE_BYTES: return sizeof(ProtobufCBinaryData);
+    case PROTOBUF_C_TYPE_BOOL: return sizeof(protobuf_c_boolean);
+    default: return 4;
     }
 }
 
-static json_t *repeated_to_json(walk *w, const ProtobufCFieldDescriptor *fd,
-                                const ProtobufCMessage *m)
+static json_t *repeated_to_json(walk *w, const ProtobufCFieldDescriptor *fd, const ProtobufCMessage *m)
 {
     const char *base = (const char *)m;
     size_t n = *(const size_t *)(base + fd->quantifier_offset);
@@ -472,16 +442,14 @@ static json_t *repeated_to_json(walk *w, const ProtobufCFieldDescriptor *fd,
     return array;
 }
 
-static bool field_to_json(walk *w, const ProtobufCFieldDescriptor *fd, const ProtobufCMessage *m,
-                          json_t *obj)
+static bool field_to_json(walk *w, const ProtobufCFieldDescriptor *fd, const ProtobufCMessage *m, json_t *obj)
 {
     char *key = json_name(fd->name);
     if (!key)
         return false;
     size_t old = path_push(w, fd->name);
-    json_t *v = fd->label == PROTOBUF_C_LABEL_REPEATED
-                    ? repeated_to_json(w, fd, m)
-                    : value_to_json(w, fd, (const char *)m + fd->offset);
+    json_t *v = fd->label == PROTOBUF_C_LABEL_REPEATED ? repeated_to_json(w, fd, m)
+                                                       : value_to_json(w, fd, (const char *)m + fd->offset);
     bool ok = json_object_set_new(obj, key, v) == 0;
     free(key);
     if (ok)
@@ -506,8 +474,7 @@ static json_t *message_to_json(walk *w, const ProtobufCMessage *m)
 
 /* ----------------------------------------------------- JSON to message */
 
-static ProtobufCMessage *message_from_json(walk *w, const ProtobufCMessageDescriptor *d,
-                                           const json_t *j);
+static ProtobufCMessage *message_from_json(walk *w, const ProtobufCMessageDescriptor *d, const json_t *j);
 
 static bool fail_type(walk *w, const char *expected)
 {
@@ -622,8 +589,7 @@ static bool number_from_json(walk *w, const json_t *j, double max, double *out)
 static bool enum_from_json(walk *w, const ProtobufCEnumDescriptor *ed, const json_t *j, int *out)
 {
     if (json_is_string(j)) {
-        const ProtobufCEnumValue *ev =
-            protobuf_c_enum_descriptor_get_value_by_name(ed, json_string_value(j));
+        const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value_by_name(ed, json_string_value(j));
         if (!ev) {
             cb_fail(&w->err, CB_INVALID_FIELD, "%s: not a name in enum %s", w->path, ed->name);
             return false;
@@ -665,9 +631,8 @@ static bool string_from_json(walk *w, const json_t *j, char **out)
 /* Standard base64 as proto3 writes it; URL-safe and unpadded forms are read too. */
 static bool bytes_from_json(walk *w, const json_t *j, ProtobufCBinaryData *out)
 {
-    static const int variants[] = {
-        sodium_base64_VARIANT_ORIGINAL, sodium_base64_VARIANT_ORIGINAL_NO_PADDING,
-        sodium_base64_VARIANT_URLSAFE, sodium_base64_VARIANT_URLSAFE_NO_PADDING};
+    static const int variants[] = {sodium_base64_VARIANT_ORIGINAL, sodium_base64_VARIANT_ORIGINAL_NO_PADDING,
+                                   sodium_base64_VARIANT_URLSAFE, sodium_base64_VARIANT_URLSAFE_NO_PADDING};
     if (!json_is_string(j))
         return fail_type(w, "a base64 string");
     size_t len = json_string_length(j);
@@ -681,8 +646,7 @@ static bool bytes_from_json(walk *w, const json_t *j, ProtobufCBinaryData *out)
         return false;
     for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
         size_t n;
-        if (sodium_base642bin(data, cap, json_string_value(j), len, NULL, &n, NULL, variants[i]) ==
-            0) {
+        if (sodium_base642bin(data, cap, json_string_value(j), len, NULL, &n, NULL, variants[i]) == 0) {
             *out = (ProtobufCBinaryData){n, data};
             return true;
         }
@@ -713,39 +677,31 @@ static bool value_from_json(walk *w, const ProtobufCFieldDescriptor *fd, const j
         return true;
     case PROTOBUF_C_TYPE_INT64:
     case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64:
-        return signed_into(w, j, INT64_MIN, INT64_MAX, p);
+    case PROTOBUF_C_TYPE_SFIXED64: return signed_into(w, j, INT64_MIN, INT64_MAX, p);
     case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-        return unsigned_into(w, j, UINT64_MAX, p);
+    case PROTOBUF_C_TYPE_FIXED64: return unsigned_into(w, j, UINT64_MAX, p);
     case PROTOBUF_C_TYPE_FLOAT:
         if (!number_from_json(w, j, FLT_MAX, &d))
             return false;
         *(float *)p = (float)d;
         return true;
-    case PROTOBUF_C_TYPE_DOUBLE:
-        return number_from_json(w, j, DBL_MAX, p);
+    case PROTOBUF_C_TYPE_DOUBLE: return number_from_json(w, j, DBL_MAX, p);
     case PROTOBUF_C_TYPE_BOOL:
         if (!json_is_boolean(j))
             return fail_type(w, "true or false");
         *(protobuf_c_boolean *)p = json_is_true(j);
         return true;
-    case PROTOBUF_C_TYPE_ENUM:
-        return enum_from_json(w, fd->descriptor, j, p);
-    case PROTOBUF_C_TYPE_STRING:
-        return string_from_json(w, j, p);
-    case PROTOBUF_C_TYPE_BYTES:
-        return bytes_from_json(w, j, p);
-    case PROTOBUF_C_TYPE_MESSAGE:
-        return (*(ProtobufCMessage **)p = message_from_json(w, fd->descriptor, j)) != NULL;
+    case PROTOBUF_C_TYPE_ENUM: return enum_from_json(w, fd->descriptor, j, p);
+    case PROTOBUF_C_TYPE_STRING: return string_from_json(w, j, p);
+    case PROTOBUF_C_TYPE_BYTES: return bytes_from_json(w, j, p);
+    case PROTOBUF_C_TYPE_MESSAGE: return (*(ProtobufCMessage **)p = message_from_json(w, fd->descriptor, j)) != NULL;
     }
     return fail_type(w, "a value of a type this mapping knows");
 }
 
 /* The array is hung on the message before it is filled, and its count grows
  * with each element, so freeing the message mid-way frees exactly what exists. */
-static bool repeated_from_json(walk *w, const ProtobufCFieldDescriptor *fd, const json_t *j,
-                               ProtobufCMessage *m)
+static bool repeated_from_json(walk *w, const ProtobufCFieldDescriptor *fd, const json_t *j, ProtobufCMessage *m)
 {
     if (!json_is_array(j))
         return fail_type(w, "an array");
@@ -772,26 +728,23 @@ static bool repeated_from_json(walk *w, const ProtobufCFieldDescriptor *fd, cons
 
 /* Refuses a second member of fd's oneof, naming both. The path ends with fd;
  * parent is its length without it. */
-static bool oneof_free(walk *w, size_t parent, const ProtobufCFieldDescriptor *fd,
-                       const ProtobufCMessage *m)
+static bool oneof_free(walk *w, size_t parent, const ProtobufCFieldDescriptor *fd, const ProtobufCMessage *m)
 {
     uint32_t set = *(const uint32_t *)((const char *)m + fd->quantifier_offset);
     if (set == 0)
         return true;
     /* Only field_from_json sets the case, always to a member's number. */
-    const ProtobufCFieldDescriptor *other =
-        protobuf_c_message_descriptor_get_field(m->descriptor, (unsigned)set);
+    const ProtobufCFieldDescriptor *other = protobuf_c_message_descriptor_get_field(m->descriptor, (unsigned)set);
     char second[sizeof w->path];
     memcpy(second, w->path, w->len + 1);
     path_pop(w, parent);
     path_push(w, other->name);
-    cb_fail(&w->err, CB_INVALID_FIELD, "%s and %s are members of one oneof: set only one",
-            w->path, second);
+    cb_fail(&w->err, CB_INVALID_FIELD, "%s and %s are members of one oneof: set only one", w->path, second);
     return false;
 }
 
-static bool field_from_json(walk *w, size_t parent, const ProtobufCFieldDescriptor *fd,
-                            const json_t *j, ProtobufCMessage *m)
+static bool field_from_json(walk *w, size_t parent, const ProtobufCFieldDescriptor *fd, const json_t *j,
+                            ProtobufCMessage *m)
 {
     char *base = (char *)m;
     if (fd->label == PROTOBUF_C_LABEL_REPEATED)
@@ -821,13 +774,13 @@ static bool fields_from_json(walk *w, const json_t *j, ProtobufCMessage *m)
     const char *key;
     json_t *value;
     /* jansson's iterators take a mutable object; they do not change it. */
-    json_object_foreach((json_t *)j, key, value) {
+    json_object_foreach((json_t *)j, key, value)
+    {
         const ProtobufCFieldDescriptor *fd = field_by_key(d, key);
         if (!fd) {
             char shown[48];
             safe_key(shown, sizeof shown, key);
-            cb_fail(&w->err, CB_INVALID_FIELD, "unknown field '%s' in %s", shown,
-                    w->len ? w->path : d->short_name);
+            cb_fail(&w->err, CB_INVALID_FIELD, "unknown field '%s' in %s", shown, w->len ? w->path : d->short_name);
             return false;
         }
         size_t old = path_push(w, fd->name);
@@ -844,8 +797,7 @@ static bool fields_from_json(walk *w, const json_t *j, ProtobufCMessage *m)
     return true;
 }
 
-static ProtobufCMessage *message_from_json(walk *w, const ProtobufCMessageDescriptor *d,
-                                           const json_t *j)
+static ProtobufCMessage *message_from_json(walk *w, const ProtobufCMessageDescriptor *d, const json_t *j)
 {
     if (d == &google__protobuf__timestamp__descriptor)
         return timestamp_from_json(w, j);
@@ -894,8 +846,7 @@ char *cb_json_dumps(const ProtobufCMessage *m, cb_error *err)
     return text;
 }
 
-ProtobufCMessage *cb_json_to_message(const ProtobufCMessageDescriptor *desc, const json_t *json,
-                                     cb_error *err)
+ProtobufCMessage *cb_json_to_message(const ProtobufCMessageDescriptor *desc, const json_t *json, cb_error *err)
 {
     walk w = {.len = 0};
     ProtobufCMessage *m = message_from_json(&w, desc, json);
@@ -904,8 +855,7 @@ ProtobufCMessage *cb_json_to_message(const ProtobufCMessageDescriptor *desc, con
     return m;
 }
 
-ProtobufCMessage *cb_json_loads(const ProtobufCMessageDescriptor *desc, const char *text,
-                                size_t len, cb_error *err)
+ProtobufCMessage *cb_json_loads(const ProtobufCMessageDescriptor *desc, const char *text, size_t len, cb_error *err)
 {
     json_error_t je;
     json_t *j = json_loadb(text ? text : "", text ? len : 0, JSON_REJECT_DUPLICATES, &je);
@@ -914,8 +864,7 @@ ProtobufCMessage *cb_json_loads(const ProtobufCMessageDescriptor *desc, const ch
         char *near = strstr(je.text, " near ");
         if (near)
             *near = '\0';
-        cb_fail(err, CB_DECODE_ERROR, "not valid JSON: %s (line %d, column %d)", je.text, je.line,
-                je.column);
+        cb_fail(err, CB_DECODE_ERROR, "not valid JSON: %s (line %d, column %d)", je.text, je.line, je.column);
         return NULL;
     }
     ProtobufCMessage *m = cb_json_to_message(desc, j, err);

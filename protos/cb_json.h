@@ -27,13 +27,11 @@ char *cb_json_dumps(const ProtobufCMessage *m, cb_error *err);
 /* A new message of type desc from a JSON object. Free it with
  * protobuf_c_message_free_unpacked(m, NULL). NULL with err set (code
  * INVALID_FIELD or INVALID_UTF8) when the JSON does not fit the schema. */
-ProtobufCMessage *cb_json_to_message(const ProtobufCMessageDescriptor *desc, const json_t *json,
-                                     cb_error *err);
+ProtobufCMessage *cb_json_to_message(const ProtobufCMessageDescriptor *desc, const json_t *json, cb_error *err);
 
 /* Parse text (len bytes, need not be NUL-terminated) and convert it as above.
  * Text that is not JSON is an error too (code DECODE_ERROR, reason with the
  * column jansson reports). */
-ProtobufCMessage *cb_json_loads(const ProtobufCMessageDescriptor *desc, const char *text,
-                                size_t len, cb_error *err);
+ProtobufCMessage *cb_json_loads(const ProtobufCMessageDescriptor *desc, const char *text, size_t len, cb_error *err);
 
 #endif

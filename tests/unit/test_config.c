@@ -51,8 +51,7 @@ static void assert_default_numbers(const cb_config *cfg)
     assert_int_equal(cfg->heartbeat_ms, 2000);
 }
 
-static void assert_agency(const cb_agency *a, const char *id, cb_agency_kind kind,
-                          const char *name)
+static void assert_agency(const cb_agency *a, const char *id, cb_agency_kind kind, const char *name)
 {
     assert_string_equal(a->id, id);
     assert_int_equal(a->kind, kind);
@@ -62,14 +61,10 @@ static void assert_agency(const cb_agency *a, const char *id, cb_agency_kind kin
 static void assert_default_agencies(const cb_config *cfg)
 {
     assert_int_equal(cfg->n_agencies, 4);
-    assert_agency(&cfg->agencies[0], "health", CB_AGENCY_HEALTH,
-                  "General Hospital discharge team (demo)");
-    assert_agency(&cfg->agencies[1], "housing", CB_AGENCY_HOUSING,
-                  "City Council housing options (demo)");
-    assert_agency(&cfg->agencies[2], "social-care", CB_AGENCY_SOCIAL_CARE,
-                  "Adult social care (demo)");
-    assert_agency(&cfg->agencies[3], "voluntary", CB_AGENCY_VOLUNTARY,
-                  "Community befriending service (demo)");
+    assert_agency(&cfg->agencies[0], "health", CB_AGENCY_HEALTH, "General Hospital discharge team (demo)");
+    assert_agency(&cfg->agencies[1], "housing", CB_AGENCY_HOUSING, "City Council housing options (demo)");
+    assert_agency(&cfg->agencies[2], "social-care", CB_AGENCY_SOCIAL_CARE, "Adult social care (demo)");
+    assert_agency(&cfg->agencies[3], "voluntary", CB_AGENCY_VOLUNTARY, "Community befriending service (demo)");
 }
 
 static void embedded_default_has_documented_values(void **state)
@@ -90,10 +85,20 @@ static void embedded_default_states_every_key(void **state)
 {
     (void)state;
     static const char *const keys[] = {
-        "\nbroker:\n", "\n  endpoint: ", "\n  feed: ", "\nstore:\n", "\n  path: ",
-        "\n  map_size_mb: ", "\n  publish_fill_percent: ", "\nlimits:\n",
-        "\n  max_event_bytes: ", "\n  window: ", "\n  redelivery_timeout_ms: ",
-        "\n  redelivery_max_ms: ", "\n  max_attempts: ", "\n  heartbeat_ms: ",
+        "\nbroker:\n",
+        "\n  endpoint: ",
+        "\n  feed: ",
+        "\nstore:\n",
+        "\n  path: ",
+        "\n  map_size_mb: ",
+        "\n  publish_fill_percent: ",
+        "\nlimits:\n",
+        "\n  max_event_bytes: ",
+        "\n  window: ",
+        "\n  redelivery_timeout_ms: ",
+        "\n  redelivery_max_ms: ",
+        "\n  max_attempts: ",
+        "\n  heartbeat_ms: ",
         "\nagencies:\n",
     };
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
@@ -250,20 +255,13 @@ struct invalid_case {
 #define AGENCY(id, kind, name) "  - {id: " id ", kind: " kind ", name: " name "}\n"
 
 static struct invalid_case invalid_cases[] = {
-    {"window_zero", "limits: {window: 0}\n",
-     "limits.window: must be between 1 and 10000 (got 0)"},
-    {"window_too_large", "limits: {window: 10001}\n",
-     "limits.window: must be between 1 and 10000 (got 10001)"},
-    {"window_negative", "limits: {window: -1}\n",
-     "limits.window: must be between 1 and 10000 (got -1)"},
-    {"window_fraction", "limits: {window: 1.5}\n",
-     "limits.window: must be a whole number (got '1.5')"},
-    {"window_trailing_text", "limits: {window: 12abc}\n",
-     "limits.window: must be a whole number (got '12abc')"},
-    {"window_empty", "limits: {window: }\n",
-     "limits.window: must be a whole number (got '')"},
-    {"window_list", "limits: {window: [1]}\n",
-     "limits.window: must be a single value"},
+    {"window_zero", "limits: {window: 0}\n", "limits.window: must be between 1 and 10000 (got 0)"},
+    {"window_too_large", "limits: {window: 10001}\n", "limits.window: must be between 1 and 10000 (got 10001)"},
+    {"window_negative", "limits: {window: -1}\n", "limits.window: must be between 1 and 10000 (got -1)"},
+    {"window_fraction", "limits: {window: 1.5}\n", "limits.window: must be a whole number (got '1.5')"},
+    {"window_trailing_text", "limits: {window: 12abc}\n", "limits.window: must be a whole number (got '12abc')"},
+    {"window_empty", "limits: {window: }\n", "limits.window: must be a whole number (got '')"},
+    {"window_list", "limits: {window: [1]}\n", "limits.window: must be a single value"},
     {"max_event_bytes_too_small", "limits: {max_event_bytes: 1023}\n",
      "limits.max_event_bytes: must be between 1024 and 16777216 (got 1023)"},
     {"max_event_bytes_too_large", "limits: {max_event_bytes: 16777217}\n",
@@ -274,8 +272,7 @@ static struct invalid_case invalid_cases[] = {
      "limits.redelivery_timeout_ms: must not exceed limits.redelivery_max_ms (400000 > 300000)"},
     {"redelivery_max_too_large", "limits: {redelivery_max_ms: 4294967296}\n",
      "limits.redelivery_max_ms: must be between 10 and 4294967295 (got 4294967296)"},
-    {"max_attempts_zero", "limits: {max_attempts: 0}\n",
-     "limits.max_attempts: must be at least 1 (got 0)"},
+    {"max_attempts_zero", "limits: {max_attempts: 0}\n", "limits.max_attempts: must be at least 1 (got 0)"},
     {"heartbeat_too_small", "limits: {heartbeat_ms: 49}\n",
      "limits.heartbeat_ms: must be between 50 and 600000 (got 49)"},
     {"heartbeat_too_large", "limits: {heartbeat_ms: 600001}\n",
@@ -284,50 +281,39 @@ static struct invalid_case invalid_cases[] = {
      "store.publish_fill_percent: must be between 10 and 99 (got 9)"},
     {"fill_percent_too_large", "store: {publish_fill_percent: 100}\n",
      "store.publish_fill_percent: must be between 10 and 99 (got 100)"},
-    {"map_size_zero", "store: {map_size_mb: 0}\n",
-     "store.map_size_mb: must be between 1 and 1048576 (got 0)"},
+    {"map_size_zero", "store: {map_size_mb: 0}\n", "store.map_size_mb: must be between 1 and 1048576 (got 0)"},
     {"map_size_too_large", "store: {map_size_mb: 1048577}\n",
      "store.map_size_mb: must be between 1 and 1048576 (got 1048577)"},
     {"endpoint_empty", "broker: {endpoint: \"\"}\n", "broker.endpoint: must not be empty"},
     {"feed_null", "broker:\n  feed:\n", "broker.feed: must not be empty"},
     {"store_path_empty", "store: {path: \"\"}\n", "store.path: must not be empty"},
-    {"unknown_key", "limits:\n  window: 3\n  windw: 4\n",
-     "limits.windw: unknown key (near line 2)"},
+    {"unknown_key", "limits:\n  window: 3\n  windw: 4\n", "limits.windw: unknown key (near line 2)"},
     {"unknown_top_level_key", "brokers: {}\n", "brokers: unknown key"},
-    {"unknown_agency_key",
-     "agencies:\n" AGENCY("a", "HEALTH", "A") "  - {id: b, kind: HEALTH, nmae: B}\n",
+    {"unknown_agency_key", "agencies:\n" AGENCY("a", "HEALTH", "A") "  - {id: b, kind: HEALTH, nmae: B}\n",
      "agencies[1].nmae: unknown key"},
-    {"duplicate_key", "limits: {window: 1, heartbeat_ms: 100, window: 2}\n",
-     "limits.window: is given more than once"},
+    {"duplicate_key", "limits: {window: 1, heartbeat_ms: 100, window: 2}\n", "limits.window: is given more than once"},
     {"section_not_mapping", "limits: 5\n", "limits: must be a mapping"},
     {"top_level_not_mapping", "- a\n- b\n", "the top level must be a mapping"},
     {"agencies_not_sequence", "agencies: {id: a}\n", "agencies: must be a sequence"},
     {"agencies_empty", "agencies: []\n", "agencies: must not be empty"},
-    {"agency_not_mapping", "agencies:\n" AGENCY("a", "HEALTH", "A") "  - 3\n",
-     "agencies[1]: must be a mapping"},
+    {"agency_not_mapping", "agencies:\n" AGENCY("a", "HEALTH", "A") "  - 3\n", "agencies[1]: must be a mapping"},
     {"agency_id_upper_case",
-     "agencies:\n" AGENCY("health", "HEALTH", "H") AGENCY("care", "SOCIAL_CARE", "C")
-         AGENCY("Housing", "HOUSING", "X"),
+     "agencies:\n" AGENCY("health", "HEALTH", "H") AGENCY("care", "SOCIAL_CARE", "C") AGENCY("Housing", "HOUSING", "X"),
      "agencies[2].id: 'Housing' must match [a-z0-9][a-z0-9-]* and be at most 63 characters"},
-    {"agency_id_leading_dash", "agencies:\n" AGENCY("-x", "HEALTH", "X"),
-     "agencies[0].id: '-x' must match"},
+    {"agency_id_leading_dash", "agencies:\n" AGENCY("-x", "HEALTH", "X"), "agencies[0].id: '-x' must match"},
     {"agency_id_too_long",
-     "agencies:\n" AGENCY("a123456789012345678901234567890123456789012345678901234567890123",
-                          "HEALTH", "X"),
+     "agencies:\n" AGENCY("a123456789012345678901234567890123456789012345678901234567890123", "HEALTH", "X"),
      "agencies[0].id: 'a123456789012345678901234567890123456789012345678901234567890123' "
      "must match [a-z0-9][a-z0-9-]* and be at most 63 characters"},
-    {"agency_id_empty", "agencies:\n  - {id: \"\", kind: HEALTH, name: X}\n",
-     "agencies[0].id: '' must match"},
+    {"agency_id_empty", "agencies:\n  - {id: \"\", kind: HEALTH, name: X}\n", "agencies[0].id: '' must match"},
     {"agency_id_twice", "agencies:\n" AGENCY("health", "HEALTH", "A") AGENCY("health", "HOUSING", "B"),
      "agencies[1].id: 'health' is listed twice"},
     {"agency_kind_unknown", "agencies:\n" AGENCY("a", "HOSPITAL", "A"),
      "agencies[0].kind: must be one of HEALTH, HOUSING, SOCIAL_CARE, VOLUNTARY (got 'HOSPITAL')"},
     {"agency_kind_wrong_case", "agencies:\n" AGENCY("a", "Health", "A"),
      "agencies[0].kind: must be one of HEALTH, HOUSING, SOCIAL_CARE, VOLUNTARY (got 'Health')"},
-    {"agency_kind_number", "agencies:\n" AGENCY("a", "1", "A"),
-     "agencies[0].kind: must be one of"},
-    {"agency_name_empty", "agencies:\n  - {id: a, kind: HEALTH, name: \"\"}\n",
-     "agencies[0].name: must not be empty"},
+    {"agency_kind_number", "agencies:\n" AGENCY("a", "1", "A"), "agencies[0].kind: must be one of"},
+    {"agency_name_empty", "agencies:\n  - {id: a, kind: HEALTH, name: \"\"}\n", "agencies[0].name: must not be empty"},
     {"agency_name_missing", "agencies:\n" AGENCY("a", "HEALTH", "A") "  - {id: b, kind: HEALTH}\n",
      "agencies[1].name: is required"},
     {"agency_id_missing", "agencies:\n  - {}\n", "agencies[0].id: is required"},

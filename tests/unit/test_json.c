@@ -59,8 +59,7 @@ static Envelope *load_envelope(const char *text)
 }
 
 /* Loading text fails with exactly this code and reason. */
-static void expect_load_error(const ProtobufCMessageDescriptor *d, const char *text, cb_code code,
-                              const char *reason)
+static void expect_load_error(const ProtobufCMessageDescriptor *d, const char *text, cb_code code, const char *reason)
 {
     cb_error err = {0};
     ProtobufCMessage *m = load(d, text, &err);
@@ -201,26 +200,26 @@ static void test_margaret_journey_round_trip(void **state)
                                   "margaret/3-discharge.ndjson"};
     size_t i = 0;
     for (size_t step = 0; step < sizeof steps / sizeof steps[0]; step++) {
-    FILE *f = open_example(steps[step]);
-    char *line;
-    while ((line = next_line(f))) {
-        assert_true(i < sizeof journey / sizeof journey[0]);
-        assert_round_trip(&carebridge__v1__envelope__descriptor, line);
-        Envelope *env = load_envelope(line);
-        char id[32];
-        snprintf(id, sizeof id, "margaret-%04zu", i + 1);
-        assert_string_equal(env->event_id, id);
-        assert_string_equal(env->person->nhs_number, "9434765919");
-        assert_int_equal(env->body_case, journey[i].body);
-        if (env->body_case == CAREBRIDGE__V1__ENVELOPE__BODY_RESPONSE) {
-            assert_int_equal(env->response->status, journey[i].status);
-            assert_string_equal(env->correlation_id, "margaret-0001");
+        FILE *f = open_example(steps[step]);
+        char *line;
+        while ((line = next_line(f))) {
+            assert_true(i < sizeof journey / sizeof journey[0]);
+            assert_round_trip(&carebridge__v1__envelope__descriptor, line);
+            Envelope *env = load_envelope(line);
+            char id[32];
+            snprintf(id, sizeof id, "margaret-%04zu", i + 1);
+            assert_string_equal(env->event_id, id);
+            assert_string_equal(env->person->nhs_number, "9434765919");
+            assert_int_equal(env->body_case, journey[i].body);
+            if (env->body_case == CAREBRIDGE__V1__ENVELOPE__BODY_RESPONSE) {
+                assert_int_equal(env->response->status, journey[i].status);
+                assert_string_equal(env->correlation_id, "margaret-0001");
+            }
+            protobuf_c_message_free_unpacked(&env->base, NULL);
+            free(line);
+            i++;
         }
-        protobuf_c_message_free_unpacked(&env->base, NULL);
-        free(line);
-        i++;
-    }
-    fclose(f);
+        fclose(f);
     }
     assert_int_equal(i, sizeof journey / sizeof journey[0]);
 }
@@ -271,8 +270,7 @@ static void test_snake_case_names_accepted(void **state)
 static void test_enum_by_number(void **state)
 {
     (void)state;
-    expect_canonical(&carebridge__v1__referral__descriptor,
-                     "{\"urgency\":3,\"risks\":[{\"level\":1}]}",
+    expect_canonical(&carebridge__v1__referral__descriptor, "{\"urgency\":3,\"risks\":[{\"level\":1}]}",
                      "{\"urgency\":\"URGENT\",\"risks\":[{\"level\":\"LOW\"}]}");
 }
 
@@ -281,26 +279,23 @@ static void test_enum_by_number(void **state)
 static void test_unknown_enum_number_kept(void **state)
 {
     (void)state;
-    expect_canonical(&carebridge__v1__referral__descriptor, "{\"urgency\":99}",
-                     "{\"urgency\":99}");
+    expect_canonical(&carebridge__v1__referral__descriptor, "{\"urgency\":99}", "{\"urgency\":99}");
 }
 
 static void test_unknown_enum_name_rejected(void **state)
 {
     (void)state;
-    expect_load_error(&carebridge__v1__referral__descriptor, "{\"urgency\":\"WHENEVER\"}",
-                      CB_INVALID_FIELD,
+    expect_load_error(&carebridge__v1__referral__descriptor, "{\"urgency\":\"WHENEVER\"}", CB_INVALID_FIELD,
                       "urgency: not a name in enum carebridge.v1.Referral.Urgency");
 }
 
 static void test_int64_as_string_or_number(void **state)
 {
     (void)state;
-    expect_canonical(&carebridge__v1__frame__descriptor,
-                     "{\"ref\":7,\"ack\":{\"seq\":\"18446744073709551615\"}}",
+    expect_canonical(&carebridge__v1__frame__descriptor, "{\"ref\":7,\"ack\":{\"seq\":\"18446744073709551615\"}}",
                      "{\"ref\":\"7\",\"ack\":{\"seq\":\"18446744073709551615\"}}");
-    expect_load_error(&carebridge__v1__frame__descriptor, "{\"ref\":\"18446744073709551616\"}",
-                      CB_INVALID_FIELD, "ref: integer out of range");
+    expect_load_error(&carebridge__v1__frame__descriptor, "{\"ref\":\"18446744073709551616\"}", CB_INVALID_FIELD,
+                      "ref: integer out of range");
     expect_load_error(&carebridge__v1__frame__descriptor, "{\"ref\":\"-1\"}", CB_INVALID_FIELD,
                       "ref: integer out of range");
     expect_load_error(&carebridge__v1__frame__descriptor, "{\"ref\":\"12 \"}", CB_INVALID_FIELD,
@@ -312,8 +307,8 @@ static void test_uint32_range_checked(void **state)
     (void)state;
     expect_canonical(&carebridge__v1__welcome__descriptor, "{\"heartbeatMs\":4294967295}",
                      "{\"heartbeatMs\":4294967295}");
-    expect_load_error(&carebridge__v1__welcome__descriptor, "{\"heartbeatMs\":4294967296}",
-                      CB_INVALID_FIELD, "heartbeatMs: integer out of range");
+    expect_load_error(&carebridge__v1__welcome__descriptor, "{\"heartbeatMs\":4294967296}", CB_INVALID_FIELD,
+                      "heartbeatMs: integer out of range");
     expect_load_error(&carebridge__v1__welcome__descriptor, "{\"window\":-1}", CB_INVALID_FIELD,
                       "window: integer out of range");
     expect_load_error(&carebridge__v1__welcome__descriptor, "{\"window\":1.5}", CB_INVALID_FIELD,
@@ -358,18 +353,30 @@ static void test_bad_timestamps_rejected(void **state)
 {
     (void)state;
     static const char *bad[] = {
-        "\"2026-11-20 09:30:00Z\"",       "\"2026-11-20T09:30:00\"",
-        "\"2026-11-20T09:30:00z\"",       "\"0000-12-31T00:00:00Z\"",
-        "\"10000-01-01T00:00:00Z\"",      "\"2026-02-29T00:00:00Z\"",
-        "\"2026-11-31T00:00:00Z\"",       "\"2026-13-01T00:00:00Z\"",
-        "\"2026-11-20T24:00:00Z\"",       "\"2026-11-20T09:60:00Z\"",
-        "\"2026-11-20T09:30:60Z\"",       "\"2026-11-20T09:30:00.Z\"",
-        "\"2026-11-20T09:30:00.1234567890Z\"", "\"2026-11-20T09:30:00+1:00\"",
-        "\"2026-11-20T09:30:00+01:60\"",  "\"2026-11-20T09:30:00+0100\"",
-        "\"0001-01-01T00:30:00+01:00\"",  "\"9999-12-31T23:30:00-01:00\"",
-        "\"2026-11-20T09:30:00Zjunk\"",   "\"\"",
-        "\"2026\"",                       "1763631000",
-        "{\"seconds\":1}",                "true",
+        "\"2026-11-20 09:30:00Z\"",
+        "\"2026-11-20T09:30:00\"",
+        "\"2026-11-20T09:30:00z\"",
+        "\"0000-12-31T00:00:00Z\"",
+        "\"10000-01-01T00:00:00Z\"",
+        "\"2026-02-29T00:00:00Z\"",
+        "\"2026-11-31T00:00:00Z\"",
+        "\"2026-13-01T00:00:00Z\"",
+        "\"2026-11-20T24:00:00Z\"",
+        "\"2026-11-20T09:60:00Z\"",
+        "\"2026-11-20T09:30:60Z\"",
+        "\"2026-11-20T09:30:00.Z\"",
+        "\"2026-11-20T09:30:00.1234567890Z\"",
+        "\"2026-11-20T09:30:00+1:00\"",
+        "\"2026-11-20T09:30:00+01:60\"",
+        "\"2026-11-20T09:30:00+0100\"",
+        "\"0001-01-01T00:30:00+01:00\"",
+        "\"9999-12-31T23:30:00-01:00\"",
+        "\"2026-11-20T09:30:00Zjunk\"",
+        "\"\"",
+        "\"2026\"",
+        "1763631000",
+        "{\"seconds\":1}",
+        "true",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char json[128];
@@ -395,10 +402,8 @@ static void test_unknown_field_named_with_path(void **state)
     (void)state;
     expect_envelope_error("{\"referral\":{\"contact\":{\"name\":\"A\",\"foo\":1}}}",
                           "unknown field 'foo' in referral.contact");
-    expect_envelope_error("{\"nhsNumber\":\"9434765919\"}",
-                          "unknown field 'nhsNumber' in Envelope");
-    expect_envelope_error("{\"referral\":{\"risks\":[{},{\"lvl\":1}]}}",
-                          "unknown field 'lvl' in referral.risks[1]");
+    expect_envelope_error("{\"nhsNumber\":\"9434765919\"}", "unknown field 'nhsNumber' in Envelope");
+    expect_envelope_error("{\"referral\":{\"risks\":[{},{\"lvl\":1}]}}", "unknown field 'lvl' in referral.risks[1]");
 }
 
 /* A key is shown only as printable ASCII and cut short: keys may be pasted data. */
@@ -417,8 +422,7 @@ static void test_unknown_field_key_sanitised(void **state)
 static void test_wrong_type_named_with_path(void **state)
 {
     (void)state;
-    expect_envelope_error("{\"referral\":{\"urgency\":true}}",
-                          "referral.urgency: expected an enum name or number");
+    expect_envelope_error("{\"referral\":{\"urgency\":true}}", "referral.urgency: expected an enum name or number");
     expect_envelope_error("{\"referral\":{\"risks\":[{\"level\":\"LOW\"},{\"level\":[]}]}}",
                           "referral.risks[1].level: expected an enum name or number");
     expect_envelope_error("{\"eventId\":5}", "eventId: expected a string");
@@ -432,8 +436,7 @@ static void test_wrong_type_named_with_path(void **state)
 static void test_null_array_element_rejected(void **state)
 {
     (void)state;
-    expect_envelope_error("{\"toAgencies\":[\"housing\",null]}",
-                          "toAgencies[1]: expected a value, not null");
+    expect_envelope_error("{\"toAgencies\":[\"housing\",null]}", "toAgencies[1]: expected a value, not null");
 }
 
 static void test_two_oneof_members_named(void **state)
@@ -449,8 +452,7 @@ static void test_two_oneof_members_named(void **state)
 static void test_both_spellings_rejected(void **state)
 {
     (void)state;
-    expect_envelope_error("{\"eventId\":\"a\",\"event_id\":\"b\"}",
-                          "eventId: given twice, as event_id and eventId");
+    expect_envelope_error("{\"eventId\":\"a\",\"event_id\":\"b\"}", "eventId: given twice, as event_id and eventId");
 }
 
 static void test_nul_inside_string_rejected(void **state)
@@ -511,8 +513,7 @@ static void test_not_json(void **state)
     assert_null(strstr(err.reason, "Margaret"));
 
     expect_load_error(&carebridge__v1__envelope__descriptor, "", CB_DECODE_ERROR, NULL);
-    expect_load_error(&carebridge__v1__envelope__descriptor, "{\"eventId\":", CB_DECODE_ERROR,
-                      NULL);
+    expect_load_error(&carebridge__v1__envelope__descriptor, "{\"eventId\":", CB_DECODE_ERROR, NULL);
     assert_null(cb_json_loads(&carebridge__v1__envelope__descriptor, NULL, 0, &err));
     assert_int_equal(err.code, CB_DECODE_ERROR);
 }
@@ -542,8 +543,8 @@ static void test_length_bounds_the_text(void **state)
 static void test_duplicate_keys_rejected(void **state)
 {
     (void)state;
-    expect_load_error(&carebridge__v1__envelope__descriptor,
-                      "{\"eventId\":\"a\",\"eventId\":\"b\"}", CB_DECODE_ERROR, NULL);
+    expect_load_error(&carebridge__v1__envelope__descriptor, "{\"eventId\":\"a\",\"eventId\":\"b\"}", CB_DECODE_ERROR,
+                      NULL);
 }
 
 static void test_top_level_must_be_object(void **state)
@@ -575,8 +576,7 @@ static void test_defaults_omitted(void **state)
     env.body_case = CAREBRIDGE__V1__ENVELOPE__BODY_DISCHARGE;
     env.discharge = &discharge;
     char *text = dumps_or_fail(&env.base);
-    assert_string_equal(text,
-                        "{\"person\":{},\"discharge\":{\"followUps\":[{\"agency\":\"housing\"}]}}");
+    assert_string_equal(text, "{\"person\":{},\"discharge\":{\"followUps\":[{\"agency\":\"housing\"}]}}");
     free(text);
 
     Envelope empty = CAREBRIDGE__V1__ENVELOPE__INIT;
@@ -596,8 +596,7 @@ static void test_set_empty_oneof_member_emitted(void **state)
     assert_string_equal(text, "{\"heartbeat\":{}}");
 
     cb_error err = {0};
-    Carebridge__V1__Frame *back =
-        (Carebridge__V1__Frame *)load(&carebridge__v1__frame__descriptor, text, &err);
+    Carebridge__V1__Frame *back = (Carebridge__V1__Frame *)load(&carebridge__v1__frame__descriptor, text, &err);
     assert_non_null(back);
     assert_int_equal(back->kind_case, CAREBRIDGE__V1__FRAME__KIND_HEARTBEAT);
     assert_non_null(back->heartbeat);
@@ -636,9 +635,10 @@ static void scalars_init(ProtobufCMessage *m)
     memcpy(m, &init, sizeof init);
 }
 
-#define SCALAR(name, id, type)                                                                    \
-    {#name, id, PROTOBUF_C_LABEL_NONE, type, 0, offsetof(Scalars, name), NULL, NULL, 0, 0, NULL,  \
-     NULL}
+#define SCALAR(name, id, type)                                                                                         \
+    {                                                                                                                  \
+#name, id, PROTOBUF_C_LABEL_NONE, type, 0, offsetof(Scalars, name), NULL, NULL, 0, 0, NULL, NULL               \
+    }
 static const ProtobufCFieldDescriptor scalars_fields[] = {
     SCALAR(double_value, 1, PROTOBUF_C_TYPE_DOUBLE),
     SCALAR(float_value, 2, PROTOBUF_C_TYPE_FLOAT),
@@ -646,33 +646,42 @@ static const ProtobufCFieldDescriptor scalars_fields[] = {
     SCALAR(fixed_64, 4, PROTOBUF_C_TYPE_FIXED64),
     SCALAR(zigzag_32, 5, PROTOBUF_C_TYPE_SINT32),
     SCALAR(blob, 6, PROTOBUF_C_TYPE_BYTES),
-    {"blob_list", 7, PROTOBUF_C_LABEL_REPEATED, PROTOBUF_C_TYPE_BYTES,
-     offsetof(Scalars, n_blob_list), offsetof(Scalars, blob_list), NULL, NULL, 0, 0, NULL, NULL},
+    {"blob_list", 7, PROTOBUF_C_LABEL_REPEATED, PROTOBUF_C_TYPE_BYTES, offsetof(Scalars, n_blob_list),
+     offsetof(Scalars, blob_list), NULL, NULL, 0, 0, NULL, NULL},
     {"int_list", 8, PROTOBUF_C_LABEL_REPEATED, PROTOBUF_C_TYPE_INT64, offsetof(Scalars, n_int_list),
      offsetof(Scalars, int_list), NULL, NULL, PROTOBUF_C_FIELD_FLAG_PACKED, 0, NULL, NULL},
-    {"label", 9, PROTOBUF_C_LABEL_NONE, PROTOBUF_C_TYPE_STRING, offsetof(Scalars, pick_case),
-     offsetof(Scalars, label), NULL, &protobuf_c_empty_string, PROTOBUF_C_FIELD_FLAG_ONEOF, 0, NULL,
-     NULL},
-    {"code", 10, PROTOBUF_C_LABEL_NONE, PROTOBUF_C_TYPE_INT32, offsetof(Scalars, pick_case),
-     offsetof(Scalars, code), NULL, NULL, PROTOBUF_C_FIELD_FLAG_ONEOF, 0, NULL, NULL},
+    {"label", 9, PROTOBUF_C_LABEL_NONE, PROTOBUF_C_TYPE_STRING, offsetof(Scalars, pick_case), offsetof(Scalars, label),
+     NULL, &protobuf_c_empty_string, PROTOBUF_C_FIELD_FLAG_ONEOF, 0, NULL, NULL},
+    {"code", 10, PROTOBUF_C_LABEL_NONE, PROTOBUF_C_TYPE_INT32, offsetof(Scalars, pick_case), offsetof(Scalars, code),
+     NULL, NULL, PROTOBUF_C_FIELD_FLAG_ONEOF, 0, NULL, NULL},
 };
 #undef SCALAR
 static const unsigned scalars_by_name[] = {5, 6, 9, 0, 3, 1, 7, 8, 4, 2};
 static const ProtobufCIntRange scalars_ranges[] = {{1, 0}, {0, 10}};
-static const ProtobufCMessageDescriptor scalars_descriptor = {
-    PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC, "cbtest.Scalars", "Scalars", "Scalars", "cbtest",
-    sizeof(Scalars), 10, scalars_fields, scalars_by_name, 1, scalars_ranges, scalars_init,
-    NULL, NULL, NULL};
+static const ProtobufCMessageDescriptor scalars_descriptor = {PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+                                                              "cbtest.Scalars",
+                                                              "Scalars",
+                                                              "Scalars",
+                                                              "cbtest",
+                                                              sizeof(Scalars),
+                                                              10,
+                                                              scalars_fields,
+                                                              scalars_by_name,
+                                                              1,
+                                                              scalars_ranges,
+                                                              scalars_init,
+                                                              NULL,
+                                                              NULL,
+                                                              NULL};
 
 static void test_every_scalar_type_round_trip(void **state)
 {
     (void)state;
-    assert_round_trip(&scalars_descriptor,
-                      "{\"doubleValue\":2.5,\"floatValue\":-0.25,"
-                      "\"zigzag64\":\"-9223372036854775808\","
-                      "\"fixed64\":\"18446744073709551615\",\"zigzag32\":-7,\"blob\":\"AAEC/w==\","
-                      "\"blobList\":[\"aGk=\",\"\"],\"intList\":[\"1\",\"-2\"],"
-                      "\"code\":-2147483648}");
+    assert_round_trip(&scalars_descriptor, "{\"doubleValue\":2.5,\"floatValue\":-0.25,"
+                                           "\"zigzag64\":\"-9223372036854775808\","
+                                           "\"fixed64\":\"18446744073709551615\",\"zigzag32\":-7,\"blob\":\"AAEC/w==\","
+                                           "\"blobList\":[\"aGk=\",\"\"],\"intList\":[\"1\",\"-2\"],"
+                                           "\"code\":-2147483648}");
 }
 
 /* A set oneof member at its default is still emitted: which member is set is information. */
@@ -687,8 +696,7 @@ static void test_nan_and_infinity(void **state)
 {
     (void)state;
     cb_error err = {0};
-    Scalars *s = (Scalars *)load(&scalars_descriptor,
-                                 "{\"doubleValue\":\"NaN\",\"floatValue\":\"-Infinity\"}", &err);
+    Scalars *s = (Scalars *)load(&scalars_descriptor, "{\"doubleValue\":\"NaN\",\"floatValue\":\"-Infinity\"}", &err);
     assert_non_null(s);
     assert_true(isnan(s->double_value));
     assert_true(isinf(s->float_value) && s->float_value < 0);
@@ -696,8 +704,7 @@ static void test_nan_and_infinity(void **state)
     assert_string_equal(text, "{\"doubleValue\":\"NaN\",\"floatValue\":\"-Infinity\"}");
     free(text);
     protobuf_c_message_free_unpacked(&s->base, NULL);
-    expect_canonical(&scalars_descriptor, "{\"double_value\":\"Infinity\"}",
-                     "{\"doubleValue\":\"Infinity\"}");
+    expect_canonical(&scalars_descriptor, "{\"double_value\":\"Infinity\"}", "{\"doubleValue\":\"Infinity\"}");
 }
 
 static void test_number_ranges_checked(void **state)
@@ -707,12 +714,11 @@ static void test_number_ranges_checked(void **state)
                       "floatValue: number out of range");
     expect_load_error(&scalars_descriptor, "{\"doubleValue\":\"1.5\"}", CB_INVALID_FIELD,
                       "doubleValue: expected a number, \"NaN\", \"Infinity\" or \"-Infinity\"");
-    expect_load_error(&scalars_descriptor, "{\"code\":2147483648}", CB_INVALID_FIELD,
-                      "code: integer out of range");
+    expect_load_error(&scalars_descriptor, "{\"code\":2147483648}", CB_INVALID_FIELD, "code: integer out of range");
     expect_load_error(&scalars_descriptor, "{\"zigzag32\":\"-2147483649\"}", CB_INVALID_FIELD,
                       "zigzag32: integer out of range");
-    expect_load_error(&scalars_descriptor, "{\"zigzag64\":\"-9223372036854775809\"}",
-                      CB_INVALID_FIELD, "zigzag64: integer out of range");
+    expect_load_error(&scalars_descriptor, "{\"zigzag64\":\"-9223372036854775809\"}", CB_INVALID_FIELD,
+                      "zigzag64: integer out of range");
     expect_load_error(&scalars_descriptor, "{\"intList\":[1,1e300]}", CB_INVALID_FIELD,
                       "intList[1]: integer out of range");
     expect_canonical(&scalars_descriptor, "{\"zigzag32\":\"-12\",\"fixed64\":1e3}",
@@ -727,8 +733,7 @@ static void test_bytes_base64_forms(void **state)
     expect_canonical(&scalars_descriptor, "{\"blob\":\"_-8=\"}", "{\"blob\":\"/+8=\"}");
     expect_load_error(&scalars_descriptor, "{\"blobList\":[\"aGk=\",\"a!b=\"]}", CB_INVALID_FIELD,
                       "blobList[1]: expected a base64 string");
-    expect_load_error(&scalars_descriptor, "{\"blob\":42}", CB_INVALID_FIELD,
-                      "blob: expected a base64 string");
+    expect_load_error(&scalars_descriptor, "{\"blob\":42}", CB_INVALID_FIELD, "blob: expected a base64 string");
 }
 
 static void test_two_scalar_oneof_members_named(void **state)
@@ -745,11 +750,11 @@ static void test_utf8_valid_multibyte(void **state)
     (void)state;
     assert_true(cb_utf8_valid("", 0));
     assert_true(cb_utf8_valid("Margaret", 8));
-    assert_true(cb_utf8_valid("\xc2\xa3", 2));             /* £ */
-    assert_true(cb_utf8_valid("\xe2\x82\xac", 3));         /* € */
-    assert_true(cb_utf8_valid("\xf0\x9f\x98\x80", 4));     /* U+1F600 */
-    assert_true(cb_utf8_valid("\xf4\x8f\xbf\xbf", 4));     /* U+10FFFF, the last code point */
-    assert_true(cb_utf8_valid("\xed\x9f\xbf", 3));         /* U+D7FF, just below the surrogates */
+    assert_true(cb_utf8_valid("\xc2\xa3", 2));         /* £ */
+    assert_true(cb_utf8_valid("\xe2\x82\xac", 3));     /* € */
+    assert_true(cb_utf8_valid("\xf0\x9f\x98\x80", 4)); /* U+1F600 */
+    assert_true(cb_utf8_valid("\xf4\x8f\xbf\xbf", 4)); /* U+10FFFF, the last code point */
+    assert_true(cb_utf8_valid("\xed\x9f\xbf", 3));     /* U+D7FF, just below the surrogates */
 }
 
 static void test_utf8_rejects_overlong(void **state)

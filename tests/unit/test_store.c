@@ -14,7 +14,7 @@
 
 #include "store.h"
 
-#define BIG_MAP (64ull << 20)
+#define BIG_MAP  (64ull << 20)
 #define TINY_MAP (256ull << 10)
 
 typedef struct {
@@ -100,8 +100,8 @@ static void commit_ok(cb_txn **txn)
 
 /* Event seq: id "ev-<seq>", bytes body (or "event <seq>"), digest all seq,
  * indexed under person (if any) and from/case_ref, queued for "housing". */
-static void put_body(cb_txn *txn, uint64_t seq, const char *person, const char *from,
-                     const char *case_ref, const uint8_t *body, size_t len, uint64_t now_ms)
+static void put_body(cb_txn *txn, uint64_t seq, const char *person, const char *from, const char *case_ref,
+                     const uint8_t *body, size_t len, uint64_t now_ms)
 {
     char id[32], text[32];
     uint8_t digest[CB_DIGEST_BYTES];
@@ -114,12 +114,10 @@ static void put_body(cb_txn *txn, uint64_t seq, const char *person, const char *
         len = strlen(text);
     }
     memset(digest, (int)(seq & 0xff), sizeof digest);
-    cb_store_put_event(txn, seq, body, len, id, digest, persons, person ? 1 : 0, from, case_ref, to,
-                       1, now_ms);
+    cb_store_put_event(txn, seq, body, len, id, digest, persons, person ? 1 : 0, from, case_ref, to, 1, now_ms);
 }
 
-static void put_event(cb_txn *txn, uint64_t seq, const char *person, const char *from,
-                      const char *case_ref)
+static void put_event(cb_txn *txn, uint64_t seq, const char *person, const char *from, const char *case_ref)
 {
     put_body(txn, seq, person, from, case_ref, NULL, 0, 1000 + seq);
 }
@@ -707,25 +705,20 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_creates_private_directory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_failure_names_the_step, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_event_then_find, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_person_index_in_seq_order_and_isolated, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_person_index_in_seq_order_and_isolated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_case_index_in_seq_order_and_isolated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_scan_order_and_after, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_put_overwrites, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_del, setup, teardown),
         cmocka_unit_test_setup_teardown(test_park_and_unpark, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_queue_stats_oldest_over_queue_and_parked, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_queue_stats_oldest_over_queue_and_parked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_data_survives_destroy_and_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commits_count_write_commits_only, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_map_full_loses_nothing_and_deletes_still_commit,
-                                        setup_tiny, teardown),
-        cmocka_unit_test_setup_teardown(test_sticky_error_makes_later_ops_no_ops, setup_tiny,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_map_full_loses_nothing_and_deletes_still_commit, setup_tiny, teardown),
+        cmocka_unit_test_setup_teardown(test_sticky_error_makes_later_ops_no_ops, setup_tiny, teardown),
         cmocka_unit_test_setup_teardown(test_failed_txn_can_be_aborted, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_failure_in_scan_callback_stops_the_scan, setup_tiny,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_failure_in_scan_callback_stops_the_scan, setup_tiny, teardown),
         cmocka_unit_test_setup_teardown(test_used_bytes_counts_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_meta_get_and_put, setup, teardown),
     };
