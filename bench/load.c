@@ -424,6 +424,8 @@ int main(int argc, char **argv)
     FILE *lf = o.latencies ? fopen(o.latencies, "w") : NULL;
     if (o.latencies && !lf)
         fprintf(stderr, "cb-bench-load: cannot write %s\n", o.latencies);
+    if (lf) /* the run's start on CLOCK_MONOTONIC, to line the file up with other traces */
+        fprintf(lf, "# start_monotonic_ns %lld\n", (long long)start_ns);
     for (int i = 0; lf && i < o.senders; i++)
         for (size_t k = 0; k < ss[i].n_lat; k++)
             fprintf(lf, "%d %.3f %.3f\n", i, (double)(ss[i].at_ns[k] - start_ns) / 1e6, (double)ss[i].lat_ns[k] / 1e6);
