@@ -17,7 +17,7 @@
 #include "store.h"
 
 #define BATCH_MAX    1024 /* frames read per iteration: one transaction's worth */
-#define PEERS_MAX    1024
+#define PEERS_MAX    4096 /* > BATCH_MAX: a full table evicts a peer silent since before this batch */
 #define RID_MAX      256
 #define ENDPOINT_MAX 256
 
@@ -211,6 +211,8 @@ static void on_hello(cb_broker *b, int p, const cb_frame *f)
         send_nack(b, p, f->ref, "", CB_UNKNOWN_AGENCY, "hello.agency names no configured agency", 0);
         return;
     }
+    if (b->peers[p].agency != a)
+        cb_delivery_detach_peer(b->delivery, p); /* it served another agency until now */
     b->peers[p].agency = a;
     /* A repeated hello from the current consumer keeps its window as it is. */
     if (h->receive && cb_delivery_consumer(b->delivery, (unsigned)a) != p)
@@ -233,7 +235,8 @@ static void on_hello(cb_broker *b, int p, const cb_frame *f)
 static bool on_publish(cb_broker *b, int p, cb_frame *f)
 {
     const cb_envelope *ev = f->publish->event;
-    const char *id = ev && ev->event_id ? ev->event_id : "";
+    /* Intake refuses an id that is not loggable; until then, never echo it. */
+    const char *id = ev && loggable(ev->event_id) ? ev->event_id : "";
     cb_error err = {0};
     if (b->peers[p].agency < 0) {
         send_nack(b, p, f->ref, id, CB_HELLO_REQUIRED, "say hello as your agency before publishing", 0);
@@ -244,7 +247,7 @@ static bool on_publish(cb_broker *b, int p, cb_frame *f)
         return false;
     }
     if (cb_intake_check(b->cfg, &b->cfg->agencies[b->peers[p].agency], ev, &err)) {
-        send_nack(b, p, f->ref, loggable(id) ? id : "", err.code, err.reason, 0);
+        send_nack(b, p, f->ref, id, err.code, err.reason, 0);
         return false;
     }
     publish *pub = &b->pubs[b->n_pubs];
@@ -338,11 +341,12 @@ static void read_batch(cb_broker *b, int64_t now)
             return;
         }
         zmq_msg_init(&body);
-        bool ok = zmq_msg_more(&rid) && zmq_msg_recv(&body, b->router, 0) >= 0;
-        if (ok && !zmq_msg_more(&body))
+        bool received = zmq_msg_more(&rid) && zmq_msg_recv(&body, b->router, 0) >= 0;
+        if (received && !zmq_msg_more(&body))
             on_frame(b, zmq_msg_data(&rid), zmq_msg_size(&rid), zmq_msg_data(&body), zmq_msg_size(&body), now);
-        while (zmq_msg_more(&body) && zmq_msg_recv(&body, b->router, 0) >= 0)
-            ok = false; /* a DEALER sends one frame per message: drain anything else */
+        /* A DEALER sends one frame per message: anything more is dropped unread. */
+        while (received && zmq_msg_more(&body) && zmq_msg_recv(&body, b->router, 0) >= 0)
+            ;
         zmq_msg_close(&body);
         zmq_msg_close(&rid);
     }
@@ -391,6 +395,12 @@ static void replay(cb_broker *b, cb_txn *txn, request *r)
     uint8_t digest[CB_DIGEST_BYTES];
     if (a < 0) {
         r->code = cb_fail(&r->err, CB_UNKNOWN_AGENCY, "replay.agency names no configured agency");
+        return;
+    }
+    /* Checked before the store sees it: a key LMDB cannot hold would fail the
+     * whole shared transaction, everyone's publishes with it. */
+    if (!q->event_id[0] || strlen(q->event_id) > CB_EVENT_ID_MAX || !loggable(q->event_id)) {
+        r->code = cb_fail(&r->err, CB_INVALID_FIELD, "replay.eventId must be 1 to %d printable bytes", CB_EVENT_ID_MAX);
         return;
     }
     if (!cb_store_find_id(txn, q->event_id, &r->seq, digest)) {
@@ -442,11 +452,15 @@ static cb_code commit(cb_broker *b, bool with_publishes, int64_t now, cb_error *
     return CB_OK;
 }
 
+/* The commit failed: refuse every answer that rests on a seq this batch would
+ * have created (b->last_seq has not moved). That includes a duplicate of, or a
+ * DUPLICATE_ID against, an event earlier in the same batch; a duplicate of an
+ * event committed before still gets its ACK. */
 static void refuse_publishes(cb_broker *b, cb_code code, const char *why)
 {
     for (size_t i = 0; i < b->n_pubs; i++) {
         publish *pub = &b->pubs[i];
-        if (pub->code == CB_OK && !pub->duplicate && (code == CB_STORE_UNAVAILABLE || pub->seq > b->last_seq)) {
+        if ((pub->code == CB_OK || pub->code == CB_DUPLICATE_ID) && pub->seq > b->last_seq) {
             pub->code = code;
             snprintf(pub->reason, sizeof pub->reason, "%s", why);
         }

@@ -8,7 +8,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import BROKER, CLI, BrokerTest, referral  # noqa: E402
+from harness import BIN, BROKER, CLI, BrokerTest, referral  # noqa: E402
 
 
 def run(*args, timeout=30, **kw):
@@ -17,14 +17,16 @@ def run(*args, timeout=30, **kw):
 
 class Cli(BrokerTest):
     def test_help_and_version(self):
-        for exe in (BROKER, CLI):
+        executables = [os.path.join(BIN, name) for name in sorted(os.listdir(BIN))]
+        self.assertIn(BROKER, executables)
+        for exe in executables:
             with self.subTest(exe=exe):
                 r = run(exe, "--help")
                 self.assertEqual(r.returncode, 0)
                 self.assertIn("Usage:", r.stdout)
                 r = run(exe, "--version")
                 self.assertEqual(r.returncode, 0)
-                self.assertRegex(r.stdout, r"^carebridge(-broker)? \d+\.\d+\.\d+\n$")
+                self.assertRegex(r.stdout, r"^[a-z-]+ \d+\.\d+\.\d+\n$")
         for cmd in ("send", "recv", "journey", "status", "replay", "tail"):
             with self.subTest(cmd=cmd):
                 r = run(CLI, cmd, "--help")

@@ -106,6 +106,12 @@ class Refusals(BrokerTest):
         self.assertIn("UNKNOWN_EVENT", r.stderr)
         r = self.b.cli("replay", "no-such-event", "--to", "nowhere")
         self.assertIn("UNKNOWN_AGENCY", r.stderr)
+        # A key LMDB could not hold is refused before it reaches the shared transaction.
+        r = self.b.cli("replay", "x" * 600, "--to", "housing")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("INVALID_FIELD", r.stderr)
+        self.assertNotIn("commit failed", self.b.log())
+        self.assert_still_serving()
 
     def test_no_identifier_reaches_the_log(self):
         ev = referral("pii-1", person={"nhsNumber": NHS, "chiNumber": "0101011234", "name": "Margaret Example"})

@@ -44,8 +44,19 @@ static cb_frame *answer(void *sock)
 
 int main(int argc, char **argv)
 {
+    static const char usage[] = "Usage: cb-test-rawframe ENDPOINT [--as AGENCY] HEX...\n"
+                                "Send each HEX string as one frame to the broker (after a hello as AGENCY)\n"
+                                "and print each answer as JSON, or TIMEOUT. For the refusal tests.\n";
+    if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (argc == 2 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V"))) {
+        puts("cb-test-rawframe " CB_VERSION);
+        return 0;
+    }
     if (argc < 2) {
-        fputs("usage: cb-test-rawframe ENDPOINT [--as AGENCY] HEX...\n", stderr);
+        fputs(usage, stderr);
         return 2;
     }
     void *ctx = zmq_ctx_new(), *sock = zmq_socket(ctx, ZMQ_DEALER);
