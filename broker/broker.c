@@ -107,15 +107,6 @@ static int agency_index(const cb_config *cfg, const char *id)
     return -1;
 }
 
-/* Safe to print in a log line: valid UTF-8 without control characters. */
-static bool loggable(const char *s)
-{
-    for (const char *c = s; *c; c++)
-        if ((unsigned char)*c < 0x20)
-            return false;
-    return cb_utf8_valid(s, strlen(s));
-}
-
 /* ------------------------------------------------------------------ peers */
 
 static void forget_peer(cb_broker *b, int p)
@@ -196,9 +187,10 @@ static void send_nack(cb_broker *b, int p, uint64_t ref, const char *event_id, c
     f.ref = ref;
     f.kind_case = CAREBRIDGE__V1__FRAME__KIND_NACK;
     f.nack = &nack;
-    send_frame(b, p, &f);
+    /* Logged (a warning is flushed at once) before the sender can read the answer. */
     cb_log(CB_LOG_WARN, "nack event=%s from=%s code=%s: %s", event_id[0] ? event_id : "-", peer_name(b, p),
            cb_code_name(code), reason);
+    send_frame(b, p, &f);
 }
 
 /* ------------------------------------------------------------------ intake */
@@ -228,7 +220,7 @@ static void on_hello(cb_broker *b, int p, const cb_frame *f)
     reply.welcome = &w;
     send_frame(b, p, &reply);
     cb_log(CB_LOG_INFO, "hello agency=%s receive=%s client=%s", h->agency, h->receive ? "yes" : "no",
-           h->client[0] && loggable(h->client) ? h->client : "-");
+           h->client[0] && cb_printable(h->client) ? h->client : "-");
 }
 
 /* Returns true when the frame was kept (ownership moved into the batch). */
@@ -236,7 +228,7 @@ static bool on_publish(cb_broker *b, int p, cb_frame *f)
 {
     const cb_envelope *ev = f->publish->event;
     /* Intake refuses an id that is not loggable; until then, never echo it. */
-    const char *id = ev && loggable(ev->event_id) ? ev->event_id : "";
+    const char *id = ev && cb_printable(ev->event_id) ? ev->event_id : "";
     cb_error err = {0};
     if (b->peers[p].agency < 0) {
         send_nack(b, p, f->ref, id, CB_HELLO_REQUIRED, "say hello as your agency before publishing", 0);
@@ -298,7 +290,7 @@ static void on_frame(cb_broker *b, const uint8_t *rid, size_t rid_len, const uin
         cb_peek_publish(buf, len, &ref, id, sizeof id);
         cb_fail(&err, CB_TOO_LARGE, "the frame is %zu bytes; limits.max_event_bytes is %u", len,
                 b->cfg->max_event_bytes);
-        send_nack(b, p, ref, loggable(id) ? id : "", err.code, err.reason, 0);
+        send_nack(b, p, ref, cb_printable(id) ? id : "", err.code, err.reason, 0);
         return;
     }
     cb_frame *f = cb_frame_decode(buf, len, b->cfg->max_event_bytes, &err);
@@ -306,7 +298,7 @@ static void on_frame(cb_broker *b, const uint8_t *rid, size_t rid_len, const uin
         uint64_t ref;
         char id[CB_EVENT_ID_MAX + 1];
         cb_peek_publish(buf, len, &ref, id, sizeof id);
-        send_nack(b, p, ref, loggable(id) ? id : "", err.code, err.reason, 0);
+        send_nack(b, p, ref, cb_printable(id) ? id : "", err.code, err.reason, 0);
         return;
     }
     switch (f->kind_case) {
@@ -399,7 +391,7 @@ static void replay(cb_broker *b, cb_txn *txn, request *r)
     }
     /* Checked before the store sees it: a key LMDB cannot hold would fail the
      * whole shared transaction, everyone's publishes with it. */
-    if (!q->event_id[0] || strlen(q->event_id) > CB_EVENT_ID_MAX || !loggable(q->event_id)) {
+    if (!q->event_id[0] || strlen(q->event_id) > CB_EVENT_ID_MAX || !cb_printable(q->event_id)) {
         r->code = cb_fail(&r->err, CB_INVALID_FIELD, "replay.eventId must be 1 to %d printable bytes", CB_EVENT_ID_MAX);
         return;
     }
@@ -559,6 +551,11 @@ static void feed(cb_broker *b, const publish *pub)
 
 static void answer_publishes(cb_broker *b)
 {
+    /* The log has each event's line before its sender has the ACK. */
+    for (size_t i = 0; i < b->n_pubs; i++)
+        if (!b->pubs[i].code)
+            log_event(&b->pubs[i]);
+    cb_log_flush();
     for (size_t i = 0; i < b->n_pubs; i++) {
         publish *pub = &b->pubs[i];
         const char *id = pub->frame->publish->event->event_id;
@@ -574,7 +571,6 @@ static void answer_publishes(cb_broker *b)
             f.kind_case = CAREBRIDGE__V1__FRAME__KIND_ACK;
             f.ack = &ack;
             send_frame(b, pub->peer, &f);
-            log_event(pub);
             if (!pub->duplicate)
                 feed(b, pub);
         }

@@ -10,10 +10,12 @@ typedef struct {
 } flight;
 
 typedef struct {
-    int consumer;     /* peer index, -1 when nobody receives */
-    uint64_t cursor;  /* highest seq taken from the queue in order */
-    bool maybe_more;  /* the queue may hold entries past the cursor */
-    bool planned_dry; /* this plan found the queue exhausted */
+    int consumer;       /* peer index, -1 when nobody receives */
+    uint64_t cursor;    /* highest seq taken from the queue in order */
+    bool maybe_more;    /* the queue may hold entries past the cursor */
+    bool planned_dry;   /* this plan found the queue exhausted */
+    bool told;          /* enqueued() since the plan: apply() must not undo it */
+    uint64_t rewind_to; /* with told: the cursor enqueued() asked for */
     flight *flights;
     uint32_t n_flights;
 } lane;
@@ -110,9 +112,15 @@ static void drop_flight(lane *l, uint64_t seq)
 void cb_delivery_enqueued(cb_delivery *d, unsigned agency, uint64_t seq)
 {
     lane *l = &d->lanes[agency];
+    /* A replayed entry lies behind the cursor: walk back to it. The plan of
+     * the transaction that queued it may not have seen it, so remember this
+     * for apply(), whichever of the two the caller makes first. */
+    if (!l->told || seq - 1 < l->rewind_to)
+        l->rewind_to = seq - 1;
+    l->told = true;
     l->maybe_more = true;
     if (seq <= l->cursor)
-        l->cursor = seq - 1; /* a replayed entry behind the cursor: walk back to it */
+        l->cursor = seq - 1;
 }
 
 void cb_delivery_acked(cb_delivery *d, unsigned agency, uint64_t seq)
@@ -190,6 +198,7 @@ size_t cb_delivery_plan(cb_delivery *d, cb_txn *txn, int64_t now_ms, cb_step *st
         lane *l = &d->lanes[a];
         const char *id = d->cfg->agencies[a].id;
         l->planned_dry = false;
+        l->told = false;
         if (l->consumer < 0)
             continue;
         for (uint32_t i = 0; i < l->n_flights && n < cap; i++) {
@@ -237,5 +246,13 @@ void cb_delivery_apply(cb_delivery *d, const cb_step *steps, size_t n, int64_t n
             f = &l->flights[l->n_flights++];
         if (f)
             *f = (flight){steps[i].seq, steps[i].attempt, now_ms + backoff_ms(d->cfg, steps[i].attempt)};
+    }
+    for (unsigned a = 0; a < d->cfg->n_agencies; a++) {
+        lane *l = &d->lanes[a];
+        if (!l->told)
+            continue;
+        l->maybe_more = true;
+        if (l->rewind_to < l->cursor)
+            l->cursor = l->rewind_to;
     }
 }

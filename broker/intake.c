@@ -5,25 +5,15 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Event ids and case references appear in index keys and log lines: no
- * control characters, and short enough for an LMDB key. */
-static bool printable(const char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7F)
-            return false;
-    return true;
-}
-
 static cb_code check_person(const Carebridge__V1__Person *p, cb_error *err)
 {
     if (!p || (!p->nhs_number[0] && !p->chi_number[0] && !p->n_local_ids))
         return cb_fail(err, CB_MISSING_FIELD,
                        "person needs at least one identifier: person.nhsNumber, person.chiNumber or person.localIds");
-    if (strlen(p->nhs_number) > CB_IDENTIFIER_MAX || !printable(p->nhs_number))
+    if (strlen(p->nhs_number) > CB_IDENTIFIER_MAX || !cb_printable(p->nhs_number))
         return cb_fail(err, CB_INVALID_FIELD, "person.nhsNumber is longer than %d characters or has control characters",
                        CB_IDENTIFIER_MAX);
-    if (strlen(p->chi_number) > CB_IDENTIFIER_MAX || !printable(p->chi_number))
+    if (strlen(p->chi_number) > CB_IDENTIFIER_MAX || !cb_printable(p->chi_number))
         return cb_fail(err, CB_INVALID_FIELD, "person.chiNumber is longer than %d characters or has control characters",
                        CB_IDENTIFIER_MAX);
     if (p->n_local_ids > CB_PERSON_KEYS_MAX - 2)
@@ -32,8 +22,8 @@ static cb_code check_person(const Carebridge__V1__Person *p, cb_error *err)
         const Carebridge__V1__LocalId *l = p->local_ids[i];
         if (!l->system[0] || !l->value[0])
             return cb_fail(err, CB_MISSING_FIELD, "person.localIds[%zu] needs both system and value", i);
-        if (strlen(l->system) > CB_IDENTIFIER_MAX || strlen(l->value) > CB_IDENTIFIER_MAX || !printable(l->system) ||
-            !printable(l->value))
+        if (strlen(l->system) > CB_IDENTIFIER_MAX || strlen(l->value) > CB_IDENTIFIER_MAX || !cb_printable(l->system) ||
+            !cb_printable(l->value))
             return cb_fail(
                 err, CB_INVALID_FIELD,
                 "person.localIds[%zu] system or value is longer than %d characters or has control characters", i,
@@ -70,7 +60,7 @@ cb_code cb_intake_check(const cb_config *cfg, const cb_agency *sender, const cb_
         return cb_fail(err, CB_INVALID_UTF8, "%s is not valid UTF-8", path);
     if (!ev->event_id[0])
         return cb_fail(err, CB_MISSING_FIELD, "eventId is missing");
-    if (strlen(ev->event_id) > CB_EVENT_ID_MAX || !printable(ev->event_id))
+    if (strlen(ev->event_id) > CB_EVENT_ID_MAX || !cb_printable(ev->event_id))
         return cb_fail(err, CB_INVALID_FIELD, "eventId is longer than %d bytes or has control characters",
                        CB_EVENT_ID_MAX);
     cb_code code = check_agencies(cfg, sender, ev, err);
@@ -86,10 +76,10 @@ cb_code cb_intake_check(const cb_config *cfg, const cb_agency *sender, const cb_
                        "the body is missing: one of referral, discharge, handover, response, update, closure");
     if ((code = check_person(ev->person, err)))
         return code;
-    if (strlen(ev->case_ref) > CB_CASE_REF_MAX || !printable(ev->case_ref))
+    if (strlen(ev->case_ref) > CB_CASE_REF_MAX || !cb_printable(ev->case_ref))
         return cb_fail(err, CB_INVALID_FIELD, "caseRef is longer than %d bytes or has control characters",
                        CB_CASE_REF_MAX);
-    if (strlen(ev->correlation_id) > CB_EVENT_ID_MAX || !printable(ev->correlation_id))
+    if (strlen(ev->correlation_id) > CB_EVENT_ID_MAX || !cb_printable(ev->correlation_id))
         return cb_fail(err, CB_INVALID_FIELD, "correlationId is longer than %d bytes or has control characters",
                        CB_EVENT_ID_MAX);
     return CB_OK;
@@ -103,6 +93,6 @@ size_t cb_intake_person_keys(const Carebridge__V1__Person *p, cb_person_key *key
     if (p->chi_number[0] && n < cap)
         snprintf(keys[n++], sizeof keys[0], "chi:%s", p->chi_number);
     for (size_t i = 0; i < p->n_local_ids && n < cap; i++)
-        snprintf(keys[n++], sizeof keys[0], "local:%s:%s", p->local_ids[i]->system, p->local_ids[i]->value);
+        snprintf(keys[n++], sizeof keys[0], "local:%s\x1f%s", p->local_ids[i]->system, p->local_ids[i]->value);
     return n;
 }

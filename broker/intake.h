@@ -21,7 +21,9 @@
 cb_code cb_intake_check(const cb_config *cfg, const cb_agency *sender, const cb_envelope *ev, cb_error *err);
 
 /* The person index keys of an admitted event ("nhs:943...", "chi:...",
- * "local:system:value"), at most CB_PERSON_KEYS_MAX; returns how many. */
+ * "local:" system US value, where US is the unit separator 0x1F: intake
+ * refuses control characters in both, so no two local ids share a key), at
+ * most CB_PERSON_KEYS_MAX; returns how many. */
 typedef char cb_person_key[CB_KEY_MAX + 1];
 size_t cb_intake_person_keys(const Carebridge__V1__Person *person, cb_person_key *keys, size_t cap);
 

@@ -39,6 +39,15 @@ bool cb_utf8_valid(const char *str, size_t len)
     return true;
 }
 
+bool cb_printable(const char *s)
+{
+    const unsigned char *c = (const unsigned char *)s;
+    for (; *c; c++)
+        if (*c < 0x20 || *c == 0x7F || (*c == 0xC2 && c[1] >= 0x80 && c[1] <= 0x9F))
+            return false;
+    return cb_utf8_valid(s, (size_t)(c - (const unsigned char *)s));
+}
+
 /* Depth-first over every string field; `path` grows as we descend and is
  * restored on the way back up, so on failure it names the bad field. */
 static bool check_message(const ProtobufCMessage *m, char *path, size_t cap, size_t used)

@@ -14,6 +14,10 @@ bool cb_check_utf8(const ProtobufCMessage *m, char *path, size_t cap);
 /* True when s is valid UTF-8 of exactly len bytes (no overlongs, no surrogates). */
 bool cb_utf8_valid(const char *s, size_t len);
 
+/* True when s is valid UTF-8 without control characters (C0, DEL or C1):
+ * safe to put in a log line, an index key or a reason. */
+bool cb_printable(const char *s);
+
 /* Identifier checks. They inform flags; they never refuse an event. */
 bool cb_nhs_number_valid(const char *s);
 bool cb_chi_number_valid(const char *s);

@@ -78,8 +78,13 @@ static bool find_field(const uint8_t *p, const uint8_t *end, uint32_t id, const 
             if (!read_varint(&p, end, &n))
                 return false;
             break;
-        case 1: p += 8; break;
-        case 5: p += 4; break;
+        case 1:
+        case 5:
+            /* fixed64 and fixed32: skip only bytes that are there */
+            if ((size_t)(end - p) < ((key & 7) == 1 ? 8u : 4u))
+                return false;
+            p += (key & 7) == 1 ? 8 : 4;
+            break;
         case 2:
             if (!read_varint(&p, end, &n) || n > (uint64_t)(end - p))
                 return false;
@@ -114,6 +119,8 @@ static bool find_varint(const uint8_t *p, const uint8_t *end, uint32_t id, uint6
                 return false;
             p += n;
         } else if ((key & 7) == 1 || (key & 7) == 5) {
+            if ((size_t)(end - p) < ((key & 7) == 1 ? 8u : 4u))
+                return false;
             p += (key & 7) == 1 ? 8 : 4;
         } else {
             return false;

@@ -41,8 +41,10 @@ size_t cb_pack_deliver(uint64_t seq, uint32_t attempt, const uint8_t *event, siz
 
 /* Merge src into *dst by protobuf's rules (set scalars replace, repeated
  * fields append, messages merge): the parse of the two wire forms laid end to
- * end. Both must have the same descriptor. False (and *dst unchanged) on
- * allocation failure. */
+ * end. Both must have the same descriptor. One exception, from protobuf-c's
+ * parser: a oneof member set on both sides is replaced, not merged, so merge
+ * bodies (Referral into Referral), not envelopes. False (and *dst unchanged)
+ * on allocation failure. */
 bool cb_merge(ProtobufCMessage **dst, const ProtobufCMessage *src);
 
 /* "referral", "discharge", "handover", "response", "update", "closure", or "none". */

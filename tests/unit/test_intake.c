@@ -16,7 +16,7 @@
 
 typedef Carebridge__V1__Envelope Envelope;
 
-#define NHS "9434765919"
+#define NHS  "9434765919"
 #define NAME "Margaret Example"
 
 /* ---------------------------------------------------------------- fixture */
@@ -220,10 +220,20 @@ static void test_timestamp_range_ends_pass(void **state)
     admitted(f);
 }
 
+static void test_printable_edges_pass(void **state)
+{
+    fixture *f = *state;
+    f->env.event_id = " ev 0001~"; /* 0x20 and 0x7E are not controls */
+    f->env.case_ref = "CASE 1 / ~x";
+    f->env.correlation_id = "ev 0000";
+    f->lid[0].value = "H 123 456";
+    admitted(f);
+}
+
 static void test_utf8_text_passes(void **state)
 {
     fixture *f = *state;
-    f->person.name = "Zo\xc3\xab \xe5\xbc\xa0"; /* Zoë 张 */
+    f->person.name = "Zo\xc3\xab \xe5\xbc\xa0";            /* Zoë 张 */
     f->referral.reason = "needs \xf0\x9f\xa6\xbd support"; /* a 4-byte character */
     admitted(f);
 }
@@ -394,6 +404,9 @@ static void test_control_characters(void **state)
     fixture *f = *state;
     f->env.event_id = "ev\n0001";
     refused(f, CB_INVALID_FIELD, "eventId");
+    f->env.event_id = "ev\x1f"
+                      "0001"; /* the last C0 control */
+    refused(f, CB_INVALID_FIELD, "eventId");
     f->env.event_id = "ev-0001";
 
     f->env.case_ref = "CASE\t1";
@@ -404,7 +417,8 @@ static void test_control_characters(void **state)
     refused(f, CB_INVALID_FIELD, "correlationId");
     f->env.correlation_id = "";
 
-    f->person.nhs_number = "943476\x7f" "5919";
+    f->person.nhs_number = "943476\x7f"
+                           "5919";
     refused(f, CB_INVALID_FIELD, "person.nhsNumber");
     f->person.nhs_number = NHS;
 
@@ -507,8 +521,8 @@ static void test_person_keys_in_order(void **state)
     assert_int_equal(n, 4);
     assert_string_equal(keys[0], "nhs:" NHS);
     assert_string_equal(keys[1], "chi:0101011234");
-    assert_string_equal(keys[2], "local:pas:general-hospital:H123456");
-    assert_string_equal(keys[3], "local:housing:hms:T-998");
+    assert_string_equal(keys[2], "local:pas:general-hospital\x1fH123456");
+    assert_string_equal(keys[3], "local:housing:hms\x1fT-998");
 }
 
 static void test_person_keys_skip_absent_identifiers(void **state)
@@ -518,7 +532,7 @@ static void test_person_keys_skip_absent_identifiers(void **state)
     cb_person_key keys[CB_PERSON_KEYS_MAX];
     size_t n = cb_intake_person_keys(&f->person, keys, CB_PERSON_KEYS_MAX);
     assert_int_equal(n, 1);
-    assert_string_equal(keys[0], "local:pas:general-hospital:H123456");
+    assert_string_equal(keys[0], "local:pas:general-hospital\x1fH123456");
 
     f->person.n_local_ids = 0;
     f->person.chi_number = "0101011234";
@@ -543,7 +557,7 @@ static void test_person_keys_respect_cap(void **state)
 
     n = cb_intake_person_keys(&f->person, keys, 3);
     assert_int_equal(n, 3);
-    assert_string_equal(keys[2], "local:pas:general-hospital:H123456");
+    assert_string_equal(keys[2], "local:pas:general-hospital\x1fH123456");
     assert_int_equal(keys[3][0], 'z');
 
     memset(keys, 'z', sizeof keys);
@@ -566,7 +580,7 @@ static void test_person_keys_of_the_longest_admitted_identifiers_fit(void **stat
     cb_person_key keys[1];
     assert_int_equal(cb_intake_person_keys(&f->person, keys, 1), 1);
     char want[sizeof keys[0]];
-    snprintf(want, sizeof want, "local:%s:%s", sys, value);
+    snprintf(want, sizeof want, "local:%s\x1f%s", sys, value);
     assert_string_equal(keys[0], want);
     assert_int_equal(strlen(keys[0]), 6 + 2 * CB_IDENTIFIER_MAX + 1);
 }
@@ -583,6 +597,7 @@ int main(void)
         T(test_any_one_identifier_is_enough),
         T(test_lengths_at_the_limit_pass),
         T(test_timestamp_range_ends_pass),
+        T(test_printable_edges_pass),
         T(test_utf8_text_passes),
         T(test_missing_event_id),
         T(test_missing_from_agency),
