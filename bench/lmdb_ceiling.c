@@ -80,8 +80,8 @@ typedef struct {
     double seconds, events_per_s, commit_ms_avg, commit_ms_p99, db_mb;
 } batch_result;
 
-static bool run_batch(const char *tmp, unsigned batch, uint64_t events, double max_s, size_t size,
-                      const char *prefix, batch_result *out)
+static bool run_batch(const char *tmp, unsigned batch, uint64_t events, double max_s, size_t size, const char *prefix,
+                      batch_result *out)
 {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/cb-bench-lmdb.XXXXXX", tmp);
@@ -129,8 +129,7 @@ static bool run_batch(const char *tmp, unsigned batch, uint64_t events, double m
                 ok = false;
                 break;
             }
-            cb_store_put_event(txn, seq, value, size, id, digest, keys, 1, "health", case_ref, recipients, 1,
-                               now);
+            cb_store_put_event(txn, seq, value, size, id, digest, keys, 1, "health", case_ref, recipients, 1, now);
         }
         if (!ok) {
             cb_txn_abort(&txn);
@@ -194,8 +193,7 @@ static bool sync_cost(const char *tmp, int n, double *avg_ms, double *p99_ms)
     for (int i = 0; ok && i < n; i++) {
         int64_t t0 = now_ns();
         block[0] = (char)i;
-        ok = pwrite(fd, block, sizeof block, (off_t)(i % 64) * 4096) == (ssize_t)sizeof block &&
-             fdatasync(fd) == 0;
+        ok = pwrite(fd, block, sizeof block, (off_t)(i % 64) * 4096) == (ssize_t)sizeof block && fdatasync(fd) == 0;
         t[i] = now_ns() - t0;
         sum += t[i];
     }
@@ -213,11 +211,15 @@ static bool sync_cost(const char *tmp, int n, double *avg_ms, double *p99_ms)
 
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"batches", required_argument, 0, 'b'}, {"events", required_argument, 0, 'n'},
-        {"max-seconds", required_argument, 0, 'm'}, {"size", required_argument, 0, 'z'},
-        {"syncs", required_argument, 0, 'y'},   {"tmp", required_argument, 0, 't'},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+    static const struct option longopts[] = {{"batches", required_argument, 0, 'b'},
+                                             {"events", required_argument, 0, 'n'},
+                                             {"max-seconds", required_argument, 0, 'm'},
+                                             {"size", required_argument, 0, 'z'},
+                                             {"syncs", required_argument, 0, 'y'},
+                                             {"tmp", required_argument, 0, 't'},
+                                             {"help", no_argument, 0, 'h'},
+                                             {"version", no_argument, 0, 'V'},
+                                             {0, 0, 0, 0}};
     char batches_arg[256] = "128,512";
     uint64_t events = 100000;
     double max_s = 10;
@@ -225,7 +227,7 @@ int main(int argc, char **argv)
     int syncs = 1000;
     const char *tmp = "/tmp";
     int c;
-    while ((c = getopt_long(argc, argv, "b:n:m:z:y:t:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "b:n:m:z:y:t:hV", longopts, NULL)) != -1) {
         switch (c) {
         case 'b': snprintf(batches_arg, sizeof batches_arg, "%s", optarg); break;
         case 'n': events = strtoull(optarg, NULL, 10); break;
@@ -234,6 +236,7 @@ int main(int argc, char **argv)
         case 'y': syncs = atoi(optarg); break;
         case 't': tmp = optarg; break;
         case 'h': fputs(usage, stdout); return 0;
+        case 'V': puts("cb-bench-lmdb " CB_VERSION); return 0;
         default: fputs(usage, stderr); return 2;
         }
     }

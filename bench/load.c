@@ -80,7 +80,7 @@ typedef struct {
 } sender;
 
 static pthread_barrier_t start_barrier;
-static int64_t start_ns;     /* set by sender 0 after the barrier, read after a second one */
+static int64_t start_ns;      /* set by sender 0 after the barrier, read after a second one */
 static atomic_int any_failed; /* a sender that could not connect: the others stop too */
 
 static int64_t now_ns(void)
@@ -208,8 +208,8 @@ static void *sender_main(void *arg)
     cb_error err = {0};
     char name[64];
     snprintf(name, sizeof name, "cb-bench-load %d", s->index);
-    cb_client_opts copts = {.endpoint = o->endpoint, .agency = o->from, .window = o->window,
-                            .resend_ms = o->resend_ms, .name = name};
+    cb_client_opts copts = {
+        .endpoint = o->endpoint, .agency = o->from, .window = o->window, .resend_ms = o->resend_ms, .name = name};
     cb_client_handlers h = {.answered = answered};
     bool ready = event_init(&ev, o, s->index);
     if (ready)
@@ -329,36 +329,65 @@ static bool parse_num(const char *s, double min, double *out)
 
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"endpoint", required_argument, 0, 'e'}, {"senders", required_argument, 0, 's'},
-        {"window", required_argument, 0, 'w'},   {"events", required_argument, 0, 'n'},
-        {"duration", required_argument, 0, 'd'}, {"rate", required_argument, 0, 'r'},
-        {"size", required_argument, 0, 'z'},     {"from", required_argument, 0, 'f'},
-        {"to", required_argument, 0, 't'},       {"resend-ms", required_argument, 0, 'R'},
-        {"stall-s", required_argument, 0, 'S'},  {"latencies", required_argument, 0, 'L'},
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
-    options o = {.senders = 1, .window = 256, .events = 50000, .size = 512, .from = "health",
-                 .to = "social-care", .resend_ms = 2000, .stall_s = 15};
+    static const struct option longopts[] = {{"endpoint", required_argument, 0, 'e'},
+                                             {"senders", required_argument, 0, 's'},
+                                             {"window", required_argument, 0, 'w'},
+                                             {"events", required_argument, 0, 'n'},
+                                             {"duration", required_argument, 0, 'd'},
+                                             {"rate", required_argument, 0, 'r'},
+                                             {"size", required_argument, 0, 'z'},
+                                             {"from", required_argument, 0, 'f'},
+                                             {"to", required_argument, 0, 't'},
+                                             {"resend-ms", required_argument, 0, 'R'},
+                                             {"stall-s", required_argument, 0, 'S'},
+                                             {"latencies", required_argument, 0, 'L'},
+                                             {"help", no_argument, 0, 'h'},
+                                             {"version", no_argument, 0, 'V'},
+                                             {0, 0, 0, 0}};
+    options o = {.senders = 1,
+                 .window = 256,
+                 .events = 50000,
+                 .size = 512,
+                 .from = "health",
+                 .to = "social-care",
+                 .resend_ms = 2000,
+                 .stall_s = 15};
     double v;
     bool events_given = false;
     int c;
-    while ((c = getopt_long(argc, argv, "e:s:w:n:d:r:z:f:t:R:S:L:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "e:s:w:n:d:r:z:f:t:R:S:L:hV", longopts, NULL)) != -1) {
         bool ok = true;
         switch (c) {
         case 'e': o.endpoint = optarg; break;
-        case 's': ok = parse_num(optarg, 1, &v) && v <= 64; o.senders = (int)v; break;
-        case 'w': ok = parse_num(optarg, 1, &v) && v <= 65536; o.window = (uint32_t)v; break;
-        case 'n': ok = parse_num(optarg, 1, &v); o.events = (uint64_t)v; events_given = true; break;
+        case 's':
+            ok = parse_num(optarg, 1, &v) && v <= 64;
+            o.senders = (int)v;
+            break;
+        case 'w':
+            ok = parse_num(optarg, 1, &v) && v <= 65536;
+            o.window = (uint32_t)v;
+            break;
+        case 'n':
+            ok = parse_num(optarg, 1, &v);
+            o.events = (uint64_t)v;
+            events_given = true;
+            break;
         case 'd': ok = parse_num(optarg, 0.001, &o.duration_s); break;
         case 'r': ok = parse_num(optarg, 1, &o.rate); break;
-        case 'z': ok = parse_num(optarg, 64, &v) && v <= 200000; o.size = (size_t)v; break;
+        case 'z':
+            ok = parse_num(optarg, 64, &v) && v <= 200000;
+            o.size = (size_t)v;
+            break;
         case 'f': o.from = optarg; break;
         case 't': o.to = optarg; break;
-        case 'R': ok = parse_num(optarg, 10, &v); o.resend_ms = (uint32_t)v; break;
+        case 'R':
+            ok = parse_num(optarg, 10, &v);
+            o.resend_ms = (uint32_t)v;
+            break;
         case 'S': ok = parse_num(optarg, 0.1, &o.stall_s); break;
         case 'L': o.latencies = optarg; break;
         case 'h': fputs(usage, stdout); return 0;
+        case 'V': puts("cb-bench-load " CB_VERSION); return 0;
         default: ok = false; break;
         }
         if (!ok) {
@@ -388,8 +417,8 @@ int main(int argc, char **argv)
         sender *s = &ss[i];
         s->o = &o;
         s->index = i;
-        s->quota = o.events ? o.events / (uint64_t)o.senders + ((uint64_t)i < o.events % (uint64_t)o.senders)
-                            : UINT64_MAX;
+        s->quota =
+            o.events ? o.events / (uint64_t)o.senders + ((uint64_t)i < o.events % (uint64_t)o.senders) : UINT64_MAX;
         s->recs = calloc(o.window, sizeof *s->recs);
         if (!s->recs)
             return 2;

@@ -19,14 +19,13 @@
 #include <zmq.h>
 
 #define ANSWER_BYTES 40
-#define HWM 100000 /* as the broker and the client library set it */
+#define HWM          100000 /* as the broker and the client library set it */
 
-static const char usage[] =
-    "Usage: cb-bench-zmq [--senders S] [--window W] [--events N] [--size BYTES]\n"
-    "  --senders S  DEALER threads (default 1)\n"
-    "  --window W   messages in flight per sender (default 256)\n"
-    "  --events N   total messages over all senders (default 200000)\n"
-    "  --size B     request size (default 512)\n";
+static const char usage[] = "Usage: cb-bench-zmq [--senders S] [--window W] [--events N] [--size BYTES]\n"
+                            "  --senders S  DEALER threads (default 1)\n"
+                            "  --window W   messages in flight per sender (default 256)\n"
+                            "  --events N   total messages over all senders (default 200000)\n"
+                            "  --size B     request size (default 512)\n";
 
 static int senders = 1, window_ = 256;
 static uint64_t events = 200000;
@@ -168,15 +167,17 @@ int main(int argc, char **argv)
                                              {"events", required_argument, 0, 'n'},
                                              {"size", required_argument, 0, 'z'},
                                              {"help", no_argument, 0, 'h'},
+                                             {"version", no_argument, 0, 'V'},
                                              {0, 0, 0, 0}};
     int c;
-    while ((c = getopt_long(argc, argv, "s:w:n:z:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "s:w:n:z:hV", longopts, NULL)) != -1) {
         switch (c) {
         case 's': senders = atoi(optarg); break;
         case 'w': window_ = atoi(optarg); break;
         case 'n': events = strtoull(optarg, NULL, 10); break;
         case 'z': size = strtoul(optarg, NULL, 10); break;
         case 'h': fputs(usage, stdout); return 0;
+        case 'V': puts("cb-bench-zmq " CB_VERSION); return 0;
         default: fputs(usage, stderr); return 2;
         }
     }
