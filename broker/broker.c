@@ -1,3 +1,10 @@
+/* The network thread: connections, intake, answers. The store thread
+ * (committer.c) commits; this one never touches the store after start-up.
+ *
+ * Each iteration: poll; take back the batch the store thread has finished
+ * and answer it (ACK/NACK, query replies, deliveries, feed); read every
+ * frame that is ready into the next batch; hand that batch over as soon as
+ * the store thread is free. So one batch syncs while the next is read. */
 #include "broker.h"
 
 #include <errno.h>
@@ -5,19 +12,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <zmq.h>
 
+#include "batch.h"
 #include "cb_check.h"
 #include "cb_codec.h"
-#include "delivery.h"
+#include "clock.h"
+#include "committer.h"
 #include "intake.h"
 #include "log.h"
-#include "query.h"
 #include "store.h"
 
-#define BATCH_MAX    1024 /* frames read per iteration: one transaction's worth */
-#define PEERS_MAX    4096 /* > BATCH_MAX: a full table evicts a peer silent since before this batch */
+#define SLOT_BITS    12
+#define PEERS_MAX    (1 << SLOT_BITS) /* > BATCH_MAX: a full table evicts a peer silent since before this batch */
 #define RID_MAX      256
 #define ENDPOINT_MAX 256
 
@@ -28,90 +35,62 @@ typedef struct {
     size_t rid_len;
     int agency; /* index into cfg->agencies, -1 before hello */
     int64_t seen_ms;
+    unsigned generation; /* bumped each time the slot is reused */
     bool in_use;
 } peer;
 
-/* An admissible publish waiting for this iteration's commit. */
-typedef struct {
-    int peer;
-    uint64_t ref;
-    cb_frame *frame;
-    uint8_t *bytes; /* the canonical packed Envelope: the stored form */
-    size_t len;
-    uint8_t digest[CB_DIGEST_BYTES];
-    cb_code code; /* the answer, decided inside the transaction */
-    char reason[160];
-    uint64_t seq;
-    bool duplicate;
-} publish;
-
-typedef struct {
-    unsigned agency;
-    uint64_t seq;
-} delivery_ack;
-
-typedef struct {
-    int peer;
-    uint64_t ref;
-    cb_frame *frame;
-    cb_code code;
-    cb_error err;
-    uint64_t seq; /* replay: the entry re-queued */
-    bool was_parked;
-} request;
-
 struct cb_broker {
     const cb_config *cfg;
-    cb_store *store;
-    cb_delivery *delivery;
+    cb_committer *committer;
     void *zmq;
     void *router;
     void *feed;
     char endpoint[ENDPOINT_MAX];
     char feed_endpoint[ENDPOINT_MAX];
-    uint64_t last_seq;
     int exit_status;
+    int feed_topics; /* distinct topics someone subscribes to */
 
     peer peers[PEERS_MAX];
     int last_peer;
 
-    publish pubs[BATCH_MAX];
-    size_t n_pubs;
-    delivery_ack acks[BATCH_MAX];
-    size_t n_acks;
-    request reqs[BATCH_MAX];
-    size_t n_reqs;
-    cb_step *steps;
-    size_t n_steps;
+    cb_batch *batches[2];
+    cb_batch *filling; /* this thread reads frames into it */
+    cb_batch *away;    /* with the store thread, NULL when it is idle */
+    int64_t next_deadline_ms;
+    bool more;
 };
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static uint64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static int agency_index(const cb_config *cfg, const char *id)
 {
-    for (unsigned i = 0; i < cfg->n_agencies; i++)
-        if (strcmp(cfg->agencies[i].id, id) == 0)
-            return (int)i;
-    return -1;
+    const cb_agency *a = cb_config_agency(cfg, id);
+    return a ? (int)(a - cfg->agencies) : -1;
 }
 
 /* ------------------------------------------------------------------ peers */
 
+static cb_peer_token token_of(const cb_broker *b, int p)
+{
+    return (int)((b->peers[p].generation & 0x7FFFF) << SLOT_BITS) | p;
+}
+
+/* The slot a token names, or -1 when that connection has gone. */
+static int peer_of(const cb_broker *b, cb_peer_token t)
+{
+    int p = t & (PEERS_MAX - 1);
+    return b->peers[p].in_use && token_of(b, p) == t ? p : -1;
+}
+
+static void lane_op(cb_broker *b, cb_lane_op_kind kind, int agency, int p)
+{
+    cb_batch *f = b->filling;
+    if (f->n_ops < sizeof f->ops / sizeof f->ops[0])
+        f->ops[f->n_ops++] = (cb_lane_op){kind, (unsigned)agency, token_of(b, p)};
+}
+
 static void forget_peer(cb_broker *b, int p)
 {
-    cb_delivery_detach_peer(b->delivery, p);
+    if (b->peers[p].agency >= 0)
+        lane_op(b, CB_LANE_DETACH, 0, p);
     b->peers[p].in_use = false;
 }
 
@@ -142,7 +121,7 @@ static int peer_for(cb_broker *b, const uint8_t *rid, size_t len, int64_t now)
         forget_peer(b, free_slot = oldest);
     }
     peer *p = &b->peers[free_slot];
-    *p = (peer){.rid_len = len, .agency = -1, .seen_ms = now, .in_use = true};
+    *p = (peer){.rid_len = len, .agency = -1, .seen_ms = now, .generation = p->generation + 1, .in_use = true};
     memcpy(p->rid, rid, len);
     return b->last_peer = free_slot;
 }
@@ -203,12 +182,11 @@ static void on_hello(cb_broker *b, int p, const cb_frame *f)
         send_nack(b, p, f->ref, "", CB_UNKNOWN_AGENCY, "hello.agency names no configured agency", 0);
         return;
     }
-    if (b->peers[p].agency != a)
-        cb_delivery_detach_peer(b->delivery, p); /* it served another agency until now */
+    if (b->peers[p].agency >= 0 && b->peers[p].agency != a)
+        lane_op(b, CB_LANE_DETACH, 0, p); /* it served another agency until now */
     b->peers[p].agency = a;
-    /* A repeated hello from the current consumer keeps its window as it is. */
-    if (h->receive && cb_delivery_consumer(b->delivery, (unsigned)a) != p)
-        cb_delivery_attach(b->delivery, (unsigned)a, p);
+    if (h->receive)
+        lane_op(b, CB_LANE_ATTACH, a, p);
     Carebridge__V1__Welcome w = CAREBRIDGE__V1__WELCOME__INIT;
     w.broker = "carebridge-broker " CB_VERSION;
     w.heartbeat_ms = b->cfg->heartbeat_ms;
@@ -227,7 +205,7 @@ static void on_hello(cb_broker *b, int p, const cb_frame *f)
 static bool on_publish(cb_broker *b, int p, cb_frame *f)
 {
     const cb_envelope *ev = f->publish->event;
-    /* Intake refuses an id that is not loggable; until then, never echo it. */
+    /* Intake refuses an id that is not printable; until then, never echo it. */
     const char *id = ev && cb_printable(ev->event_id) ? ev->event_id : "";
     cb_error err = {0};
     if (b->peers[p].agency < 0) {
@@ -242,15 +220,15 @@ static bool on_publish(cb_broker *b, int p, cb_frame *f)
         send_nack(b, p, f->ref, id, err.code, err.reason, 0);
         return false;
     }
-    publish *pub = &b->pubs[b->n_pubs];
-    *pub = (publish){.peer = p, .ref = f->ref, .frame = f};
+    cb_publish *pub = &b->filling->pubs[b->filling->n_pubs];
+    *pub = (cb_publish){.peer = token_of(b, p), .ref = f->ref, .frame = f};
     pub->len = cb_pack(&ev->base, &pub->bytes);
     if (!pub->bytes) {
         send_nack(b, p, f->ref, id, CB_STORE_UNAVAILABLE, "the broker is out of memory", 0);
         return false;
     }
     crypto_generichash(pub->digest, sizeof pub->digest, pub->bytes, pub->len, NULL, 0);
-    b->n_pubs++;
+    b->filling->n_pubs++;
     return true;
 }
 
@@ -260,7 +238,8 @@ static void on_delivery_ack(cb_broker *b, int p, const cb_frame *f)
         send_nack(b, p, f->ref, "", CB_HELLO_REQUIRED, "say hello as your agency before acknowledging", 0);
         return;
     }
-    b->acks[b->n_acks++] = (delivery_ack){(unsigned)b->peers[p].agency, f->delivery_ack->seq};
+    cb_batch *bt = b->filling;
+    bt->acks[bt->n_acks++] = (cb_delivery_ack){(unsigned)b->peers[p].agency, f->delivery_ack->seq};
     cb_log(CB_LOG_DEBUG, "delivered agency=%s seq=%llu", peer_name(b, p), (unsigned long long)f->delivery_ack->seq);
 }
 
@@ -284,20 +263,14 @@ static void on_frame(cb_broker *b, const uint8_t *rid, size_t rid_len, const uin
 {
     int p = peer_for(b, rid, rid_len, now);
     cb_error err = {0};
-    if (len > b->cfg->max_event_bytes) {
-        uint64_t ref;
-        char id[CB_EVENT_ID_MAX + 1];
-        cb_peek_publish(buf, len, &ref, id, sizeof id);
-        cb_fail(&err, CB_TOO_LARGE, "the frame is %zu bytes; limits.max_event_bytes is %u", len,
-                b->cfg->max_event_bytes);
-        send_nack(b, p, ref, cb_printable(id) ? id : "", err.code, err.reason, 0);
-        return;
-    }
     cb_frame *f = cb_frame_decode(buf, len, b->cfg->max_event_bytes, &err);
     if (!f) {
         uint64_t ref;
         char id[CB_EVENT_ID_MAX + 1];
         cb_peek_publish(buf, len, &ref, id, sizeof id);
+        if (err.code == CB_TOO_LARGE)
+            cb_fail(&err, CB_TOO_LARGE, "the frame is %zu bytes; limits.max_event_bytes is %u", len,
+                    b->cfg->max_event_bytes);
         send_nack(b, p, ref, cb_printable(id) ? id : "", err.code, err.reason, 0);
         return;
     }
@@ -312,7 +285,7 @@ static void on_frame(cb_broker *b, const uint8_t *rid, size_t rid_len, const uin
     case CAREBRIDGE__V1__FRAME__KIND_STATUS_REQUEST:
     case CAREBRIDGE__V1__FRAME__KIND_JOURNEY_REQUEST:
     case CAREBRIDGE__V1__FRAME__KIND_REPLAY_REQUEST:
-        b->reqs[b->n_reqs++] = (request){.peer = p, .ref = f->ref, .frame = f};
+        b->filling->reqs[b->filling->n_reqs++] = (cb_request){.peer = token_of(b, p), .ref = f->ref, .frame = f};
         return;
     default:
         send_nack(b, p, f->ref, "", CB_BAD_REQUEST,
@@ -322,10 +295,16 @@ static void on_frame(cb_broker *b, const uint8_t *rid, size_t rid_len, const uin
     cb_frame_free(&f);
 }
 
-/* Read every frame that is ready, up to one batch. */
+static bool batch_has_room(const cb_batch *bt)
+{
+    return bt->n_pubs < BATCH_MAX && bt->n_acks < BATCH_MAX && bt->n_reqs < BATCH_MAX &&
+           bt->n_ops + 2 <= sizeof bt->ops / sizeof bt->ops[0];
+}
+
+/* Read every frame that is ready, until the batch is full. */
 static void read_batch(cb_broker *b, int64_t now)
 {
-    while (b->n_pubs < BATCH_MAX && b->n_acks < BATCH_MAX && b->n_reqs < BATCH_MAX) {
+    while (batch_has_room(b->filling)) {
         zmq_msg_t rid, body;
         zmq_msg_init(&rid);
         if (zmq_msg_recv(&rid, b->router, ZMQ_DONTWAIT) < 0) {
@@ -344,182 +323,9 @@ static void read_batch(cb_broker *b, int64_t now)
     }
 }
 
-/* ------------------------------------------------------------------ commit */
-
-static void store_publish(cb_broker *b, cb_txn *txn, publish *pub, uint64_t *seq)
-{
-    const cb_envelope *ev = pub->frame->publish->event;
-    uint8_t digest[CB_DIGEST_BYTES];
-    uint64_t existing;
-    if (cb_store_find_id(txn, ev->event_id, &existing, digest)) {
-        pub->seq = existing;
-        if (memcmp(digest, pub->digest, sizeof digest) == 0) {
-            pub->duplicate = true;
-            return;
-        }
-        pub->code = CB_DUPLICATE_ID;
-        snprintf(pub->reason, sizeof pub->reason, "eventId is already stored as seq %llu with different content",
-                 (unsigned long long)existing);
-        return;
-    }
-    if (!cb_store_has_room(txn)) {
-        pub->code = CB_STORE_FULL;
-        snprintf(pub->reason, sizeof pub->reason,
-                 "the store is past store.publish_fill_percent (%u%%); publishing resumes as deliveries drain it",
-                 b->cfg->publish_fill_percent);
-        return;
-    }
-    cb_person_key keys[CB_PERSON_KEYS_MAX];
-    size_t n_keys = cb_intake_person_keys(ev->person, keys, CB_PERSON_KEYS_MAX);
-    const char *key_ptrs[CB_PERSON_KEYS_MAX];
-    for (size_t i = 0; i < n_keys; i++)
-        key_ptrs[i] = keys[i];
-    pub->seq = ++*seq;
-    cb_store_put_event(txn, pub->seq, pub->bytes, pub->len, ev->event_id, pub->digest, key_ptrs, n_keys,
-                       ev->from_agency, ev->case_ref[0] ? ev->case_ref : NULL, (const char *const *)ev->to_agencies,
-                       ev->n_to_agencies, wall_ms());
-}
-
-static void replay(cb_broker *b, cb_txn *txn, request *r)
-{
-    const Carebridge__V1__ReplayRequest *q = r->frame->replay_request;
-    int a = agency_index(b->cfg, q->agency);
-    uint8_t digest[CB_DIGEST_BYTES];
-    if (a < 0) {
-        r->code = cb_fail(&r->err, CB_UNKNOWN_AGENCY, "replay.agency names no configured agency");
-        return;
-    }
-    /* Checked before the store sees it: a key LMDB cannot hold would fail the
-     * whole shared transaction, everyone's publishes with it. */
-    if (!q->event_id[0] || strlen(q->event_id) > CB_EVENT_ID_MAX || !cb_printable(q->event_id)) {
-        r->code = cb_fail(&r->err, CB_INVALID_FIELD, "replay.eventId must be 1 to %d printable bytes", CB_EVENT_ID_MAX);
-        return;
-    }
-    if (!cb_store_find_id(txn, q->event_id, &r->seq, digest)) {
-        r->code = cb_fail(&r->err, CB_UNKNOWN_EVENT, "replay.eventId names no stored event");
-        return;
-    }
-    r->was_parked = cb_store_unpark(txn, q->agency, r->seq);
-    cb_queue_entry e;
-    bool queued = !r->was_parked && cb_store_queue_get(txn, q->agency, r->seq, &e);
-    if (!r->was_parked && !queued)
-        cb_store_queue_put(txn, q->agency, &(cb_queue_entry){r->seq, wall_ms(), 0});
-    cb_log(CB_LOG_INFO, "replay event=%s agency=%s seq=%llu %s", q->event_id, q->agency, (unsigned long long)r->seq,
-           r->was_parked ? "released from parked"
-           : queued      ? "already queued"
-                         : "queued again");
-}
-
-static bool has_work(const cb_broker *b, int64_t now)
-{
-    if (b->n_acks || b->n_pubs)
-        return true;
-    for (size_t i = 0; i < b->n_reqs; i++)
-        if (b->reqs[i].frame->kind_case == CAREBRIDGE__V1__FRAME__KIND_REPLAY_REQUEST)
-            return true;
-    return cb_delivery_has_work(b->delivery, now);
-}
-
-/* One transaction for everything this iteration changes. On failure nothing
- * in memory moves: the publishes are refused and the rest is retried. */
-static cb_code commit(cb_broker *b, bool with_publishes, int64_t now, cb_error *err)
-{
-    cb_txn *txn = cb_txn_begin(b->store, true, err);
-    if (!txn)
-        return err->code;
-    uint64_t seq = b->last_seq;
-    for (size_t i = 0; with_publishes && i < b->n_pubs; i++)
-        if (b->pubs[i].code == CB_OK)
-            store_publish(b, txn, &b->pubs[i], &seq);
-    for (size_t i = 0; i < b->n_acks; i++)
-        cb_store_queue_del(txn, b->cfg->agencies[b->acks[i].agency].id, b->acks[i].seq);
-    for (size_t i = 0; i < b->n_reqs; i++)
-        if (b->reqs[i].frame->kind_case == CAREBRIDGE__V1__FRAME__KIND_REPLAY_REQUEST)
-            replay(b, txn, &b->reqs[i]);
-    b->n_steps = cb_delivery_plan(b->delivery, txn, now, b->steps, cb_delivery_max_steps(b->delivery));
-    cb_code code = cb_txn_commit(&txn, err);
-    if (code)
-        return code;
-    b->last_seq = seq;
-    return CB_OK;
-}
-
-/* The commit failed: refuse every answer that rests on a seq this batch would
- * have created (b->last_seq has not moved). That includes a duplicate of, or a
- * DUPLICATE_ID against, an event earlier in the same batch; a duplicate of an
- * event committed before still gets its ACK. */
-static void refuse_publishes(cb_broker *b, cb_code code, const char *why)
-{
-    for (size_t i = 0; i < b->n_pubs; i++) {
-        publish *pub = &b->pubs[i];
-        if ((pub->code == CB_OK || pub->code == CB_DUPLICATE_ID) && pub->seq > b->last_seq) {
-            pub->code = code;
-            snprintf(pub->reason, sizeof pub->reason, "%s", why);
-        }
-    }
-}
-
-/* After a failed commit: refuse the publishes, keep nothing in memory from
- * the plan, and reopen the store so no state from the failed transaction
- * survives (see README, "When the store fails"). */
-static void recover(cb_broker *b, cb_code code, const cb_error *err)
-{
-    cb_log(CB_LOG_ERROR, "commit failed (%s): %s; nothing from this batch is acknowledged; reopening the store",
-           cb_code_name(code), err->reason);
-    refuse_publishes(b, CB_STORE_UNAVAILABLE, "the store failed to commit or sync; nothing was acknowledged");
-    for (size_t i = 0; i < b->n_reqs; i++)
-        if (b->reqs[i].frame->kind_case == CAREBRIDGE__V1__FRAME__KIND_REPLAY_REQUEST && !b->reqs[i].code)
-            b->reqs[i].code = cb_fail(&b->reqs[i].err, CB_STORE_UNAVAILABLE, "the store failed to commit");
-    b->n_steps = 0;
-    cb_error reopen_err = {0};
-    if (!cb_store_reopen(b->store, &reopen_err)) {
-        cb_log(CB_LOG_ERROR, "cannot reopen the store: %s; stopping", reopen_err.reason);
-        b->exit_status = CB_EXIT_STORE_LOST;
-    }
-}
-
-/* The transaction committed: move memory to match it. */
-static void committed(cb_broker *b, int64_t now)
-{
-    for (size_t i = 0; i < b->n_pubs; i++) {
-        const publish *pub = &b->pubs[i];
-        if (pub->code || pub->duplicate)
-            continue;
-        const cb_envelope *ev = pub->frame->publish->event;
-        for (size_t t = 0; t < ev->n_to_agencies; t++)
-            cb_delivery_enqueued(b->delivery, (unsigned)agency_index(b->cfg, ev->to_agencies[t]), pub->seq);
-    }
-    for (size_t i = 0; i < b->n_acks; i++)
-        cb_delivery_acked(b->delivery, b->acks[i].agency, b->acks[i].seq);
-    for (size_t i = 0; i < b->n_reqs; i++) {
-        request *r = &b->reqs[i];
-        if (r->frame->kind_case == CAREBRIDGE__V1__FRAME__KIND_REPLAY_REQUEST && !r->code)
-            cb_delivery_enqueued(b->delivery, (unsigned)agency_index(b->cfg, r->frame->replay_request->agency), r->seq);
-    }
-    cb_delivery_apply(b->delivery, b->steps, b->n_steps, now);
-}
-
-static void commit_batch(cb_broker *b, int64_t now)
-{
-    if (!has_work(b, now))
-        return;
-    cb_error err = {0};
-    cb_code code = commit(b, true, now, &err);
-    if (code == CB_STORE_FULL) {
-        cb_log(CB_LOG_WARN, "store full: %s; refusing this batch's publishes", err.reason);
-        refuse_publishes(b, CB_STORE_FULL, "the store is full; nothing was written, retry later");
-        code = commit(b, false, now, &err); /* acks and deliveries still go through */
-    }
-    if (code)
-        recover(b, code, &err);
-    else
-        committed(b, now);
-    b->n_acks = 0; /* applied, or left queued to be redelivered */
-}
-
 /* ------------------------------------------------------------------ answers */
 
-static void log_event(const publish *pub)
+static void log_event(const cb_publish *pub)
 {
     const cb_envelope *ev = pub->frame->publish->event;
     char to[512] = "", who[CB_PSEUDONYM_LEN];
@@ -531,8 +337,20 @@ static void log_event(const publish *pub)
            pub->duplicate ? " duplicate=yes" : "");
 }
 
-static void feed(cb_broker *b, const publish *pub)
+/* XPUB passes on the first subscription to a topic and the last
+ * unsubscription from it: their difference says whether anyone listens. */
+static void count_subscriptions(cb_broker *b)
 {
+    uint8_t msg[256];
+    int n;
+    while ((n = zmq_recv(b->feed, msg, sizeof msg, ZMQ_DONTWAIT)) > 0)
+        b->feed_topics += msg[0] == 1 ? 1 : msg[0] == 0 && b->feed_topics > 0 ? -1 : 0;
+}
+
+static void feed(cb_broker *b, const cb_publish *pub)
+{
+    if (!b->feed_topics)
+        return; /* nobody listens: pack nothing */
     const cb_envelope *ev = pub->frame->publish->event;
     uint8_t *buf;
     size_t len = cb_pack_deliver(pub->seq, 0, pub->bytes, pub->len, &buf);
@@ -549,19 +367,21 @@ static void feed(cb_broker *b, const publish *pub)
     free(buf);
 }
 
-static void answer_publishes(cb_broker *b)
+static void answer_publishes(cb_broker *b, cb_batch *bt)
 {
+    count_subscriptions(b);
     /* The log has each event's line before its sender has the ACK. */
-    for (size_t i = 0; i < b->n_pubs; i++)
-        if (!b->pubs[i].code)
-            log_event(&b->pubs[i]);
+    for (size_t i = 0; i < bt->n_pubs; i++)
+        if (!bt->pubs[i].code)
+            log_event(&bt->pubs[i]);
     cb_log_flush();
-    for (size_t i = 0; i < b->n_pubs; i++) {
-        publish *pub = &b->pubs[i];
+    for (size_t i = 0; i < bt->n_pubs; i++) {
+        cb_publish *pub = &bt->pubs[i];
         const char *id = pub->frame->publish->event->event_id;
-        if (pub->code) {
-            send_nack(b, pub->peer, pub->ref, id, pub->code, pub->reason, pub->code == CB_DUPLICATE_ID ? pub->seq : 0);
-        } else {
+        int p = peer_of(b, pub->peer);
+        if (pub->code && p >= 0) {
+            send_nack(b, p, pub->ref, id, pub->code, pub->reason, pub->code == CB_DUPLICATE_ID ? pub->seq : 0);
+        } else if (!pub->code) {
             Carebridge__V1__Ack ack = CAREBRIDGE__V1__ACK__INIT;
             ack.event_id = (char *)id;
             ack.seq = pub->seq;
@@ -570,102 +390,73 @@ static void answer_publishes(cb_broker *b)
             f.ref = pub->ref;
             f.kind_case = CAREBRIDGE__V1__FRAME__KIND_ACK;
             f.ack = &ack;
-            send_frame(b, pub->peer, &f);
+            if (p >= 0)
+                send_frame(b, p, &f);
             if (!pub->duplicate)
                 feed(b, pub);
         }
         cb_frame_free(&pub->frame);
         free(pub->bytes);
     }
-    b->n_pubs = 0;
+    bt->n_pubs = 0;
 }
 
-static void answer_requests(cb_broker *b)
+static void answer_requests(cb_broker *b, cb_batch *bt)
 {
-    if (!b->n_reqs)
-        return;
-    cb_error err = {0};
-    cb_txn *txn = cb_txn_begin(b->store, false, &err);
-    cb_agency_live live[b->cfg->n_agencies];
-    for (unsigned a = 0; a < b->cfg->n_agencies; a++)
-        live[a] = (cb_agency_live){false, cb_delivery_in_flight(b->delivery, a)};
-    for (int p = 0; p < PEERS_MAX; p++)
-        if (b->peers[p].in_use && b->peers[p].agency >= 0)
-            live[b->peers[p].agency].connected = true;
-    for (size_t i = 0; i < b->n_reqs; i++) {
-        request *r = &b->reqs[i];
-        cb_frame reply = CAREBRIDGE__V1__FRAME__INIT;
-        Carebridge__V1__ReplayReply replayed = CAREBRIDGE__V1__REPLAY_REPLY__INIT;
-        ProtobufCMessage *owned = NULL;
-        reply.ref = r->ref;
-        if (!r->code && !txn)
-            r->err = err, r->code = err.code;
-        if (!r->code) {
-            switch (r->frame->kind_case) {
-            case CAREBRIDGE__V1__FRAME__KIND_STATUS_REQUEST:
-                reply.kind_case = CAREBRIDGE__V1__FRAME__KIND_STATUS_REPLY;
-                reply.status_reply = cb_query_status(b->cfg, txn, live, cb_store_limit_bytes(b->store), &r->err);
-                owned = (ProtobufCMessage *)reply.status_reply;
-                break;
-            case CAREBRIDGE__V1__FRAME__KIND_JOURNEY_REQUEST:
-                reply.kind_case = CAREBRIDGE__V1__FRAME__KIND_JOURNEY_REPLY;
-                reply.journey_reply = cb_query_journey(b->cfg, txn, r->frame->journey_request->person_id, &r->err);
-                owned = (ProtobufCMessage *)reply.journey_reply;
-                break;
-            default:
-                reply.kind_case = CAREBRIDGE__V1__FRAME__KIND_REPLAY_REPLY;
-                reply.replay_reply = &replayed;
-                replayed.seq = r->seq;
-                replayed.was_parked = r->was_parked;
-                owned = &replayed.base; /* marks success; not freed */
-                break;
-            }
-            if (!owned)
-                r->code = r->err.code;
-        }
-        if (r->code)
-            send_nack(b, r->peer, r->ref, "", r->code, r->err.reason, 0);
-        else
-            send_frame(b, r->peer, &reply);
-        if (owned && owned != &replayed.base)
-            protobuf_c_message_free_unpacked(owned, NULL);
+    for (size_t i = 0; i < bt->n_reqs; i++) {
+        cb_request *r = &bt->reqs[i];
+        int p = peer_of(b, r->peer);
+        if (p >= 0 && r->err.code)
+            send_nack(b, p, r->ref, "", r->err.code, r->err.reason, 0);
+        else if (p >= 0 && r->reply)
+            send_bytes(b, p, r->reply, r->reply_len);
+        free(r->reply);
         cb_frame_free(&r->frame);
     }
-    cb_txn_abort(&txn);
-    b->n_reqs = 0;
+    bt->n_reqs = 0;
 }
 
-static void send_deliveries(cb_broker *b)
+static void send_deliveries(cb_broker *b, cb_batch *bt)
 {
-    if (!b->n_steps)
-        return;
-    cb_error err = {0};
-    cb_txn *txn = cb_txn_begin(b->store, false, &err);
-    for (size_t i = 0; txn && i < b->n_steps; i++) {
-        const cb_step *s = &b->steps[i];
-        const char *agency = b->cfg->agencies[s->agency].id;
-        if (s->kind == CB_STEP_PARK)
-            cb_log(CB_LOG_WARN, "parked agency=%s seq=%llu after %u attempts; `carebridge replay` releases it", agency,
-                   (unsigned long long)s->seq, b->cfg->max_attempts);
-        if (s->kind != CB_STEP_SEND)
-            continue;
-        const uint8_t *event;
-        size_t len;
-        uint8_t *buf;
-        int p = cb_delivery_consumer(b->delivery, s->agency);
-        if (p < 0 || !cb_store_get_event(txn, s->seq, &event, &len))
-            continue;
-        size_t n = cb_pack_deliver(s->seq, s->attempt, event, len, &buf);
-        if (n)
-            send_bytes(b, p, buf, n);
-        free(buf);
-        cb_log(CB_LOG_DEBUG, "deliver agency=%s seq=%llu attempt=%u", agency, (unsigned long long)s->seq, s->attempt);
-        if (s->attempt > 1)
-            cb_log(CB_LOG_INFO, "redeliver agency=%s seq=%llu attempt=%u", agency, (unsigned long long)s->seq,
-                   s->attempt);
+    for (size_t i = 0; i < bt->n_out; i++) {
+        int p = peer_of(b, bt->out[i].peer);
+        if (p >= 0)
+            send_bytes(b, p, bt->out[i].frame, bt->out[i].len);
+        free(bt->out[i].frame);
     }
-    cb_txn_abort(&txn);
-    b->n_steps = 0;
+    bt->n_out = 0;
+}
+
+/* The store thread is done with a batch: answer everything in it. It may
+ * already be the batch being filled again, so it is emptied here. */
+static void finish(cb_broker *b, cb_batch *bt)
+{
+    answer_publishes(b, bt);
+    answer_requests(b, bt);
+    send_deliveries(b, bt);
+    bt->n_acks = bt->n_ops = 0;
+    b->next_deadline_ms = bt->next_deadline_ms;
+    b->more = bt->more;
+    if (bt->exit_status)
+        b->exit_status = bt->exit_status;
+}
+
+static void hand_over(cb_broker *b, int64_t now)
+{
+    cb_batch *bt = b->filling;
+    bt->now_ms = now;
+    for (unsigned a = 0; a < b->cfg->n_agencies; a++)
+        bt->connected[a] = false;
+    for (int p = 0; p < PEERS_MAX; p++)
+        if (b->peers[p].in_use && b->peers[p].agency >= 0)
+            bt->connected[b->peers[p].agency] = true;
+    if (!cb_committer_submit(b->committer, bt)) {
+        cb_log(CB_LOG_ERROR, "cannot reach the store thread; stopping");
+        b->exit_status = 1;
+        return;
+    }
+    b->away = bt;
+    b->filling = bt == b->batches[0] ? b->batches[1] : b->batches[0];
 }
 
 /* ------------------------------------------------------------------ timers */
@@ -673,7 +464,7 @@ static void send_deliveries(cb_broker *b)
 static void expire_peers(cb_broker *b, int64_t now)
 {
     int64_t silent = 3 * (int64_t)b->cfg->heartbeat_ms;
-    for (int p = 0; p < PEERS_MAX; p++) {
+    for (int p = 0; p < PEERS_MAX && batch_has_room(b->filling); p++) {
         if (!b->peers[p].in_use || now - b->peers[p].seen_ms <= silent)
             continue;
         if (b->peers[p].agency >= 0)
@@ -683,51 +474,68 @@ static void expire_peers(cb_broker *b, int64_t now)
     }
 }
 
+static long poll_timeout(const cb_broker *b, int64_t now, int64_t next_expiry)
+{
+    if (!b->away && (cb_batch_has_input(b->filling) || b->more))
+        return 0;
+    int64_t wake = next_expiry;
+    if (!b->away && b->next_deadline_ms < wake)
+        wake = b->next_deadline_ms;
+    return wake > now ? (long)(wake - now) : 0;
+}
+
 int cb_broker_run(cb_broker *b, volatile sig_atomic_t *stop)
 {
-    int64_t next_expiry = mono_ms() + b->cfg->heartbeat_ms;
+    int64_t next_expiry = cb_mono_ms() + b->cfg->heartbeat_ms;
     while (!*stop && !b->exit_status) {
-        int64_t now = mono_ms();
-        int64_t wake = cb_delivery_next_deadline(b->delivery);
-        if (wake > next_expiry)
-            wake = next_expiry;
-        long timeout = cb_delivery_has_work(b->delivery, now) ? 0 : wake > now ? (long)(wake - now) : 0;
-        zmq_pollitem_t item = {b->router, 0, ZMQ_POLLIN, 0};
-        if (zmq_poll(&item, 1, timeout) < 0 && errno != EINTR) {
+        int64_t now = cb_mono_ms();
+        /* The store thread's answer first; the network only while the batch
+         * being filled has room, so a full batch waits without spinning. */
+        zmq_pollitem_t items[] = {{cb_committer_socket(b->committer), 0, ZMQ_POLLIN, 0}, {b->router, 0, ZMQ_POLLIN, 0}};
+        int n_items = batch_has_room(b->filling) ? 2 : 1;
+        if (zmq_poll(items, n_items, poll_timeout(b, now, next_expiry)) < 0 && errno != EINTR) {
             cb_log(CB_LOG_ERROR, "poll: %s", zmq_strerror(errno));
             return 1;
         }
-        now = mono_ms();
+        now = cb_mono_ms();
+        cb_batch *done = b->away ? cb_committer_collect(b->committer, false) : NULL;
+        if (done)
+            b->away = NULL;
         read_batch(b, now);
-        commit_batch(b, now);
-        answer_publishes(b);
-        answer_requests(b);
-        send_deliveries(b);
         if (now >= next_expiry) {
             expire_peers(b, now);
             next_expiry = now + b->cfg->heartbeat_ms;
         }
+        /* Hand the next batch over before answering the one just back, so
+         * the store thread commits while this thread answers. */
+        if (!b->away && (cb_batch_has_input(b->filling) || b->more || b->next_deadline_ms <= now))
+            hand_over(b, now);
+        if (done)
+            finish(b, done);
         cb_log_flush();
     }
-    cb_log(CB_LOG_INFO, "stopping: last_seq=%llu", (unsigned long long)b->last_seq);
+    cb_batch *last = b->away ? cb_committer_collect(b->committer, true) : NULL;
+    b->away = NULL;
+    if (last)
+        finish(b, last); /* committed: its senders get their ACKs */
+    cb_log(CB_LOG_INFO, "stopping");
     cb_log_flush();
     return b->exit_status;
 }
 
 /* ------------------------------------------------------------------ set-up */
 
-static bool load_identity(cb_broker *b, cb_error *err)
+static bool load_identity(cb_store *store, cb_error *err)
 {
     uint8_t key[CB_PSEUDONYM_KEY_BYTES];
     size_t len = 0;
-    cb_txn *txn = cb_txn_begin(b->store, true, err);
+    cb_txn *txn = cb_txn_begin(store, true, err);
     if (!txn)
         return false;
     if (!cb_store_meta_get(txn, "pseudonym_key", key, sizeof key, &len) || len != sizeof key) {
         randombytes_buf(key, sizeof key);
         cb_store_meta_put(txn, "pseudonym_key", key, sizeof key);
     }
-    b->last_seq = cb_store_last_seq(txn);
     if (cb_txn_commit(&txn, err))
         return false;
     cb_log_set_pseudonym_key(key);
@@ -758,6 +566,40 @@ static void *bind_socket(cb_broker *b, int type, const char *endpoint, char *bou
     return s;
 }
 
+static cb_batch *new_batch(const cb_broker *b)
+{
+    cb_batch *bt = calloc(1, sizeof *bt);
+    if (!bt)
+        return NULL;
+    bt->connected = calloc(b->cfg->n_agencies, sizeof *bt->connected);
+    bt->out = calloc(cb_committer_max_out(b->committer), sizeof *bt->out);
+    bt->next_deadline_ms = INT64_MAX;
+    if (!bt->connected || !bt->out) {
+        free(bt->connected);
+        free(bt->out);
+        free(bt);
+        return NULL;
+    }
+    return bt;
+}
+
+static void free_batch(cb_batch **bt_p)
+{
+    cb_batch *bt = *bt_p;
+    if (bt) {
+        for (size_t i = 0; i < bt->n_pubs; i++) {
+            cb_frame_free(&bt->pubs[i].frame);
+            free(bt->pubs[i].bytes);
+        }
+        for (size_t i = 0; i < bt->n_reqs; i++)
+            cb_frame_free(&bt->reqs[i].frame);
+        free(bt->connected);
+        free(bt->out);
+        free(bt);
+    }
+    *bt_p = NULL;
+}
+
 cb_broker *cb_broker_new(const cb_config *cfg, cb_error *err)
 {
     cb_broker *b = calloc(1, sizeof *b);
@@ -766,20 +608,28 @@ cb_broker *cb_broker_new(const cb_config *cfg, cb_error *err)
         return NULL;
     }
     b->cfg = cfg;
-    b->store = cb_store_open(cfg->data_dir, cfg->map_size_mb << 20, cfg->publish_fill_percent / 100.0, err);
-    if (!b->store || !load_identity(b, err))
+    b->next_deadline_ms = INT64_MAX;
+    cb_store *store = cb_store_open(cfg->data_dir, cfg->map_size_mb << 20, cfg->publish_fill_percent / 100.0, err);
+    if (!store)
         goto fail;
-    b->delivery = cb_delivery_new(cfg);
-    b->steps = b->delivery ? calloc(cb_delivery_max_steps(b->delivery), sizeof *b->steps) : NULL;
-    b->zmq = zmq_ctx_new();
-    if (!b->steps || !b->zmq) {
+    if (!load_identity(store, err) || !(b->zmq = zmq_ctx_new())) {
+        cb_store_destroy(&store);
+        goto fail;
+    }
+    b->committer = cb_committer_start(cfg, store, b->zmq, err);
+    if (!b->committer)
+        goto fail;
+    b->batches[0] = new_batch(b);
+    b->batches[1] = new_batch(b);
+    if (!b->batches[0] || !b->batches[1]) {
         cb_fail(err, CB_STORE_UNAVAILABLE, "out of memory");
         goto fail;
     }
+    b->filling = b->batches[0];
     b->router = bind_socket(b, ZMQ_ROUTER, cfg->endpoint, b->endpoint, err);
     if (!b->router)
         goto fail;
-    b->feed = bind_socket(b, ZMQ_PUB, cfg->feed, b->feed_endpoint, err);
+    b->feed = bind_socket(b, ZMQ_XPUB, cfg->feed, b->feed_endpoint, err);
     if (!b->feed)
         goto fail;
     return b;
@@ -796,11 +646,11 @@ void cb_broker_destroy(cb_broker **b_p)
             zmq_close(b->router);
         if (b->feed)
             zmq_close(b->feed);
+        cb_committer_stop(&b->committer);
+        free_batch(&b->batches[0]);
+        free_batch(&b->batches[1]);
         if (b->zmq)
             zmq_ctx_term(b->zmq);
-        free(b->steps);
-        cb_delivery_destroy(&b->delivery);
-        cb_store_destroy(&b->store);
         free(b);
     }
     *b_p = NULL;

@@ -31,6 +31,7 @@ void cb_log(cb_log_level level, const char *fmt, ...)
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
+    flockfile(stderr); /* both threads log: keep each line whole */
     fprintf(stderr, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
             tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, names[level]);
     va_list ap;
@@ -40,6 +41,7 @@ void cb_log(cb_log_level level, const char *fmt, ...)
     fputc('\n', stderr);
     if (level >= CB_LOG_WARN)
         fflush(stderr);
+    funlockfile(stderr);
 }
 
 void cb_log_flush(void)

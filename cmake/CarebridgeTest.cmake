@@ -1,3 +1,8 @@
+# Every test runs with this environment: the source tree, and what the
+# ThreadSanitizer build needs (ignored by the others).
+set(CB_TEST_ENV "CB_SRC=${CMAKE_SOURCE_DIR}"
+    "TSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/sanitizers/tsan.supp")
+
 # cb_unit_test(NAME SOURCES a.c b.c LIBS x y [TIMEOUT s])
 # One cmocka executable, one ctest, with a timeout: a hung test fails, it never stalls CI.
 function(cb_unit_test name)
@@ -9,7 +14,7 @@ function(cb_unit_test name)
   set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
   target_link_libraries(${name} PRIVATE ${T_LIBS} PkgConfig::CMOCKA)
   add_test(NAME unit.${name} COMMAND ${name})
-  set_tests_properties(unit.${name} PROPERTIES ENVIRONMENT "CB_SRC=${CMAKE_SOURCE_DIR}")
+  set_tests_properties(unit.${name} PROPERTIES ENVIRONMENT "${CB_TEST_ENV}")
   set_tests_properties(unit.${name} PROPERTIES TIMEOUT ${T_TIMEOUT} LABELS unit)
 endfunction()
 
@@ -25,5 +30,5 @@ function(cb_integration_test name script)
            WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR})
   set_tests_properties(integration.${name} PROPERTIES
     TIMEOUT ${T_TIMEOUT} LABELS integration
-    ENVIRONMENT "CB_BIN=${CMAKE_BINARY_DIR}/bin;CB_SRC=${CMAKE_SOURCE_DIR}")
+    ENVIRONMENT "CB_BIN=${CMAKE_BINARY_DIR}/bin;${CB_TEST_ENV}")
 endfunction()

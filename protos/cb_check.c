@@ -48,8 +48,10 @@ bool cb_printable(const char *s)
     return cb_utf8_valid(s, (size_t)(c - (const unsigned char *)s));
 }
 
-/* Depth-first over every string field; `path` grows as we descend and is
- * restored on the way back up, so on failure it names the bad field. */
+/* Depth-first over every string field. With a path buffer, `path` grows as
+ * we descend and is restored on the way back up, so on failure it names the
+ * bad field; without one (NULL) nothing is formatted: the common, valid case
+ * runs that way and only a failure is walked again to name the field. */
 static bool check_message(const ProtobufCMessage *m, char *path, size_t cap, size_t used)
 {
     const ProtobufCMessageDescriptor *d = m->descriptor;
@@ -73,6 +75,12 @@ static bool check_message(const ProtobufCMessage *m, char *path, size_t cap, siz
             const void *item = items[i];
             if (!item)
                 continue;
+            if (!path) {
+                if (fd->type == PROTOBUF_C_TYPE_STRING ? !cb_utf8_valid(item, strlen(item))
+                                                       : !check_message(item, NULL, 0, 0))
+                    return false;
+                continue;
+            }
             char name[128];
             cb_json_field_name(fd->name, name, sizeof name);
             int w = fd->label == PROTOBUF_C_LABEL_REPEATED
@@ -93,10 +101,14 @@ static bool check_message(const ProtobufCMessage *m, char *path, size_t cap, siz
 
 bool cb_check_utf8(const ProtobufCMessage *m, char *path, size_t cap)
 {
+    if (check_message(m, NULL, 0, 0))
+        return true;
+    char none[1];
     if (cap == 0)
-        return check_message(m, (char[1]){0}, 1, 0);
+        path = none, cap = 1;
     path[0] = '\0';
-    return check_message(m, path, cap, 0);
+    check_message(m, path, cap, 0);
+    return false;
 }
 
 static bool ten_digits(const char *s)

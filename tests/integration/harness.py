@@ -33,7 +33,8 @@ def fault_injection_env(fifo_prefix):
     runtime first in LD_PRELOAD (fiu-run would put libfiu's first)."""
     preload = ["/usr/lib/fiu/fiu_run_preload.so", "/usr/lib/fiu/fiu_posix_preload.so"]
     ldd = subprocess.run(["ldd", BROKER], capture_output=True, text=True).stdout
-    preload = [line.split("=>")[1].split()[0] for line in ldd.splitlines() if "libasan.so" in line] + preload
+    runtimes = ("libasan.so", "libtsan.so")
+    preload = [line.split("=>")[1].split()[0] for line in ldd.splitlines() if any(r in line for r in runtimes)] + preload
     return {"FIU_ENABLE": "", "FIU_CTRL_FIFO": fifo_prefix, "LD_PRELOAD": " ".join(preload)}
 
 

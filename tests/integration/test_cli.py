@@ -84,7 +84,7 @@ class Cli(BrokerTest):
         self.assertEqual(b.send("health", [referral("stop-1")]).returncode, 0)
         b.proc.send_signal(signal.SIGINT)
         self.assertEqual(b.proc.wait(timeout=10), 0)
-        self.assertIn("stopping: last_seq=1", b.log())
+        self.assertIn("store closed: last_seq=1", b.log())
         b.start()
         self.assertEqual(b.stop(), 0)
         s = b.log()

@@ -1,0 +1,98 @@
+/* One loop iteration's work, handed from the network thread to the store
+ * thread and back. While the store thread commits and syncs one batch, the
+ * network thread reads and checks the next; each batch is owned by exactly
+ * one thread at a time, so neither locks anything.
+ *
+ * The network thread fills the inputs (admissible publishes, delivery
+ * acknowledgements, queries, lane changes); the store thread fills the
+ * results (each publish's answer, packed query replies, packed deliveries)
+ * and the network thread sends them. */
+#ifndef CB_BATCH_H
+#define CB_BATCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cb_codec.h"
+#include "store.h"
+
+#define BATCH_MAX 1024 /* frames read per iteration: one transaction's worth */
+
+/* A connection as the store thread knows it: its slot in the network thread's
+ * peer table and that slot's generation, so a delivery planned for a
+ * connection that has since gone is never sent to its slot's next occupant. */
+typedef int cb_peer_token;
+
+typedef struct {
+    cb_peer_token peer;
+    uint64_t ref;
+    cb_frame *frame;
+    uint8_t *bytes; /* the canonical packed Envelope: the stored form */
+    size_t len;
+    uint8_t digest[CB_DIGEST_BYTES];
+    /* results */
+    cb_code code;
+    char reason[160];
+    uint64_t seq;
+    bool duplicate;
+} cb_publish;
+
+typedef struct {
+    unsigned agency;
+    uint64_t seq;
+} cb_delivery_ack;
+
+typedef struct {
+    cb_peer_token peer;
+    uint64_t ref;
+    cb_frame *frame; /* a status, journey or replay request */
+    /* results: a packed reply frame, or a refusal */
+    uint8_t *reply;
+    size_t reply_len;
+    cb_error err;
+    uint64_t replay_seq; /* replay: the entry queued again */
+    bool was_parked;
+} cb_request;
+
+typedef enum { CB_LANE_ATTACH, CB_LANE_DETACH } cb_lane_op_kind;
+
+typedef struct {
+    cb_lane_op_kind kind;
+    unsigned agency; /* attach only */
+    cb_peer_token peer;
+} cb_lane_op;
+
+typedef struct {
+    cb_peer_token peer;
+    uint8_t *frame; /* a packed Frame{deliver} */
+    size_t len;
+} cb_outbound;
+
+typedef struct {
+    int64_t now_ms; /* monotonic, when the batch was handed over */
+    cb_publish pubs[BATCH_MAX];
+    size_t n_pubs;
+    cb_delivery_ack acks[BATCH_MAX];
+    size_t n_acks;
+    cb_request reqs[BATCH_MAX];
+    size_t n_reqs;
+    cb_lane_op ops[2 * BATCH_MAX];
+    size_t n_ops;
+    bool *connected; /* per agency, for status replies */
+
+    /* results of the store thread */
+    cb_outbound *out; /* capacity: cb_delivery_max_steps */
+    size_t n_out;
+    int64_t next_deadline_ms; /* the next redelivery, INT64_MAX if none */
+    bool more;                /* a lane could send more now */
+    int exit_status;          /* non-zero: the store is lost, stop */
+} cb_batch;
+
+/* True when the batch carries anything for the store thread. */
+static inline bool cb_batch_has_input(const cb_batch *b)
+{
+    return b->n_pubs || b->n_acks || b->n_reqs || b->n_ops;
+}
+
+#endif

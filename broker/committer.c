@@ -1,0 +1,434 @@
+#include "committer.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "broker.h"
+#include "cb_check.h"
+#include "clock.h"
+#include "delivery.h"
+#include "intake.h"
+#include "log.h"
+#include "query.h"
+
+#define PAIR_ENDPOINT "inproc://carebridge-committer"
+
+struct cb_committer {
+    const cb_config *cfg;
+    cb_store *store;
+    cb_delivery *delivery;
+    uint64_t last_seq;
+    cb_step *steps;
+    size_t n_steps;
+    void *net_end, *store_end; /* the inproc pair: one end per thread */
+    /* The batch crossing over. The pair only wakes the other side; these
+     * release/acquire pairs are what orders the batch's contents between the
+     * threads (and what ThreadSanitizer can see). */
+    _Atomic(cb_batch *) to_store, to_net;
+    pthread_t thread;
+    bool running;
+};
+
+static unsigned agency_index(const cb_config *cfg, const char *id)
+{
+    return (unsigned)(cb_config_agency(cfg, id) - cfg->agencies);
+}
+
+/* ------------------------------------------------------------------ commit */
+
+static void store_publish(cb_committer *c, cb_txn *txn, cb_publish *pub, uint64_t *seq)
+{
+    const cb_envelope *ev = pub->frame->publish->event;
+    uint8_t digest[CB_DIGEST_BYTES];
+    uint64_t existing;
+    if (cb_store_find_id(txn, ev->event_id, &existing, digest)) {
+        pub->seq = existing;
+        if (memcmp(digest, pub->digest, sizeof digest) == 0) {
+            pub->duplicate = true;
+            return;
+        }
+        pub->code = CB_DUPLICATE_ID;
+        snprintf(pub->reason, sizeof pub->reason, "eventId is already stored as seq %llu with different content",
+                 (unsigned long long)existing);
+        return;
+    }
+    if (!cb_store_has_room(txn)) {
+        pub->code = CB_STORE_FULL;
+        snprintf(pub->reason, sizeof pub->reason,
+                 "the store is past store.publish_fill_percent (%u%%); publishing resumes as deliveries drain it",
+                 c->cfg->publish_fill_percent);
+        return;
+    }
+    cb_person_key keys[CB_PERSON_KEYS_MAX];
+    size_t n_keys = cb_intake_person_keys(ev->person, keys, CB_PERSON_KEYS_MAX);
+    const char *key_ptrs[CB_PERSON_KEYS_MAX];
+    for (size_t i = 0; i < n_keys; i++)
+        key_ptrs[i] = keys[i];
+    pub->seq = ++*seq;
+    cb_store_put_event(txn, pub->seq, pub->bytes, pub->len, ev->event_id, pub->digest, key_ptrs, n_keys,
+                       ev->from_agency, ev->case_ref[0] ? ev->case_ref : NULL, (const char *const *)ev->to_agencies,
+                       ev->n_to_agencies, cb_wall_ms());
+}
+
+static bool is_replay(const cb_request *r)
+{
+    return r->frame->kind_case == CAREBRIDGE__V1__FRAME__KIND_REPLAY_REQUEST;
+}
+
+/* Queue a stored event again for one agency, or release it from parked. The
+ * answer (seq, was it parked) is packed once the transaction has committed. */
+static void replay(cb_committer *c, cb_txn *txn, cb_request *r)
+{
+    uint64_t *seq = &r->replay_seq;
+    bool *was_parked = &r->was_parked;
+    const Carebridge__V1__ReplayRequest *q = r->frame->replay_request;
+    uint8_t digest[CB_DIGEST_BYTES];
+    if (!cb_config_agency(c->cfg, q->agency)) {
+        cb_fail(&r->err, CB_UNKNOWN_AGENCY, "replay.agency names no configured agency");
+        return;
+    }
+    /* Checked before the store sees it: a key LMDB cannot hold would fail the
+     * whole shared transaction, everyone's publishes with it. */
+    if (!q->event_id[0] || strlen(q->event_id) > CB_EVENT_ID_MAX || !cb_printable(q->event_id)) {
+        cb_fail(&r->err, CB_INVALID_FIELD, "replay.eventId must be 1 to %d printable bytes", CB_EVENT_ID_MAX);
+        return;
+    }
+    if (!cb_store_find_id(txn, q->event_id, seq, digest)) {
+        cb_fail(&r->err, CB_UNKNOWN_EVENT, "replay.eventId names no stored event");
+        return;
+    }
+    *was_parked = cb_store_unpark(txn, q->agency, *seq);
+    cb_queue_entry e;
+    bool queued = !*was_parked && cb_store_queue_get(txn, q->agency, *seq, &e);
+    if (!*was_parked && !queued)
+        cb_store_queue_put(txn, q->agency, &(cb_queue_entry){*seq, cb_wall_ms(), 0});
+    cb_log(CB_LOG_INFO, "replay event=%s agency=%s seq=%llu %s", q->event_id, q->agency, (unsigned long long)*seq,
+           *was_parked ? "released from parked"
+           : queued    ? "already queued"
+                       : "queued again");
+}
+
+static size_t pack_replay_reply(cb_request *r)
+{
+    Carebridge__V1__ReplayReply rr = CAREBRIDGE__V1__REPLAY_REPLY__INIT;
+    rr.seq = r->replay_seq;
+    rr.was_parked = r->was_parked;
+    cb_frame f = CAREBRIDGE__V1__FRAME__INIT;
+    f.ref = r->ref;
+    f.kind_case = CAREBRIDGE__V1__FRAME__KIND_REPLAY_REPLY;
+    f.replay_reply = &rr;
+    return r->reply_len = cb_pack(&f.base, &r->reply);
+}
+
+static void free_out(cb_batch *b)
+{
+    for (size_t i = 0; i < b->n_out; i++)
+        free(b->out[i].frame);
+    b->n_out = 0;
+}
+
+/* Pack the plan's deliveries while the transaction still holds their bytes;
+ * they are sent only if it commits. */
+static void pack_deliveries(cb_committer *c, cb_txn *txn, cb_batch *b)
+{
+    for (size_t i = 0; i < c->n_steps; i++) {
+        const cb_step *s = &c->steps[i];
+        const uint8_t *event;
+        size_t len;
+        int peer = cb_delivery_consumer(c->delivery, s->agency);
+        if (s->kind != CB_STEP_SEND || peer < 0 || !cb_store_get_event(txn, s->seq, &event, &len))
+            continue;
+        cb_outbound *o = &b->out[b->n_out];
+        o->peer = peer;
+        o->len = cb_pack_deliver(s->seq, s->attempt, event, len, &o->frame);
+        if (o->len)
+            b->n_out++;
+    }
+}
+
+/* One transaction for everything the batch changes. On failure nothing in
+ * memory moves: the caller refuses the publishes and the rest is retried. */
+static cb_code commit(cb_committer *c, cb_batch *b, bool with_publishes, cb_error *err)
+{
+    cb_txn *txn = cb_txn_begin(c->store, true, err);
+    if (!txn)
+        return err->code;
+    uint64_t seq = c->last_seq;
+    for (size_t i = 0; with_publishes && i < b->n_pubs; i++)
+        if (b->pubs[i].code == CB_OK)
+            store_publish(c, txn, &b->pubs[i], &seq);
+    for (size_t i = 0; i < b->n_acks; i++)
+        cb_store_queue_del(txn, c->cfg->agencies[b->acks[i].agency].id, b->acks[i].seq);
+    for (size_t i = 0; i < b->n_reqs; i++) {
+        cb_request *r = &b->reqs[i];
+        if (is_replay(r)) {
+            r->err.code = CB_OK;
+            replay(c, txn, r);
+        }
+    }
+    c->n_steps = cb_delivery_plan(c->delivery, txn, b->now_ms, c->steps, cb_delivery_max_steps(c->delivery));
+    pack_deliveries(c, txn, b);
+    cb_code code = cb_txn_commit(&txn, err);
+    if (code) {
+        free_out(b);
+        return code;
+    }
+    c->last_seq = seq;
+    for (size_t i = 0; i < b->n_reqs; i++) {
+        cb_request *r = &b->reqs[i];
+        if (is_replay(r) && !r->err.code && !pack_replay_reply(r))
+            cb_fail(&r->err, CB_STORE_UNAVAILABLE, "out of memory");
+    }
+    return CB_OK;
+}
+
+/* The commit failed: refuse every answer that rests on a seq this batch would
+ * have created (last_seq has not moved). That includes a duplicate of, or a
+ * DUPLICATE_ID against, an event earlier in the same batch; a duplicate of an
+ * event committed before still gets its ACK. */
+static void refuse_publishes(cb_committer *c, cb_batch *b, cb_code code, const char *why)
+{
+    for (size_t i = 0; i < b->n_pubs; i++) {
+        cb_publish *pub = &b->pubs[i];
+        if ((pub->code == CB_OK || pub->code == CB_DUPLICATE_ID) && pub->seq > c->last_seq) {
+            pub->code = code;
+            snprintf(pub->reason, sizeof pub->reason, "%s", why);
+        }
+    }
+}
+
+/* After a failed commit: refuse the publishes, keep nothing in memory from
+ * the plan, and reopen the store so no state from the failed transaction
+ * survives (see README, "When a commit or sync fails"). */
+static void recover(cb_committer *c, cb_batch *b, cb_code code, const cb_error *err)
+{
+    cb_log(CB_LOG_ERROR, "commit failed (%s): %s; nothing from this batch is acknowledged; reopening the store",
+           cb_code_name(code), err->reason);
+    refuse_publishes(c, b, CB_STORE_UNAVAILABLE, "the store failed to commit or sync; nothing was acknowledged");
+    for (size_t i = 0; i < b->n_reqs; i++)
+        if (is_replay(&b->reqs[i]) && !b->reqs[i].err.code)
+            cb_fail(&b->reqs[i].err, CB_STORE_UNAVAILABLE, "the store failed to commit");
+    c->n_steps = 0;
+    cb_error reopen_err = {0};
+    if (!cb_store_reopen(c->store, &reopen_err)) {
+        cb_log(CB_LOG_ERROR, "cannot reopen the store: %s; stopping", reopen_err.reason);
+        b->exit_status = CB_EXIT_STORE_LOST;
+    }
+}
+
+/* The transaction committed: move memory to match it. */
+static void committed(cb_committer *c, cb_batch *b)
+{
+    cb_delivery_apply(c->delivery, c->steps, c->n_steps, b->now_ms);
+    for (size_t i = 0; i < b->n_pubs; i++) {
+        const cb_publish *pub = &b->pubs[i];
+        if (pub->code || pub->duplicate)
+            continue;
+        const cb_envelope *ev = pub->frame->publish->event;
+        for (size_t t = 0; t < ev->n_to_agencies; t++)
+            cb_delivery_enqueued(c->delivery, agency_index(c->cfg, ev->to_agencies[t]), pub->seq);
+    }
+    for (size_t i = 0; i < b->n_acks; i++)
+        cb_delivery_acked(c->delivery, b->acks[i].agency, b->acks[i].seq);
+    for (size_t i = 0; i < b->n_reqs; i++) {
+        const cb_request *r = &b->reqs[i];
+        if (is_replay(r) && !r->err.code)
+            cb_delivery_enqueued(c->delivery, agency_index(c->cfg, r->frame->replay_request->agency), r->replay_seq);
+    }
+    for (size_t i = 0; i < c->n_steps; i++) {
+        const cb_step *s = &c->steps[i];
+        const char *agency = c->cfg->agencies[s->agency].id;
+        if (s->kind == CB_STEP_PARK)
+            cb_log(CB_LOG_WARN, "parked agency=%s seq=%llu after %u attempts; `carebridge replay` releases it", agency,
+                   (unsigned long long)s->seq, c->cfg->max_attempts);
+        else if (s->kind == CB_STEP_SEND && s->attempt > 1)
+            cb_log(CB_LOG_INFO, "redeliver agency=%s seq=%llu attempt=%u", agency, (unsigned long long)s->seq,
+                   s->attempt);
+    }
+}
+
+static bool has_work(const cb_committer *c, const cb_batch *b)
+{
+    return cb_batch_has_input(b) || cb_delivery_has_work(c->delivery, b->now_ms);
+}
+
+static void commit_batch(cb_committer *c, cb_batch *b)
+{
+    if (!has_work(c, b))
+        return;
+    cb_error err = {0};
+    cb_code code = commit(c, b, true, &err);
+    if (code == CB_STORE_FULL) {
+        cb_log(CB_LOG_WARN, "store full: %s; refusing this batch's publishes", err.reason);
+        refuse_publishes(c, b, CB_STORE_FULL, "the store is full; nothing was written, retry later");
+        code = commit(c, b, false, &err); /* acks and deliveries still go through */
+    }
+    if (code)
+        recover(c, b, code, &err);
+    else
+        committed(c, b);
+}
+
+/* ------------------------------------------------------------------ queries */
+
+static size_t pack_reply(cb_request *r, cb_frame *reply)
+{
+    reply->ref = r->ref;
+    return r->reply_len = cb_pack(&reply->base, &r->reply);
+}
+
+/* Status and journey read what the batch's transaction committed. */
+static void answer_queries(cb_committer *c, cb_batch *b)
+{
+    cb_txn *txn = NULL;
+    cb_error err = {0};
+    cb_agency_live live[c->cfg->n_agencies];
+    for (unsigned a = 0; a < c->cfg->n_agencies; a++)
+        live[a] = (cb_agency_live){b->connected[a], cb_delivery_in_flight(c->delivery, a)};
+    for (size_t i = 0; i < b->n_reqs; i++) {
+        cb_request *r = &b->reqs[i];
+        if (is_replay(r))
+            continue;
+        if (!txn && !(txn = cb_txn_begin(c->store, false, &err))) {
+            r->err = err;
+            continue;
+        }
+        cb_frame reply = CAREBRIDGE__V1__FRAME__INIT;
+        ProtobufCMessage *answer;
+        if (r->frame->kind_case == CAREBRIDGE__V1__FRAME__KIND_STATUS_REQUEST) {
+            reply.kind_case = CAREBRIDGE__V1__FRAME__KIND_STATUS_REPLY;
+            reply.status_reply = cb_query_status(c->cfg, txn, live, cb_store_limit_bytes(c->store), &r->err);
+            answer = (ProtobufCMessage *)reply.status_reply;
+        } else {
+            reply.kind_case = CAREBRIDGE__V1__FRAME__KIND_JOURNEY_REPLY;
+            reply.journey_reply = cb_query_journey(c->cfg, txn, r->frame->journey_request->person_id, &r->err);
+            answer = (ProtobufCMessage *)reply.journey_reply;
+        }
+        if (answer && !pack_reply(r, &reply))
+            cb_fail(&r->err, CB_STORE_UNAVAILABLE, "out of memory");
+        if (answer)
+            protobuf_c_message_free_unpacked(answer, NULL);
+    }
+    cb_txn_abort(&txn);
+}
+
+/* ------------------------------------------------------------------ thread */
+
+static void apply_lane_ops(cb_committer *c, const cb_batch *b)
+{
+    for (size_t i = 0; i < b->n_ops; i++) {
+        const cb_lane_op *op = &b->ops[i];
+        if (op->kind == CB_LANE_DETACH)
+            cb_delivery_detach_peer(c->delivery, op->peer);
+        else if (cb_delivery_consumer(c->delivery, op->agency) != op->peer)
+            cb_delivery_attach(c->delivery, op->agency, op->peer); /* a repeated hello keeps its window */
+    }
+}
+
+static void process(cb_committer *c, cb_batch *b)
+{
+    b->n_out = 0;
+    b->exit_status = 0;
+    apply_lane_ops(c, b);
+    commit_batch(c, b);
+    answer_queries(c, b);
+    b->next_deadline_ms = cb_delivery_next_deadline(c->delivery);
+    b->more = cb_delivery_has_work(c->delivery, b->now_ms);
+    cb_log_flush();
+}
+
+static void *run(void *arg)
+{
+    cb_committer *c = arg;
+    for (;;) {
+        char wake;
+        if (zmq_recv(c->store_end, &wake, 1, 0) != 1)
+            return NULL;
+        cb_batch *b = atomic_exchange_explicit(&c->to_store, NULL, memory_order_acquire);
+        if (!b)
+            return NULL; /* stop */
+        process(c, b);
+        atomic_store_explicit(&c->to_net, b, memory_order_release);
+        zmq_send(c->store_end, "", 1, 0);
+    }
+}
+
+cb_committer *cb_committer_start(const cb_config *cfg, cb_store *store, void *zmq, cb_error *err)
+{
+    cb_committer *c = calloc(1, sizeof *c);
+    if (!c) {
+        cb_fail(err, CB_STORE_UNAVAILABLE, "out of memory");
+        return NULL;
+    }
+    c->cfg = cfg;
+    c->store = store;
+    c->delivery = cb_delivery_new(cfg);
+    c->steps = c->delivery ? calloc(cb_delivery_max_steps(c->delivery), sizeof *c->steps) : NULL;
+    cb_txn *txn = c->steps ? cb_txn_begin(store, false, err) : NULL;
+    if (txn) {
+        c->last_seq = cb_store_last_seq(txn);
+        cb_txn_abort(&txn);
+    }
+    c->net_end = zmq_socket(zmq, ZMQ_PAIR);
+    c->store_end = zmq_socket(zmq, ZMQ_PAIR);
+    if (!c->steps || !c->net_end || !c->store_end || zmq_bind(c->store_end, PAIR_ENDPOINT) < 0 ||
+        zmq_connect(c->net_end, PAIR_ENDPOINT) < 0 || pthread_create(&c->thread, NULL, run, c) != 0) {
+        if (!err->code)
+            cb_fail(err, CB_STORE_UNAVAILABLE, "cannot start the store thread");
+        cb_committer_stop(&c);
+        return NULL;
+    }
+    c->running = true;
+    return c;
+}
+
+void cb_committer_stop(cb_committer **c_p)
+{
+    cb_committer *c = *c_p;
+    if (c) {
+        if (c->running) {
+            atomic_store_explicit(&c->to_store, NULL, memory_order_release);
+            zmq_send(c->net_end, "", 1, 0);
+            pthread_join(c->thread, NULL);
+            cb_log(CB_LOG_INFO, "store closed: last_seq=%llu", (unsigned long long)c->last_seq);
+            cb_log_flush();
+        }
+        if (c->net_end)
+            zmq_close(c->net_end);
+        if (c->store_end)
+            zmq_close(c->store_end);
+        free(c->steps);
+        cb_delivery_destroy(&c->delivery);
+        cb_store_destroy(&c->store);
+        free(c);
+    }
+    *c_p = NULL;
+}
+
+void *cb_committer_socket(cb_committer *c)
+{
+    return c->net_end;
+}
+
+bool cb_committer_submit(cb_committer *c, cb_batch *batch)
+{
+    atomic_store_explicit(&c->to_store, batch, memory_order_release);
+    return zmq_send(c->net_end, "", 1, 0) == 1;
+}
+
+cb_batch *cb_committer_collect(cb_committer *c, bool wait)
+{
+    char wake;
+    if (zmq_recv(c->net_end, &wake, 1, wait ? 0 : ZMQ_DONTWAIT) != 1)
+        return NULL;
+    return atomic_exchange_explicit(&c->to_net, NULL, memory_order_acquire);
+}
+
+size_t cb_committer_max_out(const cb_committer *c)
+{
+    return cb_delivery_max_steps(c->delivery);
+}
