@@ -85,7 +85,7 @@ typedef struct {
     cb_outbound *out; /* capacity: cb_delivery_max_steps */
     size_t n_out;
     int64_t next_deadline_ms; /* the next redelivery, INT64_MAX if none */
-    bool more;                /* a lane could send more now */
+    bool more;                /* the store thread has work for an empty batch now */
     int exit_status;          /* non-zero: the store is lost, stop */
 } cb_batch;
 

@@ -16,6 +16,8 @@
 #include "query.h"
 
 #define PAIR_ENDPOINT "inproc://carebridge-committer"
+#define RESERVE_STEP  (1 << 20) /* zeros written per idle batch: about a millisecond */
+#define RESERVE_RETRY 10000     /* ms before trying again after the disk refused */
 
 struct cb_committer {
     const cb_config *cfg;
@@ -31,6 +33,7 @@ struct cb_committer {
     _Atomic(cb_batch *) to_store, to_net;
     pthread_t thread;
     bool running;
+    int64_t reserve_retry_ms; /* no growth before this (the disk refused) */
 };
 
 static unsigned agency_index(const cb_config *cfg, const char *id)
@@ -258,8 +261,6 @@ static bool has_work(const cb_committer *c, const cb_batch *b)
 
 static void commit_batch(cb_committer *c, cb_batch *b)
 {
-    if (!has_work(c, b))
-        return;
     cb_error err = {0};
     cb_code code = commit(c, b, true, &err);
     if (code == CB_STORE_FULL) {
@@ -329,15 +330,26 @@ static void apply_lane_ops(cb_committer *c, const cb_batch *b)
     }
 }
 
+/* The file's reserve is below its target and the disk has not refused lately. */
+static bool reserve_wanted(const cb_committer *c, int64_t now)
+{
+    return now >= c->reserve_retry_ms && cb_store_reserve_low(c->store);
+}
+
 static void process(cb_committer *c, cb_batch *b)
 {
     b->n_out = 0;
     b->exit_status = 0;
     apply_lane_ops(c, b);
-    commit_batch(c, b);
-    answer_queries(c, b);
+    if (has_work(c, b)) {
+        commit_batch(c, b);
+        answer_queries(c, b);
+    } else if (reserve_wanted(c, b->now_ms) && !cb_store_grow_reserve(c->store, RESERVE_STEP)) {
+        /* Idle: a step of the reserve now, so commits under load need not grow the file. */
+        c->reserve_retry_ms = b->now_ms + RESERVE_RETRY;
+    }
     b->next_deadline_ms = cb_delivery_next_deadline(c->delivery);
-    b->more = cb_delivery_has_work(c->delivery, b->now_ms);
+    b->more = cb_delivery_has_work(c->delivery, b->now_ms) || reserve_wanted(c, b->now_ms);
     cb_log_flush();
 }
 

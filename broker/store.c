@@ -2,6 +2,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <unistd.h>
 #include <lmdb.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,8 @@ static const char *const db_names[DB_COUNT] = {"events", "ids", "persons", "case
 /* A queue or parked value: enqueued_ms (u64) then attempts (u32), big-endian. */
 #define ENTRY_BYTES 12
 
+#define RESERVE_MAX (64ULL << 20) /* at most this much zeroed file ahead; an eighth of a small map */
+
 struct cb_store {
     MDB_env *env; /* NULL after a failed reopen */
     MDB_dbi dbi[DB_COUNT];
@@ -21,7 +24,8 @@ struct cb_store {
     uint64_t map_bytes;
     double publish_fraction;
     uint64_t commits;
-    bool writing; /* a write txn is open: another begin would block on LMDB's writer lock */
+    bool writing;            /* a write txn is open: another begin would block on LMDB's writer lock */
+    uint64_t reserve_target; /* zeroed bytes to keep beyond LMDB's last page */
 };
 
 struct cb_txn {
@@ -236,9 +240,58 @@ cb_store *cb_store_open(const char *dir, uint64_t map_bytes, double publish_frac
     }
     s->map_bytes = map_bytes;
     s->publish_fraction = publish_fraction;
-    if (!env_open(s, err))
+    if (!env_open(s, err)) {
         cb_store_destroy(&s);
+        return NULL;
+    }
+    s->reserve_target = s->map_bytes / 8 < RESERVE_MAX ? s->map_bytes / 8 : RESERVE_MAX;
+    cb_store_grow_reserve(s, s->reserve_target);
     return s;
+}
+
+/* Where LMDB's pages end and where the file ends, in bytes. */
+static bool extent(const cb_store *s, uint64_t *used_end, uint64_t *file_end, int *fd)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+    struct stat fs;
+    if (!s->env || mdb_env_info(s->env, &info) || mdb_env_stat(s->env, &st) || mdb_env_get_fd(s->env, fd) ||
+        fstat(*fd, &fs))
+        return false;
+    *used_end = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+    *file_end = (uint64_t)fs.st_size;
+    return true;
+}
+
+bool cb_store_reserve_low(const cb_store *s)
+{
+    uint64_t used_end, file_end;
+    int fd;
+    return extent(s, &used_end, &file_end, &fd) && file_end < s->map_bytes && file_end < used_end + s->reserve_target;
+}
+
+bool cb_store_grow_reserve(cb_store *s, uint64_t budget)
+{
+    static const uint8_t zeros[1 << 16];
+    uint64_t used_end, file_end;
+    int fd;
+    assert(!s->writing);
+    if (!extent(s, &used_end, &file_end, &fd))
+        return false;
+    uint64_t goal = used_end + s->reserve_target;
+    if (goal > s->map_bytes)
+        goal = s->map_bytes;
+    if (goal > file_end + budget)
+        goal = file_end + budget;
+    uint64_t at = file_end;
+    while (at < goal) {
+        size_t n = goal - at < sizeof zeros ? (size_t)(goal - at) : sizeof zeros;
+        ssize_t w = pwrite(fd, zeros, n, (off_t)at);
+        if (w <= 0)
+            break;
+        at += (uint64_t)w;
+    }
+    return at > file_end && fdatasync(fd) == 0;
 }
 
 void cb_store_destroy(cb_store **store_p)
