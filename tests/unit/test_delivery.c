@@ -9,7 +9,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <dirent.h>
+#include "tempdir.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,7 @@
 #define MAX_STEPS 64
 
 typedef struct {
-    char root[32]; /* from mkdtemp, removed with everything in it */
+    char root[40]; /* from cb_test_mkdtemp, removed with everything in it */
     char dir[48];
     cb_config *cfg;
     cb_store *store;
@@ -37,28 +38,13 @@ typedef struct {
 
 /* ---------------------------------------------------------------- fixture */
 
-static int remove_tree(const char *path)
-{
-    DIR *d = opendir(path);
-    if (d) {
-        for (struct dirent *e; (e = readdir(d));) {
-            char sub[128];
-            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
-                snprintf(sub, sizeof sub, "%s/%s", path, e->d_name) < (int)sizeof sub)
-                remove_tree(sub);
-        }
-        closedir(d);
-    }
-    return remove(path);
-}
-
 static int teardown(void **state)
 {
     fixture *f = *state;
     cb_delivery_destroy(&f->d);
     cb_store_destroy(&f->store);
     cb_config_free(&f->cfg);
-    int rc = f->root[0] ? remove_tree(f->root) : 0;
+    int rc = f->root[0] ? cb_test_remove_tree(f->root) : 0;
     free(f);
     return rc;
 }
@@ -96,8 +82,7 @@ static int setup(void **state)
     f->sc = (unsigned)sc;
     f->housing = (unsigned)housing;
 
-    strcpy(f->root, "/tmp/cb-delivery-XXXXXX");
-    if (!mkdtemp(f->root)) {
+    if (!cb_test_mkdtemp(f->root, sizeof f->root)) {
         f->root[0] = '\0';
         teardown(state);
         return -1;

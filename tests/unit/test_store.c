@@ -5,7 +5,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <dirent.h>
+#include "tempdir.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,34 +19,18 @@
 #define TINY_MAP (256ull << 10)
 
 typedef struct {
-    char root[32]; /* from mkdtemp, removed with everything in it */
+    char root[40]; /* from cb_test_mkdtemp, removed with everything in it */
     char dir[48];  /* the store's directory: root/db, created by cb_store_open */
     uint64_t map_bytes;
     double fraction;
     cb_store *store;
 } fixture;
 
-/* Remove path and, if it is a directory, everything under it. */
-static int remove_tree(const char *path)
-{
-    DIR *d = opendir(path);
-    if (d) {
-        for (struct dirent *e; (e = readdir(d));) {
-            char sub[128];
-            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
-                snprintf(sub, sizeof sub, "%s/%s", path, e->d_name) < (int)sizeof sub)
-                remove_tree(sub);
-        }
-        closedir(d);
-    }
-    return remove(path);
-}
-
 static int teardown(void **state)
 {
     fixture *f = *state;
     cb_store_destroy(&f->store);
-    int rc = remove_tree(f->root);
+    int rc = cb_test_remove_tree(f->root);
     free(f);
     return rc;
 }
@@ -55,8 +40,7 @@ static int setup_with(void **state, uint64_t map_bytes, double fraction)
     fixture *f = calloc(1, sizeof *f);
     if (!f)
         return -1;
-    strcpy(f->root, "/tmp/cb-store-XXXXXX");
-    if (!mkdtemp(f->root)) {
+    if (!cb_test_mkdtemp(f->root, sizeof f->root)) {
         free(f);
         return -1;
     }
