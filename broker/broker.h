@@ -1,7 +1,7 @@
-/* The broker: a ZeroMQ ROUTER for agencies and the CLI, a PUB feed, and the
- * store. One thread, one loop; each iteration reads every frame that is ready,
- * writes all of their effects in one LMDB transaction (group commit), syncs,
- * and only then answers. */
+/* The broker: a ZeroMQ ROUTER for agencies and the CLI, an XPUB feed, and the
+ * store. Two threads: this one reads every frame that is ready into a batch and
+ * answers; the store thread (committer.h) writes each batch's effects in one
+ * LMDB transaction (group commit) and syncs it before any answer leaves. */
 #ifndef CB_BROKER_H
 #define CB_BROKER_H
 

@@ -3,9 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cb_codec.h"
+#include "clock.h"
 
 #define PARKED_SHOWN 10
 
@@ -19,13 +19,6 @@ static char *dup(const char *s)
 {
     char *d = strdup(s);
     return d ? d : (char *)protobuf_c_empty_string;
-}
-
-static uint64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 typedef struct {
@@ -62,7 +55,7 @@ Carebridge__V1__StatusReply *cb_query_status(const cb_config *cfg, cb_txn *txn, 
     }
     carebridge__v1__status_reply__init(r);
     r->agencies = calloc(cfg->n_agencies, sizeof *r->agencies);
-    uint64_t now = wall_ms();
+    uint64_t now = cb_wall_ms();
     for (unsigned a = 0; r->agencies && a < cfg->n_agencies; a++) {
         Carebridge__V1__AgencyStatus *s = malloc(sizeof *s);
         if (!s)

@@ -138,7 +138,10 @@ bool cb_nhs_number_valid(const char *s)
 }
 
 /* CHI: DDMMYY then four digits; digit 9 encodes sex; the check digit is
- * modulus 11, or modulus 10 for some numbers issued from November 2025. */
+ * modulus 11, or modulus 10 for some numbers issued from November 2025. Our
+ * notes name modulus 10 but not its weights; this assumes Luhn's. It only
+ * informs flags (an unlinkable identity), never a refusal, so a wrong
+ * assumption costs a spurious flag, not an event. */
 static int mod10_check(const char *s)
 {
     int sum = 0;
