@@ -32,6 +32,7 @@ struct cb_client {
     uint64_t generation, next_request;
     cb_frame *reply; /* answer to the outstanding request */
     char failure[300];
+    int64_t next_resend_ms; /* no unanswered publish is due before this */
 };
 
 int64_t cb_client_now_ms(void)
@@ -183,6 +184,8 @@ bool cb_client_publish(cb_client *c, const cb_envelope *ev, void *tag)
     s->ref = f.ref;
     s->tag = tag;
     s->sent_ms = cb_client_now_ms();
+    if (s->sent_ms + c->opts.resend_ms < c->next_resend_ms)
+        c->next_resend_ms = s->sent_ms + c->opts.resend_ms;
     c->n_used++;
     c->free_hint = (i + 1) % c->opts.window;
     if (c->welcomed)
@@ -203,15 +206,24 @@ static void release(cb_client *c, slot *s)
     c->n_used--;
 }
 
+/* Resend what was sent at or before older_than. A scan also notes the
+ * oldest send it leaves alone, so timers() scans again only when something
+ * can be due: a window of thousands costs nothing per call in between. */
 static void resend_all(cb_client *c, int64_t older_than)
 {
+    int64_t now = cb_client_now_ms(), oldest = INT64_MAX;
     for (uint32_t i = 0; i < c->opts.window; i++) {
         slot *s = &c->slots[i];
-        if (s->ref && s->sent_ms <= older_than) {
+        if (!s->ref)
+            continue;
+        if (s->sent_ms <= older_than) {
             send_raw(c, s->frame, s->len);
-            s->sent_ms = cb_client_now_ms();
+            s->sent_ms = now;
         }
+        if (s->sent_ms < oldest)
+            oldest = s->sent_ms;
     }
+    c->next_resend_ms = oldest == INT64_MAX ? INT64_MAX : oldest + c->opts.resend_ms;
 }
 
 static void on_answer(cb_client *c, cb_frame *f)
@@ -282,7 +294,7 @@ static void timers(cb_client *c, int64_t now)
         say_hello(c);
     if (c->opts.agency && !c->welcomed && now - c->hello_sent_ms > c->hello_retry_ms)
         say_hello(c);
-    if (c->welcomed)
+    if (c->welcomed && now >= c->next_resend_ms)
         resend_all(c, now - c->opts.resend_ms);
     if (c->opts.agency && now - c->last_sent_ms >= c->opts.heartbeat_ms) {
         Carebridge__V1__Heartbeat hb = CAREBRIDGE__V1__HEARTBEAT__INIT;
