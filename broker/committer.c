@@ -16,8 +16,9 @@
 #include "query.h"
 
 #define PAIR_ENDPOINT "inproc://carebridge-committer"
-#define RESERVE_STEP  (1 << 20) /* zeros written per idle batch: about a millisecond */
-#define RESERVE_RETRY 10000     /* ms before trying again after the disk refused */
+#define RESERVE_STEP  (256 << 10) /* zeros written per idle batch: a fraction of a millisecond */
+#define RESERVE_LOW   0.25        /* refill once the reserve is down to this much of its target */
+#define RESERVE_RETRY 10000       /* ms before trying again after the disk refused */
 
 struct cb_committer {
     const cb_config *cfg;
@@ -34,6 +35,7 @@ struct cb_committer {
     pthread_t thread;
     bool running;
     int64_t reserve_retry_ms; /* no growth before this (the disk refused) */
+    bool refilling;           /* from falling to RESERVE_LOW until full again */
 };
 
 static unsigned agency_index(const cb_config *cfg, const char *id)
@@ -330,10 +332,13 @@ static void apply_lane_ops(cb_committer *c, const cb_batch *b)
     }
 }
 
-/* The file's reserve is below its target and the disk has not refused lately. */
-static bool reserve_wanted(const cb_committer *c, int64_t now)
+/* The file's reserve wants refilling and the disk has not refused lately.
+ * Refills start only when it runs low, so a burst spends the reserve without
+ * its idle moments going to small refills, and they stop when it is full. */
+static bool reserve_wanted(cb_committer *c, int64_t now)
 {
-    return now >= c->reserve_retry_ms && cb_store_reserve_low(c->store);
+    c->refilling = cb_store_reserve_below(c->store, c->refilling ? 1.0 : RESERVE_LOW);
+    return c->refilling && now >= c->reserve_retry_ms;
 }
 
 static void process(cb_committer *c, cb_batch *b)

@@ -263,11 +263,12 @@ static bool extent(const cb_store *s, uint64_t *used_end, uint64_t *file_end, in
     return true;
 }
 
-bool cb_store_reserve_low(const cb_store *s)
+bool cb_store_reserve_below(const cb_store *s, double fraction)
 {
     uint64_t used_end, file_end;
     int fd;
-    return extent(s, &used_end, &file_end, &fd) && file_end < s->map_bytes && file_end < used_end + s->reserve_target;
+    return extent(s, &used_end, &file_end, &fd) && file_end < s->map_bytes &&
+           file_end < used_end + (uint64_t)(fraction * (double)s->reserve_target);
 }
 
 bool cb_store_grow_reserve(cb_store *s, uint64_t budget)

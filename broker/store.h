@@ -117,8 +117,8 @@ void cb_store_queue_stats(cb_txn *txn, const char *agency, cb_queue_stats *out);
  * for the growth. Zeros are written only past the end of the file and only
  * between transactions, so they never overwrite a page LMDB has written. */
 
-/* True while the reserve is below its target. */
-bool cb_store_reserve_low(const cb_store *store);
+/* True while the reserve is below `fraction` of its target (1.0: not full). */
+bool cb_store_reserve_below(const cb_store *store, double fraction);
 /* Extend the file by up to `budget` bytes of zeros (never past the map) and
  * sync them. No transaction may be open. False when it could add nothing (a
  * full disk: LMDB reports that where it matters, as STORE_FULL). */
