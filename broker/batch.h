@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cb_arena.h"
 #include "cb_codec.h"
 #include "store.h"
 
@@ -27,8 +28,8 @@ typedef int cb_peer_token;
 typedef struct {
     cb_peer_token peer;
     uint64_t ref;
-    cb_frame *frame;
-    uint8_t *bytes; /* the canonical packed Envelope: the stored form */
+    cb_frame *frame; /* in the batch's arena, as is bytes */
+    uint8_t *bytes;  /* the canonical packed Envelope: the stored form */
     size_t len;
     uint8_t digest[CB_DIGEST_BYTES];
     /* results */
@@ -70,7 +71,8 @@ typedef struct {
 } cb_outbound;
 
 typedef struct {
-    int64_t now_ms; /* monotonic, when the batch was handed over */
+    cb_arena *arena; /* every frame decoded into the batch, and the stored forms */
+    int64_t now_ms;  /* monotonic, when the batch was handed over */
     cb_publish pubs[BATCH_MAX];
     size_t n_pubs;
     cb_delivery_ack acks[BATCH_MAX];

@@ -201,8 +201,7 @@ static void on_hello(cb_broker *b, int p, const cb_frame *f)
            h->client[0] && cb_printable(h->client) ? h->client : "-");
 }
 
-/* Returns true when the frame was kept (ownership moved into the batch). */
-static bool on_publish(cb_broker *b, int p, cb_frame *f)
+static void on_publish(cb_broker *b, int p, cb_frame *f)
 {
     const cb_envelope *ev = f->publish->event;
     /* Intake refuses an id that is not printable; until then, never echo it. */
@@ -210,26 +209,25 @@ static bool on_publish(cb_broker *b, int p, cb_frame *f)
     cb_error err = {0};
     if (b->peers[p].agency < 0) {
         send_nack(b, p, f->ref, id, CB_HELLO_REQUIRED, "say hello as your agency before publishing", 0);
-        return false;
+        return;
     }
     if (!ev) {
         send_nack(b, p, f->ref, "", CB_MISSING_FIELD, "publish.event is missing", 0);
-        return false;
+        return;
     }
     if (cb_intake_check(b->cfg, &b->cfg->agencies[b->peers[p].agency], ev, &err)) {
         send_nack(b, p, f->ref, id, err.code, err.reason, 0);
-        return false;
+        return;
     }
     cb_publish *pub = &b->filling->pubs[b->filling->n_pubs];
     *pub = (cb_publish){.peer = token_of(b, p), .ref = f->ref, .frame = f};
-    pub->len = cb_pack(&ev->base, &pub->bytes);
+    pub->len = cb_pack_with(&ev->base, cb_arena_allocator(b->filling->arena), &pub->bytes);
     if (!pub->bytes) {
         send_nack(b, p, f->ref, id, CB_STORE_UNAVAILABLE, "the broker is out of memory", 0);
-        return false;
+        return;
     }
     crypto_generichash(pub->digest, sizeof pub->digest, pub->bytes, pub->len, NULL, 0);
     b->filling->n_pubs++;
-    return true;
 }
 
 static void on_delivery_ack(cb_broker *b, int p, const cb_frame *f)
@@ -263,7 +261,8 @@ static void on_frame(cb_broker *b, const uint8_t *rid, size_t rid_len, const uin
 {
     int p = peer_for(b, rid, rid_len, now);
     cb_error err = {0};
-    cb_frame *f = cb_frame_decode(buf, len, b->cfg->max_event_bytes, &err);
+    /* Decoded into the batch's arena: freed all at once when it is answered. */
+    cb_frame *f = cb_frame_decode_with(buf, len, b->cfg->max_event_bytes, cb_arena_allocator(b->filling->arena), &err);
     if (!f) {
         uint64_t ref;
         char id[CB_EVENT_ID_MAX + 1];
@@ -276,23 +275,19 @@ static void on_frame(cb_broker *b, const uint8_t *rid, size_t rid_len, const uin
     }
     switch (f->kind_case) {
     case CAREBRIDGE__V1__FRAME__KIND_HELLO: on_hello(b, p, f); break;
-    case CAREBRIDGE__V1__FRAME__KIND_PUBLISH:
-        if (on_publish(b, p, f))
-            return;
-        break;
+    case CAREBRIDGE__V1__FRAME__KIND_PUBLISH: on_publish(b, p, f); break;
     case CAREBRIDGE__V1__FRAME__KIND_DELIVERY_ACK: on_delivery_ack(b, p, f); break;
     case CAREBRIDGE__V1__FRAME__KIND_HEARTBEAT: on_heartbeat(b, p, f); break;
     case CAREBRIDGE__V1__FRAME__KIND_STATUS_REQUEST:
     case CAREBRIDGE__V1__FRAME__KIND_JOURNEY_REQUEST:
     case CAREBRIDGE__V1__FRAME__KIND_REPLAY_REQUEST:
         b->filling->reqs[b->filling->n_reqs++] = (cb_request){.peer = token_of(b, p), .ref = f->ref, .frame = f};
-        return;
+        break;
     default:
         send_nack(b, p, f->ref, "", CB_BAD_REQUEST,
                   "agencies may send hello, publish, deliveryAck, heartbeat and queries", 0);
         break;
     }
-    cb_frame_free(&f);
 }
 
 static bool batch_has_room(const cb_batch *bt)
@@ -395,8 +390,6 @@ static void answer_publishes(cb_broker *b, cb_batch *bt)
             if (!pub->duplicate)
                 feed(b, pub);
         }
-        cb_frame_free(&pub->frame);
-        free(pub->bytes);
     }
     bt->n_pubs = 0;
 }
@@ -411,7 +404,6 @@ static void answer_requests(cb_broker *b, cb_batch *bt)
         else if (p >= 0 && r->reply)
             send_bytes(b, p, r->reply, r->reply_len);
         free(r->reply);
-        cb_frame_free(&r->frame);
     }
     bt->n_reqs = 0;
 }
@@ -435,6 +427,7 @@ static void finish(cb_broker *b, cb_batch *bt)
     answer_requests(b, bt);
     send_deliveries(b, bt);
     bt->n_acks = bt->n_ops = 0;
+    cb_arena_reset(bt->arena);
     b->next_deadline_ms = bt->next_deadline_ms;
     b->more = bt->more;
     if (bt->exit_status)
@@ -566,38 +559,34 @@ static void *bind_socket(cb_broker *b, int type, const char *endpoint, char *bou
     return s;
 }
 
-static cb_batch *new_batch(const cb_broker *b)
-{
-    cb_batch *bt = calloc(1, sizeof *bt);
-    if (!bt)
-        return NULL;
-    bt->connected = calloc(b->cfg->n_agencies, sizeof *bt->connected);
-    bt->out = calloc(cb_committer_max_out(b->committer), sizeof *bt->out);
-    bt->next_deadline_ms = INT64_MAX;
-    if (!bt->connected || !bt->out) {
-        free(bt->connected);
-        free(bt->out);
-        free(bt);
-        return NULL;
-    }
-    return bt;
-}
-
 static void free_batch(cb_batch **bt_p)
 {
     cb_batch *bt = *bt_p;
     if (bt) {
-        for (size_t i = 0; i < bt->n_pubs; i++) {
-            cb_frame_free(&bt->pubs[i].frame);
-            free(bt->pubs[i].bytes);
-        }
         for (size_t i = 0; i < bt->n_reqs; i++)
-            cb_frame_free(&bt->reqs[i].frame);
+            free(bt->reqs[i].reply);
+        for (size_t i = 0; i < bt->n_out; i++)
+            free(bt->out[i].frame);
+        cb_arena_destroy(&bt->arena);
         free(bt->connected);
         free(bt->out);
         free(bt);
     }
     *bt_p = NULL;
+}
+
+static cb_batch *new_batch(const cb_broker *b)
+{
+    cb_batch *bt = calloc(1, sizeof *bt);
+    if (!bt)
+        return NULL;
+    bt->arena = cb_arena_new();
+    bt->connected = calloc(b->cfg->n_agencies, sizeof *bt->connected);
+    bt->out = calloc(cb_committer_max_out(b->committer), sizeof *bt->out);
+    bt->next_deadline_ms = INT64_MAX;
+    if (!bt->arena || !bt->connected || !bt->out)
+        free_batch(&bt);
+    return bt;
 }
 
 cb_broker *cb_broker_new(const cb_config *cfg, cb_error *err)

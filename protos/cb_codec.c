@@ -5,11 +5,17 @@
 
 cb_frame *cb_frame_decode(const uint8_t *buf, size_t len, size_t max_len, cb_error *err)
 {
+    return cb_frame_decode_with(buf, len, max_len, NULL, err);
+}
+
+cb_frame *cb_frame_decode_with(const uint8_t *buf, size_t len, size_t max_len, ProtobufCAllocator *allocator,
+                               cb_error *err)
+{
     if (len > max_len) {
         cb_fail(err, CB_TOO_LARGE, "frame is %zu bytes; the limit is %zu", len, max_len);
         return NULL;
     }
-    cb_frame *f = carebridge__v1__frame__unpack(NULL, len, buf);
+    cb_frame *f = carebridge__v1__frame__unpack(allocator, len, buf);
     if (!f)
         cb_fail(err, CB_DECODE_ERROR, "the %zu bytes received are not a carebridge.v1.Frame", len);
     return f;
@@ -45,6 +51,13 @@ size_t cb_pack_into(const ProtobufCMessage *m, uint8_t *buf, size_t cap, uint8_t
             return 0;
     }
     return protobuf_c_message_pack(m, *out);
+}
+
+size_t cb_pack_with(const ProtobufCMessage *m, ProtobufCAllocator *allocator, uint8_t **out)
+{
+    size_t len = protobuf_c_message_get_packed_size(m);
+    *out = allocator->alloc(allocator->allocator_data, len ? len : 1);
+    return *out ? protobuf_c_message_pack(m, *out) : 0;
 }
 
 size_t cb_pack(const ProtobufCMessage *m, uint8_t **out)

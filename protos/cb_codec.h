@@ -17,6 +17,9 @@ typedef Carebridge__V1__Envelope cb_envelope;
  * bytes that are not a Frame get DECODE_ERROR. Free with cb_frame_free. */
 cb_frame *cb_frame_decode(const uint8_t *buf, size_t len, size_t max_len, cb_error *err);
 void cb_frame_free(cb_frame **frame_p);
+/* The same, allocating from `allocator` (an arena: never cb_frame_free these). */
+cb_frame *cb_frame_decode_with(const uint8_t *buf, size_t len, size_t max_len, ProtobufCAllocator *allocator,
+                               cb_error *err);
 
 /* Decode a stored envelope (the store holds exactly the packed Envelope). */
 cb_envelope *cb_envelope_decode(const uint8_t *buf, size_t len);
@@ -25,6 +28,9 @@ void cb_envelope_free(cb_envelope **env_p);
 /* Pack any message into a new malloc'd buffer; returns its length, 0 on
  * allocation failure (an empty message packs to 0 bytes: *out is then non-NULL). */
 size_t cb_pack(const ProtobufCMessage *m, uint8_t **out);
+
+/* Pack into memory from `allocator` (an arena); 0 on allocation failure. */
+size_t cb_pack_with(const ProtobufCMessage *m, ProtobufCAllocator *allocator, uint8_t **out);
 
 /* Pack into buf when it is big enough, else into a new buffer; *out says which. */
 size_t cb_pack_into(const ProtobufCMessage *m, uint8_t *buf, size_t cap, uint8_t **out);
