@@ -508,6 +508,10 @@ int cb_broker_run(cb_broker *b, volatile sig_atomic_t *stop)
         cb_log_flush();
     }
     cb_batch *last = b->away ? cb_committer_collect(b->committer, true) : NULL;
+    if (b->away && !last) {
+        cb_log(CB_LOG_ERROR, "the store thread did not hand its last batch back; stopping without its answers");
+        b->exit_status = 1;
+    }
     b->away = NULL;
     if (last)
         finish(b, last); /* committed: its senders get their ACKs */

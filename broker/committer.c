@@ -1,6 +1,8 @@
 #include "committer.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -363,8 +365,12 @@ static void *run(void *arg)
     cb_committer *c = arg;
     for (;;) {
         char wake;
-        if (zmq_recv(c->store_end, &wake, 1, 0) != 1)
+        if (zmq_recv(c->store_end, &wake, 1, 0) != 1) {
+            if (errno == EINTR)
+                continue;
+            cb_log(CB_LOG_ERROR, "store thread: %s; stopping", zmq_strerror(errno));
             return NULL;
+        }
         cb_batch *b = atomic_exchange_explicit(&c->to_store, NULL, memory_order_acquire);
         if (!b)
             return NULL; /* stop */
@@ -392,8 +398,22 @@ cb_committer *cb_committer_start(const cb_config *cfg, cb_store *store, void *zm
     }
     c->net_end = zmq_socket(zmq, ZMQ_PAIR);
     c->store_end = zmq_socket(zmq, ZMQ_PAIR);
-    if (!c->steps || !c->net_end || !c->store_end || zmq_bind(c->store_end, PAIR_ENDPOINT) < 0 ||
-        zmq_connect(c->net_end, PAIR_ENDPOINT) < 0 || pthread_create(&c->thread, NULL, run, c) != 0) {
+    /* The thread starts with SIGINT and SIGTERM blocked, so a stop request
+     * always reaches the network thread and wakes its poll at once. */
+    sigset_t stop_signals, before;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, &before);
+    bool started = c->steps && c->net_end && c->store_end && zmq_bind(c->store_end, PAIR_ENDPOINT) == 0 &&
+                   zmq_connect(c->net_end, PAIR_ENDPOINT) == 0 && pthread_create(&c->thread, NULL, run, c) == 0;
+    pthread_sigmask(SIG_SETMASK, &before, NULL);
+    /* A blocking collect (only at shutdown) gives up rather than hang on a
+     * store thread that has stopped. */
+    int patience_ms = 60000;
+    if (c->net_end)
+        zmq_setsockopt(c->net_end, ZMQ_RCVTIMEO, &patience_ms, sizeof patience_ms);
+    if (!started) {
         if (!err->code)
             cb_fail(err, CB_STORE_UNAVAILABLE, "cannot start the store thread");
         cb_committer_stop(&c);

@@ -5,12 +5,13 @@ is stored exactly once and delivered to each recipient at least once."""
 import json
 import os
 import random
+import signal
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import BrokerTest, parse_send, referral, ndjson  # noqa: E402
+from harness import BrokerTest, ndjson, parse_send, referral, wait_for  # noqa: E402
 
 TOTAL = 20000
 KILLS = 8
@@ -62,6 +63,27 @@ class Crash(BrokerTest):
         self.assertEqual(received, {e["eventId"] for e in events})
         _, agencies = b.status()
         self.assertNotIn("queued", agencies["social-care"])
+
+    def test_sigterm_under_load_stops_promptly_and_keeps_every_ack(self):
+        b = self.broker()
+        events = [referral(f"t-{i:05}") for i in range(20000)]
+        with tempfile.NamedTemporaryFile("w", dir=self.tmp, suffix=".ndjson", delete=False) as f:
+            f.write(ndjson(events))
+        with open(os.path.join(self.tmp, "send.out"), "w+") as out:
+            send = b.cli_bg("send", "--as", "health", "--timeout", "3", f.name, stdout=out)
+            wait_for(lambda: os.path.getsize(out.name) > 20000, 30, "some events acknowledged")
+            started = time.monotonic()
+            b.proc.send_signal(signal.SIGTERM)
+            self.assertEqual(b.proc.wait(timeout=10), 0)
+            self.assertLess(time.monotonic() - started, 5)
+            send.wait(timeout=30)
+            out.seek(0)
+            acked = {eid for eid, v in parse_send(out.read()).items() if v[0] == "ACK"}
+        self.assertGreater(len(acked), 0)
+        b.start()
+        steps = b.journey("9434765919")
+        stored = {s["event"]["eventId"] for s in steps}
+        self.assertLessEqual(acked, stored, "every event acknowledged before the stop is stored")
 
 
 if __name__ == "__main__":
