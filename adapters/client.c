@@ -65,6 +65,7 @@ static void say_hello(cb_client *c)
     Carebridge__V1__Hello h = CAREBRIDGE__V1__HELLO__INIT;
     h.agency = (char *)c->opts.agency;
     h.receive = c->opts.receive;
+    h.window = c->opts.credit;
     h.client = (char *)(c->opts.name ? c->opts.name : "carebridge-client " CB_VERSION);
     cb_frame f = CAREBRIDGE__V1__FRAME__INIT;
     f.kind_case = CAREBRIDGE__V1__FRAME__KIND_HELLO;
@@ -126,6 +127,13 @@ void cb_client_destroy(cb_client **c_p)
 {
     cb_client *c = *c_p;
     if (c) {
+        if (c->sock && c->opts.agency && c->welcomed) {
+            Carebridge__V1__Goodbye bye = CAREBRIDGE__V1__GOODBYE__INIT;
+            cb_frame f = CAREBRIDGE__V1__FRAME__INIT;
+            f.kind_case = CAREBRIDGE__V1__FRAME__KIND_GOODBYE;
+            f.goodbye = &bye;
+            send_frame(c, &f);
+        }
         for (uint32_t i = 0; c->slots && i < c->opts.window; i++)
             free(c->slots[i].frame);
         free(c->slots);

@@ -18,6 +18,7 @@ typedef struct {
     const char *endpoint;
     const char *agency;    /* NULL: a connection for queries only */
     bool receive;          /* ask for the agency's deliveries */
+    uint32_t credit;       /* deliveries wanted in flight at once; 0: the broker's limit */
     uint32_t window;       /* publishes awaiting an answer; default 256, at most 65536 */
     uint32_t resend_ms;    /* resend a publish unanswered this long; default 2000 */
     uint32_t heartbeat_ms; /* default 1000 */
@@ -33,6 +34,9 @@ typedef struct {
 
 /* Connects (asynchronously, as ZeroMQ does) and, with an agency, says hello. */
 cb_client *cb_client_new(const cb_client_opts *opts, const cb_client_handlers *handlers, void *arg, cb_error *err);
+/* Says goodbye, so what is in flight to this connection goes back to the
+ * queue without counting as an attempt, then closes (lingering up to 2 s to
+ * send the last acknowledgements). */
 void cb_client_destroy(cb_client **client_p);
 
 /* Queue ev for the broker; false when the window is full (run, then retry). */

@@ -56,11 +56,16 @@ typedef struct {
     bool was_parked;
 } cb_request;
 
-typedef enum { CB_LANE_ATTACH, CB_LANE_DETACH } cb_lane_op_kind;
+typedef enum {
+    CB_LANE_ATTACH,  /* the peer receives the agency's queue */
+    CB_LANE_DETACH,  /* the peer has gone: what was in flight counts as attempted */
+    CB_LANE_RELEASE, /* the peer said goodbye: what was in flight is returned uncounted */
+} cb_lane_op_kind;
 
 typedef struct {
     cb_lane_op_kind kind;
     unsigned agency; /* attach only */
+    uint32_t window; /* attach only: the peer's credit, 0 for the broker's limit */
     cb_peer_token peer;
 } cb_lane_op;
 

@@ -80,17 +80,17 @@ static int peer_of(const cb_broker *b, cb_peer_token t)
     return b->peers[p].in_use && token_of(b, p) == t ? p : -1;
 }
 
-static void lane_op(cb_broker *b, cb_lane_op_kind kind, int agency, int p)
+static void lane_op(cb_broker *b, cb_lane_op_kind kind, int agency, uint32_t window, int p)
 {
     cb_batch *f = b->filling;
     if (f->n_ops < sizeof f->ops / sizeof f->ops[0])
-        f->ops[f->n_ops++] = (cb_lane_op){kind, (unsigned)agency, token_of(b, p)};
+        f->ops[f->n_ops++] = (cb_lane_op){kind, (unsigned)agency, window, token_of(b, p)};
 }
 
 static void forget_peer(cb_broker *b, int p)
 {
     if (b->peers[p].agency >= 0)
-        lane_op(b, CB_LANE_DETACH, 0, p);
+        lane_op(b, CB_LANE_DETACH, 0, 0, p);
     b->peers[p].in_use = false;
 }
 
@@ -183,10 +183,10 @@ static void on_hello(cb_broker *b, int p, const cb_frame *f)
         return;
     }
     if (b->peers[p].agency >= 0 && b->peers[p].agency != a)
-        lane_op(b, CB_LANE_DETACH, 0, p); /* it served another agency until now */
+        lane_op(b, CB_LANE_DETACH, 0, 0, p); /* it served another agency until now */
     b->peers[p].agency = a;
     if (h->receive)
-        lane_op(b, CB_LANE_ATTACH, a, p);
+        lane_op(b, CB_LANE_ATTACH, a, h->window, p);
     Carebridge__V1__Welcome w = CAREBRIDGE__V1__WELCOME__INIT;
     w.broker = "carebridge-broker " CB_VERSION;
     w.heartbeat_ms = b->cfg->heartbeat_ms;
@@ -241,6 +241,17 @@ static void on_delivery_ack(cb_broker *b, int p, const cb_frame *f)
     cb_log(CB_LOG_DEBUG, "delivered agency=%s seq=%llu", peer_name(b, p), (unsigned long long)f->delivery_ack->seq);
 }
 
+/* A clean close: what was in flight to the connection goes back uncounted,
+ * and it is no longer connected. */
+static void on_goodbye(cb_broker *b, int p)
+{
+    if (b->peers[p].agency >= 0) {
+        lane_op(b, CB_LANE_RELEASE, 0, 0, p);
+        cb_log(CB_LOG_INFO, "goodbye agency=%s", peer_name(b, p));
+    }
+    b->peers[p].in_use = false;
+}
+
 /* An agency's connection that a restarted broker, or the peer expiry, has
  * forgotten learns so from its next heartbeat and says hello again. */
 static void on_heartbeat(cb_broker *b, int p, const cb_frame *f)
@@ -278,6 +289,7 @@ static void on_frame(cb_broker *b, const uint8_t *rid, size_t rid_len, const uin
     case CAREBRIDGE__V1__FRAME__KIND_PUBLISH: on_publish(b, p, f); break;
     case CAREBRIDGE__V1__FRAME__KIND_DELIVERY_ACK: on_delivery_ack(b, p, f); break;
     case CAREBRIDGE__V1__FRAME__KIND_HEARTBEAT: on_heartbeat(b, p, f); break;
+    case CAREBRIDGE__V1__FRAME__KIND_GOODBYE: on_goodbye(b, p); break;
     case CAREBRIDGE__V1__FRAME__KIND_STATUS_REQUEST:
     case CAREBRIDGE__V1__FRAME__KIND_JOURNEY_REQUEST:
     case CAREBRIDGE__V1__FRAME__KIND_REPLAY_REQUEST:
@@ -285,7 +297,7 @@ static void on_frame(cb_broker *b, const uint8_t *rid, size_t rid_len, const uin
         break;
     default:
         send_nack(b, p, f->ref, "", CB_BAD_REQUEST,
-                  "agencies may send hello, publish, deliveryAck, heartbeat and queries", 0);
+                  "agencies may send hello, publish, deliveryAck, heartbeat, goodbye and queries", 0);
         break;
     }
 }

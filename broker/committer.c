@@ -29,6 +29,8 @@ struct cb_committer {
     uint64_t last_seq;
     cb_step *steps;
     size_t n_steps;
+    cb_step *released; /* in flight to connections that said goodbye */
+    size_t n_released;
     void *net_end, *store_end; /* the inproc pair: one end per thread */
     /* The batch crossing over. The pair only wakes the other side; these
      * release/acquire pairs are what orders the batch's contents between the
@@ -157,6 +159,20 @@ static void pack_deliveries(cb_committer *c, cb_txn *txn, cb_batch *b)
     }
 }
 
+/* A delivery returned by a goodbye was not processed, so it did not fail:
+ * its attempt is given back (unless it was acknowledged meanwhile). */
+static void give_back_attempts(cb_committer *c, cb_txn *txn)
+{
+    for (size_t i = 0; i < c->n_released; i++) {
+        const char *agency = c->cfg->agencies[c->released[i].agency].id;
+        cb_queue_entry e;
+        if (cb_store_queue_get(txn, agency, c->released[i].seq, &e) && e.attempts > 0) {
+            e.attempts--;
+            cb_store_queue_put(txn, agency, &e);
+        }
+    }
+}
+
 /* One transaction for everything the batch changes. On failure nothing in
  * memory moves: the caller refuses the publishes and the rest is retried. */
 static cb_code commit(cb_committer *c, cb_batch *b, bool with_publishes, cb_error *err)
@@ -170,6 +186,7 @@ static cb_code commit(cb_committer *c, cb_batch *b, bool with_publishes, cb_erro
             store_publish(c, txn, &b->pubs[i], &seq);
     for (size_t i = 0; i < b->n_acks; i++)
         cb_store_queue_del(txn, c->cfg->agencies[b->acks[i].agency].id, b->acks[i].seq);
+    give_back_attempts(c, txn);
     for (size_t i = 0; i < b->n_reqs; i++) {
         cb_request *r = &b->reqs[i];
         if (is_replay(r)) {
@@ -260,7 +277,7 @@ static void committed(cb_committer *c, cb_batch *b)
 
 static bool has_work(const cb_committer *c, const cb_batch *b)
 {
-    return cb_batch_has_input(b) || cb_delivery_has_work(c->delivery, b->now_ms);
+    return cb_batch_has_input(b) || c->n_released || cb_delivery_has_work(c->delivery, b->now_ms);
 }
 
 static void commit_batch(cb_committer *c, cb_batch *b)
@@ -329,8 +346,11 @@ static void apply_lane_ops(cb_committer *c, const cb_batch *b)
         const cb_lane_op *op = &b->ops[i];
         if (op->kind == CB_LANE_DETACH)
             cb_delivery_detach_peer(c->delivery, op->peer);
+        else if (op->kind == CB_LANE_RELEASE)
+            c->n_released += cb_delivery_release_peer(c->delivery, op->peer, c->released + c->n_released,
+                                                      cb_delivery_max_steps(c->delivery) - c->n_released);
         else if (cb_delivery_consumer(c->delivery, op->agency) != op->peer)
-            cb_delivery_attach(c->delivery, op->agency, op->peer); /* a repeated hello keeps its window */
+            cb_delivery_attach(c->delivery, op->agency, op->peer, op->window); /* a repeated hello keeps its window */
     }
 }
 
@@ -351,6 +371,7 @@ static void process(cb_committer *c, cb_batch *b)
     if (has_work(c, b)) {
         commit_batch(c, b);
         answer_queries(c, b);
+        c->n_released = 0; /* given back, or after a failed commit left counted: the safe side */
     } else if (reserve_wanted(c, b->now_ms) && !cb_store_grow_reserve(c->store, RESERVE_STEP)) {
         /* Idle: a step of the reserve now, so commits under load need not grow the file. */
         c->reserve_retry_ms = b->now_ms + RESERVE_RETRY;
@@ -391,6 +412,7 @@ cb_committer *cb_committer_start(const cb_config *cfg, cb_store *store, void *zm
     c->store = store;
     c->delivery = cb_delivery_new(cfg);
     c->steps = c->delivery ? calloc(cb_delivery_max_steps(c->delivery), sizeof *c->steps) : NULL;
+    c->released = c->delivery ? calloc(cb_delivery_max_steps(c->delivery), sizeof *c->released) : NULL;
     cb_txn *txn = c->steps ? cb_txn_begin(store, false, err) : NULL;
     if (txn) {
         c->last_seq = cb_store_last_seq(txn);
@@ -405,8 +427,9 @@ cb_committer *cb_committer_start(const cb_config *cfg, cb_store *store, void *zm
     sigaddset(&stop_signals, SIGINT);
     sigaddset(&stop_signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop_signals, &before);
-    bool started = c->steps && c->net_end && c->store_end && zmq_bind(c->store_end, PAIR_ENDPOINT) == 0 &&
-                   zmq_connect(c->net_end, PAIR_ENDPOINT) == 0 && pthread_create(&c->thread, NULL, run, c) == 0;
+    bool started = c->steps && c->released && c->net_end && c->store_end &&
+                   zmq_bind(c->store_end, PAIR_ENDPOINT) == 0 && zmq_connect(c->net_end, PAIR_ENDPOINT) == 0 &&
+                   pthread_create(&c->thread, NULL, run, c) == 0;
     pthread_sigmask(SIG_SETMASK, &before, NULL);
     /* A blocking collect (only at shutdown) gives up rather than hang on a
      * store thread that has stopped. */
@@ -439,6 +462,7 @@ void cb_committer_stop(cb_committer **c_p)
         if (c->store_end)
             zmq_close(c->store_end);
         free(c->steps);
+        free(c->released);
         cb_delivery_destroy(&c->delivery);
         cb_store_destroy(&c->store);
         free(c);

@@ -18,6 +18,7 @@ typedef struct {
     uint64_t rewind_to; /* with told: the cursor enqueued() asked for */
     flight *flights;
     uint32_t n_flights;
+    uint32_t window; /* the consumer's credit, at most limits.window */
 } lane;
 
 struct cb_delivery {
@@ -38,6 +39,7 @@ cb_delivery *cb_delivery_new(const cb_config *cfg)
     }
     for (unsigned a = 0; a < cfg->n_agencies; a++) {
         d->lanes[a].consumer = -1;
+        d->lanes[a].window = cfg->window;
         d->lanes[a].flights = calloc(cfg->window, sizeof(flight));
         if (!d->lanes[a].flights) {
             cb_delivery_destroy(&d);
@@ -64,24 +66,39 @@ size_t cb_delivery_max_steps(const cb_delivery *d)
     return (size_t)d->cfg->n_agencies * d->cfg->window * 2;
 }
 
-static void reset(lane *l, int consumer)
+static void reset(lane *l, int consumer, uint32_t window)
 {
     l->consumer = consumer;
+    l->window = window;
     l->cursor = 0;
     l->n_flights = 0;
     l->maybe_more = true;
 }
 
-void cb_delivery_attach(cb_delivery *d, unsigned agency, int peer)
+void cb_delivery_attach(cb_delivery *d, unsigned agency, int peer, uint32_t window)
 {
-    reset(&d->lanes[agency], peer);
+    reset(&d->lanes[agency], peer, window && window < d->cfg->window ? window : d->cfg->window);
+}
+
+size_t cb_delivery_release_peer(cb_delivery *d, int peer, cb_step *released, size_t cap)
+{
+    size_t n = 0;
+    for (unsigned a = 0; a < d->cfg->n_agencies; a++) {
+        lane *l = &d->lanes[a];
+        if (l->consumer != peer)
+            continue;
+        for (uint32_t i = 0; i < l->n_flights && n < cap; i++)
+            released[n++] = (cb_step){CB_STEP_FORGET, a, l->flights[i].seq, l->flights[i].attempt};
+        reset(l, -1, d->cfg->window);
+    }
+    return n;
 }
 
 void cb_delivery_detach_peer(cb_delivery *d, int peer)
 {
     for (unsigned a = 0; a < d->cfg->n_agencies; a++)
         if (d->lanes[a].consumer == peer)
-            reset(&d->lanes[a], -1);
+            reset(&d->lanes[a], -1, d->cfg->window);
 }
 
 int cb_delivery_consumer(const cb_delivery *d, unsigned agency)
@@ -134,7 +151,7 @@ bool cb_delivery_has_work(const cb_delivery *d, int64_t now_ms)
         const lane *l = &d->lanes[a];
         if (l->consumer < 0)
             continue;
-        if (l->maybe_more && l->n_flights < d->cfg->window)
+        if (l->maybe_more && l->n_flights < l->window)
             return true;
         for (uint32_t i = 0; i < l->n_flights; i++)
             if (l->flights[i].deadline_ms <= now_ms)
@@ -210,9 +227,9 @@ size_t cb_delivery_plan(cb_delivery *d, cb_txn *txn, int64_t now_ms, cb_step *st
             else
                 steps[n++] = attempt(d, txn, a, &e);
         }
-        if (!l->maybe_more || l->n_flights >= d->cfg->window)
+        if (!l->maybe_more || l->n_flights >= l->window)
             continue;
-        scan s = {d, txn, l, a, steps, n, cap, d->cfg->window - l->n_flights, 0};
+        scan s = {d, txn, l, a, steps, n, cap, l->window - l->n_flights, 0};
         cb_store_queue_scan(txn, id, l->cursor, take_entry, &s);
         l->planned_dry = s.taken < s.room && s.n < s.cap;
         n = s.n;
@@ -242,7 +259,7 @@ void cb_delivery_apply(cb_delivery *d, const cb_step *steps, size_t n, int64_t n
             continue;
         }
         flight *f = find_flight(l, steps[i].seq);
-        if (!f && l->n_flights < d->cfg->window)
+        if (!f && l->n_flights < l->window)
             f = &l->flights[l->n_flights++];
         if (f)
             *f = (flight){steps[i].seq, steps[i].attempt, now_ms + backoff_ms(d->cfg, steps[i].attempt)};

@@ -36,9 +36,14 @@ void cb_delivery_destroy(cb_delivery **d_p);
 /* Most steps one plan can produce: every flight redelivered plus a full window. */
 size_t cb_delivery_max_steps(const cb_delivery *d);
 
-/* Peer `peer` now receives agency's queue; anything in flight to the previous
- * consumer is redelivered to it from the start of the queue. */
-void cb_delivery_attach(cb_delivery *d, unsigned agency, int peer);
+/* Peer `peer` now receives agency's queue with at most `window` deliveries
+ * in flight (0: limits.window); anything in flight to the previous consumer
+ * is redelivered to it from the start of the queue. */
+void cb_delivery_attach(cb_delivery *d, unsigned agency, int peer, uint32_t window);
+/* The peer said goodbye: its lanes wait for the next attach, and what was in
+ * flight to it is written to `released` (up to cap; kind FORGET, with the
+ * attempt it was sent as) so the caller can give those attempts back. */
+size_t cb_delivery_release_peer(cb_delivery *d, int peer, cb_step *released, size_t cap);
 /* The peer has gone: lanes it consumed wait, queued, for the next attach. */
 void cb_delivery_detach_peer(cb_delivery *d, int peer);
 int cb_delivery_consumer(const cb_delivery *d, unsigned agency);

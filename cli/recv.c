@@ -13,7 +13,9 @@ static const char usage[] =
     "acknowledging it to the broker only after it is printed. Events queued while\n"
     "AGENCY was offline arrive first, in order. A redelivered event may be printed\n"
     "again (delivery is at least once). Stops after N events, or after S seconds\n"
-    "without a delivery (default: run until interrupted).\n"
+    "without a delivery (default: run until interrupted). With --count N it asks the\n"
+    "broker for only N, and on leaving it says goodbye: what it held unprinted goes back\n"
+    "to the queue without counting as a failed delivery.\n"
     "--no-ack prints without acknowledging: the events stay queued and are redelivered\n"
     "(and parked after limits.max_attempts), as with an adapter that fails on them.\n"
     "Exit 0 normally, 1 if --count was not reached, 2 on a usage or connection error\n"
@@ -81,8 +83,13 @@ int cli_recv(const cli_globals *g_in, int argc, char **argv)
     }
     progress p = {ack, 0, (unsigned long)count, cb_client_now_ms()};
     cb_error err = {0};
-    cb_client_opts copts = {
-        .endpoint = g.broker, .agency = agency, .receive = true, .name = "carebridge recv " CB_VERSION};
+    /* With --count N, take only N: what a receiver holds but does not print
+     * would come back as a failed attempt if it went away uncleanly. */
+    cb_client_opts copts = {.endpoint = g.broker,
+                            .agency = agency,
+                            .receive = true,
+                            .credit = (uint32_t)count,
+                            .name = "carebridge recv " CB_VERSION};
     cb_client_handlers h = {.delivered = delivered};
     cb_client *client = cb_client_new(&copts, &h, &p, &err);
     if (!client) {

@@ -3,7 +3,9 @@ configured attempts (never dropped), shown by status, and delivered again after
 replay. Heartbeats notice a receiver that has gone."""
 
 import os
+import signal
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -51,13 +53,43 @@ class Redelivery(BrokerTest):
         r, got = b.recv("social-care", "--count", "1", "--timeout", "10")
         self.assertEqual([e["eventId"] for e in got], ["rp-1"])
 
+    def test_taking_a_few_at_a_time_counts_no_attempts_against_the_rest(self):
+        # Parking means an adapter kept failing on an event, not that a receiver
+        # took only what it wanted: recv --count N asks for N, and says goodbye.
+        b = self.broker(max_attempts=2)
+        b.send("health", [referral(f"few-{i:02}") for i in range(12)])
+        got = []
+        for _ in range(6):
+            r, events = b.recv("social-care", "--count", "2", "--timeout", "10")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            got += [e["eventId"] for e in events]
+        self.assertEqual(got, [f"few-{i:02}" for i in range(12)])
+        _, agencies = b.status()
+        self.assertNotIn("parked", agencies["social-care"])
+        self.assertNotIn("redeliver", b.log())
+
+    def test_a_receiver_that_says_goodbye_is_disconnected_at_once(self):
+        b = self.broker()
+        b.send("health", [referral("bye-1"), referral("bye-2")])
+        r, got = b.recv("social-care", "--count", "1", "--timeout", "10")
+        self.assertEqual([e["eventId"] for e in got], ["bye-1"])
+        _, agencies = b.status()
+        self.assertFalse(agencies["social-care"].get("connected", False))
+        self.assertNotIn("inFlight", agencies["social-care"])
+        self.assertEqual(agencies["social-care"]["queued"], "1")
+
     def test_a_receiver_that_goes_silent_is_forgotten_and_its_deliveries_redelivered(self):
         b = self.broker(heartbeat_ms=200)
         b.send("health", [referral("hb-1")])
-        # recv --no-ack exits without acknowledging: the broker must notice by heartbeat.
-        r, got = b.recv("social-care", "--no-ack", "--count", "1", "--timeout", "5")
-        self.assertEqual([e["eventId"] for e in got], ["hb-1"])
+        # A receiver killed without a goodbye: only heartbeats can tell the broker.
+        with tempfile.TemporaryFile("w+") as out:
+            silent = b.cli_bg("recv", "--as", "social-care", "--no-ack", stdout=out)
+            wait_for(lambda: (out.seek(0), "hb-1" in out.read())[1], 10, "the delivery")
+            silent.send_signal(signal.SIGKILL)
+            silent.wait(timeout=10)
+        self.assertTrue(b.status()[1]["social-care"].get("connected"))
         wait_for(lambda: not b.status()[1]["social-care"].get("connected"), 10, "the silent receiver to be forgotten")
+        self.assertIn("connection of agency=social-care silent", b.log())
         r, got = b.recv("social-care", "--count", "1", "--timeout", "10")
         self.assertEqual([e["eventId"] for e in got], ["hb-1"])
 

@@ -250,7 +250,7 @@ static void test_plan_sends_in_seq_order_up_to_the_window(void **state)
 {
     fixture *f = *state;
     put_events(f, 1, 6);
-    cb_delivery_attach(f->d, f->sc, PEER);
+    cb_delivery_attach(f->d, f->sc, PEER, 0);
     assert_int_equal(cb_delivery_consumer(f->d, f->sc), PEER);
     assert_true(cb_delivery_has_work(f->d, T0));
     expect_sends(f, plan(f, T0), 1, 4, 1);
@@ -261,11 +261,42 @@ static void test_plan_sends_in_seq_order_up_to_the_window(void **state)
     assert_int_equal(stored_attempts(f, f->sc, 5), 0);
 }
 
+/* A receiver's credit is its own window, within limits.window. */
+static void test_a_consumer_credit_narrows_the_window(void **state)
+{
+    fixture *f = *state;
+    put_events(f, 1, 4);
+    cb_delivery_attach(f->d, f->sc, PEER, 2);
+    expect_sends(f, plan(f, T0), 1, 2, 1);
+    assert_int_equal(plan(f, T0 + 1), 0);
+}
+
+/* A goodbye hands back what was in flight with the attempt it was sent as,
+ * and leaves the lane without a consumer. */
+static void test_release_returns_what_was_in_flight(void **state)
+{
+    fixture *f = *state;
+    put_events(f, 1, 3);
+    cb_delivery_attach(f->d, f->sc, PEER, 0);
+    expect_sends(f, plan(f, T0), 1, 3, 1);
+    cb_step released[8];
+    size_t n = cb_delivery_release_peer(f->d, PEER, released, 8);
+    assert_int_equal(n, 3);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(released[i].kind, CB_STEP_FORGET);
+        assert_int_equal(released[i].attempt, 1);
+        assert_int_equal(released[i].agency, f->sc);
+    }
+    assert_int_equal(cb_delivery_consumer(f->d, f->sc), -1);
+    assert_int_equal(cb_delivery_in_flight(f->d, f->sc), 0);
+    assert_int_equal(cb_delivery_release_peer(f->d, PEER, released, 8), 0);
+}
+
 static void test_nothing_beyond_the_window_until_acks(void **state)
 {
     fixture *f = *state;
     put_events(f, 1, 7);
-    cb_delivery_attach(f->d, f->sc, PEER);
+    cb_delivery_attach(f->d, f->sc, PEER, 0);
     expect_sends(f, plan(f, T0), 1, 4, 1);
     assert_false(cb_delivery_has_work(f->d, T0 + 50));
     assert_int_equal(plan(f, T0 + 50), 0);
@@ -286,7 +317,7 @@ static void test_plan_respects_cap(void **state)
 {
     fixture *f = *state;
     put_events(f, 1, 5);
-    cb_delivery_attach(f->d, f->sc, PEER);
+    cb_delivery_attach(f->d, f->sc, PEER, 0);
     expect_sends(f, plan_cap(f, T0, 2), 1, 2, 1);
     /* stopped by the cap, not by the queue: still work to do */
     assert_true(cb_delivery_has_work(f->d, T0));
@@ -299,10 +330,10 @@ static void test_lanes_are_independent(void **state)
     fixture *f = *state;
     put_events_to(f, 1, 2, "social-care", false);
     put_events_to(f, 3, 8, "housing", false);
-    cb_delivery_attach(f->d, f->sc, PEER);
+    cb_delivery_attach(f->d, f->sc, PEER, 0);
     expect_sends(f, plan(f, T0), 1, 2, 1); /* housing has no consumer */
 
-    cb_delivery_attach(f->d, f->housing, PEER + 1);
+    cb_delivery_attach(f->d, f->housing, PEER + 1, 0);
     assert_int_equal(plan(f, T0 + 10), 4);
     for (size_t i = 0; i < 4; i++)
         expect_step(&f->steps[i], CB_STEP_SEND, f->housing, 3 + i, 1);
@@ -317,7 +348,7 @@ static void test_no_work_when_the_queue_is_exhausted(void **state)
 {
     fixture *f = *state;
     put_events(f, 1, 2);
-    cb_delivery_attach(f->d, f->sc, PEER);
+    cb_delivery_attach(f->d, f->sc, PEER, 0);
     expect_sends(f, plan(f, T0), 1, 2, 1);
     /* the window has room, but the queue is empty and nothing is due */
     assert_false(cb_delivery_has_work(f->d, T0));
@@ -328,7 +359,7 @@ static void test_no_work_when_the_queue_is_exhausted(void **state)
 static void test_no_work_after_planning_an_empty_queue(void **state)
 {
     fixture *f = *state;
-    cb_delivery_attach(f->d, f->sc, PEER);
+    cb_delivery_attach(f->d, f->sc, PEER, 0);
     assert_true(cb_delivery_has_work(f->d, T0)); /* it must look once */
     assert_int_equal(plan(f, T0), 0);
     assert_false(cb_delivery_has_work(f->d, T0));
@@ -340,7 +371,7 @@ static void test_full_window_then_ack_with_empty_queue_settles(void **state)
 {
     fixture *f = *state;
     put_events(f, 1, 4); /* exactly a window: the plan cannot know it was the last */
-    cb_delivery_attach(f->d, f->sc, PEER);
+    cb_delivery_attach(f->d, f->sc, PEER, 0);
     expect_sends(f, plan(f, T0), 1, 4, 1);
     ack(f, f->sc, 1);
     assert_true(cb_delivery_has_work(f->d, T0));
@@ -352,7 +383,7 @@ static void test_enqueued_wakes_a_dry_lane(void **state)
 {
     fixture *f = *state;
     put_events(f, 1, 1);
-    cb_delivery_attach(f->d, f->sc, PEER);
+    cb_delivery_attach(f->d, f->sc, PEER, 0);
     expect_sends(f, plan(f, T0), 1, 1, 1);
     assert_false(cb_delivery_has_work(f->d, T0));
     put_events_to(f, 2, 3, "social-care", true);
@@ -367,7 +398,7 @@ static void test_next_deadline_is_now_plus_timeout(void **state)
     fixture *f = *state;
     assert_int_equal(cb_delivery_next_deadline(f->d), INT64_MAX);
     put_events(f, 1, 2);
-    cb_delivery_attach(f->d, f->sc, PEER);
+    cb_delivery_attach(f->d, f->sc, PEER, 0);
     assert_int_equal(cb_delivery_next_deadline(f->d), INT64_MAX);
     plan(f, T0);
     assert_int_equal(cb_delivery_next_deadline(f->d), T0 + 100);
@@ -385,7 +416,7 @@ static void test_redelivery_after_deadline_with_doubling_backoff(void **state)
 {
     fixture *f = *state;
     put_events(f, 1, 1);
-    cb_delivery_attach(f->d, f->sc, PEER);
+    cb_delivery_attach(f->d, f->sc, PEER, 0);
     expect_sends(f, plan(f, T0), 1, 1, 1);
     assert_int_equal(cb_delivery_next_deadline(f->d), T0 + 100);
 
@@ -408,7 +439,7 @@ static void test_backoff_is_capped(void **state)
     f->cfg->max_attempts = 10;
     f->cfg->redelivery_max_ms = 250;
     put_events(f, 1, 1);
-    cb_delivery_attach(f->d, f->sc, PEER);
+    cb_delivery_attach(f->d, f->sc, PEER, 0);
     const int64_t waits[] = {100, 200, 250, 250, 250};
     int64_t now = T0;
     for (uint32_t attempt = 1; attempt <= 5; attempt++) {
@@ -429,7 +460,7 @@ static void test_backoff_cap_holds_for_large_attempts(void **state)
     cb_queue_entry e = {.seq = 1, .enqueued_ms = WALL, .attempts = 200};
     cb_store_queue_put(txn, "social-care", &e);
     commit(&txn);
-    cb_delivery_attach(f->d, f->sc, PEER);
+    cb_delivery_attach(f->d, f->sc, PEER, 0);
     expect_sends(f, plan(f, T0), 1, 1, 201);
     assert_int_equal(cb_delivery_next_deadline(f->d), T0 + 400);
 }
@@ -440,7 +471,7 @@ static void test_parked_after_max_attempts(void **state)
 {
     fixture *f = *state;
     put_events(f, 1, 1);
-    cb_delivery_attach(f->d, f->sc, PEER);
+    cb_delivery_attach(f->d, f->sc, PEER, 0);
     send_until_parked(f);
     cb_queue_stats st = stats(f, f->sc);
     assert_int_equal(st.parked, 1);
@@ -454,12 +485,12 @@ static void test_parked_entry_is_never_sent_again(void **state)
 {
     fixture *f = *state;
     put_events(f, 1, 1);
-    cb_delivery_attach(f->d, f->sc, PEER);
+    cb_delivery_attach(f->d, f->sc, PEER, 0);
     send_until_parked(f);
     assert_false(cb_delivery_has_work(f->d, T0 + 100000));
     assert_int_equal(plan(f, T0 + 100000), 0);
     /* not to a new consumer either */
-    cb_delivery_attach(f->d, f->sc, PEER + 1);
+    cb_delivery_attach(f->d, f->sc, PEER + 1, 0);
     assert_int_equal(plan(f, T0 + 100001), 0);
     assert_int_equal(stats(f, f->sc).parked, 1);
 }
@@ -469,7 +500,7 @@ static void test_parking_frees_the_window(void **state)
     fixture *f = *state;
     f->cfg->max_attempts = 1;
     put_events(f, 1, 5);
-    cb_delivery_attach(f->d, f->sc, PEER);
+    cb_delivery_attach(f->d, f->sc, PEER, 0);
     expect_sends(f, plan(f, T0), 1, 4, 1);
     /* all four time out and are parked; 5 takes a freed place, in the same
      * plan or (room being counted before the parks) the next one */
@@ -497,19 +528,19 @@ static void test_attempts_survive_a_new_consumer(void **state)
 {
     fixture *f = *state;
     put_events(f, 1, 2);
-    cb_delivery_attach(f->d, f->sc, PEER);
+    cb_delivery_attach(f->d, f->sc, PEER, 0);
     expect_sends(f, plan(f, T0), 1, 2, 1);
 
     /* the adapter crashed on it; a new connection takes the lane over */
-    cb_delivery_attach(f->d, f->sc, PEER + 1);
+    cb_delivery_attach(f->d, f->sc, PEER + 1, 0);
     assert_int_equal(cb_delivery_consumer(f->d, f->sc), PEER + 1);
     assert_int_equal(cb_delivery_in_flight(f->d, f->sc), 0);
     expect_sends(f, plan(f, T0 + 1), 1, 2, 2); /* from the start, counts continue */
 
-    cb_delivery_attach(f->d, f->sc, PEER + 2);
+    cb_delivery_attach(f->d, f->sc, PEER + 2, 0);
     expect_sends(f, plan(f, T0 + 2), 1, 2, 3);
 
-    cb_delivery_attach(f->d, f->sc, PEER + 3);
+    cb_delivery_attach(f->d, f->sc, PEER + 3, 0);
     assert_int_equal(plan(f, T0 + 3), 2);
     expect_step(&f->steps[0], CB_STEP_PARK, f->sc, 1, 4);
     expect_step(&f->steps[1], CB_STEP_PARK, f->sc, 2, 4);
@@ -522,7 +553,7 @@ static void test_unparked_entry_is_sent_again(void **state)
 {
     fixture *f = *state;
     put_events(f, 1, 1);
-    cb_delivery_attach(f->d, f->sc, PEER);
+    cb_delivery_attach(f->d, f->sc, PEER, 0);
     send_until_parked(f);
     /* a replay moves it back with attempts reset */
     cb_txn *txn = begin(f, true);
@@ -541,7 +572,7 @@ static void test_detached_lane_plans_nothing(void **state)
 {
     fixture *f = *state;
     put_events(f, 1, 3);
-    cb_delivery_attach(f->d, f->sc, PEER);
+    cb_delivery_attach(f->d, f->sc, PEER, 0);
     expect_sends(f, plan(f, T0), 1, 3, 1);
     cb_delivery_detach_peer(f->d, PEER);
     assert_int_equal(cb_delivery_consumer(f->d, f->sc), -1);
@@ -560,7 +591,7 @@ static void test_detach_leaves_other_peers_lanes(void **state)
 {
     fixture *f = *state;
     put_events(f, 1, 1);
-    cb_delivery_attach(f->d, f->sc, PEER);
+    cb_delivery_attach(f->d, f->sc, PEER, 0);
     cb_delivery_detach_peer(f->d, PEER + 1);
     assert_int_equal(cb_delivery_consumer(f->d, f->sc), PEER);
     expect_sends(f, plan(f, T0), 1, 1, 1);
@@ -570,7 +601,7 @@ static void test_replay_behind_the_cursor_is_sent_again(void **state)
 {
     fixture *f = *state;
     put_events(f, 1, 3);
-    cb_delivery_attach(f->d, f->sc, PEER);
+    cb_delivery_attach(f->d, f->sc, PEER, 0);
     expect_sends(f, plan(f, T0), 1, 3, 1);
     ack(f, f->sc, 1);
     ack(f, f->sc, 2);
@@ -596,7 +627,7 @@ static void test_replay_in_the_planning_txn_is_sent_on_the_next_plan(void **stat
 {
     fixture *f = *state;
     put_events(f, 1, 3);
-    cb_delivery_attach(f->d, f->sc, PEER);
+    cb_delivery_attach(f->d, f->sc, PEER, 0);
     expect_sends(f, plan(f, T0), 1, 3, 1);
     ack(f, f->sc, 1);
     assert_int_equal(plan(f, T0 + 5), 0);
@@ -626,7 +657,7 @@ static void test_replay_told_between_plan_and_apply_is_sent(void **state)
 {
     fixture *f = *state;
     put_events(f, 1, 2);
-    cb_delivery_attach(f->d, f->sc, PEER);
+    cb_delivery_attach(f->d, f->sc, PEER, 0);
     expect_sends(f, plan(f, T0), 1, 2, 1);
     ack(f, f->sc, 1);
     /* a publish of seq 3 whose own plan ran before the lane was told of it */
@@ -654,7 +685,7 @@ static void test_forget_when_the_entry_was_deleted_elsewhere(void **state)
 {
     fixture *f = *state;
     put_events(f, 1, 2);
-    cb_delivery_attach(f->d, f->sc, PEER);
+    cb_delivery_attach(f->d, f->sc, PEER, 0);
     expect_sends(f, plan(f, T0), 1, 2, 1);
     /* acknowledged by an earlier connection: gone from the queue, but the
      * lane was never told */
@@ -677,7 +708,7 @@ static void test_aborted_plan_changes_nothing(void **state)
 {
     fixture *f = *state;
     put_events(f, 1, 3);
-    cb_delivery_attach(f->d, f->sc, PEER);
+    cb_delivery_attach(f->d, f->sc, PEER, 0);
     expect_sends(f, plan_aborted(f, T0), 1, 3, 1);
     assert_int_equal(stored_attempts(f, f->sc, 1), 0);
     assert_int_equal(cb_delivery_in_flight(f->d, f->sc), 0);
@@ -697,7 +728,7 @@ static void test_aborted_park_changes_nothing(void **state)
     fixture *f = *state;
     f->cfg->max_attempts = 1;
     put_events(f, 1, 1);
-    cb_delivery_attach(f->d, f->sc, PEER);
+    cb_delivery_attach(f->d, f->sc, PEER, 0);
     expect_sends(f, plan(f, T0), 1, 1, 1);
     assert_int_equal(plan_aborted(f, T0 + 100), 1);
     expect_step(&f->steps[0], CB_STEP_PARK, f->sc, 1, 2);
@@ -737,6 +768,8 @@ int main(void)
         T(test_replay_in_the_planning_txn_is_sent_on_the_next_plan),
         T(test_replay_told_between_plan_and_apply_is_sent),
         T(test_forget_when_the_entry_was_deleted_elsewhere),
+        T(test_a_consumer_credit_narrows_the_window),
+        T(test_release_returns_what_was_in_flight),
         T(test_aborted_plan_changes_nothing),
         T(test_aborted_park_changes_nothing),
     };
