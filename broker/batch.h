@@ -53,7 +53,8 @@ typedef struct {
     size_t reply_len;
     cb_error err;
     uint64_t replay_seq; /* replay: the entry queued again */
-    bool was_parked;
+    bool was_parked;     /* replay: released from parked */
+    bool was_queued;     /* replay: it was still queued, nothing to do */
 } cb_request;
 
 typedef enum {

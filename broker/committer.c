@@ -89,13 +89,12 @@ static bool is_replay(const cb_request *r)
 }
 
 /* Queue a stored event again for one agency, or release it from parked. The
- * answer (seq, was it parked) is packed once the transaction has committed. */
+ * answer is packed, and logged, once the transaction has committed. */
 static void replay(cb_committer *c, cb_txn *txn, cb_request *r)
 {
-    uint64_t *seq = &r->replay_seq;
-    bool *was_parked = &r->was_parked;
     const Carebridge__V1__ReplayRequest *q = r->frame->replay_request;
     uint8_t digest[CB_DIGEST_BYTES];
+    cb_queue_entry e;
     if (!cb_config_agency(c->cfg, q->agency)) {
         cb_fail(&r->err, CB_UNKNOWN_AGENCY, "replay.agency names no configured agency");
         return;
@@ -106,19 +105,14 @@ static void replay(cb_committer *c, cb_txn *txn, cb_request *r)
         cb_fail(&r->err, CB_INVALID_FIELD, "replay.eventId must be 1 to %d printable bytes", CB_EVENT_ID_MAX);
         return;
     }
-    if (!cb_store_find_id(txn, q->event_id, seq, digest)) {
+    if (!cb_store_find_id(txn, q->event_id, &r->replay_seq, digest)) {
         cb_fail(&r->err, CB_UNKNOWN_EVENT, "replay.eventId names no stored event");
         return;
     }
-    *was_parked = cb_store_unpark(txn, q->agency, *seq);
-    cb_queue_entry e;
-    bool queued = !*was_parked && cb_store_queue_get(txn, q->agency, *seq, &e);
-    if (!*was_parked && !queued)
-        cb_store_queue_put(txn, q->agency, &(cb_queue_entry){*seq, cb_wall_ms(), 0});
-    cb_log(CB_LOG_INFO, "replay event=%s agency=%s seq=%llu %s", q->event_id, q->agency, (unsigned long long)*seq,
-           *was_parked ? "released from parked"
-           : queued    ? "already queued"
-                       : "queued again");
+    r->was_parked = cb_store_unpark(txn, q->agency, r->replay_seq);
+    r->was_queued = !r->was_parked && cb_store_queue_get(txn, q->agency, r->replay_seq, &e);
+    if (!r->was_parked && !r->was_queued)
+        cb_store_queue_put(txn, q->agency, &(cb_queue_entry){r->replay_seq, cb_wall_ms(), 0});
 }
 
 static size_t pack_replay_reply(cb_request *r)
@@ -260,8 +254,15 @@ static void committed(cb_committer *c, cb_batch *b)
         cb_delivery_acked(c->delivery, b->acks[i].agency, b->acks[i].seq);
     for (size_t i = 0; i < b->n_reqs; i++) {
         const cb_request *r = &b->reqs[i];
-        if (is_replay(r) && !r->err.code)
-            cb_delivery_enqueued(c->delivery, agency_index(c->cfg, r->frame->replay_request->agency), r->replay_seq);
+        if (!is_replay(r) || r->err.code)
+            continue;
+        const Carebridge__V1__ReplayRequest *q = r->frame->replay_request;
+        cb_delivery_enqueued(c->delivery, agency_index(c->cfg, q->agency), r->replay_seq);
+        cb_log(CB_LOG_INFO, "replay event=%s agency=%s seq=%llu %s", q->event_id, q->agency,
+               (unsigned long long)r->replay_seq,
+               r->was_parked   ? "released from parked"
+               : r->was_queued ? "already queued"
+                               : "queued again");
     }
     for (size_t i = 0; i < c->n_steps; i++) {
         const cb_step *s = &c->steps[i];
