@@ -30,7 +30,7 @@ static const char usage[] =
     "  -d, --data DIR         store directory (overrides store.path)\n"
     "  -e, --endpoint EP      ROUTER endpoint for agencies and the CLI (overrides\n"
     "                         broker.endpoint; tcp://127.0.0.1:* picks a free port)\n"
-    "  -f, --feed EP          PUB endpoint of the live feed (overrides broker.feed)\n"
+    "  -f, --feed EP          endpoint of the live feed, for SUB sockets (overrides broker.feed)\n"
     "  -v, --verbose          log debug lines too\n"
     "  -h, --help             this text\n"
     "  -V, --version          the version\n"
