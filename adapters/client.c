@@ -234,20 +234,19 @@ static void resend_all(cb_client *c, int64_t older_than)
     c->next_resend_ms = oldest == INT64_MAX ? INT64_MAX : oldest + c->opts.resend_ms;
 }
 
-static void on_answer(cb_client *c, cb_frame *f)
+/* The answer to the publish with this ref: an ACK or a NACK. */
+static void on_answer(cb_client *c, uint64_t ref, const Carebridge__V1__Ack *ack, const Carebridge__V1__Nack *nack)
 {
-    slot *s = slot_for(c, f->ref);
+    slot *s = slot_for(c, ref);
     if (!s)
         return; /* a second answer to a resent publish */
-    if (f->kind_case == CAREBRIDGE__V1__FRAME__KIND_NACK &&
-        f->nack->code == CAREBRIDGE__V1__ERROR_CODE__HELLO_REQUIRED) {
+    if (nack && nack->code == CAREBRIDGE__V1__ERROR_CODE__HELLO_REQUIRED) {
         if (c->opts.agency && (c->welcomed || cb_client_now_ms() - c->hello_sent_ms > c->hello_retry_ms))
             say_hello(c); /* the broker restarted or forgot us: the publish waits for the welcome */
         return;
     }
     if (c->handlers.answered)
-        c->handlers.answered(c->arg, s->tag, f->kind_case == CAREBRIDGE__V1__FRAME__KIND_ACK ? f->ack : NULL,
-                             f->kind_case == CAREBRIDGE__V1__FRAME__KIND_NACK ? f->nack : NULL);
+        c->handlers.answered(c->arg, s->tag, ack, nack);
     release(c, s);
 }
 
@@ -277,10 +276,13 @@ static void on_frame(cb_client *c, cb_frame *f)
         c->hello_retry_ms = 0;
         resend_all(c, INT64_MAX);
         break;
-    case CAREBRIDGE__V1__FRAME__KIND_ACK: on_answer(c, f); break;
+    case CAREBRIDGE__V1__FRAME__KIND_ACKS:
+        for (size_t i = 0; i < f->acks->n_acks; i++)
+            on_answer(c, f->acks->acks[i]->ref, f->acks->acks[i], NULL);
+        break;
     case CAREBRIDGE__V1__FRAME__KIND_NACK:
         if (f->ref)
-            on_answer(c, f);
+            on_answer(c, f->ref, NULL, f->nack);
         else if (f->nack->code == CAREBRIDGE__V1__ERROR_CODE__HELLO_REQUIRED && c->opts.agency &&
                  cb_client_now_ms() - c->hello_sent_ms > c->hello_retry_ms)
             say_hello(c);

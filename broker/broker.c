@@ -374,6 +374,48 @@ static void feed(cb_broker *b, const cb_publish *pub)
     free(buf);
 }
 
+/* One Acks frame per connection for all it is owed in this batch. Few
+ * connections share a batch, so grouping by a scan per connection is cheap. */
+static void send_acks(cb_broker *b, cb_batch *bt)
+{
+    ProtobufCAllocator *arena = cb_arena_allocator(bt->arena);
+    bool *sent = arena->alloc(arena->allocator_data, bt->n_pubs * sizeof *sent + 1);
+    Carebridge__V1__Ack *acks = arena->alloc(arena->allocator_data, bt->n_pubs * sizeof *acks + 1);
+    Carebridge__V1__Ack **ptrs = arena->alloc(arena->allocator_data, bt->n_pubs * sizeof *ptrs + 1);
+    if (!sent || !acks || !ptrs)
+        return; /* out of memory: the senders resend, and are answered as duplicates */
+    for (size_t i = 0; i < bt->n_pubs; i++)
+        sent[i] = bt->pubs[i].code != CB_OK;
+    for (size_t i = 0; i < bt->n_pubs; i++) {
+        if (sent[i])
+            continue;
+        size_t n = 0;
+        for (size_t j = i; j < bt->n_pubs; j++) {
+            const cb_publish *pub = &bt->pubs[j];
+            if (sent[j] || pub->peer != bt->pubs[i].peer)
+                continue;
+            sent[j] = true;
+            carebridge__v1__ack__init(&acks[n]);
+            acks[n].event_id = pub->frame->publish->event->event_id;
+            acks[n].seq = pub->seq;
+            acks[n].duplicate = pub->duplicate;
+            acks[n].ref = pub->ref;
+            ptrs[n] = &acks[n];
+            n++;
+        }
+        int p = peer_of(b, bt->pubs[i].peer);
+        if (p < 0)
+            continue;
+        Carebridge__V1__Acks all = CAREBRIDGE__V1__ACKS__INIT;
+        all.acks = ptrs;
+        all.n_acks = n;
+        cb_frame f = CAREBRIDGE__V1__FRAME__INIT;
+        f.kind_case = CAREBRIDGE__V1__FRAME__KIND_ACKS;
+        f.acks = &all;
+        send_frame(b, p, &f);
+    }
+}
+
 static void answer_publishes(cb_broker *b, cb_batch *bt)
 {
     count_subscriptions(b);
@@ -382,26 +424,15 @@ static void answer_publishes(cb_broker *b, cb_batch *bt)
         if (!bt->pubs[i].code)
             log_event(&bt->pubs[i]);
     cb_log_flush();
+    send_acks(b, bt);
     for (size_t i = 0; i < bt->n_pubs; i++) {
         cb_publish *pub = &bt->pubs[i];
-        const char *id = pub->frame->publish->event->event_id;
         int p = peer_of(b, pub->peer);
-        if (pub->code && p >= 0) {
-            send_nack(b, p, pub->ref, id, pub->code, pub->reason, pub->code == CB_DUPLICATE_ID ? pub->seq : 0);
-        } else if (!pub->code) {
-            Carebridge__V1__Ack ack = CAREBRIDGE__V1__ACK__INIT;
-            ack.event_id = (char *)id;
-            ack.seq = pub->seq;
-            ack.duplicate = pub->duplicate;
-            cb_frame f = CAREBRIDGE__V1__FRAME__INIT;
-            f.ref = pub->ref;
-            f.kind_case = CAREBRIDGE__V1__FRAME__KIND_ACK;
-            f.ack = &ack;
-            if (p >= 0)
-                send_frame(b, p, &f);
-            if (!pub->duplicate)
-                feed(b, pub);
-        }
+        if (pub->code && p >= 0)
+            send_nack(b, p, pub->ref, pub->frame->publish->event->event_id, pub->code, pub->reason,
+                      pub->code == CB_DUPLICATE_ID ? pub->seq : 0);
+        else if (!pub->code && !pub->duplicate)
+            feed(b, pub);
     }
     bt->n_pubs = 0;
 }

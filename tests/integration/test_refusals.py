@@ -85,11 +85,12 @@ class Refusals(BrokerTest):
         self.assertIn("referral.reason", bad_utf8["nack"]["reason"])
         no_hello, = b.raw(raw_publish(8, event_id=b"nh-1"))
         self.assertEqual(no_hello["nack"]["code"], "HELLO_REQUIRED")
-        ack_frame = (field(1, 9) + field(13, field(2, 1))).hex()  # an Ack sent to the broker
-        bad_request, = b.raw(ack_frame, agency="health")
+        acks_frame = (field(1, 9) + field(25, field(1, field(2, 1)))).hex()  # Acks sent to the broker
+        bad_request, = b.raw(acks_frame, agency="health")
         self.assertEqual(bad_request["nack"]["code"], "BAD_REQUEST")
         ok, = b.raw(raw_publish(10, event_id=b"raw-ok"), agency="health")
-        self.assertEqual(ok["ack"]["eventId"], "raw-ok")
+        self.assertEqual(ok["acks"]["acks"][0]["eventId"], "raw-ok")
+        self.assertEqual(ok["acks"]["acks"][0]["ref"], "10")
         self.assert_still_serving()
 
     def test_unparseable_lines_are_reported_by_line_number(self):

@@ -292,8 +292,8 @@ static void test_unknown_enum_name_rejected(void **state)
 static void test_int64_as_string_or_number(void **state)
 {
     (void)state;
-    expect_canonical(&carebridge__v1__frame__descriptor, "{\"ref\":7,\"ack\":{\"seq\":\"18446744073709551615\"}}",
-                     "{\"ref\":\"7\",\"ack\":{\"seq\":\"18446744073709551615\"}}");
+    expect_canonical(&carebridge__v1__frame__descriptor, "{\"ref\":7,\"deliveryAck\":{\"seq\":\"18446744073709551615\"}}",
+                     "{\"ref\":\"7\",\"deliveryAck\":{\"seq\":\"18446744073709551615\"}}");
     expect_load_error(&carebridge__v1__frame__descriptor, "{\"ref\":\"18446744073709551616\"}", CB_INVALID_FIELD,
                       "ref: integer out of range");
     expect_load_error(&carebridge__v1__frame__descriptor, "{\"ref\":\"-1\"}", CB_INVALID_FIELD,
