@@ -620,9 +620,22 @@ static void test_replay_behind_the_cursor_is_sent_again(void **state)
     assert_int_equal(plan(f, T0 + 10), 0);
 }
 
-/* The broker's order (broker.c commit and committed): the replay's queue
- * entry is written in the same transaction as the plan, and the lane is told
- * after the commit, before the plan is applied. */
+/* The store thread's order (committer.c commit and committed): the replay's
+ * queue entry for `seq` is written in the same transaction as the plan, and
+ * the lane is told after the commit, before the plan is applied. Returns the
+ * number of steps that plan made. */
+static size_t replay_during_plan(fixture *f, uint64_t seq, int64_t now)
+{
+    cb_txn *txn = begin(f, true);
+    cb_queue_entry e = {.seq = seq, .enqueued_ms = WALL + 50, .attempts = 0};
+    cb_store_queue_put(txn, "social-care", &e);
+    size_t n = cb_delivery_plan(f->d, txn, now, f->steps, cb_delivery_max_steps(f->d));
+    commit(&txn);
+    cb_delivery_enqueued(f->d, f->sc, seq);
+    cb_delivery_apply(f->d, f->steps, n, now);
+    return n;
+}
+
 static void test_replay_in_the_planning_txn_is_sent_on_the_next_plan(void **state)
 {
     fixture *f = *state;
@@ -632,27 +645,14 @@ static void test_replay_in_the_planning_txn_is_sent_on_the_next_plan(void **stat
     ack(f, f->sc, 1);
     assert_int_equal(plan(f, T0 + 5), 0);
 
-    cb_txn *txn = begin(f, true);
-    cb_queue_entry e = {.seq = 1, .enqueued_ms = WALL + 50, .attempts = 0};
-    cb_store_queue_put(txn, "social-care", &e);
-    size_t n = cb_delivery_plan(f->d, txn, T0 + 10, f->steps, cb_delivery_max_steps(f->d));
-    commit(&txn);
-    cb_delivery_enqueued(f->d, f->sc, 1);
-    cb_delivery_apply(f->d, f->steps, n, T0 + 10);
-
-    bool sent = false;
-    for (size_t i = 0; i < n; i++)
-        sent |= f->steps[i].kind == CB_STEP_SEND && f->steps[i].seq == 1;
-    if (!sent) {
-        /* not in that plan: the lane must know there is work, and do it */
-        assert_true(cb_delivery_has_work(f->d, T0 + 10));
-        expect_sends(f, plan(f, T0 + 10), 1, 1, 1);
-    }
+    /* that plan scanned from the cursor (3) and could not see seq 1 */
+    assert_int_equal(replay_during_plan(f, 1, T0 + 10), 0);
+    assert_true(cb_delivery_has_work(f->d, T0 + 10));
+    expect_sends(f, plan(f, T0 + 10), 1, 1, 1);
 }
 
-/* The broker tells the lane of a replay after the commit and before applying
- * the plan of that same transaction, which scanned from the old cursor and did
- * not see the replayed entry: apply must not undo the walk back. */
+/* As above, with a plan that does send something (a new publish), so apply
+ * moves the cursor: it must not move it past the replayed entry. */
 static void test_replay_told_between_plan_and_apply_is_sent(void **state)
 {
     fixture *f = *state;
@@ -660,18 +660,9 @@ static void test_replay_told_between_plan_and_apply_is_sent(void **state)
     cb_delivery_attach(f->d, f->sc, PEER, 0);
     expect_sends(f, plan(f, T0), 1, 2, 1);
     ack(f, f->sc, 1);
-    /* a publish of seq 3 whose own plan ran before the lane was told of it */
     put_events_to(f, 3, 3, "social-care", true);
 
-    /* one iteration: the replay of seq 1 is written, the plan (which sends
-     * seq 3) runs in the same transaction; then enqueued, then apply */
-    cb_txn *txn = begin(f, true);
-    cb_queue_entry e = {.seq = 1, .enqueued_ms = WALL + 50, .attempts = 0};
-    cb_store_queue_put(txn, "social-care", &e);
-    size_t n = cb_delivery_plan(f->d, txn, T0 + 10, f->steps, cb_delivery_max_steps(f->d));
-    commit(&txn);
-    cb_delivery_enqueued(f->d, f->sc, 1);
-    cb_delivery_apply(f->d, f->steps, n, T0 + 10);
+    size_t n = replay_during_plan(f, 1, T0 + 10);
     assert_int_equal(n, 1);
     expect_step(&f->steps[0], CB_STEP_SEND, f->sc, 3, 1);
 
