@@ -87,7 +87,7 @@ typedef struct {
     size_t n_reqs;
     cb_lane_op ops[2 * BATCH_MAX];
     size_t n_ops;
-    bool *connected; /* per agency, for status replies */
+    bool *connected; /* per agency; filled only for a batch with a status request */
 
     /* results of the store thread */
     cb_outbound *out; /* capacity: cb_delivery_max_steps */

@@ -477,15 +477,27 @@ static void finish(cb_broker *b, cb_batch *bt)
         b->exit_status = bt->exit_status;
 }
 
-static void hand_over(cb_broker *b, int64_t now)
+/* Which agencies have a live connection: only a status reply reads it, so
+ * the peer table is walked only for a batch that carries a status request. */
+static void fill_connected(const cb_broker *b, cb_batch *bt)
 {
-    cb_batch *bt = b->filling;
-    bt->now_ms = now;
+    bool wanted = false;
+    for (size_t i = 0; i < bt->n_reqs && !wanted; i++)
+        wanted = bt->reqs[i].frame->kind_case == CAREBRIDGE__V1__FRAME__KIND_STATUS_REQUEST;
+    if (!wanted)
+        return;
     for (unsigned a = 0; a < b->cfg->n_agencies; a++)
         bt->connected[a] = false;
     for (int p = 0; p < PEERS_MAX; p++)
         if (b->peers[p].in_use && b->peers[p].agency >= 0)
             bt->connected[b->peers[p].agency] = true;
+}
+
+static void hand_over(cb_broker *b, int64_t now)
+{
+    cb_batch *bt = b->filling;
+    bt->now_ms = now;
+    fill_connected(b, bt);
     if (!cb_committer_submit(b->committer, bt)) {
         cb_log(CB_LOG_ERROR, "cannot reach the store thread; stopping");
         b->exit_status = 1;
