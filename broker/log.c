@@ -22,23 +22,42 @@ void cb_log_set_pseudonym_key(const uint8_t key[CB_PSEUDONYM_KEY_BYTES])
     memcpy(pseudonym_key, key, sizeof pseudonym_key);
 }
 
+/* "2026-11-20T09:30:00." for the current second, kept per thread: formatting
+ * the date costs more than the rest of an event's line, and a second holds
+ * many lines. */
+static const char *second_prefix(time_t sec)
+{
+    static _Thread_local time_t cached = -1;
+    static _Thread_local char text[64]; /* room for any int gmtime_r gives */
+    if (sec != cached) {
+        struct tm tm;
+        gmtime_r(&sec, &tm);
+        snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                 tm.tm_hour, tm.tm_min, tm.tm_sec);
+        cached = sec;
+    }
+    return text;
+}
+
 void cb_log(cb_log_level level, const char *fmt, ...)
 {
-    static const char *names[] = {"debug", "info", "warn", "error"};
+    static const char *names[] = {"Z debug ", "Z info ", "Z warn ", "Z error "};
     if (level < min_level)
         return;
     struct timespec ts;
-    struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
+    unsigned ms = (unsigned)(ts.tv_nsec / 1000000);
+    char millis[3] = {(char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10)};
+    const char *prefix = second_prefix(ts.tv_sec);
     flockfile(stderr); /* both threads log: keep each line whole */
-    fprintf(stderr, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-            tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, names[level]);
+    fputs(prefix, stderr);
+    fwrite(millis, 1, sizeof millis, stderr);
+    fputs(names[level], stderr);
     va_list ap;
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+    putc_unlocked('\n', stderr);
     if (level >= CB_LOG_WARN)
         fflush(stderr);
     funlockfile(stderr);
@@ -51,17 +70,27 @@ void cb_log_flush(void)
 
 const char *cb_log_person(const Carebridge__V1__Person *p, char out[CB_PSEUDONYM_LEN])
 {
-    char id[512];
+    /* Hashed as "nhs:<number>", "chi:<number>" or "local:<system>:<value>". */
+    const char *scheme, *system = NULL, *value;
     if (p && p->nhs_number[0])
-        snprintf(id, sizeof id, "nhs:%s", p->nhs_number);
+        scheme = "nhs:", value = p->nhs_number;
     else if (p && p->chi_number[0])
-        snprintf(id, sizeof id, "chi:%s", p->chi_number);
+        scheme = "chi:", value = p->chi_number;
     else if (p && p->n_local_ids)
-        snprintf(id, sizeof id, "local:%s:%s", p->local_ids[0]->system, p->local_ids[0]->value);
+        scheme = "local:", system = p->local_ids[0]->system, value = p->local_ids[0]->value;
     else
         return strcpy(out, "p-none");
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, pseudonym_key, sizeof pseudonym_key, 5);
+    crypto_generichash_update(&st, (const uint8_t *)scheme, strlen(scheme));
+    if (system) {
+        crypto_generichash_update(&st, (const uint8_t *)system, strlen(system));
+        crypto_generichash_update(&st, (const uint8_t *)":", 1);
+    }
+    crypto_generichash_update(&st, (const uint8_t *)value, strlen(value));
     uint8_t h[5];
-    crypto_generichash(h, sizeof h, (const uint8_t *)id, strlen(id), pseudonym_key, sizeof pseudonym_key);
-    snprintf(out, CB_PSEUDONYM_LEN, "p-%02x%02x%02x%02x%02x", h[0], h[1], h[2], h[3], h[4]);
+    crypto_generichash_final(&st, h, sizeof h);
+    out[0] = 'p', out[1] = '-';
+    sodium_bin2hex(out + 2, CB_PSEUDONYM_LEN - 2, h, sizeof h);
     return out;
 }

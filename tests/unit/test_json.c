@@ -785,6 +785,26 @@ static void test_utf8_rejects_truncated(void **state)
     assert_false(cb_utf8_valid("\xff", 1));
 }
 
+/* ASCII is skipped a word at a time: a bad byte or a multibyte character
+ * must be found at every offset in and around those words, and a string
+ * must never be read past its length. */
+static void test_utf8_every_offset_in_ascii(void **state)
+{
+    (void)state;
+    char buf[40];
+    for (size_t at = 0; at + 3 <= sizeof buf; at++) {
+        memset(buf, 'a', sizeof buf);
+        memcpy(buf + at, "\xe2\x82\xac", 3); /* € */
+        assert_true(cb_utf8_valid(buf, sizeof buf));
+        buf[at + 1] = 'a'; /* the lead byte now lacks its continuation */
+        assert_false(cb_utf8_valid(buf, sizeof buf));
+        memset(buf, 'a', sizeof buf);
+        buf[at] = (char)0xff;
+        assert_false(cb_utf8_valid(buf, sizeof buf));
+        assert_int_equal(cb_utf8_valid(buf, at), true); /* the bad byte is just past the end */
+    }
+}
+
 static void test_check_utf8_names_path(void **state)
 {
     (void)state;
@@ -866,6 +886,7 @@ int main(void)
         cmocka_unit_test(test_utf8_rejects_overlong),
         cmocka_unit_test(test_utf8_rejects_surrogates),
         cmocka_unit_test(test_utf8_rejects_truncated),
+        cmocka_unit_test(test_utf8_every_offset_in_ascii),
         cmocka_unit_test(test_check_utf8_names_path),
         cmocka_unit_test(test_nhs_number_check),
     };
