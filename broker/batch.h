@@ -1,7 +1,7 @@
-/* One loop iteration's work, handed from the network thread to the store
+/* One transaction's work, passed from the network thread to the store
  * thread and back. While the store thread commits and syncs one batch, the
- * network thread reads and checks the next; each batch is owned by exactly
- * one thread at a time, so neither locks anything.
+ * network thread reads and checks the next and answers the one before; each
+ * batch is owned by one thread at a time (committer.c says how they pass).
  *
  * The network thread fills the inputs (admissible publishes, delivery
  * acknowledgements, queries, lane changes); the store thread fills the
@@ -78,7 +78,7 @@ typedef struct {
 
 typedef struct {
     cb_arena *arena; /* every frame decoded into the batch, and the stored forms */
-    int64_t now_ms;  /* monotonic, when the batch was handed over */
+    int64_t now_ms;  /* monotonic, when the store thread took the batch */
     cb_publish pubs[BATCH_MAX];
     size_t n_pubs;
     cb_delivery_ack acks[BATCH_MAX];
@@ -92,9 +92,7 @@ typedef struct {
     /* results of the store thread */
     cb_outbound *out; /* capacity: cb_delivery_max_steps */
     size_t n_out;
-    int64_t next_deadline_ms; /* the next redelivery, INT64_MAX if none */
-    bool more;                /* the store thread has work for an empty batch now */
-    int exit_status;          /* non-zero: the store is lost, stop */
+    int exit_status; /* non-zero: the store is lost, stop */
 } cb_batch;
 
 /* True when the batch carries anything for the store thread. */

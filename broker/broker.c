@@ -1,10 +1,10 @@
 /* The network thread: connections, intake, answers. The store thread
  * (committer.c) commits; this one never touches the store after start-up.
  *
- * Each iteration: poll; take back the batch the store thread has finished
- * and answer it (ACK/NACK, query replies, deliveries, feed); read every
- * frame that is ready into the next batch; hand that batch over as soon as
- * the store thread is free. So one batch syncs while the next is read. */
+ * Each iteration: poll; read every frame that is ready into the open batch,
+ * which the store thread takes the moment it is free; then answer each batch
+ * the store thread has committed (ACK/NACK, query replies, deliveries,
+ * feed). So one batch syncs while the next is read and the last answered. */
 #include "broker.h"
 
 #include <errno.h>
@@ -53,11 +53,7 @@ struct cb_broker {
     peer peers[PEERS_MAX];
     int last_peer;
 
-    cb_batch *batches[2];
-    cb_batch *filling; /* this thread reads frames into it */
-    cb_batch *away;    /* with the store thread, NULL when it is idle */
-    int64_t next_deadline_ms;
-    bool more;
+    cb_batch *filling; /* the open batch, between cb_committer_open and _release */
 };
 
 static int agency_index(const cb_config *cfg, const char *id)
@@ -268,6 +264,17 @@ static void on_heartbeat(cb_broker *b, int p, const cb_frame *f)
     send_frame(b, p, &reply);
 }
 
+/* Which agencies have a live connection, for a status reply: the store
+ * thread cannot read the peer table, so it is copied into the batch. */
+static void fill_connected(const cb_broker *b, cb_batch *bt)
+{
+    for (unsigned a = 0; a < b->cfg->n_agencies; a++)
+        bt->connected[a] = false;
+    for (int p = 0; p < PEERS_MAX; p++)
+        if (b->peers[p].in_use && b->peers[p].agency >= 0)
+            bt->connected[b->peers[p].agency] = true;
+}
+
 static void on_frame(cb_broker *b, const uint8_t *rid, size_t rid_len, const uint8_t *buf, size_t len, int64_t now)
 {
     int p = peer_for(b, rid, rid_len, now);
@@ -291,6 +298,8 @@ static void on_frame(cb_broker *b, const uint8_t *rid, size_t rid_len, const uin
     case CAREBRIDGE__V1__FRAME__KIND_HEARTBEAT: on_heartbeat(b, p, f); break;
     case CAREBRIDGE__V1__FRAME__KIND_GOODBYE: on_goodbye(b, p); break;
     case CAREBRIDGE__V1__FRAME__KIND_STATUS_REQUEST:
+        fill_connected(b, b->filling);
+        /* fall through */
     case CAREBRIDGE__V1__FRAME__KIND_JOURNEY_REQUEST:
     case CAREBRIDGE__V1__FRAME__KIND_REPLAY_REQUEST:
         b->filling->reqs[b->filling->n_reqs++] = (cb_request){.peer = token_of(b, p), .ref = f->ref, .frame = f};
@@ -462,8 +471,8 @@ static void send_deliveries(cb_broker *b, cb_batch *bt)
     bt->n_out = 0;
 }
 
-/* The store thread is done with a batch: answer everything in it. It may
- * already be the batch being filled again, so it is emptied here. */
+/* The store thread is done with a batch: answer everything in it, and
+ * empty it to be filled again. */
 static void finish(cb_broker *b, cb_batch *bt)
 {
     answer_publishes(b, bt);
@@ -471,40 +480,17 @@ static void finish(cb_broker *b, cb_batch *bt)
     send_deliveries(b, bt);
     bt->n_acks = bt->n_ops = 0;
     cb_arena_reset(bt->arena);
-    b->next_deadline_ms = bt->next_deadline_ms;
-    b->more = bt->more;
     if (bt->exit_status)
         b->exit_status = bt->exit_status;
 }
 
-/* Which agencies have a live connection: only a status reply reads it, so
- * the peer table is walked only for a batch that carries a status request. */
-static void fill_connected(const cb_broker *b, cb_batch *bt)
+static void answer_done(cb_broker *b)
 {
-    bool wanted = false;
-    for (size_t i = 0; i < bt->n_reqs && !wanted; i++)
-        wanted = bt->reqs[i].frame->kind_case == CAREBRIDGE__V1__FRAME__KIND_STATUS_REQUEST;
-    if (!wanted)
-        return;
-    for (unsigned a = 0; a < b->cfg->n_agencies; a++)
-        bt->connected[a] = false;
-    for (int p = 0; p < PEERS_MAX; p++)
-        if (b->peers[p].in_use && b->peers[p].agency >= 0)
-            bt->connected[b->peers[p].agency] = true;
-}
-
-static void hand_over(cb_broker *b, int64_t now)
-{
-    cb_batch *bt = b->filling;
-    bt->now_ms = now;
-    fill_connected(b, bt);
-    if (!cb_committer_submit(b->committer, bt)) {
-        cb_log(CB_LOG_ERROR, "cannot reach the store thread; stopping");
-        b->exit_status = 1;
-        return;
+    cb_batch *done;
+    while ((done = cb_committer_done(b->committer))) {
+        finish(b, done);
+        cb_committer_recycle(b->committer, done);
     }
-    b->away = bt;
-    b->filling = bt == b->batches[0] ? b->batches[1] : b->batches[0];
 }
 
 /* ------------------------------------------------------------------ timers */
@@ -522,54 +508,38 @@ static void expire_peers(cb_broker *b, int64_t now)
     }
 }
 
-static long poll_timeout(const cb_broker *b, int64_t now, int64_t next_expiry)
-{
-    if (!b->away && (cb_batch_has_input(b->filling) || b->more))
-        return 0;
-    int64_t wake = next_expiry;
-    if (!b->away && b->next_deadline_ms < wake)
-        wake = b->next_deadline_ms;
-    return wake > now ? (long)(wake - now) : 0;
-}
-
 int cb_broker_run(cb_broker *b, volatile sig_atomic_t *stop)
 {
     int64_t next_expiry = cb_mono_ms() + b->cfg->heartbeat_ms;
+    bool room = true;
     while (!*stop && !b->exit_status) {
         int64_t now = cb_mono_ms();
-        /* The store thread's answer first; the network only while the batch
-         * being filled has room, so a full batch waits without spinning. */
+        /* The network only while the open batch has room, so a full batch
+         * waits for the store thread without this thread spinning. */
         zmq_pollitem_t items[] = {{cb_committer_socket(b->committer), 0, ZMQ_POLLIN, 0}, {b->router, 0, ZMQ_POLLIN, 0}};
-        int n_items = batch_has_room(b->filling) ? 2 : 1;
-        if (zmq_poll(items, n_items, poll_timeout(b, now, next_expiry)) < 0 && errno != EINTR) {
+        if (zmq_poll(items, room ? 2 : 1, next_expiry > now ? (long)(next_expiry - now) : 0) < 0 && errno != EINTR) {
             cb_log(CB_LOG_ERROR, "poll: %s", zmq_strerror(errno));
             return 1;
         }
         now = cb_mono_ms();
-        cb_batch *done = b->away ? cb_committer_collect(b->committer, false) : NULL;
-        if (done)
-            b->away = NULL;
+        b->filling = cb_committer_open(b->committer);
         read_batch(b, now);
         if (now >= next_expiry) {
             expire_peers(b, now);
             next_expiry = now + b->cfg->heartbeat_ms;
         }
-        /* Hand the next batch over before answering the one just back, so
-         * the store thread commits while this thread answers. */
-        if (!b->away && (cb_batch_has_input(b->filling) || b->more || b->next_deadline_ms <= now))
-            hand_over(b, now);
-        if (done)
-            finish(b, done);
+        room = batch_has_room(b->filling);
+        b->filling = NULL;
+        cb_committer_release(b->committer);
+        answer_done(b);
         cb_log_flush();
     }
-    cb_batch *last = b->away ? cb_committer_collect(b->committer, true) : NULL;
-    if (b->away && !last) {
-        cb_log(CB_LOG_ERROR, "the store thread did not hand its last batch back; stopping without its answers");
+    if (cb_committer_quiesce(b->committer)) {
+        answer_done(b); /* committed: their senders get their ACKs */
+    } else {
+        cb_log(CB_LOG_ERROR, "the store thread did not stop; stopping without its answers");
         b->exit_status = 1;
     }
-    b->away = NULL;
-    if (last)
-        finish(b, last); /* committed: its senders get their ACKs */
     cb_log(CB_LOG_INFO, "stopping");
     cb_log_flush();
     return b->exit_status;
@@ -618,36 +588,6 @@ static void *bind_socket(cb_broker *b, int type, const char *endpoint, char *bou
     return s;
 }
 
-static void free_batch(cb_batch **bt_p)
-{
-    cb_batch *bt = *bt_p;
-    if (bt) {
-        for (size_t i = 0; i < bt->n_reqs; i++)
-            free(bt->reqs[i].reply);
-        for (size_t i = 0; i < bt->n_out; i++)
-            free(bt->out[i].frame);
-        cb_arena_destroy(&bt->arena);
-        free(bt->connected);
-        free(bt->out);
-        free(bt);
-    }
-    *bt_p = NULL;
-}
-
-static cb_batch *new_batch(const cb_broker *b)
-{
-    cb_batch *bt = calloc(1, sizeof *bt);
-    if (!bt)
-        return NULL;
-    bt->arena = cb_arena_new();
-    bt->connected = calloc(b->cfg->n_agencies, sizeof *bt->connected);
-    bt->out = calloc(cb_committer_max_out(b->committer), sizeof *bt->out);
-    bt->next_deadline_ms = INT64_MAX;
-    if (!bt->arena || !bt->connected || !bt->out)
-        free_batch(&bt);
-    return bt;
-}
-
 cb_broker *cb_broker_new(const cb_config *cfg, cb_error *err)
 {
     cb_broker *b = calloc(1, sizeof *b);
@@ -656,7 +596,6 @@ cb_broker *cb_broker_new(const cb_config *cfg, cb_error *err)
         return NULL;
     }
     b->cfg = cfg;
-    b->next_deadline_ms = INT64_MAX;
     cb_store *store = cb_store_open(cfg->data_dir, cfg->map_size_mb << 20, cfg->publish_fill_percent / 100.0, err);
     if (!store)
         goto fail;
@@ -667,13 +606,6 @@ cb_broker *cb_broker_new(const cb_config *cfg, cb_error *err)
     b->committer = cb_committer_start(cfg, store, b->zmq, err);
     if (!b->committer)
         goto fail;
-    b->batches[0] = new_batch(b);
-    b->batches[1] = new_batch(b);
-    if (!b->batches[0] || !b->batches[1]) {
-        cb_fail(err, CB_STORE_UNAVAILABLE, "out of memory");
-        goto fail;
-    }
-    b->filling = b->batches[0];
     b->router = bind_socket(b, ZMQ_ROUTER, cfg->endpoint, b->endpoint, err);
     if (!b->router)
         goto fail;
@@ -695,8 +627,6 @@ void cb_broker_destroy(cb_broker **b_p)
         if (b->feed)
             zmq_close(b->feed);
         cb_committer_stop(&b->committer);
-        free_batch(&b->batches[0]);
-        free_batch(&b->batches[1]);
         if (b->zmq)
             zmq_ctx_term(b->zmq);
         free(b);

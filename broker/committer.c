@@ -22,6 +22,10 @@
 #define RESERVE_LOW   0.25        /* refill once the reserve is down to this much of its target */
 #define RESERVE_RETRY 10000       /* ms before trying again after the disk refused */
 
+/* Three batches circulate: the network thread fills one, the store thread
+ * commits one, and the network thread answers one. */
+#define N_BATCHES 3
+
 struct cb_committer {
     const cb_config *cfg;
     cb_store *store;
@@ -31,11 +35,19 @@ struct cb_committer {
     size_t n_steps;
     cb_step *released; /* in flight to connections that said goodbye */
     size_t n_released;
-    void *net_end, *store_end; /* the inproc pair: one end per thread */
-    /* The batch crossing over. The pair only wakes the other side; these
-     * release/acquire pairs are what orders the batch's contents between the
-     * threads (and what ThreadSanitizer can see). */
-    _Atomic(cb_batch *) to_store, to_net;
+    /* The pair only wakes the network thread when a batch is done; mu orders
+     * everything the two threads share, and the store thread sleeps on
+     * `wake` until the open batch has input (or its own timers are due). */
+    void *net_end, *store_end;
+    pthread_mutex_t mu;
+    pthread_cond_t wake;
+    cb_batch *batches[N_BATCHES];
+    cb_batch *open;                /* the network thread fills it, holding mu */
+    cb_batch *spare[N_BATCHES];    /* answered and empty */
+    size_t n_spare;
+    cb_batch *done[N_BATCHES];     /* committed, to be answered, oldest first */
+    size_t n_done;
+    bool stopping;
     pthread_t thread;
     bool running;
     int64_t reserve_retry_ms; /* no growth before this (the disk refused) */
@@ -373,33 +385,86 @@ static void process(cb_committer *c, cb_batch *b)
         commit_batch(c, b);
         answer_queries(c, b);
         c->n_released = 0; /* given back, or after a failed commit left counted: the safe side */
-    } else if (reserve_wanted(c, b->now_ms) && !cb_store_grow_reserve(c->store, RESERVE_STEP)) {
-        /* Idle: a step of the reserve now, so commits under load need not grow the file. */
-        c->reserve_retry_ms = b->now_ms + RESERVE_RETRY;
     }
-    b->next_deadline_ms = cb_delivery_next_deadline(c->delivery);
-    b->more = cb_delivery_has_work(c->delivery, b->now_ms) || reserve_wanted(c, b->now_ms);
     cb_log_flush();
 }
 
+/* Sleep until `deadline_ms` (monotonic; INT64_MAX: until woken). */
+static void wait_until(cb_committer *c, int64_t deadline_ms)
+{
+    if (deadline_ms == INT64_MAX) {
+        pthread_cond_wait(&c->wake, &c->mu);
+        return;
+    }
+    struct timespec ts = {.tv_sec = deadline_ms / 1000, .tv_nsec = (deadline_ms % 1000) * 1000000};
+    pthread_cond_timedwait(&c->wake, &c->mu, &ts);
+}
+
+/* The store thread. The moment a commit is done it takes the open batch,
+ * whatever it holds by then: no round trip through the network thread
+ * between one commit and the next, so the disk is never idle while events
+ * wait. Holds mu except while it works. */
 static void *run(void *arg)
 {
     cb_committer *c = arg;
-    for (;;) {
-        char wake;
-        if (zmq_recv(c->store_end, &wake, 1, 0) != 1) {
-            if (errno == EINTR)
-                continue;
-            cb_log(CB_LOG_ERROR, "store thread: %s; stopping", zmq_strerror(errno));
-            return NULL;
+    pthread_mutex_lock(&c->mu);
+    while (!c->stopping) {
+        int64_t now = cb_mono_ms();
+        bool work = cb_batch_has_input(c->open) || c->n_released || cb_delivery_has_work(c->delivery, now);
+        if (work && c->n_spare) {
+            cb_batch *b = c->open;
+            c->open = c->spare[--c->n_spare];
+            pthread_mutex_unlock(&c->mu);
+            b->now_ms = now;
+            process(c, b);
+            pthread_mutex_lock(&c->mu);
+            c->done[c->n_done++] = b;
+            pthread_mutex_unlock(&c->mu);
+            zmq_send(c->store_end, "d", 1, 0);
+            pthread_mutex_lock(&c->mu);
+        } else if (!work && reserve_wanted(c, now)) {
+            /* Idle: a step of the reserve now, so commits under load need not grow the file. */
+            pthread_mutex_unlock(&c->mu);
+            if (!cb_store_grow_reserve(c->store, RESERVE_STEP))
+                c->reserve_retry_ms = now + RESERVE_RETRY;
+            pthread_mutex_lock(&c->mu);
+        } else {
+            /* Nothing to do until a redelivery falls due, or work waits
+             * for the network thread to give back a batch it has answered. */
+            wait_until(c, work ? INT64_MAX : cb_delivery_next_deadline(c->delivery));
         }
-        cb_batch *b = atomic_exchange_explicit(&c->to_store, NULL, memory_order_acquire);
-        if (!b)
-            return NULL; /* stop */
-        process(c, b);
-        atomic_store_explicit(&c->to_net, b, memory_order_release);
-        zmq_send(c->store_end, "", 1, 0);
     }
+    pthread_mutex_unlock(&c->mu);
+    zmq_send(c->store_end, "s", 1, 0); /* stopped: everything done is in c->done */
+    return NULL;
+}
+
+static void free_batch(cb_batch **bt_p)
+{
+    cb_batch *bt = *bt_p;
+    if (bt) {
+        for (size_t i = 0; i < bt->n_reqs; i++)
+            free(bt->reqs[i].reply);
+        free_out(bt);
+        cb_arena_destroy(&bt->arena);
+        free(bt->connected);
+        free(bt->out);
+        free(bt);
+    }
+    *bt_p = NULL;
+}
+
+static cb_batch *new_batch(const cb_committer *c)
+{
+    cb_batch *bt = calloc(1, sizeof *bt);
+    if (!bt)
+        return NULL;
+    bt->arena = cb_arena_new();
+    bt->connected = calloc(c->cfg->n_agencies, sizeof *bt->connected);
+    bt->out = calloc(cb_delivery_max_steps(c->delivery), sizeof *bt->out);
+    if (!bt->arena || !bt->connected || !bt->out)
+        free_batch(&bt);
+    return bt;
 }
 
 cb_committer *cb_committer_start(const cb_config *cfg, cb_store *store, void *zmq, cb_error *err)
@@ -411,10 +476,24 @@ cb_committer *cb_committer_start(const cb_config *cfg, cb_store *store, void *zm
     }
     c->cfg = cfg;
     c->store = store;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC); /* the clock cb_mono_ms reads */
+    pthread_cond_init(&c->wake, &attr);
+    pthread_condattr_destroy(&attr);
     c->delivery = cb_delivery_new(cfg);
     c->steps = c->delivery ? calloc(cb_delivery_max_steps(c->delivery), sizeof *c->steps) : NULL;
     c->released = c->delivery ? calloc(cb_delivery_max_steps(c->delivery), sizeof *c->released) : NULL;
-    cb_txn *txn = c->steps ? cb_txn_begin(store, false, err) : NULL;
+    bool batches = c->delivery != NULL;
+    for (size_t i = 0; batches && i < N_BATCHES; i++)
+        batches = (c->batches[i] = new_batch(c)) != NULL;
+    if (batches) {
+        c->open = c->batches[0];
+        for (size_t i = 1; i < N_BATCHES; i++)
+            c->spare[c->n_spare++] = c->batches[i];
+    }
+    cb_txn *txn = c->steps && c->released && batches ? cb_txn_begin(store, false, err) : NULL;
     if (txn) {
         c->last_seq = cb_store_last_seq(txn);
         cb_txn_abort(&txn);
@@ -428,12 +507,12 @@ cb_committer *cb_committer_start(const cb_config *cfg, cb_store *store, void *zm
     sigaddset(&stop_signals, SIGINT);
     sigaddset(&stop_signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop_signals, &before);
-    bool started = c->steps && c->released && c->net_end && c->store_end &&
+    bool started = c->steps && c->released && batches && c->net_end && c->store_end &&
                    zmq_bind(c->store_end, PAIR_ENDPOINT) == 0 && zmq_connect(c->net_end, PAIR_ENDPOINT) == 0 &&
                    pthread_create(&c->thread, NULL, run, c) == 0;
     pthread_sigmask(SIG_SETMASK, &before, NULL);
-    /* A blocking collect (only at shutdown) gives up rather than hang on a
-     * store thread that has stopped. */
+    /* Waiting for the store thread to stop (only at shutdown) gives up
+     * rather than hang on one that is stuck. */
     int patience_ms = 60000;
     if (c->net_end)
         zmq_setsockopt(c->net_end, ZMQ_RCVTIMEO, &patience_ms, sizeof patience_ms);
@@ -447,25 +526,49 @@ cb_committer *cb_committer_start(const cb_config *cfg, cb_store *store, void *zm
     return c;
 }
 
+bool cb_committer_quiesce(cb_committer *c)
+{
+    if (!c->running)
+        return true;
+    pthread_mutex_lock(&c->mu);
+    c->stopping = true;
+    pthread_cond_signal(&c->wake);
+    pthread_mutex_unlock(&c->mu);
+    char byte = 0;
+    while (zmq_recv(c->net_end, &byte, 1, 0) == 1 || errno == EINTR)
+        if (byte == 's')
+            break;
+    if (byte != 's')
+        return false;
+    pthread_join(c->thread, NULL);
+    c->running = false;
+    cb_log(CB_LOG_INFO, "store closed: last_seq=%llu", (unsigned long long)c->last_seq);
+    cb_log_flush();
+    return true;
+}
+
 void cb_committer_stop(cb_committer **c_p)
 {
     cb_committer *c = *c_p;
     if (c) {
-        if (c->running) {
-            atomic_store_explicit(&c->to_store, NULL, memory_order_release);
-            zmq_send(c->net_end, "", 1, 0);
-            pthread_join(c->thread, NULL);
-            cb_log(CB_LOG_INFO, "store closed: last_seq=%llu", (unsigned long long)c->last_seq);
-            cb_log_flush();
+        if (c->running && !cb_committer_quiesce(c)) {
+            /* A stuck store thread still owns the store and a batch: leave
+             * them to the process's exit rather than free them under it. */
+            *c_p = NULL;
+            return;
         }
         if (c->net_end)
             zmq_close(c->net_end);
         if (c->store_end)
             zmq_close(c->store_end);
+        for (size_t i = 0; i < N_BATCHES; i++)
+            free_batch(&c->batches[i]);
         free(c->steps);
         free(c->released);
         cb_delivery_destroy(&c->delivery);
         cb_store_destroy(&c->store);
+        pthread_cond_destroy(&c->wake);
+        pthread_mutex_destroy(&c->mu);
         free(c);
     }
     *c_p = NULL;
@@ -476,21 +579,39 @@ void *cb_committer_socket(cb_committer *c)
     return c->net_end;
 }
 
-bool cb_committer_submit(cb_committer *c, cb_batch *batch)
+cb_batch *cb_committer_open(cb_committer *c)
 {
-    atomic_store_explicit(&c->to_store, batch, memory_order_release);
-    return zmq_send(c->net_end, "", 1, 0) == 1;
+    pthread_mutex_lock(&c->mu);
+    return c->open;
 }
 
-cb_batch *cb_committer_collect(cb_committer *c, bool wait)
+void cb_committer_release(cb_committer *c)
 {
-    char wake;
-    if (zmq_recv(c->net_end, &wake, 1, wait ? 0 : ZMQ_DONTWAIT) != 1)
-        return NULL;
-    return atomic_exchange_explicit(&c->to_net, NULL, memory_order_acquire);
+    bool input = cb_batch_has_input(c->open);
+    pthread_mutex_unlock(&c->mu);
+    if (input)
+        pthread_cond_signal(&c->wake);
 }
 
-size_t cb_committer_max_out(const cb_committer *c)
+cb_batch *cb_committer_done(cb_committer *c)
 {
-    return cb_delivery_max_steps(c->delivery);
+    char byte;
+    while (zmq_recv(c->net_end, &byte, 1, ZMQ_DONTWAIT) == 1)
+        ; /* the wake-ups; c->done is what counts */
+    pthread_mutex_lock(&c->mu);
+    cb_batch *b = NULL;
+    if (c->n_done) {
+        b = c->done[0];
+        memmove(c->done, c->done + 1, --c->n_done * sizeof *c->done);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return b;
+}
+
+void cb_committer_recycle(cb_committer *c, cb_batch *b)
+{
+    pthread_mutex_lock(&c->mu);
+    c->spare[c->n_spare++] = b;
+    pthread_mutex_unlock(&c->mu);
+    pthread_cond_signal(&c->wake); /* the store thread may be waiting for a spare */
 }

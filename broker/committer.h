@@ -1,5 +1,5 @@
 /* The store thread: it alone touches the store and the delivery lanes. It
- * takes a batch from the network thread, writes all of the batch's effects in
+ * takes the batch the network thread is filling, writes all of the batch's effects in
  * one transaction (group commit), syncs, plans and packs deliveries, answers
  * queries, and hands the batch back. A failed commit is never acknowledged:
  * the batch's publishes are refused and the store is reopened. */
@@ -14,18 +14,24 @@
 typedef struct cb_committer cb_committer;
 
 /* Start the thread; it takes ownership of store. zmq is the context for the
- * inproc pair between the two threads. */
+ * inproc pair that wakes the network thread. */
 cb_committer *cb_committer_start(const cb_config *cfg, cb_store *store, void *zmq, cb_error *err);
-/* Stop the thread (after collecting any batch it holds) and close the store. */
+/* Let the store thread finish what it holds and stop; its last batches are
+ * then waiting in cb_committer_done. False if it did not stop within a
+ * minute. */
+bool cb_committer_quiesce(cb_committer *c);
+/* Stop the thread (if it is still running) and close the store. */
 void cb_committer_stop(cb_committer **c_p);
 
-/* The network thread's end of the pair: readable when a batch comes back. */
+/* The network thread's end of the pair: readable when a batch is done. */
 void *cb_committer_socket(cb_committer *c);
-/* Hand over a batch; the network thread must not touch it until collected. */
-bool cb_committer_submit(cb_committer *c, cb_batch *batch);
-/* The batch handed over, once done; NULL if it is not back yet (wait: block). */
-cb_batch *cb_committer_collect(cb_committer *c, bool wait);
-/* Room for every delivery one batch can carry (size of cb_batch.out). */
-size_t cb_committer_max_out(const cb_committer *c);
+/* The batch to read frames into. The store thread takes it whenever it is
+ * free, so it is the network thread's only between open and release. */
+cb_batch *cb_committer_open(cb_committer *c);
+void cb_committer_release(cb_committer *c);
+/* A committed batch to answer, oldest first; NULL when there is none. */
+cb_batch *cb_committer_done(cb_committer *c);
+/* Give back an answered, emptied batch. */
+void cb_committer_recycle(cb_committer *c, cb_batch *b);
 
 #endif
