@@ -130,10 +130,15 @@ static bool db_get(cb_txn *txn, int db, MDB_val key, MDB_val *out, const char *s
     return rc != MDB_NOTFOUND && check(txn, rc, step);
 }
 
-static void db_put(cb_txn *txn, int db, MDB_val key, MDB_val data, const char *step)
+static void db_put_flags(cb_txn *txn, int db, MDB_val key, MDB_val data, unsigned flags, const char *step)
 {
     if (txn_ok(txn))
-        check(txn, mdb_put(txn->txn, txn->store->dbi[db], &key, &data, 0), step);
+        check(txn, mdb_put(txn->txn, txn->store->dbi[db], &key, &data, flags), step);
+}
+
+static void db_put(cb_txn *txn, int db, MDB_val key, MDB_val data, const char *step)
+{
+    db_put_flags(txn, db, key, data, 0, step);
 }
 
 static bool db_del(cb_txn *txn, int db, MDB_val key, const char *step)
@@ -439,7 +444,9 @@ void cb_store_put_event(cb_txn *txn, uint64_t seq, const uint8_t *bytes, size_t 
 
     be64_put(id, seq);
     memcpy(id + 8, digest, CB_DIGEST_BYTES);
-    db_put(txn, DB_EVENTS, val(id, 8), val(bytes, len), "put event");
+    /* Every seq is above the last: appending leaves full pages behind,
+     * where a plain put splits each page in half and never fills it again. */
+    db_put_flags(txn, DB_EVENTS, val(id, 8), val(bytes, len), MDB_APPEND, "put event");
     db_put(txn, DB_IDS, str_val(event_id), val(id, sizeof id), "put event id");
     for (size_t i = 0; i < n_person_keys; i++)
         if (key_make(txn, "put person index", &k, person_keys[i], NULL, seq))

@@ -71,7 +71,9 @@ uint64_t cb_store_event_count(cb_txn *txn);
 /* True with seq and digest when event_id is stored. */
 bool cb_store_find_id(cb_txn *txn, const char *event_id, uint64_t *seq, uint8_t digest[CB_DIGEST_BYTES]);
 /* Write the event under seq with its id, person and case index entries, and a
- * queue entry (attempts 0) for each recipient. case_ref may be NULL. */
+ * queue entry (attempts 0) for each recipient. case_ref may be NULL. seq must
+ * be above every stored seq (events are appended); otherwise the transaction
+ * fails. */
 void cb_store_put_event(cb_txn *txn, uint64_t seq, const uint8_t *bytes, size_t len, const char *event_id,
                         const uint8_t digest[CB_DIGEST_BYTES], const char *const *person_keys, size_t n_person_keys,
                         const char *from_agency, const char *case_ref, const char *const *recipients,

@@ -214,11 +214,12 @@ static void test_person_index_in_seq_order_and_isolated(void **state)
     fixture *f = *state;
     cb_txn *txn = begin(f, true);
     /* 256 before 3 numerically, after it in little-endian byte order */
-    put_event(txn, 256, "nhs:1", "health", NULL);
-    put_event(txn, 3, "nhs:1", "health", NULL);
-    put_event(txn, 2, "nhs:12", "health", NULL);
+    /* 256 sorts after 3 only if the seq is big-endian in the key. */
     put_event(txn, 1, "nhs:1", "health", NULL);
+    put_event(txn, 2, "nhs:12", "health", NULL);
+    put_event(txn, 3, "nhs:1", "health", NULL);
     put_event(txn, 4, "nhs:12", "health", NULL);
+    put_event(txn, 256, "nhs:1", "health", NULL);
     commit_ok(&txn);
 
     txn = begin(f, false);
@@ -235,13 +236,31 @@ static void test_person_index_in_seq_order_and_isolated(void **state)
     commit_ok(&txn);
 }
 
+/* Events are appended: a seq that is not above every stored one is a
+ * caller's bug, and fails the transaction rather than overwrite or reorder. */
+static void test_event_seq_must_rise(void **state)
+{
+    fixture *f = *state;
+    cb_txn *txn = begin(f, true);
+    put_event(txn, 5, "nhs:1", "health", NULL);
+    commit_ok(&txn);
+    txn = begin(f, true);
+    put_event(txn, 5, "nhs:1", "health", NULL);
+    cb_error err = {0};
+    assert_int_equal(cb_txn_commit(&txn, &err), CB_STORE_UNAVAILABLE);
+    assert_non_null(strstr(err.reason, "put event"));
+    txn = begin(f, false);
+    assert_int_equal(cb_store_last_seq(txn), 5);
+    cb_txn_abort(&txn);
+}
+
 static void test_case_index_in_seq_order_and_isolated(void **state)
 {
     fixture *f = *state;
     cb_txn *txn = begin(f, true);
-    put_event(txn, 3, NULL, "health", "c1");
     put_event(txn, 1, NULL, "health", "c1");
     put_event(txn, 2, NULL, "health", "c12");
+    put_event(txn, 3, NULL, "health", "c1");
     put_event(txn, 4, NULL, "housing", "c1");
     put_event(txn, 5, NULL, "health", NULL);
     commit_ok(&txn);
@@ -690,6 +709,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_failure_names_the_step, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_event_then_find, setup, teardown),
         cmocka_unit_test_setup_teardown(test_person_index_in_seq_order_and_isolated, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_event_seq_must_rise, setup, teardown),
         cmocka_unit_test_setup_teardown(test_case_index_in_seq_order_and_isolated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_scan_order_and_after, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_put_overwrites, setup, teardown),
