@@ -101,4 +101,12 @@ static inline bool cb_batch_has_input(const cb_batch *b)
     return b->n_pubs || b->n_acks || b->n_reqs || b->n_ops;
 }
 
+/* True while the network thread may read another frame into the batch (a
+ * frame can add up to two lane operations). */
+static inline bool cb_batch_has_room(const cb_batch *b)
+{
+    return b->n_pubs < BATCH_MAX && b->n_acks < BATCH_MAX && b->n_reqs < BATCH_MAX &&
+           b->n_ops + 2 <= sizeof b->ops / sizeof b->ops[0];
+}
+
 #endif

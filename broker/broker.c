@@ -311,16 +311,10 @@ static void on_frame(cb_broker *b, const uint8_t *rid, size_t rid_len, const uin
     }
 }
 
-static bool batch_has_room(const cb_batch *bt)
-{
-    return bt->n_pubs < BATCH_MAX && bt->n_acks < BATCH_MAX && bt->n_reqs < BATCH_MAX &&
-           bt->n_ops + 2 <= sizeof bt->ops / sizeof bt->ops[0];
-}
-
 /* Read every frame that is ready, until the batch is full. */
 static void read_batch(cb_broker *b, int64_t now)
 {
-    while (batch_has_room(b->filling)) {
+    while (cb_batch_has_room(b->filling)) {
         zmq_msg_t rid, body;
         zmq_msg_init(&rid);
         if (zmq_msg_recv(&rid, b->router, ZMQ_DONTWAIT) < 0) {
@@ -498,7 +492,7 @@ static void answer_done(cb_broker *b)
 static void expire_peers(cb_broker *b, int64_t now)
 {
     int64_t silent = 3 * (int64_t)b->cfg->heartbeat_ms;
-    for (int p = 0; p < PEERS_MAX && batch_has_room(b->filling); p++) {
+    for (int p = 0; p < PEERS_MAX && cb_batch_has_room(b->filling); p++) {
         if (!b->peers[p].in_use || now - b->peers[p].seen_ms <= silent)
             continue;
         if (b->peers[p].agency >= 0)
@@ -516,7 +510,7 @@ int cb_broker_run(cb_broker *b, volatile sig_atomic_t *stop)
         int64_t now = cb_mono_ms();
         /* The network only while the open batch has room, so a full batch
          * waits for the store thread without this thread spinning. */
-        zmq_pollitem_t items[] = {{cb_committer_socket(b->committer), 0, ZMQ_POLLIN, 0}, {b->router, 0, ZMQ_POLLIN, 0}};
+        zmq_pollitem_t items[] = {{NULL, cb_committer_fd(b->committer), ZMQ_POLLIN, 0}, {b->router, 0, ZMQ_POLLIN, 0}};
         if (zmq_poll(items, room ? 2 : 1, next_expiry > now ? (long)(next_expiry - now) : 0) < 0 && errno != EINTR) {
             cb_log(CB_LOG_ERROR, "poll: %s", zmq_strerror(errno));
             return 1;
@@ -528,10 +522,10 @@ int cb_broker_run(cb_broker *b, volatile sig_atomic_t *stop)
             expire_peers(b, now);
             next_expiry = now + b->cfg->heartbeat_ms;
         }
-        room = batch_has_room(b->filling);
         b->filling = NULL;
         cb_committer_release(b->committer);
         answer_done(b);
+        room = cb_committer_open_has_room(b->committer);
         cb_log_flush();
     }
     if (cb_committer_quiesce(b->committer)) {
@@ -603,7 +597,7 @@ cb_broker *cb_broker_new(const cb_config *cfg, cb_error *err)
         cb_store_destroy(&store);
         goto fail;
     }
-    b->committer = cb_committer_start(cfg, store, b->zmq, err);
+    b->committer = cb_committer_start(cfg, store, err);
     if (!b->committer)
         goto fail;
     b->router = bind_socket(b, ZMQ_ROUTER, cfg->endpoint, b->endpoint, err);

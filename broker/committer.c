@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zmq.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "broker.h"
 #include "cb_check.h"
@@ -17,7 +19,6 @@
 #include "log.h"
 #include "query.h"
 
-#define PAIR_ENDPOINT "inproc://carebridge-committer"
 #define RESERVE_STEP  (256 << 10) /* zeros written per idle batch: a fraction of a millisecond */
 #define RESERVE_LOW   0.25        /* refill once the reserve is down to this much of its target */
 #define RESERVE_RETRY 10000       /* ms before trying again after the disk refused */
@@ -35,10 +36,13 @@ struct cb_committer {
     size_t n_steps;
     cb_step *released; /* in flight to connections that said goodbye */
     size_t n_released;
-    /* The pair only wakes the network thread when a batch is done; mu orders
-     * everything the two threads share, and the store thread sleeps on
-     * `wake` until the open batch has input (or its own timers are due). */
-    void *net_end, *store_end;
+    /* mu orders everything the two threads share. The store thread sleeps on
+     * `wake` until the open batch has input (or its own timers are due); the
+     * network thread polls wake_fd, an eventfd the store thread bumps when a
+     * batch is done or a full open batch has been taken. An eventfd stays
+     * readable until it is read, so no wake-up can be lost between the
+     * network thread looking at the done list and going back to poll. */
+    int wake_fd;
     pthread_mutex_t mu;
     pthread_cond_t wake;
     cb_batch *batches[N_BATCHES];
@@ -47,7 +51,7 @@ struct cb_committer {
     size_t n_spare;
     cb_batch *done[N_BATCHES];     /* committed, to be answered, oldest first */
     size_t n_done;
-    bool stopping;
+    bool stopping, stopped;
     pthread_t thread;
     bool running;
     int64_t reserve_retry_ms; /* no growth before this (the disk refused) */
@@ -413,14 +417,19 @@ static void *run(void *arg)
         bool work = cb_batch_has_input(c->open) || c->n_released || cb_delivery_has_work(c->delivery, now);
         if (work && c->n_spare) {
             cb_batch *b = c->open;
+            bool was_full = !cb_batch_has_room(b);
             c->open = c->spare[--c->n_spare];
             pthread_mutex_unlock(&c->mu);
+            /* A network thread that found the batch full stopped reading the
+             * network and waits on the pair: tell it there is room again. */
+            if (was_full)
+                eventfd_write(c->wake_fd, 1);
             b->now_ms = now;
             process(c, b);
             pthread_mutex_lock(&c->mu);
             c->done[c->n_done++] = b;
             pthread_mutex_unlock(&c->mu);
-            zmq_send(c->store_end, "d", 1, 0);
+            eventfd_write(c->wake_fd, 1);
             pthread_mutex_lock(&c->mu);
         } else if (!work && reserve_wanted(c, now)) {
             /* Idle: a step of the reserve now, so commits under load need not grow the file. */
@@ -434,8 +443,9 @@ static void *run(void *arg)
             wait_until(c, work ? INT64_MAX : cb_delivery_next_deadline(c->delivery));
         }
     }
+    c->stopped = true; /* everything done is in c->done */
     pthread_mutex_unlock(&c->mu);
-    zmq_send(c->store_end, "s", 1, 0); /* stopped: everything done is in c->done */
+    eventfd_write(c->wake_fd, 1);
     return NULL;
 }
 
@@ -467,7 +477,7 @@ static cb_batch *new_batch(const cb_committer *c)
     return bt;
 }
 
-cb_committer *cb_committer_start(const cb_config *cfg, cb_store *store, void *zmq, cb_error *err)
+cb_committer *cb_committer_start(const cb_config *cfg, cb_store *store, cb_error *err)
 {
     cb_committer *c = calloc(1, sizeof *c);
     if (!c) {
@@ -476,6 +486,7 @@ cb_committer *cb_committer_start(const cb_config *cfg, cb_store *store, void *zm
     }
     c->cfg = cfg;
     c->store = store;
+    c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     pthread_mutex_init(&c->mu, NULL);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
@@ -498,8 +509,6 @@ cb_committer *cb_committer_start(const cb_config *cfg, cb_store *store, void *zm
         c->last_seq = cb_store_last_seq(txn);
         cb_txn_abort(&txn);
     }
-    c->net_end = zmq_socket(zmq, ZMQ_PAIR);
-    c->store_end = zmq_socket(zmq, ZMQ_PAIR);
     /* The thread starts with SIGINT and SIGTERM blocked, so a stop request
      * always reaches the network thread and wakes its poll at once. */
     sigset_t stop_signals, before;
@@ -507,15 +516,9 @@ cb_committer *cb_committer_start(const cb_config *cfg, cb_store *store, void *zm
     sigaddset(&stop_signals, SIGINT);
     sigaddset(&stop_signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop_signals, &before);
-    bool started = c->steps && c->released && batches && c->net_end && c->store_end &&
-                   zmq_bind(c->store_end, PAIR_ENDPOINT) == 0 && zmq_connect(c->net_end, PAIR_ENDPOINT) == 0 &&
+    bool started = c->steps && c->released && batches && c->wake_fd >= 0 &&
                    pthread_create(&c->thread, NULL, run, c) == 0;
     pthread_sigmask(SIG_SETMASK, &before, NULL);
-    /* Waiting for the store thread to stop (only at shutdown) gives up
-     * rather than hang on one that is stuck. */
-    int patience_ms = 60000;
-    if (c->net_end)
-        zmq_setsockopt(c->net_end, ZMQ_RCVTIMEO, &patience_ms, sizeof patience_ms);
     if (!started) {
         if (!err->code)
             cb_fail(err, CB_STORE_UNAVAILABLE, "cannot start the store thread");
@@ -526,6 +529,26 @@ cb_committer *cb_committer_start(const cb_config *cfg, cb_store *store, void *zm
     return c;
 }
 
+/* Whether the store thread has stopped, waiting up to a minute for it: a
+ * store thread stuck in a sync is not waited for forever. */
+static bool await_stopped(cb_committer *c)
+{
+    int64_t give_up = cb_mono_ms() + 60000;
+    for (;;) {
+        pthread_mutex_lock(&c->mu);
+        bool stopped = c->stopped;
+        pthread_mutex_unlock(&c->mu);
+        int64_t left = give_up - cb_mono_ms();
+        if (stopped || left <= 0)
+            return stopped;
+        struct pollfd p = {.fd = c->wake_fd, .events = POLLIN};
+        if (poll(&p, 1, (int)left) > 0) {
+            eventfd_t n;
+            eventfd_read(c->wake_fd, &n);
+        }
+    }
+}
+
 bool cb_committer_quiesce(cb_committer *c)
 {
     if (!c->running)
@@ -534,14 +557,12 @@ bool cb_committer_quiesce(cb_committer *c)
     c->stopping = true;
     pthread_cond_signal(&c->wake);
     pthread_mutex_unlock(&c->mu);
-    char byte = 0;
-    while (zmq_recv(c->net_end, &byte, 1, 0) == 1 || errno == EINTR)
-        if (byte == 's')
-            break;
-    if (byte != 's')
+    if (!await_stopped(c))
         return false;
     pthread_join(c->thread, NULL);
     c->running = false;
+    /* The done batches are still to be answered: leave their wake-up set. */
+    eventfd_write(c->wake_fd, 1);
     cb_log(CB_LOG_INFO, "store closed: last_seq=%llu", (unsigned long long)c->last_seq);
     cb_log_flush();
     return true;
@@ -557,10 +578,8 @@ void cb_committer_stop(cb_committer **c_p)
             *c_p = NULL;
             return;
         }
-        if (c->net_end)
-            zmq_close(c->net_end);
-        if (c->store_end)
-            zmq_close(c->store_end);
+        if (c->wake_fd >= 0)
+            close(c->wake_fd);
         for (size_t i = 0; i < N_BATCHES; i++)
             free_batch(&c->batches[i]);
         free(c->steps);
@@ -574,9 +593,9 @@ void cb_committer_stop(cb_committer **c_p)
     *c_p = NULL;
 }
 
-void *cb_committer_socket(cb_committer *c)
+int cb_committer_fd(const cb_committer *c)
 {
-    return c->net_end;
+    return c->wake_fd;
 }
 
 cb_batch *cb_committer_open(cb_committer *c)
@@ -593,11 +612,18 @@ void cb_committer_release(cb_committer *c)
         pthread_cond_signal(&c->wake);
 }
 
+bool cb_committer_open_has_room(cb_committer *c)
+{
+    pthread_mutex_lock(&c->mu);
+    bool room = cb_batch_has_room(c->open);
+    pthread_mutex_unlock(&c->mu);
+    return room;
+}
+
 cb_batch *cb_committer_done(cb_committer *c)
 {
-    char byte;
-    while (zmq_recv(c->net_end, &byte, 1, ZMQ_DONTWAIT) == 1)
-        ; /* the wake-ups; c->done is what counts */
+    eventfd_t n;
+    eventfd_read(c->wake_fd, &n); /* reset before looking, so a later batch wakes the poll again */
     pthread_mutex_lock(&c->mu);
     cb_batch *b = NULL;
     if (c->n_done) {

@@ -13,9 +13,8 @@
 
 typedef struct cb_committer cb_committer;
 
-/* Start the thread; it takes ownership of store. zmq is the context for the
- * inproc pair that wakes the network thread. */
-cb_committer *cb_committer_start(const cb_config *cfg, cb_store *store, void *zmq, cb_error *err);
+/* Start the thread; it takes ownership of store. */
+cb_committer *cb_committer_start(const cb_config *cfg, cb_store *store, cb_error *err);
 /* Let the store thread finish what it holds and stop; its last batches are
  * then waiting in cb_committer_done. False if it did not stop within a
  * minute. */
@@ -23,12 +22,15 @@ bool cb_committer_quiesce(cb_committer *c);
 /* Stop the thread (if it is still running) and close the store. */
 void cb_committer_stop(cb_committer **c_p);
 
-/* The network thread's end of the pair: readable when a batch is done. */
-void *cb_committer_socket(cb_committer *c);
+/* Readable when a batch is done, or the full open batch was taken. */
+int cb_committer_fd(const cb_committer *c);
 /* The batch to read frames into. The store thread takes it whenever it is
  * free, so it is the network thread's only between open and release. */
 cb_batch *cb_committer_open(cb_committer *c);
 void cb_committer_release(cb_committer *c);
+/* Whether the open batch can take another frame. Asked after the last
+ * cb_committer_done, so a full batch taken later still wakes the poll. */
+bool cb_committer_open_has_room(cb_committer *c);
 /* A committed batch to answer, oldest first; NULL when there is none. */
 cb_batch *cb_committer_done(cb_committer *c);
 /* Give back an answered, emptied batch. */

@@ -7,7 +7,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import BrokerTest, NHS, parse_send, referral, response, ndjson  # noqa: E402
+from harness import BIN, BrokerTest, NHS, parse_send, referral, response, ndjson  # noqa: E402
 
 
 class Delivery(BrokerTest):
@@ -22,6 +22,21 @@ class Delivery(BrokerTest):
         self.assertEqual(events[0]["referral"]["urgency"], "URGENT")
         _, agencies = b.status()
         self.assertNotIn("queued", agencies["social-care"])  # proto3 JSON omits zero
+
+    def test_more_in_flight_than_one_batch_holds_never_stalls(self):
+        """Two senders keep 2,048 publishes each in flight, four batches' worth.
+        The network thread stops reading while the open batch is full and must
+        be woken when the store thread takes it: once, a missed wake-up left
+        everything unanswered for seconds. The load tool gives up (exit 1) if
+        nothing is answered for a second; resends are off, so every event is
+        answered on its first send."""
+        b = self.broker()
+        r = subprocess.run([os.path.join(BIN, "cb-bench-load"), "--endpoint", b.endpoint, "--senders", "2",
+                            "--window", "2048", "--events", "60000", "--resend-ms", "600000", "--stall-s", "1"],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        out = json.loads(r.stdout.strip().splitlines()[-1])
+        self.assertEqual((out["events"], out["nacks"], out["duplicates"]), (60000, 0, 0))
 
     def test_offline_recipient_gets_everything_in_order_on_reconnect(self):
         b = self.broker()
