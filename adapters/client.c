@@ -29,6 +29,7 @@ struct cb_client {
     int64_t hello_sent_ms, hello_retry_ms, last_heard_ms, last_sent_ms;
     slot *slots;
     uint32_t n_used, free_hint;
+    size_t used_bytes; /* packed publishes in the window */
     uint64_t generation, next_request;
     cb_frame *reply; /* answer to the outstanding request */
     char failure[300];
@@ -89,7 +90,9 @@ cb_client *cb_client_new(const cb_client_opts *opts, const cb_client_handlers *h
     }
     c->opts = *opts;
     if (!c->opts.window)
-        c->opts.window = 256;
+        c->opts.window = 1024;
+    if (!c->opts.window_bytes)
+        c->opts.window_bytes = 8u << 20;
     if (c->opts.window > SLOT_MASK + 1)
         c->opts.window = SLOT_MASK + 1;
     if (!c->opts.resend_ms)
@@ -149,7 +152,7 @@ void cb_client_destroy(cb_client **c_p)
 
 bool cb_client_has_room(const cb_client *c)
 {
-    return c->n_used < c->opts.window;
+    return c->n_used < c->opts.window && c->used_bytes < c->opts.window_bytes;
 }
 
 size_t cb_client_unanswered(const cb_client *c)
@@ -195,6 +198,7 @@ bool cb_client_publish(cb_client *c, const cb_envelope *ev, void *tag)
     if (s->sent_ms + c->opts.resend_ms < c->next_resend_ms)
         c->next_resend_ms = s->sent_ms + c->opts.resend_ms;
     c->n_used++;
+    c->used_bytes += s->len;
     c->free_hint = (i + 1) % c->opts.window;
     if (c->welcomed)
         send_raw(c, s->frame, s->len);
@@ -210,6 +214,7 @@ static slot *slot_for(cb_client *c, uint64_t ref)
 static void release(cb_client *c, slot *s)
 {
     free(s->frame);
+    c->used_bytes -= s->len;
     *s = (slot){0};
     c->n_used--;
 }

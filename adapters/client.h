@@ -19,7 +19,8 @@ typedef struct {
     const char *agency;    /* NULL: a connection for queries only */
     bool receive;          /* ask for the agency's deliveries */
     uint32_t credit;       /* deliveries wanted in flight at once; 0: the broker's limit */
-    uint32_t window;       /* publishes awaiting an answer; default 256, at most 65536 */
+    uint32_t window;       /* publishes awaiting an answer; default 1024, at most 65536 */
+    size_t window_bytes;   /* and their packed bytes (one publish may pass it); default 8 MiB */
     uint32_t resend_ms;    /* resend a publish unanswered this long; default 2000 */
     uint32_t heartbeat_ms; /* default 1000 */
     const char *name;      /* software name for the broker's log */
@@ -39,7 +40,10 @@ cb_client *cb_client_new(const cb_client_opts *opts, const cb_client_handlers *h
  * send the last acknowledgements). */
 void cb_client_destroy(cb_client **client_p);
 
-/* Queue ev for the broker; false when the window is full (run, then retry). */
+/* Queue ev for the broker; false when the window is full (run, then retry).
+ * The default window is sized for group commit: the broker commits one batch
+ * while it reads the next, so a sender needs about two commits' worth in
+ * flight (two of LMDB's efficient batches of ~512) to keep the disk busy. */
 bool cb_client_publish(cb_client *c, const cb_envelope *ev, void *tag);
 size_t cb_client_unanswered(const cb_client *c);
 bool cb_client_has_room(const cb_client *c);

@@ -31,7 +31,7 @@ static const char usage[] =
     "                     [--resend-ms MS] [--stall-s SEC] [--latencies FILE]\n"
     "\n"
     "  --senders S    sender threads, each its own connection (default 1)\n"
-    "  --window W     publishes in flight per sender (default 256, the client default)\n"
+    "  --window W     publishes in flight per sender (default 1024, the client default)\n"
     "  --events N     total events over all senders (default 50000)\n"
     "  --duration S   publish for S seconds instead of a fixed count\n"
     "  --rate R       steady R events/s in total, paced across the senders\n"
@@ -345,7 +345,7 @@ int main(int argc, char **argv)
                                              {"version", no_argument, 0, 'V'},
                                              {0, 0, 0, 0}};
     options o = {.senders = 1,
-                 .window = 256,
+                 .window = 1024,
                  .events = 50000,
                  .size = 512,
                  .from = "health",

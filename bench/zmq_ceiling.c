@@ -23,11 +23,11 @@
 
 static const char usage[] = "Usage: cb-bench-zmq [--senders S] [--window W] [--events N] [--size BYTES]\n"
                             "  --senders S  DEALER threads (default 1)\n"
-                            "  --window W   messages in flight per sender (default 256)\n"
+                            "  --window W   messages in flight per sender (default 1024)\n"
                             "  --events N   total messages over all senders (default 200000)\n"
                             "  --size B     request size (default 512)\n";
 
-static int senders = 1, window_ = 256;
+static int senders = 1, window_ = 1024;
 static uint64_t events = 200000;
 static size_t size = 512;
 static char endpoint[256];

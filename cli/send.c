@@ -14,8 +14,8 @@ static const char usage[] =
     "Publish events from FILE (or standard input), one JSON event per line, as AGENCY.\n"
     "Prints 'ACK <eventId> seq=<n>' or 'NACK <eventId> <CODE>: <reason>' per event, and\n"
     "'ERROR line <n>: <reason>' for a line that is not an event. Keeps up to N events\n"
-    "in flight (default 256) and resends any not answered, including across a broker\n"
-    "restart: the event id makes a resend harmless.\n"
+    "(default 1024, and at most 8 MiB of them) in flight and resends any not answered,\n"
+    "including across a broker restart: the event id makes a resend harmless.\n"
     "Exit 0 when every event was acknowledged, 1 on any NACK or bad line, 2 on a usage\n"
     "or connection error or when nothing is answered for S seconds (default 5).\n";
 
@@ -76,7 +76,7 @@ int cli_send(const cli_globals *g_in, int argc, char **argv)
     cli_globals g = *g_in;
     const char *agency = NULL;
     double timeout_s = 5;
-    long window = 256;
+    long window = 1024;
     int c;
     while ((c = getopt_long(argc, argv, "a:t:w:b:h", opts, NULL)) != -1) {
         switch (c) {
