@@ -19,7 +19,7 @@
 #include "log.h"
 #include "query.h"
 
-#define RESERVE_STEP  (256 << 10) /* zeros written per idle batch: a fraction of a millisecond */
+#define RESERVE_STEP  (256 << 10) /* zeros written per idle step: a fraction of a millisecond */
 #define RESERVE_LOW   0.25        /* refill once the reserve is down to this much of its target */
 #define RESERVE_RETRY 10000       /* ms before trying again after the disk refused */
 
@@ -421,7 +421,7 @@ static void *run(void *arg)
             c->open = c->spare[--c->n_spare];
             pthread_mutex_unlock(&c->mu);
             /* A network thread that found the batch full stopped reading the
-             * network and waits on the pair: tell it there is room again. */
+             * network and waits on wake_fd: tell it there is room again. */
             if (was_full)
                 eventfd_write(c->wake_fd, 1);
             b->now_ms = now;
@@ -496,15 +496,15 @@ cb_committer *cb_committer_start(const cb_config *cfg, cb_store *store, cb_error
     c->delivery = cb_delivery_new(cfg);
     c->steps = c->delivery ? calloc(cb_delivery_max_steps(c->delivery), sizeof *c->steps) : NULL;
     c->released = c->delivery ? calloc(cb_delivery_max_steps(c->delivery), sizeof *c->released) : NULL;
-    bool batches = c->delivery != NULL;
-    for (size_t i = 0; batches && i < N_BATCHES; i++)
-        batches = (c->batches[i] = new_batch(c)) != NULL;
-    if (batches) {
+    bool made = c->delivery != NULL;
+    for (size_t i = 0; made && i < N_BATCHES; i++)
+        made = (c->batches[i] = new_batch(c)) != NULL;
+    if (made) {
         c->open = c->batches[0];
         for (size_t i = 1; i < N_BATCHES; i++)
             c->spare[c->n_spare++] = c->batches[i];
     }
-    cb_txn *txn = c->steps && c->released && batches ? cb_txn_begin(store, false, err) : NULL;
+    cb_txn *txn = c->steps && c->released && made ? cb_txn_begin(store, false, err) : NULL;
     if (txn) {
         c->last_seq = cb_store_last_seq(txn);
         cb_txn_abort(&txn);
@@ -516,7 +516,7 @@ cb_committer *cb_committer_start(const cb_config *cfg, cb_store *store, cb_error
     sigaddset(&stop_signals, SIGINT);
     sigaddset(&stop_signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop_signals, &before);
-    bool started = c->steps && c->released && batches && c->wake_fd >= 0 &&
+    bool started = c->steps && c->released && made && c->wake_fd >= 0 &&
                    pthread_create(&c->thread, NULL, run, c) == 0;
     pthread_sigmask(SIG_SETMASK, &before, NULL);
     if (!started) {
@@ -561,8 +561,6 @@ bool cb_committer_quiesce(cb_committer *c)
         return false;
     pthread_join(c->thread, NULL);
     c->running = false;
-    /* The done batches are still to be answered: leave their wake-up set. */
-    eventfd_write(c->wake_fd, 1);
     cb_log(CB_LOG_INFO, "store closed: last_seq=%llu", (unsigned long long)c->last_seq);
     cb_log_flush();
     return true;

@@ -1,7 +1,7 @@
 /* The store thread: it alone touches the store and the delivery lanes. It
- * takes the batch the network thread is filling, writes all of the batch's effects in
- * one transaction (group commit), syncs, plans and packs deliveries, answers
- * queries, and hands the batch back. A failed commit is never acknowledged:
+ * takes the batch the network thread is filling, writes all of the batch's
+ * effects in one transaction (group commit), syncs, plans and packs
+ * deliveries, answers queries, and puts the batch on the done list. A failed commit is never acknowledged:
  * the batch's publishes are refused and the store is reopened. */
 #ifndef CB_COMMITTER_H
 #define CB_COMMITTER_H

@@ -41,13 +41,13 @@ static const char *second_prefix(time_t sec)
 
 void cb_log(cb_log_level level, const char *fmt, ...)
 {
-    static const char *names[] = {"Z debug ", "Z info ", "Z warn ", "Z error "};
+    static const char *names[] = {"debug ", "info ", "warn ", "error "};
     if (level < min_level)
         return;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     unsigned ms = (unsigned)(ts.tv_nsec / 1000000);
-    char millis[3] = {(char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10)};
+    char millis[] = {(char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10), 'Z', ' '};
     const char *prefix = second_prefix(ts.tv_sec);
     flockfile(stderr); /* both threads log: keep each line whole */
     fputs(prefix, stderr);
@@ -57,7 +57,7 @@ void cb_log(cb_log_level level, const char *fmt, ...)
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    putc_unlocked('\n', stderr);
+    fputc('\n', stderr);
     if (level >= CB_LOG_WARN)
         fflush(stderr);
     funlockfile(stderr);

@@ -17,6 +17,7 @@
 #include <sodium.h>
 
 #include "log.h"
+#include "tempdir.h"
 
 static int setup(void **state)
 {
@@ -71,10 +72,9 @@ static void test_pseudonym_without_identifier(void **state)
 static void test_line_format(void **state)
 {
     (void)state;
-    char path[] = "/tmp/cb-test-log-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    close(fd);
+    char dir[64], path[96];
+    assert_true(cb_test_mkdtemp(dir, sizeof dir));
+    snprintf(path, sizeof path, "%s/log", dir);
     int saved = dup(STDERR_FILENO); /* cmocka reports on stderr: give it back after */
     assert_non_null(freopen(path, "w+", stderr));
     cb_log_init(CB_LOG_INFO);
@@ -90,7 +90,7 @@ static void test_line_format(void **state)
     assert_non_null(f);
     size_t n = fread(text, 1, sizeof text - 1, f);
     fclose(f);
-    unlink(path);
+    assert_int_equal(cb_test_remove_tree(dir), 0);
     text[n] = '\0';
 
     int y, mo, d, h, mi, s, ms, used = 0;
