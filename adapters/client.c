@@ -1,6 +1,8 @@
+#define _GNU_SOURCE /* ppoll */
 #include "client.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +27,7 @@ struct cb_client {
     cb_client_handlers handlers;
     void *arg;
     void *zmq, *sock;
+    int fd; /* the socket's ZMQ_FD, for waits shorter than a millisecond */
     bool welcomed;
     int64_t hello_sent_ms, hello_retry_ms, last_heard_ms, last_sent_ms;
     slot *slots;
@@ -41,6 +44,13 @@ int64_t cb_client_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static void send_raw(cb_client *c, const uint8_t *buf, size_t len)
@@ -116,6 +126,12 @@ cb_client *cb_client_new(const cb_client_opts *opts, const cb_client_handlers *h
     zmq_setsockopt(c->sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt(c->sock, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
     zmq_setsockopt(c->sock, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
+    size_t fd_len = sizeof c->fd;
+    if (zmq_getsockopt(c->sock, ZMQ_FD, &c->fd, &fd_len) < 0) {
+        cb_fail(err, CB_BAD_REQUEST, "cannot read the ZeroMQ socket's fd: %s", zmq_strerror(errno));
+        cb_client_destroy(&c);
+        return NULL;
+    }
     if (zmq_connect(c->sock, opts->endpoint) < 0) {
         cb_fail(err, CB_BAD_REQUEST, "cannot connect to %s: %s", opts->endpoint, zmq_strerror(errno));
         cb_client_destroy(&c);
@@ -320,16 +336,40 @@ static void timers(cb_client *c, int64_t now)
     }
 }
 
-int cb_client_run(cb_client *c, int timeout_ms)
+/* Wait until a message is ready or timeout_us passes: 1, 0, or -1 with errno.
+ * zmq_poll counts whole milliseconds, too coarse for a sender that publishes
+ * every 200 us and sleeps between; the socket's own fd waits to the microsecond.
+ * That fd only signals a change, so ZMQ_EVENTS is asked right before each
+ * sleep: a message already queued is never slept through. */
+static int wait_readable(cb_client *c, int64_t timeout_us)
 {
-    zmq_pollitem_t item = {c->sock, 0, ZMQ_POLLIN, 0};
+    int64_t deadline = now_us() + timeout_us;
+    for (;;) {
+        int events = 0;
+        size_t n = sizeof events;
+        if (zmq_getsockopt(c->sock, ZMQ_EVENTS, &events, &n) < 0)
+            return -1;
+        if (events & ZMQ_POLLIN)
+            return 1;
+        int64_t left = deadline - now_us();
+        if (left <= 0)
+            return 0;
+        struct pollfd p = {.fd = c->fd, .events = POLLIN};
+        struct timespec ts = {.tv_sec = left / 1000000, .tv_nsec = left % 1000000 * 1000};
+        if (ppoll(&p, 1, &ts, NULL) < 0)
+            return -1;
+    }
+}
+
+int cb_client_run_us(cb_client *c, int64_t timeout_us)
+{
     int64_t now = cb_client_now_ms();
     int64_t next = c->last_sent_ms + c->opts.heartbeat_ms;
-    if (timeout_ms > 0 && next - now < timeout_ms)
-        timeout_ms = next > now ? (int)(next - now) : 0;
+    if (timeout_us > (next - now) * 1000)
+        timeout_us = next > now ? (next - now) * 1000 : 0;
     if (c->failure[0])
         return -1;
-    if (zmq_poll(&item, 1, timeout_ms) < 0) {
+    if (wait_readable(c, timeout_us) < 0) {
         if (errno == EINTR)
             return 0;
         snprintf(c->failure, sizeof c->failure, "connection to %s failed: %s", c->opts.endpoint, zmq_strerror(errno));
@@ -352,6 +392,11 @@ int cb_client_run(cb_client *c, int timeout_ms)
     }
     timers(c, cb_client_now_ms());
     return c->failure[0] ? -1 : handled;
+}
+
+int cb_client_run(cb_client *c, int timeout_ms)
+{
+    return cb_client_run_us(c, timeout_ms > 0 ? (int64_t)timeout_ms * 1000 : 0);
 }
 
 cb_frame *cb_client_request(cb_client *c, cb_frame *request, int timeout_ms, cb_error *err)

@@ -51,6 +51,9 @@ bool cb_client_has_room(const cb_client *c);
 /* Handle traffic and timers for up to timeout_ms (returns early once
  * something was handled). -1 on a fatal socket error. */
 int cb_client_run(cb_client *c, int timeout_ms);
+/* The same, timed to the microsecond (a sender pacing itself between
+ * publishes waits less than a millisecond at a time). */
+int cb_client_run_us(cb_client *c, int64_t timeout_us);
 
 /* Why the connection cannot go on (the broker refused the hello, or the
  * socket failed), or NULL while it can. run() returns -1 once this is set. */

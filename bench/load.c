@@ -265,25 +265,17 @@ static void *sender_main(void *arg)
             more = s->sent < s->quota && t < end_ns;
             next_due = INT64_MAX;
         }
-        /* Wait for answers, or until the next scheduled publish. zmq_poll
-         * counts in whole ms, so a shorter wait is a non-blocking pass then a
-         * nap of at most 100 us: an answer arriving during the nap is timed
-         * at most 100 us late, and the publishing thread does not spin on
-         * a 2-core machine it shares with the broker. */
-        int timeout_ms = 100;
-        int64_t gap = next_due == INT64_MAX ? INT64_MAX : next_due - now_ns();
-        if (gap < 1000000)
-            timeout_ms = 0;
-        else if (gap < 100 * 1000000LL)
-            timeout_ms = (int)(gap / 1000000);
-        if (cb_client_run(s->client, timeout_ms) < 0) {
+        /* Wait for answers, or until the next scheduled publish (at most
+         * 100 ms, so the stall check runs). The wait is timed to the
+         * microsecond and an answer wakes it at once, so an ACK is timed
+         * when it arrives, not when a nap ends. */
+        int64_t wait_ns = next_due == INT64_MAX ? 100 * 1000000LL : next_due - now_ns();
+        if (wait_ns > 100 * 1000000LL)
+            wait_ns = 100 * 1000000LL;
+        if (cb_client_run_us(s->client, wait_ns > 0 ? wait_ns / 1000 : 0) < 0) {
             fprintf(stderr, "cb-bench-load: sender %d: socket error\n", s->index);
             s->failed = 2;
             goto out;
-        }
-        if (timeout_ms == 0 && gap > 0 && gap < 1000000) {
-            struct timespec ts = {0, (long)(gap < 100000 ? gap : 100000)};
-            nanosleep(&ts, NULL);
         }
         if (cb_client_unanswered(s->client) && now_ns() - s->last_progress_ns > stall_ns) {
             fprintf(stderr, "cb-bench-load: sender %d: nothing answered for %.0f s; %zu unanswered\n", s->index,

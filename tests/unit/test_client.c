@@ -1,13 +1,22 @@
-/* The client library's publish window (adapters/client.c): it bounds both the
- * number of publishes awaiting an answer and their packed bytes, so a sender
- * of large events cannot hold hundreds of megabytes for resending. A real
- * client with a real ZeroMQ socket; nothing listens on its endpoint, so every
- * publish stays unanswered, which is what a full window looks like. */
+/* The client library (adapters/client.c) with real ZeroMQ sockets.
+ *
+ * Its publish window bounds both the number of publishes awaiting an answer
+ * and their packed bytes, so a sender of large events cannot hold hundreds of
+ * megabytes for resending; nothing listens on those tests' endpoint, so every
+ * publish stays unanswered, which is what a full window looks like.
+ *
+ * Its wait (run) sleeps on the socket's fd, which only signals a change: a
+ * ROUTER on loopback answers the hello, and run must return with the answer
+ * rather than sleep out its timeout. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <zmq.h>
 
 #include <cmocka.h>
 
@@ -71,12 +80,124 @@ static void test_one_large_publish_fits(void **state)
     cb_client_destroy(&c);
 }
 
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Receive the client's next frame at the ROUTER; the identity goes in id. */
+static cb_frame *router_recv(void *router, zmq_msg_t *id)
+{
+    zmq_msg_t body;
+    zmq_msg_init(&body);
+    assert_true(zmq_msg_recv(id, router, 0) >= 0);
+    assert_true(zmq_msg_recv(&body, router, 0) >= 0);
+    cb_frame *f = cb_frame_decode(zmq_msg_data(&body), zmq_msg_size(&body), SIZE_MAX, NULL);
+    zmq_msg_close(&body);
+    assert_non_null(f);
+    return f;
+}
+
+static void router_send_welcome(void *router, zmq_msg_t *id)
+{
+    Carebridge__V1__Welcome w = CAREBRIDGE__V1__WELCOME__INIT;
+    cb_frame f = CAREBRIDGE__V1__FRAME__INIT;
+    f.kind_case = CAREBRIDGE__V1__FRAME__KIND_WELCOME;
+    f.welcome = &w;
+    uint8_t *buf = NULL;
+    size_t len = cb_pack(&f.base, &buf);
+    assert_non_null(buf);
+    assert_true(zmq_msg_send(id, router, ZMQ_SNDMORE) >= 0);
+    assert_true(zmq_send(router, buf, len, 0) >= 0);
+    free(buf);
+}
+
+typedef struct {
+    void *router;
+    zmq_msg_t *id;
+} later_send;
+
+/* The ROUTER's thread for a moment (a socket may move between threads; the
+ * join is the barrier back). */
+static void *send_later(void *arg)
+{
+    later_send *ls = arg;
+    struct timespec pause = {0, 200 * 1000000L};
+    nanosleep(&pause, NULL);
+    router_send_welcome(ls->router, ls->id);
+    return NULL;
+}
+
+/* Both ways a message can reach a waiting client: arriving during the wait,
+ * and already queued when the wait begins (the fd has nothing new to say
+ * then). Each wait is given a minute and must end with the message. */
+static void test_run_returns_with_an_answer(void **state)
+{
+    (void)state;
+    void *ctx = zmq_ctx_new();
+    void *router = zmq_socket(ctx, ZMQ_ROUTER);
+    int linger = 0;
+    zmq_setsockopt(router, ZMQ_LINGER, &linger, sizeof linger);
+    assert_int_equal(zmq_bind(router, "tcp://127.0.0.1:*"), 0);
+    char endpoint[64];
+    size_t n = sizeof endpoint;
+    assert_int_equal(zmq_getsockopt(router, ZMQ_LAST_ENDPOINT, endpoint, &n), 0);
+
+    cb_client_opts o = {.endpoint = endpoint, .agency = "health", .heartbeat_ms = 120000};
+    cb_error err = {0};
+    cb_client *c = cb_client_new(&o, NULL, NULL, &err);
+    assert_non_null(c);
+    zmq_msg_t id;
+    zmq_msg_init(&id);
+    cb_frame *hello = router_recv(router, &id);
+    assert_int_equal(hello->kind_case, CAREBRIDGE__V1__FRAME__KIND_HELLO);
+    cb_frame_free(&hello);
+
+    /* Queued before the wait: the client has read nothing since its hello. */
+    zmq_msg_t id_copy;
+    zmq_msg_init(&id_copy);
+    zmq_msg_copy(&id_copy, &id);
+    router_send_welcome(router, &id_copy);
+    struct timespec settle = {0, 200 * 1000000L};
+    nanosleep(&settle, NULL);
+    double t0 = now_s();
+    int handled = 0;
+    while (handled == 0 && now_s() - t0 < 60)
+        handled = cb_client_run_us(c, 60 * 1000000LL);
+    assert_true(handled > 0);
+    assert_true(cb_client_welcomed(c));
+    assert_true(now_s() - t0 < 30);
+
+    /* Arriving during the wait: another thread sends it a moment later. */
+    later_send ls = {.router = router, .id = &id_copy};
+    zmq_msg_init(&id_copy);
+    zmq_msg_copy(&id_copy, &id);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, send_later, &ls), 0);
+    t0 = now_s();
+    handled = 0;
+    while (handled == 0 && now_s() - t0 < 60)
+        handled = cb_client_run_us(c, 60 * 1000000LL);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_true(handled > 0);
+    assert_true(now_s() - t0 < 30);
+
+    zmq_msg_close(&id);
+    zmq_msg_close(&id_copy);
+    cb_client_destroy(&c);
+    zmq_close(router);
+    zmq_ctx_term(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_window_counts_publishes),
         cmocka_unit_test(test_window_bounds_bytes),
         cmocka_unit_test(test_one_large_publish_fits),
+        cmocka_unit_test(test_run_returns_with_an_answer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
