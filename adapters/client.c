@@ -39,18 +39,16 @@ struct cb_client {
     int64_t next_resend_ms; /* no unanswered publish is due before this */
 };
 
-int64_t cb_client_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int64_t now_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t cb_client_now_ms(void)
+{
+    return now_us() / 1000;
 }
 
 static void send_raw(cb_client *c, const uint8_t *buf, size_t len)
