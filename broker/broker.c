@@ -19,6 +19,7 @@
 #include "cb_codec.h"
 #include "clock.h"
 #include "committer.h"
+#include "dirlock.h"
 #include "intake.h"
 #include "log.h"
 #include "store.h"
@@ -54,6 +55,7 @@ struct cb_broker {
     int last_peer;
 
     cb_batch *filling; /* the open batch, between cb_committer_open and _release */
+    cb_dirlock *lock;  /* the data directory, held until the store is closed */
 };
 
 static int agency_index(const cb_config *cfg, const char *id)
@@ -582,30 +584,61 @@ static void *bind_socket(cb_broker *b, int type, const char *endpoint, char *bou
     return s;
 }
 
-cb_broker *cb_broker_new(const cb_config *cfg, cb_error *err)
+/* The data directory, locked without creating anything when it already has
+ * a lock file, else created and locked once the endpoints are bound: a start
+ * refused for a busy directory or a busy endpoint leaves no trace. */
+static bool lock_data(cb_broker *b, bool may_create, int *exit_status, cb_error *err)
 {
+    const char *dir = b->cfg->data_dir;
+    pid_t holder;
+    cb_dirlock_result r =
+        may_create ? cb_dirlock_take(dir, &b->lock, &holder) : cb_dirlock_try(dir, &b->lock, &holder);
+    if (r == CB_DIRLOCK_IN_USE) {
+        char pid[32] = "a pid it has not yet written";
+        if (holder)
+            snprintf(pid, sizeof pid, "pid %ld", (long)holder);
+        cb_fail(err, CB_STORE_UNAVAILABLE, "the data directory %s is in use by another broker (%s): stop it, or give "
+                "this broker another --data", dir, pid);
+        *exit_status = CB_EXIT_IN_USE;
+        return false;
+    }
+    if (r == CB_DIRLOCK_FAILED) {
+        cb_fail(err, CB_STORE_UNAVAILABLE, "cannot lock the data directory %s: %s", dir, strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+cb_broker *cb_broker_new(const cb_config *cfg, int *exit_status, cb_error *err)
+{
+    *exit_status = 1;
     cb_broker *b = calloc(1, sizeof *b);
     if (!b) {
         cb_fail(err, CB_STORE_UNAVAILABLE, "out of memory");
         return NULL;
     }
     b->cfg = cfg;
-    cb_store *store = cb_store_open(cfg->data_dir, cfg->map_size_mb << 20, cfg->publish_fill_percent / 100.0, err);
-    if (!store)
+    cb_store *store = NULL;
+    if (!lock_data(b, false, exit_status, err))
         goto fail;
-    if (!load_identity(store, err) || !(b->zmq = zmq_ctx_new())) {
+    if (!(b->zmq = zmq_ctx_new())) {
+        cb_fail(err, CB_STORE_UNAVAILABLE, "zmq_ctx_new: %s", zmq_strerror(errno));
+        goto fail;
+    }
+    if (!(b->router = bind_socket(b, ZMQ_ROUTER, cfg->endpoint, b->endpoint, err)) ||
+        !(b->feed = bind_socket(b, ZMQ_XPUB, cfg->feed, b->feed_endpoint, err)))
+        goto fail;
+    if (!b->lock && !lock_data(b, true, exit_status, err))
+        goto fail;
+    store = cb_store_open(cfg->data_dir, cfg->map_size_mb << 20, cfg->publish_fill_percent / 100.0, err);
+    if (!store || !load_identity(store, err)) {
         cb_store_destroy(&store);
         goto fail;
     }
     b->committer = cb_committer_start(cfg, store, err);
     if (!b->committer)
         goto fail;
-    b->router = bind_socket(b, ZMQ_ROUTER, cfg->endpoint, b->endpoint, err);
-    if (!b->router)
-        goto fail;
-    b->feed = bind_socket(b, ZMQ_XPUB, cfg->feed, b->feed_endpoint, err);
-    if (!b->feed)
-        goto fail;
+    *exit_status = 0;
     return b;
 fail:
     cb_broker_destroy(&b);
@@ -623,6 +656,7 @@ void cb_broker_destroy(cb_broker **b_p)
         cb_committer_stop(&b->committer);
         if (b->zmq)
             zmq_ctx_term(b->zmq);
+        cb_dirlock_release(&b->lock); /* last: the store is closed */
         free(b);
     }
     *b_p = NULL;

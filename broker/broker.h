@@ -15,9 +15,14 @@ typedef struct cb_broker cb_broker;
  * process stops for its supervisor rather than serve from a store it cannot
  * trust (EX_TEMPFAIL). */
 #define CB_EXIT_STORE_LOST 75
+/* Exit status when another broker holds the data directory: a usage error. */
+#define CB_EXIT_IN_USE 2
 
-/* Open the store and bind both endpoints (port * allowed: see endpoint()). */
-cb_broker *cb_broker_new(const cb_config *cfg, cb_error *err);
+/* Lock the data directory, bind both endpoints (port * allowed: see
+ * endpoint()) and open the store, in that order, so a start refused for a
+ * directory or an endpoint in use opens and creates nothing. NULL with err
+ * set and *exit_status the status main should exit with. */
+cb_broker *cb_broker_new(const cb_config *cfg, int *exit_status, cb_error *err);
 void cb_broker_destroy(cb_broker **broker_p);
 
 /* The endpoints as bound, with any wildcard port resolved. */

@@ -39,8 +39,12 @@ static const char usage[] =
     "pseudonyms. A line 'ready endpoint=... feed=...' says the broker is serving.\n"
     "SIGTERM or SIGINT stops it cleanly.\n"
     "\n"
+    "One broker per data directory: it holds DIR/broker.lock while it runs, and a\n"
+    "second broker on the same directory refuses to start, naming the pid holding it.\n"
+    "\n"
     "Exit status: 0 stopped by a signal; 1 could not start (store or endpoint);\n"
-    "2 bad usage or configuration; 75 the store failed and could not be reopened.\n";
+    "2 bad usage or configuration, or the data directory is in use by another broker;\n"
+    "75 the store failed and could not be reopened.\n";
 
 int main(int argc, char **argv)
 {
@@ -100,12 +104,13 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     cb_error err = {0};
-    cb_broker *b = cb_broker_new(cfg, &err);
+    int start_status;
+    cb_broker *b = cb_broker_new(cfg, &start_status, &err);
     if (!b) {
         cb_log(CB_LOG_ERROR, "cannot start: %s", err.reason);
         cb_log_flush();
         cb_config_free(&cfg);
-        return 1;
+        return start_status;
     }
     cb_log(CB_LOG_INFO, "ready endpoint=%s feed=%s data=%s agencies=%u", cb_broker_endpoint(b), cb_broker_feed(b),
            cfg->data_dir, cfg->n_agencies);

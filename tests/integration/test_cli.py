@@ -90,11 +90,44 @@ class Cli(BrokerTest):
         s = b.log()
         self.assertIn("ready", s)
 
-    def test_a_busy_port_is_a_start_error(self):
+    def test_a_busy_port_is_a_start_error_that_creates_nothing(self):
         b = self.broker()
-        r = run(BROKER, "--endpoint", b.endpoint, "--feed", "tcp://127.0.0.1:*", "--data", os.path.join(self.tmp, "x"))
+        data = os.path.join(self.tmp, "x")
+        r = run(BROKER, "--endpoint", b.endpoint, "--feed", "tcp://127.0.0.1:*", "--data", data)
         self.assertEqual(r.returncode, 1)
         self.assertIn("cannot bind", r.stderr)
+        self.assertFalse(os.path.exists(data), "a refused start must not create its store")
+
+    def test_a_second_broker_on_a_data_directory_in_use_refuses_and_touches_nothing(self):
+        b = self.broker()
+        self.assertEqual(b.send("health", [referral("lock-1")]).returncode, 0)
+        before = files_of(b.data)
+        r = run(BROKER, "--config", b.config, "--data", b.data, "--endpoint", "tcp://127.0.0.1:*",
+                "--feed", "tcp://127.0.0.1:*", timeout=15)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("in use", r.stderr)
+        self.assertIn(b.data, r.stderr)
+        self.assertIn(f"pid {b.proc.pid}", r.stderr)
+        self.assertNotIn("ready", r.stderr)
+        self.assertEqual(files_of(b.data), before, "the refused broker opened or wrote the store")
+        # The first broker serves on, and after it stops the directory is free again.
+        self.assertEqual(b.send("health", [referral("lock-2")]).returncode, 0)
+        self.assertEqual(b.stop(), 0)
+        b.start()
+        self.assertEqual(b.status()[0]["events"], "2")
+
+    def test_a_broker_killed_with_sigkill_leaves_no_stale_lock(self):
+        b = self.broker()
+        b.kill9()
+        b.start()  # the kernel dropped the lock with the process
+        self.assertEqual(b.status()[0].get("events", "0"), "0")
+
+
+def files_of(directory):
+    """Each file's size and modification time: what a process that opens the store would change."""
+    return {name: (st.st_size, st.st_mtime_ns)
+            for name in sorted(os.listdir(directory))
+            for st in [os.stat(os.path.join(directory, name))]}
 
 
 if __name__ == "__main__":
