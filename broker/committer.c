@@ -70,6 +70,11 @@ static void store_publish(cb_committer *c, cb_txn *txn, cb_publish *pub, uint64_
     const cb_envelope *ev = pub->frame->publish->event;
     uint8_t digest[CB_DIGEST_BYTES];
     uint64_t existing;
+    /* After a failure nothing here is true any more (lookups find nothing, room
+     * looks absent): leave the publish for refuse_publishes, which gives it the
+     * code of what actually happened. */
+    if (cb_txn_failed(txn))
+        return;
     if (cb_store_find_id(txn, ev->event_id, &existing, digest)) {
         pub->seq = existing;
         if (memcmp(digest, pub->digest, sizeof digest) == 0) {
@@ -81,11 +86,10 @@ static void store_publish(cb_committer *c, cb_txn *txn, cb_publish *pub, uint64_
                  (unsigned long long)existing);
         return;
     }
-    if (!cb_store_has_room(txn)) {
+    cb_room room = cb_store_room(txn);
+    if (room != CB_ROOM) {
         pub->code = CB_STORE_FULL;
-        snprintf(pub->reason, sizeof pub->reason,
-                 "the store is past store.publish_fill_percent (%u%%); publishing resumes as deliveries drain it",
-                 c->cfg->publish_fill_percent);
+        cb_query_room_reason(c->cfg, room, pub->reason, sizeof pub->reason);
         return;
     }
     cb_person_key keys[CB_PERSON_KEYS_MAX];
@@ -220,38 +224,51 @@ static cb_code commit(cb_committer *c, cb_batch *b, bool with_publishes, cb_erro
     return CB_OK;
 }
 
-/* The commit failed: refuse every answer that rests on a seq this batch would
- * have created (last_seq has not moved). That includes a duplicate of, or a
+/* The commit failed: refuse every answer that does not rest on an event
+ * committed before (last_seq has not moved). That includes a publish the
+ * failed transaction never reached (seq 0), and a duplicate of, or a
  * DUPLICATE_ID against, an event earlier in the same batch; a duplicate of an
  * event committed before still gets its ACK. */
 static void refuse_publishes(cb_committer *c, cb_batch *b, cb_code code, const char *why)
 {
     for (size_t i = 0; i < b->n_pubs; i++) {
         cb_publish *pub = &b->pubs[i];
-        if ((pub->code == CB_OK || pub->code == CB_DUPLICATE_ID) && pub->seq > c->last_seq) {
+        bool rests_on_committed = pub->seq && pub->seq <= c->last_seq;
+        if ((pub->code == CB_OK || pub->code == CB_DUPLICATE_ID) && !rests_on_committed) {
             pub->code = code;
             snprintf(pub->reason, sizeof pub->reason, "%s", why);
         }
     }
 }
 
-/* After a failed commit: refuse the publishes, keep nothing in memory from
- * the plan, and reopen the store so no state from the failed transaction
- * survives (see README, "When a commit or sync fails"). */
+/* After a failed commit: refuse the publishes with the code of what happened,
+ * and keep nothing in memory from the plan. A store that failed (not one that
+ * is full) is reopened, so no state from the failed transaction survives (see
+ * README, "When a commit or sync fails"); a full one is left as it is: LMDB
+ * aborted the transaction, and reopening would not make room. */
 static void recover(cb_committer *c, cb_batch *b, cb_code code, const cb_error *err)
 {
-    cb_log(CB_LOG_ERROR, "commit failed (%s): %s; nothing from this batch is acknowledged; reopening the store",
-           cb_code_name(code), err->reason);
-    refuse_publishes(c, b, CB_STORE_UNAVAILABLE, "the store failed to commit or sync; nothing was acknowledged");
+    bool full = code == CB_STORE_FULL;
+    cb_log(CB_LOG_ERROR, "commit failed (%s): %s; nothing from this batch is acknowledged%s", cb_code_name(code),
+           err->reason, full ? "" : "; reopening the store");
+    refuse_publishes(c, b, code,
+                     full ? "the store is full; nothing was written, retry later"
+                          : "the store failed to commit or sync; nothing was acknowledged");
     for (size_t i = 0; i < b->n_reqs; i++)
         if (is_replay(&b->reqs[i]) && !b->reqs[i].err.code)
-            cb_fail(&b->reqs[i].err, CB_STORE_UNAVAILABLE, "the store failed to commit");
+            cb_fail(&b->reqs[i].err, code, "the store failed to commit: %s", err->reason);
     c->n_steps = 0;
+    if (full)
+        return;
     cb_error reopen_err = {0};
-    if (!cb_store_reopen(c->store, &reopen_err)) {
+    cb_txn *txn = cb_store_reopen(c->store, &reopen_err) ? cb_txn_begin(c->store, false, &reopen_err) : NULL;
+    if (!txn) {
         cb_log(CB_LOG_ERROR, "cannot reopen the store: %s; stopping", reopen_err.reason);
         b->exit_status = CB_EXIT_STORE_LOST;
+        return;
     }
+    c->last_seq = cb_store_last_seq(txn); /* the store, not memory, says where seqs go on */
+    cb_txn_abort(&txn);
 }
 
 /* The transaction committed: move memory to match it. */
@@ -303,7 +320,7 @@ static void commit_batch(cb_committer *c, cb_batch *b)
     cb_code code = commit(c, b, true, &err);
     if (code == CB_STORE_FULL) {
         cb_log(CB_LOG_WARN, "store full: %s; refusing this batch's publishes", err.reason);
-        refuse_publishes(c, b, CB_STORE_FULL, "the store is full; nothing was written, retry later");
+        refuse_publishes(c, b, CB_STORE_FULL, err.reason);
         code = commit(c, b, false, &err); /* acks and deliveries still go through */
     }
     if (code)

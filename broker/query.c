@@ -45,6 +45,19 @@ static bool push_parked(void *arg, const cb_queue_entry *e)
     return push_seq(arg, e->seq) && ((seq_list *)arg)->n < PARKED_SHOWN;
 }
 
+const char *cb_query_room_reason(const cb_config *cfg, cb_room room, char *buf, size_t cap)
+{
+    if (room == CB_ROOM_DISK_FULL)
+        snprintf(buf, cap, "the filesystem holding the store is full; publishing resumes once it has room again");
+    else if (room == CB_ROOM_MAP_FILLED)
+        snprintf(buf, cap,
+                 "the store is past store.publish_fill_percent (%u%%); publishing resumes as deliveries drain it",
+                 cfg->publish_fill_percent);
+    else
+        snprintf(buf, cap, "%s", "");
+    return buf;
+}
+
 Carebridge__V1__StatusReply *cb_query_status(const cb_config *cfg, cb_txn *txn, const cb_agency_live *live,
                                              uint64_t limit_bytes, cb_error *err)
 {
@@ -83,7 +96,12 @@ Carebridge__V1__StatusReply *cb_query_status(const cb_config *cfg, cb_txn *txn, 
     r->events = cb_store_event_count(txn);
     r->store_used_bytes = cb_store_used_bytes(txn);
     r->store_limit_bytes = limit_bytes;
-    r->publishing_paused = !cb_store_has_room(txn);
+    cb_room room = cb_store_room(txn);
+    r->publishing_paused = room != CB_ROOM;
+    if (r->publishing_paused) {
+        char why[200];
+        r->paused_reason = dup(cb_query_room_reason(cfg, room, why, sizeof why));
+    }
     return r;
 }
 

@@ -16,6 +16,10 @@ typedef struct {
     uint32_t in_flight;
 } cb_agency_live;
 
+/* Why publishes are refused while the store has no room: for the sender's
+ * NACK and for status. */
+const char *cb_query_room_reason(const cb_config *cfg, cb_room room, char *buf, size_t cap);
+
 Carebridge__V1__StatusReply *cb_query_status(const cb_config *cfg, cb_txn *txn, const cb_agency_live *live,
                                              uint64_t limit_bytes, cb_error *err);
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 /* The named databases, in the order of the layout in store.h. */
 enum { DB_EVENTS, DB_IDS, DB_PERSONS, DB_CASES, DB_QUEUE, DB_PARKED, DB_META, DB_COUNT };
@@ -17,6 +18,12 @@ static const char *const db_names[DB_COUNT] = {"events", "ids", "persons", "case
 
 #define RESERVE_MAX (64ULL << 20) /* at most this much zeroed file ahead; an eighth of a small map */
 
+/* A write that fails with less than this available has met a full
+ * filesystem; publishing resumes once DISK_ROOM_AT is available again (the
+ * gap keeps a nearly full disk from flapping between the two). */
+#define DISK_FULL_BELOW (1ULL << 20)
+#define DISK_ROOM_AT    (4ULL << 20)
+
 struct cb_store {
     MDB_env *env; /* NULL after a failed reopen */
     MDB_dbi dbi[DB_COUNT];
@@ -25,6 +32,7 @@ struct cb_store {
     double publish_fraction;
     uint64_t commits;
     bool writing;            /* a write txn is open: another begin would block on LMDB's writer lock */
+    bool disk_full;          /* a write failed on a full filesystem; cleared once room returns */
     uint64_t reserve_target; /* zeroed bytes to keep beyond LMDB's last page */
 };
 
@@ -62,11 +70,31 @@ static MDB_val val(const void *p, size_t n)
     return (MDB_val){.mv_size = n, .mv_data = (void *)p};
 }
 
-/* Full (map, disk, txn) is the one failure a caller can wait out; everything
- * else means the store cannot be trusted until it is reopened. */
-static cb_code code_of(int rc)
+/* Bytes the store's filesystem has available to us; UINT64_MAX if unknown. */
+static uint64_t disk_available(const cb_store *s)
 {
-    return rc == MDB_MAP_FULL || rc == ENOSPC || rc == MDB_TXN_FULL ? CB_STORE_FULL : CB_STORE_UNAVAILABLE;
+    struct statvfs st;
+    return statvfs(s->dir, &st) == 0 ? (uint64_t)st.f_bavail * st.f_frsize : UINT64_MAX;
+}
+
+/* Full (map, disk, txn) is the one failure a caller can wait out; everything
+ * else means the store cannot be trusted until it is reopened. A real full
+ * disk seldom says ENOSPC: LMDB's pwritev writes part of a run of pages and
+ * reports EIO ("short write, filesystem full?"). So a system error is checked
+ * against the filesystem's free space before it is called a failure.
+ * Writes err's reason as "step: why". */
+static cb_code classify(cb_store *s, int rc, const char *step, cb_error *err)
+{
+    uint64_t avail;
+    if (rc == MDB_MAP_FULL || rc == MDB_TXN_FULL)
+        return cb_fail(err, CB_STORE_FULL, "%s: %s", step, mdb_strerror(rc));
+    if (rc == ENOSPC || (rc > 0 && (avail = disk_available(s)) < DISK_FULL_BELOW)) {
+        s->disk_full = true;
+        avail = disk_available(s);
+        return cb_fail(err, CB_STORE_FULL, "%s: the filesystem holding the store is full (%llu KiB available; %s)",
+                       step, avail == UINT64_MAX ? 0ULL : (unsigned long long)(avail >> 10), mdb_strerror(rc));
+    }
+    return cb_fail(err, CB_STORE_UNAVAILABLE, "%s: %s", step, mdb_strerror(rc));
 }
 
 static bool txn_ok(const cb_txn *txn)
@@ -79,7 +107,7 @@ static bool txn_ok(const cb_txn *txn)
 static bool txn_fail(cb_txn *txn, int rc, const char *step)
 {
     if (txn_ok(txn)) {
-        cb_fail(&txn->err, code_of(rc), "%s: %s", step, mdb_strerror(rc));
+        classify(txn->store, rc, step, &txn->err);
         mdb_txn_abort(txn->txn);
         txn->txn = NULL;
     }
@@ -347,7 +375,7 @@ cb_txn *cb_txn_begin(cb_store *store, bool write, cb_error *err)
     int rc = mdb_txn_begin(store->env, NULL, write ? 0 : MDB_RDONLY, &txn->txn);
     if (rc != 0) {
         free(txn);
-        cb_fail(err, code_of(rc), "begin txn: %s", mdb_strerror(rc));
+        classify(store, rc, "begin txn", err);
         return NULL;
     }
     txn->store = store;
@@ -363,7 +391,7 @@ cb_code cb_txn_commit(cb_txn **txn_p, cb_error *err)
         int rc = mdb_txn_commit(txn->txn); /* ends the txn even when it fails */
         txn->txn = NULL;
         if (rc != 0)
-            cb_fail(&txn->err, code_of(rc), "commit: %s", mdb_strerror(rc));
+            classify(txn->store, rc, "commit", &txn->err);
         else if (txn->write)
             txn->store->commits++;
     }
@@ -634,10 +662,16 @@ uint64_t cb_store_used_bytes(cb_txn *txn)
     return txn_ok(txn) ? pages * st.ms_psize : 0;
 }
 
-bool cb_store_has_room(cb_txn *txn)
+cb_room cb_store_room(cb_txn *txn)
 {
+    cb_store *s = txn->store;
+    if (s->disk_full) {
+        if (disk_available(s) < DISK_ROOM_AT)
+            return CB_ROOM_DISK_FULL;
+        s->disk_full = false;
+    }
     uint64_t used = cb_store_used_bytes(txn);
-    return txn_ok(txn) && (double)used < txn->store->publish_fraction * (double)txn->store->map_bytes;
+    return !txn_ok(txn) || (double)used < s->publish_fraction * (double)s->map_bytes ? CB_ROOM : CB_ROOM_MAP_FILLED;
 }
 
 bool cb_store_meta_get(cb_txn *txn, const char *name, void *buf, size_t cap, size_t *len)

@@ -36,7 +36,7 @@ typedef struct {
 } cb_queue_entry;
 
 /* Open (creating dir and files as needed) with a map of map_bytes.
- * Publishes are refused (cb_store_has_room false) once the pages in use pass
+ * Publishes are refused (cb_store_room) once the pages in use pass
  * publish_fraction of the map, keeping headroom for deletes. NULL with err set
  * (code STORE_UNAVAILABLE, reason naming the step) on failure. */
 cb_store *cb_store_open(const char *dir, uint64_t map_bytes, double publish_fraction, cb_error *err);
@@ -55,8 +55,10 @@ uint64_t cb_store_commits(const cb_store *store);
 /* One transaction at a time per process for writes; read transactions may be
  * used while no write transaction is open. NULL only on failure (err set). */
 cb_txn *cb_txn_begin(cb_store *store, bool write, cb_error *err);
-/* Commit and sync. CB_OK, or STORE_FULL (map full, ENOSPC) or STORE_UNAVAILABLE
- * (any other failure, including a failed sync), with err->reason naming the step.
+/* Commit and sync. CB_OK, or STORE_FULL (map full, or a write that met a full
+ * filesystem: ENOSPC, or any failure while the filesystem has under 1 MiB
+ * available) or STORE_UNAVAILABLE (any other failure, including a failed sync),
+ * with err->reason naming the step.
  * A sticky error aborts instead and returns it. Frees the txn either way. */
 cb_code cb_txn_commit(cb_txn **txn_p, cb_error *err);
 void cb_txn_abort(cb_txn **txn_p);
@@ -130,8 +132,15 @@ bool cb_store_grow_reserve(cb_store *store, uint64_t budget);
 
 /* Bytes in pages used by all databases (not the map's high-water mark). */
 uint64_t cb_store_used_bytes(cb_txn *txn);
-/* False once used bytes pass the publish fraction of the map. */
-bool cb_store_has_room(cb_txn *txn);
+
+typedef enum {
+    CB_ROOM,            /* publishes may be written */
+    CB_ROOM_MAP_FILLED, /* the pages in use have passed the publish fraction of the map */
+    CB_ROOM_DISK_FULL,  /* a write met a full filesystem, and it has not yet got room back */
+} cb_room;
+/* Whether a publish may be written now. A txn with a sticky error answers
+ * CB_ROOM: its failure, not room, is what refuses it. */
+cb_room cb_store_room(cb_txn *txn);
 
 /* Small named values (the pseudonym key, the schema version). Get copies at
  * most cap bytes and sets *len to the stored length. */

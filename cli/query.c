@@ -244,9 +244,10 @@ int cli_status(const cli_globals *g, int argc, char **argv)
             printf("%s  (carebridge replay <eventId> --to %s)\n", a->parked > a->n_parked_seqs ? " ..." : "", a->id);
         }
     }
-    printf("store: %llu events, last seq %llu, %.1f of %.0f MiB in use%s\n", (unsigned long long)s->events,
-           (unsigned long long)s->last_seq, s->store_used_bytes / 1048576.0, s->store_limit_bytes / 1048576.0,
-           s->publishing_paused ? "; FULL: publishes are refused until deliveries drain it" : "");
+    printf("store: %llu events, last seq %llu, %.1f of %.0f MiB in use\n", (unsigned long long)s->events,
+           (unsigned long long)s->last_seq, s->store_used_bytes / 1048576.0, s->store_limit_bytes / 1048576.0);
+    if (s->publishing_paused)
+        printf("FULL: publishes are refused: %s\n", s->paused_reason);
     cb_frame_free(&reply);
     return CLI_OK;
 }

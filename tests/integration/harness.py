@@ -52,10 +52,10 @@ class Broker:
     """One broker process. start() may be called again after kill9() or stop():
     the restart keeps the data directory and the endpoint it bound first."""
 
-    def __init__(self, workdir, map_size_mb=64, publish_fill_percent=90, wrapper=(), env=None, **limits):
+    def __init__(self, workdir, map_size_mb=64, publish_fill_percent=90, wrapper=(), env=None, data=None, **limits):
         self.workdir = workdir
         self.extra_env = env or {}
-        self.data = os.path.join(workdir, "data")
+        self.data = data or os.path.join(workdir, "data")
         self.config = os.path.join(workdir, "carebridge.yaml")
         self.wrapper = list(wrapper)
         self.proc = None

@@ -3,12 +3,16 @@ STORE_FULL with nothing half-written and publishing resumes when room returns;
 a failed sync gives STORE_UNAVAILABLE and never an ACK. Every ACK follows a
 sync (counted with strace, since a kill -9 test cannot show a missing one)."""
 
+import contextlib
 import os
+import struct
 import subprocess
 import sys
 
+import lmdb
+
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import BrokerTest, NHS, fault_injection_env, parse_send, referral, wait_for  # noqa: E402
+from harness import Broker, BrokerTest, NHS, fault_injection_env, parse_send, referral, wait_for  # noqa: E402
 
 
 # LeakSanitizer cannot run under ptrace (strace) in the sanitizer build.
@@ -19,6 +23,34 @@ def fiu(broker, command):
     r = subprocess.run(["fiu-ctrl", "-f", broker.fiu_prefix, "-c", command, str(broker.proc.pid)],
                        capture_output=True, text=True, timeout=10)
     assert r.returncode == 0, r.stderr
+
+
+@contextlib.contextmanager
+def small_filesystem(mountpoint, mib):
+    """A real filesystem of `mib` MiB: ext4 on a loop device, or tmpfs where
+    loop devices are refused. Unmounted on the way out."""
+    os.makedirs(mountpoint)
+    image = mountpoint + ".img"
+    with open(image, "wb") as f:
+        f.truncate(mib << 20)
+    attempts = [(["mkfs.ext4", "-q", "-F", image], ["mount", "-o", "loop", image, mountpoint]),
+                (None, ["mount", "-t", "tmpfs", "-o", f"size={mib}m", "tmpfs", mountpoint])]
+    why = []
+    for mkfs, mount in attempts:
+        if mkfs and subprocess.run(mkfs, capture_output=True).returncode != 0:
+            continue
+        r = subprocess.run(mount, capture_output=True, text=True)
+        if r.returncode == 0:
+            break
+        why.append(f"{' '.join(mount[:3])}: {r.stderr.strip()}")
+    else:
+        raise AssertionError("this test needs a real small filesystem and could mount none "
+                             "(run as root where mount is allowed): " + "; ".join(why))
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", mountpoint], capture_output=True)
+        os.unlink(image)
 
 
 class StoreFailures(BrokerTest):
@@ -94,6 +126,65 @@ class StoreFailures(BrokerTest):
         self.assertEqual(r.returncode, 0, r.stdout)
         r, got = b.recv("social-care", "--count", "21", "--timeout", "10")
         self.assertEqual(len({e["eventId"] for e in got}), 21)
+
+    def test_a_real_full_disk_is_store_full_without_reopening_and_resumes_when_space_returns(self):
+        with small_filesystem(os.path.join(self.tmp, "fs"), 32) as fs:
+            ballast = os.path.join(fs, "ballast")
+            with open(ballast, "wb") as f:
+                f.write(b"\xff" * (8 << 20))
+            b = Broker(os.path.join(self.tmp), data=os.path.join(fs, "data"), map_size_mb=64)
+            self.brokers.append(b)
+            b.start()
+            events = [referral(f"disk-{i:05}", reason="r" * 2000) for i in range(14000)]
+            r = b.send("health", events, "--window", "256", timeout=120)
+            verdicts = parse_send(r.stdout)
+            self.assertEqual(len(verdicts), len(events), r.stderr)
+            acked = {e for e, v in verdicts.items() if v[0] == "ACK"}
+            refused = {e: v for e, v in verdicts.items() if v[0] == "NACK"}
+            self.assertGreater(len(acked), 1000)
+            self.assertGreater(len(refused), 1000, "the disk never filled")
+            codes = {v[1] for v in refused.values()}
+            self.assertEqual(codes, {"STORE_FULL"}, "a full disk is STORE_FULL, never STORE_UNAVAILABLE")
+            self.assertIn("filesystem holding the store is full", next(iter(refused.values()))[2])
+            log = b.log()
+            self.assertNotIn("reopening", log)
+            self.assertNotIn("STORE_UNAVAILABLE", log)
+            s, _ = b.status()
+            self.assertTrue(s.get("publishingPaused"), s)
+            self.assertIn("filesystem", s["pausedReason"])
+            self.assertEqual(int(s["events"]), len(acked), "nothing acknowledged was lost")
+            text = b.cli("status").stdout
+            self.assertIn("FULL: publishes are refused: the filesystem holding the store is full", text)
+
+            os.unlink(ballast)  # room returns: publishing resumes by itself
+            again = [e for e in events if e["eventId"] in refused][:500]
+            r = b.send("health", again, "--window", "64", timeout=60)
+            self.assertEqual(r.returncode, 0, r.stdout[-600:])
+            s, _ = b.status()
+            self.assertFalse(s.get("publishingPaused"), s)
+            self.assertEqual(int(s["events"]), len(acked) + len(again))
+            self.assertEqual(b.stop(), 0)
+
+    def test_a_commit_that_fails_midway_refuses_every_publish_with_its_real_code(self):
+        # A writer outside the broker takes the next seq (as a second broker on
+        # the same store once could): the batch's first put fails, and every
+        # publish of that batch must be refused for that, not called STORE_FULL.
+        b = self.broker()
+        self.assertEqual(b.send("health", [referral("mid-0")]).returncode, 0)
+        with lmdb.open(b.data, max_dbs=16, map_size=64 << 20) as env:
+            events_db = env.open_db(b"events", create=False)
+            with env.begin(write=True) as txn:
+                txn.put(struct.pack(">Q", 2), b"written by someone else", db=events_db)
+        r = b.send("health", [referral(f"mid-{i}") for i in range(1, 31)], "--window", "64")
+        verdicts = parse_send(r.stdout)
+        self.assertEqual(len(verdicts), 30)
+        codes = {v[1] for v in verdicts.values()}
+        self.assertEqual(codes, {"STORE_UNAVAILABLE"}, r.stdout)
+        self.assertNotIn("publish_fill_percent", r.stdout)
+        # The broker reopened the store and carries on from the seq the store holds.
+        r = b.send("health", [referral(f"mid-{i}") for i in range(1, 31)], "--window", "64")
+        self.assertEqual(r.returncode, 0, r.stdout)
+        self.assertEqual(parse_send(r.stdout)["mid-1"], ("ACK", 3))
 
     def test_every_acknowledged_batch_was_synced(self):
         b = self.broker(**UNDER_STRACE)
