@@ -30,6 +30,7 @@ struct cb_client {
     int fd; /* the socket's ZMQ_FD, for waits shorter than a millisecond */
     bool welcomed;
     int64_t hello_sent_ms, hello_retry_ms, last_heard_ms, last_sent_ms;
+    uint32_t heartbeat_ms; /* the broker's, from its welcome; opts.heartbeat_ms until then */
     slot *slots;
     uint32_t n_used, free_hint;
     size_t used_bytes; /* packed publishes in the window */
@@ -82,9 +83,9 @@ static void say_hello(cb_client *c)
     send_frame(c, &f);
     /* While the broker is away, hellos queue in the socket: back off so a
      * long outage does not become a burst of them on its return. */
-    c->hello_retry_ms = c->welcomed || !c->hello_retry_ms              ? HELLO_RETRY_MS
-                        : c->hello_retry_ms * 2 < c->opts.heartbeat_ms ? c->hello_retry_ms * 2
-                                                                       : c->opts.heartbeat_ms;
+    c->hello_retry_ms = c->welcomed || !c->hello_retry_ms         ? HELLO_RETRY_MS
+                        : c->hello_retry_ms * 2 < c->heartbeat_ms ? c->hello_retry_ms * 2
+                                                                  : c->heartbeat_ms;
     c->welcomed = false;
     c->hello_sent_ms = cb_client_now_ms();
 }
@@ -107,6 +108,7 @@ cb_client *cb_client_new(const cb_client_opts *opts, const cb_client_handlers *h
         c->opts.resend_ms = 2000;
     if (!c->opts.heartbeat_ms)
         c->opts.heartbeat_ms = 1000;
+    c->heartbeat_ms = c->opts.heartbeat_ms;
     if (handlers)
         c->handlers = *handlers;
     c->arg = arg;
@@ -291,6 +293,10 @@ static void on_frame(cb_client *c, cb_frame *f)
     }
     switch (f->kind_case) {
     case CAREBRIDGE__V1__FRAME__KIND_WELCOME:
+        /* The broker forgets a connection silent for three of its intervals,
+         * so its interval, not ours, is the one to keep. */
+        if (f->welcome->heartbeat_ms)
+            c->heartbeat_ms = f->welcome->heartbeat_ms;
         c->welcomed = true;
         c->hello_retry_ms = 0;
         resend_all(c, INT64_MAX);
@@ -319,13 +325,13 @@ static void timers(cb_client *c, int64_t now)
 {
     /* Three heartbeats without a word: the broker is gone or restarting.
      * Hello again; the welcome from whichever broker answers resends. */
-    if (c->opts.agency && c->welcomed && now - c->last_heard_ms > 3 * (int64_t)c->opts.heartbeat_ms)
+    if (c->opts.agency && c->welcomed && now - c->last_heard_ms > 3 * (int64_t)c->heartbeat_ms)
         say_hello(c);
     if (c->opts.agency && !c->welcomed && now - c->hello_sent_ms > c->hello_retry_ms)
         say_hello(c);
     if (c->welcomed && now >= c->next_resend_ms)
         resend_all(c, now - c->opts.resend_ms);
-    if (c->opts.agency && now - c->last_sent_ms >= c->opts.heartbeat_ms) {
+    if (c->opts.agency && now - c->last_sent_ms >= c->heartbeat_ms) {
         Carebridge__V1__Heartbeat hb = CAREBRIDGE__V1__HEARTBEAT__INIT;
         cb_frame f = CAREBRIDGE__V1__FRAME__INIT;
         f.kind_case = CAREBRIDGE__V1__FRAME__KIND_HEARTBEAT;
@@ -362,7 +368,7 @@ static int wait_readable(cb_client *c, int64_t timeout_us)
 int cb_client_run_us(cb_client *c, int64_t timeout_us)
 {
     int64_t now = cb_client_now_ms();
-    int64_t next = c->last_sent_ms + c->opts.heartbeat_ms;
+    int64_t next = c->last_sent_ms + c->heartbeat_ms;
     if (timeout_us > (next - now) * 1000)
         timeout_us = next > now ? (next - now) * 1000 : 0;
     if (c->failure[0])

@@ -2,8 +2,9 @@
  * to the broker that says hello as its agency, keeps a bounded window of
  * publishes awaiting an answer and resends any left unanswered (safe: the
  * event id is the idempotency key), receives deliveries and acknowledges
- * them, keeps the connection alive with heartbeats, and says hello again when
- * a restarted broker no longer knows it. Single-threaded; call run() often. */
+ * them, keeps the connection alive with heartbeats at the interval the
+ * broker's welcome gives (and takes three silent intervals for a dead
+ * broker), and says hello again when a restarted broker no longer knows it. Single-threaded; call run() often. */
 #ifndef CB_CLIENT_H
 #define CB_CLIENT_H
 
@@ -22,7 +23,7 @@ typedef struct {
     uint32_t window;       /* publishes awaiting an answer; default 1024, at most 65536 */
     size_t window_bytes;   /* and their packed bytes (one publish may pass it); default 8 MiB */
     uint32_t resend_ms;    /* resend a publish unanswered this long; default 2000 */
-    uint32_t heartbeat_ms; /* default 1000 */
+    uint32_t heartbeat_ms; /* until the broker's welcome gives its own interval; default 1000 */
     const char *name;      /* software name for the broker's log */
 } cb_client_opts;
 

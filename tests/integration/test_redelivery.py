@@ -93,6 +93,17 @@ class Redelivery(BrokerTest):
         r, got = b.recv("social-care", "--count", "1", "--timeout", "10")
         self.assertEqual([e["eventId"] for e in got], ["hb-1"])
 
+    def test_an_idle_receiver_keeps_the_brokers_heartbeat_and_stays_connected(self):
+        # The broker forgets a connection silent for three of its heartbeats; a
+        # client that kept its own (slower) interval was dropped and said hello
+        # again over and over.
+        b = self.broker(heartbeat_ms=200)
+        r, got = b.recv("social-care", "--timeout", "3")
+        self.assertEqual((r.returncode, got), (0, []), r.stderr)
+        log = b.log()
+        self.assertEqual(log.count("hello agency=social-care"), 1, log)
+        self.assertNotIn("silent for", log)
+
     def test_a_new_receiver_takes_over_and_gets_what_was_in_flight(self):
         b = self.broker()
         b.send("health", [referral(f"to-{i}") for i in range(5)])
