@@ -271,16 +271,20 @@ static void on_answer(cb_client *c, uint64_t ref, const Carebridge__V1__Ack *ack
     release(c, s);
 }
 
-static void on_deliver(cb_client *c, const Carebridge__V1__Deliver *d)
+void cb_client_ack(cb_client *c, uint64_t seq)
 {
-    if (!c->handlers.delivered || !c->handlers.delivered(c->arg, d))
-        return;
     Carebridge__V1__DeliveryAck ack = CAREBRIDGE__V1__DELIVERY_ACK__INIT;
-    ack.seq = d->seq;
+    ack.seq = seq;
     cb_frame f = CAREBRIDGE__V1__FRAME__INIT;
     f.kind_case = CAREBRIDGE__V1__FRAME__KIND_DELIVERY_ACK;
     f.delivery_ack = &ack;
     send_frame(c, &f);
+}
+
+static void on_deliver(cb_client *c, const Carebridge__V1__Deliver *d)
+{
+    if (c->handlers.delivered && c->handlers.delivered(c->arg, d))
+        cb_client_ack(c, d->seq);
 }
 
 static void on_frame(cb_client *c, cb_frame *f)

@@ -30,7 +30,9 @@ typedef struct {
 typedef struct {
     /* A publish was answered: exactly one of ack and nack is set. */
     void (*answered)(void *arg, void *tag, const Carebridge__V1__Ack *ack, const Carebridge__V1__Nack *nack);
-    /* A delivery arrived; return true to acknowledge it to the broker. */
+    /* A delivery arrived. Return true to acknowledge it to the broker now, or
+     * false to acknowledge it later with cb_client_ack, once the agency system
+     * has taken it (or never: it is delivered again after a timeout). */
     bool (*delivered)(void *arg, const Carebridge__V1__Deliver *deliver);
 } cb_client_handlers;
 
@@ -47,6 +49,8 @@ void cb_client_destroy(cb_client **client_p);
  * flight (two of LMDB's efficient batches of ~512) to keep the disk busy. */
 bool cb_client_publish(cb_client *c, const cb_envelope *ev, void *tag);
 size_t cb_client_unanswered(const cb_client *c);
+/* Acknowledge delivery seq (one the delivered handler left unacknowledged). */
+void cb_client_ack(cb_client *c, uint64_t seq);
 bool cb_client_has_room(const cb_client *c);
 
 /* Handle traffic and timers for up to timeout_ms (returns early once

@@ -39,9 +39,14 @@ typedef struct {
     bool duplicate;
 } cb_publish;
 
+/* A deliveryAck. Only the connection holding the delivery in flight may
+ * acknowledge it; any other is refused (NOT_IN_FLIGHT) and deletes nothing. */
 typedef struct {
+    cb_peer_token peer;
+    uint64_t ref;
     unsigned agency;
     uint64_t seq;
+    bool refused; /* result */
 } cb_delivery_ack;
 
 typedef struct {

@@ -152,6 +152,15 @@ static void send_frame(cb_broker *b, int p, const cb_frame *f)
         free(buf);
 }
 
+static void send_nack_frame(cb_broker *b, int p, uint64_t ref, const Carebridge__V1__Nack *nack)
+{
+    cb_frame f = CAREBRIDGE__V1__FRAME__INIT;
+    f.ref = ref;
+    f.kind_case = CAREBRIDGE__V1__FRAME__KIND_NACK;
+    f.nack = (Carebridge__V1__Nack *)nack;
+    send_frame(b, p, &f);
+}
+
 static void send_nack(cb_broker *b, int p, uint64_t ref, const char *event_id, cb_code code, const char *reason,
                       uint64_t existing)
 {
@@ -160,14 +169,10 @@ static void send_nack(cb_broker *b, int p, uint64_t ref, const char *event_id, c
     nack.code = (Carebridge__V1__ErrorCode)code;
     nack.reason = (char *)reason;
     nack.existing_seq = existing;
-    cb_frame f = CAREBRIDGE__V1__FRAME__INIT;
-    f.ref = ref;
-    f.kind_case = CAREBRIDGE__V1__FRAME__KIND_NACK;
-    f.nack = &nack;
     /* Logged (a warning is flushed at once) before the sender can read the answer. */
     cb_log(CB_LOG_WARN, "nack event=%s from=%s code=%s: %s", event_id[0] ? event_id : "-", peer_name(b, p),
            cb_code_name(code), reason);
-    send_frame(b, p, &f);
+    send_nack_frame(b, p, ref, &nack);
 }
 
 /* ------------------------------------------------------------------ intake */
@@ -235,7 +240,8 @@ static void on_delivery_ack(cb_broker *b, int p, const cb_frame *f)
         return;
     }
     cb_batch *bt = b->filling;
-    bt->acks[bt->n_acks++] = (cb_delivery_ack){(unsigned)b->peers[p].agency, f->delivery_ack->seq};
+    bt->acks[bt->n_acks++] =
+        (cb_delivery_ack){token_of(b, p), f->ref, (unsigned)b->peers[p].agency, f->delivery_ack->seq, false};
     cb_log(CB_LOG_DEBUG, "delivered agency=%s seq=%llu", peer_name(b, p), (unsigned long long)f->delivery_ack->seq);
 }
 
@@ -456,6 +462,38 @@ static void answer_requests(cb_broker *b, cb_batch *bt)
     bt->n_reqs = 0;
 }
 
+/* A refused deliveryAck gets its NACK; the log gets one line per batch and
+ * agency, not one per frame, so a flood of them cannot flood the log. */
+static void answer_delivery_acks(cb_broker *b, cb_batch *bt)
+{
+    unsigned refused[b->cfg->n_agencies];
+    uint64_t first[b->cfg->n_agencies];
+    memset(refused, 0, sizeof refused);
+    for (size_t i = 0; i < bt->n_acks; i++) {
+        const cb_delivery_ack *a = &bt->acks[i];
+        int p = peer_of(b, a->peer);
+        if (!a->refused)
+            continue;
+        if (!refused[a->agency]++)
+            first[a->agency] = a->seq;
+        if (p < 0)
+            continue;
+        char reason[160];
+        snprintf(reason, sizeof reason, "deliveryAck.seq %llu is not in flight to this connection; nothing was deleted",
+                 (unsigned long long)a->seq);
+        Carebridge__V1__Nack nack = CAREBRIDGE__V1__NACK__INIT;
+        nack.code = CAREBRIDGE__V1__ERROR_CODE__NOT_IN_FLIGHT;
+        nack.reason = reason;
+        nack.seq = a->seq;
+        send_nack_frame(b, p, a->ref, &nack);
+    }
+    for (unsigned ag = 0; ag < b->cfg->n_agencies; ag++)
+        if (refused[ag])
+            cb_log(CB_LOG_WARN, "refused %u deliveryAck(s) from agency=%s (first seq=%llu) code=NOT_IN_FLIGHT: not in "
+                   "flight to the connection that sent them; nothing was deleted", refused[ag],
+                   b->cfg->agencies[ag].id, (unsigned long long)first[ag]);
+}
+
 static void send_deliveries(cb_broker *b, cb_batch *bt)
 {
     for (size_t i = 0; i < bt->n_out; i++) {
@@ -472,6 +510,7 @@ static void send_deliveries(cb_broker *b, cb_batch *bt)
 static void finish(cb_broker *b, cb_batch *bt)
 {
     answer_publishes(b, bt);
+    answer_delivery_acks(b, bt);
     answer_requests(b, bt);
     send_deliveries(b, bt);
     bt->n_acks = bt->n_ops = 0;

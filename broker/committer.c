@@ -36,6 +36,7 @@ struct cb_committer {
     size_t n_steps;
     cb_step *released; /* in flight to connections that said goodbye */
     size_t n_released;
+    uint64_t *refused_acks; /* per agency, since start: for status */
     /* mu orders everything the two threads share. The store thread sleeps on
      * `wake` until the open batch has input (or its own timers are due); the
      * network thread polls wake_fd, an eventfd the store thread bumps when a
@@ -199,7 +200,8 @@ static cb_code commit(cb_committer *c, cb_batch *b, bool with_publishes, cb_erro
         if (b->pubs[i].code == CB_OK)
             store_publish(c, txn, &b->pubs[i], &seq);
     for (size_t i = 0; i < b->n_acks; i++)
-        cb_store_queue_del(txn, c->cfg->agencies[b->acks[i].agency].id, b->acks[i].seq);
+        if (!b->acks[i].refused)
+            cb_store_ack(txn, c->cfg->agencies[b->acks[i].agency].id, b->acks[i].seq);
     give_back_attempts(c, txn);
     for (size_t i = 0; i < b->n_reqs; i++) {
         cb_request *r = &b->reqs[i];
@@ -283,8 +285,13 @@ static void committed(cb_committer *c, cb_batch *b)
         for (size_t t = 0; t < ev->n_to_agencies; t++)
             cb_delivery_enqueued(c->delivery, agency_index(c->cfg, ev->to_agencies[t]), pub->seq);
     }
-    for (size_t i = 0; i < b->n_acks; i++)
-        cb_delivery_acked(c->delivery, b->acks[i].agency, b->acks[i].seq);
+    for (size_t i = 0; i < b->n_acks; i++) {
+        const cb_delivery_ack *a = &b->acks[i];
+        if (a->refused)
+            c->refused_acks[a->agency]++;
+        else
+            cb_delivery_acked(c->delivery, a->agency, a->seq);
+    }
     for (size_t i = 0; i < b->n_reqs; i++) {
         const cb_request *r = &b->reqs[i];
         if (!is_replay(r) || r->err.code)
@@ -344,7 +351,7 @@ static void answer_queries(cb_committer *c, cb_batch *b)
     cb_error err = {0};
     cb_agency_live live[c->cfg->n_agencies];
     for (unsigned a = 0; a < c->cfg->n_agencies; a++)
-        live[a] = (cb_agency_live){b->connected[a], cb_delivery_in_flight(c->delivery, a)};
+        live[a] = (cb_agency_live){b->connected[a], cb_delivery_in_flight(c->delivery, a), c->refused_acks[a]};
     for (size_t i = 0; i < b->n_reqs; i++) {
         cb_request *r = &b->reqs[i];
         if (is_replay(r))
@@ -397,10 +404,22 @@ static bool reserve_wanted(cb_committer *c, int64_t now)
     return c->refilling && now >= c->reserve_retry_ms;
 }
 
+/* Only the connection holding a delivery may acknowledge it. Judged before
+ * the batch's lane changes, because a connection's frames are read in order:
+ * its acknowledgements came before a goodbye (or a takeover) in the same batch. */
+static void judge_acks(cb_committer *c, cb_batch *b)
+{
+    for (size_t i = 0; i < b->n_acks; i++) {
+        cb_delivery_ack *a = &b->acks[i];
+        a->refused = !cb_delivery_holds(c->delivery, a->agency, a->peer, a->seq);
+    }
+}
+
 static void process(cb_committer *c, cb_batch *b)
 {
     b->n_out = 0;
     b->exit_status = 0;
+    judge_acks(c, b);
     apply_lane_ops(c, b);
     if (has_work(c, b)) {
         commit_batch(c, b);
@@ -513,7 +532,8 @@ cb_committer *cb_committer_start(const cb_config *cfg, cb_store *store, cb_error
     c->delivery = cb_delivery_new(cfg);
     c->steps = c->delivery ? calloc(cb_delivery_max_steps(c->delivery), sizeof *c->steps) : NULL;
     c->released = c->delivery ? calloc(cb_delivery_max_steps(c->delivery), sizeof *c->released) : NULL;
-    bool made = c->delivery != NULL;
+    c->refused_acks = calloc(cfg->n_agencies, sizeof *c->refused_acks);
+    bool made = c->delivery && c->refused_acks;
     for (size_t i = 0; made && i < N_BATCHES; i++)
         made = (c->batches[i] = new_batch(c)) != NULL;
     if (made) {
@@ -599,6 +619,7 @@ void cb_committer_stop(cb_committer **c_p)
             free_batch(&c->batches[i]);
         free(c->steps);
         free(c->released);
+        free(c->refused_acks);
         cb_delivery_destroy(&c->delivery);
         cb_store_destroy(&c->store);
         pthread_cond_destroy(&c->wake);

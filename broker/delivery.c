@@ -3,10 +3,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A delivery the consumer holds unacknowledged. One whose last attempt timed
+ * out is parked (durably) but keeps its place in the window: the consumer
+ * still holds it, and sending more would let it hold more than its credit.
+ * It is never redelivered; its acknowledgement removes it from parked. */
 typedef struct {
     uint64_t seq;
     uint32_t attempt;
-    int64_t deadline_ms;
+    int64_t deadline_ms; /* INT64_MAX once parked */
+    bool parked;
 } flight;
 
 typedef struct {
@@ -138,11 +143,22 @@ void cb_delivery_enqueued(cb_delivery *d, unsigned agency, uint64_t seq)
     l->maybe_more = true;
     if (seq <= l->cursor)
         l->cursor = seq - 1;
+    /* A parked entry replayed while its consumer still holds it is delivered
+     * anew: its old delivery no longer stands for it. */
+    flight *f = find_flight(l, seq);
+    if (f && f->parked)
+        drop_flight(l, seq);
 }
 
 void cb_delivery_acked(cb_delivery *d, unsigned agency, uint64_t seq)
 {
     drop_flight(&d->lanes[agency], seq);
+}
+
+bool cb_delivery_holds(cb_delivery *d, unsigned agency, int peer, uint64_t seq)
+{
+    lane *l = &d->lanes[agency];
+    return l->consumer >= 0 && l->consumer == peer && find_flight(l, seq);
 }
 
 bool cb_delivery_has_work(const cb_delivery *d, int64_t now_ms)
@@ -254,15 +270,19 @@ void cb_delivery_apply(cb_delivery *d, const cb_step *steps, size_t n, int64_t n
         lane *l = &d->lanes[steps[i].agency];
         if (steps[i].seq > l->cursor)
             l->cursor = steps[i].seq;
+        flight *f = find_flight(l, steps[i].seq);
+        if (steps[i].kind == CB_STEP_PARK && f) {
+            *f = (flight){f->seq, f->attempt, INT64_MAX, true}; /* held until acked or the consumer goes */
+            continue;
+        }
         if (steps[i].kind != CB_STEP_SEND) {
             drop_flight(l, steps[i].seq);
             continue;
         }
-        flight *f = find_flight(l, steps[i].seq);
         if (!f && l->n_flights < l->window)
             f = &l->flights[l->n_flights++];
         if (f)
-            *f = (flight){steps[i].seq, steps[i].attempt, now_ms + backoff_ms(d->cfg, steps[i].attempt)};
+            *f = (flight){steps[i].seq, steps[i].attempt, now_ms + backoff_ms(d->cfg, steps[i].attempt), false};
     }
     for (unsigned a = 0; a < d->cfg->n_agencies; a++) {
         lane *l = &d->lanes[a];

@@ -19,7 +19,9 @@ typedef struct cb_delivery cb_delivery;
 
 typedef enum {
     CB_STEP_SEND,   /* deliver (or redeliver) seq to the lane's consumer */
-    CB_STEP_PARK,   /* attempts exhausted: moved to the parked set */
+    CB_STEP_PARK,   /* attempts exhausted: moved to the parked set; a delivery the
+                       consumer still holds keeps its place in the window until it
+                       is acknowledged or the consumer goes */
     CB_STEP_FORGET, /* no longer queued (acknowledged by an earlier connection) */
 } cb_step_kind;
 
@@ -51,6 +53,9 @@ uint32_t cb_delivery_in_flight(const cb_delivery *d, unsigned agency);
 
 /* After a commit queued seq for agency (publish or replay). */
 void cb_delivery_enqueued(cb_delivery *d, unsigned agency, uint64_t seq);
+/* Whether peer holds agency's seq in flight (parked or not): only the
+ * connection a delivery was made to may acknowledge it. */
+bool cb_delivery_holds(cb_delivery *d, unsigned agency, int peer, uint64_t seq);
 /* After a commit deleted agency's entry seq (the consumer acknowledged it). */
 void cb_delivery_acked(cb_delivery *d, unsigned agency, uint64_t seq);
 

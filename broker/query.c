@@ -80,6 +80,7 @@ Carebridge__V1__StatusReply *cb_query_status(const cb_config *cfg, cb_txn *txn, 
         s->name = dup(cfg->agencies[a].name);
         s->connected = live[a].connected;
         s->in_flight = live[a].in_flight;
+        s->refused_acks = live[a].refused_acks;
         cb_queue_stats st;
         cb_store_queue_stats(txn, cfg->agencies[a].id, &st);
         s->queued = st.queued;

@@ -14,6 +14,7 @@
 typedef struct {
     bool connected;
     uint32_t in_flight;
+    uint64_t refused_acks;
 } cb_agency_live;
 
 /* Why publishes are refused while the store has no room: for the sender's

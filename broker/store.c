@@ -597,6 +597,11 @@ bool cb_store_queue_del(cb_txn *txn, const char *agency, uint64_t seq)
     return entry_del(txn, DB_QUEUE, agency, seq, "delete queue entry");
 }
 
+bool cb_store_ack(cb_txn *txn, const char *agency, uint64_t seq)
+{
+    return cb_store_queue_del(txn, agency, seq) || entry_del(txn, DB_PARKED, agency, seq, "delete parked entry");
+}
+
 bool cb_store_park(cb_txn *txn, const char *agency, uint64_t seq)
 {
     cb_queue_entry e;

@@ -98,6 +98,9 @@ bool cb_store_queue_get(cb_txn *txn, const char *agency, uint64_t seq, cb_queue_
 void cb_store_queue_put(cb_txn *txn, const char *agency, const cb_queue_entry *entry);
 /* False if there was no such entry. */
 bool cb_store_queue_del(cb_txn *txn, const char *agency, uint64_t seq);
+/* A delivery of seq was acknowledged: delete its entry, queued or parked (a
+ * delivery parked while its consumer held it). False if there was neither. */
+bool cb_store_ack(cb_txn *txn, const char *agency, uint64_t seq);
 /* Move an entry from the queue to the parked set (kept, never dropped). */
 bool cb_store_park(cb_txn *txn, const char *agency, uint64_t seq);
 /* Move a parked entry back to the queue with attempts reset to 0. */

@@ -20,7 +20,8 @@
     X(STORE_FULL, "the store is full; nothing was written, retry later")                                               \
     X(STORE_UNAVAILABLE, "the store failed to commit; nothing was acknowledged")                                       \
     X(UNKNOWN_EVENT, "no stored event has that id")                                                                    \
-    X(BAD_REQUEST, "the broker does not accept that frame here")
+    X(BAD_REQUEST, "the broker does not accept that frame here")                                                       \
+    X(NOT_IN_FLIGHT, "that delivery is not in flight to this connection; nothing was deleted")
 
 typedef enum {
     CB_OK = CAREBRIDGE__V1__ERROR_CODE__ERROR_CODE_UNSPECIFIED,

@@ -2,14 +2,18 @@
 configured attempts (never dropped), shown by status, and delivered again after
 replay. Heartbeats notice a receiver that has gone."""
 
+import json
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import BrokerTest, referral, wait_for  # noqa: E402
+from harness import BIN, BrokerTest, field, referral, wait_for  # noqa: E402
+
+SLOWRECV = os.path.join(BIN, "cb-test-slowrecv")
 
 
 class Redelivery(BrokerTest):
@@ -103,6 +107,42 @@ class Redelivery(BrokerTest):
         log = b.log()
         self.assertEqual(log.count("hello agency=social-care"), 1, log)
         self.assertNotIn("silent for", log)
+
+    def test_only_the_connection_holding_a_delivery_may_acknowledge_it(self):
+        b = self.broker()
+        self.assertEqual(b.send("health", [referral(f"own-{i:02}", to=("housing",)) for i in range(50)]).returncode, 0)
+        # Said hello as housing, but is not receiving: it holds nothing.
+        answers = b.raw(*[field(16, field(1, seq)).hex() for seq in range(1, 51)], agency="housing")
+        self.assertEqual(len(answers), 50)
+        for seq, a in zip(range(1, 51), answers):
+            self.assertEqual(a["nack"]["code"], "NOT_IN_FLIGHT", a)
+            self.assertEqual(a["nack"]["seq"], str(seq))
+            self.assertIn(f"seq {seq} ", a["nack"]["reason"])
+        _, agencies = b.status()
+        self.assertEqual(agencies["housing"]["queued"], "50", "nothing was deleted")
+        self.assertEqual(agencies["housing"]["refusedAcks"], "50", "and every refusal was counted")
+        self.assertIn("from agency=housing (first seq=1) code=NOT_IN_FLIGHT", b.log())
+        r, got = b.recv("housing", "--count", "50", "--timeout", "10")
+        self.assertEqual([e["eventId"] for e in got], [f"own-{i:02}" for i in range(50)])
+
+    def test_parking_under_a_slow_consumer_keeps_its_window_and_honours_its_acks(self):
+        # Alive but slow: it acknowledges one delivery every 60 ms, duplicates
+        # included, so its deliveries time out and are parked while it holds them.
+        b = self.broker(window=8, redelivery_timeout_ms=100, redelivery_max_ms=100, max_attempts=2)
+        self.assertEqual(b.send("health", [referral(f"slow-{i:02}") for i in range(20)]).returncode, 0)
+        r = subprocess.run([SLOWRECV, b.endpoint, "social-care", "0", "60", "20", "60"],
+                           capture_output=True, text=True, timeout=90)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = json.loads(r.stdout)
+        self.assertEqual(out["acked"], 20, out)
+        self.assertIn("parked agency=social-care", b.log(), "the timers parked under a connected consumer")
+        self.assertLessEqual(out["max_held"], 8, "the window holds, whatever the timers do")
+        _, agencies = b.status()
+        sc = agencies["social-care"]
+        self.assertNotIn("parked", sc, "an acknowledged delivery leaves parked")
+        self.assertNotIn("queued", sc)
+        r, got = b.recv("social-care", "--timeout", "1")
+        self.assertEqual(got, [], "nothing acknowledged is delivered again")
 
     def test_a_new_receiver_takes_over_and_gets_what_was_in_flight(self):
         b = self.broker()

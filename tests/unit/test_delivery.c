@@ -180,14 +180,21 @@ static size_t plan_aborted(fixture *f, int64_t now)
     return n;
 }
 
-/* The consumer acknowledged seq: delete its entry, commit, tell the lane. */
-static void ack(fixture *f, unsigned agency, uint64_t seq)
+/* The consumer acknowledged seq, as the committer takes it: only from the
+ * peer holding it; delete its entry (queued or parked), commit, tell the lane. */
+static void ack_from(fixture *f, unsigned agency, int peer, uint64_t seq)
 {
+    assert_true(cb_delivery_holds(f->d, agency, peer, seq));
     cb_txn *txn = begin(f, true);
-    bool found = cb_store_queue_del(txn, f->cfg->agencies[agency].id, seq);
+    bool found = cb_store_ack(txn, f->cfg->agencies[agency].id, seq);
     commit(&txn);
     assert_true(found);
     cb_delivery_acked(f->d, agency, seq);
+}
+
+static void ack(fixture *f, unsigned agency, uint64_t seq)
+{
+    ack_from(f, agency, PEER, seq);
 }
 
 static void expect_step(const cb_step *s, cb_step_kind kind, unsigned agency, uint64_t seq, uint32_t attempt)
@@ -477,7 +484,9 @@ static void test_parked_after_max_attempts(void **state)
     assert_int_equal(st.parked, 1);
     assert_int_equal(st.queued, 0);
     assert_int_equal(stored_attempts(f, f->sc, 1), -1);
-    assert_int_equal(cb_delivery_in_flight(f->d, f->sc), 0);
+    /* the consumer still holds it: it keeps its place, but is never redelivered */
+    assert_int_equal(cb_delivery_in_flight(f->d, f->sc), 1);
+    assert_true(cb_delivery_holds(f->d, f->sc, PEER, 1));
     assert_int_equal(cb_delivery_next_deadline(f->d), INT64_MAX);
 }
 
@@ -495,33 +504,69 @@ static void test_parked_entry_is_never_sent_again(void **state)
     assert_int_equal(stats(f, f->sc).parked, 1);
 }
 
-static void test_parking_frees_the_window(void **state)
+/* A slow consumer still holds what was parked under it: sending more would
+ * let it hold more than its window. Its acknowledgements free the places and
+ * take the entries out of parked. */
+static void test_parking_under_a_connected_consumer_keeps_the_window(void **state)
 {
     fixture *f = *state;
     f->cfg->max_attempts = 1;
     put_events(f, 1, 5);
     cb_delivery_attach(f->d, f->sc, PEER, 0);
     expect_sends(f, plan(f, T0), 1, 4, 1);
-    /* all four time out and are parked; 5 takes a freed place, in the same
-     * plan or (room being counted before the parks) the next one */
     size_t n = plan(f, T0 + 100);
-    size_t parks = 0, sends = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (f->steps[i].kind == CB_STEP_PARK) {
-            expect_step(&f->steps[i], CB_STEP_PARK, f->sc, i + 1, 2);
-            parks++;
-        } else {
-            expect_step(&f->steps[i], CB_STEP_SEND, f->sc, 5, 1);
-            sends++;
-        }
-    }
-    assert_int_equal(parks, 4);
-    if (!sends) {
-        assert_true(cb_delivery_has_work(f->d, T0 + 100));
-        expect_sends(f, plan(f, T0 + 100), 5, 5, 1);
-    }
+    assert_int_equal(n, 4);
+    for (size_t i = 0; i < n; i++)
+        expect_step(&f->steps[i], CB_STEP_PARK, f->sc, i + 1, 2);
     assert_int_equal(stats(f, f->sc).parked, 4);
+    assert_int_equal(cb_delivery_in_flight(f->d, f->sc), 4);
+    assert_false(cb_delivery_has_work(f->d, T0 + 100000));
+    assert_int_equal(plan(f, T0 + 100000), 0);
+
+    ack(f, f->sc, 2); /* late, but it was processed */
+    cb_queue_stats st = stats(f, f->sc);
+    assert_int_equal(st.parked, 3);
+    assert_int_equal(cb_delivery_in_flight(f->d, f->sc), 3);
+    expect_sends(f, plan(f, T0 + 100001), 5, 5, 1);
+    assert_int_equal(cb_delivery_in_flight(f->d, f->sc), 4);
+
+    /* when the consumer goes, its parked deliveries stay parked, uncounted again */
+    cb_step released[8];
+    assert_int_equal(cb_delivery_release_peer(f->d, PEER, released, 8), 4);
+    assert_int_equal(stats(f, f->sc).parked, 3);
+}
+
+/* Only the connection a delivery was made to may acknowledge it. */
+static void test_only_the_holder_may_acknowledge(void **state)
+{
+    fixture *f = *state;
+    put_events(f, 1, 5);
+    cb_delivery_attach(f->d, f->sc, PEER, 2);
+    expect_sends(f, plan(f, T0), 1, 2, 1);
+    assert_true(cb_delivery_holds(f->d, f->sc, PEER, 1));
+    assert_false(cb_delivery_holds(f->d, f->sc, PEER + 1, 1)); /* another connection */
+    assert_false(cb_delivery_holds(f->d, f->sc, PEER, 3));     /* queued, never delivered */
+    assert_false(cb_delivery_holds(f->d, f->housing, PEER, 1)); /* another agency's lane */
+    ack(f, f->sc, 1);
+    assert_false(cb_delivery_holds(f->d, f->sc, PEER, 1)); /* acknowledged already */
+    cb_delivery_detach_peer(f->d, PEER);
+    assert_false(cb_delivery_holds(f->d, f->sc, PEER, 2)); /* its connection has gone */
+}
+
+/* A parked entry its consumer still holds, replayed, is delivered anew. */
+static void test_replay_of_a_held_parked_entry_delivers_it_again(void **state)
+{
+    fixture *f = *state;
+    put_events(f, 1, 1);
+    cb_delivery_attach(f->d, f->sc, PEER, 0);
+    send_until_parked(f);
+    cb_txn *txn = begin(f, true);
+    assert_true(cb_store_unpark(txn, "social-care", 1));
+    commit(&txn);
+    cb_delivery_enqueued(f->d, f->sc, 1);
+    expect_sends(f, plan(f, T0 + 800), 1, 1, 1);
     assert_int_equal(cb_delivery_in_flight(f->d, f->sc), 1);
+    assert_int_equal(cb_delivery_next_deadline(f->d), T0 + 900);
 }
 
 static void test_attempts_survive_a_new_consumer(void **state)
@@ -750,7 +795,9 @@ int main(void)
         T(test_backoff_cap_holds_for_large_attempts),
         T(test_parked_after_max_attempts),
         T(test_parked_entry_is_never_sent_again),
-        T(test_parking_frees_the_window),
+        T(test_parking_under_a_connected_consumer_keeps_the_window),
+    T(test_only_the_holder_may_acknowledge),
+    T(test_replay_of_a_held_parked_entry_delivers_it_again),
         T(test_attempts_survive_a_new_consumer),
         T(test_unparked_entry_is_sent_again),
         T(test_detached_lane_plans_nothing),
