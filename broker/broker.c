@@ -25,6 +25,7 @@
 #include "store.h"
 
 #define SLOT_BITS    12
+#define REFUSALS_PER_S 20 /* answers a second to a connection that has not said hello */
 #define PEERS_MAX    (1 << SLOT_BITS) /* > BATCH_MAX: a full table evicts a peer silent since before this batch */
 #define RID_MAX      256
 #define ENDPOINT_MAX 256
@@ -36,6 +37,10 @@ typedef struct {
     size_t rid_len;
     int agency; /* index into cfg->agencies, -1 before hello */
     int64_t seen_ms;
+    /* Before hello, refusals are answered at a bounded rate: a flood from an
+     * unknown connection cannot crowd out the agencies or flood the log. */
+    int64_t refusal_second_ms;
+    uint32_t refusals, refusals_dropped;
     unsigned generation; /* bumped each time the slot is reused */
     bool in_use;
 } peer;
@@ -161,9 +166,37 @@ static void send_nack_frame(cb_broker *b, int p, uint64_t ref, const Carebridge_
     send_frame(b, p, &f);
 }
 
+/* Whether to answer a refusal to peer p now: always once it has said hello;
+ * before that, REFUSALS_PER_S a second. (The client library needs only one
+ * HELLO_REQUIRED to say hello again, and its resend timer covers the rest.) */
+static bool refusal_allowed(cb_broker *b, int p)
+{
+    peer *pe = &b->peers[p];
+    if (pe->agency >= 0)
+        return true;
+    int64_t now = pe->seen_ms;
+    if (now - pe->refusal_second_ms >= 1000) {
+        if (pe->refusals_dropped)
+            cb_log(CB_LOG_WARN, "left %u frames unanswered from a connection that has not said hello (over %d a "
+                   "second)", pe->refusals_dropped, REFUSALS_PER_S);
+        pe->refusal_second_ms = now;
+        pe->refusals = pe->refusals_dropped = 0;
+    }
+    if (pe->refusals < REFUSALS_PER_S) {
+        pe->refusals++;
+        return true;
+    }
+    if (!pe->refusals_dropped++)
+        cb_log(CB_LOG_WARN, "more than %d frames this second from a connection that has not said hello: the rest "
+               "go unanswered", REFUSALS_PER_S);
+    return false;
+}
+
 static void send_nack(cb_broker *b, int p, uint64_t ref, const char *event_id, cb_code code, const char *reason,
                       uint64_t existing)
 {
+    if (!refusal_allowed(b, p))
+        return;
     Carebridge__V1__Nack nack = CAREBRIDGE__V1__NACK__INIT;
     nack.event_id = (char *)event_id;
     nack.code = (Carebridge__V1__ErrorCode)code;
@@ -283,11 +316,33 @@ static void fill_connected(const cb_broker *b, cb_batch *bt)
             bt->connected[b->peers[p].agency] = true;
 }
 
-static void on_frame(cb_broker *b, const uint8_t *rid, size_t rid_len, const uint8_t *buf, size_t len, int64_t now)
+/* A publish, acknowledgement or heartbeat from a connection that has not
+ * said hello is refused from its bytes alone: nothing is decoded for it.
+ * (The handlers below check again: they index the agency table.) */
+static bool refused_before_hello(cb_broker *b, int p, const uint8_t *buf, size_t len)
 {
-    int p = peer_for(b, rid, rid_len, now);
+    if (b->peers[p].agency >= 0)
+        return false;
+    uint64_t ref;
+    char id[CB_EVENT_ID_MAX + 1];
+    switch (cb_peek_kind(buf, len)) {
+    case CAREBRIDGE__V1__FRAME__KIND_PUBLISH:
+        cb_peek_publish(buf, len, &ref, id, sizeof id);
+        send_nack(b, p, ref, cb_printable(id) ? id : "", CB_HELLO_REQUIRED,
+                  "say hello as your agency before publishing", 0);
+        return true;
+    case CAREBRIDGE__V1__FRAME__KIND_DELIVERY_ACK:
+    case CAREBRIDGE__V1__FRAME__KIND_HEARTBEAT:
+        cb_peek_publish(buf, len, &ref, id, 0);
+        send_nack(b, p, ref, "", CB_HELLO_REQUIRED, "this connection is not known: say hello again", 0);
+        return true;
+    default: return false;
+    }
+}
+
+static void dispatch(cb_broker *b, int p, const uint8_t *buf, size_t len)
+{
     cb_error err = {0};
-    /* Decoded into the batch's arena: freed all at once when it is answered. */
     cb_frame *f = cb_frame_decode_with(buf, len, b->cfg->max_event_bytes, cb_arena_allocator(b->filling->arena), &err);
     if (!f) {
         uint64_t ref;
@@ -319,10 +374,27 @@ static void on_frame(cb_broker *b, const uint8_t *rid, size_t rid_len, const uin
     }
 }
 
-/* Read every frame that is ready, until the batch is full. */
+static void on_frame(cb_broker *b, const uint8_t *rid, size_t rid_len, const uint8_t *buf, size_t len, int64_t now)
+{
+    int p = peer_for(b, rid, rid_len, now);
+    if (refused_before_hello(b, p, buf, len))
+        return;
+    /* Decoded into the batch's arena, freed all at once when the batch is
+     * answered; a frame the batch does not keep gives its memory back now. */
+    cb_batch *bt = b->filling;
+    cb_arena_mark mark = cb_arena_save(bt->arena);
+    size_t kept = bt->n_pubs + bt->n_reqs;
+    dispatch(b, p, buf, len);
+    if (bt->n_pubs + bt->n_reqs == kept)
+        cb_arena_restore(bt->arena, mark);
+}
+
+/* Read what is ready, until the batch is full or BATCH_MAX frames have been
+ * read: frames that give the store nothing to do count too, so a flood of
+ * them cannot hold the open batch (and the store thread) back. */
 static void read_batch(cb_broker *b, int64_t now)
 {
-    while (cb_batch_has_room(b->filling)) {
+    for (int frames = 0; frames < BATCH_MAX && cb_batch_has_room(b->filling); frames++) {
         zmq_msg_t rid, body;
         zmq_msg_init(&rid);
         if (zmq_msg_recv(&rid, b->router, ZMQ_DONTWAIT) < 0) {

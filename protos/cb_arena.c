@@ -71,6 +71,23 @@ void cb_arena_reset(cb_arena *a)
         a->head->used = 0;
 }
 
+cb_arena_mark cb_arena_save(const cb_arena *a)
+{
+    return (cb_arena_mark){a->head, a->head ? a->head->used : 0};
+}
+
+void cb_arena_restore(cb_arena *a, cb_arena_mark mark)
+{
+    /* Blocks newer than the mark's hold only what came after it. */
+    while (a->head && a->head != mark.block) {
+        block *b = a->head;
+        a->head = b->next;
+        free(b);
+    }
+    if (a->head)
+        a->head->used = mark.used;
+}
+
 void cb_arena_destroy(cb_arena **a_p)
 {
     cb_arena *a = *a_p;

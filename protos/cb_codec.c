@@ -142,6 +142,38 @@ static bool find_varint(const uint8_t *p, const uint8_t *end, uint32_t id, uint6
     return false;
 }
 
+uint32_t cb_peek_kind(const uint8_t *buf, size_t len)
+{
+    const uint8_t *p = buf, *end = buf + len;
+    uint32_t kind = 0;
+    while (p < end) {
+        uint64_t key, n;
+        if (!read_varint(&p, end, &key))
+            return 0;
+        switch (key & 7) {
+        case 0:
+            if (!read_varint(&p, end, &n))
+                return 0;
+            break;
+        case 1:
+        case 5:
+            if ((size_t)(end - p) < ((key & 7) == 1 ? 8u : 4u))
+                return 0;
+            p += (key & 7) == 1 ? 8 : 4;
+            break;
+        case 2:
+            if (!read_varint(&p, end, &n) || n > (uint64_t)(end - p))
+                return 0;
+            p += n;
+            if (protobuf_c_message_descriptor_get_field(&carebridge__v1__frame__descriptor, (unsigned)(key >> 3)))
+                kind = (uint32_t)(key >> 3); /* of a oneof, the last member wins */
+            break;
+        default: return 0;
+        }
+    }
+    return kind;
+}
+
 void cb_peek_publish(const uint8_t *buf, size_t len, uint64_t *ref, char *out, size_t cap)
 {
     const uint8_t *publish, *event, *id;

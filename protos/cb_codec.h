@@ -40,6 +40,11 @@ size_t cb_pack_into(const ProtobufCMessage *m, uint8_t *buf, size_t cap, uint8_t
  * Either may be left empty (0, "") when absent or unreadable. */
 void cb_peek_publish(const uint8_t *buf, size_t len, uint64_t *ref, char *id, size_t cap);
 
+/* Which member of Frame.kind a frame holds (its field number: 12 for publish),
+ * read from the wire without decoding; 0 when none or unreadable. Cheap enough
+ * to refuse a flood of frames without decoding them. */
+uint32_t cb_peek_kind(const uint8_t *buf, size_t len);
+
 /* A Frame{deliver{seq, attempt, event}} around an already packed Envelope,
  * without unpacking it: the wire form of an embedded message is its bytes.
  * Returns the length written to a new malloc'd *out, 0 on allocation failure. */

@@ -2,13 +2,18 @@
  * broker's answers, for the integration tests of refusals.
  *
  *   cb-test-rawframe ENDPOINT [--as AGENCY] HEX...
+ *   cb-test-rawframe ENDPOINT [--as AGENCY] --flood N HEX
  *
  * Says hello as AGENCY first when given (and waits for the welcome), then
  * sends each HEX string as one frame and prints the answer to each as
- * canonical JSON of a carebridge.v1.Frame, one line per frame, or "TIMEOUT". */
+ * canonical JSON of a carebridge.v1.Frame, one line per frame, or "TIMEOUT".
+ * With --flood it sends HEX N times as fast as the socket takes them, counts
+ * the answers until none has come for a second, and prints
+ * {"sent": N, "answers": M, "seconds": S}. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zmq.h>
 
 #include "cb_codec.h"
@@ -42,9 +47,54 @@ static cb_frame *answer(void *sock)
     return NULL;
 }
 
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static long drain(void *sock)
+{
+    long n = 0;
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    while (zmq_msg_recv(&m, sock, ZMQ_DONTWAIT) >= 0)
+        n++;
+    zmq_msg_close(&m);
+    return n;
+}
+
+static int flood(void *sock, void *ctx, long n, const char *hex)
+{
+    uint8_t *buf;
+    size_t len = unhex(hex, &buf);
+    long answers = 0;
+    double start = now_s();
+    for (long k = 0; k < n; k++) {
+        while (zmq_send(sock, buf, len, ZMQ_DONTWAIT) < 0) {
+            answers += drain(sock); /* the socket is full: read what came back meanwhile */
+            zmq_pollitem_t item = {sock, 0, ZMQ_POLLIN | ZMQ_POLLOUT, 0};
+            zmq_poll(&item, 1, 10);
+        }
+    }
+    double sent = now_s();
+    for (;;) {
+        zmq_pollitem_t item = {sock, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&item, 1, 1000) <= 0)
+            break;
+        answers += drain(sock);
+    }
+    printf("{\"sent\": %ld, \"answers\": %ld, \"seconds\": %.3f}\n", n, answers, sent - start);
+    free(buf);
+    zmq_close(sock);
+    zmq_ctx_term(ctx);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    static const char usage[] = "Usage: cb-test-rawframe ENDPOINT [--as AGENCY] HEX...\n"
+    static const char usage[] = "Usage: cb-test-rawframe ENDPOINT [--as AGENCY] [--flood N] HEX...\n"
                                 "Send each HEX string as one frame to the broker (after a hello as AGENCY)\n"
                                 "and print each answer as JSON, or TIMEOUT. For the refusal tests.\n";
     if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
@@ -82,6 +132,8 @@ int main(int argc, char **argv)
         cb_frame_free(&w);
         i = 4;
     }
+    if (i + 2 < argc && !strcmp(argv[i], "--flood"))
+        return flood(sock, ctx, atol(argv[i + 1]), argv[i + 2]);
     for (; i < argc; i++) {
         uint8_t *buf;
         size_t len = unhex(argv[i], &buf);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "carebridge.pb-c.h"
+#include "cb_arena.h"
 #include "cb_check.h"
 #include "cb_codec.h"
 
@@ -817,6 +818,41 @@ static void test_check_utf8_path_truncates_to_cap(void **state)
     assert_false(cb_check_utf8(&s.env.base, NULL, 0));
 }
 
+/* ---- the arena's marks: a frame the batch does not keep gives its memory back */
+
+static void test_arena_restore_gives_back_what_came_after_the_mark(void **state)
+{
+    (void)state;
+    cb_arena *a = cb_arena_new();
+    assert_non_null(cb_arena_alloc(a, 100));
+    cb_arena_mark mark = cb_arena_save(a);
+    void *after = cb_arena_alloc(a, 100);
+    for (int i = 0; i < 8; i++)
+        assert_non_null(cb_arena_alloc(a, 1 << 20)); /* each its own block */
+    cb_arena_restore(a, mark);
+    assert_ptr_equal(cb_arena_alloc(a, 100), after); /* the same memory again */
+    cb_arena_restore(a, mark);
+    cb_arena_destroy(&a);
+    assert_null(a);
+}
+
+static void test_peek_kind_names_the_oneof_member(void **state)
+{
+    (void)state;
+    Carebridge__V1__Heartbeat hb = CAREBRIDGE__V1__HEARTBEAT__INIT;
+    cb_frame f = CAREBRIDGE__V1__FRAME__INIT;
+    f.ref = 42;
+    f.kind_case = CAREBRIDGE__V1__FRAME__KIND_HEARTBEAT;
+    f.heartbeat = &hb;
+    uint8_t *buf;
+    size_t len = cb_pack(&f.base, &buf);
+    assert_int_equal(cb_peek_kind(buf, len), CAREBRIDGE__V1__FRAME__KIND_HEARTBEAT);
+    assert_int_equal(cb_peek_kind(buf, 1), 0); /* cut short */
+    free(buf);
+    assert_int_equal(cb_peek_kind((const uint8_t *)"\xff\xff", 2), 0);
+    assert_int_equal(cb_peek_kind(NULL, 0), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -848,6 +884,8 @@ int main(void)
         cmocka_unit_test(test_body_name_of_a_decoded_envelope),
         cmocka_unit_test(test_check_utf8_path_uses_json_names),
         cmocka_unit_test(test_check_utf8_path_truncates_to_cap),
+        cmocka_unit_test(test_arena_restore_gives_back_what_came_after_the_mark),
+        cmocka_unit_test(test_peek_kind_names_the_oneof_member),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
