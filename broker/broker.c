@@ -203,7 +203,8 @@ static void send_nack(cb_broker *b, int p, uint64_t ref, const char *event_id, c
     nack.reason = (char *)reason;
     nack.existing_seq = existing;
     /* Logged (a warning is flushed at once) before the sender can read the answer. */
-    cb_log(CB_LOG_WARN, "nack event=%s from=%s code=%s: %s", event_id[0] ? event_id : "-", peer_name(b, p),
+    cb_log_text_buf id;
+    cb_log(CB_LOG_WARN, "nack event=%s from=%s code=%s: %s", cb_log_text(event_id, id), peer_name(b, p),
            cb_code_name(code), reason);
     send_nack_frame(b, p, ref, &nack);
 }
@@ -233,8 +234,9 @@ static void on_hello(cb_broker *b, int p, const cb_frame *f)
     reply.kind_case = CAREBRIDGE__V1__FRAME__KIND_WELCOME;
     reply.welcome = &w;
     send_frame(b, p, &reply);
+    cb_log_text_buf client;
     cb_log(CB_LOG_INFO, "hello agency=%s receive=%s client=%s", h->agency, h->receive ? "yes" : "no",
-           h->client[0] && cb_printable(h->client) ? h->client : "-");
+           cb_log_text(h->client, client));
 }
 
 static void on_publish(cb_broker *b, int p, cb_frame *f)
@@ -419,10 +421,12 @@ static void log_event(const cb_publish *pub)
 {
     const cb_envelope *ev = pub->frame->publish->event;
     char to[512] = "", who[CB_PSEUDONYM_LEN];
+    cb_log_text_buf id;
     size_t used = 0;
     for (size_t i = 0; i < ev->n_to_agencies && used < sizeof to; i++)
         used += (size_t)snprintf(to + used, sizeof to - used, "%s%s", i ? "," : "", ev->to_agencies[i]);
-    cb_log(CB_LOG_INFO, "event id=%s type=%s from=%s to=%s seq=%llu person=%s%s", ev->event_id, cb_body_name(ev),
+    cb_log(CB_LOG_INFO, "event id=%s type=%s from=%s to=%s seq=%llu person=%s%s", cb_log_text(ev->event_id, id),
+           cb_body_name(ev),
            ev->from_agency, to, (unsigned long long)pub->seq, cb_log_person(ev->person, who),
            pub->duplicate ? " duplicate=yes" : "");
 }

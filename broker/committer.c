@@ -298,7 +298,8 @@ static void committed(cb_committer *c, cb_batch *b)
             continue;
         const Carebridge__V1__ReplayRequest *q = r->frame->replay_request;
         cb_delivery_enqueued(c->delivery, agency_index(c->cfg, q->agency), r->replay_seq);
-        cb_log(CB_LOG_INFO, "replay event=%s agency=%s seq=%llu %s", q->event_id, q->agency,
+        cb_log_text_buf id;
+        cb_log(CB_LOG_INFO, "replay event=%s agency=%s seq=%llu %s", cb_log_text(q->event_id, id), q->agency,
                (unsigned long long)r->replay_seq,
                r->was_parked   ? "released from parked"
                : r->was_queued ? "already queued"

@@ -1,6 +1,10 @@
 #include "log.h"
 
 #include <sodium.h>
+#include <stdbool.h>
+#include <stdlib.h>
+
+#include "cb_check.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -92,5 +96,71 @@ const char *cb_log_person(const Carebridge__V1__Person *p, char out[CB_PSEUDONYM
     crypto_generichash_final(&st, h, sizeof h);
     out[0] = 'p', out[1] = '-';
     sodium_bin2hex(out + 2, CB_PSEUDONYM_LEN - 2, h, sizeof h);
+    return out;
+}
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* Whether digits[from..from+10) reads as an NHS or CHI number. */
+static bool identifier_at(const char *digits, size_t from)
+{
+    char ten[11];
+    memcpy(ten, digits + from, 10);
+    ten[10] = '\0';
+    return cb_nhs_number_valid(ten) || cb_chi_number_valid(ten);
+}
+
+/* Mask, in place, each run of digits (single spaces or dashes may join its
+ * groups, as people write "943 476 5919") that holds ten consecutive digits
+ * reading as an NHS or CHI number: the whole run, so no part of it is left.
+ * A run of exactly ten digits is masked even when its check digit fails: a
+ * mistyped number is still somebody's. */
+static void mask_identifiers(char *s, size_t len)
+{
+    for (size_t i = 0; i < len;) {
+        if (!is_digit(s[i])) {
+            i++;
+            continue;
+        }
+        char digits[CB_LOG_TEXT_MAX * 4];
+        size_t end = i, n = 0;
+        while (end < len && n < sizeof digits) {
+            if (is_digit(s[end]))
+                digits[n++] = s[end++];
+            else if ((s[end] == ' ' || s[end] == '-') && end + 1 < len && is_digit(s[end + 1]))
+                end++;
+            else
+                break;
+        }
+        bool found = n == 10;
+        for (size_t from = 0; !found && from + 10 <= n; from++)
+            found = identifier_at(digits, from);
+        for (size_t k = i; found && k < end; k++)
+            if (is_digit(s[k]))
+                s[k] = 'x';
+        i = end;
+    }
+}
+
+const char *cb_log_text(const char *text, cb_log_text_buf out)
+{
+    if (!text || !text[0])
+        return strcpy(out, "-");
+    /* Masked whole before it is cut, so a cut cannot leave part of a number
+     * the masking would not have recognised. */
+    size_t len = strnlen(text, 4 * CB_LOG_TEXT_MAX);
+    char work[4 * CB_LOG_TEXT_MAX];
+    memcpy(work, text, len);
+    mask_identifiers(work, len);
+    size_t n = len > CB_LOG_TEXT_MAX ? CB_LOG_TEXT_MAX : len;
+    for (size_t i = 0; i < n; i++)
+        out[i] = work[i] >= 0x20 && work[i] < 0x7f ? work[i] : '?';
+    /* A cut through a run of digits leaves its head, which alone proves nothing either way. */
+    for (size_t i = n; n < len && i > 0 && is_digit(out[i - 1]) && is_digit(work[n]); i--)
+        out[i - 1] = 'x';
+    strcpy(out + n, n < len ? "..." : "");
     return out;
 }

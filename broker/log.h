@@ -22,4 +22,14 @@ void cb_log_flush(void);
  * else CHI number, else first local id; "p-none" when they have none. */
 const char *cb_log_person(const Carebridge__V1__Person *person, char out[CB_PSEUDONYM_LEN]);
 
+/* Text a sender chose (an event id, a client name) made fit for a log line:
+ * every run of digits that reads as an NHS or CHI number (its check digit
+ * passing, written whole or in groups split by spaces or dashes), and every
+ * run of exactly ten digits, is replaced
+ * by 'x's, any byte that is not printable ASCII by '?', and what is longer
+ * than CB_LOG_TEXT_MAX is cut short with "...". "-" for an empty text. */
+#define CB_LOG_TEXT_MAX 64
+typedef char cb_log_text_buf[CB_LOG_TEXT_MAX + 4];
+const char *cb_log_text(const char *sender_text, cb_log_text_buf out);
+
 #endif

@@ -114,6 +114,24 @@ class Refusals(BrokerTest):
         self.assertNotIn("commit failed", self.b.log())
         self.assert_still_serving()
 
+    def test_sender_text_reaches_the_log_masked_and_cut(self):
+        # An event id or a client name is the sender's text: it may carry an
+        # NHS number, written any way people write one.
+        ids = ["ref-9434765919-001", "943 476 5919 visit", "chi-1203843569", "y" * 100]
+        events = [referral(eid) for eid in ids] + [referral("bad-943-476-5919", to=("nowhere",))]
+        r = self.b.send("health", events)
+        self.assertEqual(r.returncode, 1, r.stdout)  # the unknown agency is refused, and logged
+        self.assertIn("ACK ref-9434765919-001 seq=", r.stdout, "the sender still gets its own id back")
+        hello = field(10, field(1, "health") + field(2, "PAS for 9434765919 \x1b[31m"))
+        self.b.raw(field(1, 1).hex() + hello.hex())
+        log = self.b.log()
+        for secret in ("9434765919", "943 476 5919", "943-476-5919", "1203843569", "\x1b"):
+            self.assertNotIn(secret, log)
+        self.assertIn("id=ref-xxxxxxxxxx-xxx ", log)
+        self.assertIn("nack event=bad-xxx-xxx-xxxx ", log)
+        self.assertIn("client=PAS for xxxxxxxxxx ?[31m", log)
+        self.assertIn("id=" + "y" * 64 + "... ", log)
+
     def test_no_identifier_reaches_the_log(self):
         ev = referral("pii-1", person={"nhsNumber": NHS, "chiNumber": "0101011234", "name": "Margaret Example"})
         self.b.send("health", [ev, without(ev, "occurredAt")])

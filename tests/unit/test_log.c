@@ -108,9 +108,57 @@ static void test_line_format(void **state)
     assert_int_equal(strlen(second + 1), 25 + 17); /* the debug line was not written */
 }
 
+/* ---- sender text in a log line */
+
+static void expect_text(const char *in, const char *out)
+{
+    cb_log_text_buf buf;
+    assert_string_equal(cb_log_text(in, buf), out);
+}
+
+static void test_log_text_masks_nhs_and_chi_numbers_however_written(void **state)
+{
+    (void)state;
+    expect_text("ref-9434765919-001", "ref-xxxxxxxxxx-xxx"); /* the whole run, the tail too */
+    expect_text("943 476 5919", "xxx xxx xxxx");
+    expect_text("for 943-476-5919 today", "for xxx-xxx-xxxx today");
+    expect_text("chi1203843569", "chixxxxxxxxxx");
+    expect_text("x4857773456y", "xxxxxxxxxxxy"); /* ten digits, check digit failing: still masked */
+    expect_text("ev-00012345678901234-9434765919", "ev-xxxxxxxxxxxxxxxxx-xxxxxxxxxx"); /* found inside a longer run */
+    expect_text("margaret-0001", "margaret-0001");
+    expect_text("2026-11-20T09:30:00Z", "2026-11-20T09:30:00Z"); /* a date is not a number of ten */
+    expect_text("seq 123456789", "seq 123456789");
+}
+
+static void test_log_text_keeps_to_printable_ascii_and_a_bounded_length(void **state)
+{
+    (void)state;
+    expect_text("", "-");
+    expect_text(NULL, "-");
+    expect_text("caf\xc3\xa9\x1b[31m", "caf???[31m");
+    char longer[200];
+    memset(longer, 'a', sizeof longer - 1);
+    longer[sizeof longer - 1] = '\0';
+    cb_log_text_buf buf;
+    cb_log_text(longer, buf);
+    assert_int_equal(strlen(buf), CB_LOG_TEXT_MAX + 3);
+    assert_string_equal(buf + CB_LOG_TEXT_MAX, "...");
+    /* a number the cut would split is masked before the cut, and the head of
+     * any other run of digits at the cut is not left either */
+    char cut[100];
+    snprintf(cut, sizeof cut, "%.*s9434765919", CB_LOG_TEXT_MAX - 4, longer);
+    cb_log_text(cut, buf);
+    assert_string_equal(buf + CB_LOG_TEXT_MAX - 4, "xxxx...");
+    snprintf(cut, sizeof cut, "%.*s12345678", CB_LOG_TEXT_MAX - 4, longer);
+    cb_log_text(cut, buf);
+    assert_string_equal(buf + CB_LOG_TEXT_MAX - 4, "xxxx...");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_log_text_masks_nhs_and_chi_numbers_however_written),
+        cmocka_unit_test(test_log_text_keeps_to_printable_ascii_and_a_bounded_length),
         cmocka_unit_test(test_pseudonym_matches_keyed_blake2b),
         cmocka_unit_test(test_pseudonym_of_local_id),
         cmocka_unit_test(test_pseudonym_without_identifier),
