@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cb_wire.h"
+
 cb_frame *cb_frame_decode(const uint8_t *buf, size_t len, size_t max_len, cb_error *err)
 {
     return cb_frame_decode_with(buf, len, max_len, NULL, err);
@@ -15,7 +17,25 @@ cb_frame *cb_frame_decode_with(const uint8_t *buf, size_t len, size_t max_len, P
         cb_fail(err, CB_TOO_LARGE, "frame is %zu bytes; the limit is %zu", len, max_len);
         return NULL;
     }
+    /* Read first by descriptor: what protobuf-c would cut short (a NUL) or
+     * merge wrongly (a message given in parts) never reaches it, and what does
+     * not decode is named by where it stops. */
+    bool needs_merge = false;
+    cb_error why = {0};
+    if (!cb_wire_check(&carebridge__v1__frame__descriptor, buf, len, &needs_merge, err ? err : &why))
+        return NULL;
+    uint8_t *merged = needs_merge ? malloc(len) : NULL;
+    if (needs_merge) {
+        size_t merged_len = merged ? cb_wire_merge(&carebridge__v1__frame__descriptor, buf, len, merged) : 0;
+        if (!merged_len) {
+            free(merged);
+            cb_fail(err, CB_DECODE_ERROR, "out of memory merging a message given in parts");
+            return NULL;
+        }
+        buf = merged, len = merged_len;
+    }
     cb_frame *f = carebridge__v1__frame__unpack(allocator, len, buf);
+    free(merged);
     if (!f)
         cb_fail(err, CB_DECODE_ERROR, "the %zu bytes received are not a carebridge.v1.Frame", len);
     return f;
@@ -67,28 +87,16 @@ size_t cb_pack(const ProtobufCMessage *m, uint8_t **out)
 
 /* ---- a minimal wire reader, just enough to find one nested string */
 
-static bool read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
-{
-    *v = 0;
-    for (int shift = 0; shift < 64 && *p < end; shift += 7) {
-        uint8_t b = *(*p)++;
-        *v |= (uint64_t)(b & 0x7F) << shift;
-        if (!(b & 0x80))
-            return true;
-    }
-    return false;
-}
-
 /* Find length-delimited field `id` in [p, end); returns its payload bounds. */
 static bool find_field(const uint8_t *p, const uint8_t *end, uint32_t id, const uint8_t **out, size_t *out_len)
 {
     while (p < end) {
         uint64_t key, n;
-        if (!read_varint(&p, end, &key))
+        if (!cb_wire_varint(&p, end, &key))
             return false;
         switch (key & 7) {
         case 0:
-            if (!read_varint(&p, end, &n))
+            if (!cb_wire_varint(&p, end, &n))
                 return false;
             break;
         case 1:
@@ -99,7 +107,7 @@ static bool find_field(const uint8_t *p, const uint8_t *end, uint32_t id, const 
             p += (key & 7) == 1 ? 8 : 4;
             break;
         case 2:
-            if (!read_varint(&p, end, &n) || n > (uint64_t)(end - p))
+            if (!cb_wire_varint(&p, end, &n) || n > (uint64_t)(end - p))
                 return false;
             if ((key >> 3) == id) {
                 *out = p;
@@ -118,17 +126,17 @@ static bool find_varint(const uint8_t *p, const uint8_t *end, uint32_t id, uint6
 {
     while (p < end) {
         uint64_t key, n;
-        if (!read_varint(&p, end, &key))
+        if (!cb_wire_varint(&p, end, &key))
             return false;
         if ((key & 7) == 0) {
-            if (!read_varint(&p, end, &n))
+            if (!cb_wire_varint(&p, end, &n))
                 return false;
             if ((key >> 3) == id) {
                 *out = n;
                 return true;
             }
         } else if ((key & 7) == 2) {
-            if (!read_varint(&p, end, &n) || n > (uint64_t)(end - p))
+            if (!cb_wire_varint(&p, end, &n) || n > (uint64_t)(end - p))
                 return false;
             p += n;
         } else if ((key & 7) == 1 || (key & 7) == 5) {
@@ -148,11 +156,11 @@ uint32_t cb_peek_kind(const uint8_t *buf, size_t len)
     uint32_t kind = 0;
     while (p < end) {
         uint64_t key, n;
-        if (!read_varint(&p, end, &key))
+        if (!cb_wire_varint(&p, end, &key))
             return 0;
         switch (key & 7) {
         case 0:
-            if (!read_varint(&p, end, &n))
+            if (!cb_wire_varint(&p, end, &n))
                 return 0;
             break;
         case 1:
@@ -162,7 +170,7 @@ uint32_t cb_peek_kind(const uint8_t *buf, size_t len)
             p += (key & 7) == 1 ? 8 : 4;
             break;
         case 2:
-            if (!read_varint(&p, end, &n) || n > (uint64_t)(end - p))
+            if (!cb_wire_varint(&p, end, &n) || n > (uint64_t)(end - p))
                 return 0;
             p += n;
             if (protobuf_c_message_descriptor_get_field(&carebridge__v1__frame__descriptor, (unsigned)(key >> 3)))

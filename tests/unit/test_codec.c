@@ -818,6 +818,215 @@ static void test_check_utf8_path_truncates_to_cap(void **state)
     assert_false(cb_check_utf8(&s.env.base, NULL, 0));
 }
 
+/* ---- the wire read before protobuf-c: NULs, messages given in parts, and naming
+ * where bytes stop decoding. Frames are built by hand as an encoder that is
+ * not protobuf-c may send them (two serialised messages laid end to end). */
+
+typedef struct {
+    uint8_t b[1024];
+    size_t n;
+} wire_buf;
+
+static void wb_varint(wire_buf *w, uint64_t v)
+{
+    while (v >= 0x80) {
+        w->b[w->n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    w->b[w->n++] = (uint8_t)v;
+}
+
+static void wb_bytes(wire_buf *w, uint32_t id, const void *data, size_t len)
+{
+    wb_varint(w, (uint64_t)id << 3 | 2);
+    wb_varint(w, len);
+    memcpy(w->b + w->n, data, len);
+    w->n += len;
+}
+
+static void wb_msg(wire_buf *w, uint32_t id, const wire_buf *m)
+{
+    wb_bytes(w, id, m->b, m->n);
+}
+
+static void wb_uint(wire_buf *w, uint32_t id, uint64_t v)
+{
+    wb_varint(w, (uint64_t)id << 3);
+    wb_varint(w, v);
+}
+
+/* The essentials of an event (ids, agencies), to which a test adds its body. */
+static wire_buf event_head_n(const char *id, size_t id_len)
+{
+    wire_buf e = {.n = 0}, person = {.n = 0};
+    wb_bytes(&person, 1, "9434765919", 10);
+    wb_bytes(&e, 1, id, id_len);
+    wb_msg(&e, 2, &person);
+    wb_bytes(&e, 4, "health", 6);
+    wb_bytes(&e, 5, "social-care", 11);
+    return e;
+}
+
+static wire_buf event_head(const char *id)
+{
+    return event_head_n(id, strlen(id));
+}
+
+static cb_frame *decode_publish(const wire_buf *event, cb_error *err)
+{
+    wire_buf publish = {.n = 0}, frame = {.n = 0};
+    wb_msg(&publish, 1, event);
+    wb_uint(&frame, 1, 7);
+    wb_msg(&frame, 12, &publish);
+    uint8_t *b = exact_copy(frame.b, frame.n);
+    cb_frame *f = cb_frame_decode(b, frame.n, 1 << 20, err);
+    free(b);
+    return f;
+}
+
+static void test_wire_nul_in_a_string_is_refused_by_name(void **state)
+{
+    (void)state;
+    wire_buf e = event_head("ev-nul"), referral = {.n = 0};
+    wb_bytes(&referral, 1, "home\0care", 9);
+    wb_msg(&e, 10, &referral);
+    cb_error err = {0};
+    assert_null(decode_publish(&e, &err));
+    assert_int_equal(err.code, CB_INVALID_FIELD);
+    assert_string_equal(err.reason, "referral.reason contains a NUL character (U+0000)");
+
+    e = event_head_n("ev\0id", 5);
+    assert_null(decode_publish(&e, &err));
+    assert_string_equal(err.reason, "eventId contains a NUL character (U+0000)");
+
+    wire_buf need = event_head("ev-nul-2"), r2 = {.n = 0};
+    wb_bytes(&r2, 7, "ok", 2);
+    wb_bytes(&r2, 7, "\0", 1);
+    wb_msg(&need, 10, &r2);
+    assert_null(decode_publish(&need, &err));
+    assert_string_equal(err.reason, "referral.communicationNeeds[1] contains a NUL character (U+0000)");
+}
+
+static void test_wire_a_oneof_message_given_in_two_parts_is_merged(void **state)
+{
+    (void)state;
+    wire_buf e = event_head("ev-parts"), part1 = {.n = 0}, part2 = {.n = 0}, c1 = {.n = 0}, c2 = {.n = 0};
+    wb_bytes(&c1, 1, "Sam Ward", 8);
+    wb_bytes(&part1, 1, "home support", 12);
+    wb_msg(&part1, 5, &c1);
+    wb_bytes(&part1, 7, "large print", 11);
+    wb_uint(&part2, 2, CAREBRIDGE__V1__REFERRAL__URGENCY__URGENT);
+    wb_bytes(&c2, 3, "0100", 4);
+    wb_msg(&part2, 5, &c2);
+    wb_bytes(&part2, 7, "interpreter", 11);
+    wb_msg(&e, 10, &part1);
+    wb_msg(&e, 10, &part2);
+    cb_error err = {0};
+    cb_frame *f = decode_publish(&e, &err);
+    assert_non_null(f);
+    const Referral *r = f->publish->event->referral;
+    assert_int_equal(f->publish->event->body_case, CAREBRIDGE__V1__ENVELOPE__BODY_REFERRAL);
+    assert_string_equal(r->reason, "home support");                       /* from the first part */
+    assert_int_equal(r->urgency, CAREBRIDGE__V1__REFERRAL__URGENCY__URGENT); /* from the second */
+    assert_string_equal(r->contact->name, "Sam Ward");                     /* sub-messages merge */
+    assert_string_equal(r->contact->phone, "0100");
+    assert_int_equal(r->n_communication_needs, 2); /* repeated fields append, in order */
+    assert_string_equal(r->communication_needs[0], "large print");
+    assert_string_equal(r->communication_needs[1], "interpreter");
+    assert_string_equal(f->publish->event->event_id, "ev-parts");
+    assert_int_equal(f->ref, 7);
+    cb_frame_free(&f);
+}
+
+static void test_wire_a_timestamp_given_in_two_parts_is_merged(void **state)
+{
+    (void)state;
+    wire_buf e = event_head("ev-ts"), s1 = {.n = 0}, s2 = {.n = 0}, referral = {.n = 0};
+    wb_uint(&s1, 1, 1767225600);
+    wb_uint(&s2, 2, 250000000);
+    wb_msg(&e, 6, &s1);
+    wb_msg(&e, 6, &s2);
+    wb_msg(&e, 10, &referral);
+    cb_error err = {0};
+    cb_frame *f = decode_publish(&e, &err);
+    assert_non_null(f);
+    assert_int_equal(f->publish->event->occurred_at->seconds, 1767225600);
+    assert_int_equal(f->publish->event->occurred_at->nanos, 250000000);
+    cb_frame_free(&f);
+}
+
+/* Of a oneof, the member given last wins; given again after another, it starts afresh. */
+static void test_wire_a_oneof_keeps_the_member_given_last(void **state)
+{
+    (void)state;
+    wire_buf e = event_head("ev-last"), ref1 = {.n = 0}, dis = {.n = 0}, ref2 = {.n = 0};
+    wb_bytes(&ref1, 1, "first", 5);
+    wb_bytes(&dis, 2, "own home", 8);
+    wb_uint(&ref2, 2, CAREBRIDGE__V1__REFERRAL__URGENCY__SOON);
+    wb_msg(&e, 10, &ref1);
+    wb_msg(&e, 11, &dis);
+    wb_msg(&e, 10, &ref2);
+    cb_error err = {0};
+    cb_frame *f = decode_publish(&e, &err);
+    assert_non_null(f);
+    assert_int_equal(f->publish->event->body_case, CAREBRIDGE__V1__ENVELOPE__BODY_REFERRAL);
+    assert_string_equal(f->publish->event->referral->reason, ""); /* the first referral was replaced */
+    assert_int_equal(f->publish->event->referral->urgency, CAREBRIDGE__V1__REFERRAL__URGENCY__SOON);
+    cb_frame_free(&f);
+}
+
+/* Two whole frames laid end to end merge too: publish, event and all. */
+static void test_wire_two_frames_end_to_end_merge(void **state)
+{
+    (void)state;
+    wire_buf a = event_head("ev-two"), b = {.n = 0}, pa = {.n = 0}, pb = {.n = 0}, fa = {.n = 0}, fb = {.n = 0};
+    wire_buf referral = {.n = 0}, when = {.n = 0};
+    wb_bytes(&referral, 1, "r", 1);
+    wb_uint(&when, 1, 1767225600);
+    wb_msg(&a, 10, &referral);
+    wb_msg(&b, 6, &when);
+    wb_msg(&pa, 1, &a);
+    wb_msg(&pb, 1, &b);
+    wb_uint(&fa, 1, 9);
+    wb_msg(&fa, 12, &pa);
+    wb_msg(&fb, 12, &pb);
+    memcpy(fa.b + fa.n, fb.b, fb.n);
+    fa.n += fb.n;
+    cb_error err = {0};
+    cb_frame *f = cb_frame_decode(fa.b, fa.n, 1 << 20, &err);
+    assert_non_null(f);
+    assert_string_equal(f->publish->event->event_id, "ev-two");
+    assert_string_equal(f->publish->event->referral->reason, "r");
+    assert_int_equal(f->publish->event->occurred_at->seconds, 1767225600);
+    cb_frame_free(&f);
+}
+
+static void test_wire_an_event_that_does_not_decode_is_named_as_the_event(void **state)
+{
+    (void)state;
+    wire_buf e = event_head("ev-bad");
+    uint8_t cut[] = {0x32, 0x05, 0x08}; /* occurredAt claims 5 bytes, has 1 */
+    memcpy(e.b + e.n, cut, sizeof cut);
+    e.n += sizeof cut;
+    cb_error err = {0};
+    assert_null(decode_publish(&e, &err));
+    assert_int_equal(err.code, CB_DECODE_ERROR);
+    assert_string_equal(err.reason, "publish.event does not decode as a carebridge.v1.Envelope: a length runs "
+                                    "past the end of the bytes, at its top level");
+
+    wire_buf w = event_head("ev-type"), person = {.n = 0};
+    wb_uint(&person, 1, 12); /* nhsNumber given as a number */
+    wb_msg(&w, 2, &person);
+    assert_null(decode_publish(&w, &err));
+    assert_string_equal(err.reason, "publish.event does not decode as a carebridge.v1.Envelope: the field has the "
+                                    "wrong wire type for its type, at person.nhsNumber (field 1)");
+
+    uint8_t frame[] = {0x0b}; /* a group start: not the event, the frame */
+    assert_null(cb_frame_decode(frame, sizeof frame, 1 << 20, &err));
+    assert_int_equal(err.code, CB_DECODE_ERROR);
+    assert_non_null(strstr(err.reason, "are not a carebridge.v1.Frame"));
+}
+
 /* ---- the arena's marks: a frame the batch does not keep gives its memory back */
 
 static void test_arena_restore_gives_back_what_came_after_the_mark(void **state)
@@ -884,6 +1093,12 @@ int main(void)
         cmocka_unit_test(test_body_name_of_a_decoded_envelope),
         cmocka_unit_test(test_check_utf8_path_uses_json_names),
         cmocka_unit_test(test_check_utf8_path_truncates_to_cap),
+        cmocka_unit_test(test_wire_nul_in_a_string_is_refused_by_name),
+        cmocka_unit_test(test_wire_a_oneof_message_given_in_two_parts_is_merged),
+        cmocka_unit_test(test_wire_a_timestamp_given_in_two_parts_is_merged),
+        cmocka_unit_test(test_wire_a_oneof_keeps_the_member_given_last),
+        cmocka_unit_test(test_wire_two_frames_end_to_end_merge),
+        cmocka_unit_test(test_wire_an_event_that_does_not_decode_is_named_as_the_event),
         cmocka_unit_test(test_arena_restore_gives_back_what_came_after_the_mark),
         cmocka_unit_test(test_peek_kind_names_the_oneof_member),
     };

@@ -1,0 +1,333 @@
+#include "cb_wire.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "carebridge.pb-c.h"
+#include "cb_json.h"
+
+enum { WIRE_VARINT = 0, WIRE_64 = 1, WIRE_LEN = 2, WIRE_32 = 5 };
+
+#define TRACKED 64 /* fields per message whose occurrences are counted; ours have fewer than 20 */
+
+bool cb_wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    *v = 0;
+    for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t b = *(*p)++;
+        *v |= (uint64_t)(b & 0x7F) << shift;
+        if (!(b & 0x80))
+            return true;
+    }
+    return false;
+}
+
+/* One field on the wire: its number, wire type, and value (the payload of a
+ * length-delimited one). *p moves past it. */
+typedef struct {
+    uint32_t id;
+    int type;
+    const uint8_t *start, *payload;
+    size_t len;
+} wire_field;
+
+static const char *next_field(const uint8_t **p, const uint8_t *end, wire_field *f)
+{
+    uint64_t key, n;
+    f->start = *p;
+    if (!cb_wire_varint(p, end, &key))
+        return "a field's key is cut short";
+    if (key >> 3 == 0 || key >> 3 > 0x1FFFFFFF)
+        return "a field number is out of range";
+    f->id = (uint32_t)(key >> 3);
+    f->type = (int)(key & 7);
+    f->payload = *p;
+    switch (f->type) {
+    case WIRE_VARINT:
+        if (!cb_wire_varint(p, end, &n))
+            return "a number is cut short";
+        break;
+    case WIRE_64:
+    case WIRE_32:
+        if ((size_t)(end - *p) < (f->type == WIRE_64 ? 8u : 4u))
+            return "a fixed-width number is cut short";
+        *p += f->type == WIRE_64 ? 8 : 4;
+        break;
+    case WIRE_LEN:
+        if (!cb_wire_varint(p, end, &n) || n > (uint64_t)(end - *p))
+            return "a length runs past the end of the bytes";
+        f->payload = *p;
+        *p += n;
+        break;
+    default: return "a field has wire type 3 or 4 (groups), which proto3 does not have";
+    }
+    f->len = (size_t)(*p - f->payload);
+    return NULL;
+}
+
+static int wire_type_of(const ProtobufCFieldDescriptor *fd)
+{
+    switch (fd->type) {
+    case PROTOBUF_C_TYPE_FIXED64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_DOUBLE: return WIRE_64;
+    case PROTOBUF_C_TYPE_FIXED32:
+    case PROTOBUF_C_TYPE_SFIXED32:
+    case PROTOBUF_C_TYPE_FLOAT: return WIRE_32;
+    case PROTOBUF_C_TYPE_STRING:
+    case PROTOBUF_C_TYPE_BYTES:
+    case PROTOBUF_C_TYPE_MESSAGE: return WIRE_LEN;
+    default: return WIRE_VARINT;
+    }
+}
+
+static bool singular_message(const ProtobufCFieldDescriptor *fd)
+{
+    return fd->type == PROTOBUF_C_TYPE_MESSAGE && fd->label != PROTOBUF_C_LABEL_REPEATED;
+}
+
+/* ------------------------------------------------------------------ check */
+
+/* One check in progress: the path of the message being read, in JSON names
+ * ("publish.event.referral"), and where in it the innermost Envelope starts,
+ * so a failure inside an event is named from the event, as its sender wrote it. */
+typedef struct {
+    cb_error *err;
+    char path[200];
+    size_t len;
+    size_t event_at; /* path length at the innermost Envelope; SIZE_MAX outside one */
+    const char *envelope_path;
+    char envelope_path_buf[200];
+    bool merge;
+} check;
+
+static size_t path_push(check *c, const char *name, bool indexed, unsigned index)
+{
+    size_t old = c->len;
+    char json[64];
+    cb_json_field_name(name, json, sizeof json);
+    int n = indexed ? snprintf(c->path + old, sizeof c->path - old, "%s%s[%u]", old ? "." : "", json, index)
+                    : snprintf(c->path + old, sizeof c->path - old, "%s%s", old ? "." : "", json);
+    c->len = n < 0 ? old : old + (size_t)n >= sizeof c->path ? sizeof c->path - 1 : old + (size_t)n;
+    return old;
+}
+
+static void path_pop(check *c, size_t old)
+{
+    c->len = old;
+    c->path[old] = '\0';
+}
+
+/* The path from the innermost event, or the whole path outside one. */
+static const char *field_path(const check *c)
+{
+    if (c->event_at == SIZE_MAX)
+        return c->path;
+    return c->path[c->event_at] == '.' ? c->path + c->event_at + 1 : c->path + c->event_at;
+}
+
+static bool broken(check *c, const ProtobufCMessageDescriptor *d, const char *what, const wire_field *f,
+                   const ProtobufCFieldDescriptor *fd)
+{
+    char where[260];
+    const char *at = field_path(c);
+    char name[64] = "";
+    if (fd)
+        cb_json_field_name(fd->name, name, sizeof name);
+    if (f && fd)
+        snprintf(where, sizeof where, "%s%s%s (field %u)", at, at[0] ? "." : "", name, f->id);
+    else
+        snprintf(where, sizeof where, "%s", at[0] ? at : "its top level");
+    if (c->event_at != SIZE_MAX)
+        cb_fail(c->err, CB_DECODE_ERROR, "%s does not decode as a carebridge.v1.Envelope: %s, at %s",
+                c->envelope_path, what, where);
+    else
+        cb_fail(c->err, CB_DECODE_ERROR, "the bytes are not a %s: %s, at %s", d->name, what, where);
+    return false;
+}
+
+static bool packed_ok(const wire_field *f, int element)
+{
+    if (element == WIRE_64 || element == WIRE_32)
+        return f->len % (element == WIRE_64 ? 8 : 4) == 0;
+    const uint8_t *p = f->payload, *end = f->payload + f->len;
+    uint64_t v;
+    while (p < end)
+        if (!cb_wire_varint(&p, end, &v))
+            return false;
+    return true;
+}
+
+static bool check_message(check *c, const ProtobufCMessageDescriptor *d, const uint8_t *p, const uint8_t *end);
+
+static bool check_field(check *c, const ProtobufCFieldDescriptor *fd, const wire_field *f, unsigned index)
+{
+    bool repeated = fd->label == PROTOBUF_C_LABEL_REPEATED;
+    if (fd->type == PROTOBUF_C_TYPE_STRING && memchr(f->payload, 0, f->len)) {
+        size_t old = path_push(c, fd->name, repeated, index);
+        cb_fail(c->err, CB_INVALID_FIELD, "%s contains a NUL character (U+0000)", field_path(c));
+        path_pop(c, old);
+        return false;
+    }
+    if (fd->type != PROTOBUF_C_TYPE_MESSAGE)
+        return true;
+    size_t old = path_push(c, fd->name, repeated, index);
+    size_t event_at = c->event_at;
+    const char *envelope_path = c->envelope_path;
+    if (fd->descriptor == &carebridge__v1__envelope__descriptor) {
+        c->event_at = c->len;
+        snprintf(c->envelope_path_buf, sizeof c->envelope_path_buf, "%s", c->path);
+        c->envelope_path = c->envelope_path_buf;
+    }
+    bool ok = check_message(c, fd->descriptor, f->payload, f->payload + f->len);
+    c->event_at = event_at;
+    c->envelope_path = envelope_path;
+    if (ok)
+        path_pop(c, old);
+    return ok;
+}
+
+static bool check_message(check *c, const ProtobufCMessageDescriptor *d, const uint8_t *p, const uint8_t *end)
+{
+    unsigned count[TRACKED] = {0};
+    while (p < end) {
+        wire_field f;
+        const char *why = next_field(&p, end, &f);
+        if (why)
+            return broken(c, d, why, NULL, NULL);
+        const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field(d, f.id);
+        if (!fd)
+            continue; /* unknown fields are kept as they came */
+        size_t i = (size_t)(fd - d->fields);
+        int expected = wire_type_of(fd);
+        bool packed = fd->label == PROTOBUF_C_LABEL_REPEATED && f.type == WIRE_LEN && expected != WIRE_LEN;
+        if (f.type != expected && !packed)
+            return broken(c, d, "the field has the wrong wire type for its type", &f, fd);
+        if (packed && !packed_ok(&f, expected))
+            return broken(c, d, "a packed list is cut short", &f, fd);
+        unsigned index = i < TRACKED ? count[i] : 0;
+        if (i < TRACKED && count[i] < UINT32_MAX)
+            count[i]++;
+        if (singular_message(fd) && i < TRACKED && count[i] > 1)
+            c->merge = true;
+        if (!check_field(c, fd, &f, index))
+            return false;
+    }
+    return true;
+}
+
+bool cb_wire_check(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len, bool *needs_merge,
+                   cb_error *err)
+{
+    check c = {.err = err, .event_at = SIZE_MAX, .envelope_path = ""};
+    if (d == &carebridge__v1__envelope__descriptor) {
+        c.event_at = 0;
+        c.envelope_path = "the event";
+    }
+    bool ok = check_message(&c, d, buf ? buf : (const uint8_t *)"", buf ? buf + len : (const uint8_t *)"");
+    *needs_merge = ok && c.merge;
+    return ok;
+}
+
+/* ------------------------------------------------------------------ merge */
+
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+/* Where a oneof's members are told apart: fields sharing a quantifier offset. */
+static bool same_oneof(const ProtobufCFieldDescriptor *a, const ProtobufCFieldDescriptor *b)
+{
+    return (a->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) && (b->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+           a->quantifier_offset == b->quantifier_offset;
+}
+
+typedef struct {
+    const ProtobufCFieldDescriptor *fd;
+    const uint8_t *payload;
+    size_t len;
+} part;
+
+/* A singular message field given in parts is given once: key, length, and the
+ * parts laid end to end (protobuf's merge is the parse of the concatenation),
+ * merged again in turn, since the parts may repeat fields of their own. */
+static size_t put_merged(const ProtobufCFieldDescriptor *fd, const part *parts, size_t n, uint8_t *out)
+{
+    size_t total = 0;
+    for (size_t k = 0; k < n; k++)
+        if (parts[k].fd == fd)
+            total += parts[k].len;
+    uint8_t *joined = malloc(total ? total : 1), *merged = malloc(total ? total : 1);
+    size_t len = 0, used = 0;
+    if (joined && merged) {
+        for (size_t k = 0; k < n; k++)
+            if (parts[k].fd == fd) {
+                memcpy(joined + used, parts[k].payload, parts[k].len);
+                used += parts[k].len;
+            }
+        len = total ? cb_wire_merge(fd->descriptor, joined, total, merged) : 0;
+    }
+    size_t w = 0;
+    if (joined && merged && (len || !total)) {
+        w = put_varint(out, (uint64_t)fd->id << 3 | WIRE_LEN);
+        w += put_varint(out + w, len);
+        memcpy(out + w, merged, len);
+        w += len;
+    }
+    free(joined);
+    free(merged);
+    return w ? w : SIZE_MAX;
+}
+
+size_t cb_wire_merge(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len, uint8_t *out)
+{
+    /* Every other field is copied in its order (so repeated fields keep theirs,
+     * and of scalars given twice the last still wins); the singular messages
+     * follow, each once. Of a oneof only the member given last is kept. */
+    part *parts = malloc((len / 2 + 1) * sizeof *parts); /* a field takes at least two bytes */
+    if (!parts)
+        return 0;
+    size_t n = 0, w = 0;
+    const uint8_t *p = buf, *end = buf + len;
+    while (p < end) {
+        wire_field f;
+        if (next_field(&p, end, &f)) {
+            free(parts);
+            return 0; /* cannot happen after cb_wire_check */
+        }
+        const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field(d, f.id);
+        if (!fd || !singular_message(fd)) {
+            memcpy(out + w, f.start, (size_t)(p - f.start));
+            w += (size_t)(p - f.start);
+            continue;
+        }
+        for (size_t k = 0; k < n; k++)
+            if (parts[k].fd && parts[k].fd != fd && same_oneof(parts[k].fd, fd))
+                parts[k].fd = NULL; /* another member of its oneof was given later */
+        parts[n++] = (part){fd, f.payload, f.len};
+    }
+    for (size_t k = 0; k < n; k++) {
+        const ProtobufCFieldDescriptor *fd = parts[k].fd;
+        bool first = fd != NULL;
+        for (size_t j = 0; first && j < k; j++)
+            first = parts[j].fd != fd;
+        if (!first)
+            continue;
+        size_t wrote = put_merged(fd, parts, n, out + w);
+        if (wrote == SIZE_MAX) {
+            free(parts);
+            return 0;
+        }
+        w += wrote;
+    }
+    free(parts);
+    return w;
+}
