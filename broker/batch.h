@@ -32,6 +32,7 @@ typedef struct {
     uint8_t *bytes;  /* the canonical packed Envelope: the stored form */
     size_t len;
     uint8_t digest[CB_DIGEST_BYTES];
+    uint32_t warnings; /* a cb_warnings set (intake.h): intake's, then the store thread's */
     /* results */
     cb_code code;
     char reason[160];

@@ -241,7 +241,7 @@ static void on_hello(cb_broker *b, int p, const cb_frame *f)
 
 static void on_publish(cb_broker *b, int p, cb_frame *f)
 {
-    const cb_envelope *ev = f->publish->event;
+    cb_envelope *ev = f->publish->event;
     /* Intake refuses an id that is not printable; until then, never echo it. */
     const char *id = ev && cb_printable(ev->event_id) ? ev->event_id : "";
     cb_error err = {0};
@@ -253,12 +253,13 @@ static void on_publish(cb_broker *b, int p, cb_frame *f)
         send_nack(b, p, f->ref, "", CB_MISSING_FIELD, "publish.event is missing", 0);
         return;
     }
+    cb_warnings warnings = cb_intake_normalise(ev);
     if (cb_intake_check(b->cfg, &b->cfg->agencies[b->peers[p].agency], ev, &err)) {
         send_nack(b, p, f->ref, id, err.code, err.reason, 0);
         return;
     }
     cb_publish *pub = &b->filling->pubs[b->filling->n_pubs];
-    *pub = (cb_publish){.peer = token_of(b, p), .ref = f->ref, .frame = f};
+    *pub = (cb_publish){.peer = token_of(b, p), .ref = f->ref, .frame = f, .warnings = warnings};
     pub->len = cb_pack_with(&ev->base, cb_arena_allocator(b->filling->arena), &pub->bytes);
     if (!pub->bytes) {
         send_nack(b, p, f->ref, id, CB_STORE_UNAVAILABLE, "the broker is out of memory", 0);
@@ -469,8 +470,15 @@ static void send_acks(cb_broker *b, cb_batch *bt)
     bool *sent = arena->alloc(arena->allocator_data, bt->n_pubs * sizeof *sent + 1);
     Carebridge__V1__Ack *acks = arena->alloc(arena->allocator_data, bt->n_pubs * sizeof *acks + 1);
     Carebridge__V1__Ack **ptrs = arena->alloc(arena->allocator_data, bt->n_pubs * sizeof *ptrs + 1);
-    if (!sent || !acks || !ptrs)
+    Carebridge__V1__Warning *warnings = arena->alloc(arena->allocator_data, CB_WARN_COUNT * sizeof *warnings);
+    if (!sent || !acks || !ptrs || !warnings)
         return; /* out of memory: the senders resend, and are answered as duplicates */
+    /* Each warning's message is the same for every ACK that carries it. */
+    for (unsigned w = 0; w < CB_WARN_COUNT; w++) {
+        carebridge__v1__warning__init(&warnings[w]);
+        warnings[w].field = (char *)cb_warning_field(w);
+        warnings[w].reason = (char *)cb_warning_reason(w);
+    }
     for (size_t i = 0; i < bt->n_pubs; i++)
         sent[i] = bt->pubs[i].code != CB_OK;
     for (size_t i = 0; i < bt->n_pubs; i++) {
@@ -487,6 +495,10 @@ static void send_acks(cb_broker *b, cb_batch *bt)
             acks[n].seq = pub->seq;
             acks[n].duplicate = pub->duplicate;
             acks[n].ref = pub->ref;
+            acks[n].warnings = arena->alloc(arena->allocator_data, CB_WARN_COUNT * sizeof *acks[n].warnings);
+            for (unsigned w = 0; acks[n].warnings && w < CB_WARN_COUNT; w++)
+                if (pub->warnings & (1u << w))
+                    acks[n].warnings[acks[n].n_warnings++] = &warnings[w];
             ptrs[n] = &acks[n];
             n++;
         }

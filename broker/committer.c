@@ -76,6 +76,9 @@ static void store_publish(cb_committer *c, cb_txn *txn, cb_publish *pub, uint64_
      * code of what actually happened. */
     if (cb_txn_failed(txn))
         return;
+    /* It may yet arrive (agencies are not ordered); the journey applies it then. */
+    if (ev->correlation_id[0] && !cb_store_find_id(txn, ev->correlation_id, &existing, digest))
+        pub->warnings |= 1u << CB_WARN_CORRELATION_UNKNOWN;
     if (cb_store_find_id(txn, ev->event_id, &existing, digest)) {
         pub->seq = existing;
         if (memcmp(digest, pub->digest, sizeof digest) == 0) {
@@ -369,7 +372,7 @@ static void answer_queries(cb_committer *c, cb_batch *b)
             answer = (ProtobufCMessage *)reply.status_reply;
         } else {
             reply.kind_case = CAREBRIDGE__V1__FRAME__KIND_JOURNEY_REPLY;
-            reply.journey_reply = cb_query_journey(c->cfg, txn, r->frame->journey_request->person_id, &r->err);
+            reply.journey_reply = cb_query_journey(c->cfg, txn, r->frame->journey_request, &r->err);
             answer = (ProtobufCMessage *)reply.journey_reply;
         }
         if (answer && !pack_reply(r, &reply))

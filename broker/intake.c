@@ -85,6 +85,50 @@ cb_code cb_intake_check(const cb_config *cfg, const cb_agency *sender, const cb_
     return CB_OK;
 }
 
+static const struct {
+    const char *field, *reason;
+} warnings[] = {
+#define CB_X_WARNING(name, field, reason) {field, reason},
+    CB_WARNINGS(CB_X_WARNING)
+#undef CB_X_WARNING
+};
+
+const char *cb_warning_field(unsigned w)
+{
+    return w < CB_WARN_COUNT ? warnings[w].field : "?";
+}
+
+const char *cb_warning_reason(unsigned w)
+{
+    return w < CB_WARN_COUNT ? warnings[w].reason : "?";
+}
+
+/* The warning in the table for field's problem ("format", ...), as a set. */
+static cb_warnings warning_for(const char *field, const char *problem)
+{
+    for (unsigned w = 0; problem && w < CB_WARN_COUNT; w++)
+        if (!strcmp(warnings[w].field, field) && !strcmp(warnings[w].reason, problem))
+            return 1u << w;
+    return 0;
+}
+
+cb_warnings cb_intake_normalise(cb_envelope *ev)
+{
+    Carebridge__V1__Person *p = ev->person;
+    cb_warnings found = 0;
+    if (!p)
+        return 0;
+    /* Decoded strings are the frame's own (in its arena), so shortening them
+     * in place is safe; protobuf-c's empty default is never written to. */
+    if (p->nhs_number[0]) {
+        found |= warning_for("person.nhsNumber", cb_nhs_number_problem(cb_identifier_normalise(p->nhs_number)));
+    }
+    if (p->chi_number[0]) {
+        found |= warning_for("person.chiNumber", cb_chi_number_problem(cb_identifier_normalise(p->chi_number)));
+    }
+    return found;
+}
+
 size_t cb_intake_person_keys(const Carebridge__V1__Person *p, cb_person_key *keys, size_t cap)
 {
     size_t n = 0;

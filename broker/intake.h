@@ -20,6 +20,34 @@
  * connection said hello as. */
 cb_code cb_intake_check(const cb_config *cfg, const cb_agency *sender, const cb_envelope *ev, cb_error *err);
 
+/* What an ACK warns the sending system about: an event it should put right,
+ * though it is stored and delivered (a person still needs help). Each is a
+ * field and a reason, written on the ACK as "field:reason". */
+#define CB_WARNINGS(X)                                                                                                 \
+    X(NHS_FORMAT, "person.nhsNumber", "format")                                                                        \
+    X(NHS_CHECK_DIGIT, "person.nhsNumber", "check-digit")                                                              \
+    X(CHI_FORMAT, "person.chiNumber", "format")                                                                        \
+    X(CHI_DATE, "person.chiNumber", "date")                                                                            \
+    X(CHI_CHECK_DIGIT, "person.chiNumber", "check-digit")                                                              \
+    X(CORRELATION_UNKNOWN, "correlationId", "unknown")
+
+enum {
+#define CB_X_WARNING(name, field, reason) CB_WARN_##name,
+    CB_WARNINGS(CB_X_WARNING)
+#undef CB_X_WARNING
+        CB_WARN_COUNT
+};
+typedef uint32_t cb_warnings; /* a set of (1u << CB_WARN_...) */
+
+/* The field and reason of warning w (a CB_WARN_ value). */
+const char *cb_warning_field(unsigned w);
+const char *cb_warning_reason(unsigned w);
+
+/* Bring the event's identifiers to their stored form, before it is checked,
+ * packed and indexed (NHS and CHI numbers without the spaces and dashes people
+ * write them with, so one person is one key), and say what its ACK warns of. */
+cb_warnings cb_intake_normalise(cb_envelope *ev);
+
 /* The person index keys of an admitted event ("nhs:943...", "chi:...",
  * "local:" system US value, where US is the unit separator 0x1F: intake
  * refuses control characters in both, so no two local ids share a key), at

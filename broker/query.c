@@ -4,8 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cb_check.h"
 #include "cb_codec.h"
 #include "clock.h"
+#include "intake.h"
 
 #define PARKED_SHOWN 10
 
@@ -261,19 +263,53 @@ static void add_event(Carebridge__V1__JourneyReply *r, uint64_t seq, cb_envelope
         cb_envelope_free(&ev);
 }
 
-Carebridge__V1__JourneyReply *cb_query_journey(const cb_config *cfg, cb_txn *txn, const char *person_id, cb_error *err)
+/* The request's identifiers as a Person, so its index keys come from the one
+ * place that makes them (intake): the number is tried as NHS and as CHI. */
+static bool requested_person(const Carebridge__V1__JourneyRequest *req, char number[CB_IDENTIFIER_MAX + 1],
+                             Carebridge__V1__Person *p, cb_error *err)
+{
+    if (strlen(req->person_id) > CB_IDENTIFIER_MAX) {
+        cb_fail(err, CB_INVALID_FIELD, "journey.personId is longer than %d characters", CB_IDENTIFIER_MAX);
+        return false;
+    }
+    cb_identifier_normalise(strcpy(number, req->person_id));
+    if (req->n_local_ids > CB_PERSON_KEYS_MAX - 2) {
+        cb_fail(err, CB_INVALID_FIELD, "journey.localIds has more than %d entries", CB_PERSON_KEYS_MAX - 2);
+        return false;
+    }
+    for (size_t i = 0; i < req->n_local_ids; i++) {
+        const Carebridge__V1__LocalId *l = req->local_ids[i];
+        if (!l->system[0] || !l->value[0] || strlen(l->system) > CB_IDENTIFIER_MAX ||
+            strlen(l->value) > CB_IDENTIFIER_MAX) {
+            cb_fail(err, CB_INVALID_FIELD, "journey.localIds[%zu] needs a system and a value of 1 to %d characters", i,
+                    CB_IDENTIFIER_MAX);
+            return false;
+        }
+    }
+    if (!number[0] && !req->n_local_ids) {
+        cb_fail(err, CB_INVALID_FIELD, "a journey needs personId (an NHS or CHI number) or localIds");
+        return false;
+    }
+    carebridge__v1__person__init(p);
+    p->nhs_number = p->chi_number = number;
+    p->n_local_ids = req->n_local_ids;
+    p->local_ids = req->local_ids;
+    return true;
+}
+
+Carebridge__V1__JourneyReply *cb_query_journey(const cb_config *cfg, cb_txn *txn,
+                                               const Carebridge__V1__JourneyRequest *req, cb_error *err)
 {
     (void)cfg;
-    char key[CB_KEY_MAX + 1];
-    seq_list seqs = {0};
-    if (!person_id[0] || strlen(person_id) > 64) {
-        cb_fail(err, CB_INVALID_FIELD, "journey.personId must be an NHS or CHI number");
+    char number[CB_IDENTIFIER_MAX + 1];
+    Carebridge__V1__Person person;
+    if (!requested_person(req, number, &person, err))
         return NULL;
-    }
-    snprintf(key, sizeof key, "nhs:%s", person_id);
-    cb_store_person_seqs(txn, key, push_seq, &seqs);
-    snprintf(key, sizeof key, "chi:%s", person_id);
-    cb_store_person_seqs(txn, key, push_seq, &seqs);
+    cb_person_key keys[CB_PERSON_KEYS_MAX];
+    size_t n_keys = cb_intake_person_keys(&person, keys, CB_PERSON_KEYS_MAX);
+    seq_list seqs = {0};
+    for (size_t k = 0; k < n_keys; k++)
+        cb_store_person_seqs(txn, keys[k], push_seq, &seqs);
     qsort(seqs.seqs, seqs.n, sizeof *seqs.seqs, cmp_seq);
 
     Carebridge__V1__JourneyReply *r = malloc(sizeof *r);
@@ -287,7 +323,7 @@ Carebridge__V1__JourneyReply *cb_query_journey(const cb_config *cfg, cb_txn *txn
         const uint8_t *bytes;
         size_t len;
         if (i && seqs.seqs[i] == seqs.seqs[i - 1])
-            continue; /* indexed under both numbers */
+            continue; /* indexed under more than one of the identifiers */
         if (!cb_store_get_event(txn, seqs.seqs[i], &bytes, &len))
             continue;
         cb_envelope *ev = cb_envelope_decode(bytes, len);

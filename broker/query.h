@@ -24,9 +24,12 @@ const char *cb_query_room_reason(const cb_config *cfg, cb_room room, char *buf, 
 Carebridge__V1__StatusReply *cb_query_status(const cb_config *cfg, cb_txn *txn, const cb_agency_live *live,
                                              uint64_t limit_bytes, cb_error *err);
 
-/* Every event stored for the person (an NHS or CHI number), ordered by occurredAt:
- * updates merged into the event they correct, and for each recipient of a
- * referral, discharge or handover the stage its responses have reached. */
-Carebridge__V1__JourneyReply *cb_query_journey(const cb_config *cfg, cb_txn *txn, const char *person_id, cb_error *err);
+/* Every event stored for the person under any identifier the request names
+ * (an NHS or CHI number, normalised as intake does, and local ids), ordered by
+ * occurredAt: updates merged into the event they correct, and for each
+ * recipient of a referral, discharge or handover the stage its responses have
+ * reached. */
+Carebridge__V1__JourneyReply *cb_query_journey(const cb_config *cfg, cb_txn *txn,
+                                               const Carebridge__V1__JourneyRequest *req, cb_error *err);
 
 #endif

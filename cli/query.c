@@ -7,10 +7,16 @@
 
 #include "cli.h"
 
-#define REQUEST_TIMEOUT_MS 5000
+#define REQUEST_TIMEOUT_MS    5000
+#define CB_JOURNEY_SYSTEM_MAX 256
 
 static const char journey_usage[] =
-    "Usage: carebridge journey <NHS-or-CHI-number> [--json] [--broker ENDPOINT]\n"
+    "Usage: carebridge journey [NHS-or-CHI-number] [--local SYSTEM:VALUE]... [--json] [--broker ENDPOINT]\n"
+    "\n"
+    "Give the person's NHS or CHI number (spaces and dashes are fine: 943 476 5919), or a\n"
+    "local system's identifier with --local (split at its last ':', so housing:hms:T-20417\n"
+    "is system housing:hms, value T-20417), or several: the journey holds every event\n"
+    "stored under any of them.\n"
     "\n"
     "Print the person's timeline across agencies, oldest first: when, what, from and to,\n"
     "and for each referral, discharge or handover where its handoff to each recipient\n"
@@ -31,30 +37,43 @@ static const char replay_usage[] = "Usage: carebridge replay <eventId> --to AGEN
                                    "attempts reset, any other stored event is queued anew. Prints\n"
                                    "'REPLAYED <eventId> seq=<n> to <agency>'. Exit 1 if the broker refuses.\n";
 
-/* Options shared by the three: --json, --to, --broker, --help. */
+#define LOCALS_MAX 6 /* local ids one journey may name (the broker's limit) */
+
+/* Options shared by the three: --json, --to, --local, --broker, --help. */
 typedef struct {
     cli_globals g;
     bool json;
     const char *to;
     const char *arg;
+    const char *locals[LOCALS_MAX];
+    size_t n_locals;
 } query_args;
 
-static int parse(const cli_globals *g, int argc, char **argv, const char *usage, bool takes_to, query_args *q)
+/* Which options a command takes besides --json, --broker and --help. */
+enum { TAKES_TO = 1, TAKES_LOCAL = 2 };
+
+static int parse(const cli_globals *g, int argc, char **argv, const char *usage, int takes, query_args *q)
 {
     static const struct option opts[] = {{"json", no_argument, 0, 'j'},
                                          {"to", required_argument, 0, 't'},
+                                         {"local", required_argument, 0, 'l'},
                                          {"broker", required_argument, 0, 'b'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     *q = (query_args){.g = *g};
     int c;
-    while ((c = getopt_long(argc, argv, "jt:b:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "jt:l:b:h", opts, NULL)) != -1) {
         switch (c) {
         case 'j': q->json = true; break;
         case 't':
-            if (!takes_to)
+            if (!(takes & TAKES_TO))
                 goto bad;
             q->to = optarg;
+            break;
+        case 'l':
+            if (!(takes & TAKES_LOCAL) || q->n_locals == LOCALS_MAX || !strchr(optarg, ':'))
+                goto bad;
+            q->locals[q->n_locals++] = optarg;
             break;
         case 'b': q->g.broker = optarg; break;
         case 'h': fputs(usage, stdout); return CLI_OK;
@@ -161,11 +180,27 @@ static void print_step(const Carebridge__V1__JourneyStep *s)
 int cli_journey(const cli_globals *g, int argc, char **argv)
 {
     query_args q;
-    int rc = parse(g, argc, argv, journey_usage, false, &q);
+    int rc = parse(g, argc, argv, journey_usage, TAKES_LOCAL, &q);
     if (rc >= 0)
         return rc;
+    if (!q.arg && !q.n_locals) {
+        fputs(journey_usage, stderr);
+        return CLI_USAGE;
+    }
     Carebridge__V1__JourneyRequest req = CAREBRIDGE__V1__JOURNEY_REQUEST__INIT;
-    req.person_id = (char *)q.arg;
+    req.person_id = (char *)(q.arg ? q.arg : "");
+    Carebridge__V1__LocalId locals[LOCALS_MAX], *local_ptrs[LOCALS_MAX];
+    char systems[LOCALS_MAX][CB_JOURNEY_SYSTEM_MAX];
+    for (size_t i = 0; i < q.n_locals; i++) {
+        const char *colon = strrchr(q.locals[i], ':');
+        carebridge__v1__local_id__init(&locals[i]);
+        snprintf(systems[i], sizeof systems[i], "%.*s", (int)(colon - q.locals[i]), q.locals[i]);
+        locals[i].system = systems[i];
+        locals[i].value = (char *)colon + 1;
+        local_ptrs[i] = &locals[i];
+    }
+    req.n_local_ids = q.n_locals;
+    req.local_ids = local_ptrs;
     cb_frame f = CAREBRIDGE__V1__FRAME__INIT;
     f.kind_case = CAREBRIDGE__V1__FRAME__KIND_JOURNEY_REQUEST;
     f.journey_request = &req;
@@ -205,7 +240,7 @@ static void print_age(uint64_t ms)
 int cli_status(const cli_globals *g, int argc, char **argv)
 {
     query_args q;
-    int rc = parse(g, argc, argv, status_usage, false, &q);
+    int rc = parse(g, argc, argv, status_usage, 0, &q);
     if (rc >= 0)
         return rc;
     if (q.arg) {
@@ -255,7 +290,7 @@ int cli_status(const cli_globals *g, int argc, char **argv)
 int cli_replay(const cli_globals *g, int argc, char **argv)
 {
     query_args q;
-    int rc = parse(g, argc, argv, replay_usage, true, &q);
+    int rc = parse(g, argc, argv, replay_usage, TAKES_TO, &q);
     if (rc >= 0)
         return rc;
     if (!q.arg || !q.to) {

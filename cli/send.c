@@ -12,7 +12,9 @@ static const char usage[] =
     "Usage: carebridge send --as AGENCY [--timeout S] [--window N] [--broker ENDPOINT] [FILE|-]\n"
     "\n"
     "Publish events from FILE (or standard input), one JSON event per line, as AGENCY.\n"
-    "Prints 'ACK <eventId> seq=<n>' or 'NACK <eventId> <CODE>: <reason>' per event, and\n"
+    "Prints 'ACK <eventId> seq=<n>' (then ' duplicate' when it was stored already, and\n"
+    "' warnings=<field>:<reason>,...' for what the sending system should put right, such\n"
+    "as person.nhsNumber:check-digit) or 'NACK <eventId> <CODE>: <reason>' per event, and\n"
     "'ERROR line <n>: <reason>' for a line that is not an event. Keeps up to N events\n"
     "(default 1024, and at most 8 MiB of them) in flight and resends any not answered,\n"
     "including across a broker restart: the event id makes a resend harmless.\n"
@@ -29,7 +31,10 @@ static void answered(void *arg, void *tag, const Carebridge__V1__Ack *ack, const
     tally *t = arg;
     t->last_progress = cb_client_now_ms();
     if (ack) {
-        printf("ACK %s seq=%llu%s\n", ack->event_id, (unsigned long long)ack->seq, ack->duplicate ? " duplicate" : "");
+        printf("ACK %s seq=%llu%s", ack->event_id, (unsigned long long)ack->seq, ack->duplicate ? " duplicate" : "");
+        for (size_t i = 0; i < ack->n_warnings; i++)
+            printf("%s%s:%s", i ? "," : " warnings=", ack->warnings[i]->field, ack->warnings[i]->reason);
+        putchar('\n');
         t->acked++;
         return;
     }

@@ -145,9 +145,16 @@ static int mod11_check(const char *s)
     return check == 11 ? 0 : check;
 }
 
+const char *cb_nhs_number_problem(const char *s)
+{
+    if (!ten_digits(s))
+        return "format";
+    return mod11_check(s) == s[9] - '0' ? NULL : "check-digit";
+}
+
 bool cb_nhs_number_valid(const char *s)
 {
-    return ten_digits(s) && mod11_check(s) == s[9] - '0';
+    return !cb_nhs_number_problem(s);
 }
 
 /* CHI: DDMMYY then four digits; digit 9 encodes sex; the check digit is
@@ -165,12 +172,27 @@ static int mod10_check(const char *s)
     return (10 - sum % 10) % 10;
 }
 
-bool cb_chi_number_valid(const char *s)
+const char *cb_chi_number_problem(const char *s)
 {
     if (!ten_digits(s))
-        return false;
+        return "format";
     int day = (s[0] - '0') * 10 + (s[1] - '0'), month = (s[2] - '0') * 10 + (s[3] - '0');
     if (day < 1 || day > 31 || month < 1 || month > 12)
-        return false;
-    return mod11_check(s) == s[9] - '0' || mod10_check(s) == s[9] - '0';
+        return "date";
+    return mod11_check(s) == s[9] - '0' || mod10_check(s) == s[9] - '0' ? NULL : "check-digit";
+}
+
+bool cb_chi_number_valid(const char *s)
+{
+    return !cb_chi_number_problem(s);
+}
+
+char *cb_identifier_normalise(char *s)
+{
+    char *out = s;
+    for (const char *in = s; *in; in++)
+        if (*in != ' ' && *in != '-')
+            *out++ = *in;
+    *out = '\0';
+    return s;
 }

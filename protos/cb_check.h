@@ -22,4 +22,14 @@ bool cb_printable(const char *s);
 bool cb_nhs_number_valid(const char *s);
 bool cb_chi_number_valid(const char *s);
 
+/* An NHS or CHI number as people write it ("943 476 5919", "943-476-5919")
+ * in its one stored form: spaces and dashes removed, in place. Returns s. */
+char *cb_identifier_normalise(char *s);
+
+/* What is wrong with an NHS or CHI number that is still accepted: NULL when
+ * nothing, else "format" (not ten digits), "date" (a CHI number's first six
+ * digits are not a date) or "check-digit". Give it the normalised form. */
+const char *cb_nhs_number_problem(const char *s);
+const char *cb_chi_number_problem(const char *s);
+
 #endif
