@@ -17,6 +17,7 @@ typedef struct {
     cb_error err;
     char path[200];
     size_t len;
+    bool big; /* the JSON is load_big's: a string starting with U+0000 is an integer literal */
 } walk;
 
 /* Timestamps must lie in 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59.999999999Z. */
@@ -106,14 +107,16 @@ static void path_pop(walk *w, size_t old)
     w->path[old] = '\0';
 }
 
-/* Error text must not echo input, yet an unknown key is worth naming: keep it
- * to printable ASCII and a bounded length. */
-static void safe_key(char *out, size_t cap, const char *key)
+/* Error text must not echo input, yet an unknown key or enum name is worth
+ * naming: keep it to printable ASCII and at most cap - 1 bytes. Returns whether
+ * s was cut short. */
+static bool safe_text(char *out, size_t cap, const char *s, size_t len)
 {
     size_t i = 0;
-    for (; key[i] && i + 1 < cap; i++)
-        out[i] = key[i] > ' ' && key[i] < 0x7f && key[i] != '\'' ? key[i] : '?';
+    for (; i < len && i + 1 < cap; i++)
+        out[i] = s[i] > ' ' && s[i] < 0x7f && s[i] != '\'' ? s[i] : '?';
     out[i] = '\0';
+    return i < len;
 }
 
 /* Hands the outcome to the caller. A failure with no reason recorded can only
@@ -126,6 +129,34 @@ static void report(const walk *w, cb_error *err)
         return;
     }
     cb_fail(err, CB_INVALID_FIELD, "out of memory converting %s", w->len ? w->path : "the message");
+}
+
+/* --------------------------------------------------------- input strings */
+
+/* An integer literal outside int64, which only load_big lets through. */
+static bool is_big(const walk *w, const json_t *j)
+{
+    return w->big && json_string_length(j) > 0 && json_string_value(j)[0] == '\0';
+}
+
+/* A string the input gave as a string. */
+static bool is_text(const walk *w, const json_t *j)
+{
+    return json_is_string(j) && !is_big(w, j);
+}
+
+/* Whether a string is exactly word: a U+0000 inside must not end it early. */
+static bool spelled(const json_t *j, const char *word)
+{
+    return json_string_length(j) == strlen(word) && strcmp(json_string_value(j), word) == 0;
+}
+
+/* The decimal text of a string, or of a big literal without its U+0000. */
+static const char *integer_text(const walk *w, const json_t *j, size_t *len)
+{
+    size_t skip = is_big(w, j) ? 1 : 0;
+    *len = json_string_length(j) - skip;
+    return json_string_value(j) + skip;
 }
 
 /* ------------------------------------------------------------ timestamps */
@@ -259,7 +290,7 @@ static ProtobufCMessage *timestamp_from_json(walk *w, const json_t *j)
 {
     int64_t seconds;
     int32_t nanos;
-    if (!json_is_string(j) || !parse_rfc3339(json_string_value(j), json_string_length(j), &seconds, &nanos)) {
+    if (!is_text(w, j) || !parse_rfc3339(json_string_value(j), json_string_length(j), &seconds, &nanos)) {
         cb_fail(&w->err, CB_INVALID_FIELD, "%s: expected an RFC 3339 UTC timestamp such as 2026-11-20T09:30:00Z",
                 w->path);
         return NULL;
@@ -485,7 +516,7 @@ static bool fail_type(walk *w, const char *expected)
 typedef enum { INT_OK, INT_NOT_INTEGER, INT_OUT_OF_RANGE } int_status;
 
 /* An integer given as a JSON number (1e2 counts) or a decimal string. */
-static int_status signed_from_json(const json_t *j, int64_t min, int64_t max, int64_t *out)
+static int_status signed_from_json(const walk *w, const json_t *j, int64_t min, int64_t max, int64_t *out)
 {
     if (json_is_integer(j)) {
         *out = json_integer_value(j);
@@ -497,13 +528,14 @@ static int_status signed_from_json(const json_t *j, int64_t min, int64_t max, in
         if ((double)*out != v)
             return INT_NOT_INTEGER;
     } else if (json_is_string(j)) {
-        const char *s = json_string_value(j);
+        size_t len;
+        const char *s = integer_text(w, j, &len);
         char *end;
         if (!((s[0] >= '0' && s[0] <= '9') || (s[0] == '-' && s[1] >= '0' && s[1] <= '9')))
             return INT_NOT_INTEGER;
         errno = 0;
         long long v = strtoll(s, &end, 10);
-        if ((size_t)(end - s) != json_string_length(j))
+        if ((size_t)(end - s) != len)
             return INT_NOT_INTEGER;
         if (errno == ERANGE)
             return INT_OUT_OF_RANGE;
@@ -514,7 +546,7 @@ static int_status signed_from_json(const json_t *j, int64_t min, int64_t max, in
     return *out < min || *out > max ? INT_OUT_OF_RANGE : INT_OK;
 }
 
-static int_status unsigned_from_json(const json_t *j, uint64_t max, uint64_t *out)
+static int_status unsigned_from_json(const walk *w, const json_t *j, uint64_t max, uint64_t *out)
 {
     if (json_is_integer(j)) {
         if (json_integer_value(j) < 0)
@@ -528,7 +560,8 @@ static int_status unsigned_from_json(const json_t *j, uint64_t max, uint64_t *ou
         if ((double)*out != v)
             return INT_NOT_INTEGER;
     } else if (json_is_string(j)) {
-        const char *s = json_string_value(j);
+        size_t len;
+        const char *s = integer_text(w, j, &len);
         char *end;
         if (s[0] == '-' && s[1] >= '0' && s[1] <= '9')
             return INT_OUT_OF_RANGE;
@@ -536,7 +569,7 @@ static int_status unsigned_from_json(const json_t *j, uint64_t max, uint64_t *ou
             return INT_NOT_INTEGER;
         errno = 0;
         unsigned long long v = strtoull(s, &end, 10);
-        if ((size_t)(end - s) != json_string_length(j))
+        if ((size_t)(end - s) != len)
             return INT_NOT_INTEGER;
         if (errno == ERANGE)
             return INT_OUT_OF_RANGE;
@@ -558,48 +591,90 @@ static bool int_ok(walk *w, int_status status)
 
 static bool signed_into(walk *w, const json_t *j, int64_t min, int64_t max, int64_t *out)
 {
-    return int_ok(w, signed_from_json(j, min, max, out));
+    return int_ok(w, signed_from_json(w, j, min, max, out));
 }
 
 static bool unsigned_into(walk *w, const json_t *j, uint64_t max, uint64_t *out)
 {
-    return int_ok(w, unsigned_from_json(j, max, out));
+    return int_ok(w, unsigned_from_json(w, j, max, out));
 }
 
 static bool number_from_json(walk *w, const json_t *j, double max, double *out)
 {
-    const char *s = json_string_value(j);
-    if (json_is_number(j))
-        *out = json_number_value(j);
-    else if (s && strcmp(s, "NaN") == 0)
+    if (json_is_number(j) || is_big(w, j)) {
+        /* strtod rounds a big literal as jansson rounds a real; past DBL_MAX it gives HUGE_VAL. */
+        *out = json_is_number(j) ? json_number_value(j) : strtod(json_string_value(j) + 1, NULL);
+        if (*out > max || *out < -max) {
+            cb_fail(&w->err, CB_INVALID_FIELD, "%s: number out of range", w->path);
+            return false;
+        }
+    } else if (spelled(j, "NaN")) {
         *out = NAN;
-    else if (s && strcmp(s, "Infinity") == 0)
+    } else if (spelled(j, "Infinity")) {
         *out = INFINITY;
-    else if (s && strcmp(s, "-Infinity") == 0)
+    } else if (spelled(j, "-Infinity")) {
         *out = -INFINITY;
-    else
+    } else {
         return fail_type(w, "a number, \"NaN\", \"Infinity\" or \"-Infinity\"");
-    if (isfinite(*out) && (*out > max || *out < -max)) {
-        cb_fail(&w->err, CB_INVALID_FIELD, "%s: number out of range", w->path);
-        return false;
     }
     return true;
 }
 
+/* A zero value named *_UNSPECIFIED only stands for "not set": no sender means it. */
+static bool is_unspecified(const ProtobufCEnumValue *ev)
+{
+    static const char suffix[] = "_UNSPECIFIED";
+    size_t n = strlen(ev->name);
+    return ev->value == 0 && n >= sizeof suffix - 1 && strcmp(ev->name + n - (sizeof suffix - 1), suffix) == 0;
+}
+
+/* Appends ed's names in number order to reason (cap bytes). Those that do not
+ * fit give way to ", ...", so the reader knows the list is cut. */
+static void append_enum_names(char *reason, size_t cap, const ProtobufCEnumDescriptor *ed)
+{
+    size_t start = strlen(reason), n = start, keep = start;
+    for (unsigned i = 0; i < ed->n_values; i++) {
+        if (is_unspecified(&ed->values[i]))
+            continue;
+        const char *sep = n > start ? ", " : "", *name = ed->values[i].name;
+        if (n + strlen(sep) + strlen(name) >= cap) {
+            snprintf(reason + keep, cap - keep, "%s...", keep > start ? ", " : "");
+            return;
+        }
+        n += (size_t)snprintf(reason + n, cap - n, "%s%s", sep, name);
+        if (n + sizeof ", ..." <= cap)
+            keep = n;
+    }
+}
+
+/* An enum name is schema, not personal data, so the given one is shown (made
+ * safe) next to the names that would have been accepted. */
+static bool fail_enum_name(walk *w, const ProtobufCEnumDescriptor *ed, const json_t *j)
+{
+    enum { SHOWN = 32 };
+    char shown[SHOWN + sizeof "..."];
+    if (safe_text(shown, SHOWN + 1, json_string_value(j), json_string_length(j)))
+        memcpy(shown + SHOWN, "...", sizeof "...");
+    cb_fail(&w->err, CB_INVALID_FIELD, "%s: '%s' is not one of ", w->path, shown);
+    append_enum_names(w->err.reason, sizeof w->err.reason, ed);
+    return false;
+}
+
 static bool enum_from_json(walk *w, const ProtobufCEnumDescriptor *ed, const json_t *j, int *out)
 {
-    if (json_is_string(j)) {
-        const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value_by_name(ed, json_string_value(j));
-        if (!ev) {
-            cb_fail(&w->err, CB_INVALID_FIELD, "%s: not a name in enum %s", w->path, ed->name);
-            return false;
-        }
+    if (is_text(w, j)) {
+        const char *name = json_string_value(j);
+        /* The lookup compares C strings: a U+0000 inside would end the name early. */
+        const ProtobufCEnumValue *ev =
+            strlen(name) == json_string_length(j) ? protobuf_c_enum_descriptor_get_value_by_name(ed, name) : NULL;
+        if (!ev)
+            return fail_enum_name(w, ed, j);
         *out = ev->value;
         return true;
     }
     /* proto3 enums are open: an unknown number is kept, as on the wire. */
     int64_t v;
-    if (!json_is_integer(j) || signed_from_json(j, INT32_MIN, INT32_MAX, &v) != INT_OK)
+    if (!json_is_integer(j) || signed_from_json(w, j, INT32_MIN, INT32_MAX, &v) != INT_OK)
         return fail_type(w, "an enum name or number");
     *out = (int)v;
     return true;
@@ -607,7 +682,7 @@ static bool enum_from_json(walk *w, const ProtobufCEnumDescriptor *ed, const jso
 
 static bool string_from_json(walk *w, const json_t *j, char **out)
 {
-    if (!json_is_string(j))
+    if (!is_text(w, j))
         return fail_type(w, "a string");
     const char *s = json_string_value(j);
     size_t len = json_string_length(j);
@@ -617,7 +692,7 @@ static bool string_from_json(walk *w, const json_t *j, char **out)
     }
     /* protobuf-c strings end at the first NUL: one inside would cut the value short. */
     if (memchr(s, '\0', len)) {
-        cb_fail(&w->err, CB_INVALID_FIELD, "%s contains a NUL character", w->path);
+        cb_fail(&w->err, CB_INVALID_FIELD, "%s contains a NUL character (U+0000)", w->path);
         return false;
     }
     char *copy = malloc(len + 1);
@@ -633,7 +708,7 @@ static bool bytes_from_json(walk *w, const json_t *j, ProtobufCBinaryData *out)
 {
     static const int variants[] = {sodium_base64_VARIANT_ORIGINAL, sodium_base64_VARIANT_ORIGINAL_NO_PADDING,
                                    sodium_base64_VARIANT_URLSAFE, sodium_base64_VARIANT_URLSAFE_NO_PADDING};
-    if (!json_is_string(j))
+    if (!is_text(w, j))
         return fail_type(w, "a base64 string");
     size_t len = json_string_length(j);
     if (len == 0) {
@@ -772,14 +847,17 @@ static bool fields_from_json(walk *w, const json_t *j, ProtobufCMessage *m)
 {
     const ProtobufCMessageDescriptor *d = m->descriptor;
     const char *key;
+    size_t key_len;
     json_t *value;
     /* jansson's iterators take a mutable object; they do not change it. */
-    json_object_foreach((json_t *)j, key, value)
+    json_object_keylen_foreach((json_t *)j, key, key_len, value)
     {
-        const ProtobufCFieldDescriptor *fd = field_by_key(d, key);
+        /* A key holding U+0000 (jansson's parser refuses one; its API does not)
+         * names no field, though its C string might. */
+        const ProtobufCFieldDescriptor *fd = strlen(key) == key_len ? field_by_key(d, key) : NULL;
         if (!fd) {
             char shown[48];
-            safe_key(shown, sizeof shown, key);
+            safe_text(shown, sizeof shown, key, key_len);
             cb_fail(&w->err, CB_INVALID_FIELD, "unknown field '%s' in %s", shown, w->len ? w->path : d->short_name);
             return false;
         }
@@ -819,6 +897,178 @@ static ProtobufCMessage *message_from_json(walk *w, const ProtobufCMessageDescri
     return m;
 }
 
+/* ------------------------------------------------- integers beyond int64 */
+
+/* jansson holds an integer in a long long and fails the whole parse on a
+ * literal outside int64, though proto3 allows uint64 numbers up to 2^64 - 1.
+ * Only after that failure is the text parsed again, with each such literal
+ * rewritten as a string: U+0000 (BIG_MARK) then the literal itself, which the
+ * converter reads as the number it was. A genuine string that also began with
+ * U+0000 would be taken for one, so text holding both is refused; no field
+ * takes such a string anyway. */
+#define BIG_MARK "\\u0000"
+#define BIG_WRAP (sizeof "\"" BIG_MARK "\"" - 1) /* what the rewrite adds around a literal */
+
+/* JSON_ALLOW_NUL lets U+0000 in a string reach the converter, whose reason names
+ * the field (jansson still refuses one in a key); load_big needs it for BIG_MARK. */
+#define LOAD_FLAGS (JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL)
+
+/* The text as load_big rewrites it. Built twice: to measure, with out NULL, then for real. */
+typedef struct {
+    const char *text;
+    size_t len;
+    char *out;
+    size_t out_len;
+    size_t *ends; /* where each rewritten literal ends in out */
+    size_t n_big;
+    size_t nul_at; /* just past the U+0000 opening the first genuine string that has one, or 0 */
+} big_text;
+
+static void put(big_text *b, const char *s, size_t n)
+{
+    if (b->out)
+        memcpy(b->out + b->out_len, s, n);
+    b->out_len += n;
+}
+
+static size_t digits_end(const char *t, size_t len, size_t i)
+{
+    while (i < len && t[i] >= '0' && t[i] <= '9')
+        i++;
+    return i;
+}
+
+/* Just past the string token opening at t[i], or len if it is not closed. */
+static size_t string_end(const char *t, size_t len, size_t i)
+{
+    for (i++; i < len && t[i] != '"'; i++)
+        if (t[i] == '\\')
+            i++;
+    return i < len ? i + 1 : len;
+}
+
+/* Just past the number token at t[i], split where jansson's lexer splits it;
+ * *integer says it has neither fraction nor exponent. */
+static size_t number_end(const char *t, size_t len, size_t i, bool *integer)
+{
+    size_t j = digits_end(t, len, i + (t[i] == '-'));
+    *integer = j == len || (t[j] != '.' && t[j] != 'e' && t[j] != 'E');
+    if (j < len && t[j] == '.')
+        j = digits_end(t, len, j + 1);
+    if (j < len && (t[j] == 'e' || t[j] == 'E')) {
+        j++;
+        if (j < len && (t[j] == '+' || t[j] == '-'))
+            j++;
+        j = digits_end(t, len, j);
+    }
+    return j;
+}
+
+/* Whether the integer literal s (n bytes) lies outside int64. One with a
+ * leading zero is left as it is, for jansson to refuse. */
+static bool beyond_int64(const char *s, size_t n)
+{
+    bool negative = *s == '-';
+    const char *limit = negative ? "9223372036854775808" : "9223372036854775807";
+    size_t digits = strlen(limit);
+    s += negative;
+    n -= negative;
+    return n > 0 && *s != '0' && (n > digits || (n == digits && memcmp(s, limit, digits) > 0));
+}
+
+/* One pass over the text, token by token as jansson's lexer splits it, so that
+ * digits inside a string are never taken for a number. */
+static void big_scan(big_text *b)
+{
+    const char *t = b->text;
+    b->out_len = b->n_big = 0;
+    for (size_t i = 0, end; i < b->len; i = end) {
+        bool integer = false;
+        if (t[i] == '"') {
+            end = string_end(t, b->len, i);
+            if (!b->nul_at && end - i > strlen(BIG_MARK) && memcmp(t + i + 1, BIG_MARK, strlen(BIG_MARK)) == 0)
+                b->nul_at = i + 1 + strlen(BIG_MARK);
+        } else if (t[i] == '-' || (t[i] >= '0' && t[i] <= '9')) {
+            end = number_end(t, b->len, i, &integer);
+        } else {
+            end = i + 1;
+        }
+        if (!integer || !beyond_int64(t + i, end - i)) {
+            put(b, t + i, end - i);
+            continue;
+        }
+        put(b, "\"" BIG_MARK, strlen("\"" BIG_MARK));
+        put(b, t + i, end - i);
+        put(b, "\"", 1);
+        if (b->ends)
+            b->ends[b->n_big] = b->out_len;
+        b->n_big++;
+    }
+}
+
+/* The line and column jansson reports once offset bytes of text are read:
+ * it counts columns in characters, not bytes. */
+static void text_position(const char *text, size_t offset, int *line, int *column)
+{
+    *line = 1;
+    *column = 0;
+    for (size_t i = 0; i < offset; i++) {
+        if (text[i] == '\n') {
+            ++*line;
+            *column = 0;
+        } else if (((unsigned char)text[i] & 0xc0) != 0x80) {
+            ++*column;
+        }
+    }
+}
+
+/* Moves jansson's error in the rewrite back onto the original text. */
+static void big_error(const big_text *b, json_error_t *je)
+{
+    size_t at = je->position > 0 ? (size_t)je->position : 0, before = 0;
+    bool after_big = false;
+    for (; before < b->n_big && b->ends[before] <= at; before++)
+        after_big = b->ends[before] == at;
+    /* A literal where a key belongs was rewritten into a key holding U+0000;
+     * say what jansson says of any other number there. */
+    if (after_big && json_error_code(je) == json_error_null_byte_in_key)
+        snprintf(je->text, sizeof je->text, "string or '}' expected");
+    /* An error inside a rewritten literal (out of memory) is put at most at the end. */
+    size_t offset = at - before * BIG_WRAP;
+    text_position(b->text, offset < b->len ? offset : b->len, &je->line, &je->column);
+}
+
+/* The parse after jansson refused a literal outside int64. NULL with je set,
+ * as jansson would set it for text, if text fails for another reason too. */
+static json_t *load_big(const char *text, size_t len, json_error_t *je)
+{
+    big_text b = {.text = text, .len = len};
+    big_scan(&b);
+    if (b.n_big == 0)
+        return NULL; /* the number refused was a real beyond DBL_MAX: that error stands */
+    json_t *j = NULL;
+    b.out = malloc(b.out_len);
+    b.ends = malloc(b.n_big * sizeof *b.ends);
+    if (!b.out || !b.ends) {
+        snprintf(je->text, sizeof je->text, "out of memory");
+    } else {
+        big_scan(&b);
+        j = json_loadb(b.out, b.out_len, LOAD_FLAGS, je);
+        if (!j)
+            big_error(&b, je);
+    }
+    if (j && b.nul_at) {
+        json_decref(j);
+        j = NULL;
+        snprintf(je->text, sizeof je->text, "%s",
+                 "a string starting with U+0000 cannot be read alongside an integer outside int64");
+        text_position(text, b.nul_at, &je->line, &je->column);
+    }
+    free(b.out);
+    free(b.ends);
+    return j;
+}
+
 /* ------------------------------------------------------------ public API */
 
 json_t *cb_json_from_message(const ProtobufCMessage *m, cb_error *err)
@@ -846,28 +1096,51 @@ char *cb_json_dumps(const ProtobufCMessage *m, cb_error *err)
     return text;
 }
 
-ProtobufCMessage *cb_json_to_message(const ProtobufCMessageDescriptor *desc, const json_t *json, cb_error *err)
+static ProtobufCMessage *to_message(const ProtobufCMessageDescriptor *desc, const json_t *json, bool big, cb_error *err)
 {
-    walk w = {.len = 0};
+    walk w = {.big = big};
     ProtobufCMessage *m = message_from_json(&w, desc, json);
     if (!m)
         report(&w, err);
     return m;
 }
 
-ProtobufCMessage *cb_json_loads(const ProtobufCMessageDescriptor *desc, const char *text, size_t len, cb_error *err)
+ProtobufCMessage *cb_json_to_message(const ProtobufCMessageDescriptor *desc, const json_t *json, cb_error *err)
+{
+    return to_message(desc, json, false, err);
+}
+
+/* je's position is in the text alone; the caller's text starts at (line, column). */
+static void fail_decode(cb_error *err, json_error_t *je, int line, int column)
+{
+    /* jansson appends " near '<token>'", and the token may be personal data. */
+    char *near = strstr(je->text, " near ");
+    if (near)
+        *near = '\0';
+    cb_fail(err, CB_DECODE_ERROR, "not valid JSON: %s (line %d, column %d)", je->text, je->line + line - 1,
+            je->line == 1 ? je->column + column - 1 : je->column);
+}
+
+ProtobufCMessage *cb_json_loads_at(const ProtobufCMessageDescriptor *desc, const char *text, size_t len, int line,
+                                   int column, cb_error *err)
 {
     json_error_t je;
-    json_t *j = json_loadb(text ? text : "", text ? len : 0, JSON_REJECT_DUPLICATES, &je);
+    const char *t = text ? text : "";
+    size_t n = text ? len : 0;
+    bool big = false;
+    json_t *j = json_loadb(t, n, LOAD_FLAGS, &je);
+    if (!j && json_error_code(&je) == json_error_numeric_overflow)
+        big = (j = load_big(t, n, &je)) != NULL;
     if (!j) {
-        /* jansson appends " near '<token>'", and the token may be personal data. */
-        char *near = strstr(je.text, " near ");
-        if (near)
-            *near = '\0';
-        cb_fail(err, CB_DECODE_ERROR, "not valid JSON: %s (line %d, column %d)", je.text, je.line, je.column);
+        fail_decode(err, &je, line, column);
         return NULL;
     }
-    ProtobufCMessage *m = cb_json_to_message(desc, j, err);
+    ProtobufCMessage *m = to_message(desc, j, big, err);
     json_decref(j);
     return m;
+}
+
+ProtobufCMessage *cb_json_loads(const ProtobufCMessageDescriptor *desc, const char *text, size_t len, cb_error *err)
+{
+    return cb_json_loads_at(desc, text, len, 1, 1, err);
 }

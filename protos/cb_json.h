@@ -31,7 +31,14 @@ ProtobufCMessage *cb_json_to_message(const ProtobufCMessageDescriptor *desc, con
 
 /* Parse text (len bytes, need not be NUL-terminated) and convert it as above.
  * Text that is not JSON is an error too (code DECODE_ERROR, reason with the
- * column jansson reports). */
+ * line and column jansson reports). A uint64 may be a number up to 2^64 - 1,
+ * though jansson itself holds no integer past int64. */
 ProtobufCMessage *cb_json_loads(const ProtobufCMessageDescriptor *desc, const char *text, size_t len, cb_error *err);
+
+/* cb_json_loads for text cut out of a larger text (NDJSON, an array, objects
+ * over several lines), which starts at 1-based (line, column) in it: a
+ * DECODE_ERROR's position is given in the larger text's terms. */
+ProtobufCMessage *cb_json_loads_at(const ProtobufCMessageDescriptor *desc, const char *text, size_t len, int line,
+                                   int column, cb_error *err);
 
 #endif

@@ -282,17 +282,35 @@ static void test_unknown_enum_number_kept(void **state)
     expect_canonical(&carebridge__v1__referral__descriptor, "{\"urgency\":99}", "{\"urgency\":99}");
 }
 
+/* The names on offer are listed, without the *_UNSPECIFIED zero value. */
 static void test_unknown_enum_name_rejected(void **state)
 {
     (void)state;
-    expect_load_error(&carebridge__v1__referral__descriptor, "{\"urgency\":\"WHENEVER\"}", CB_INVALID_FIELD,
-                      "urgency: not a name in enum carebridge.v1.Referral.Urgency");
+    expect_load_error(&carebridge__v1__referral__descriptor, "{\"urgency\":\"HIGH\"}", CB_INVALID_FIELD,
+                      "urgency: 'HIGH' is not one of ROUTINE, SOON, URGENT, EMERGENCY");
+    expect_envelope_error("{\"referral\":{\"urgency\":\"HIGH\"}}",
+                          "referral.urgency: 'HIGH' is not one of ROUTINE, SOON, URGENT, EMERGENCY");
+}
+
+/* The name given is shown as printable ASCII, at most 32 bytes of it. */
+static void test_unknown_enum_name_shown_safely(void **state)
+{
+    (void)state;
+    expect_load_error(&carebridge__v1__referral__descriptor, "{\"urgency\":\"hi gh'\\u00e9x\"}", CB_INVALID_FIELD,
+                      "urgency: 'hi?gh???x' is not one of ROUTINE, SOON, URGENT, EMERGENCY");
+    expect_load_error(&carebridge__v1__referral__descriptor, "{\"urgency\":\"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345\"}",
+                      CB_INVALID_FIELD,
+                      "urgency: 'ABCDEFGHIJKLMNOPQRSTUVWXYZ012345' is not one of ROUTINE, SOON, URGENT, EMERGENCY");
+    expect_load_error(&carebridge__v1__referral__descriptor, "{\"urgency\":\"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456\"}",
+                      CB_INVALID_FIELD,
+                      "urgency: 'ABCDEFGHIJKLMNOPQRSTUVWXYZ012345...' is not one of ROUTINE, SOON, URGENT, EMERGENCY");
 }
 
 static void test_int64_as_string_or_number(void **state)
 {
     (void)state;
-    expect_canonical(&carebridge__v1__frame__descriptor, "{\"ref\":7,\"deliveryAck\":{\"seq\":\"18446744073709551615\"}}",
+    expect_canonical(&carebridge__v1__frame__descriptor,
+                     "{\"ref\":7,\"deliveryAck\":{\"seq\":\"18446744073709551615\"}}",
                      "{\"ref\":\"7\",\"deliveryAck\":{\"seq\":\"18446744073709551615\"}}");
     expect_load_error(&carebridge__v1__frame__descriptor, "{\"ref\":\"18446744073709551616\"}", CB_INVALID_FIELD,
                       "ref: integer out of range");
@@ -463,7 +481,35 @@ static void test_nul_inside_string_rejected(void **state)
     cb_error err = {0};
     assert_null(cb_json_to_message(&carebridge__v1__envelope__descriptor, j, &err));
     assert_int_equal(err.code, CB_INVALID_FIELD);
-    assert_string_equal(err.reason, "eventId contains a NUL character");
+    assert_string_equal(err.reason, "eventId contains a NUL character (U+0000)");
+    json_decref(j);
+}
+
+/* In text too, U+0000 is refused naming the field, not as text that is not JSON. */
+static void test_nul_in_text_string_names_path(void **state)
+{
+    (void)state;
+    expect_envelope_error("{\"person\":{\"name\":\"Marg\\u0000aret\"}}",
+                          "person.name contains a NUL character (U+0000)");
+    expect_envelope_error("{\"toAgencies\":[\"housing\",\"\\u0000\"]}",
+                          "toAgencies[1] contains a NUL character (U+0000)");
+}
+
+/* A key holding U+0000 must not be read as the field its first part names. */
+static void test_nul_in_key_refused(void **state)
+{
+    (void)state;
+    expect_load_error(&carebridge__v1__envelope__descriptor, "{\"event\\u0000Id\":\"x\"}", CB_DECODE_ERROR,
+                      "not valid JSON: NUL byte in object key not supported (line 1, column 16)");
+    expect_load_error(&carebridge__v1__envelope__descriptor, "{\"eventId\\u0000\":\"x\"}", CB_DECODE_ERROR,
+                      "not valid JSON: NUL byte in object key not supported (line 1, column 16)");
+
+    json_t *j = json_object();
+    assert_int_equal(json_object_setn_new(j, "eventId\0x", 9, json_string("a")), 0);
+    cb_error err = {0};
+    assert_null(cb_json_to_message(&carebridge__v1__envelope__descriptor, j, &err));
+    assert_int_equal(err.code, CB_INVALID_FIELD);
+    assert_string_equal(err.reason, "unknown field 'eventId?x' in Envelope");
     json_decref(j);
 }
 
@@ -743,6 +789,255 @@ static void test_two_scalar_oneof_members_named(void **state)
                       "code and label are members of one oneof: set only one");
 }
 
+/* Names are compared as C strings, which a U+0000 would end early. */
+static void test_nul_does_not_end_a_name(void **state)
+{
+    (void)state;
+    expect_load_error(&carebridge__v1__referral__descriptor, "{\"urgency\":\"URGENT\\u0000\"}", CB_INVALID_FIELD,
+                      "urgency: 'URGENT?' is not one of ROUTINE, SOON, URGENT, EMERGENCY");
+    expect_load_error(&scalars_descriptor, "{\"doubleValue\":\"NaN\\u0000\"}", CB_INVALID_FIELD,
+                      "doubleValue: expected a number, \"NaN\", \"Infinity\" or \"-Infinity\"");
+}
+
+/* -------------------------------------------------- integers beyond int64 */
+
+static void test_uint64_number_beyond_int64(void **state)
+{
+    (void)state;
+    cb_error err = {0};
+    Carebridge__V1__Frame *f = (Carebridge__V1__Frame *)load(
+        &carebridge__v1__frame__descriptor, "{\n  \"deliveryAck\": {\"seq\": 18446744073709551615}\n}", &err);
+    assert_non_null(f);
+    assert_true(f->delivery_ack->seq == UINT64_MAX);
+    protobuf_c_message_free_unpacked(&f->base, NULL);
+    f = (Carebridge__V1__Frame *)load(&carebridge__v1__frame__descriptor,
+                                      "{\"deliveryAck\":{\"seq\":9223372036854775808}}", &err);
+    assert_non_null(f);
+    assert_true(f->delivery_ack->seq == UINT64_C(1) << 63);
+    protobuf_c_message_free_unpacked(&f->base, NULL);
+    expect_canonical(&carebridge__v1__frame__descriptor,
+                     "{\"ref\":18446744073709551614,\"deliveryAck\":{\"seq\":9223372036854775809}}",
+                     "{\"ref\":\"18446744073709551614\",\"deliveryAck\":{\"seq\":\"9223372036854775809\"}}");
+    expect_canonical(&scalars_descriptor, "{\"fixed64\":18446744073709551615,\"doubleValue\":18446744073709551616}",
+                     "{\"doubleValue\":1.8446744073709552e19,\"fixed64\":\"18446744073709551615\"}");
+}
+
+static void test_integer_number_beyond_range_refused(void **state)
+{
+    (void)state;
+    expect_load_error(&carebridge__v1__frame__descriptor, "{\"deliveryAck\":{\"seq\":18446744073709551616}}",
+                      CB_INVALID_FIELD, "deliveryAck.seq: integer out of range");
+    expect_load_error(&carebridge__v1__frame__descriptor, "{\"deliveryAck\":{\"seq\":-9223372036854775809}}",
+                      CB_INVALID_FIELD, "deliveryAck.seq: integer out of range");
+    expect_load_error(&scalars_descriptor, "{\"zigzag64\":9223372036854775808}", CB_INVALID_FIELD,
+                      "zigzag64: integer out of range");
+    expect_load_error(&scalars_descriptor, "{\"zigzag64\":-9223372036854775809}", CB_INVALID_FIELD,
+                      "zigzag64: integer out of range");
+    expect_load_error(&scalars_descriptor, "{\"code\":9223372036854775808}", CB_INVALID_FIELD,
+                      "code: integer out of range");
+    expect_load_error(&carebridge__v1__welcome__descriptor, "{\"heartbeatMs\":18446744073709551615}", CB_INVALID_FIELD,
+                      "heartbeatMs: integer out of range");
+    expect_load_error(&scalars_descriptor, "{\"intList\":[1,9223372036854775808]}", CB_INVALID_FIELD,
+                      "intList[1]: integer out of range");
+    expect_load_error(&scalars_descriptor, "{\"floatValue\":1000000000000000000000000000000000000000}",
+                      CB_INVALID_FIELD, "floatValue: number out of range");
+
+    /* Past DBL_MAX too: the number is read as text, never through jansson's double. */
+    char json[512];
+    int n = snprintf(json, sizeof json, "{\"fixed64\":");
+    memset(json + n, '9', 400);
+    snprintf(json + n + 400, sizeof json - (size_t)n - 400, "}");
+    expect_load_error(&scalars_descriptor, json, CB_INVALID_FIELD, "fixed64: integer out of range");
+    n = snprintf(json, sizeof json, "{\"doubleValue\":");
+    memset(json + n, '9', 400);
+    snprintf(json + n + 400, sizeof json - (size_t)n - 400, "}");
+    expect_load_error(&scalars_descriptor, json, CB_INVALID_FIELD, "doubleValue: number out of range");
+}
+
+/* Where a number is the wrong type, a big one is too, with the same reason. */
+static void test_integer_number_beyond_int64_in_other_types(void **state)
+{
+    (void)state;
+    expect_envelope_error("{\"eventId\":18446744073709551616}", "eventId: expected a string");
+    expect_envelope_error("{\"referral\":{\"urgency\":18446744073709551616}}",
+                          "referral.urgency: expected an enum name or number");
+    expect_envelope_error("{\"referral\":{\"urgency\":-99999999999999999999}}",
+                          "referral.urgency: expected an enum name or number");
+    expect_envelope_error("{\"discharge\":{\"followUps\":[{\"confirmed\":18446744073709551616}]}}",
+                          "discharge.followUps[0].confirmed: expected true or false");
+    expect_envelope_error("{\"person\":18446744073709551616}", "person: expected an object");
+    expect_envelope_error("{\"toAgencies\":18446744073709551616}", "toAgencies: expected an array");
+    expect_envelope_error("{\"occurredAt\":18446744073709551616}",
+                          "occurredAt: expected an RFC 3339 UTC timestamp such as 2026-11-20T09:30:00Z");
+    expect_load_error(&scalars_descriptor, "{\"blob\":18446744073709551616}", CB_INVALID_FIELD,
+                      "blob: expected a base64 string");
+    expect_load_error(&carebridge__v1__envelope__descriptor, "18446744073709551616", CB_DECODE_ERROR,
+                      "not valid JSON: '[' or '{' expected (line 1, column 20)");
+}
+
+/* Digits inside strings stay text, and no genuine string passes for a big number. */
+static void test_big_number_fallback_keeps_strings_apart(void **state)
+{
+    (void)state;
+    cb_error err = {0};
+    Scalars *s = (Scalars *)load(
+        &scalars_descriptor, "{\"label\":\"x\\\"18446744073709551616\\\\\",\"fixed64\":18446744073709551615}", &err);
+    assert_non_null(s);
+    assert_string_equal(s->label, "x\"18446744073709551616\\");
+    assert_true(s->fixed_64 == UINT64_MAX);
+    protobuf_c_message_free_unpacked(&s->base, NULL);
+
+    expect_canonical(&scalars_descriptor, "{\"label\":\"\",\"fixed64\":9223372036854775808}",
+                     "{\"fixed64\":\"9223372036854775808\",\"label\":\"\"}");
+    expect_canonical(&scalars_descriptor,
+                     "{\"fixed64\":\"18446744073709551615\",\"zigzag64\":-9223372036854775808,"
+                     "\"intList\":[9223372036854775807],\"blobList\":[\"\"],\"label\":\"-12345678901234567890\"}",
+                     "{\"zigzag64\":\"-9223372036854775808\",\"fixed64\":\"18446744073709551615\",\"blobList\":[\"\"],"
+                     "\"intList\":[\"9223372036854775807\"],\"label\":\"-12345678901234567890\"}");
+    expect_load_error(&scalars_descriptor, "{\"label\":\"a\\u0000\",\"fixed64\":18446744073709551615}",
+                      CB_INVALID_FIELD, "label contains a NUL character (U+0000)");
+    /* "\u00001" would otherwise read as the number 1. */
+    expect_load_error(&scalars_descriptor, "{\"fixed64\":\"\\u00001\",\"doubleValue\":18446744073709551616}",
+                      CB_DECODE_ERROR,
+                      "not valid JSON: a string starting with U+0000 cannot be read alongside an integer outside "
+                      "int64 (line 1, column 18)");
+    expect_load_error(&scalars_descriptor, "{\"fixed64\":\"\\u00001\"}", CB_INVALID_FIELD,
+                      "fixed64: expected an integer (a number or a decimal string)");
+}
+
+/* An error elsewhere in text with a big number is placed as in the text given. */
+static void test_big_number_fallback_error_positions(void **state)
+{
+    (void)state;
+    expect_load_error(&scalars_descriptor, "{\"fixed64\":18446744073709551615,}", CB_DECODE_ERROR,
+                      "not valid JSON: string or '}' expected (line 1, column 33)");
+    expect_load_error(&scalars_descriptor,
+                      "{\"fixed64\":18446744073709551615,\n\"intList\":[18446744073709551616, 1 2]}", CB_DECODE_ERROR,
+                      "not valid JSON: ']' expected (line 2, column 36)");
+    expect_load_error(&scalars_descriptor, "{\"fixed64\":18446744073709551615,\"doubleValue\":1e400}", CB_DECODE_ERROR,
+                      "not valid JSON: real number overflow (line 1, column 51)");
+    expect_load_error(&scalars_descriptor, "{\"doubleValue\":1e400}", CB_DECODE_ERROR,
+                      "not valid JSON: real number overflow (line 1, column 20)");
+    expect_load_error(&scalars_descriptor, "{18446744073709551615:1}", CB_DECODE_ERROR,
+                      "not valid JSON: string or '}' expected (line 1, column 21)");
+}
+
+/* ------------------------------------------ an enum too long to list in full */
+
+typedef struct {
+    ProtobufCMessage base;
+    int pick;
+} Choice;
+
+#define LETTERS(X)                                                                                                     \
+    X(A, 1)                                                                                                            \
+    X(B, 2)                                                                                                            \
+    X(C, 3)                                                                                                            \
+    X(D, 4)                                                                                                            \
+    X(E, 5)                                                                                                            \
+    X(F, 6)                                                                                                            \
+    X(G, 7)                                                                                                            \
+    X(H, 8)                                                                                                            \
+    X(I, 9)                                                                                                            \
+    X(J, 10)                                                                                                           \
+    X(K, 11)                                                                                                           \
+    X(L, 12)
+#define OPTION_VALUE(letter, n) {"OPTION_LETTERED_" #letter, "OPTION_LETTERED_" #letter, n},
+#define OPTION_INDEX(letter, n) {"OPTION_LETTERED_" #letter, n},
+static const ProtobufCEnumValue option_values[] = {{"AUTO", "AUTO", 0}, LETTERS(OPTION_VALUE)};
+static const ProtobufCEnumValueIndex option_by_name[] = {{"AUTO", 0}, LETTERS(OPTION_INDEX)};
+#undef OPTION_INDEX
+#undef OPTION_VALUE
+#undef LETTERS
+static const ProtobufCIntRange option_ranges[] = {{0, 0}, {0, 13}};
+static const ProtobufCEnumDescriptor option_descriptor = {PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+                                                          "cbtest.Option",
+                                                          "Option",
+                                                          "Option",
+                                                          "cbtest",
+                                                          13,
+                                                          option_values,
+                                                          13,
+                                                          option_by_name,
+                                                          1,
+                                                          option_ranges,
+                                                          NULL,
+                                                          NULL,
+                                                          NULL,
+                                                          NULL};
+
+static const ProtobufCMessageDescriptor choice_descriptor;
+
+static void choice_init(ProtobufCMessage *m)
+{
+    static const Choice init = {PROTOBUF_C_MESSAGE_INIT(&choice_descriptor), 0};
+    memcpy(m, &init, sizeof init);
+}
+
+static const ProtobufCFieldDescriptor choice_fields[] = {
+    {"pick", 1, PROTOBUF_C_LABEL_NONE, PROTOBUF_C_TYPE_ENUM, 0, offsetof(Choice, pick), &option_descriptor, NULL, 0, 0,
+     NULL, NULL},
+};
+static const unsigned choice_by_name[] = {0};
+static const ProtobufCIntRange choice_ranges[] = {{1, 0}, {0, 1}};
+static const ProtobufCMessageDescriptor choice_descriptor = {PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+                                                             "cbtest.Choice",
+                                                             "Choice",
+                                                             "Choice",
+                                                             "cbtest",
+                                                             sizeof(Choice),
+                                                             1,
+                                                             choice_fields,
+                                                             choice_by_name,
+                                                             1,
+                                                             choice_ranges,
+                                                             choice_init,
+                                                             NULL,
+                                                             NULL,
+                                                             NULL};
+
+/* The reason stays within cb_error's buffer and says the list goes on:
+ * OPTION_LETTERED_K would fit, but ", ..." after it would not. A zero value not
+ * named *_UNSPECIFIED is a real choice and is listed. */
+static void test_unknown_enum_name_list_cut_to_fit(void **state)
+{
+    (void)state;
+    cb_error err = {0};
+    expect_canonical(&choice_descriptor, "{\"pick\":\"OPTION_LETTERED_L\"}", "{\"pick\":\"OPTION_LETTERED_L\"}");
+    assert_null(load(&choice_descriptor, "{\"pick\":\"X\"}", &err));
+    assert_string_equal(err.reason, "pick: 'X' is not one of AUTO, OPTION_LETTERED_A, OPTION_LETTERED_B, "
+                                    "OPTION_LETTERED_C, OPTION_LETTERED_D, OPTION_LETTERED_E, OPTION_LETTERED_F, "
+                                    "OPTION_LETTERED_G, OPTION_LETTERED_H, OPTION_LETTERED_I, OPTION_LETTERED_J, ...");
+    assert_true(strlen(err.reason) < sizeof err.reason);
+}
+
+/* ------------------------------------------------------------ cb_json_loads_at */
+
+/* Positions are given in the enclosing text: the first line's columns shift, the lines below keep theirs. */
+static void test_loads_at_shifts_positions(void **state)
+{
+    (void)state;
+    const char *first = "{\"eventId\":\"a\",}", *second = "{\"eventId\":\"a\",\n\"x\" 1}";
+    const char *big = "{\"fixed64\":18446744073709551615,}";
+    cb_error err = {0};
+    assert_null(cb_json_loads_at(&carebridge__v1__envelope__descriptor, first, strlen(first), 3, 10, &err));
+    assert_int_equal(err.code, CB_DECODE_ERROR);
+    assert_string_equal(err.reason, "not valid JSON: string or '}' expected (line 3, column 25)");
+    assert_null(cb_json_loads_at(&carebridge__v1__envelope__descriptor, second, strlen(second), 3, 10, &err));
+    assert_string_equal(err.reason, "not valid JSON: ':' expected (line 4, column 5)");
+    assert_null(cb_json_loads_at(&scalars_descriptor, big, strlen(big), 2, 5, &err));
+    assert_string_equal(err.reason, "not valid JSON: string or '}' expected (line 2, column 37)");
+    assert_null(cb_json_loads(&carebridge__v1__envelope__descriptor, first, strlen(first), &err));
+    assert_string_equal(err.reason, "not valid JSON: string or '}' expected (line 1, column 16)");
+
+    Envelope *env = (Envelope *)cb_json_loads_at(&carebridge__v1__envelope__descriptor, first, 14, 7, 3, &err);
+    assert_null(env);
+    env = (Envelope *)cb_json_loads_at(&carebridge__v1__envelope__descriptor, "{\"eventId\":\"a\"}", 15, 7, 3, &err);
+    assert_non_null(env);
+    assert_string_equal(env->event_id, "a");
+    protobuf_c_message_free_unpacked(&env->base, NULL);
+}
+
 /* --------------------------------------------------------- cb_check.h */
 
 static void test_utf8_valid_multibyte(void **state)
@@ -854,6 +1149,7 @@ int main(void)
         cmocka_unit_test(test_enum_by_number),
         cmocka_unit_test(test_unknown_enum_number_kept),
         cmocka_unit_test(test_unknown_enum_name_rejected),
+        cmocka_unit_test(test_unknown_enum_name_shown_safely),
         cmocka_unit_test(test_int64_as_string_or_number),
         cmocka_unit_test(test_uint32_range_checked),
         cmocka_unit_test(test_timestamp_offsets_and_fractions_normalised),
@@ -867,6 +1163,8 @@ int main(void)
         cmocka_unit_test(test_two_oneof_members_named),
         cmocka_unit_test(test_both_spellings_rejected),
         cmocka_unit_test(test_nul_inside_string_rejected),
+        cmocka_unit_test(test_nul_in_text_string_names_path),
+        cmocka_unit_test(test_nul_in_key_refused),
         cmocka_unit_test(test_invalid_utf8_json_string_rejected),
         cmocka_unit_test(test_invalid_utf8_in_message_named),
         cmocka_unit_test(test_not_json),
@@ -882,6 +1180,14 @@ int main(void)
         cmocka_unit_test(test_number_ranges_checked),
         cmocka_unit_test(test_bytes_base64_forms),
         cmocka_unit_test(test_two_scalar_oneof_members_named),
+        cmocka_unit_test(test_nul_does_not_end_a_name),
+        cmocka_unit_test(test_uint64_number_beyond_int64),
+        cmocka_unit_test(test_integer_number_beyond_range_refused),
+        cmocka_unit_test(test_integer_number_beyond_int64_in_other_types),
+        cmocka_unit_test(test_big_number_fallback_keeps_strings_apart),
+        cmocka_unit_test(test_big_number_fallback_error_positions),
+        cmocka_unit_test(test_unknown_enum_name_list_cut_to_fit),
+        cmocka_unit_test(test_loads_at_shifts_positions),
         cmocka_unit_test(test_utf8_valid_multibyte),
         cmocka_unit_test(test_utf8_rejects_overlong),
         cmocka_unit_test(test_utf8_rejects_surrogates),
