@@ -127,20 +127,19 @@ static int cmp_seq(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static bool first_parked(void *arg, const cb_queue_entry *e)
-{
-    *(uint64_t *)arg = e->seq;
-    return false;
-}
-
-static bool delivered(cb_txn *txn, const char *agency, uint64_t seq)
+/* Where the recipient's copy stands: acknowledged, still queued (with the
+ * attempts made so far), or parked. */
+static void delivery_of(cb_txn *txn, const char *agency, uint64_t seq, handoff_t *h)
 {
     cb_queue_entry e;
-    uint64_t parked = 0;
-    if (cb_store_queue_get(txn, agency, seq, &e))
-        return false;
-    cb_store_parked_scan(txn, agency, seq - 1, first_parked, &parked);
-    return parked != seq;
+    if (cb_store_queue_get(txn, agency, seq, &e)) {
+        h->attempts = e.attempts;
+    } else if (cb_store_parked_get(txn, agency, seq, &e)) {
+        h->parked = true;
+        h->attempts = e.attempts;
+    } else {
+        h->delivered = true;
+    }
 }
 
 static step_t *find_step(Carebridge__V1__JourneyReply *r, const char *event_id)
@@ -149,6 +148,25 @@ static step_t *find_step(Carebridge__V1__JourneyReply *r, const char *event_id)
         if (strcmp(r->steps[i]->event->event_id, event_id) == 0)
             return r->steps[i];
     return NULL;
+}
+
+/* A copy of m for a reply that frees its parts one by one: by its wire form. */
+static void *copy_message(const ProtobufCMessage *m)
+{
+    uint8_t *buf;
+    size_t len = cb_pack(m, &buf);
+    if (!buf)
+        return NULL;
+    void *copy = protobuf_c_message_unpack(m->descriptor, NULL, len, buf);
+    free(buf);
+    return copy;
+}
+
+static void set_since(handoff_t *h, const Google__Protobuf__Timestamp *when)
+{
+    if (h->since)
+        protobuf_c_message_free_unpacked(&h->since->base, NULL);
+    h->since = when ? copy_message(&when->base) : NULL;
 }
 
 static handoff_t *add_handoff(step_t *s, const char *agency, Carebridge__V1__JourneyStep__Stage stage)
@@ -181,8 +199,9 @@ static void set_note(handoff_t *h, const char *a, const char *b)
 }
 
 /* A response moves the responder's handoff on; an acknowledgement never
- * moves one back from a later stage. */
-static void apply_response(step_t *s, const cb_envelope *ev)
+ * moves one back from a later stage. A response from an agency the event was
+ * never sent to is kept as such, not taken for a recipient. */
+static void apply_response(step_t *s, uint64_t seq, const cb_envelope *ev)
 {
     const Carebridge__V1__Response *resp = ev->response;
     if (resp->status == CAREBRIDGE__V1__RESPONSE__STATUS__STATUS_UNSPECIFIED)
@@ -192,12 +211,20 @@ static void apply_response(step_t *s, const cb_envelope *ev)
     for (size_t i = 0; i < s->n_handoffs && !h; i++)
         if (strcmp(s->handoffs[i]->agency, ev->from_agency) == 0)
             h = s->handoffs[i];
-    if (!h && !(h = add_handoff(s, ev->from_agency, stage)))
-        return;
+    if (!h) {
+        if (!(h = add_handoff(s, ev->from_agency, stage)))
+            return;
+        h->not_a_recipient = true;
+    }
     if (stage == CAREBRIDGE__V1__JOURNEY_STEP__STAGE__ACKNOWLEDGED &&
         h->stage > CAREBRIDGE__V1__JOURNEY_STEP__STAGE__ACKNOWLEDGED)
         return;
     h->stage = stage;
+    set_since(h, ev->occurred_at);
+    if (h->response)
+        protobuf_c_message_free_unpacked(&h->response->base, NULL);
+    h->response = copy_message(&resp->base);
+    h->response_seq = seq;
     if (resp->status == CAREBRIDGE__V1__RESPONSE__STATUS__DECLINED)
         set_note(h, resp->alternative[0] ? "alternative offered: " : "no alternative offered", resp->alternative);
     else if (resp->status == CAREBRIDGE__V1__RESPONSE__STATUS__REDIRECTED)
@@ -234,33 +261,62 @@ static step_t *new_step(Carebridge__V1__JourneyReply *r, uint64_t seq, cb_envelo
     s->seq = seq;
     s->event = ev;
     r->steps[r->n_steps++] = s;
-    bool answers = ev->body_case == CAREBRIDGE__V1__ENVELOPE__BODY_RESPONSE;
+    if (ev->body_case == CAREBRIDGE__V1__ENVELOPE__BODY_RESPONSE)
+        return s; /* a response hands nothing off: it moves the handoff it answers */
     for (size_t i = 0; i < ev->n_to_agencies; i++) {
-        handoff_t *h = add_handoff(s, ev->to_agencies[i],
-                                   answers ? CAREBRIDGE__V1__JOURNEY_STEP__STAGE__STAGE_UNSPECIFIED
-                                           : CAREBRIDGE__V1__JOURNEY_STEP__STAGE__SENT);
-        if (h)
-            h->delivered = delivered(txn, ev->to_agencies[i], seq);
+        handoff_t *h = add_handoff(s, ev->to_agencies[i], CAREBRIDGE__V1__JOURNEY_STEP__STAGE__SENT);
+        if (h) {
+            delivery_of(txn, ev->to_agencies[i], seq, h);
+            set_since(h, ev->occurred_at);
+        }
     }
     return s;
 }
 
-static void add_event(Carebridge__V1__JourneyReply *r, uint64_t seq, cb_envelope *ev, cb_txn *txn)
+typedef struct {
+    uint64_t seq;
+    cb_envelope *ev;
+} stored;
+
+/* Every event becomes a step, then the answers are applied in the order they
+ * were stored, whichever came first: agencies are not ordered, so a response
+ * may be stored before the event it answers. An update merges into the event
+ * it corrects; one whose event is not in the journey stands on its own. */
+static void build(Carebridge__V1__JourneyReply *r, stored *evs, size_t n, cb_txn *txn)
 {
-    step_t *target = find_step(r, ev->correlation_id);
-    if (target && ev->body_case == CAREBRIDGE__V1__ENVELOPE__BODY_UPDATE && apply_update(target, ev)) {
-        uint64_t *u = realloc(target->updated_by, (target->n_updated_by + 1) * sizeof *u);
-        if (u) {
-            target->updated_by = u;
-            u[target->n_updated_by++] = seq;
+    for (size_t i = 0; i < n; i++)
+        if (evs[i].ev->body_case != CAREBRIDGE__V1__ENVELOPE__BODY_UPDATE && !new_step(r, evs[i].seq, evs[i].ev, txn))
+            cb_envelope_free(&evs[i].ev);
+    for (size_t i = 0; i < n; i++) {
+        cb_envelope *ev = evs[i].ev;
+        if (!ev)
+            continue;
+        step_t *target = find_step(r, ev->correlation_id);
+        if (ev->body_case == CAREBRIDGE__V1__ENVELOPE__BODY_RESPONSE && target) {
+            apply_response(target, evs[i].seq, ev);
+        } else if (ev->body_case == CAREBRIDGE__V1__ENVELOPE__BODY_UPDATE) {
+            uint64_t *u = target ? realloc(target->updated_by, (target->n_updated_by + 1) * sizeof *u) : NULL;
+            if (u && apply_update(target, ev)) {
+                target->updated_by = u;
+                u[target->n_updated_by++] = evs[i].seq;
+                cb_envelope_free(&evs[i].ev);
+            } else {
+                if (u)
+                    target->updated_by = u;
+                if (!new_step(r, evs[i].seq, ev, txn))
+                    cb_envelope_free(&evs[i].ev);
+            }
         }
-        cb_envelope_free(&ev);
-        return;
     }
-    if (target && ev->body_case == CAREBRIDGE__V1__ENVELOPE__BODY_RESPONSE)
-        apply_response(target, ev);
-    if (!new_step(r, seq, ev, txn))
-        cb_envelope_free(&ev);
+    /* An answer to nothing in the journey may answer an event stored under
+     * other identifiers; only one that names no stored event is unseen. */
+    for (size_t i = 0; i < r->n_steps; i++) {
+        const char *corr = r->steps[i]->event->correlation_id;
+        uint64_t seq;
+        uint8_t digest[CB_DIGEST_BYTES];
+        if (corr[0] && !find_step(r, corr))
+            r->steps[i]->answers_unseen = !cb_store_find_id(txn, corr, &seq, digest);
+    }
 }
 
 /* The request's identifiers as a Person, so its index keys come from the one
@@ -319,7 +375,9 @@ Carebridge__V1__JourneyReply *cb_query_journey(const cb_config *cfg, cb_txn *txn
         return NULL;
     }
     carebridge__v1__journey_reply__init(r);
-    for (size_t i = 0; i < seqs.n; i++) {
+    stored *evs = calloc(seqs.n + 1, sizeof *evs);
+    size_t n = 0;
+    for (size_t i = 0; evs && i < seqs.n; i++) {
         const uint8_t *bytes;
         size_t len;
         if (i && seqs.seqs[i] == seqs.seqs[i - 1])
@@ -328,10 +386,12 @@ Carebridge__V1__JourneyReply *cb_query_journey(const cb_config *cfg, cb_txn *txn
             continue;
         cb_envelope *ev = cb_envelope_decode(bytes, len);
         if (ev)
-            add_event(r, seqs.seqs[i], ev, txn);
+            evs[n++] = (stored){seqs.seqs[i], ev};
     }
     free(seqs.seqs);
-    /* Built in seq order, so responses apply in the order they arrived. */
+    if (evs)
+        build(r, evs, n, txn);
+    free(evs);
     qsort(r->steps, r->n_steps, sizeof *r->steps, cmp_when);
     return r;
 }

@@ -587,6 +587,11 @@ bool cb_store_queue_get(cb_txn *txn, const char *agency, uint64_t seq, cb_queue_
     return entry_get(txn, DB_QUEUE, agency, seq, out, "read queue entry");
 }
 
+bool cb_store_parked_get(cb_txn *txn, const char *agency, uint64_t seq, cb_queue_entry *out)
+{
+    return entry_get(txn, DB_PARKED, agency, seq, out, "read parked entry");
+}
+
 void cb_store_queue_put(cb_txn *txn, const char *agency, const cb_queue_entry *entry)
 {
     entry_put(txn, DB_QUEUE, agency, entry, "put queue entry");

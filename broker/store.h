@@ -106,6 +106,7 @@ bool cb_store_park(cb_txn *txn, const char *agency, uint64_t seq);
 /* Move a parked entry back to the queue with attempts reset to 0. */
 bool cb_store_unpark(cb_txn *txn, const char *agency, uint64_t seq);
 void cb_store_parked_scan(cb_txn *txn, const char *agency, uint64_t after, cb_entry_fn fn, void *arg);
+bool cb_store_parked_get(cb_txn *txn, const char *agency, uint64_t seq, cb_queue_entry *out);
 
 typedef struct {
     uint64_t queued;

@@ -1,5 +1,6 @@
 /* carebridge journey, status and replay: one request to the broker each. */
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,9 +113,84 @@ static const char *enum_name(const ProtobufCEnumDescriptor *d, int value)
     return v ? v->name : "?";
 }
 
-/* One line of what the event says, so the timeline reads without --json. */
+/* "; " between the parts of one line, none before the first. */
+typedef struct {
+    bool any;
+} parts;
+
+static void part(parts *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void part(parts *p, const char *fmt, ...)
+{
+    fputs(p->any ? "; " : "      ", stdout);
+    p->any = true;
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+}
+
+static void end_line(parts *p)
+{
+    if (p->any)
+        putchar('\n');
+    p->any = false;
+}
+
+static void print_discharge(const Carebridge__V1__Discharge *d)
+{
+    parts p = {false};
+    part(&p, "from %s to %s on %s", d->setting[0] ? d->setting : "?", d->destination[0] ? d->destination : "?",
+         d->planned_date[0] ? d->planned_date : "no planned date");
+    end_line(&p);
+    /* What must still be confirmed, by name: "1 of 3 unconfirmed" tells a
+     * coordinator nothing to act on. */
+    size_t items = d->n_follow_ups + d->n_dependencies, open = 0;
+    for (size_t i = 0; i < d->n_follow_ups; i++) {
+        const Carebridge__V1__FollowUp *f = d->follow_ups[i];
+        if (f->confirmed)
+            continue;
+        printf(open++ ? "; " : "      unconfirmed: ");
+        printf("follow-up %s", f->service[0] ? f->service : "(no service named)");
+        if (f->agency[0])
+            printf(" (%s)", f->agency);
+    }
+    for (size_t i = 0; i < d->n_dependencies; i++) {
+        const Carebridge__V1__Dependency *dep = d->dependencies[i];
+        if (dep->confirmed)
+            continue;
+        printf(open++ ? "; " : "      unconfirmed: ");
+        printf("dependency %s", dep->description[0] ? dep->description : "(not described)");
+        if (dep->owner[0])
+            printf(" (owner %s)", dep->owner);
+    }
+    if (open)
+        putchar('\n');
+    else if (items)
+        printf("      all %zu follow-ups and dependencies confirmed\n", items);
+}
+
+static void print_response(const Carebridge__V1__Response *r)
+{
+    parts p = {false};
+    if (r->status == CAREBRIDGE__V1__RESPONSE__STATUS__REDIRECTED)
+        part(&p, "redirected to %s", r->redirect_to[0] ? r->redirect_to : "(no agency named)");
+    if (r->reason[0])
+        part(&p, "reason: %s", r->reason);
+    if (r->alternative[0])
+        part(&p, "alternative: %s", r->alternative);
+    else if (r->status == CAREBRIDGE__V1__RESPONSE__STATUS__DECLINED)
+        part(&p, "no alternative offered");
+    for (size_t i = 0; i < r->n_requested_fields; i++)
+        printf(i ? ", %s" : p.any ? "; requested: %s" : (p.any = true, "      requested: %s"), r->requested_fields[i]);
+    if (r->note[0])
+        part(&p, "note: %s", r->note);
+    end_line(&p);
+}
+
+/* What the event says, so the timeline reads without --json. */
 static void print_gist(const cb_envelope *ev)
 {
+    parts p = {false};
     switch (ev->body_case) {
     case CAREBRIDGE__V1__ENVELOPE__BODY_REFERRAL:
         printf("      %s%s%s; urgency %s; consent %s; %zu outcome(s)\n", ev->referral->reason,
@@ -123,27 +199,60 @@ static void print_gist(const cb_envelope *ev)
                enum_name(&carebridge__v1__referral__consent__descriptor, ev->referral->consent),
                ev->referral->n_outcomes);
         break;
-    case CAREBRIDGE__V1__ENVELOPE__BODY_DISCHARGE: {
-        size_t unconfirmed = 0;
-        for (size_t i = 0; i < ev->discharge->n_dependencies; i++)
-            unconfirmed += !ev->discharge->dependencies[i]->confirmed;
-        for (size_t i = 0; i < ev->discharge->n_follow_ups; i++)
-            unconfirmed += !ev->discharge->follow_ups[i]->confirmed;
-        printf("      from %s to %s on %s; %zu of %zu follow-ups and dependencies unconfirmed\n",
-               ev->discharge->setting[0] ? ev->discharge->setting : "?",
-               ev->discharge->destination[0] ? ev->discharge->destination : "?",
-               ev->discharge->planned_date[0] ? ev->discharge->planned_date : "no planned date", unconfirmed,
-               ev->discharge->n_dependencies + ev->discharge->n_follow_ups);
-        break;
-    }
+    case CAREBRIDGE__V1__ENVELOPE__BODY_DISCHARGE: print_discharge(ev->discharge); break;
     case CAREBRIDGE__V1__ENVELOPE__BODY_HANDOVER:
-        printf("      lead passes to %s; %zu outstanding action(s); %zu outcome(s) to sustain\n",
-               ev->handover->new_lead[0] ? ev->handover->new_lead : "?", ev->handover->n_outstanding_actions,
-               ev->handover->n_outcomes_to_sustain);
+        printf("      lead passes to %s; %zu outcome(s) to sustain\n",
+               ev->handover->new_lead[0] ? ev->handover->new_lead : "?", ev->handover->n_outcomes_to_sustain);
+        for (size_t i = 0; i < ev->handover->n_outstanding_actions; i++)
+            printf(i ? "; %s" : "      outstanding: %s", ev->handover->outstanding_actions[i]);
+        if (ev->handover->n_outstanding_actions)
+            putchar('\n');
+        break;
+    case CAREBRIDGE__V1__ENVELOPE__BODY_RESPONSE: print_response(ev->response); break;
+    case CAREBRIDGE__V1__ENVELOPE__BODY_UPDATE:
+        if (ev->update->note[0])
+            part(&p, "note: %s", ev->update->note);
+        end_line(&p);
         break;
     case CAREBRIDGE__V1__ENVELOPE__BODY_CLOSURE: printf("      %s\n", ev->closure->reason); break;
     default: break;
     }
+}
+
+/* How long since `when`, coarsely: a coordinator reads days, not seconds. */
+static void print_waited(const Google__Protobuf__Timestamp *when)
+{
+    time_t now = time(NULL);
+    if (!when || when->seconds > now)
+        return;
+    int64_t s = now - when->seconds;
+    if (s < 60)
+        printf("; for <1m");
+    else if (s < 3600)
+        printf("; for %lldm", (long long)(s / 60));
+    else if (s < 86400)
+        printf("; for %lldh", (long long)(s / 3600));
+    else
+        printf("; for %lldd", (long long)(s / 86400));
+}
+
+static void print_handoff(const Carebridge__V1__JourneyStep__Handoff *h)
+{
+    printf("      %-12s %-15s ", h->agency, enum_name(&carebridge__v1__journey_step__stage__descriptor, h->stage));
+    if (h->not_a_recipient)
+        printf("answered, though the event was not sent to it");
+    else if (h->delivered)
+        printf("delivered");
+    else if (h->parked)
+        printf("parked (%u attempts)", h->attempts);
+    else if (h->attempts)
+        printf("not yet delivered (%u attempt%s)", h->attempts, h->attempts == 1 ? "" : "s");
+    else
+        printf("not yet delivered");
+    if (h->note[0])
+        printf("; %s", h->note);
+    print_waited(h->since);
+    putchar('\n');
 }
 
 static void print_step(const Carebridge__V1__JourneyStep *s)
@@ -157,18 +266,14 @@ static void print_step(const Carebridge__V1__JourneyStep *s)
     for (size_t i = 0; i < ev->n_to_agencies; i++)
         printf("%s %s", i ? "," : "", ev->to_agencies[i]);
     printf("  [%s]", ev->event_id);
+    if (ev->case_ref[0])
+        printf(" case %s", ev->case_ref);
     if (ev->correlation_id[0])
-        printf(" answers %s", ev->correlation_id);
+        printf(" answers %s%s", ev->correlation_id, s->answers_unseen ? " (an event carebridge has not seen)" : "");
     putchar('\n');
     print_gist(ev);
-    for (size_t i = 0; i < s->n_handoffs; i++) {
-        const Carebridge__V1__JourneyStep__Handoff *h = s->handoffs[i];
-        if (h->stage == CAREBRIDGE__V1__JOURNEY_STEP__STAGE__STAGE_UNSPECIFIED)
-            continue;
-        printf("      %-12s %-15s %s%s%s\n", h->agency,
-               enum_name(&carebridge__v1__journey_step__stage__descriptor, h->stage),
-               h->delivered ? "delivered" : "not yet delivered", h->note[0] ? "; " : "", h->note);
-    }
+    for (size_t i = 0; i < s->n_handoffs; i++)
+        print_handoff(s->handoffs[i]);
     if (s->n_updated_by) {
         printf("      updated by");
         for (size_t i = 0; i < s->n_updated_by; i++)
