@@ -28,6 +28,9 @@ bool cli_seconds(const char *text, double *out);
 /* Print a message as canonical JSON on one line; false if it cannot be. */
 bool cli_print_json(const ProtobufCMessage *m);
 /* A query-only connection, one request, its answer (or NULL after printing why). */
-cb_frame *cli_request(const cli_globals *g, cb_frame *request, int timeout_ms);
+cb_frame *cli_request(const cli_globals *g, const char *command, cb_frame *request, int timeout_ms);
+/* "no answer from the broker within S s; is the broker running at ENDPOINT?",
+ * the one way every command says it waited for a broker in vain. */
+void cli_no_broker(const char *command, const char *endpoint, double seconds);
 
 #endif

@@ -12,10 +12,11 @@ static const char usage[] =
     "\n"
     "Commands:\n"
     "  send --as AGENCY [--timeout S] [--window N] [FILE|-]\n"
-    "        publish NDJSON events (one per line); prints per event\n"
+    "        publish events: NDJSON, a JSON array, or JSON objects one after another;\n"
+    "        prints per event\n"
     "        'ACK <eventId> seq=<n>[ duplicate][ warnings=<field>:<reason>,...]' or\n"
     "        'NACK <eventId> <CODE>: <reason>', and\n"
-    "        'ERROR line <n>: <reason>' for a line that is not an event.\n"
+    "        'ERROR line <n>[, column <c>]: <reason>' for what is not an event.\n"
     "        Unacknowledged events are resent, also across a broker restart.\n"
     "        Exit 0 all acked, 1 any NACK or bad line, 2 usage, connection, or no\n"
     "        progress for S seconds (default 5).\n"
@@ -70,7 +71,13 @@ bool cli_print_json(const ProtobufCMessage *m)
     return true;
 }
 
-cb_frame *cli_request(const cli_globals *g, cb_frame *request, int timeout_ms)
+void cli_no_broker(const char *command, const char *endpoint, double seconds)
+{
+    fprintf(stderr, "carebridge %s: no answer from the broker within %g s; is the broker running at %s?\n", command,
+            seconds, endpoint);
+}
+
+cb_frame *cli_request(const cli_globals *g, const char *command, cb_frame *request, int timeout_ms)
 {
     cb_error err = {0};
     cb_client_opts opts = {.endpoint = g->broker};
@@ -81,7 +88,7 @@ cb_frame *cli_request(const cli_globals *g, cb_frame *request, int timeout_ms)
     }
     cb_frame *reply = cb_client_request(c, request, timeout_ms, &err);
     if (!reply)
-        fprintf(stderr, "carebridge: %s; is the broker running?\n", err.reason);
+        cli_no_broker(command, g->broker, timeout_ms / 1000.0);
     cb_client_destroy(&c);
     return reply;
 }

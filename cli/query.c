@@ -309,7 +309,7 @@ int cli_journey(const cli_globals *g, int argc, char **argv)
     cb_frame f = CAREBRIDGE__V1__FRAME__INIT;
     f.kind_case = CAREBRIDGE__V1__FRAME__KIND_JOURNEY_REQUEST;
     f.journey_request = &req;
-    cb_frame *reply = cli_request(&q.g, &f, REQUEST_TIMEOUT_MS);
+    cb_frame *reply = cli_request(&q.g, "journey", &f, REQUEST_TIMEOUT_MS);
     if (!reply)
         return CLI_USAGE;
     if (refused(reply, "journey")) {
@@ -356,7 +356,7 @@ int cli_status(const cli_globals *g, int argc, char **argv)
     cb_frame f = CAREBRIDGE__V1__FRAME__INIT;
     f.kind_case = CAREBRIDGE__V1__FRAME__KIND_STATUS_REQUEST;
     f.status_request = &req;
-    cb_frame *reply = cli_request(&q.g, &f, REQUEST_TIMEOUT_MS);
+    cb_frame *reply = cli_request(&q.g, "status", &f, REQUEST_TIMEOUT_MS);
     if (!reply)
         return CLI_USAGE;
     if (refused(reply, "status")) {
@@ -408,7 +408,7 @@ int cli_replay(const cli_globals *g, int argc, char **argv)
     cb_frame f = CAREBRIDGE__V1__FRAME__INIT;
     f.kind_case = CAREBRIDGE__V1__FRAME__KIND_REPLAY_REQUEST;
     f.replay_request = &req;
-    cb_frame *reply = cli_request(&q.g, &f, REQUEST_TIMEOUT_MS);
+    cb_frame *reply = cli_request(&q.g, "replay", &f, REQUEST_TIMEOUT_MS);
     if (!reply)
         return CLI_USAGE;
     int status = CLI_FAILED;

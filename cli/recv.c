@@ -106,7 +106,7 @@ int cli_recv(const cli_globals *g_in, int argc, char **argv)
         }
         int64_t now = cb_client_now_ms();
         if (!cb_client_last_heard_ms(client) && now - start > 5000) {
-            fprintf(stderr, "carebridge recv: no answer from %s within 5 s; is the broker running?\n", g.broker);
+            cli_no_broker("recv", g.broker, 5);
             status = CLI_USAGE;
             break;
         }

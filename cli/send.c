@@ -1,4 +1,6 @@
-/* carebridge send: NDJSON events in, one ACK or NACK line out per event. */
+/* carebridge send: events in (NDJSON, a JSON array, or objects one after
+ * another), one ACK or NACK line out per event. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -7,15 +9,20 @@
 
 #include "cb_json.h"
 #include "cli.h"
+#include "input.h"
 
 static const char usage[] =
     "Usage: carebridge send --as AGENCY [--timeout S] [--window N] [--broker ENDPOINT] [FILE|-]\n"
     "\n"
-    "Publish events from FILE (or standard input), one JSON event per line, as AGENCY.\n"
+    "Publish events from FILE (or standard input) as AGENCY. Each event is one JSON\n"
+    "object: give them as NDJSON (one per line), as a JSON array of objects, or as\n"
+    "objects one after another over several lines (the README's examples pasted as\n"
+    "they are); a UTF-8 byte-order mark and CRLF line ends are fine.\n"
     "Prints 'ACK <eventId> seq=<n>' (then ' duplicate' when it was stored already, and\n"
     "' warnings=<field>:<reason>,...' for what the sending system should put right, such\n"
     "as person.nhsNumber:check-digit) or 'NACK <eventId> <CODE>: <reason>' per event, and\n"
-    "'ERROR line <n>: <reason>' for a line that is not an event. Keeps up to N events\n"
+    "'ERROR line <n>[, column <c>]: <reason>' for what is not an event (reading goes on\n"
+    "at the next line). Keeps up to N events\n"
     "(default 1024, and at most 8 MiB of them) in flight and resends any not answered,\n"
     "including across a broker restart: the event id makes a resend harmless.\n"
     "Exit 0 when every event was acknowledged, 1 on any NACK or bad line, 2 on a usage\n"
@@ -46,31 +53,42 @@ static void answered(void *arg, void *tag, const Carebridge__V1__Ack *ack, const
                nack->reason);
 }
 
-/* Read the next event line into an envelope; NULL at end of input. Lines
- * that are not events are reported and counted, never sent. */
-static cb_envelope *next_event(FILE *in, unsigned long *line_no, tally *t, bool *eof)
+/* The next event; NULL at the end of the input. What is not an event is
+ * reported, with where it is, and counted, never sent. *line is where the
+ * event starts. */
+static cb_envelope *next_event(cli_input *in, unsigned long *line, tally *t, bool *eof)
 {
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    cb_envelope *ev = NULL;
-    while (!ev && (len = getline(&line, &cap, in)) >= 0) {
-        ++*line_no;
-        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-            line[--len] = '\0';
-        if (!len)
-            continue;
-        cb_error err = {0};
-        ev = (cb_envelope *)cb_json_loads(&carebridge__v1__envelope__descriptor, line, (size_t)len, &err);
-        if (!ev) {
-            printf("ERROR line %lu: %s\n", *line_no, err.reason);
+    for (;;) {
+        const char *text;
+        size_t len;
+        cb_json_pos at;
+        char why[240];
+        cli_input_result r = cli_input_next(in, &text, &len, &at, why, sizeof why);
+        if (r == CLI_INPUT_END) {
+            *eof = true;
+            return NULL;
+        }
+        if (r == CLI_INPUT_ERROR) {
+            printf("ERROR line %d, column %d: %s\n", at.line, at.column, why);
             t->refused++;
+            continue;
+        }
+        cb_json_pos start = at;
+        cb_error err = {0};
+        cb_envelope *ev = (cb_envelope *)cb_json_loads_at(&carebridge__v1__envelope__descriptor, text, len, &at, &err);
+        if (ev) {
+            *line = (unsigned long)start.line;
+            return ev;
+        }
+        t->refused++;
+        if (err.code == CB_DECODE_ERROR) {
+            /* Not JSON: say where, and read on from the line after it. */
+            printf("ERROR line %d: %s; each event is one JSON object\n", at.line, err.reason);
+            cli_input_resume_after(in, at);
+        } else {
+            printf("ERROR line %d: %s\n", start.line, err.reason);
         }
     }
-    free(line);
-    if (!ev)
-        *eof = true;
-    return ev;
 }
 
 int cli_send(const cli_globals *g_in, int argc, char **argv)
@@ -110,9 +128,14 @@ int cli_send(const cli_globals *g_in, int argc, char **argv)
         return CLI_USAGE;
     }
     const char *path = optind < argc ? argv[optind] : "-";
-    FILE *in = strcmp(path, "-") ? fopen(path, "r") : stdin;
+    FILE *file = strcmp(path, "-") ? fopen(path, "r") : stdin;
+    if (!file) {
+        fprintf(stderr, "carebridge send: cannot open %s: %s\n", path, strerror(errno));
+        return CLI_USAGE;
+    }
+    cli_input *in = cli_input_new(file);
     if (!in) {
-        fprintf(stderr, "carebridge send: cannot open %s\n", path);
+        fputs("carebridge send: out of memory\n", stderr);
         return CLI_USAGE;
     }
 
@@ -124,8 +147,9 @@ int cli_send(const cli_globals *g_in, int argc, char **argv)
     cb_client *client = cb_client_new(&copts, &h, &t, &err);
     if (!client) {
         fprintf(stderr, "carebridge send: %s\n", err.reason);
-        if (in != stdin)
-            fclose(in);
+        cli_input_destroy(&in);
+        if (file != stdin)
+            fclose(file);
         return CLI_USAGE;
     }
     int status = CLI_OK;
@@ -147,16 +171,17 @@ int cli_send(const cli_globals *g_in, int argc, char **argv)
             break;
         }
         if (cb_client_unanswered(client) && cb_client_now_ms() - t.last_progress > timeout_ms) {
-            fprintf(stderr, "carebridge send: no answer from %s for %.0f s; %zu events unacknowledged\n", g.broker,
-                    timeout_s, cb_client_unanswered(client));
+            cli_no_broker("send", g.broker, timeout_s);
+            fprintf(stderr, "carebridge send: %zu event(s) left unacknowledged\n", cb_client_unanswered(client));
             status = CLI_USAGE;
             break;
         }
     }
     fflush(stdout);
     cb_client_destroy(&client);
-    if (in != stdin)
-        fclose(in);
+    cli_input_destroy(&in);
+    if (file != stdin)
+        fclose(file);
     if (status == CLI_OK && t.refused)
         status = CLI_FAILED;
     return status;

@@ -1111,18 +1111,18 @@ ProtobufCMessage *cb_json_to_message(const ProtobufCMessageDescriptor *desc, con
 }
 
 /* je's position is in the text alone; the caller's text starts at (line, column). */
-static void fail_decode(cb_error *err, json_error_t *je, int line, int column)
+static void fail_decode(cb_error *err, json_error_t *je, cb_json_pos *at)
 {
     /* jansson appends " near '<token>'", and the token may be personal data. */
     char *near = strstr(je->text, " near ");
     if (near)
         *near = '\0';
-    cb_fail(err, CB_DECODE_ERROR, "not valid JSON: %s (line %d, column %d)", je->text, je->line + line - 1,
-            je->line == 1 ? je->column + column - 1 : je->column);
+    *at = (cb_json_pos){je->line + at->line - 1, je->line == 1 ? je->column + at->column - 1 : je->column};
+    cb_fail(err, CB_DECODE_ERROR, "not valid JSON: %s (line %d, column %d)", je->text, at->line, at->column);
 }
 
-ProtobufCMessage *cb_json_loads_at(const ProtobufCMessageDescriptor *desc, const char *text, size_t len, int line,
-                                   int column, cb_error *err)
+ProtobufCMessage *cb_json_loads_at(const ProtobufCMessageDescriptor *desc, const char *text, size_t len,
+                                   cb_json_pos *at, cb_error *err)
 {
     json_error_t je;
     const char *t = text ? text : "";
@@ -1132,7 +1132,7 @@ ProtobufCMessage *cb_json_loads_at(const ProtobufCMessageDescriptor *desc, const
     if (!j && json_error_code(&je) == json_error_numeric_overflow)
         big = (j = load_big(t, n, &je)) != NULL;
     if (!j) {
-        fail_decode(err, &je, line, column);
+        fail_decode(err, &je, at);
         return NULL;
     }
     ProtobufCMessage *m = to_message(desc, j, big, err);
@@ -1142,5 +1142,6 @@ ProtobufCMessage *cb_json_loads_at(const ProtobufCMessageDescriptor *desc, const
 
 ProtobufCMessage *cb_json_loads(const ProtobufCMessageDescriptor *desc, const char *text, size_t len, cb_error *err)
 {
-    return cb_json_loads_at(desc, text, len, 1, 1, err);
+    cb_json_pos at = {1, 1};
+    return cb_json_loads_at(desc, text, len, &at, err);
 }

@@ -35,10 +35,16 @@ ProtobufCMessage *cb_json_to_message(const ProtobufCMessageDescriptor *desc, con
  * though jansson itself holds no integer past int64. */
 ProtobufCMessage *cb_json_loads(const ProtobufCMessageDescriptor *desc, const char *text, size_t len, cb_error *err);
 
+/* A place in a text, 1-based, columns counted in characters as jansson does. */
+typedef struct {
+    int line, column;
+} cb_json_pos;
+
 /* cb_json_loads for text cut out of a larger text (NDJSON, an array, objects
- * over several lines), which starts at 1-based (line, column) in it: a
- * DECODE_ERROR's position is given in the larger text's terms. */
-ProtobufCMessage *cb_json_loads_at(const ProtobufCMessageDescriptor *desc, const char *text, size_t len, int line,
-                                   int column, cb_error *err);
+ * over several lines), which starts at *at in it: a DECODE_ERROR's position is
+ * given in the larger text's terms, in the reason and in *at, so a reader can
+ * carry on after it. */
+ProtobufCMessage *cb_json_loads_at(const ProtobufCMessageDescriptor *desc, const char *text, size_t len,
+                                   cb_json_pos *at, cb_error *err);
 
 #endif

@@ -93,13 +93,17 @@ class Refusals(BrokerTest):
         self.assertEqual(ok["acks"]["acks"][0]["ref"], "10")
         self.assert_still_serving()
 
-    def test_unparseable_lines_are_reported_by_line_number(self):
-        r = self.b.cli("send", "--as", "health", "-", input='{"eventId":\nnot json\n{"bogus":1}\n')
+    def test_unparseable_input_is_reported_by_line_and_column_and_reading_goes_on(self):
+        # An object left open reports where JSON stops being JSON, and reading
+        # goes on at the next line; what is not an object at all says what is.
+        r = self.b.cli("send", "--as", "health", "-", input='{"eventId":\nnot json\n{"bogus":1}\n42\n')
         self.assertEqual(r.returncode, 1)
-        self.assertIn("ERROR line 1:", r.stdout)
-        self.assertIn("ERROR line 2:", r.stdout)
-        self.assertIn("ERROR line 3:", r.stdout)
-        self.assertIn("bogus", r.stdout)
+        lines = r.stdout.splitlines()
+        self.assertRegex(lines[0], r"^ERROR line 2: not valid JSON: .*\(line 2, column \d+\); each event is one JSON object$")
+        self.assertEqual(lines[1], "ERROR line 3: unknown field 'bogus' in Envelope")
+        self.assertEqual(lines[2], "ERROR line 4, column 1: expected '{' here: each event is one JSON object "
+                                   "(NDJSON, a JSON array of objects, or objects one after another)")
+        self.assertEqual(len(lines), 3)
 
     def test_replay_of_unknown_event(self):
         r = self.b.cli("replay", "no-such-event", "--to", "housing")
