@@ -18,7 +18,8 @@
 #include "cb_codec.h"
 #include "store.h"
 
-#define BATCH_MAX 1024 /* frames read per iteration: one transaction's worth */
+#define BATCH_MAX        1024 /* frames read per iteration: one transaction's worth */
+#define CB_REPLAY_ID_MAX 128  /* an event id's longest (intake.h: CB_EVENT_ID_MAX) */
 
 /* A connection as the store thread knows it: its slot in the network thread's
  * peer table and that slot's generation, so a delivery planned for a
@@ -59,6 +60,7 @@ typedef struct {
     size_t reply_len;
     cb_error err;
     uint64_t replay_seq; /* replay: the entry queued again */
+    char replay_id[CB_REPLAY_ID_MAX + 1]; /* replay: its event id */
     bool was_parked;     /* replay: released from parked */
     bool was_queued;     /* replay: it was still queued, nothing to do */
 } cb_request;

@@ -216,7 +216,10 @@ static void on_hello(cb_broker *b, int p, const cb_frame *f)
     const Carebridge__V1__Hello *h = f->hello;
     int a = agency_index(b->cfg, h->agency);
     if (a < 0) {
-        send_nack(b, p, f->ref, "", CB_UNKNOWN_AGENCY, "hello.agency names no configured agency", 0);
+        char reason[240];
+        snprintf(reason, sizeof reason, "hello.agency names no configured agency (configured: %s)",
+                 b->cfg->agency_list);
+        send_nack(b, p, f->ref, "", CB_UNKNOWN_AGENCY, reason, 0);
         return;
     }
     if (b->peers[p].agency >= 0 && b->peers[p].agency != a)

@@ -59,6 +59,8 @@ struct cb_committer {
     bool refilling;           /* from falling to RESERVE_LOW until full again */
 };
 
+_Static_assert(CB_REPLAY_ID_MAX == CB_EVENT_ID_MAX, "a replay's id holds any event id");
+
 static unsigned agency_index(const cb_config *cfg, const char *id)
 {
     return (unsigned)(cb_config_agency(cfg, id) - cfg->agencies);
@@ -120,17 +122,32 @@ static void replay(cb_committer *c, cb_txn *txn, cb_request *r)
     uint8_t digest[CB_DIGEST_BYTES];
     cb_queue_entry e;
     if (!cb_config_agency(c->cfg, q->agency)) {
-        cb_fail(&r->err, CB_UNKNOWN_AGENCY, "replay.agency names no configured agency");
+        cb_fail(&r->err, CB_UNKNOWN_AGENCY, "replay.agency names no configured agency (configured: %s)",
+                c->cfg->agency_list);
         return;
     }
     /* Checked before the store sees it: a key LMDB cannot hold would fail the
      * whole shared transaction, everyone's publishes with it. */
-    if (!q->event_id[0] || strlen(q->event_id) > CB_EVENT_ID_MAX || !cb_printable(q->event_id)) {
-        cb_fail(&r->err, CB_INVALID_FIELD, "replay.eventId must be 1 to %d printable bytes", CB_EVENT_ID_MAX);
+    if (strlen(q->event_id) > CB_EVENT_ID_MAX || !cb_printable(q->event_id) || (!q->event_id[0] && !q->seq)) {
+        cb_fail(&r->err, CB_INVALID_FIELD, "replay needs eventId (1 to %d printable bytes) or seq", CB_EVENT_ID_MAX);
         return;
     }
-    if (!cb_store_find_id(txn, q->event_id, &r->replay_seq, digest)) {
-        cb_fail(&r->err, CB_UNKNOWN_EVENT, "replay.eventId names no stored event");
+    const uint8_t *bytes;
+    size_t len;
+    bool found = q->event_id[0] && cb_store_find_id(txn, q->event_id, &r->replay_seq, digest);
+    if (!found && q->seq && cb_store_get_event(txn, q->seq, &bytes, &len)) {
+        cb_envelope *ev = cb_envelope_decode(bytes, len);
+        found = ev != NULL;
+        if (ev)
+            snprintf(r->replay_id, sizeof r->replay_id, "%s", ev->event_id);
+        cb_envelope_free(&ev);
+        r->replay_seq = q->seq;
+    } else if (found) {
+        snprintf(r->replay_id, sizeof r->replay_id, "%s", q->event_id);
+    }
+    if (!found) {
+        cb_fail(&r->err, CB_UNKNOWN_EVENT, "%s names no stored event", q->seq ? "replay.eventId or replay.seq"
+                                                                             : "replay.eventId");
         return;
     }
     r->was_parked = cb_store_unpark(txn, q->agency, r->replay_seq);
@@ -144,6 +161,7 @@ static size_t pack_replay_reply(cb_request *r)
     Carebridge__V1__ReplayReply rr = CAREBRIDGE__V1__REPLAY_REPLY__INIT;
     rr.seq = r->replay_seq;
     rr.was_parked = r->was_parked;
+    rr.event_id = r->replay_id;
     cb_frame f = CAREBRIDGE__V1__FRAME__INIT;
     f.ref = r->ref;
     f.kind_case = CAREBRIDGE__V1__FRAME__KIND_REPLAY_REPLY;
@@ -302,7 +320,7 @@ static void committed(cb_committer *c, cb_batch *b)
         const Carebridge__V1__ReplayRequest *q = r->frame->replay_request;
         cb_delivery_enqueued(c->delivery, agency_index(c->cfg, q->agency), r->replay_seq);
         cb_log_text_buf id;
-        cb_log(CB_LOG_INFO, "replay event=%s agency=%s seq=%llu %s", cb_log_text(q->event_id, id), q->agency,
+        cb_log(CB_LOG_INFO, "replay event=%s agency=%s seq=%llu %s", cb_log_text(r->replay_id, id), q->agency,
                (unsigned long long)r->replay_seq,
                r->was_parked   ? "released from parked"
                : r->was_queued ? "already queued"

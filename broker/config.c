@@ -410,11 +410,18 @@ static void copy_agencies(struct report *r, cb_config *cfg, const cb_agency *lis
         return;
     }
     cfg->n_agencies = n;
+    size_t used = 0, cap = sizeof cfg->agency_list;
     for (unsigned i = 0; i < n && !r->failed; i++) {
         check_agency(r, list, i);
         cfg->agencies[i].id = copy(r, list[i].id);
         cfg->agencies[i].kind = list[i].kind;
         cfg->agencies[i].name = copy(r, list[i].name);
+        /* Room is kept for ", ..." after the last name that fits. */
+        const char *sep = i ? ", " : "";
+        if (used + strlen(sep) + strlen(list[i].id) + sizeof ", ..." <= cap)
+            used += (size_t)snprintf(cfg->agency_list + used, cap - used, "%s%s", sep, list[i].id);
+        else if (used + sizeof ", ..." <= cap)
+            used += (size_t)snprintf(cfg->agency_list + used, cap - used, ", ...");
     }
 }
 

@@ -21,7 +21,7 @@ typedef struct {
 
 typedef struct {
     char *endpoint; /* ROUTER: agencies and the CLI connect here */
-    char *feed;     /* PUB: every committed event */
+    char *feed;     /* XPUB: every committed event, for SUB sockets */
     char *data_dir;
     uint64_t map_size_mb;
     uint32_t publish_fill_percent; /* publishes refused above this fill of the map */
@@ -33,6 +33,9 @@ typedef struct {
     uint32_t heartbeat_ms;
     cb_agency *agencies;
     unsigned n_agencies;
+    /* "health, housing, social-care, voluntary" (", ..." when too many to
+     * list): what an UNKNOWN_AGENCY reason offers instead. */
+    char agency_list[160];
 } cb_config;
 
 /* Load from path, or the embedded default when path is NULL. NULL on failure,

@@ -37,7 +37,8 @@ static cb_code check_agencies(const cb_config *cfg, const cb_agency *sender, con
     if (!ev->from_agency[0])
         return cb_fail(err, CB_MISSING_FIELD, "fromAgency is missing");
     if (!cb_config_agency(cfg, ev->from_agency))
-        return cb_fail(err, CB_UNKNOWN_AGENCY, "fromAgency names no configured agency");
+        return cb_fail(err, CB_UNKNOWN_AGENCY, "fromAgency names no configured agency (configured: %s)",
+                       cfg->agency_list);
     if (strcmp(ev->from_agency, sender->id) != 0)
         return cb_fail(err, CB_AGENCY_MISMATCH, "fromAgency is not '%s', the agency this connection serves",
                        sender->id);
@@ -45,7 +46,8 @@ static cb_code check_agencies(const cb_config *cfg, const cb_agency *sender, con
         return cb_fail(err, CB_MISSING_FIELD, "toAgencies needs at least one agency");
     for (size_t i = 0; i < ev->n_to_agencies; i++) {
         if (!cb_config_agency(cfg, ev->to_agencies[i]))
-            return cb_fail(err, CB_UNKNOWN_AGENCY, "toAgencies[%zu] names no configured agency", i);
+            return cb_fail(err, CB_UNKNOWN_AGENCY, "toAgencies[%zu] names no configured agency (configured: %s)", i,
+                           cfg->agency_list);
         for (size_t j = 0; j < i; j++)
             if (strcmp(ev->to_agencies[i], ev->to_agencies[j]) == 0)
                 return cb_fail(err, CB_INVALID_FIELD, "toAgencies[%zu] repeats toAgencies[%zu]", i, j);

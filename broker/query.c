@@ -60,6 +60,17 @@ const char *cb_query_room_reason(const cb_config *cfg, cb_room room, char *buf, 
     return buf;
 }
 
+/* The id of the event stored as seq, as a reply's string ("" when unreadable). */
+static char *event_id_of(cb_txn *txn, uint64_t seq)
+{
+    const uint8_t *bytes;
+    size_t len;
+    cb_envelope *ev = cb_store_get_event(txn, seq, &bytes, &len) ? cb_envelope_decode(bytes, len) : NULL;
+    char *id = dup(ev ? ev->event_id : "");
+    cb_envelope_free(&ev);
+    return id;
+}
+
 Carebridge__V1__StatusReply *cb_query_status(const cb_config *cfg, cb_txn *txn, const cb_agency_live *live,
                                              uint64_t limit_bytes, cb_error *err)
 {
@@ -94,6 +105,12 @@ Carebridge__V1__StatusReply *cb_query_status(const cb_config *cfg, cb_txn *txn, 
             cb_store_parked_scan(txn, cfg->agencies[a].id, 0, push_parked, &parked);
         s->parked_seqs = parked.seqs;
         s->n_parked_seqs = parked.n;
+        /* By event id too: that is what the sending system knows them by. */
+        s->parked_event_ids = parked.n ? calloc(parked.n, sizeof *s->parked_event_ids) : NULL;
+        for (size_t i = 0; s->parked_event_ids && i < parked.n; i++) {
+            s->parked_event_ids[i] = event_id_of(txn, parked.seqs[i]);
+            s->n_parked_event_ids++;
+        }
     }
     r->last_seq = cb_store_last_seq(txn);
     r->events = cb_store_event_count(txn);

@@ -29,7 +29,7 @@ static const char usage[] =
     "  status [--json]\n"
     "        per agency: connected, queued, in flight, parked, oldest undelivered;\n"
     "        the store's size and last seq\n"
-    "  replay <eventId> --to AGENCY\n"
+    "  replay <eventId|seq> --to AGENCY\n"
     "        queue a stored (or parked) event again for one recipient\n"
     "  tail [--agency AGENCY] [--type TYPE] [--count N] [--timeout S]\n"
     "        print the live feed of committed events as JSON {seq, event}\n"

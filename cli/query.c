@@ -32,11 +32,13 @@ static const char status_usage[] =
     "of the oldest undelivered one; then the store's size, fill and last seq.\n"
     "--json prints the broker's StatusReply as canonical JSON instead.\n";
 
-static const char replay_usage[] = "Usage: carebridge replay <eventId> --to AGENCY [--broker ENDPOINT]\n"
-                                   "\n"
-                                   "Queue the stored event again for AGENCY: a parked delivery is released with its\n"
-                                   "attempts reset, any other stored event is queued anew. Prints\n"
-                                   "'REPLAYED <eventId> seq=<n> to <agency>'. Exit 1 if the broker refuses.\n";
+static const char replay_usage[] =
+    "Usage: carebridge replay <eventId|seq> --to AGENCY [--broker ENDPOINT]\n"
+    "\n"
+    "Queue the stored event again for AGENCY: a parked delivery is released with its\n"
+    "attempts reset, any other stored event is queued anew. Name it by its event id or by\n"
+    "its seq (as status lists parked entries); a number is tried as an event id first.\n"
+    "Prints 'REPLAYED <eventId> seq=<n> to <agency>'. Exit 1 if the broker refuses.\n";
 
 #define LOCALS_MAX 6 /* local ids one journey may name (the broker's limit) */
 
@@ -333,13 +335,13 @@ int cli_journey(const cli_globals *g, int argc, char **argv)
 static void print_age(uint64_t ms)
 {
     if (!ms)
-        printf("%-8s", "-");
+        printf("-");
     else if (ms < 60000)
-        printf("%-8s", "<1m");
+        printf("<1m");
     else if (ms < 3600000)
-        printf("%-8llum", (unsigned long long)(ms / 60000));
+        printf("%llum", (unsigned long long)(ms / 60000));
     else
-        printf("%-8lluh", (unsigned long long)(ms / 3600000));
+        printf("%lluh", (unsigned long long)(ms / 3600000));
 }
 
 int cli_status(const cli_globals *g, int argc, char **argv)
@@ -378,10 +380,12 @@ int cli_status(const cli_globals *g, int argc, char **argv)
         print_age(a->oldest_undelivered_ms);
         putchar('\n');
         if (a->n_parked_seqs) {
-            printf("  parked seqs:");
+            printf("  parked:");
             for (size_t k = 0; k < a->n_parked_seqs; k++)
-                printf(" %llu", (unsigned long long)a->parked_seqs[k]);
-            printf("%s  (carebridge replay <eventId> --to %s)\n", a->parked > a->n_parked_seqs ? " ..." : "", a->id);
+                printf("%s %s (seq %llu)", k ? "," : "", k < a->n_parked_event_ids ? a->parked_event_ids[k] : "?",
+                       (unsigned long long)a->parked_seqs[k]);
+            printf("%s  (carebridge replay <eventId|seq> --to %s)\n", a->parked > a->n_parked_seqs ? ", ..." : "",
+                   a->id);
         }
     }
     printf("store: %llu events, last seq %llu, %.1f of %.0f MiB in use\n", (unsigned long long)s->events,
@@ -405,6 +409,11 @@ int cli_replay(const cli_globals *g, int argc, char **argv)
     Carebridge__V1__ReplayRequest req = CAREBRIDGE__V1__REPLAY_REQUEST__INIT;
     req.event_id = (char *)q.arg;
     req.agency = (char *)q.to;
+    /* A number may be a seq; the broker tries it as an event id first. */
+    char *end;
+    unsigned long long seq = strtoull(q.arg, &end, 10);
+    if (q.arg[0] >= '0' && q.arg[0] <= '9' && !*end)
+        req.seq = seq;
     cb_frame f = CAREBRIDGE__V1__FRAME__INIT;
     f.kind_case = CAREBRIDGE__V1__FRAME__KIND_REPLAY_REQUEST;
     f.replay_request = &req;
@@ -413,7 +422,7 @@ int cli_replay(const cli_globals *g, int argc, char **argv)
         return CLI_USAGE;
     int status = CLI_FAILED;
     if (!refused(reply, "replay")) {
-        printf("REPLAYED %s seq=%llu to %s%s\n", q.arg, (unsigned long long)reply->replay_reply->seq, q.to,
+        printf("REPLAYED %s seq=%llu to %s%s\n", reply->replay_reply->event_id, (unsigned long long)reply->replay_reply->seq, q.to,
                reply->replay_reply->was_parked ? " (released from parked)" : "");
         status = CLI_OK;
     }

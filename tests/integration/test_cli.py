@@ -62,6 +62,47 @@ class Cli(BrokerTest):
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertEqual(r.stdout.count("ACK "), len(health))
 
+    def test_tail_says_when_its_feed_agency_type_or_count_cannot_be_had(self):
+        b = self.broker()
+        r = b.cli("tail", "--feed", "tcp://127.0.0.1:9", "--count", "1", timeout=30)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("cannot reach the feed within 5 s; is the broker running with its feed at tcp://127.0.0.1:9?",
+                      r.stderr)
+        r = b.cli("tail", "--type", "referal")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--type 'referal' is not one of referral, discharge, handover, response, update, closure",
+                      r.stderr)
+        r = b.cli("tail", "--agency", "nowhere")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--agency 'nowhere' names no configured agency (configured: health, housing, social-care, "
+                      "voluntary)", r.stderr)
+        began = time.monotonic()
+        r = b.cli("tail", "--agency", "housing", "--count", "2", "--timeout", "1")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("0 of 2 events before the timeout", r.stderr)
+        self.assertLess(time.monotonic() - began, 15)
+
+    def test_an_unknown_agency_is_answered_with_the_configured_ones(self):
+        b = self.broker()
+        r = b.send("health", [referral("ua-1", to=("social-care", "socialcare"))])
+        self.assertIn("NACK ua-1 UNKNOWN_AGENCY: toAgencies[1] names no configured agency (configured: health, "
+                      "housing, social-care, voluntary)", r.stdout)
+        r = b.send("nowhere", [referral("ua-2", sender="nowhere")])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("(configured: health, housing, social-care, voluntary)", r.stderr)
+
+    def test_every_example_body_sends_as_its_sender(self):
+        b = self.broker()
+        bodies = os.path.join(SRC, "examples", "bodies")
+        sent = 0
+        for name in sorted(os.listdir(bodies)):
+            agency = name.removesuffix(".ndjson")
+            r = b.cli("send", "--as", agency, os.path.join(bodies, name))
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertNotIn("AGENCY_MISMATCH", r.stdout)
+            sent += r.stdout.count("ACK ")
+        self.assertEqual(sent, 9)
+
     def test_a_file_that_cannot_be_opened_says_why(self):
         r = run(CLI, "send", "--as", "health", os.path.join(self.tmp, "missing.ndjson"))
         self.assertEqual(r.returncode, 2)

@@ -33,8 +33,10 @@ class Redelivery(BrokerTest):
         self.assertEqual(sc["parkedSeqs"], ["1", "2"])
         self.assertNotIn("queued", sc)
         self.assertIn("parked agency=social-care seq=1 after 3 attempts", b.log())
+        self.assertEqual(sc["parkedEventIds"], ["p-1", "p-2"])
         text = b.cli("status")
-        self.assertIn("parked seqs: 1 2", text.stdout)
+        self.assertIn("parked: p-1 (seq 1), p-2 (seq 2)  (carebridge replay <eventId|seq> --to social-care)",
+                      text.stdout)
 
         # Parked entries wait; a healthy receiver gets nothing until they are replayed.
         r, got = b.recv("social-care", "--timeout", "1")
@@ -47,6 +49,19 @@ class Redelivery(BrokerTest):
         _, agencies = b.status()
         self.assertEqual(agencies["social-care"]["parked"], "1")
         self.assertNotIn("queued", agencies["social-care"])
+        # By seq, as status lists it, too.
+        r = b.cli("replay", "1", "--to", "social-care")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("REPLAYED p-1 seq=1 to social-care (released from parked)", r.stdout)
+
+    def test_replay_takes_an_event_id_before_a_seq(self):
+        b = self.broker()
+        b.send("health", [referral("first"), referral("1")])  # an id that is all digits: seq 2
+        r = b.cli("replay", "1", "--to", "housing")
+        self.assertIn("REPLAYED 1 seq=2 to housing", r.stdout)
+        r = b.cli("replay", "99", "--to", "housing")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("UNKNOWN_EVENT: replay.eventId or replay.seq names no stored event", r.stderr)
 
     def test_replay_queues_a_delivered_event_again(self):
         b = self.broker()

@@ -153,25 +153,34 @@ static char *dumps_or_fail(const ProtobufCMessage *m)
 
 /* ------------------------------------------------------------- examples */
 
+/* One file per sender, so each can be sent as it is: `send --as A examples/bodies/A.ndjson`. */
+static const char *const body_examples[] = {"bodies/health.ndjson", "bodies/social-care.ndjson",
+                                            "bodies/voluntary.ndjson", "bodies/housing.ndjson"};
+
 static void test_all_bodies_round_trip(void **state)
 {
     (void)state;
-    FILE *f = open_example("all-bodies.ndjson");
     bool body[16] = {false}, status[8] = {false};
-    char *line;
-    while ((line = next_line(f))) {
-        assert_round_trip(&carebridge__v1__envelope__descriptor, line);
-        Envelope *env = load_envelope(line);
-        assert_true(env->body_case < 16);
-        body[env->body_case] = true;
-        if (env->body_case == CAREBRIDGE__V1__ENVELOPE__BODY_RESPONSE) {
-            assert_true(env->response->status < 8);
-            status[env->response->status] = true;
+    for (size_t i = 0; i < sizeof body_examples / sizeof body_examples[0]; i++) {
+        FILE *f = open_example(body_examples[i]);
+        const char *sender = strrchr(body_examples[i], '/') + 1;
+        char *line;
+        while ((line = next_line(f))) {
+            assert_round_trip(&carebridge__v1__envelope__descriptor, line);
+            Envelope *env = load_envelope(line);
+            assert_int_equal(strncmp(env->from_agency, sender, strlen(env->from_agency)), 0);
+            assert_int_equal(sender[strlen(env->from_agency)], '.');
+            assert_true(env->body_case < 16);
+            body[env->body_case] = true;
+            if (env->body_case == CAREBRIDGE__V1__ENVELOPE__BODY_RESPONSE) {
+                assert_true(env->response->status < 8);
+                status[env->response->status] = true;
+            }
+            protobuf_c_message_free_unpacked(&env->base, NULL);
+            free(line);
         }
-        protobuf_c_message_free_unpacked(&env->base, NULL);
-        free(line);
+        fclose(f);
     }
-    fclose(f);
     assert_true(body[CAREBRIDGE__V1__ENVELOPE__BODY_REFERRAL]);
     assert_true(body[CAREBRIDGE__V1__ENVELOPE__BODY_DISCHARGE]);
     assert_true(body[CAREBRIDGE__V1__ENVELOPE__BODY_HANDOVER]);
@@ -182,6 +191,59 @@ static void test_all_bodies_round_trip(void **state)
     assert_true(status[CAREBRIDGE__V1__RESPONSE__STATUS__DECLINED]);
     assert_true(status[CAREBRIDGE__V1__RESPONSE__STATUS__INFO_REQUESTED]);
     assert_true(status[CAREBRIDGE__V1__RESPONSE__STATUS__REDIRECTED]);
+}
+
+/* The README lists every enum's names, on one table line per enum. */
+static void expect_enum_listed(const char *readme, const ProtobufCEnumDescriptor *ed)
+{
+    char cell[128];
+    snprintf(cell, sizeof cell, "| `%s`", ed->name + strlen("carebridge.v1."));
+    const char *line = strstr(readme, cell);
+    if (!line)
+        fail_msg("README.md has no line for %s", cell);
+    const char *end = strchr(line, '\n');
+    for (unsigned i = 0; i < ed->n_values; i++) {
+        char name[80];
+        snprintf(name, sizeof name, "`%s`", ed->values[i].name);
+        const char *at = strstr(line, name);
+        if (ed->values[i].value != 0 && (!at || at > end))
+            fail_msg("README.md's line for %s does not list %s", cell, name);
+    }
+}
+
+static void test_readme_lists_every_enum_value(void **state)
+{
+    (void)state;
+    const char *src = getenv("CB_SRC");
+    char path[512];
+    snprintf(path, sizeof path, "%s/README.md", src ? src : "..");
+    FILE *f = fopen(path, "r");
+    if (!f)
+        fail_msg("cannot open %s (set CB_SRC to the source tree)", path);
+    static char readme[1 << 18];
+    size_t n = fread(readme, 1, sizeof readme - 1, f);
+    fclose(f);
+    readme[n] = '\0';
+    /* Every enum an event or a journey can hold, found by walking the schema,
+     * so a new one cannot be left out. */
+    const ProtobufCMessageDescriptor *todo[32] = {&carebridge__v1__envelope__descriptor,
+                                                  &carebridge__v1__journey_step__descriptor};
+    size_t n_todo = 2, checked = 0;
+    for (size_t m = 0; m < n_todo; m++) {
+        for (unsigned i = 0; i < todo[m]->n_fields; i++) {
+            const ProtobufCFieldDescriptor *fd = &todo[m]->fields[i];
+            if (fd->type == PROTOBUF_C_TYPE_ENUM) {
+                expect_enum_listed(readme, fd->descriptor);
+                checked++;
+            }
+            bool seen = fd->type != PROTOBUF_C_TYPE_MESSAGE;
+            for (size_t k = 0; !seen && k < n_todo; k++)
+                seen = todo[k] == fd->descriptor;
+            if (!seen && n_todo < sizeof todo / sizeof todo[0])
+                todo[n_todo++] = fd->descriptor;
+        }
+    }
+    assert_true(checked >= 7);
 }
 
 static void test_margaret_journey_round_trip(void **state)
@@ -228,7 +290,8 @@ static void test_margaret_journey_round_trip(void **state)
 static void test_example_people_have_valid_ids(void **state)
 {
     (void)state;
-    const char *files[] = {"all-bodies.ndjson", "margaret/1-referral.ndjson", "margaret/2-responses.ndjson",
+    const char *files[] = {"bodies/health.ndjson",       "bodies/social-care.ndjson",   "bodies/voluntary.ndjson",
+                           "bodies/housing.ndjson",      "margaret/1-referral.ndjson", "margaret/2-responses.ndjson",
                            "margaret/3-discharge.ndjson"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         FILE *f = open_example(files[i]);
@@ -1151,6 +1214,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_all_bodies_round_trip),
+        cmocka_unit_test(test_readme_lists_every_enum_value),
         cmocka_unit_test(test_margaret_journey_round_trip),
         cmocka_unit_test(test_example_people_have_valid_ids),
         cmocka_unit_test(test_snake_case_names_accepted),
