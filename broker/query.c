@@ -383,7 +383,8 @@ Carebridge__V1__JourneyReply *cb_query_journey(const cb_config *cfg, cb_txn *txn
     seq_list seqs = {0};
     for (size_t k = 0; k < n_keys; k++)
         cb_store_person_seqs(txn, keys[k], push_seq, &seqs);
-    qsort(seqs.seqs, seqs.n, sizeof *seqs.seqs, cmp_seq);
+    if (seqs.n) /* qsort may not be given NULL, even for nothing */
+        qsort(seqs.seqs, seqs.n, sizeof *seqs.seqs, cmp_seq);
 
     Carebridge__V1__JourneyReply *r = malloc(sizeof *r);
     if (!r) {
@@ -409,6 +410,7 @@ Carebridge__V1__JourneyReply *cb_query_journey(const cb_config *cfg, cb_txn *txn
     if (evs)
         build(r, evs, n, txn);
     free(evs);
-    qsort(r->steps, r->n_steps, sizeof *r->steps, cmp_when);
+    if (r->n_steps)
+        qsort(r->steps, r->n_steps, sizeof *r->steps, cmp_when);
     return r;
 }

@@ -13,9 +13,10 @@ sys.path.insert(0, os.path.dirname(__file__))
 from harness import RAWFRAME, BrokerTest, field, parse_send, raw_publish, referral  # noqa: E402
 
 REFUSALS_PER_S = 20
-# ASan keeps freed memory in quarantine (256 MiB by default), which is ASan's
-# memory, not the broker's; a small quarantine keeps the measure honest.
-SMALL_QUARANTINE = {"ASAN_OPTIONS": "quarantine_size_mb=4"}
+# ASan keeps freed memory in quarantine (256 MiB by default) and in its own
+# free lists, which is ASan's memory, not the broker's; a small quarantine and
+# a prompt release to the system keep the measure honest (ignored elsewhere).
+SMALL_QUARANTINE = {"ASAN_OPTIONS": "quarantine_size_mb=1:allocator_release_to_os_interval_ms=100"}
 
 
 def rss_anon_mb(pid):
@@ -36,15 +37,19 @@ def flood(broker, hex_frame, n, agency=None):
 class Flood(BrokerTest):
     def test_a_flood_of_cheap_frames_leaves_memory_flat_and_unknown_senders_get_a_bounded_answer(self):
         b = self.broker(env=SMALL_QUARANTINE)
-        self.assertEqual(b.send("health", [referral("before")]).returncode, 0)
-        time.sleep(0.5)  # let the first batch's buffers settle
-        base = rss_anon_mb(b.proc.pid)
-
-        heartbeat = field(17, b"").hex()
-        flood(b, heartbeat, 400000, agency="health")  # a known connection: no store work at all
-        unknown = flood(b, raw_publish(5, event_id=b"flood-1"), 100000)  # never said hello
+        heartbeat, publish = field(17, b"").hex(), raw_publish(5, event_id=b"flood-1")
+        # The same flood twice, an event between: what ZeroMQ's queues and the
+        # allocators keep of such a flood at its peak is in the baseline, so
+        # the second measures what the broker itself holds on to.
+        for measured in (False, True):
+            if measured:
+                self.assertEqual(b.send("health", [referral("before")]).returncode, 0)
+                time.sleep(0.5)
+                base = rss_anon_mb(b.proc.pid)
+            flood(b, heartbeat, 400000, agency="health")  # a known connection: no store work at all
+            unknown = flood(b, publish, 30000)  # never said hello
         grown = rss_anon_mb(b.proc.pid) - base
-        self.assertLess(grown, 16, f"RssAnon grew {grown:.1f} MB over 500,000 frames with nothing to store")
+        self.assertLess(grown, 16, f"RssAnon grew {grown:.1f} MB over 430,000 frames with nothing to store")
 
         bound = REFUSALS_PER_S * (unknown["seconds"] + 3)
         self.assertGreater(unknown["answers"], 0, "the first refusals are answered: a client needs one to say hello")
