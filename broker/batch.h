@@ -59,10 +59,10 @@ typedef struct {
     uint8_t *reply;
     size_t reply_len;
     cb_error err;
-    uint64_t replay_seq; /* replay: the entry queued again */
+    uint64_t replay_seq;                  /* replay: the entry queued again */
     char replay_id[CB_REPLAY_ID_MAX + 1]; /* replay: its event id */
-    bool was_parked;     /* replay: released from parked */
-    bool was_queued;     /* replay: it was still queued, nothing to do */
+    bool was_parked;                      /* replay: released from parked */
+    bool was_queued;                      /* replay: it was still queued, nothing to do */
 } cb_request;
 
 typedef enum {

@@ -24,11 +24,11 @@
 #include "log.h"
 #include "store.h"
 
-#define SLOT_BITS    12
-#define REFUSALS_PER_S 20 /* answers a second to a connection that has not said hello */
-#define PEERS_MAX    (1 << SLOT_BITS) /* > BATCH_MAX: a full table evicts a peer silent since before this batch */
-#define RID_MAX      256
-#define ENDPOINT_MAX 256
+#define SLOT_BITS      12
+#define REFUSALS_PER_S 20               /* answers a second to a connection that has not said hello */
+#define PEERS_MAX      (1 << SLOT_BITS) /* > BATCH_MAX: a full table evicts a peer silent since before this batch */
+#define RID_MAX        256
+#define ENDPOINT_MAX   256
 
 /* A connection, known by its ROUTER routing id. A peer becomes an agency's
  * peer by saying hello; queries need no hello. */
@@ -177,8 +177,10 @@ static bool refusal_allowed(cb_broker *b, int p)
     int64_t now = pe->seen_ms;
     if (now - pe->refusal_second_ms >= 1000) {
         if (pe->refusals_dropped)
-            cb_log(CB_LOG_WARN, "left %u frames unanswered from a connection that has not said hello (over %d a "
-                   "second)", pe->refusals_dropped, REFUSALS_PER_S);
+            cb_log(CB_LOG_WARN,
+                   "left %u frames unanswered from a connection that has not said hello (over %d a "
+                   "second)",
+                   pe->refusals_dropped, REFUSALS_PER_S);
         pe->refusal_second_ms = now;
         pe->refusals = pe->refusals_dropped = 0;
     }
@@ -187,8 +189,10 @@ static bool refusal_allowed(cb_broker *b, int p)
         return true;
     }
     if (!pe->refusals_dropped++)
-        cb_log(CB_LOG_WARN, "more than %d frames this second from a connection that has not said hello: the rest "
-               "go unanswered", REFUSALS_PER_S);
+        cb_log(CB_LOG_WARN,
+               "more than %d frames this second from a connection that has not said hello: the rest "
+               "go unanswered",
+               REFUSALS_PER_S);
     return false;
 }
 
@@ -430,8 +434,7 @@ static void log_event(const cb_publish *pub)
     for (size_t i = 0; i < ev->n_to_agencies && used < sizeof to; i++)
         used += (size_t)snprintf(to + used, sizeof to - used, "%s%s", i ? "," : "", ev->to_agencies[i]);
     cb_log(CB_LOG_INFO, "event id=%s type=%s from=%s to=%s seq=%llu person=%s%s", cb_log_text(ev->event_id, id),
-           cb_body_name(ev),
-           ev->from_agency, to, (unsigned long long)pub->seq, cb_log_person(ev->person, who),
+           cb_body_name(ev), ev->from_agency, to, (unsigned long long)pub->seq, cb_log_person(ev->person, who),
            pub->duplicate ? " duplicate=yes" : "");
 }
 
@@ -580,9 +583,10 @@ static void answer_delivery_acks(cb_broker *b, cb_batch *bt)
     }
     for (unsigned ag = 0; ag < b->cfg->n_agencies; ag++)
         if (refused[ag])
-            cb_log(CB_LOG_WARN, "refused %u deliveryAck(s) from agency=%s (first seq=%llu) code=NOT_IN_FLIGHT: not in "
-                   "flight to the connection that sent them; nothing was deleted", refused[ag],
-                   b->cfg->agencies[ag].id, (unsigned long long)first[ag]);
+            cb_log(CB_LOG_WARN,
+                   "refused %u deliveryAck(s) from agency=%s (first seq=%llu) code=NOT_IN_FLIGHT: not in "
+                   "flight to the connection that sent them; nothing was deleted",
+                   refused[ag], b->cfg->agencies[ag].id, (unsigned long long)first[ag]);
 }
 
 static void send_deliveries(cb_broker *b, cb_batch *bt)
@@ -721,14 +725,15 @@ static bool lock_data(cb_broker *b, bool may_create, int *exit_status, cb_error 
 {
     const char *dir = b->cfg->data_dir;
     pid_t holder;
-    cb_dirlock_result r =
-        may_create ? cb_dirlock_take(dir, &b->lock, &holder) : cb_dirlock_try(dir, &b->lock, &holder);
+    cb_dirlock_result r = may_create ? cb_dirlock_take(dir, &b->lock, &holder) : cb_dirlock_try(dir, &b->lock, &holder);
     if (r == CB_DIRLOCK_IN_USE) {
         char pid[32] = "a pid it has not yet written";
         if (holder)
             snprintf(pid, sizeof pid, "pid %ld", (long)holder);
-        cb_fail(err, CB_STORE_UNAVAILABLE, "the data directory %s is in use by another broker (%s): stop it, or give "
-                "this broker another --data", dir, pid);
+        cb_fail(err, CB_STORE_UNAVAILABLE,
+                "the data directory %s is in use by another broker (%s): stop it, or give "
+                "this broker another --data",
+                dir, pid);
         *exit_status = CB_EXIT_IN_USE;
         return false;
     }

@@ -47,10 +47,10 @@ struct cb_committer {
     pthread_mutex_t mu;
     pthread_cond_t wake;
     cb_batch *batches[N_BATCHES];
-    cb_batch *open;                /* the network thread fills it, holding mu */
-    cb_batch *spare[N_BATCHES];    /* answered and empty */
+    cb_batch *open;             /* the network thread fills it, holding mu */
+    cb_batch *spare[N_BATCHES]; /* answered and empty */
     size_t n_spare;
-    cb_batch *done[N_BATCHES];     /* committed, to be answered, oldest first */
+    cb_batch *done[N_BATCHES]; /* committed, to be answered, oldest first */
     size_t n_done;
     bool stopping, stopped;
     pthread_t thread;
@@ -146,8 +146,8 @@ static void replay(cb_committer *c, cb_txn *txn, cb_request *r)
         snprintf(r->replay_id, sizeof r->replay_id, "%s", q->event_id);
     }
     if (!found) {
-        cb_fail(&r->err, CB_UNKNOWN_EVENT, "%s names no stored event", q->seq ? "replay.eventId or replay.seq"
-                                                                             : "replay.eventId");
+        cb_fail(&r->err, CB_UNKNOWN_EVENT, "%s names no stored event",
+                q->seq ? "replay.eventId or replay.seq" : "replay.eventId");
         return;
     }
     r->was_parked = cb_store_unpark(txn, q->agency, r->replay_seq);
@@ -575,8 +575,7 @@ cb_committer *cb_committer_start(const cb_config *cfg, cb_store *store, cb_error
     sigaddset(&stop_signals, SIGINT);
     sigaddset(&stop_signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop_signals, &before);
-    bool started = c->steps && c->released && made && c->wake_fd >= 0 &&
-                   pthread_create(&c->thread, NULL, run, c) == 0;
+    bool started = c->steps && c->released && made && c->wake_fd >= 0 && pthread_create(&c->thread, NULL, run, c) == 0;
     pthread_sigmask(SIG_SETMASK, &before, NULL);
     if (!started) {
         if (!err->code)

@@ -18,10 +18,10 @@
 typedef struct cb_dirlock cb_dirlock;
 
 typedef enum {
-    CB_DIRLOCK_TAKEN,   /* *lock_p holds the lock */
-    CB_DIRLOCK_ABSENT,  /* no lock file yet (try only): nothing was created */
-    CB_DIRLOCK_IN_USE,  /* another process holds it; *holder is its pid, 0 if unknown */
-    CB_DIRLOCK_FAILED,  /* the directory or file could not be used; errno says why */
+    CB_DIRLOCK_TAKEN,  /* *lock_p holds the lock */
+    CB_DIRLOCK_ABSENT, /* no lock file yet (try only): nothing was created */
+    CB_DIRLOCK_IN_USE, /* another process holds it; *holder is its pid, 0 if unknown */
+    CB_DIRLOCK_FAILED, /* the directory or file could not be used; errno says why */
 } cb_dirlock_result;
 
 /* Lock dir's lock file if it exists, creating nothing. */

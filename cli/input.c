@@ -9,11 +9,11 @@ struct cli_input {
     /* Bytes given back by cli_input_resume_after, read before the stream's. */
     char *pending;
     size_t pending_len, pending_at;
-    cb_json_pos pos;   /* where the next byte is */
-    bool started;      /* past a byte-order mark, if there was one */
-    bool in_array;     /* inside a top-level [ ... ] */
+    cb_json_pos pos; /* where the next byte is */
+    bool started;    /* past a byte-order mark, if there was one */
+    bool in_array;   /* inside a top-level [ ... ] */
     cb_json_pos array_at;
-    char *obj;         /* the object being cut out */
+    char *obj; /* the object being cut out */
     size_t obj_len, obj_cap;
     cb_json_pos obj_at;
 };

@@ -25,8 +25,7 @@ typedef enum {
     CLI_INPUT_END,
 } cli_input_result;
 
-cli_input_result cli_input_next(cli_input *r, const char **text, size_t *len, cb_json_pos *at, char *why,
-                                size_t cap);
+cli_input_result cli_input_next(cli_input *r, const char **text, size_t *len, cb_json_pos *at, char *why, size_t cap);
 
 /* The object just returned did not parse: carry on reading at the line after
  * `error` (inside it, or past it), so one broken object costs its own lines,

@@ -57,12 +57,9 @@ enum { TAKES_TO = 1, TAKES_LOCAL = 2 };
 
 static int parse(const cli_globals *g, int argc, char **argv, const char *usage, int takes, query_args *q)
 {
-    static const struct option opts[] = {{"json", no_argument, 0, 'j'},
-                                         {"to", required_argument, 0, 't'},
-                                         {"local", required_argument, 0, 'l'},
-                                         {"broker", required_argument, 0, 'b'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {{"json", no_argument, 0, 'j'},        {"to", required_argument, 0, 't'},
+                                         {"local", required_argument, 0, 'l'}, {"broker", required_argument, 0, 'b'},
+                                         {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
     *q = (query_args){.g = *g};
     int c;
     while ((c = getopt_long(argc, argv, "jt:l:b:h", opts, NULL)) != -1) {
@@ -422,7 +419,8 @@ int cli_replay(const cli_globals *g, int argc, char **argv)
         return CLI_USAGE;
     int status = CLI_FAILED;
     if (!refused(reply, "replay")) {
-        printf("REPLAYED %s seq=%llu to %s%s\n", reply->replay_reply->event_id, (unsigned long long)reply->replay_reply->seq, q.to,
+        printf("REPLAYED %s seq=%llu to %s%s\n", reply->replay_reply->event_id,
+               (unsigned long long)reply->replay_reply->seq, q.to,
                reply->replay_reply->was_parked ? " (released from parked)" : "");
         status = CLI_OK;
     }

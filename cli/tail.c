@@ -59,13 +59,12 @@ static bool configured_agency(const cli_globals *g, const char *agency)
         const Carebridge__V1__StatusReply *s = reply->status_reply;
         for (size_t i = 0; i < s->n_agencies && !known; i++) {
             known = !strcmp(s->agencies[i]->id, agency);
-            used += (size_t)snprintf(names + used, used < sizeof names ? sizeof names - used : 0, "%s%s",
-                                     i ? ", " : "", s->agencies[i]->id);
+            used += (size_t)snprintf(names + used, used < sizeof names ? sizeof names - used : 0, "%s%s", i ? ", " : "",
+                                     s->agencies[i]->id);
         }
     }
     if (!known)
-        fprintf(stderr, "carebridge tail: --agency '%s' names no configured agency (configured: %s)\n", agency,
-                names);
+        fprintf(stderr, "carebridge tail: --agency '%s' names no configured agency (configured: %s)\n", agency, names);
     cb_frame_free(&reply);
     return known;
 }
@@ -107,14 +106,10 @@ static bool feed_reachable(void *ctx, void *sub)
 
 int cli_tail(const cli_globals *g_in, int argc, char **argv)
 {
-    static const struct option opts[] = {{"agency", required_argument, 0, 'a'},
-                                         {"type", required_argument, 0, 'y'},
-                                         {"count", required_argument, 0, 'n'},
-                                         {"timeout", required_argument, 0, 't'},
-                                         {"feed", required_argument, 0, 'f'},
-                                         {"broker", required_argument, 0, 'b'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {{"agency", required_argument, 0, 'a'}, {"type", required_argument, 0, 'y'},
+                                         {"count", required_argument, 0, 'n'},  {"timeout", required_argument, 0, 't'},
+                                         {"feed", required_argument, 0, 'f'},   {"broker", required_argument, 0, 'b'},
+                                         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     cli_globals g = *g_in;
     const char *agency = "*", *type = "";
     double timeout_s = 0;
@@ -162,7 +157,8 @@ int cli_tail(const cli_globals *g_in, int argc, char **argv)
         goto out;
     }
     if (!feed_reachable(ctx, sub)) {
-        fprintf(stderr, "carebridge tail: cannot reach the feed within %d s; is the broker running with its feed at %s?\n",
+        fprintf(stderr,
+                "carebridge tail: cannot reach the feed within %d s; is the broker running with its feed at %s?\n",
                 CONNECT_WAIT_MS / 1000, g.feed);
         status = CLI_USAGE;
         goto out;

@@ -140,8 +140,8 @@ static bool broken(check *c, const ProtobufCMessageDescriptor *d, const char *wh
     else
         snprintf(where, sizeof where, "%s", at[0] ? at : "its top level");
     if (c->event_at != SIZE_MAX)
-        cb_fail(c->err, CB_DECODE_ERROR, "%s does not decode as a carebridge.v1.Envelope: %s, at %s",
-                c->envelope_path, what, where);
+        cb_fail(c->err, CB_DECODE_ERROR, "%s does not decode as a carebridge.v1.Envelope: %s, at %s", c->envelope_path,
+                what, where);
     else
         cb_fail(c->err, CB_DECODE_ERROR, "the bytes are not a %s: %s, at %s", d->name, what, where);
     return false;

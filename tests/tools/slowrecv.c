@@ -58,7 +58,10 @@ int main(int argc, char **argv)
     }
     static receiver r;
     int64_t every = atol(argv[4]), until = atol(argv[5]), deadline = cb_client_now_ms() + 1000 * atol(argv[6]);
-    cb_client_opts o = {.endpoint = argv[1], .agency = argv[2], .receive = true, .credit = (uint32_t)atol(argv[3]),
+    cb_client_opts o = {.endpoint = argv[1],
+                        .agency = argv[2],
+                        .receive = true,
+                        .credit = (uint32_t)atol(argv[3]),
                         .name = "cb-test-slowrecv"};
     cb_client_handlers h = {.delivered = delivered};
     cb_error err = {0};

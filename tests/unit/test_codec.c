@@ -926,9 +926,9 @@ static void test_wire_a_oneof_message_given_in_two_parts_is_merged(void **state)
     assert_non_null(f);
     const Referral *r = f->publish->event->referral;
     assert_int_equal(f->publish->event->body_case, CAREBRIDGE__V1__ENVELOPE__BODY_REFERRAL);
-    assert_string_equal(r->reason, "home support");                       /* from the first part */
+    assert_string_equal(r->reason, "home support");                          /* from the first part */
     assert_int_equal(r->urgency, CAREBRIDGE__V1__REFERRAL__URGENCY__URGENT); /* from the second */
-    assert_string_equal(r->contact->name, "Sam Ward");                     /* sub-messages merge */
+    assert_string_equal(r->contact->name, "Sam Ward");                       /* sub-messages merge */
     assert_string_equal(r->contact->phone, "0100");
     assert_int_equal(r->n_communication_needs, 2); /* repeated fields append, in order */
     assert_string_equal(r->communication_needs[0], "large print");

@@ -544,8 +544,8 @@ static void test_only_the_holder_may_acknowledge(void **state)
     cb_delivery_attach(f->d, f->sc, PEER, 2);
     expect_sends(f, plan(f, T0), 1, 2, 1);
     assert_true(cb_delivery_holds(f->d, f->sc, PEER, 1));
-    assert_false(cb_delivery_holds(f->d, f->sc, PEER + 1, 1)); /* another connection */
-    assert_false(cb_delivery_holds(f->d, f->sc, PEER, 3));     /* queued, never delivered */
+    assert_false(cb_delivery_holds(f->d, f->sc, PEER + 1, 1));  /* another connection */
+    assert_false(cb_delivery_holds(f->d, f->sc, PEER, 3));      /* queued, never delivered */
     assert_false(cb_delivery_holds(f->d, f->housing, PEER, 1)); /* another agency's lane */
     ack(f, f->sc, 1);
     assert_false(cb_delivery_holds(f->d, f->sc, PEER, 1)); /* acknowledged already */
@@ -796,8 +796,8 @@ int main(void)
         T(test_parked_after_max_attempts),
         T(test_parked_entry_is_never_sent_again),
         T(test_parking_under_a_connected_consumer_keeps_the_window),
-    T(test_only_the_holder_may_acknowledge),
-    T(test_replay_of_a_held_parked_entry_delivers_it_again),
+        T(test_only_the_holder_may_acknowledge),
+        T(test_replay_of_a_held_parked_entry_delivers_it_again),
         T(test_attempts_survive_a_new_consumer),
         T(test_unparked_entry_is_sent_again),
         T(test_detached_lane_plans_nothing),

@@ -290,7 +290,7 @@ static void test_margaret_journey_round_trip(void **state)
 static void test_example_people_have_valid_ids(void **state)
 {
     (void)state;
-    const char *files[] = {"bodies/health.ndjson",       "bodies/social-care.ndjson",   "bodies/voluntary.ndjson",
+    const char *files[] = {"bodies/health.ndjson",       "bodies/social-care.ndjson",  "bodies/voluntary.ndjson",
                            "bodies/housing.ndjson",      "margaret/1-referral.ndjson", "margaret/2-responses.ndjson",
                            "margaret/3-discharge.ndjson"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
