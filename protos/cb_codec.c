@@ -200,31 +200,20 @@ void cb_peek_publish(const uint8_t *buf, size_t len, uint64_t *ref, char *out, s
     out[id_len] = '\0';
 }
 
-static size_t put_varint(uint8_t *p, uint64_t v)
-{
-    size_t n = 0;
-    while (v >= 0x80) {
-        p[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    p[n++] = (uint8_t)v;
-    return n;
-}
-
 size_t cb_pack_deliver(uint64_t seq, uint32_t attempt, const uint8_t *event, size_t len, uint8_t **out)
 {
     uint8_t head[40], inner[32];
     size_t in = 0, hn = 0;
     inner[in++] = 0x08; /* Deliver.seq, varint */
-    in += put_varint(inner + in, seq);
+    in += cb_wire_put_varint(inner + in, seq);
     if (attempt) {
         inner[in++] = 0x10; /* Deliver.attempt, varint */
-        in += put_varint(inner + in, attempt);
+        in += cb_wire_put_varint(inner + in, attempt);
     }
     inner[in++] = 0x1A; /* Deliver.event, length-delimited */
-    in += put_varint(inner + in, len);
+    in += cb_wire_put_varint(inner + in, len);
     head[hn++] = (15 << 3) | 2; /* Frame.deliver, length-delimited */
-    hn += put_varint(head + hn, in + len);
+    hn += cb_wire_put_varint(head + hn, in + len);
     *out = malloc(hn + in + len);
     if (!*out)
         return 0;

@@ -232,7 +232,7 @@ bool cb_wire_check(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size
 
 /* ------------------------------------------------------------------ merge */
 
-static size_t put_varint(uint8_t *p, uint64_t v)
+size_t cb_wire_put_varint(uint8_t *p, uint64_t v)
 {
     size_t n = 0;
     while (v >= 0x80) {
@@ -277,8 +277,8 @@ static size_t put_merged(const ProtobufCFieldDescriptor *fd, const part *parts, 
     }
     size_t w = 0;
     if (joined && merged && (len || !total)) {
-        w = put_varint(out, (uint64_t)fd->id << 3 | WIRE_LEN);
-        w += put_varint(out + w, len);
+        w = cb_wire_put_varint(out, (uint64_t)fd->id << 3 | WIRE_LEN);
+        w += cb_wire_put_varint(out + w, len);
         memcpy(out + w, merged, len);
         w += len;
     }

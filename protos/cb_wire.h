@@ -19,6 +19,8 @@
 #include "cb_error.h"
 
 bool cb_wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v);
+/* Write v as a varint at p (at most 10 bytes); returns its length. */
+size_t cb_wire_put_varint(uint8_t *p, uint64_t v);
 
 /* Check a message of type d on the wire. False with err set: DECODE_ERROR
  * naming where and why it stops decoding, or INVALID_FIELD for a string with
