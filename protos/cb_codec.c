@@ -85,67 +85,16 @@ size_t cb_pack(const ProtobufCMessage *m, uint8_t **out)
     return cb_pack_into(m, NULL, 0, out);
 }
 
-/* ---- a minimal wire reader, just enough to find one nested string */
+/* ---- peeking: a field or two read from the wire without decoding the rest */
 
-/* Find length-delimited field `id` in [p, end); returns its payload bounds. */
-static bool find_field(const uint8_t *p, const uint8_t *end, uint32_t id, const uint8_t **out, size_t *out_len)
+/* The first field `id` of wire type `type` in [p, end). */
+static bool find_field(const uint8_t *p, const uint8_t *end, uint32_t id, int type, cb_wire_field *out)
 {
     while (p < end) {
-        uint64_t key, n;
-        if (!cb_wire_varint(&p, end, &key))
+        if (cb_wire_next(&p, end, out))
             return false;
-        switch (key & 7) {
-        case 0:
-            if (!cb_wire_varint(&p, end, &n))
-                return false;
-            break;
-        case 1:
-        case 5:
-            /* fixed64 and fixed32: skip only bytes that are there */
-            if ((size_t)(end - p) < ((key & 7) == 1 ? 8u : 4u))
-                return false;
-            p += (key & 7) == 1 ? 8 : 4;
-            break;
-        case 2:
-            if (!cb_wire_varint(&p, end, &n) || n > (uint64_t)(end - p))
-                return false;
-            if ((key >> 3) == id) {
-                *out = p;
-                *out_len = (size_t)n;
-                return true;
-            }
-            p += n;
-            break;
-        default: return false;
-        }
-    }
-    return false;
-}
-
-static bool find_varint(const uint8_t *p, const uint8_t *end, uint32_t id, uint64_t *out)
-{
-    while (p < end) {
-        uint64_t key, n;
-        if (!cb_wire_varint(&p, end, &key))
-            return false;
-        if ((key & 7) == 0) {
-            if (!cb_wire_varint(&p, end, &n))
-                return false;
-            if ((key >> 3) == id) {
-                *out = n;
-                return true;
-            }
-        } else if ((key & 7) == 2) {
-            if (!cb_wire_varint(&p, end, &n) || n > (uint64_t)(end - p))
-                return false;
-            p += n;
-        } else if ((key & 7) == 1 || (key & 7) == 5) {
-            if ((size_t)(end - p) < ((key & 7) == 1 ? 8u : 4u))
-                return false;
-            p += (key & 7) == 1 ? 8 : 4;
-        } else {
-            return false;
-        }
+        if (out->id == id && out->type == type)
+            return true;
     }
     return false;
 }
@@ -154,50 +103,30 @@ uint32_t cb_peek_kind(const uint8_t *buf, size_t len)
 {
     const uint8_t *p = buf, *end = buf + len;
     uint32_t kind = 0;
+    cb_wire_field f;
     while (p < end) {
-        uint64_t key, n;
-        if (!cb_wire_varint(&p, end, &key))
+        if (cb_wire_next(&p, end, &f))
             return 0;
-        switch (key & 7) {
-        case 0:
-            if (!cb_wire_varint(&p, end, &n))
-                return 0;
-            break;
-        case 1:
-        case 5:
-            if ((size_t)(end - p) < ((key & 7) == 1 ? 8u : 4u))
-                return 0;
-            p += (key & 7) == 1 ? 8 : 4;
-            break;
-        case 2:
-            if (!cb_wire_varint(&p, end, &n) || n > (uint64_t)(end - p))
-                return 0;
-            p += n;
-            if (protobuf_c_message_descriptor_get_field(&carebridge__v1__frame__descriptor, (unsigned)(key >> 3)))
-                kind = (uint32_t)(key >> 3); /* of a oneof, the last member wins */
-            break;
-        default: return 0;
-        }
+        if (f.type == CB_WIRE_LEN && protobuf_c_message_descriptor_get_field(&carebridge__v1__frame__descriptor, f.id))
+            kind = f.id; /* of a oneof, the last member wins */
     }
     return kind;
 }
 
 void cb_peek_publish(const uint8_t *buf, size_t len, uint64_t *ref, char *out, size_t cap)
 {
-    const uint8_t *publish, *event, *id;
-    size_t publish_len, event_len, id_len;
-    *ref = 0;
-    if (!find_varint(buf, buf + len, 1 /* Frame.ref */, ref))
-        *ref = 0;
+    cb_wire_field f, publish, event, id;
+    *ref = find_field(buf, buf + len, 1 /* Frame.ref */, CB_WIRE_VARINT, &f) ? f.varint : 0;
     if (!cap)
         return;
     out[0] = '\0';
-    if (!find_field(buf, buf + len, 12 /* Frame.publish */, &publish, &publish_len) ||
-        !find_field(publish, publish + publish_len, 1 /* Publish.event */, &event, &event_len) ||
-        !find_field(event, event + event_len, 1 /* Envelope.event_id */, &id, &id_len) || id_len >= cap)
+    if (!find_field(buf, buf + len, 12 /* Frame.publish */, CB_WIRE_LEN, &publish) ||
+        !find_field(publish.payload, publish.payload + publish.len, 1 /* Publish.event */, CB_WIRE_LEN, &event) ||
+        !find_field(event.payload, event.payload + event.len, 1 /* Envelope.event_id */, CB_WIRE_LEN, &id) ||
+        id.len >= cap)
         return;
-    memcpy(out, id, id_len);
-    out[id_len] = '\0';
+    memcpy(out, id.payload, id.len);
+    out[id.len] = '\0';
 }
 
 size_t cb_pack_deliver(uint64_t seq, uint32_t attempt, const uint8_t *event, size_t len, uint8_t **out)

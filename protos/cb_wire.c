@@ -7,8 +7,6 @@
 #include "carebridge.pb-c.h"
 #include "cb_json.h"
 
-enum { WIRE_VARINT = 0, WIRE_64 = 1, WIRE_LEN = 2, WIRE_32 = 5 };
-
 #define TRACKED 64 /* fields per message whose occurrences are counted; ours have fewer than 20 */
 
 bool cb_wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
@@ -23,16 +21,7 @@ bool cb_wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
     return false;
 }
 
-/* One field on the wire: its number, wire type, and value (the payload of a
- * length-delimited one). *p moves past it. */
-typedef struct {
-    uint32_t id;
-    int type;
-    const uint8_t *start, *payload;
-    size_t len;
-} wire_field;
-
-static const char *next_field(const uint8_t **p, const uint8_t *end, wire_field *f)
+const char *cb_wire_next(const uint8_t **p, const uint8_t *end, cb_wire_field *f)
 {
     uint64_t key, n;
     f->start = *p;
@@ -44,17 +33,17 @@ static const char *next_field(const uint8_t **p, const uint8_t *end, wire_field 
     f->type = (int)(key & 7);
     f->payload = *p;
     switch (f->type) {
-    case WIRE_VARINT:
-        if (!cb_wire_varint(p, end, &n))
+    case CB_WIRE_VARINT:
+        if (!cb_wire_varint(p, end, &f->varint))
             return "a number is cut short";
         break;
-    case WIRE_64:
-    case WIRE_32:
-        if ((size_t)(end - *p) < (f->type == WIRE_64 ? 8u : 4u))
+    case CB_WIRE_64:
+    case CB_WIRE_32:
+        if ((size_t)(end - *p) < (f->type == CB_WIRE_64 ? 8u : 4u))
             return "a fixed-width number is cut short";
-        *p += f->type == WIRE_64 ? 8 : 4;
+        *p += f->type == CB_WIRE_64 ? 8 : 4;
         break;
-    case WIRE_LEN:
+    case CB_WIRE_LEN:
         if (!cb_wire_varint(p, end, &n) || n > (uint64_t)(end - *p))
             return "a length runs past the end of the bytes";
         f->payload = *p;
@@ -71,14 +60,14 @@ static int wire_type_of(const ProtobufCFieldDescriptor *fd)
     switch (fd->type) {
     case PROTOBUF_C_TYPE_FIXED64:
     case PROTOBUF_C_TYPE_SFIXED64:
-    case PROTOBUF_C_TYPE_DOUBLE: return WIRE_64;
+    case PROTOBUF_C_TYPE_DOUBLE: return CB_WIRE_64;
     case PROTOBUF_C_TYPE_FIXED32:
     case PROTOBUF_C_TYPE_SFIXED32:
-    case PROTOBUF_C_TYPE_FLOAT: return WIRE_32;
+    case PROTOBUF_C_TYPE_FLOAT: return CB_WIRE_32;
     case PROTOBUF_C_TYPE_STRING:
     case PROTOBUF_C_TYPE_BYTES:
-    case PROTOBUF_C_TYPE_MESSAGE: return WIRE_LEN;
-    default: return WIRE_VARINT;
+    case PROTOBUF_C_TYPE_MESSAGE: return CB_WIRE_LEN;
+    default: return CB_WIRE_VARINT;
     }
 }
 
@@ -127,7 +116,7 @@ static const char *field_path(const check *c)
     return c->path[c->event_at] == '.' ? c->path + c->event_at + 1 : c->path + c->event_at;
 }
 
-static bool broken(check *c, const ProtobufCMessageDescriptor *d, const char *what, const wire_field *f,
+static bool broken(check *c, const ProtobufCMessageDescriptor *d, const char *what, const cb_wire_field *f,
                    const ProtobufCFieldDescriptor *fd)
 {
     char where[260];
@@ -147,10 +136,10 @@ static bool broken(check *c, const ProtobufCMessageDescriptor *d, const char *wh
     return false;
 }
 
-static bool packed_ok(const wire_field *f, int element)
+static bool packed_ok(const cb_wire_field *f, int element)
 {
-    if (element == WIRE_64 || element == WIRE_32)
-        return f->len % (element == WIRE_64 ? 8 : 4) == 0;
+    if (element == CB_WIRE_64 || element == CB_WIRE_32)
+        return f->len % (element == CB_WIRE_64 ? 8 : 4) == 0;
     const uint8_t *p = f->payload, *end = f->payload + f->len;
     uint64_t v;
     while (p < end)
@@ -161,7 +150,7 @@ static bool packed_ok(const wire_field *f, int element)
 
 static bool check_message(check *c, const ProtobufCMessageDescriptor *d, const uint8_t *p, const uint8_t *end);
 
-static bool check_field(check *c, const ProtobufCFieldDescriptor *fd, const wire_field *f, unsigned index)
+static bool check_field(check *c, const ProtobufCFieldDescriptor *fd, const cb_wire_field *f, unsigned index)
 {
     bool repeated = fd->label == PROTOBUF_C_LABEL_REPEATED;
     if (fd->type == PROTOBUF_C_TYPE_STRING && memchr(f->payload, 0, f->len)) {
@@ -192,8 +181,8 @@ static bool check_message(check *c, const ProtobufCMessageDescriptor *d, const u
 {
     unsigned count[TRACKED] = {0};
     while (p < end) {
-        wire_field f;
-        const char *why = next_field(&p, end, &f);
+        cb_wire_field f;
+        const char *why = cb_wire_next(&p, end, &f);
         if (why)
             return broken(c, d, why, NULL, NULL);
         const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field(d, f.id);
@@ -201,7 +190,7 @@ static bool check_message(check *c, const ProtobufCMessageDescriptor *d, const u
             continue; /* unknown fields are kept as they came */
         size_t i = (size_t)(fd - d->fields);
         int expected = wire_type_of(fd);
-        bool packed = fd->label == PROTOBUF_C_LABEL_REPEATED && f.type == WIRE_LEN && expected != WIRE_LEN;
+        bool packed = fd->label == PROTOBUF_C_LABEL_REPEATED && f.type == CB_WIRE_LEN && expected != CB_WIRE_LEN;
         if (f.type != expected && !packed)
             return broken(c, d, "the field has the wrong wire type for its type", &f, fd);
         if (packed && !packed_ok(&f, expected))
@@ -277,7 +266,7 @@ static size_t put_merged(const ProtobufCFieldDescriptor *fd, const part *parts, 
     }
     size_t w = 0;
     if (joined && merged && (len || !total)) {
-        w = cb_wire_put_varint(out, (uint64_t)fd->id << 3 | WIRE_LEN);
+        w = cb_wire_put_varint(out, (uint64_t)fd->id << 3 | CB_WIRE_LEN);
         w += cb_wire_put_varint(out + w, len);
         memcpy(out + w, merged, len);
         w += len;
@@ -298,8 +287,8 @@ size_t cb_wire_merge(const ProtobufCMessageDescriptor *d, const uint8_t *buf, si
     size_t n = 0, w = 0;
     const uint8_t *p = buf, *end = buf + len;
     while (p < end) {
-        wire_field f;
-        if (next_field(&p, end, &f)) {
+        cb_wire_field f;
+        if (cb_wire_next(&p, end, &f)) {
             free(parts);
             return 0; /* cannot happen after cb_wire_check */
         }

@@ -18,6 +18,21 @@
 #include <protobuf-c/protobuf-c.h>
 #include "cb_error.h"
 
+enum { CB_WIRE_VARINT = 0, CB_WIRE_64 = 1, CB_WIRE_LEN = 2, CB_WIRE_32 = 5 };
+
+/* One field on the wire: its number, wire type, and value (a varint's value;
+ * a length-delimited field's payload). */
+typedef struct {
+    uint32_t id;
+    int type;
+    const uint8_t *start, *payload;
+    size_t len;
+    uint64_t varint;
+} cb_wire_field;
+
+/* Read the field at *p (moving *p past it): NULL, or why it cannot be read. */
+const char *cb_wire_next(const uint8_t **p, const uint8_t *end, cb_wire_field *f);
+
 bool cb_wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v);
 /* Write v as a varint at p (at most 10 bytes); returns its length. */
 size_t cb_wire_put_varint(uint8_t *p, uint64_t v);
