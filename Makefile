@@ -47,3 +47,17 @@ bench: build
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
+
+# libFuzzer (clang) on each parser for FUZZ_SECONDS, on a copy of its corpus.
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz
+fuzz: deps
+	@command -v clang >/dev/null || { echo "make fuzz needs clang: apt-get install clang libclang-rt-14-dev"; exit 1; }
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCB_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzzers
+	@for c in tests/fuzz/corpus/*; do n=$${c##*/}; d=$$(mktemp -d /tmp/carebridge-fuzz-$$n.XXXXXX); cp $$c/* $$d/; \
+	  $(FUZZ_BUILD)/tests/$${n}_fuzzer -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -artifact_prefix=$$d/ $$d \
+	    || { echo "fuzz: $$n failed; the reproducer is in $$d"; exit 1; }; \
+	  echo "fuzz: $$n: $$(ls $$d | wc -l) inputs in $$d ($$(ls $$c | wc -l) kept); keep new ones with" \
+	    "$(FUZZ_BUILD)/tests/$${n}_fuzzer -merge=1 $$c $$d"; done
