@@ -7,7 +7,7 @@
 #include "carebridge.pb-c.h"
 #include "cb_json.h"
 
-#define TRACKED 64 /* fields per message whose occurrences are counted; ours have fewer than 20 */
+#define TRACKED 32 /* fields per message whose occurrences are counted; ours have fewer than 20 */
 
 bool cb_wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
 {
@@ -78,61 +78,66 @@ static bool singular_message(const ProtobufCFieldDescriptor *fd)
 
 /* ------------------------------------------------------------------ check */
 
-/* One check in progress: the path of the message being read, in JSON names
- * ("publish.event.referral"), and where in it the innermost Envelope starts,
- * so a failure inside an event is named from the event, as its sender wrote it. */
+/* One check in progress: the fields descended through, so that a failure can
+ * be named ("publish.event.referral.reason") without a name being written
+ * while nothing fails, and the depth of the innermost Envelope, so a failure
+ * inside an event is named from the event, as its sender wrote it. */
+#define DEPTH_MAX 32 /* the schema nests less than ten deep: deeper is not ours */
+
+typedef struct {
+    const ProtobufCFieldDescriptor *fd;
+    unsigned index; /* of a repeated field's element */
+} level;
+
 typedef struct {
     cb_error *err;
-    char path[200];
-    size_t len;
-    size_t event_at; /* path length at the innermost Envelope; SIZE_MAX outside one */
-    const char *envelope_path;
-    char envelope_path_buf[200];
+    level at[DEPTH_MAX];
+    int depth;
+    int event_depth; /* levels above the innermost Envelope; -1 outside one */
     bool merge;
 } check;
 
-static size_t path_push(check *c, const char *name, bool indexed, unsigned index)
+/* The JSON path of levels [from, to), with the field being read when fd is given. */
+static void path_of(const check *c, int from, int to, char *out, size_t cap)
 {
-    size_t old = c->len;
-    char json[64];
-    cb_json_field_name(name, json, sizeof json);
-    int n = indexed ? snprintf(c->path + old, sizeof c->path - old, "%s%s[%u]", old ? "." : "", json, index)
-                    : snprintf(c->path + old, sizeof c->path - old, "%s%s", old ? "." : "", json);
-    c->len = n < 0 ? old : old + (size_t)n >= sizeof c->path ? sizeof c->path - 1 : old + (size_t)n;
-    return old;
+    size_t n = 0;
+    out[0] = '\0';
+    for (int i = from; i < to && n < cap; i++) {
+        char json[64];
+        const ProtobufCFieldDescriptor *fd = c->at[i].fd;
+        cb_json_field_name(fd->name, json, sizeof json);
+        int w = fd->label == PROTOBUF_C_LABEL_REPEATED
+                    ? snprintf(out + n, cap - n, "%s%s[%u]", n ? "." : "", json, c->at[i].index)
+                    : snprintf(out + n, cap - n, "%s%s", n ? "." : "", json);
+        n = w < 0 ? n : n + (size_t)w;
+    }
 }
 
-static void path_pop(check *c, size_t old)
+/* The path from the innermost event (or the top), down to level `to`. */
+static void field_path(const check *c, int to, char *out, size_t cap)
 {
-    c->len = old;
-    c->path[old] = '\0';
-}
-
-/* The path from the innermost event, or the whole path outside one. */
-static const char *field_path(const check *c)
-{
-    if (c->event_at == SIZE_MAX)
-        return c->path;
-    return c->path[c->event_at] == '.' ? c->path + c->event_at + 1 : c->path + c->event_at;
+    path_of(c, c->event_depth < 0 ? 0 : c->event_depth, to, out, cap);
 }
 
 static bool broken(check *c, const ProtobufCMessageDescriptor *d, const char *what, const cb_wire_field *f,
                    const ProtobufCFieldDescriptor *fd)
 {
-    char where[260];
-    const char *at = field_path(c);
-    char name[64] = "";
-    if (fd)
+    char at[200], where[280], envelope[200];
+    field_path(c, c->depth, at, sizeof at);
+    if (f && fd) {
+        char name[64];
         cb_json_field_name(fd->name, name, sizeof name);
-    if (f && fd)
         snprintf(where, sizeof where, "%s%s%s (field %u)", at, at[0] ? "." : "", name, f->id);
-    else
+    } else {
         snprintf(where, sizeof where, "%s", at[0] ? at : "its top level");
-    if (c->event_at != SIZE_MAX)
-        cb_fail(c->err, CB_DECODE_ERROR, "%s does not decode as a carebridge.v1.Envelope: %s, at %s", c->envelope_path,
-                what, where);
-    else
+    }
+    if (c->event_depth < 0) {
         cb_fail(c->err, CB_DECODE_ERROR, "the bytes are not a %s: %s, at %s", d->name, what, where);
+        return false;
+    }
+    path_of(c, 0, c->event_depth, envelope, sizeof envelope);
+    cb_fail(c->err, CB_DECODE_ERROR, "%s does not decode as a carebridge.v1.Envelope: %s, at %s",
+            envelope[0] ? envelope : "the event", what, where);
     return false;
 }
 
@@ -152,28 +157,25 @@ static bool check_message(check *c, const ProtobufCMessageDescriptor *d, const u
 
 static bool check_field(check *c, const ProtobufCFieldDescriptor *fd, const cb_wire_field *f, unsigned index)
 {
-    bool repeated = fd->label == PROTOBUF_C_LABEL_REPEATED;
     if (fd->type == PROTOBUF_C_TYPE_STRING && memchr(f->payload, 0, f->len)) {
-        size_t old = path_push(c, fd->name, repeated, index);
-        cb_fail(c->err, CB_INVALID_FIELD, "%s contains a NUL character (U+0000)", field_path(c));
-        path_pop(c, old);
+        char path[200];
+        c->at[c->depth] = (level){fd, index};
+        field_path(c, c->depth + 1, path, sizeof path);
+        cb_fail(c->err, CB_INVALID_FIELD, "%s contains a NUL character (U+0000)", path);
         return false;
     }
     if (fd->type != PROTOBUF_C_TYPE_MESSAGE)
         return true;
-    size_t old = path_push(c, fd->name, repeated, index);
-    size_t event_at = c->event_at;
-    const char *envelope_path = c->envelope_path;
-    if (fd->descriptor == &carebridge__v1__envelope__descriptor) {
-        c->event_at = c->len;
-        snprintf(c->envelope_path_buf, sizeof c->envelope_path_buf, "%s", c->path);
-        c->envelope_path = c->envelope_path_buf;
-    }
+    if (c->depth == DEPTH_MAX)
+        return broken(c, fd->descriptor, "messages are nested deeper than the schema allows", NULL, NULL);
+    c->at[c->depth++] = (level){fd, index};
+    int event_depth = c->event_depth;
+    if (fd->descriptor == &carebridge__v1__envelope__descriptor)
+        c->event_depth = c->depth;
     bool ok = check_message(c, fd->descriptor, f->payload, f->payload + f->len);
-    c->event_at = event_at;
-    c->envelope_path = envelope_path;
+    c->event_depth = event_depth;
     if (ok)
-        path_pop(c, old);
+        c->depth--;
     return ok;
 }
 
@@ -209,11 +211,7 @@ static bool check_message(check *c, const ProtobufCMessageDescriptor *d, const u
 bool cb_wire_check(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len, bool *needs_merge,
                    cb_error *err)
 {
-    check c = {.err = err, .event_at = SIZE_MAX, .envelope_path = ""};
-    if (d == &carebridge__v1__envelope__descriptor) {
-        c.event_at = 0;
-        c.envelope_path = "the event";
-    }
+    check c = {.err = err, .event_depth = d == &carebridge__v1__envelope__descriptor ? 0 : -1};
     bool ok = check_message(&c, d, buf ? buf : (const uint8_t *)"", buf ? buf + len : (const uint8_t *)"");
     *needs_merge = ok && c.merge;
     return ok;
