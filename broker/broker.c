@@ -41,7 +41,8 @@ typedef struct {
      * unknown connection cannot crowd out the agencies or flood the log. */
     int64_t refusal_second_ms;
     uint32_t refusals, refusals_dropped;
-    unsigned generation; /* bumped each time the slot is reused */
+    int64_t heartbeat_answered_ms; /* a flood of heartbeats gets a few answers, not one each */
+    unsigned generation;           /* bumped each time the slot is reused */
     bool in_use;
 } peer;
 
@@ -300,16 +301,23 @@ static void on_goodbye(cb_broker *b, int p)
 }
 
 /* An agency's connection that a restarted broker, or the peer expiry, has
- * forgotten learns so from its next heartbeat and says hello again. */
-static void on_heartbeat(cb_broker *b, int p, const cb_frame *f)
+ * forgotten learns so from its next heartbeat and says hello again. A known
+ * one is answered, but no more often than four times a heartbeat interval:
+ * its client needs to hear something once in three intervals, and a flood of
+ * heartbeats would otherwise cost a send each. */
+static void on_heartbeat(cb_broker *b, int p, uint64_t ref)
 {
-    if (b->peers[p].agency < 0) {
-        send_nack(b, p, f->ref, "", CB_HELLO_REQUIRED, "this connection is not known: say hello again", 0);
+    peer *pe = &b->peers[p];
+    if (pe->agency < 0) {
+        send_nack(b, p, ref, "", CB_HELLO_REQUIRED, "this connection is not known: say hello again", 0);
         return;
     }
+    if (pe->heartbeat_answered_ms && pe->seen_ms - pe->heartbeat_answered_ms < b->cfg->heartbeat_ms / 4)
+        return;
+    pe->heartbeat_answered_ms = pe->seen_ms;
     Carebridge__V1__Heartbeat hb = CAREBRIDGE__V1__HEARTBEAT__INIT;
     cb_frame reply = CAREBRIDGE__V1__FRAME__INIT;
-    reply.ref = f->ref;
+    reply.ref = ref;
     reply.kind_case = CAREBRIDGE__V1__FRAME__KIND_HEARTBEAT;
     reply.heartbeat = &hb;
     send_frame(b, p, &reply);
@@ -326,23 +334,29 @@ static void fill_connected(const cb_broker *b, cb_batch *bt)
             bt->connected[b->peers[p].agency] = true;
 }
 
-/* A publish, acknowledgement or heartbeat from a connection that has not
- * said hello is refused from its bytes alone: nothing is decoded for it.
- * (The handlers below check again: they index the agency table.) */
-static bool refused_before_hello(cb_broker *b, int p, const uint8_t *buf, size_t len)
+/* Frames answered from their bytes alone, nothing decoded: a heartbeat, and
+ * a publish or acknowledgement from a connection that has not said hello
+ * (refused). (The handlers below check the hello again: they index the
+ * agency table.) */
+static bool answered_from_bytes(cb_broker *b, int p, const uint8_t *buf, size_t len)
 {
-    if (b->peers[p].agency >= 0)
-        return false;
     uint64_t ref;
     char id[CB_EVENT_ID_MAX + 1];
-    switch (cb_peek_kind(buf, len)) {
+    uint32_t kind = cb_peek_kind(buf, len);
+    if (kind == CAREBRIDGE__V1__FRAME__KIND_HEARTBEAT) {
+        cb_peek_publish(buf, len, &ref, id, 0);
+        on_heartbeat(b, p, ref);
+        return true;
+    }
+    if (b->peers[p].agency >= 0)
+        return false;
+    switch (kind) {
     case CAREBRIDGE__V1__FRAME__KIND_PUBLISH:
         cb_peek_publish(buf, len, &ref, id, sizeof id);
         send_nack(b, p, ref, cb_printable(id) ? id : "", CB_HELLO_REQUIRED,
                   "say hello as your agency before publishing", 0);
         return true;
     case CAREBRIDGE__V1__FRAME__KIND_DELIVERY_ACK:
-    case CAREBRIDGE__V1__FRAME__KIND_HEARTBEAT:
         cb_peek_publish(buf, len, &ref, id, 0);
         send_nack(b, p, ref, "", CB_HELLO_REQUIRED, "this connection is not known: say hello again", 0);
         return true;
@@ -368,7 +382,7 @@ static void dispatch(cb_broker *b, int p, const uint8_t *buf, size_t len)
     case CAREBRIDGE__V1__FRAME__KIND_HELLO: on_hello(b, p, f); break;
     case CAREBRIDGE__V1__FRAME__KIND_PUBLISH: on_publish(b, p, f); break;
     case CAREBRIDGE__V1__FRAME__KIND_DELIVERY_ACK: on_delivery_ack(b, p, f); break;
-    case CAREBRIDGE__V1__FRAME__KIND_HEARTBEAT: on_heartbeat(b, p, f); break;
+    case CAREBRIDGE__V1__FRAME__KIND_HEARTBEAT: on_heartbeat(b, p, f->ref); break;
     case CAREBRIDGE__V1__FRAME__KIND_GOODBYE: on_goodbye(b, p); break;
     case CAREBRIDGE__V1__FRAME__KIND_STATUS_REQUEST:
         fill_connected(b, b->filling);
@@ -387,7 +401,7 @@ static void dispatch(cb_broker *b, int p, const uint8_t *buf, size_t len)
 static void on_frame(cb_broker *b, const uint8_t *rid, size_t rid_len, const uint8_t *buf, size_t len, int64_t now)
 {
     int p = peer_for(b, rid, rid_len, now);
-    if (refused_before_hello(b, p, buf, len))
+    if (answered_from_bytes(b, p, buf, len))
         return;
     /* Decoded into the batch's arena, freed all at once when the batch is
      * answered; a frame the batch does not keep gives its memory back now. */

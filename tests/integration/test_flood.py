@@ -1,7 +1,7 @@
 """Frames that give the store nothing to do (heartbeats, hellos, refusals) cost
-the broker no memory that lasts, and a connection that has not said hello is
-answered at a bounded rate, so a flood of cheap frames can neither grow the
-broker nor crowd out the agencies."""
+the broker no memory that lasts, and heartbeats and a connection that has not
+said hello are answered at a bounded rate, so a flood of cheap frames can
+neither grow the broker nor crowd out the agencies."""
 
 import json
 import os
@@ -46,11 +46,15 @@ class Flood(BrokerTest):
                 self.assertEqual(b.send("health", [referral("before")]).returncode, 0)
                 time.sleep(0.5)
                 base = rss_anon_mb(b.proc.pid)
-            flood(b, heartbeat, 400000, agency="health")  # a known connection: no store work at all
+            beats = flood(b, heartbeat, 400000, agency="health")  # a known connection: no store work at all
             unknown = flood(b, publish, 30000)  # never said hello
         grown = rss_anon_mb(b.proc.pid) - base
         self.assertLess(grown, 16, f"RssAnon grew {grown:.1f} MB over 430,000 frames with nothing to store")
 
+        # A known connection's heartbeats are answered four times a heartbeat
+        # interval (2 s here) at most: enough to keep it alive, not one each.
+        self.assertLessEqual(beats["answers"], 2 * (beats["seconds"] + 3) + 1, beats)
+        self.assertGreater(beats["answers"], 0)
         bound = REFUSALS_PER_S * (unknown["seconds"] + 3)
         self.assertGreater(unknown["answers"], 0, "the first refusals are answered: a client needs one to say hello")
         self.assertLessEqual(unknown["answers"], bound, unknown)
