@@ -1,5 +1,6 @@
 /* Intake decides what is admissible: known agencies, the sender's own agency,
- * the envelope essentials, lengths that fit the store's keys, valid UTF-8.
+ * the envelope essentials, lengths that fit the store's keys. (That every
+ * string is UTF-8 without a NUL the codec has decided: see cb_wire.h.)
  * It never judges completeness: a body with missing fields, or an NHS number
  * whose check digit fails, is admitted (a person still needs help); the flag
  * rules of a later stage report those. */

@@ -104,15 +104,6 @@ static bool is_digit(char c)
     return c >= '0' && c <= '9';
 }
 
-/* Whether digits[from..from+10) reads as an NHS or CHI number. */
-static bool identifier_at(const char *digits, size_t from)
-{
-    char ten[11];
-    memcpy(ten, digits + from, 10);
-    ten[10] = '\0';
-    return cb_nhs_number_valid(ten) || cb_chi_number_valid(ten);
-}
-
 /* Mask, in place, each run of digits (single spaces or dashes may join its
  * groups, as people write "943 476 5919") that holds ten consecutive digits
  * reading as an NHS or CHI number: the whole run, so no part of it is left.
@@ -137,7 +128,7 @@ static void mask_identifiers(char *s, size_t len)
         }
         bool found = n == 10;
         for (size_t from = 0; !found && from + 10 <= n; from++)
-            found = identifier_at(digits, from);
+            found = cb_identifier_digits_valid(digits + from);
         for (size_t k = i; found && k < end; k++)
             if (is_digit(s[k]))
                 s[k] = 'x';

@@ -187,6 +187,15 @@ bool cb_chi_number_valid(const char *s)
     return !cb_chi_number_problem(s);
 }
 
+bool cb_identifier_digits_valid(const char ten[10])
+{
+    /* NHS and CHI numbers share the modulus-11 weights, so one sum serves both. */
+    if (mod11_check(ten) == ten[9] - '0')
+        return true;
+    int day = (ten[0] - '0') * 10 + (ten[1] - '0'), month = (ten[2] - '0') * 10 + (ten[3] - '0');
+    return day >= 1 && day <= 31 && month >= 1 && month <= 12 && mod10_check(ten) == ten[9] - '0';
+}
+
 char *cb_identifier_normalise(char *s)
 {
     char *out = s;

@@ -22,6 +22,10 @@ bool cb_printable(const char *s);
 bool cb_nhs_number_valid(const char *s);
 bool cb_chi_number_valid(const char *s);
 
+/* Whether ten digits (known to be digits) read as an NHS or a CHI number,
+ * in one pass: for the logger, which asks it of every run of ten. */
+bool cb_identifier_digits_valid(const char ten[10]);
+
 /* An NHS or CHI number as people write it ("943 476 5919", "943-476-5919")
  * in its one stored form: spaces and dashes removed, in place. Returns s. */
 char *cb_identifier_normalise(char *s);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "carebridge.pb-c.h"
+#include "cb_check.h"
 #include "cb_json.h"
 
 #define TRACKED 32 /* fields per message whose occurrences are counted; ours have fewer than 20 */
@@ -157,11 +158,17 @@ static bool check_message(check *c, const ProtobufCMessageDescriptor *d, const u
 
 static bool check_field(check *c, const ProtobufCFieldDescriptor *fd, const cb_wire_field *f, unsigned index)
 {
-    if (fd->type == PROTOBUF_C_TYPE_STRING && memchr(f->payload, 0, f->len)) {
+    /* proto3 strings are UTF-8, and protobuf-c would cut one at a NUL. */
+    bool nul = false;
+    if (fd->type == PROTOBUF_C_TYPE_STRING &&
+        ((nul = memchr(f->payload, 0, f->len) != NULL) || !cb_utf8_valid((const char *)f->payload, f->len))) {
         char path[200];
         c->at[c->depth] = (level){fd, index};
         field_path(c, c->depth + 1, path, sizeof path);
-        cb_fail(c->err, CB_INVALID_FIELD, "%s contains a NUL character (U+0000)", path);
+        if (nul)
+            cb_fail(c->err, CB_INVALID_FIELD, "%s contains a NUL character (U+0000)", path);
+        else
+            cb_fail(c->err, CB_INVALID_UTF8, "%s is not valid UTF-8", path);
         return false;
     }
     if (fd->type != PROTOBUF_C_TYPE_MESSAGE)

@@ -1,7 +1,8 @@
 /* The protobuf wire format read directly, by descriptor, for what protobuf-c
  * 1.4.1 gets wrong or cannot say (the codec's own helpers; callers use
  * cb_codec.h):
- *   - a string holding U+0000 would be cut at the NUL, so it is refused;
+ *   - a string must be UTF-8 (proto3 says so; INVALID_UTF8 names it), and one
+ *     holding U+0000 would be cut at the NUL, so it is refused;
  *   - a singular message field given twice (two serialised messages laid end
  *     to end: protobuf's standard merge) keeps only its last part in
  *     protobuf-c when it is a oneof member, and loses proto3 scalars of a
@@ -38,8 +39,9 @@ bool cb_wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v);
 size_t cb_wire_put_varint(uint8_t *p, uint64_t v);
 
 /* Check a message of type d on the wire. False with err set: DECODE_ERROR
- * naming where and why it stops decoding, or INVALID_FIELD for a string with
- * a NUL. *needs_merge is set when some singular message field occurs twice. */
+ * naming where and why it stops decoding, INVALID_UTF8 for a string that is
+ * not UTF-8, or INVALID_FIELD for one with a NUL. *needs_merge is set when
+ * some singular message field occurs twice. */
 bool cb_wire_check(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len, bool *needs_merge,
                    cb_error *err);
 

@@ -907,6 +907,41 @@ static void test_wire_nul_in_a_string_is_refused_by_name(void **state)
     assert_string_equal(err.reason, "referral.communicationNeeds[1] contains a NUL character (U+0000)");
 }
 
+/* proto3 strings are UTF-8: what is not is refused as it is decoded, by path,
+ * before anything else about the event is looked at. */
+static void test_wire_invalid_utf8_is_refused_by_name(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *bytes, *path;
+    } cases[] = {
+        {"H123\xc3", "person.localIds[0].value"}, /* a sequence cut short */
+        {"Marg\xe0\x80\xafret", "person.name"},   /* overlong */
+        {"\xed\xa0\x80", "referral.reason"},      /* a surrogate */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        wire_buf e = event_head(""), person = {.n = 0}, lid = {.n = 0}, referral = {.n = 0};
+        const char *bad = cases[i].bytes;
+        if (!strcmp(cases[i].path, "person.localIds[0].value")) {
+            wb_bytes(&lid, 1, "pas", 3);
+            wb_bytes(&lid, 2, bad, strlen(bad));
+            wb_msg(&person, 3, &lid);
+        } else if (!strcmp(cases[i].path, "person.name")) {
+            wb_bytes(&person, 4, bad, strlen(bad));
+        } else {
+            wb_bytes(&referral, 1, bad, strlen(bad));
+        }
+        wb_msg(&e, 2, &person);
+        wb_msg(&e, 10, &referral);
+        cb_error err = {0};
+        assert_null(decode_publish(&e, &err)); /* an empty eventId too: UTF-8 is found first */
+        assert_int_equal(err.code, CB_INVALID_UTF8);
+        char expected[128];
+        snprintf(expected, sizeof expected, "%s is not valid UTF-8", cases[i].path);
+        assert_string_equal(err.reason, expected);
+    }
+}
+
 static void test_wire_a_oneof_message_given_in_two_parts_is_merged(void **state)
 {
     (void)state;
@@ -1094,6 +1129,7 @@ int main(void)
         cmocka_unit_test(test_check_utf8_path_uses_json_names),
         cmocka_unit_test(test_check_utf8_path_truncates_to_cap),
         cmocka_unit_test(test_wire_nul_in_a_string_is_refused_by_name),
+        cmocka_unit_test(test_wire_invalid_utf8_is_refused_by_name),
         cmocka_unit_test(test_wire_a_oneof_message_given_in_two_parts_is_merged),
         cmocka_unit_test(test_wire_a_timestamp_given_in_two_parts_is_merged),
         cmocka_unit_test(test_wire_a_oneof_keeps_the_member_given_last),

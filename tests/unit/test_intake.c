@@ -440,33 +440,6 @@ static void test_timestamp_out_of_range(void **state)
     refused(f, CB_INVALID_FIELD, "occurredAt");
 }
 
-/* ----------------------------------------------------------- INVALID_UTF8 */
-
-static void test_invalid_utf8_names_the_path(void **state)
-{
-    fixture *f = *state;
-    f->person.n_local_ids = 2;
-    f->lid[0].value = "H123\xc3"; /* truncated sequence */
-    refused(f, CB_INVALID_UTF8, "person.localIds[0].value");
-    f->lid[0].value = "H123456";
-
-    f->person.name = "Marg\xe0\x80\xafret"; /* overlong */
-    refused(f, CB_INVALID_UTF8, "person.name");
-    f->person.name = NAME;
-
-    f->referral.reason = "\xed\xa0\x80"; /* surrogate */
-    refused(f, CB_INVALID_UTF8, "referral.reason");
-}
-
-static void test_invalid_utf8_is_found_before_missing_fields(void **state)
-{
-    fixture *f = *state;
-    /* its JSON form would break later: UTF-8 is the first thing checked */
-    f->env.event_id = "";
-    f->env.case_ref = "\xff";
-    refused(f, CB_INVALID_UTF8, "caseRef");
-}
-
 /* ---------------------------------------------------- reasons and privacy */
 
 static void test_reasons_never_quote_nhs_number_or_name(void **state)
@@ -494,10 +467,6 @@ static void test_reasons_never_quote_nhs_number_or_name(void **state)
     f->env.case_ref = NAME "\x7f";
     refused(f, CB_INVALID_FIELD, "caseRef");
     f->env.case_ref = "CASE-1";
-
-    f->person.name = NAME "\xc3";
-    refused(f, CB_INVALID_UTF8, "person.name");
-    f->person.name = NAME;
 
     f->to[0] = NAME;
     refused(f, CB_UNKNOWN_AGENCY, "toAgencies[0]");
@@ -619,8 +588,6 @@ int main(void)
         T(test_over_long_correlation_id),
         T(test_control_characters),
         T(test_timestamp_out_of_range),
-        T(test_invalid_utf8_names_the_path),
-        T(test_invalid_utf8_is_found_before_missing_fields),
         T(test_reasons_never_quote_nhs_number_or_name),
         T(test_person_keys_in_order),
         T(test_person_keys_skip_absent_identifiers),
