@@ -226,21 +226,21 @@ static void test_readme_lists_every_enum_value(void **state)
     readme[n] = '\0';
     /* Every enum an event or a journey can hold, found by walking the schema,
      * so a new one cannot be left out. */
-    const ProtobufCMessageDescriptor *todo[32] = {&carebridge__v1__envelope__descriptor,
+    const ProtobufCMessageDescriptor *to_visit[32] = {&carebridge__v1__envelope__descriptor,
                                                   &carebridge__v1__journey_step__descriptor};
-    size_t n_todo = 2, checked = 0;
-    for (size_t m = 0; m < n_todo; m++) {
-        for (unsigned i = 0; i < todo[m]->n_fields; i++) {
-            const ProtobufCFieldDescriptor *fd = &todo[m]->fields[i];
+    size_t n_to_visit = 2, checked = 0;
+    for (size_t m = 0; m < n_to_visit; m++) {
+        for (unsigned i = 0; i < to_visit[m]->n_fields; i++) {
+            const ProtobufCFieldDescriptor *fd = &to_visit[m]->fields[i];
             if (fd->type == PROTOBUF_C_TYPE_ENUM) {
                 expect_enum_listed(readme, fd->descriptor);
                 checked++;
             }
             bool seen = fd->type != PROTOBUF_C_TYPE_MESSAGE;
-            for (size_t k = 0; !seen && k < n_todo; k++)
-                seen = todo[k] == fd->descriptor;
-            if (!seen && n_todo < sizeof todo / sizeof todo[0])
-                todo[n_todo++] = fd->descriptor;
+            for (size_t k = 0; !seen && k < n_to_visit; k++)
+                seen = to_visit[k] == fd->descriptor;
+            if (!seen && n_to_visit < sizeof to_visit / sizeof to_visit[0])
+                to_visit[n_to_visit++] = fd->descriptor;
         }
     }
     assert_true(checked >= 7);
