@@ -29,6 +29,8 @@ static const char usage[] =
     "Usage: cb-bench-load --endpoint EP [--senders S] [--window W] [--events N | --duration SEC]\n"
     "                     [--rate R] [--size BYTES] [--from AGENCY] [--to AGENCY]\n"
     "                     [--resend-ms MS] [--stall-s SEC] [--latencies FILE]\n"
+    "                     [--people N] [--random-ids] [--also AGENCY] [--drain AGENCY]\n"
+    "                     [--probe journey|status] [--probe-rate R]\n"
     "\n"
     "  --senders S    sender threads, each its own connection (default 1)\n"
     "  --window W     publishes in flight per sender (default 1024, the client default)\n"
@@ -41,7 +43,15 @@ static const char usage[] =
     "  --resend-ms M  the client's resend timer (default 2000, the client default)\n"
     "  --stall-s S    give up when nothing is answered for S seconds (default 15)\n"
     "  --latencies F  also write 'sender answered_ms latency_ms' per event to F, to see\n"
-    "                 when in the run slow answers happened\n";
+    "                 when in the run slow answers happened\n"
+    "  --people N     each event names one of N people (valid NHS numbers, one case\n"
+    "                 reference each), picked uniformly at random (default: 20000 in turn)\n"
+    "  --random-ids   random event ids (UUID-like), as independent senders make them\n"
+    "  --also A       half the events, picked at random, go to A as well as to --to\n"
+    "  --drain A      while publishing, receive and acknowledge A's deliveries\n"
+    "  --probe K      while publishing, ask the broker for K (a journey of a random\n"
+    "                 person, or status) --probe-rate times a second (default 50) and\n"
+    "                 report the answers' latency as probe_p50_ms, probe_p99_ms\n";
 
 typedef struct {
     int senders;
@@ -54,6 +64,10 @@ typedef struct {
     uint32_t resend_ms;
     double stall_s;
     const char *latencies;
+    uint32_t people; /* 0: the 20000-in-turn scheme */
+    bool random_ids;
+    const char *also, *drain, *probe;
+    double probe_rate;
     char prefix[17]; /* random per run, so a rerun against the same store never collides */
 } options;
 
@@ -77,11 +91,13 @@ typedef struct {
     int64_t last_answer_ns, last_progress_ns;
     int failed; /* 0 ok, 1 stalled, 2 connection error */
     char first_nack[200];
+    uint64_t rng;
 } sender;
 
 static pthread_barrier_t start_barrier;
-static int64_t start_ns;      /* set by sender 0 after the barrier, read after a second one */
-static atomic_int any_failed; /* a sender that could not connect: the others stop too */
+static atomic_int publishing_done; /* every sender has finished: the drain and the probe stop */
+static int64_t start_ns;           /* set by sender 0 after the barrier, read after a second one */
+static atomic_int any_failed;      /* a sender that could not connect: the others stop too */
 
 static int64_t now_ns(void)
 {
@@ -129,22 +145,67 @@ typedef struct {
     Carebridge__V1__Person person;
     Carebridge__V1__Referral referral;
     Google__Protobuf__Timestamp at;
-    char *to[1];
+    char *to[2];
     char event_id[64], nhs[16], case_ref[32];
     char *reason;
 } event;
 
-static void event_fill(event *e, const options *o, int sender_index, uint64_t k)
+static uint64_t next_random(uint64_t *state)
 {
-    /* Events spread over 20000 people and cases: index keys repeat as they do
-     * for real people, rather than each event opening a fresh key range. */
-    uint64_t g = k * (uint64_t)o->senders + (uint64_t)sender_index;
-    snprintf(e->event_id, sizeof e->event_id, "%s-%02d-%010llu", o->prefix, sender_index, (unsigned long long)k);
-    snprintf(e->nhs, sizeof e->nhs, "9%09llu", (unsigned long long)(g % 20000));
-    snprintf(e->case_ref, sizeof e->case_ref, "case-%06llu", (unsigned long long)(g % 20000));
+    /* xorshift64*: plenty for picking people and ids, and the same in every run's shape */
+    uint64_t x = *state;
+    x ^= x >> 12, x ^= x << 25, x ^= x >> 27;
+    *state = x;
+    return x * 0x2545F4914F6CDD1DULL;
 }
 
-static bool event_init(event *e, const options *o, int sender_index)
+/* The valid NHS number of person p (p < 10^7). Nine digits are 4 then
+ * p * 10 + k in eight; the tenth is the modulus 11 check digit. A stem whose
+ * check would be 10 has no valid number, so k steps through the gap of ten
+ * each person owns. cb-bench-load's probe asks for the same people. */
+static void nhs_number_of(uint32_t p, char out[16])
+{
+    for (unsigned k = 0; k < 10; k++) {
+        char d[10];
+        snprintf(d, sizeof d, "4%08llu", (unsigned long long)(((uint64_t)p * 10 + k) % 100000000ULL));
+        unsigned sum = 0;
+        for (int i = 0; i < 9; i++)
+            sum += (unsigned)(d[i] - '0') * (unsigned)(10 - i);
+        unsigned check = (11 - sum % 11) % 11;
+        if (check == 10)
+            continue;
+        snprintf(out, 16, "%s%u", d, check);
+        return;
+    }
+    snprintf(out, 16, "%s", "9434765919"); /* unreachable: the check changes with k */
+}
+
+static void event_fill(event *e, const options *o, sender *s, uint64_t k)
+{
+    if (o->random_ids) {
+        uint64_t a = next_random(&s->rng), b = next_random(&s->rng);
+        snprintf(e->event_id, sizeof e->event_id, "%08llx-%04llx-4%03llx-a%03llx-%012llx",
+                 (unsigned long long)(a >> 32), (unsigned long long)(a >> 16 & 0xffff), (unsigned long long)(a & 0xfff),
+                 (unsigned long long)(b >> 52), (unsigned long long)(b & 0xffffffffffffULL));
+    } else {
+        snprintf(e->event_id, sizeof e->event_id, "%s-%02d-%010llu", o->prefix, s->index, (unsigned long long)k);
+    }
+    if (o->people) {
+        uint32_t p = (uint32_t)(next_random(&s->rng) % o->people);
+        nhs_number_of(p, e->nhs);
+        snprintf(e->case_ref, sizeof e->case_ref, "case-%08u", p);
+    } else {
+        /* Events spread over 20000 people and cases: index keys repeat as
+         * they do for real people, rather than each event opening a fresh
+         * key range. */
+        uint64_t g = k * (uint64_t)o->senders + (uint64_t)s->index;
+        snprintf(e->nhs, sizeof e->nhs, "9%09llu", (unsigned long long)(g % 20000));
+        snprintf(e->case_ref, sizeof e->case_ref, "case-%06llu", (unsigned long long)(g % 20000));
+    }
+    e->env.n_to_agencies = o->also && next_random(&s->rng) >> 63 ? 2 : 1;
+}
+
+static bool event_init(event *e, const options *o, sender *s)
 {
     memset(e, 0, sizeof *e);
     carebridge__v1__envelope__init(&e->env);
@@ -153,6 +214,7 @@ static bool event_init(event *e, const options *o, int sender_index)
     google__protobuf__timestamp__init(&e->at);
     e->at.seconds = time(NULL);
     e->to[0] = (char *)o->to;
+    e->to[1] = (char *)o->also;
     e->person.nhs_number = e->nhs;
     e->referral.urgency = CAREBRIDGE__V1__REFERRAL__URGENCY__ROUTINE;
     e->referral.consent = CAREBRIDGE__V1__REFERRAL__CONSENT__GIVEN;
@@ -166,7 +228,8 @@ static bool event_init(event *e, const options *o, int sender_index)
     e->env.occurred_at = &e->at;
     e->env.body_case = CAREBRIDGE__V1__ENVELOPE__BODY_REFERRAL;
     e->env.referral = &e->referral;
-    event_fill(e, o, sender_index, 0);
+    event_fill(e, o, s, 0);
+    e->env.n_to_agencies = 1; /* the padding is set for one recipient: a second adds its name */
 
     e->reason = malloc(o->size + 1);
     if (!e->reason)
@@ -211,7 +274,7 @@ static void *sender_main(void *arg)
     cb_client_opts copts = {
         .endpoint = o->endpoint, .agency = o->from, .window = o->window, .resend_ms = o->resend_ms, .name = name};
     cb_client_handlers h = {.answered = answered};
-    bool ready = event_init(&ev, o, s->index);
+    bool ready = event_init(&ev, o, s);
     if (ready)
         s->client = cb_client_new(&copts, &h, s, &err);
     if (!ready || !s->client) {
@@ -250,7 +313,7 @@ static void *sender_main(void *arg)
         while (more && cb_client_has_room(s->client) && s->free_recs) {
             if (o->rate > 0 && (next_due = due_ns(s, s->sent)) > t)
                 break;
-            event_fill(&ev, o, s->index, s->sent);
+            event_fill(&ev, o, s, s->sent);
             rec *r = s->free_recs;
             s->free_recs = r->next_free;
             r->sent_ns = now_ns();
@@ -286,6 +349,117 @@ static void *sender_main(void *arg)
     }
 out:
     free(ev.reason);
+    return NULL;
+}
+
+/* ---- the drain: one consumer acknowledging every delivery at once */
+
+typedef struct {
+    const options *o;
+    pthread_t thread;
+    uint64_t received;
+    int failed;
+} drain;
+
+static bool drained(void *arg, const Carebridge__V1__Deliver *d)
+{
+    (void)d;
+    ((drain *)arg)->received++;
+    return true;
+}
+
+static void *drain_main(void *arg)
+{
+    drain *d = arg;
+    cb_error err = {0};
+    cb_client_opts copts = {
+        .endpoint = d->o->endpoint, .agency = d->o->drain, .receive = true, .name = "cb-bench-load drain"};
+    cb_client_handlers h = {.delivered = drained};
+    cb_client *c = cb_client_new(&copts, &h, d, &err);
+    if (!c) {
+        fprintf(stderr, "cb-bench-load: drain: %s\n", err.reason);
+        d->failed = 2;
+        return NULL;
+    }
+    while (!atomic_load(&publishing_done))
+        if (cb_client_run(c, 50) < 0) {
+            fprintf(stderr, "cb-bench-load: drain: %s\n", cb_client_failure(c));
+            d->failed = 2;
+            break;
+        }
+    cb_client_destroy(&c);
+    return NULL;
+}
+
+/* ---- the probe: queries at a steady rate while the senders publish */
+
+typedef struct {
+    const options *o;
+    pthread_t thread;
+    int64_t *lat_ns;
+    size_t n, cap;
+    uint64_t refused;
+    int failed;
+    char first_refusal[200];
+} probe;
+
+static void *probe_main(void *arg)
+{
+    probe *p = arg;
+    const options *o = p->o;
+    cb_error err = {0};
+    cb_client_opts copts = {.endpoint = o->endpoint, .name = "cb-bench-load probe"};
+    cb_client_handlers h = {0};
+    cb_client *c = cb_client_new(&copts, &h, p, &err);
+    if (!c) {
+        fprintf(stderr, "cb-bench-load: probe: %s\n", err.reason);
+        p->failed = 2;
+        return NULL;
+    }
+    uint64_t rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)now_ns();
+    bool journey = strcmp(o->probe, "journey") == 0;
+    char nhs[16];
+    int64_t next = now_ns();
+    while (!atomic_load(&publishing_done)) {
+        int64_t wait_ns = next - now_ns();
+        if (wait_ns > 0) {
+            struct timespec ts = {wait_ns / 1000000000, wait_ns % 1000000000};
+            nanosleep(&ts, NULL);
+        }
+        next += (int64_t)(1e9 / o->probe_rate);
+        Carebridge__V1__JourneyRequest jr = CAREBRIDGE__V1__JOURNEY_REQUEST__INIT;
+        Carebridge__V1__StatusRequest sr = CAREBRIDGE__V1__STATUS_REQUEST__INIT;
+        cb_frame f = CAREBRIDGE__V1__FRAME__INIT;
+        if (journey) {
+            nhs_number_of((uint32_t)(next_random(&rng) % (o->people ? o->people : 20000)), nhs);
+            jr.person_id = nhs;
+            f.kind_case = CAREBRIDGE__V1__FRAME__KIND_JOURNEY_REQUEST;
+            f.journey_request = &jr;
+        } else {
+            f.kind_case = CAREBRIDGE__V1__FRAME__KIND_STATUS_REQUEST;
+            f.status_request = &sr;
+        }
+        int64_t t0 = now_ns();
+        cb_frame *reply = cb_client_request(c, &f, 10000, &err);
+        int64_t t1 = now_ns();
+        if (!reply) {
+            fprintf(stderr, "cb-bench-load: probe: %s\n", err.reason);
+            p->failed = 1;
+            break;
+        }
+        if (reply->kind_case == CAREBRIDGE__V1__FRAME__KIND_NACK && !p->refused++)
+            snprintf(p->first_refusal, sizeof p->first_refusal, "%s", reply->nack->reason);
+        cb_frame_free(&reply);
+        if (p->n == p->cap) {
+            size_t cap = p->cap ? 2 * p->cap : 4096;
+            int64_t *grown = realloc(p->lat_ns, cap * sizeof *grown);
+            if (!grown)
+                break;
+            p->lat_ns = grown, p->cap = cap;
+        }
+        p->lat_ns[p->n++] = t1 - t0;
+    }
+    cb_client_destroy(&c);
     return NULL;
 }
 
@@ -333,6 +507,12 @@ int main(int argc, char **argv)
                                              {"resend-ms", required_argument, 0, 'R'},
                                              {"stall-s", required_argument, 0, 'S'},
                                              {"latencies", required_argument, 0, 'L'},
+                                             {"people", required_argument, 0, 'P'},
+                                             {"random-ids", no_argument, 0, 'I'},
+                                             {"also", required_argument, 0, 'A'},
+                                             {"drain", required_argument, 0, 'D'},
+                                             {"probe", required_argument, 0, 'Q'},
+                                             {"probe-rate", required_argument, 0, 'q'},
                                              {"help", no_argument, 0, 'h'},
                                              {"version", no_argument, 0, 'V'},
                                              {0, 0, 0, 0}};
@@ -343,11 +523,12 @@ int main(int argc, char **argv)
                  .from = "health",
                  .to = "social-care",
                  .resend_ms = 2000,
-                 .stall_s = 15};
+                 .stall_s = 15,
+                 .probe_rate = 50};
     double v;
     bool events_given = false;
     int c;
-    while ((c = getopt_long(argc, argv, "e:s:w:n:d:r:z:f:t:R:S:L:hV", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "e:s:w:n:d:r:z:f:t:R:S:L:P:IA:D:Q:q:hV", longopts, NULL)) != -1) {
         bool ok = true;
         switch (c) {
         case 'e': o.endpoint = optarg; break;
@@ -378,6 +559,18 @@ int main(int argc, char **argv)
             break;
         case 'S': ok = parse_num(optarg, 0.1, &o.stall_s); break;
         case 'L': o.latencies = optarg; break;
+        case 'P':
+            ok = parse_num(optarg, 1, &v) && v <= 10000000;
+            o.people = (uint32_t)v;
+            break;
+        case 'I': o.random_ids = true; break;
+        case 'A': o.also = optarg; break;
+        case 'D': o.drain = optarg; break;
+        case 'Q':
+            o.probe = optarg;
+            ok = strcmp(optarg, "journey") == 0 || strcmp(optarg, "status") == 0;
+            break;
+        case 'q': ok = parse_num(optarg, 0.1, &o.probe_rate) && o.probe_rate <= 100000; break;
         case 'h': fputs(usage, stdout); return 0;
         case 'V': puts("cb-bench-load " CB_VERSION); return 0;
         default: ok = false; break;
@@ -411,6 +604,7 @@ int main(int argc, char **argv)
         s->index = i;
         s->quota =
             o.events ? o.events / (uint64_t)o.senders + ((uint64_t)i < o.events % (uint64_t)o.senders) : UINT64_MAX;
+        s->rng = 0x9E3779B97F4A7C15ULL * (uint64_t)(i + 1) ^ (uint64_t)now_ns();
         s->recs = calloc(o.window, sizeof *s->recs);
         if (!s->recs)
             return 2;
@@ -419,6 +613,13 @@ int main(int argc, char **argv)
             s->free_recs = &s->recs[k];
         }
     }
+    drain dr = {.o = &o};
+    probe pr = {.o = &o};
+    if ((o.drain && pthread_create(&dr.thread, NULL, drain_main, &dr) != 0) ||
+        (o.probe && pthread_create(&pr.thread, NULL, probe_main, &pr) != 0)) {
+        fputs("cb-bench-load: cannot start a thread\n", stderr);
+        return 2;
+    }
     for (int i = 0; i < o.senders; i++)
         if (pthread_create(&ss[i].thread, NULL, sender_main, &ss[i]) != 0) {
             fputs("cb-bench-load: cannot start a thread\n", stderr);
@@ -426,6 +627,16 @@ int main(int argc, char **argv)
         }
     for (int i = 0; i < o.senders; i++)
         pthread_join(ss[i].thread, NULL);
+    atomic_store(&publishing_done, 1);
+    if (o.drain)
+        pthread_join(dr.thread, NULL);
+    if (o.probe)
+        pthread_join(pr.thread, NULL);
+    if (pr.refused)
+        fprintf(stderr, "cb-bench-load: %llu probes refused; the first: %s\n", (unsigned long long)pr.refused,
+                pr.first_refusal);
+    if (pr.n)
+        qsort(pr.lat_ns, pr.n, sizeof *pr.lat_ns, cmp_i64);
 
     uint64_t sent = 0, acked = 0, nacks = 0, dups = 0;
     size_t n = 0;
@@ -468,11 +679,19 @@ int main(int argc, char **argv)
     printf("{\"senders\": %d, \"window\": %u, \"event_bytes\": %zu, \"rate\": %.0f, \"sent\": %llu, "
            "\"events\": %llu, \"seconds\": %.3f, \"events_per_s\": %.1f, \"p50_ms\": %.3f, \"p90_ms\": %.3f, "
            "\"p99_ms\": %.3f, \"p999_ms\": %.3f, \"max_ms\": %.3f, \"nacks\": %llu, \"duplicates\": %llu, "
-           "\"unanswered\": %llu}\n",
+           "\"unanswered\": %llu, \"drained\": %llu, \"probes\": %zu, \"probes_refused\": %llu, "
+           "\"probe_p50_ms\": %.3f, \"probe_p99_ms\": %.3f, \"probe_max_ms\": %.3f}\n",
            o.senders, o.window, o.size, o.rate, (unsigned long long)sent, (unsigned long long)acked, secs,
            secs > 0 ? (double)acked / secs : 0.0, pct_ms(all, n, 50), pct_ms(all, n, 90), pct_ms(all, n, 99),
            pct_ms(all, n, 99.9), n ? (double)all[n - 1] / 1e6 : 0.0, (unsigned long long)nacks,
-           (unsigned long long)dups, (unsigned long long)(sent - acked - nacks));
+           (unsigned long long)dups, (unsigned long long)(sent - acked - nacks), (unsigned long long)dr.received, pr.n,
+           (unsigned long long)pr.refused, pct_ms(pr.lat_ns, pr.n, 50), pct_ms(pr.lat_ns, pr.n, 99),
+           pr.n ? (double)pr.lat_ns[pr.n - 1] / 1e6 : 0.0);
+    free(pr.lat_ns);
+    if (dr.failed > failed)
+        failed = dr.failed;
+    if (pr.failed > failed)
+        failed = pr.failed;
     for (int i = 0; i < o.senders; i++) {
         cb_client_destroy(&ss[i].client);
         free(ss[i].recs);

@@ -23,6 +23,12 @@
 #define RESERVE_LOW   0.25        /* refill once the reserve is down to this much of its target */
 #define RESERVE_RETRY 10000       /* ms before trying again after the disk refused */
 
+/* Index entries merged per entry added: a handful of levels, with room to
+ * catch up. Merges left over run when the broker has been idle a while. */
+#define INDEX_WORK_PER_ENTRY 8
+#define INDEX_IDLE_BUDGET    8192
+#define INDEX_IDLE_AFTER_MS  100
+
 /* Three batches circulate: the network thread fills one, the store thread
  * commits one, and the network thread answers one. */
 #define N_BATCHES 3
@@ -56,6 +62,7 @@ struct cb_committer {
     pthread_t thread;
     bool running;
     int64_t reserve_retry_ms; /* no growth before this (the disk refused) */
+    int64_t last_work_ms;     /* when the last batch with work was taken */
     bool refilling;           /* from falling to RESERVE_LOW until full again */
 };
 
@@ -104,9 +111,17 @@ static void store_publish(cb_committer *c, cb_txn *txn, cb_publish *pub, uint64_
     for (size_t i = 0; i < n_keys; i++)
         key_ptrs[i] = keys[i];
     pub->seq = ++*seq;
-    cb_store_put_event(txn, pub->seq, pub->bytes, pub->len, ev->event_id, pub->digest, key_ptrs, n_keys,
-                       ev->from_agency, ev->case_ref[0] ? ev->case_ref : NULL, (const char *const *)ev->to_agencies,
-                       ev->n_to_agencies, cb_wall_ms());
+    cb_stored_event stored = {.seq = pub->seq,
+                              .bytes = pub->bytes,
+                              .len = pub->len,
+                              .event_id = ev->event_id,
+                              .person_keys = key_ptrs,
+                              .n_person_keys = n_keys,
+                              .from_agency = ev->from_agency,
+                              .case_ref = ev->case_ref[0] ? ev->case_ref : NULL,
+                              .recipients = (const char *const *)ev->to_agencies,
+                              .n_recipients = ev->n_to_agencies};
+    cb_store_put_event(txn, &stored, cb_wall_ms());
 }
 
 static bool is_replay(const cb_request *r)
@@ -233,6 +248,11 @@ static cb_code commit(cb_committer *c, cb_batch *b, bool with_publishes, cb_erro
     }
     c->n_steps = cb_delivery_plan(c->delivery, txn, b->now_ms, c->steps, cb_delivery_max_steps(c->delivery));
     pack_deliveries(c, txn, b);
+    /* Each batch pays for the index merges its own entries will need, so
+     * merging keeps pace with publishing in small, sorted steps. Not while
+     * the store is filling: a merge needs room before it frees any. */
+    if (with_publishes && cb_store_room(txn) == CB_ROOM)
+        cb_store_index_work(txn, INDEX_WORK_PER_ENTRY * cb_store_index_added(txn));
     cb_code code = cb_txn_commit(&txn, err);
     if (code) {
         free_out(b);
@@ -426,6 +446,28 @@ static bool reserve_wanted(cb_committer *c, int64_t now)
     return c->refilling && now >= c->reserve_retry_ms;
 }
 
+static bool index_work_wanted(const cb_committer *c, int64_t now)
+{
+    return cb_store_index_pending(c->store) && now >= c->last_work_ms + INDEX_IDLE_AFTER_MS;
+}
+
+/* One transaction of merging; a failure leaves the merge where its last
+ * committed step left it, for the next batch's commit to report. */
+static void merge_indexes(cb_committer *c)
+{
+    cb_error err = {0};
+    cb_txn *txn = cb_txn_begin(c->store, true, &err);
+    if (!txn)
+        return;
+    if (cb_store_room(txn) == CB_ROOM)
+        cb_store_index_work(txn, INDEX_IDLE_BUDGET);
+    else
+        c->last_work_ms = cb_mono_ms(); /* wait for room: not a busy loop */
+    cb_txn_commit(&txn, &err);
+    if (err.code)
+        c->last_work_ms = cb_mono_ms();
+}
+
 /* Only the connection holding a delivery may acknowledge it. Judged before
  * the batch's lane changes, because a connection's frames are read in order:
  * its acknowledgements came before a goodbye (or a takeover) in the same batch. */
@@ -483,11 +525,17 @@ static void *run(void *arg)
             if (was_full)
                 eventfd_write(c->wake_fd, 1);
             b->now_ms = now;
+            c->last_work_ms = now;
             process(c, b);
             pthread_mutex_lock(&c->mu);
             c->done[c->n_done++] = b;
             pthread_mutex_unlock(&c->mu);
             eventfd_write(c->wake_fd, 1);
+            pthread_mutex_lock(&c->mu);
+        } else if (!work && index_work_wanted(c, now)) {
+            /* Idle a while: merges the batches have not yet paid for. */
+            pthread_mutex_unlock(&c->mu);
+            merge_indexes(c);
             pthread_mutex_lock(&c->mu);
         } else if (!work && reserve_wanted(c, now)) {
             /* Idle: a step of the reserve now, so commits under load need not grow the file. */
@@ -498,7 +546,10 @@ static void *run(void *arg)
         } else {
             /* Nothing to do until a redelivery falls due, or work waits
              * for the network thread to give back a batch it has answered. */
-            wait_until(c, work ? INT64_MAX : cb_delivery_next_deadline(c->delivery));
+            int64_t next = cb_delivery_next_deadline(c->delivery);
+            if (cb_store_index_pending(c->store) && c->last_work_ms + INDEX_IDLE_AFTER_MS < next)
+                next = c->last_work_ms + INDEX_IDLE_AFTER_MS;
+            wait_until(c, work ? INT64_MAX : next);
         }
     }
     c->stopped = true; /* everything done is in c->done */

@@ -1,4 +1,4 @@
-#include "store.h"
+#include "store_impl.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -8,10 +8,14 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sodium.h>
+#include <stdio.h>
+#include "cb_wire.h"
 
-/* The named databases, in the order of the layout in store.h. */
-enum { DB_EVENTS, DB_IDS, DB_PERSONS, DB_CASES, DB_QUEUE, DB_PARKED, DB_META, DB_COUNT };
-static const char *const db_names[DB_COUNT] = {"events", "ids", "persons", "cases", "queue", "parked", "meta"};
+static const char *const fixed_names[DB_FIXED] = {"events", "queue", "parked", "meta"};
+/* Databases of the first layout (one B-tree per index), before the layered
+ * indexes of store_index.c: a store that has them is refused, not misread. */
+static const char *const old_layout_names[] = {"ids", "persons", "cases"};
 
 /* A queue or parked value: enqueued_ms (u64) then attempts (u32), big-endian. */
 #define ENTRY_BYTES 12
@@ -23,25 +27,7 @@ static const char *const db_names[DB_COUNT] = {"events", "ids", "persons", "case
  * gap keeps a nearly full disk from flapping between the two). */
 #define DISK_FULL_BELOW (1ULL << 20)
 #define DISK_ROOM_AT    (4ULL << 20)
-
-struct cb_store {
-    MDB_env *env; /* NULL after a failed reopen */
-    MDB_dbi dbi[DB_COUNT];
-    char *dir;
-    uint64_t map_bytes;
-    double publish_fraction;
-    uint64_t commits;
-    bool writing;            /* a write txn is open: another begin would block on LMDB's writer lock */
-    bool disk_full;          /* a write failed on a full filesystem; cleared once room returns */
-    uint64_t reserve_target; /* zeroed bytes to keep beyond LMDB's last page */
-};
-
-struct cb_txn {
-    cb_store *store;
-    MDB_txn *txn; /* NULL once a failure has aborted it */
-    bool write;
-    cb_error err; /* sticky: the first failure */
-};
+#define OVERFLOW_MARGIN 0.05 /* of the map: the gap before publishing resumes after an overflow */
 
 /* A composite key "part\0[part\0]seq", seq big-endian so that keys sharing
  * their parts sort by seq. Each part ends in a NUL, so one key's parts are
@@ -50,25 +36,6 @@ typedef struct {
     uint8_t b[2 * (CB_KEY_MAX + 1) + 8];
     size_t len;
 } key_buf;
-
-static void be64_put(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
-}
-
-static uint64_t be64_get(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static MDB_val val(const void *p, size_t n)
-{
-    return (MDB_val){.mv_size = n, .mv_data = (void *)p};
-}
 
 /* Bytes the store's filesystem has available to us; UINT64_MAX if unknown. */
 static uint64_t disk_available(const cb_store *s)
@@ -86,10 +53,12 @@ static uint64_t disk_available(const cb_store *s)
 static cb_code classify(cb_store *s, int rc, const char *step, cb_error *err)
 {
     uint64_t avail;
+    if (rc == MDB_MAP_FULL)
+        atomic_store(&s->map_overflowed, true);
     if (rc == MDB_MAP_FULL || rc == MDB_TXN_FULL)
         return cb_fail(err, CB_STORE_FULL, "%s: %s", step, mdb_strerror(rc));
     if (rc == ENOSPC || (rc > 0 && (avail = disk_available(s)) < DISK_FULL_BELOW)) {
-        s->disk_full = true;
+        atomic_store(&s->disk_full, true);
         avail = disk_available(s);
         return cb_fail(err, CB_STORE_FULL, "%s: the filesystem holding the store is full (%llu KiB available; %s)",
                        step, avail == UINT64_MAX ? 0ULL : (unsigned long long)(avail >> 10), mdb_strerror(rc));
@@ -97,14 +66,9 @@ static cb_code classify(cb_store *s, int rc, const char *step, cb_error *err)
     return cb_fail(err, CB_STORE_UNAVAILABLE, "%s: %s", step, mdb_strerror(rc));
 }
 
-static bool txn_ok(const cb_txn *txn)
-{
-    return txn->err.code == CB_OK;
-}
-
 /* Remember the first failure and abort the LMDB txn at once, so nothing more
  * can be written under it. Returns false, for `return txn_fail(...)`. */
-static bool txn_fail(cb_txn *txn, int rc, const char *step)
+bool cb_st_fail(cb_txn *txn, int rc, const char *step)
 {
     if (txn_ok(txn)) {
         classify(txn->store, rc, step, &txn->err);
@@ -114,10 +78,13 @@ static bool txn_fail(cb_txn *txn, int rc, const char *step)
     return false;
 }
 
-static bool check(cb_txn *txn, int rc, const char *step)
+bool cb_st_check(cb_txn *txn, int rc, const char *step)
 {
-    return rc == 0 || txn_fail(txn, rc, step);
+    return rc == 0 || cb_st_fail(txn, rc, step);
 }
+
+#define txn_fail cb_st_fail
+#define check    cb_st_check
 
 /* An event id or meta name used whole as a key. */
 static MDB_val str_val(const char *s)
@@ -223,11 +190,45 @@ static bool entry_decode(cb_txn *txn, MDB_val data, uint64_t seq, cb_queue_entry
 
 /* Create the directory, open the environment and every named database once
  * (creating it on first use); the handles stay valid until the env closes. */
+/* Open (or create) the databases, and the index hash key, in one txn. */
+static int open_databases(cb_store *s, const char **step)
+{
+    MDB_txn *txn;
+    MDB_dbi old;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    for (size_t i = 0; i < sizeof old_layout_names / sizeof *old_layout_names && rc == 0; i++)
+        if (mdb_dbi_open(txn, old_layout_names[i], 0, &old) == 0) {
+            *step = "open databases: the store was written by an earlier carebridge, whose indexes are laid out "
+                    "differently (move it aside, or empty the directory)";
+            rc = MDB_INCOMPATIBLE;
+        }
+    for (int i = 0; i < DB_FIXED && rc == 0; i++)
+        rc = mdb_dbi_open(txn, fixed_names[i], MDB_CREATE, &s->dbi[i]);
+    for (int ix = 0; ix < CB_INDEX_COUNT && rc == 0; ix++)
+        for (int slot = 0; slot < IX_SLOTS && rc == 0; slot++) {
+            char name[32];
+            snprintf(name, sizeof name, "%s.%02d", cb_store_index_name((cb_index)ix), slot);
+            rc = mdb_dbi_open(txn, name, MDB_CREATE, &s->dbi[DB_FIXED + ix * IX_SLOTS + slot]);
+        }
+    MDB_val k = val("index_key", 9), v;
+    if (rc == 0 && (rc = mdb_get(txn, s->dbi[DB_META], &k, &v)) == 0 && v.mv_size == sizeof s->hash_key) {
+        memcpy(s->hash_key, v.mv_data, sizeof s->hash_key);
+    } else if (rc == 0 || rc == MDB_NOTFOUND) {
+        randombytes_buf(s->hash_key, sizeof s->hash_key);
+        v = val(s->hash_key, sizeof s->hash_key);
+        rc = mdb_put(txn, s->dbi[DB_META], &k, &v, 0);
+    }
+    if (rc != 0)
+        mdb_txn_abort(txn);
+    else
+        rc = mdb_txn_commit(txn);
+    return rc;
+}
+
 static bool env_open(cb_store *s, cb_error *err)
 {
     const char *step = "create directory";
     MDB_envinfo info;
-    MDB_txn *txn;
     int rc = 0;
 
     if (mkdir(s->dir, 0700) != 0 && errno != EEXIST) {
@@ -235,24 +236,18 @@ static bool env_open(cb_store *s, cb_error *err)
         goto fail;
     }
     step = "create environment";
-    if ((rc = mdb_env_create(&s->env)) != 0 || (rc = mdb_env_set_maxdbs(s->env, DB_COUNT)) != 0 ||
+    /* Room for the old layout's names too, so they can be looked for. */
+    if ((rc = mdb_env_create(&s->env)) != 0 || (rc = mdb_env_set_maxdbs(s->env, IX_DB_COUNT + 4)) != 0 ||
         (rc = mdb_env_set_mapsize(s->env, (size_t)s->map_bytes)) != 0)
         goto fail;
-    /* Default flags: every write commit is fdatasync'ed before it returns. */
+    /* Default flags: every write commit is fdatasync'ed before it returns.
+     * MDB_NOTLS: the query thread's read txns are its own, not per thread. */
     step = "open environment";
-    if ((rc = mdb_env_open(s->env, s->dir, 0, 0600)) != 0 || (rc = mdb_env_info(s->env, &info)) != 0)
+    if ((rc = mdb_env_open(s->env, s->dir, MDB_NOTLS, 0600)) != 0 || (rc = mdb_env_info(s->env, &info)) != 0)
         goto fail;
     s->map_bytes = info.me_mapsize; /* LMDB grows the map to fit existing data */
     step = "open databases";
-    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
-        goto fail;
-    for (int i = 0; i < DB_COUNT && rc == 0; i++)
-        rc = mdb_dbi_open(txn, db_names[i], MDB_CREATE, &s->dbi[i]);
-    if (rc != 0)
-        mdb_txn_abort(txn);
-    else
-        rc = mdb_txn_commit(txn);
-    if (rc == 0)
+    if ((rc = open_databases(s, &step)) == 0)
         return true;
 fail:
     mdb_env_close(s->env);
@@ -273,6 +268,7 @@ cb_store *cb_store_open(const char *dir, uint64_t map_bytes, double publish_frac
     }
     s->map_bytes = map_bytes;
     s->publish_fraction = publish_fraction;
+    pthread_rwlock_init(&s->env_lock, NULL);
     if (!env_open(s, err)) {
         cb_store_destroy(&s);
         return NULL;
@@ -335,6 +331,7 @@ void cb_store_destroy(cb_store **store_p)
         return;
     assert(!s->writing);
     mdb_env_close(s->env);
+    pthread_rwlock_destroy(&s->env_lock);
     free(s->dir);
     free(s);
     *store_p = NULL;
@@ -343,9 +340,12 @@ void cb_store_destroy(cb_store **store_p)
 bool cb_store_reopen(cb_store *store, cb_error *err)
 {
     assert(!store->writing);
+    pthread_rwlock_wrlock(&store->env_lock);
     mdb_env_close(store->env);
     store->env = NULL;
-    return env_open(store, err);
+    bool opened = env_open(store, err);
+    pthread_rwlock_unlock(&store->env_lock);
+    return opened;
 }
 
 uint64_t cb_store_limit_bytes(const cb_store *store)
@@ -362,31 +362,54 @@ uint64_t cb_store_commits(const cb_store *store)
 
 cb_txn *cb_txn_begin(cb_store *store, bool write, cb_error *err)
 {
-    assert(!store->writing);
-    if (!store->env) {
-        cb_fail(err, CB_STORE_UNAVAILABLE, "begin txn: the store is closed after a failed reopen");
-        return NULL;
-    }
+    assert(!write || !store->writing);
     cb_txn *txn = calloc(1, sizeof *txn);
     if (!txn) {
         cb_fail(err, CB_STORE_UNAVAILABLE, "begin txn: %s", strerror(ENOMEM));
         return NULL;
     }
-    int rc = mdb_txn_begin(store->env, NULL, write ? 0 : MDB_RDONLY, &txn->txn);
+    /* Only the store thread writes, and it alone reopens: a reader (on any
+     * thread) holds the lock so the environment is not closed under it. */
+    if (!write)
+        pthread_rwlock_rdlock(&store->env_lock);
+    int rc = store->env ? mdb_txn_begin(store->env, NULL, write ? 0 : MDB_RDONLY, &txn->txn) : -1;
     if (rc != 0) {
+        if (!write)
+            pthread_rwlock_unlock(&store->env_lock);
         free(txn);
-        classify(store, rc, "begin txn", err);
+        if (rc == -1)
+            cb_fail(err, CB_STORE_UNAVAILABLE, "begin txn: the store is closed after a failed reopen");
+        else
+            classify(store, rc, "begin txn", err);
         return NULL;
     }
     txn->store = store;
     txn->write = write;
-    store->writing = write;
+    if (write)
+        store->writing = true;
     return txn;
 }
+
+static void txn_free(cb_txn *txn)
+{
+    if (txn->write)
+        txn->store->writing = false;
+    else
+        pthread_rwlock_unlock(&txn->store->env_lock);
+    cb_st_index_forget(txn);
+    free(txn->deltas);
+    free(txn);
+}
+
+static void flush_counts(cb_txn *txn);
 
 cb_code cb_txn_commit(cb_txn **txn_p, cb_error *err)
 {
     cb_txn *txn = *txn_p;
+    if (txn->write) {
+        cb_st_index_flush(txn);
+        flush_counts(txn);
+    }
     if (txn_ok(txn)) {
         int rc = mdb_txn_commit(txn->txn); /* ends the txn even when it fails */
         txn->txn = NULL;
@@ -395,12 +418,10 @@ cb_code cb_txn_commit(cb_txn **txn_p, cb_error *err)
         else if (txn->write)
             txn->store->commits++;
     }
-    if (txn->write)
-        txn->store->writing = false;
     if (err)
         *err = txn->err;
     cb_code code = txn->err.code;
-    free(txn);
+    txn_free(txn);
     *txn_p = NULL;
     return code;
 }
@@ -412,9 +433,7 @@ void cb_txn_abort(cb_txn **txn_p)
         return;
     if (txn->txn)
         mdb_txn_abort(txn->txn);
-    if (txn->write)
-        txn->store->writing = false;
-    free(txn);
+    txn_free(txn);
     *txn_p = NULL;
 }
 
@@ -448,41 +467,88 @@ uint64_t cb_store_event_count(cb_txn *txn)
     return st.ms_entries;
 }
 
-bool cb_store_find_id(cb_txn *txn, const char *event_id, uint64_t *seq, uint8_t digest[CB_DIGEST_BYTES])
+uint64_t cb_store_hash(const cb_store *store, const void *key, size_t len)
 {
-    MDB_val data;
-    if (!db_get(txn, DB_IDS, str_val(event_id), &data, "read event id"))
-        return false;
-    if (data.mv_size != 8 + CB_DIGEST_BYTES)
-        return txn_fail(txn, MDB_CORRUPTED, "read event id");
-    *seq = be64_get(data.mv_data);
-    memcpy(digest, (const uint8_t *)data.mv_data + 8, CB_DIGEST_BYTES);
+    uint8_t h[crypto_shorthash_BYTES];
+    crypto_shorthash(h, key, len, store->hash_key);
+    return be64_get(h);
+}
+
+static uint64_t str_hash(const cb_store *store, const char *a, const char *b)
+{
+    if (!b)
+        return cb_store_hash(store, a, strlen(a));
+    /* "agency\0case": the NUL keeps ("ab", "c") apart from ("a", "bc"). */
+    size_t na = strlen(a), nb = strlen(b);
+    char buf[2 * (CB_KEY_MAX + 1)];
+    if (na > CB_KEY_MAX || nb > CB_KEY_MAX)
+        return 0;
+    memcpy(buf, a, na + 1);
+    memcpy(buf + na + 1, b, nb);
+    return cb_store_hash(store, buf, na + 1 + nb);
+}
+
+/* The event id in an event's stored bytes: its field 1, which protobuf-c
+ * writes first. */
+static bool stored_id_is(const uint8_t *bytes, size_t len, const char *event_id)
+{
+    const uint8_t *p = bytes, *end = bytes + len;
+    cb_wire_field f;
+    while (p < end && !cb_wire_next(&p, end, &f))
+        if (f.id == 1 && f.type == CB_WIRE_LEN)
+            return f.len == strlen(event_id) && memcmp(f.payload, event_id, f.len) == 0;
+    return false;
+}
+
+typedef struct {
+    uint64_t seqs[8];
+    size_t n;
+} candidates;
+
+static bool push_candidate(void *arg, uint64_t seq)
+{
+    candidates *c = arg;
+    if (c->n < sizeof c->seqs / sizeof *c->seqs)
+        c->seqs[c->n++] = seq;
     return true;
 }
 
-void cb_store_put_event(cb_txn *txn, uint64_t seq, const uint8_t *bytes, size_t len, const char *event_id,
-                        const uint8_t digest[CB_DIGEST_BYTES], const char *const *person_keys, size_t n_person_keys,
-                        const char *from_agency, const char *case_ref, const char *const *recipients,
-                        size_t n_recipients, uint64_t now_ms)
+bool cb_store_find_id(cb_txn *txn, const char *event_id, uint64_t *seq, uint8_t digest[CB_DIGEST_BYTES])
 {
-    /* The ids value is seq then digest; its first 8 bytes are the events key. */
-    uint8_t id[8 + CB_DIGEST_BYTES];
-    cb_queue_entry entry = {.seq = seq, .enqueued_ms = now_ms};
-    key_buf k;
+    /* The index holds the id's hash: each event it names is read to see
+     * whether it really has this id (two ids sharing a hash is 2^-64 rare,
+     * and the hash is keyed, so no sender can make it happen). */
+    candidates c = {.n = 0};
+    cb_store_index_find(txn, CB_INDEX_IDS, str_hash(txn->store, event_id, NULL), push_candidate, &c);
+    for (size_t i = 0; i < c.n && txn_ok(txn); i++) {
+        const uint8_t *bytes;
+        size_t len;
+        if (cb_store_get_event(txn, c.seqs[i], &bytes, &len) && stored_id_is(bytes, len, event_id)) {
+            *seq = c.seqs[i];
+            /* The digest is of the stored bytes, as the network thread made it of the published ones. */
+            crypto_generichash(digest, CB_DIGEST_BYTES, bytes, len, NULL, 0);
+            return true;
+        }
+    }
+    return false;
+}
 
-    be64_put(id, seq);
-    memcpy(id + 8, digest, CB_DIGEST_BYTES);
+void cb_store_put_event(cb_txn *txn, const cb_stored_event *ev, uint64_t now_ms)
+{
+    uint8_t k[8];
+    cb_queue_entry entry = {.seq = ev->seq, .enqueued_ms = now_ms};
+    be64_put(k, ev->seq);
     /* Every seq is above the last: appending leaves full pages behind,
      * where a plain put splits each page in half and never fills it again. */
-    db_put_flags(txn, DB_EVENTS, val(id, 8), val(bytes, len), MDB_APPEND, "put event");
-    db_put(txn, DB_IDS, str_val(event_id), val(id, sizeof id), "put event id");
-    for (size_t i = 0; i < n_person_keys; i++)
-        if (key_make(txn, "put person index", &k, person_keys[i], NULL, seq))
-            db_put(txn, DB_PERSONS, val(k.b, k.len), val("", 0), "put person index");
-    if (case_ref && key_make(txn, "put case index", &k, from_agency, case_ref, seq))
-        db_put(txn, DB_CASES, val(k.b, k.len), val("", 0), "put case index");
-    for (size_t i = 0; i < n_recipients; i++)
-        cb_store_queue_put(txn, recipients[i], &entry);
+    db_put_flags(txn, DB_EVENTS, val(k, 8), val(ev->bytes, ev->len), MDB_APPEND, "put event");
+    txn->put_since_room += ev->len + 64 * (1 + ev->n_person_keys + ev->n_recipients);
+    cb_store_index_add(txn, CB_INDEX_IDS, str_hash(txn->store, ev->event_id, NULL), ev->seq);
+    for (size_t i = 0; i < ev->n_person_keys; i++)
+        cb_store_index_add(txn, CB_INDEX_PERSONS, str_hash(txn->store, ev->person_keys[i], NULL), ev->seq);
+    if (ev->case_ref)
+        cb_store_index_add(txn, CB_INDEX_CASES, str_hash(txn->store, ev->from_agency, ev->case_ref), ev->seq);
+    for (size_t i = 0; i < ev->n_recipients; i++)
+        cb_store_queue_put(txn, ev->recipients[i], &entry);
 }
 
 bool cb_store_get_event(cb_txn *txn, uint64_t seq, const uint8_t **bytes, size_t *len)
@@ -497,33 +563,14 @@ bool cb_store_get_event(cb_txn *txn, uint64_t seq, const uint8_t **bytes, size_t
     return true;
 }
 
-struct seq_visit {
-    cb_seq_fn fn;
-    void *arg;
-};
-
-static bool visit_seq(cb_txn *txn, void *arg, uint64_t seq, MDB_val data)
-{
-    (void)txn;
-    (void)data;
-    struct seq_visit *v = arg;
-    return v->fn(v->arg, seq);
-}
-
 void cb_store_person_seqs(cb_txn *txn, const char *person_key, cb_seq_fn fn, void *arg)
 {
-    struct seq_visit v = {fn, arg};
-    key_buf k;
-    if (key_make(txn, "scan person index", &k, person_key, NULL, 0))
-        db_scan(txn, DB_PERSONS, &k, visit_seq, &v, "scan person index");
+    cb_store_index_find(txn, CB_INDEX_PERSONS, str_hash(txn->store, person_key, NULL), fn, arg);
 }
 
 void cb_store_case_seqs(cb_txn *txn, const char *from_agency, const char *case_ref, cb_seq_fn fn, void *arg)
 {
-    struct seq_visit v = {fn, arg};
-    key_buf k;
-    if (key_make(txn, "scan case index", &k, from_agency, case_ref, 0))
-        db_scan(txn, DB_CASES, &k, visit_seq, &v, "scan case index");
+    cb_store_index_find(txn, CB_INDEX_CASES, str_hash(txn->store, from_agency, case_ref), fn, arg);
 }
 
 /* ---- delivery queues */
@@ -567,19 +614,100 @@ static bool entry_get(cb_txn *txn, int db, const char *agency, uint64_t seq, cb_
            entry_decode(txn, data, seq, out);
 }
 
+/* ---- kept counts: each agency's queued and parked entries, in the meta
+ * database ("queue.<agency>": two u64), changed with the entries themselves,
+ * so status reads two numbers instead of counting millions of entries. */
+
+typedef struct {
+    uint64_t queued, parked;
+} counts;
+
+static void count_change(cb_txn *txn, int db, const char *agency, int64_t by)
+{
+    count_delta *d = NULL;
+    for (size_t i = 0; i < txn->n_deltas && !d; i++)
+        if (strcmp(txn->deltas[i].agency, agency) == 0)
+            d = &txn->deltas[i];
+    if (!d) {
+        count_delta *grown = realloc(txn->deltas, (txn->n_deltas + 1) * sizeof *grown);
+        if (!grown || strlen(agency) >= sizeof grown->agency) {
+            if (grown)
+                txn->deltas = grown;
+            cb_st_fail(txn, grown ? MDB_BAD_VALSIZE : ENOMEM, "count queue entries");
+            return;
+        }
+        txn->deltas = grown;
+        d = &txn->deltas[txn->n_deltas++];
+        memset(d, 0, sizeof *d);
+        strcpy(d->agency, agency);
+    }
+    if (db == DB_QUEUE)
+        d->queued += by;
+    else
+        d->parked += by;
+}
+
+static void counts_name(char *name, size_t cap, const char *agency)
+{
+    snprintf(name, cap, "queue.%s", agency);
+}
+
+static counts stored_counts(cb_txn *txn, const char *agency)
+{
+    char name[80];
+    counts c = {0, 0};
+    MDB_val v;
+    counts_name(name, sizeof name, agency);
+    if (cb_st_meta_get(txn, name, &v)) {
+        if (v.mv_size == sizeof c)
+            memcpy(&c, v.mv_data, sizeof c);
+        else
+            txn_fail(txn, MDB_CORRUPTED, "read queue counts");
+    }
+    return c;
+}
+
+static void flush_counts(cb_txn *txn)
+{
+    for (size_t i = 0; i < txn->n_deltas && txn_ok(txn); i++) {
+        const count_delta *d = &txn->deltas[i];
+        if (!d->queued && !d->parked)
+            continue;
+        counts c = stored_counts(txn, d->agency);
+        c.queued = (uint64_t)((int64_t)c.queued + d->queued);
+        c.parked = (uint64_t)((int64_t)c.parked + d->parked);
+        char name[80];
+        counts_name(name, sizeof name, d->agency);
+        cb_store_meta_put(txn, name, &c, sizeof c);
+    }
+    txn->n_deltas = 0;
+}
+
+/* Insert or overwrite; only an insert is counted. */
 static void entry_put(cb_txn *txn, int db, const char *agency, const cb_queue_entry *e, const char *step)
 {
     key_buf k;
     uint8_t b[ENTRY_BYTES];
     entry_encode(b, e);
-    if (key_make(txn, step, &k, agency, NULL, e->seq))
-        db_put(txn, db, val(k.b, k.len), val(b, sizeof b), step);
+    if (!txn_ok(txn) || !key_make(txn, step, &k, agency, NULL, e->seq))
+        return;
+    MDB_val key = val(k.b, k.len), data = val(b, sizeof b);
+    int rc = mdb_put(txn->txn, txn->store->dbi[db], &key, &data, MDB_NOOVERWRITE);
+    if (rc == 0)
+        count_change(txn, db, agency, +1);
+    else if (rc == MDB_KEYEXIST) /* which pointed data at the stored value */
+        check(txn, mdb_put(txn->txn, txn->store->dbi[db], &key, &(MDB_val){sizeof b, b}, 0), step);
+    else
+        check(txn, rc, step);
 }
 
 static bool entry_del(cb_txn *txn, int db, const char *agency, uint64_t seq, const char *step)
 {
     key_buf k;
-    return key_make(txn, step, &k, agency, NULL, seq) && db_del(txn, db, val(k.b, k.len), step);
+    bool deleted = key_make(txn, step, &k, agency, NULL, seq) && db_del(txn, db, val(k.b, k.len), step);
+    if (deleted)
+        count_change(txn, db, agency, -1);
+    return deleted;
 }
 
 bool cb_store_queue_get(cb_txn *txn, const char *agency, uint64_t seq, cb_queue_entry *out)
@@ -628,32 +756,41 @@ bool cb_store_unpark(cb_txn *txn, const char *agency, uint64_t seq)
     return txn_ok(txn);
 }
 
-struct stats_visit {
-    uint64_t count;
+#define OLDEST_LOOKED_AT 64
+
+struct oldest_visit {
+    unsigned seen;
     uint64_t oldest;
 };
 
-static bool visit_stats(cb_txn *txn, void *arg, uint64_t seq, MDB_val data)
+static bool visit_oldest(cb_txn *txn, void *arg, uint64_t seq, MDB_val data)
 {
-    struct stats_visit *v = arg;
+    struct oldest_visit *v = arg;
     cb_queue_entry e;
     if (!entry_decode(txn, data, seq, &e))
         return false;
-    v->count++;
     if (e.enqueued_ms < v->oldest)
         v->oldest = e.enqueued_ms;
-    return true;
+    return ++v->seen < OLDEST_LOOKED_AT;
 }
 
 void cb_store_queue_stats(cb_txn *txn, const char *agency, cb_queue_stats *out)
 {
-    struct stats_visit v = {.oldest = UINT64_MAX};
-    entry_scan(txn, DB_QUEUE, agency, 0, visit_stats, &v, "count queue");
-    out->queued = v.count;
-    v.count = 0;
-    entry_scan(txn, DB_PARKED, agency, 0, visit_stats, &v, "count parked");
-    out->parked = v.count;
-    out->oldest_enqueued_ms = out->queued + out->parked ? v.oldest : 0;
+    counts c = stored_counts(txn, agency);
+    for (size_t i = 0; i < txn->n_deltas; i++)
+        if (strcmp(txn->deltas[i].agency, agency) == 0) {
+            c.queued = (uint64_t)((int64_t)c.queued + txn->deltas[i].queued);
+            c.parked = (uint64_t)((int64_t)c.parked + txn->deltas[i].parked);
+        }
+    out->queued = c.queued;
+    out->parked = c.parked;
+    /* Entries are in seq order, which is the order they were queued in,
+     * except one queued again by a replay: the first few cover that. */
+    struct oldest_visit v = {.oldest = UINT64_MAX};
+    entry_scan(txn, DB_QUEUE, agency, 0, visit_oldest, &v, "find oldest queued");
+    v.seen = 0;
+    entry_scan(txn, DB_PARKED, agency, 0, visit_oldest, &v, "find oldest parked");
+    out->oldest_enqueued_ms = c.queued + c.parked && v.oldest != UINT64_MAX ? v.oldest : 0;
 }
 
 /* ---- room and metadata */
@@ -664,7 +801,7 @@ uint64_t cb_store_used_bytes(cb_txn *txn)
      * names, and ours; plus the two meta pages. */
     MDB_stat st = {0};
     uint64_t pages = 2;
-    for (int i = 0; i < 2 + DB_COUNT && txn_ok(txn); i++) {
+    for (int i = 0; i < 2 + IX_DB_COUNT && txn_ok(txn); i++) {
         MDB_dbi dbi = i < 2 ? (MDB_dbi)i : txn->store->dbi[i - 2];
         if (check(txn, mdb_stat(txn->txn, dbi, &st), "measure store"))
             pages += st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
@@ -675,13 +812,33 @@ uint64_t cb_store_used_bytes(cb_txn *txn)
 cb_room cb_store_room(cb_txn *txn)
 {
     cb_store *s = txn->store;
-    if (s->disk_full) {
+    if (txn->room_known && txn->put_since_room < s->map_bytes / 128 && !atomic_load(&s->disk_full))
+        return txn->room;
+    if (atomic_load(&s->disk_full)) {
         if (disk_available(s) < DISK_ROOM_AT)
             return CB_ROOM_DISK_FULL;
-        s->disk_full = false;
+        if (txn->write) /* the writer decides; a reader only reports */
+            atomic_store(&s->disk_full, false);
     }
+    /* Measuring reads every database's size: done again only once the txn
+     * has put a 128th of the map since. */
     uint64_t used = cb_store_used_bytes(txn);
-    return !txn_ok(txn) || (double)used < s->publish_fraction * (double)s->map_bytes ? CB_ROOM : CB_ROOM_MAP_FILLED;
+    txn->put_since_room = 0;
+    /* A map that overflowed before the fraction was reached (pages LMDB
+     * cannot reuse yet count against it too) stays full until deliveries
+     * have drained it some way below. */
+    double limit = s->publish_fraction - (atomic_load(&s->map_overflowed) ? OVERFLOW_MARGIN : 0.0);
+    bool room = (double)used < limit * (double)s->map_bytes;
+    if (room && txn->write)
+        atomic_store(&s->map_overflowed, false);
+    txn->room = !txn_ok(txn) || room ? CB_ROOM : CB_ROOM_MAP_FILLED;
+    txn->room_known = txn_ok(txn);
+    return txn->room;
+}
+
+bool cb_st_meta_get(cb_txn *txn, const char *name, MDB_val *out)
+{
+    return db_get(txn, DB_META, str_val(name), out, "read meta");
 }
 
 bool cb_store_meta_get(cb_txn *txn, const char *name, void *buf, size_t cap, size_t *len)

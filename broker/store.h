@@ -4,17 +4,25 @@
  *
  * Databases (keys big-endian so byte order is numeric order):
  *   events   seq(u64)                      -> packed carebridge.v1.Envelope
- *   ids      event_id                      -> seq(u64) digest(16)
- *   persons  person key ("nhs:..", "chi:..", "local:sys:val") + 0 + seq -> ""
- *   cases    from_agency + 0 + case_ref + 0 + seq                       -> ""
  *   queue    agency + 0 + seq              -> enqueued_ms(u64) attempts(u32)
  *   parked   agency + 0 + seq              -> enqueued_ms(u64) attempts(u32)
- *   meta     name                          -> bytes
+ *   meta     name                          -> bytes (with each agency's queue
+ *                                             counts and the index directories)
+ * and three layered indexes (store_index.c), each of (hash, seq) entries:
+ *   ids      hash(event_id)
+ *   persons  hash(person key: "nhs:..", "chi:..", "local:sys:val")
+ *   cases    hash(from_agency + 0 + case_ref)
+ * The hash is SipHash under a key kept in the store, so a lookup may find
+ * an event of another key only by a 2^-64 chance no sender can steer: ids are
+ * checked here, person and case matches by the caller.
  *
  * A transaction carries a sticky error (after CZ-NIC Knot's knot_lmdb): once
  * an operation fails, later ones do nothing and the commit reports the first
  * failure, so callers write straight-line code and check once. Not-found is a
- * plain false, never an error. */
+ * plain false, never an error.
+ *
+ * Only one thread writes (and reopens); read transactions may be used on any
+ * thread at the same time. */
 #ifndef CB_STORE_H
 #define CB_STORE_H
 
@@ -28,6 +36,8 @@
 
 typedef struct cb_store cb_store;
 typedef struct cb_txn cb_txn;
+
+typedef bool (*cb_seq_fn)(void *arg, uint64_t seq);
 
 typedef struct {
     uint64_t seq;
@@ -52,8 +62,8 @@ uint64_t cb_store_limit_bytes(const cb_store *store);
 /* Number of successful write commits since open: each one was synced. */
 uint64_t cb_store_commits(const cb_store *store);
 
-/* One transaction at a time per process for writes; read transactions may be
- * used while no write transaction is open. NULL only on failure (err set). */
+/* One write transaction at a time, on the thread that owns the store; read
+ * transactions on any thread, beside it. NULL only on failure (err set). */
 cb_txn *cb_txn_begin(cb_store *store, bool write, cb_error *err);
 /* Commit and sync. CB_OK, or STORE_FULL (map full, or a write that met a full
  * filesystem: ENOSPC, or any failure while the filesystem has under 1 MiB
@@ -70,23 +80,54 @@ cb_code cb_txn_failed(const cb_txn *txn);
 /* The highest seq stored, 0 when empty. */
 uint64_t cb_store_last_seq(cb_txn *txn);
 uint64_t cb_store_event_count(cb_txn *txn);
-/* True with seq and digest when event_id is stored. */
+/* True with seq and the digest of its stored bytes when event_id is stored. */
 bool cb_store_find_id(cb_txn *txn, const char *event_id, uint64_t *seq, uint8_t digest[CB_DIGEST_BYTES]);
-/* Write the event under seq with its id, person and case index entries, and a
- * queue entry (attempts 0) for each recipient. case_ref may be NULL. seq must
- * be above every stored seq (events are appended); otherwise the transaction
- * fails. */
-void cb_store_put_event(cb_txn *txn, uint64_t seq, const uint8_t *bytes, size_t len, const char *event_id,
-                        const uint8_t digest[CB_DIGEST_BYTES], const char *const *person_keys, size_t n_person_keys,
-                        const char *from_agency, const char *case_ref, const char *const *recipients,
-                        size_t n_recipients, uint64_t now_ms);
+
+/* An event to store: its packed bytes under seq, its index entries, and a
+ * queue entry (attempts 0) for each recipient. */
+typedef struct {
+    uint64_t seq; /* above every stored seq (events are appended), or the txn fails */
+    const uint8_t *bytes;
+    size_t len;
+    const char *event_id;
+    const char *const *person_keys;
+    size_t n_person_keys;
+    const char *from_agency;
+    const char *case_ref; /* NULL: none */
+    const char *const *recipients;
+    size_t n_recipients;
+} cb_stored_event;
+void cb_store_put_event(cb_txn *txn, const cb_stored_event *ev, uint64_t now_ms);
 /* The stored bytes of seq; valid until the transaction ends. */
 bool cb_store_get_event(cb_txn *txn, uint64_t seq, const uint8_t **bytes, size_t *len);
 
-/* Calls fn for each seq under the key, ascending, until fn returns false. */
-typedef bool (*cb_seq_fn)(void *arg, uint64_t seq);
+/* Calls fn for each seq indexed under the key (in no order: callers sort)
+ * until fn returns false. The match is by hash: check the event. */
 void cb_store_person_seqs(cb_txn *txn, const char *person_key, cb_seq_fn fn, void *arg);
 void cb_store_case_seqs(cb_txn *txn, const char *from_agency, const char *case_ref, cb_seq_fn fn, void *arg);
+
+/* ---- the layered indexes (store_index.c) */
+
+typedef enum { CB_INDEX_IDS, CB_INDEX_PERSONS, CB_INDEX_CASES, CB_INDEX_COUNT } cb_index;
+
+const char *cb_store_index_name(cb_index ix);
+/* The store's keyed 64-bit hash of a key. */
+uint64_t cb_store_hash(const cb_store *store, const void *key, size_t len);
+void cb_store_index_add(cb_txn *txn, cb_index ix, uint64_t hash, uint64_t seq);
+void cb_store_index_find(cb_txn *txn, cb_index ix, uint64_t hash, cb_seq_fn fn, void *arg);
+/* Seal full tails and merge runs, writing up to budget entries per index.
+ * True while merges remain (cb_store_index_pending says the same later). */
+bool cb_store_index_work(cb_txn *txn, uint64_t budget);
+bool cb_store_index_pending(const cb_store *store);
+/* Entries this txn has added: what it owes in merge work. */
+uint64_t cb_store_index_added(const cb_txn *txn);
+
+typedef struct {
+    unsigned layers;  /* the tail and the runs a lookup reads */
+    unsigned merging; /* runs being written */
+    uint64_t entries;
+} cb_index_shape;
+void cb_store_index_shape(cb_txn *txn, cb_index ix, cb_index_shape *out);
 
 /* ---- delivery queues */
 
@@ -108,6 +149,8 @@ bool cb_store_unpark(cb_txn *txn, const char *agency, uint64_t seq);
 void cb_store_parked_scan(cb_txn *txn, const char *agency, uint64_t after, cb_entry_fn fn, void *arg);
 bool cb_store_parked_get(cb_txn *txn, const char *agency, uint64_t seq, cb_queue_entry *out);
 
+/* Kept counts, read in constant time; the oldest is looked for among the
+ * first entries in line. */
 typedef struct {
     uint64_t queued;
     uint64_t parked;

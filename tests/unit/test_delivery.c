@@ -129,13 +129,17 @@ static void put_events_to(fixture *f, uint64_t first, uint64_t last, const char 
     cb_txn *txn = begin(f, true);
     for (uint64_t seq = first; seq <= last; seq++) {
         char id[32], body[32];
-        uint8_t digest[CB_DIGEST_BYTES];
         const char *recipients[] = {to};
         snprintf(id, sizeof id, "ev-%llu", (unsigned long long)seq);
         snprintf(body, sizeof body, "event %llu", (unsigned long long)seq);
-        memset(digest, (int)seq, sizeof digest);
-        cb_store_put_event(txn, seq, (const uint8_t *)body, strlen(body), id, digest, NULL, 0, "health", NULL,
-                           recipients, 1, WALL + seq);
+        cb_stored_event ev = {.seq = seq,
+                              .bytes = (const uint8_t *)body,
+                              .len = strlen(body),
+                              .event_id = id,
+                              .from_agency = "health",
+                              .recipients = recipients,
+                              .n_recipients = 1};
+        cb_store_put_event(txn, &ev, WALL + seq);
     }
     commit(&txn);
     if (notify) {

@@ -1,0 +1,122 @@
+/* The store's insides, shared by its two files: store.c (the environment,
+ * transactions, events, queues, metadata) and store_index.c (the layered
+ * indexes). Nothing outside them includes this, or <lmdb.h>. */
+#ifndef CB_STORE_IMPL_H
+#define CB_STORE_IMPL_H
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include "store.h"
+
+/* The fixed databases. Each index also has IX_SLOTS databases of its own. */
+enum { DB_EVENTS, DB_QUEUE, DB_PARKED, DB_META, DB_FIXED };
+
+/* ---- the layered index (store_index.c says why and how)
+ *
+ * An index is a pool of slots, each an LMDB database of 16-byte keys
+ * (hash, seq): one slot takes new entries (the tail), some are sealed runs,
+ * and a merge writes sorted runs of a level into one run of the next. */
+#define IX_SLOTS    40
+#define IX_MERGES   3 /* merges in progress at once, lowest level first */
+#define IX_FANIN    6 /* runs of one level merged into one of the next */
+#define IX_NONE     0xFF
+#define IX_KEY      16
+#define IX_DB_COUNT (DB_FIXED + CB_INDEX_COUNT * IX_SLOTS)
+
+enum { SLOT_FREE, SLOT_TAIL, SLOT_RUN, SLOT_BUILD };
+
+typedef struct {
+    uint8_t out; /* IX_NONE: this merge is not in use */
+    uint8_t n_src;
+    uint8_t src[IX_FANIN];
+    uint8_t last[IX_KEY]; /* the last key written to out (none while out is empty) */
+} ix_merge;
+
+/* Stored whole in the meta database under "index.<name>", so a reader's
+ * snapshot has the directory that matches its slots. */
+typedef struct {
+    uint32_t version;
+    uint8_t tail;
+    uint8_t state[IX_SLOTS];
+    uint8_t level[IX_SLOTS];
+    uint64_t count[IX_SLOTS];
+    ix_merge merges[IX_MERGES];
+} ix_dir;
+
+struct cb_store {
+    MDB_env *env; /* NULL after a failed reopen */
+    MDB_dbi dbi[IX_DB_COUNT];
+    char *dir;
+    uint64_t map_bytes;
+    double publish_fraction;
+    uint64_t commits;
+    uint8_t hash_key[16];       /* keys the index hash, so colliding ids cannot be chosen */
+    bool writing;               /* a write txn is open (only the store thread writes) */
+    atomic_bool disk_full;      /* a write failed on a full filesystem; cleared once room returns */
+    atomic_bool map_overflowed; /* a write met MDB_MAP_FULL; cleared once well below the fraction */
+    uint64_t reserve_target;    /* zeroed bytes to keep beyond LMDB's last page */
+    bool index_work;            /* the last write txn left index work to do */
+    /* Read transactions may run on any thread; reopening the environment
+     * takes this for writing, so no reader is inside it meanwhile. */
+    pthread_rwlock_t env_lock;
+};
+
+/* A change to one agency's queued and parked counts, kept until commit. */
+typedef struct {
+    char agency[64];
+    int64_t queued, parked;
+} count_delta;
+
+struct cb_txn {
+    cb_store *store;
+    MDB_txn *txn; /* NULL once a failure has aborted it */
+    bool write;
+    cb_error err; /* sticky: the first failure */
+    /* Index directories, read on first use; a write txn's changes are
+     * written back at commit. */
+    ix_dir *dirs[CB_INDEX_COUNT];
+    bool dirs_dirty[CB_INDEX_COUNT];
+    uint64_t index_added; /* entries added: the merge work this txn owes */
+    count_delta *deltas;
+    size_t n_deltas;
+    bool room_known; /* room as last measured, and bytes put since */
+    cb_room room;
+    uint64_t put_since_room;
+};
+
+static inline void be64_put(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+static inline uint64_t be64_get(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static inline MDB_val val(const void *p, size_t n)
+{
+    return (MDB_val){.mv_size = n, .mv_data = (void *)p};
+}
+
+static inline bool txn_ok(const cb_txn *txn)
+{
+    return txn->err.code == CB_OK;
+}
+
+/* Remember the first failure and abort the LMDB txn at once. Returns false. */
+bool cb_st_fail(cb_txn *txn, int rc, const char *step);
+/* rc == 0, or the txn fails with it. */
+bool cb_st_check(cb_txn *txn, int rc, const char *step);
+bool cb_st_meta_get(cb_txn *txn, const char *name, MDB_val *out);
+
+/* store_index.c: write back the directories a write txn changed; forget them. */
+void cb_st_index_flush(cb_txn *txn);
+void cb_st_index_forget(cb_txn *txn);
+
+#endif

@@ -1,0 +1,362 @@
+/* The layered index: (hash, seq) entries that stay cheap to add as the store
+ * grows to millions of events.
+ *
+ * LMDB copies every page a commit touches, so an index costs the number of
+ * distinct pages a commit dirties. One B-tree of random keys (event ids,
+ * people) puts each new entry on its own leaf once the tree has more leaves
+ * than a batch has entries: about a page per entry, scattered over the file,
+ * at ten million events. So an index is kept in layers, after log-structured
+ * merge trees: new entries go to a small tail (a few dozen leaves, which a
+ * batch dirties once between them); a full tail is sealed, as it stands, into
+ * a run of level 0; and IX_FANIN runs of one level are merged, a step at a
+ * time, into one run of the next, written in key order with MDB_APPEND
+ * (full pages, each written once). An entry is rewritten once per level, a
+ * handful of times in all, always in long sorted stretches.
+ *
+ * Every slot is its own LMDB database, opened once when the environment is,
+ * and a merged run's sources are emptied with mdb_drop(0), so no database is
+ * ever closed under a reader. The directory of slots lives in the meta
+ * database: a read transaction sees the directory of its own snapshot, and a
+ * merge that a crash interrupts is resumed from the last key it wrote.
+ *
+ * A lookup reads the tail and every run (a few dozen seeks at most, all in
+ * the page cache); entries carry a hash of the key, not the key, so callers
+ * check what they find against the event itself. */
+#include "store_impl.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define IX_VERSION  1
+#define IX_TAIL_MAX 8192 /* entries before the tail is sealed: ~60 leaves, each dirtied once a batch */
+
+static const char *const index_names[CB_INDEX_COUNT] = {"ids", "persons", "cases"};
+
+const char *cb_store_index_name(cb_index ix)
+{
+    return index_names[ix];
+}
+
+static MDB_dbi slot_dbi(const cb_txn *txn, cb_index ix, unsigned slot)
+{
+    return txn->store->dbi[DB_FIXED + ix * IX_SLOTS + slot];
+}
+
+static void fresh_dir(ix_dir *d)
+{
+    memset(d, 0, sizeof *d);
+    d->version = IX_VERSION;
+    d->tail = 0;
+    d->state[0] = SLOT_TAIL;
+    for (int m = 0; m < IX_MERGES; m++)
+        d->merges[m].out = IX_NONE;
+}
+
+/* The directory as this txn sees it; NULL only after a failure. */
+static ix_dir *dir_of(cb_txn *txn, cb_index ix)
+{
+    if (txn->dirs[ix] || !txn_ok(txn))
+        return txn->dirs[ix];
+    ix_dir *d = malloc(sizeof *d);
+    if (!d) {
+        cb_st_fail(txn, ENOMEM, "read index directory");
+        return NULL;
+    }
+    char name[32];
+    snprintf(name, sizeof name, "index.%s", index_names[ix]);
+    MDB_val v;
+    if (cb_st_meta_get(txn, name, &v)) {
+        if (v.mv_size != sizeof *d || ((const ix_dir *)v.mv_data)->version != IX_VERSION) {
+            free(d);
+            cb_st_fail(txn, MDB_CORRUPTED, "read index directory");
+            return NULL;
+        }
+        memcpy(d, v.mv_data, sizeof *d);
+    } else if (!txn_ok(txn)) {
+        free(d);
+        return NULL;
+    } else {
+        fresh_dir(d);
+    }
+    txn->dirs[ix] = d;
+    return d;
+}
+
+void cb_st_index_flush(cb_txn *txn)
+{
+    for (int ix = 0; ix < CB_INDEX_COUNT; ix++) {
+        if (!txn->dirs_dirty[ix] || !txn_ok(txn))
+            continue;
+        char name[32];
+        snprintf(name, sizeof name, "index.%s", index_names[ix]);
+        cb_store_meta_put(txn, name, txn->dirs[ix], sizeof *txn->dirs[ix]);
+        txn->dirs_dirty[ix] = false;
+    }
+}
+
+void cb_st_index_forget(cb_txn *txn)
+{
+    for (int ix = 0; ix < CB_INDEX_COUNT; ix++) {
+        free(txn->dirs[ix]);
+        txn->dirs[ix] = NULL;
+        txn->dirs_dirty[ix] = false;
+    }
+}
+
+static void ix_key(uint8_t k[IX_KEY], uint64_t hash, uint64_t seq)
+{
+    be64_put(k, hash);
+    be64_put(k + 8, seq);
+}
+
+void cb_store_index_add(cb_txn *txn, cb_index ix, uint64_t hash, uint64_t seq)
+{
+    ix_dir *d = dir_of(txn, ix);
+    if (!d)
+        return;
+    uint8_t k[IX_KEY];
+    ix_key(k, hash, seq);
+    MDB_val key = val(k, sizeof k), data = val("", 0);
+    if (cb_st_check(txn, mdb_put(txn->txn, slot_dbi(txn, ix, d->tail), &key, &data, 0), "put index entry")) {
+        d->count[d->tail]++;
+        txn->dirs_dirty[ix] = true;
+        txn->index_added++;
+    }
+}
+
+static bool seek_hash(cb_txn *txn, MDB_dbi dbi, uint64_t hash, cb_seq_fn fn, void *arg)
+{
+    MDB_cursor *c;
+    if (!cb_st_check(txn, mdb_cursor_open(txn->txn, dbi, &c), "scan index"))
+        return false;
+    uint8_t from[IX_KEY];
+    ix_key(from, hash, 0);
+    MDB_val k = val(from, sizeof from), data;
+    bool go_on = true;
+    int rc = mdb_cursor_get(c, &k, &data, MDB_SET_RANGE);
+    for (; rc == 0 && go_on; rc = mdb_cursor_get(c, &k, &data, MDB_NEXT)) {
+        if (k.mv_size != IX_KEY || memcmp(k.mv_data, from, 8) != 0)
+            break;
+        go_on = fn(arg, be64_get((const uint8_t *)k.mv_data + 8));
+    }
+    mdb_cursor_close(c);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return cb_st_check(txn, rc, "scan index");
+    return go_on;
+}
+
+void cb_store_index_find(cb_txn *txn, cb_index ix, uint64_t hash, cb_seq_fn fn, void *arg)
+{
+    ix_dir *d = dir_of(txn, ix);
+    for (unsigned s = 0; d && s < IX_SLOTS && txn_ok(txn); s++)
+        if ((d->state[s] == SLOT_TAIL || d->state[s] == SLOT_RUN) &&
+            !seek_hash(txn, slot_dbi(txn, ix, s), hash, fn, arg))
+            return;
+}
+
+/* ---- sealing and merging */
+
+static int free_slot(const ix_dir *d)
+{
+    for (int s = 0; s < IX_SLOTS; s++)
+        if (d->state[s] == SLOT_FREE)
+            return s;
+    return -1;
+}
+
+/* A full tail becomes a level-0 run where it stands; an empty slot becomes
+ * the tail. Without a free slot the tail goes on growing, which costs more
+ * per entry but loses nothing. */
+static void seal(cb_txn *txn, cb_index ix, ix_dir *d)
+{
+    int s = d->count[d->tail] >= IX_TAIL_MAX ? free_slot(d) : -1;
+    if (s < 0)
+        return;
+    d->state[d->tail] = SLOT_RUN;
+    d->level[d->tail] = 0;
+    d->state[s] = SLOT_TAIL;
+    d->level[s] = 0;
+    d->count[s] = 0;
+    d->tail = (uint8_t)s;
+    txn->dirs_dirty[ix] = true;
+}
+
+static bool merging(const ix_dir *d, unsigned s)
+{
+    for (int m = 0; m < IX_MERGES; m++)
+        for (unsigned i = 0; d->merges[m].out != IX_NONE && i < d->merges[m].n_src; i++)
+            if (d->merges[m].src[i] == s)
+                return true;
+    return false;
+}
+
+/* Start merging the lowest level that has IX_FANIN runs not already being
+ * merged, when a merge and a slot are free. */
+static void start_merge(cb_txn *txn, cb_index ix, ix_dir *d)
+{
+    ix_merge *m = NULL;
+    for (int i = 0; i < IX_MERGES && !m; i++)
+        if (d->merges[i].out == IX_NONE)
+            m = &d->merges[i];
+    int out = m ? free_slot(d) : -1;
+    if (out < 0)
+        return;
+    for (unsigned level = 0; level < 64; level++) {
+        uint8_t src[IX_FANIN];
+        unsigned n = 0;
+        for (unsigned s = 0; s < IX_SLOTS && n < IX_FANIN; s++)
+            if (d->state[s] == SLOT_RUN && d->level[s] == level && !merging(d, s))
+                src[n++] = (uint8_t)s;
+        if (n < IX_FANIN)
+            continue;
+        memset(m, 0, sizeof *m);
+        m->out = (uint8_t)out;
+        m->n_src = (uint8_t)n;
+        memcpy(m->src, src, n);
+        d->state[out] = SLOT_BUILD;
+        d->level[out] = (uint8_t)(level + 1);
+        d->count[out] = 0;
+        txn->dirs_dirty[ix] = true;
+        return;
+    }
+}
+
+/* The merge's sources are written out: its run takes their place. */
+static void finish_merge(cb_txn *txn, cb_index ix, ix_dir *d, ix_merge *m)
+{
+    for (unsigned i = 0; i < m->n_src; i++) {
+        unsigned s = m->src[i];
+        if (!cb_st_check(txn, mdb_drop(txn->txn, slot_dbi(txn, ix, s), 0), "empty merged index run"))
+            return;
+        d->state[s] = SLOT_FREE;
+        d->count[s] = 0;
+    }
+    d->state[m->out] = SLOT_RUN;
+    m->out = IX_NONE;
+    txn->dirs_dirty[ix] = true;
+}
+
+/* Write up to budget entries of merge m; the entries written. */
+static uint64_t merge_step(cb_txn *txn, cb_index ix, ix_dir *d, ix_merge *m, uint64_t budget)
+{
+    MDB_cursor *src[IX_FANIN] = {0}, *out = NULL;
+    MDB_val key[IX_FANIN];
+    bool live[IX_FANIN] = {0};
+    uint64_t written = 0;
+    bool resume = d->count[m->out] > 0;
+    if (!cb_st_check(txn, mdb_cursor_open(txn->txn, slot_dbi(txn, ix, m->out), &out), "merge index runs"))
+        return 0;
+    for (unsigned i = 0; i < m->n_src && txn_ok(txn); i++) {
+        MDB_val data;
+        if (!cb_st_check(txn, mdb_cursor_open(txn->txn, slot_dbi(txn, ix, m->src[i]), &src[i]), "merge index runs"))
+            break;
+        int rc;
+        if (resume) {
+            key[i] = val(m->last, IX_KEY);
+            rc = mdb_cursor_get(src[i], &key[i], &data, MDB_SET_RANGE);
+            if (rc == 0 && key[i].mv_size == IX_KEY && memcmp(key[i].mv_data, m->last, IX_KEY) == 0)
+                rc = mdb_cursor_get(src[i], &key[i], &data, MDB_NEXT);
+        } else {
+            rc = mdb_cursor_get(src[i], &key[i], &data, MDB_FIRST);
+        }
+        live[i] = rc == 0;
+        if (rc != 0 && rc != MDB_NOTFOUND)
+            cb_st_check(txn, rc, "merge index runs");
+    }
+    while (txn_ok(txn) && written < budget) {
+        int best = -1;
+        for (unsigned i = 0; i < m->n_src; i++)
+            if (live[i] && (best < 0 || memcmp(key[i].mv_data, key[best].mv_data, IX_KEY) < 0))
+                best = (int)i;
+        if (best < 0)
+            break;
+        MDB_val data = val("", 0);
+        if (key[best].mv_size != IX_KEY) {
+            cb_st_fail(txn, MDB_CORRUPTED, "merge index runs");
+            break;
+        }
+        memcpy(m->last, key[best].mv_data, IX_KEY);
+        MDB_val k = val(m->last, IX_KEY);
+        if (!cb_st_check(txn, mdb_cursor_put(out, &k, &data, MDB_APPEND), "merge index runs"))
+            break;
+        written++;
+        int rc = mdb_cursor_get(src[best], &key[best], &data, MDB_NEXT);
+        live[best] = rc == 0;
+        if (rc != 0 && rc != MDB_NOTFOUND)
+            cb_st_check(txn, rc, "merge index runs");
+    }
+    bool done = true;
+    for (unsigned i = 0; i < m->n_src; i++)
+        done = done && !live[i];
+    /* A write txn's cursors are freed by LMDB if the txn was aborted. */
+    if (txn_ok(txn)) {
+        for (unsigned i = 0; i < m->n_src; i++)
+            if (src[i])
+                mdb_cursor_close(src[i]);
+        mdb_cursor_close(out);
+    }
+    if (!txn_ok(txn))
+        return written;
+    d->count[m->out] += written;
+    txn->dirs_dirty[ix] = true;
+    if (done)
+        finish_merge(txn, ix, d, m);
+    return written;
+}
+
+static ix_merge *lowest_merge(ix_dir *d)
+{
+    ix_merge *low = NULL;
+    for (int i = 0; i < IX_MERGES; i++)
+        if (d->merges[i].out != IX_NONE && (!low || d->level[d->merges[i].out] < d->level[low->out]))
+            low = &d->merges[i];
+    return low;
+}
+
+bool cb_store_index_work(cb_txn *txn, uint64_t budget)
+{
+    bool more = false;
+    for (int ix = 0; ix < CB_INDEX_COUNT && txn_ok(txn); ix++) {
+        ix_dir *d = dir_of(txn, (cb_index)ix);
+        if (!d)
+            break;
+        seal(txn, (cb_index)ix, d);
+        uint64_t left = budget;
+        for (;;) {
+            start_merge(txn, (cb_index)ix, d);
+            ix_merge *m = lowest_merge(d);
+            if (!m || !left || !txn_ok(txn))
+                break;
+            left -= merge_step(txn, (cb_index)ix, d, m, left);
+        }
+        more = more || lowest_merge(d) != NULL;
+    }
+    txn->store->index_work = more && txn_ok(txn);
+    return txn->store->index_work;
+}
+
+bool cb_store_index_pending(const cb_store *store)
+{
+    return store->index_work;
+}
+
+uint64_t cb_store_index_added(const cb_txn *txn)
+{
+    return txn->index_added;
+}
+
+void cb_store_index_shape(cb_txn *txn, cb_index ix, cb_index_shape *out)
+{
+    memset(out, 0, sizeof *out);
+    ix_dir *d = dir_of(txn, ix);
+    for (unsigned s = 0; d && s < IX_SLOTS; s++) {
+        if (d->state[s] == SLOT_RUN || d->state[s] == SLOT_TAIL) {
+            out->layers++;
+            out->entries += d->count[s];
+        }
+        if (d->state[s] == SLOT_BUILD)
+            out->merging++;
+    }
+}
