@@ -54,7 +54,7 @@ typedef struct {
 typedef struct {
     cb_peer_token peer;
     uint64_t ref;
-    cb_frame *frame; /* a status, journey or replay request */
+    cb_frame *frame; /* a replay request */
     /* results: a packed reply frame, or a refusal */
     uint8_t *reply;
     size_t reply_len;
@@ -95,7 +95,6 @@ typedef struct {
     size_t n_reqs;
     cb_lane_op ops[2 * BATCH_MAX];
     size_t n_ops;
-    bool *connected; /* per agency; filled only for a batch with a status request */
 
     /* results of the store thread */
     cb_outbound *out; /* capacity: cb_delivery_max_steps */

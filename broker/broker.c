@@ -22,6 +22,7 @@
 #include "dirlock.h"
 #include "intake.h"
 #include "log.h"
+#include "reader.h"
 #include "store.h"
 
 #define SLOT_BITS      12
@@ -49,6 +50,7 @@ typedef struct {
 struct cb_broker {
     const cb_config *cfg;
     cb_committer *committer;
+    cb_reader *reader;
     void *zmq;
     void *router;
     void *feed;
@@ -323,15 +325,22 @@ static void on_heartbeat(cb_broker *b, int p, uint64_t ref)
     send_frame(b, p, &reply);
 }
 
-/* Which agencies have a live connection, for a status reply: the store
- * thread cannot read the peer table, so it is copied into the batch. */
-static void fill_connected(const cb_broker *b, cb_batch *bt)
+/* A status or journey request goes to the query thread with what only the
+ * running broker knows of each agency: which are connected (the peer table)
+ * and the store thread's lanes. */
+static void submit_query(cb_broker *b, int p, uint64_t ref, const uint8_t *buf, size_t len)
 {
-    for (unsigned a = 0; a < b->cfg->n_agencies; a++)
-        bt->connected[a] = false;
-    for (int p = 0; p < PEERS_MAX; p++)
-        if (b->peers[p].in_use && b->peers[p].agency >= 0)
-            bt->connected[b->peers[p].agency] = true;
+    cb_agency_live live[b->cfg->n_agencies];
+    memset(live, 0, sizeof live);
+    for (int q = 0; q < PEERS_MAX; q++)
+        if (b->peers[q].in_use && b->peers[q].agency >= 0)
+            live[b->peers[q].agency].connected = true;
+    cb_committer_live(b->committer, live);
+    if (!cb_reader_submit(b->reader, token_of(b, p), ref, buf, len, live)) {
+        char reason[96];
+        snprintf(reason, sizeof reason, "the broker has %d queries waiting; retry shortly", CB_READER_WAITING);
+        send_nack(b, p, ref, "", CB_BUSY, reason, 0);
+    }
 }
 
 /* Frames answered from their bytes alone, nothing decoded: a heartbeat, and
@@ -385,9 +394,7 @@ static void dispatch(cb_broker *b, int p, const uint8_t *buf, size_t len)
     case CAREBRIDGE__V1__FRAME__KIND_HEARTBEAT: on_heartbeat(b, p, f->ref); break;
     case CAREBRIDGE__V1__FRAME__KIND_GOODBYE: on_goodbye(b, p); break;
     case CAREBRIDGE__V1__FRAME__KIND_STATUS_REQUEST:
-        fill_connected(b, b->filling);
-        /* fall through */
-    case CAREBRIDGE__V1__FRAME__KIND_JOURNEY_REQUEST:
+    case CAREBRIDGE__V1__FRAME__KIND_JOURNEY_REQUEST: submit_query(b, p, f->ref, buf, len); break;
     case CAREBRIDGE__V1__FRAME__KIND_REPLAY_REQUEST:
         b->filling->reqs[b->filling->n_reqs++] = (cb_request){.peer = token_of(b, p), .ref = f->ref, .frame = f};
         break;
@@ -628,6 +635,19 @@ static void finish(cb_broker *b, cb_batch *bt)
         b->exit_status = bt->exit_status;
 }
 
+static void answer_queries(cb_broker *b)
+{
+    cb_answer a;
+    while (cb_reader_answer(b->reader, &a)) {
+        int p = peer_of(b, a.peer);
+        if (p >= 0 && !a.reply)
+            send_nack(b, p, a.ref, "", a.err.code, a.err.reason, 0);
+        else if (p >= 0)
+            send_bytes(b, p, a.reply, a.len);
+        free(a.reply);
+    }
+}
+
 static void answer_done(cb_broker *b)
 {
     cb_batch *done;
@@ -660,8 +680,10 @@ int cb_broker_run(cb_broker *b, volatile sig_atomic_t *stop)
         int64_t now = cb_mono_ms();
         /* The network only while the open batch has room, so a full batch
          * waits for the store thread without this thread spinning. */
-        zmq_pollitem_t items[] = {{NULL, cb_committer_fd(b->committer), ZMQ_POLLIN, 0}, {b->router, 0, ZMQ_POLLIN, 0}};
-        if (zmq_poll(items, room ? 2 : 1, next_expiry > now ? (long)(next_expiry - now) : 0) < 0 && errno != EINTR) {
+        zmq_pollitem_t items[] = {{NULL, cb_committer_fd(b->committer), ZMQ_POLLIN, 0},
+                                  {NULL, cb_reader_fd(b->reader), ZMQ_POLLIN, 0},
+                                  {b->router, 0, ZMQ_POLLIN, 0}};
+        if (zmq_poll(items, room ? 3 : 2, next_expiry > now ? (long)(next_expiry - now) : 0) < 0 && errno != EINTR) {
             cb_log(CB_LOG_ERROR, "poll: %s", zmq_strerror(errno));
             return 1;
         }
@@ -675,11 +697,13 @@ int cb_broker_run(cb_broker *b, volatile sig_atomic_t *stop)
         b->filling = NULL;
         cb_committer_release(b->committer);
         answer_done(b);
+        answer_queries(b);
         room = cb_committer_open_has_room(b->committer);
         cb_log_flush();
     }
     if (cb_committer_quiesce(b->committer)) {
         answer_done(b); /* committed: their senders get their ACKs */
+        answer_queries(b);
     } else {
         cb_log(CB_LOG_ERROR, "the store thread did not stop; stopping without its answers");
         b->exit_status = 1;
@@ -785,7 +809,7 @@ cb_broker *cb_broker_new(const cb_config *cfg, int *exit_status, cb_error *err)
         goto fail;
     }
     b->committer = cb_committer_start(cfg, store, err);
-    if (!b->committer)
+    if (!b->committer || !(b->reader = cb_reader_start(cfg, cb_committer_store(b->committer), err)))
         goto fail;
     *exit_status = 0;
     return b;
@@ -802,6 +826,7 @@ void cb_broker_destroy(cb_broker **b_p)
             zmq_close(b->router);
         if (b->feed)
             zmq_close(b->feed);
+        cb_reader_stop(&b->reader); /* before the store it reads is closed */
         cb_committer_stop(&b->committer);
         if (b->zmq)
             zmq_ctx_term(b->zmq);

@@ -43,6 +43,11 @@ struct cb_committer {
     cb_step *released; /* in flight to connections that said goodbye */
     size_t n_released;
     uint64_t *refused_acks; /* per agency, since start: for status */
+    /* Copies for status, under live_mu: the network thread asks while it
+     * holds mu (it fills the open batch under it). */
+    pthread_mutex_t live_mu;
+    uint32_t *live_in_flight;
+    uint64_t *live_refused;
     /* mu orders everything the two threads share. The store thread sleeps on
      * `wake` until the open batch has input (or its own timers are due); the
      * network thread polls wake_fd, an eventfd the store thread bumps when a
@@ -122,11 +127,6 @@ static void store_publish(cb_committer *c, cb_txn *txn, cb_publish *pub, uint64_
                               .recipients = (const char *const *)ev->to_agencies,
                               .n_recipients = ev->n_to_agencies};
     cb_store_put_event(txn, &stored, cb_wall_ms());
-}
-
-static bool is_replay(const cb_request *r)
-{
-    return r->frame->kind_case == CAREBRIDGE__V1__FRAME__KIND_REPLAY_REQUEST;
 }
 
 /* Queue a stored event again for one agency, or release it from parked. The
@@ -241,10 +241,8 @@ static cb_code commit(cb_committer *c, cb_batch *b, bool with_publishes, cb_erro
     give_back_attempts(c, txn);
     for (size_t i = 0; i < b->n_reqs; i++) {
         cb_request *r = &b->reqs[i];
-        if (is_replay(r)) {
-            r->err.code = CB_OK;
-            replay(c, txn, r);
-        }
+        r->err.code = CB_OK;
+        replay(c, txn, r);
     }
     c->n_steps = cb_delivery_plan(c->delivery, txn, b->now_ms, c->steps, cb_delivery_max_steps(c->delivery));
     pack_deliveries(c, txn, b);
@@ -261,7 +259,7 @@ static cb_code commit(cb_committer *c, cb_batch *b, bool with_publishes, cb_erro
     c->last_seq = seq;
     for (size_t i = 0; i < b->n_reqs; i++) {
         cb_request *r = &b->reqs[i];
-        if (is_replay(r) && !r->err.code && !pack_replay_reply(r))
+        if (!r->err.code && !pack_replay_reply(r))
             cb_fail(&r->err, CB_STORE_UNAVAILABLE, "out of memory");
     }
     return CB_OK;
@@ -298,7 +296,7 @@ static void recover(cb_committer *c, cb_batch *b, cb_code code, const cb_error *
                      full ? "the store is full; nothing was written, retry later"
                           : "the store failed to commit or sync; nothing was acknowledged");
     for (size_t i = 0; i < b->n_reqs; i++)
-        if (is_replay(&b->reqs[i]) && !b->reqs[i].err.code)
+        if (!b->reqs[i].err.code)
             cb_fail(&b->reqs[i].err, code, "the store failed to commit: %s", err->reason);
     c->n_steps = 0;
     if (full)
@@ -335,7 +333,7 @@ static void committed(cb_committer *c, cb_batch *b)
     }
     for (size_t i = 0; i < b->n_reqs; i++) {
         const cb_request *r = &b->reqs[i];
-        if (!is_replay(r) || r->err.code)
+        if (r->err.code)
             continue;
         const Carebridge__V1__ReplayRequest *q = r->frame->replay_request;
         cb_delivery_enqueued(c->delivery, agency_index(c->cfg, q->agency), r->replay_seq);
@@ -376,49 +374,6 @@ static void commit_batch(cb_committer *c, cb_batch *b)
         recover(c, b, code, &err);
     else
         committed(c, b);
-}
-
-/* ------------------------------------------------------------------ queries */
-
-static size_t pack_reply(cb_request *r, cb_frame *reply)
-{
-    reply->ref = r->ref;
-    return r->reply_len = cb_pack(&reply->base, &r->reply);
-}
-
-/* Status and journey read what the batch's transaction committed. */
-static void answer_queries(cb_committer *c, cb_batch *b)
-{
-    cb_txn *txn = NULL;
-    cb_error err = {0};
-    cb_agency_live live[c->cfg->n_agencies];
-    for (unsigned a = 0; a < c->cfg->n_agencies; a++)
-        live[a] = (cb_agency_live){b->connected[a], cb_delivery_in_flight(c->delivery, a), c->refused_acks[a]};
-    for (size_t i = 0; i < b->n_reqs; i++) {
-        cb_request *r = &b->reqs[i];
-        if (is_replay(r))
-            continue;
-        if (!txn && !(txn = cb_txn_begin(c->store, false, &err))) {
-            r->err = err;
-            continue;
-        }
-        cb_frame reply = CAREBRIDGE__V1__FRAME__INIT;
-        ProtobufCMessage *answer;
-        if (r->frame->kind_case == CAREBRIDGE__V1__FRAME__KIND_STATUS_REQUEST) {
-            reply.kind_case = CAREBRIDGE__V1__FRAME__KIND_STATUS_REPLY;
-            reply.status_reply = cb_query_status(c->cfg, txn, live, cb_store_limit_bytes(c->store), &r->err);
-            answer = (ProtobufCMessage *)reply.status_reply;
-        } else {
-            reply.kind_case = CAREBRIDGE__V1__FRAME__KIND_JOURNEY_REPLY;
-            reply.journey_reply = cb_query_journey(c->cfg, txn, r->frame->journey_request, &r->err);
-            answer = (ProtobufCMessage *)reply.journey_reply;
-        }
-        if (answer && !pack_reply(r, &reply))
-            cb_fail(&r->err, CB_STORE_UNAVAILABLE, "out of memory");
-        if (answer)
-            protobuf_c_message_free_unpacked(answer, NULL);
-    }
-    cb_txn_abort(&txn);
 }
 
 /* ------------------------------------------------------------------ thread */
@@ -479,6 +434,17 @@ static void judge_acks(cb_committer *c, cb_batch *b)
     }
 }
 
+/* What status reports of the delivery lanes, copied for the network thread. */
+static void publish_live(cb_committer *c)
+{
+    pthread_mutex_lock(&c->live_mu);
+    for (unsigned a = 0; a < c->cfg->n_agencies; a++) {
+        c->live_in_flight[a] = cb_delivery_in_flight(c->delivery, a);
+        c->live_refused[a] = c->refused_acks[a];
+    }
+    pthread_mutex_unlock(&c->live_mu);
+}
+
 static void process(cb_committer *c, cb_batch *b)
 {
     b->n_out = 0;
@@ -487,9 +453,9 @@ static void process(cb_committer *c, cb_batch *b)
     apply_lane_ops(c, b);
     if (has_work(c, b)) {
         commit_batch(c, b);
-        answer_queries(c, b);
         c->n_released = 0; /* given back, or after a failed commit left counted: the safe side */
     }
+    publish_live(c);
     cb_log_flush();
 }
 
@@ -566,7 +532,6 @@ static void free_batch(cb_batch **bt_p)
             free(bt->reqs[i].reply);
         free_out(bt);
         cb_arena_destroy(&bt->arena);
-        free(bt->connected);
         free(bt->out);
         free(bt);
     }
@@ -579,9 +544,8 @@ static cb_batch *new_batch(const cb_committer *c)
     if (!bt)
         return NULL;
     bt->arena = cb_arena_new();
-    bt->connected = calloc(c->cfg->n_agencies, sizeof *bt->connected);
     bt->out = calloc(cb_delivery_max_steps(c->delivery), sizeof *bt->out);
-    if (!bt->arena || !bt->connected || !bt->out)
+    if (!bt->arena || !bt->out)
         free_batch(&bt);
     return bt;
 }
@@ -597,6 +561,7 @@ cb_committer *cb_committer_start(const cb_config *cfg, cb_store *store, cb_error
     c->store = store;
     c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     pthread_mutex_init(&c->mu, NULL);
+    pthread_mutex_init(&c->live_mu, NULL);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC); /* the clock cb_mono_ms reads */
@@ -606,7 +571,9 @@ cb_committer *cb_committer_start(const cb_config *cfg, cb_store *store, cb_error
     c->steps = c->delivery ? calloc(cb_delivery_max_steps(c->delivery), sizeof *c->steps) : NULL;
     c->released = c->delivery ? calloc(cb_delivery_max_steps(c->delivery), sizeof *c->released) : NULL;
     c->refused_acks = calloc(cfg->n_agencies, sizeof *c->refused_acks);
-    bool made = c->delivery && c->refused_acks;
+    c->live_in_flight = calloc(cfg->n_agencies, sizeof *c->live_in_flight);
+    c->live_refused = calloc(cfg->n_agencies, sizeof *c->live_refused);
+    bool made = c->delivery && c->refused_acks && c->live_in_flight && c->live_refused;
     for (size_t i = 0; made && i < N_BATCHES; i++)
         made = (c->batches[i] = new_batch(c)) != NULL;
     if (made) {
@@ -692,10 +659,13 @@ void cb_committer_stop(cb_committer **c_p)
         free(c->steps);
         free(c->released);
         free(c->refused_acks);
+        free(c->live_in_flight);
+        free(c->live_refused);
         cb_delivery_destroy(&c->delivery);
         cb_store_destroy(&c->store);
         pthread_cond_destroy(&c->wake);
         pthread_mutex_destroy(&c->mu);
+        pthread_mutex_destroy(&c->live_mu);
         free(c);
     }
     *c_p = NULL;
@@ -748,4 +718,19 @@ void cb_committer_recycle(cb_committer *c, cb_batch *b)
     c->spare[c->n_spare++] = b;
     pthread_mutex_unlock(&c->mu);
     pthread_cond_signal(&c->wake); /* the store thread may be waiting for a spare */
+}
+
+cb_store *cb_committer_store(const cb_committer *c)
+{
+    return c->store;
+}
+
+void cb_committer_live(cb_committer *c, cb_agency_live *live)
+{
+    pthread_mutex_lock(&c->live_mu);
+    for (unsigned a = 0; a < c->cfg->n_agencies; a++) {
+        live[a].in_flight = c->live_in_flight[a];
+        live[a].refused_acks = c->live_refused[a];
+    }
+    pthread_mutex_unlock(&c->live_mu);
 }

@@ -1,7 +1,8 @@
-/* The store thread: it alone touches the store and the delivery lanes. It
- * takes the batch the network thread is filling, writes all of the batch's
- * effects in one transaction (group commit), syncs, plans and packs
- * deliveries, answers queries, and puts the batch on the done list. A failed commit is never acknowledged:
+/* The store thread: it alone writes the store and touches the delivery
+ * lanes. It takes the batch the network thread is filling, writes all of the
+ * batch's effects in one transaction (group commit), syncs, plans and packs
+ * deliveries, answers replays, and puts the batch on the done list (status
+ * and journeys are the query thread's: reader.h). A failed commit is never acknowledged:
  * the batch's publishes are refused and the store is reopened. */
 #ifndef CB_COMMITTER_H
 #define CB_COMMITTER_H
@@ -9,6 +10,7 @@
 #include <stdbool.h>
 #include "batch.h"
 #include "config.h"
+#include "query.h"
 #include "store.h"
 
 typedef struct cb_committer cb_committer;
@@ -35,5 +37,10 @@ bool cb_committer_open_has_room(cb_committer *c);
 cb_batch *cb_committer_done(cb_committer *c);
 /* Give back an answered, emptied batch. */
 void cb_committer_recycle(cb_committer *c, cb_batch *b);
+
+/* The store it owns, for the query thread's read transactions. */
+cb_store *cb_committer_store(const cb_committer *c);
+/* Each agency's deliveries in flight and refused acks, as of the last batch. */
+void cb_committer_live(cb_committer *c, cb_agency_live *live);
 
 #endif

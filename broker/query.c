@@ -370,6 +370,19 @@ static bool requested_person(const Carebridge__V1__JourneyRequest *req, char num
     return true;
 }
 
+/* The index matches by hash: an event is the person's only if it carries
+ * one of the identifiers asked for. */
+static bool names_person(const cb_envelope *ev, cb_person_key *asked, size_t n_asked)
+{
+    cb_person_key keys[CB_PERSON_KEYS_MAX];
+    size_t n = cb_intake_person_keys(ev->person, keys, CB_PERSON_KEYS_MAX);
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < n_asked; k++)
+            if (strcmp(keys[i], asked[k]) == 0)
+                return true;
+    return false;
+}
+
 Carebridge__V1__JourneyReply *cb_query_journey(const cb_config *cfg, cb_txn *txn,
                                                const Carebridge__V1__JourneyRequest *req, cb_error *err)
 {
@@ -403,8 +416,10 @@ Carebridge__V1__JourneyReply *cb_query_journey(const cb_config *cfg, cb_txn *txn
         if (!cb_store_get_event(txn, seqs.seqs[i], &bytes, &len))
             continue;
         cb_envelope *ev = cb_envelope_decode(bytes, len);
-        if (ev)
+        if (ev && names_person(ev, keys, n_keys))
             evs[n++] = (stored){seqs.seqs[i], ev};
+        else
+            cb_envelope_free(&ev);
     }
     free(seqs.seqs);
     if (evs)

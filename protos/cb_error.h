@@ -21,7 +21,8 @@
     X(STORE_UNAVAILABLE, "the store failed to commit; nothing was acknowledged")                                       \
     X(UNKNOWN_EVENT, "no stored event has that id")                                                                    \
     X(BAD_REQUEST, "the broker does not accept that frame here")                                                       \
-    X(NOT_IN_FLIGHT, "that delivery is not in flight to this connection; nothing was deleted")
+    X(NOT_IN_FLIGHT, "that delivery is not in flight to this connection; nothing was deleted")                         \
+    X(BUSY, "the broker has too many queries waiting; retry shortly")
 
 typedef enum {
     CB_OK = CAREBRIDGE__V1__ERROR_CODE__ERROR_CODE_UNSPECIFIED,
