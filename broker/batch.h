@@ -18,8 +18,13 @@
 #include "cb_codec.h"
 #include "store.h"
 
-#define BATCH_MAX        1024 /* frames read per iteration: one transaction's worth */
-#define CB_REPLAY_ID_MAX 128  /* an event id's longest (intake.h: CB_EVENT_ID_MAX) */
+/* One transaction's most frames: enough for several senders' full windows
+ * (1024 each by default), so at full load the open batch seldom fills and
+ * the network thread goes on reading while a commit runs; queries above all,
+ * which the query thread answers beside the commit. */
+#define BATCH_MAX        4096
+#define BATCH_REPLAYS    256 /* replay requests in one transaction */
+#define CB_REPLAY_ID_MAX 128 /* an event id's longest (intake.h: CB_EVENT_ID_MAX) */
 
 /* A connection as the store thread knows it: its slot in the network thread's
  * peer table and that slot's generation, so a delivery planned for a
@@ -91,7 +96,7 @@ typedef struct {
     size_t n_pubs;
     cb_delivery_ack acks[BATCH_MAX];
     size_t n_acks;
-    cb_request reqs[BATCH_MAX];
+    cb_request reqs[BATCH_REPLAYS];
     size_t n_reqs;
     cb_lane_op ops[2 * BATCH_MAX];
     size_t n_ops;
@@ -112,7 +117,7 @@ static inline bool cb_batch_has_input(const cb_batch *b)
  * frame can add up to two lane operations). */
 static inline bool cb_batch_has_room(const cb_batch *b)
 {
-    return b->n_pubs < BATCH_MAX && b->n_acks < BATCH_MAX && b->n_reqs < BATCH_MAX &&
+    return b->n_pubs < BATCH_MAX && b->n_acks < BATCH_MAX && b->n_reqs < BATCH_REPLAYS &&
            b->n_ops + 2 <= sizeof b->ops / sizeof b->ops[0];
 }
 

@@ -25,7 +25,8 @@
 #include "reader.h"
 #include "store.h"
 
-#define SLOT_BITS      12
+#define SLOT_BITS      13
+#define READ_MAX       1024             /* frames read before answering and looking at the store thread again */
 #define REFUSALS_PER_S 20               /* answers a second to a connection that has not said hello */
 #define PEERS_MAX      (1 << SLOT_BITS) /* > BATCH_MAX: a full table evicts a peer silent since before this batch */
 #define RID_MAX        256
@@ -420,12 +421,17 @@ static void on_frame(cb_broker *b, const uint8_t *rid, size_t rid_len, const uin
         cb_arena_restore(bt->arena, mark);
 }
 
-/* Read what is ready, until the batch is full or BATCH_MAX frames have been
+static void answer_queries(cb_broker *b);
+
+/* Read what is ready, until the batch is full or READ_MAX frames have been
  * read: frames that give the store nothing to do count too, so a flood of
- * them cannot hold the open batch (and the store thread) back. */
+ * them cannot hold the open batch (and the store thread) back. Answers the
+ * query thread has ready go out between, so none waits for the whole read. */
 static void read_batch(cb_broker *b, int64_t now)
 {
-    for (int frames = 0; frames < BATCH_MAX && cb_batch_has_room(b->filling); frames++) {
+    for (int frames = 0; frames < READ_MAX && cb_batch_has_room(b->filling); frames++) {
+        if (frames % 64 == 63)
+            answer_queries(b);
         zmq_msg_t rid, body;
         zmq_msg_init(&rid);
         if (zmq_msg_recv(&rid, b->router, ZMQ_DONTWAIT) < 0) {
@@ -626,6 +632,7 @@ static void send_deliveries(cb_broker *b, cb_batch *bt)
 static void finish(cb_broker *b, cb_batch *bt)
 {
     answer_publishes(b, bt);
+    answer_queries(b); /* a batch's answers can take milliseconds to send */
     answer_delivery_acks(b, bt);
     answer_requests(b, bt);
     send_deliveries(b, bt);
