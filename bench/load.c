@@ -9,6 +9,12 @@
  * fixed schedule spread evenly over the senders, so latency is measured at a
  * known offered load rather than at saturation.
  *
+ * For the scale phase it can make the load of many independent systems
+ * (--people: one of N people at random, each with a valid NHS number and a
+ * case reference; --random-ids; --also: a second recipient for half the
+ * events), drain an agency's deliveries while it publishes (--drain), and
+ * time queries asked at a steady rate meanwhile (--probe journey|status).
+ *
  * Prints one JSON object on stdout; diagnostics go to stderr. Exit 0 when
  * every event was answered (ACK or NACK; NACKs are counted, never hidden),
  * 1 when some stayed unanswered, 2 on bad usage or a connection failure. */
