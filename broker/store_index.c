@@ -68,12 +68,14 @@ static ix_dir *dir_of(cb_txn *txn, cb_index ix)
     snprintf(name, sizeof name, "index.%s", index_names[ix]);
     MDB_val v;
     if (cb_st_meta_get(txn, name, &v)) {
-        if (v.mv_size != sizeof *d || ((const ix_dir *)v.mv_data)->version != IX_VERSION) {
+        /* Copied before it is read: LMDB values have no alignment. */
+        if (v.mv_size == sizeof *d)
+            memcpy(d, v.mv_data, sizeof *d);
+        if (v.mv_size != sizeof *d || d->version != IX_VERSION) {
             free(d);
             cb_st_fail(txn, MDB_CORRUPTED, "read index directory");
             return NULL;
         }
-        memcpy(d, v.mv_data, sizeof *d);
     } else if (!txn_ok(txn)) {
         free(d);
         return NULL;
