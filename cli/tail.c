@@ -69,38 +69,44 @@ static bool configured_agency(const cli_globals *g, const char *agency)
     return known;
 }
 
-/* Wait until the SUB socket has connected to the feed: ZeroMQ connects in the
- * background and would otherwise wait in silence for a feed that is not there. */
-static bool feed_reachable(void *ctx, void *sub)
+/* Connect the SUB socket to the feed and wait until it has: ZeroMQ connects
+ * in the background and would otherwise wait in silence for a feed that is
+ * not there. The monitor is watching before the connect starts, or a quick
+ * connection's event would come and go unseen. -1 when the connect itself
+ * fails, 0 when the feed did not answer in time, 1 when connected. */
+static int feed_connect(void *ctx, void *sub, const char *feed)
 {
     static const char monitor_ep[] = "inproc://carebridge-tail-monitor";
     if (zmq_socket_monitor(sub, monitor_ep, ZMQ_EVENT_CONNECTED) < 0)
-        return true; /* cannot watch: let the timeout speak */
+        return zmq_connect(sub, feed) < 0 ? -1 : 1; /* cannot watch: let the timeout speak */
     void *mon = zmq_socket(ctx, ZMQ_PAIR);
     bool connected = false;
-    if (mon && zmq_connect(mon, monitor_ep) == 0) {
-        int64_t deadline = cb_client_now_ms() + CONNECT_WAIT_MS;
-        for (int64_t left; !connected && (left = deadline - cb_client_now_ms()) > 0;) {
-            zmq_pollitem_t item = {mon, 0, ZMQ_POLLIN, 0};
-            if (zmq_poll(&item, 1, (long)left) <= 0)
-                continue;
-            zmq_msg_t event, endpoint;
-            zmq_msg_init(&event);
-            zmq_msg_init(&endpoint);
-            if (zmq_msg_recv(&event, mon, 0) >= 0 && zmq_msg_size(&event) >= 2) {
-                uint16_t id;
-                memcpy(&id, zmq_msg_data(&event), sizeof id);
-                connected = id == ZMQ_EVENT_CONNECTED;
-            }
-            if (zmq_msg_more(&event))
-                zmq_msg_recv(&endpoint, mon, 0);
-            zmq_msg_close(&event);
-            zmq_msg_close(&endpoint);
+    if (!mon || zmq_connect(mon, monitor_ep) != 0 || zmq_connect(sub, feed) < 0) {
+        zmq_socket_monitor(sub, NULL, 0);
+        if (mon)
+            zmq_close(mon);
+        return -1;
+    }
+    int64_t deadline = cb_client_now_ms() + CONNECT_WAIT_MS;
+    for (int64_t left; !connected && (left = deadline - cb_client_now_ms()) > 0;) {
+        zmq_pollitem_t item = {mon, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&item, 1, (long)left) <= 0)
+            continue;
+        zmq_msg_t event, endpoint;
+        zmq_msg_init(&event);
+        zmq_msg_init(&endpoint);
+        if (zmq_msg_recv(&event, mon, 0) >= 0 && zmq_msg_size(&event) >= 2) {
+            uint16_t id;
+            memcpy(&id, zmq_msg_data(&event), sizeof id);
+            connected = id == ZMQ_EVENT_CONNECTED;
         }
+        if (zmq_msg_more(&event))
+            zmq_msg_recv(&endpoint, mon, 0);
+        zmq_msg_close(&event);
+        zmq_msg_close(&endpoint);
     }
     zmq_socket_monitor(sub, NULL, 0);
-    if (mon)
-        zmq_close(mon);
+    zmq_close(mon);
     return connected;
 }
 
@@ -151,12 +157,13 @@ int cli_tail(const cli_globals *g_in, int argc, char **argv)
     void *sub = zmq_socket(ctx, ZMQ_SUB);
     int status = CLI_OK;
     long seen = 0;
-    if (zmq_connect(sub, g.feed) < 0) {
+    int reached = feed_connect(ctx, sub, g.feed);
+    if (reached < 0) {
         fprintf(stderr, "carebridge tail: cannot connect to %s: %s\n", g.feed, zmq_strerror(errno));
         status = CLI_USAGE;
         goto out;
     }
-    if (!feed_reachable(ctx, sub)) {
+    if (!reached) {
         fprintf(stderr,
                 "carebridge tail: cannot reach the feed within %d s; is the broker running with its feed at %s?\n",
                 CONNECT_WAIT_MS / 1000, g.feed);

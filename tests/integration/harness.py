@@ -124,8 +124,8 @@ class Broker:
         return subprocess.run([CLI, *args], input=input, capture_output=True, text=True,
                               env=self.env(), timeout=timeout)
 
-    def cli_bg(self, *args, stdout, stdin=None):
-        return subprocess.Popen([CLI, *args], stdout=stdout, stderr=subprocess.DEVNULL, stdin=stdin,
+    def cli_bg(self, *args, stdout, stdin=None, stderr=subprocess.DEVNULL):
+        return subprocess.Popen([CLI, *args], stdout=stdout, stderr=stderr, stdin=stdin,
                                 text=True, env=self.env())
 
     def send(self, agency, events, *extra, timeout=60):

@@ -109,8 +109,8 @@ class Delivery(BrokerTest):
 
     def test_tail_prints_the_live_feed_filtered_by_agency(self):
         b = self.broker()
-        with tempfile.TemporaryFile("w+") as out:
-            tail = b.cli_bg("tail", "--agency", "housing", "--count", "1", "--timeout", "15", stdout=out)
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            tail = b.cli_bg("tail", "--agency", "housing", "--count", "1", "--timeout", "15", stdout=out, stderr=err)
             # A SUB socket joins asynchronously: publish until the subscriber has caught one.
             for i in range(50):
                 b.send("health", [referral(f"t-{i}", to=("housing",)), referral(f"u-{i}")])
@@ -120,7 +120,9 @@ class Delivery(BrokerTest):
                     tail.wait(timeout=0.2)
                 except subprocess.TimeoutExpired:
                     pass
-            self.assertEqual(tail.wait(timeout=20), 0)
+            code = tail.wait(timeout=20)
+            err.seek(0)
+            self.assertEqual(code, 0, err.read())
             out.seek(0)
             got = [json.loads(line) for line in out if line.strip()]
         self.assertEqual(len(got), 1)
