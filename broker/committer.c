@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +17,7 @@
 #include "intake.h"
 #include "log.h"
 #include "query.h"
+#include "thread.h"
 
 #define RESERVE_STEP  (256 << 10) /* zeros written per idle step: a fraction of a millisecond */
 #define RESERVE_LOW   0.25        /* refill once the reserve is down to this much of its target */
@@ -586,15 +586,7 @@ cb_committer *cb_committer_start(const cb_config *cfg, cb_store *store, cb_error
         c->last_seq = cb_store_last_seq(txn);
         cb_txn_abort(&txn);
     }
-    /* The thread starts with SIGINT and SIGTERM blocked, so a stop request
-     * always reaches the network thread and wakes its poll at once. */
-    sigset_t stop_signals, before;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, &before);
-    bool started = c->steps && c->released && made && c->wake_fd >= 0 && pthread_create(&c->thread, NULL, run, c) == 0;
-    pthread_sigmask(SIG_SETMASK, &before, NULL);
+    bool started = c->steps && c->released && made && c->wake_fd >= 0 && cb_thread_start(&c->thread, run, c);
     if (!started) {
         if (!err->code)
             cb_fail(err, CB_STORE_UNAVAILABLE, "cannot start the store thread");

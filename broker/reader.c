@@ -1,7 +1,6 @@
 #include "reader.h"
 
 #include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -9,6 +8,7 @@
 
 #include "cb_codec.h"
 #include "log.h"
+#include "thread.h"
 
 typedef struct {
     cb_peer_token peer;
@@ -114,14 +114,7 @@ cb_reader *cb_reader_start(const cb_config *cfg, cb_store *store, cb_error *err)
     r->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->wake, NULL);
-    /* Stop signals stay with the network thread, as for the store thread. */
-    sigset_t stop_signals, before;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, &before);
-    r->running = r->fd >= 0 && pthread_create(&r->thread, NULL, run, r) == 0;
-    pthread_sigmask(SIG_SETMASK, &before, NULL);
+    r->running = r->fd >= 0 && cb_thread_start(&r->thread, run, r);
     if (!r->running) {
         cb_fail(err, CB_STORE_UNAVAILABLE, "cannot start the query thread");
         cb_reader_stop(&r);

@@ -67,7 +67,7 @@ static cb_code classify(cb_store *s, int rc, const char *step, cb_error *err)
 }
 
 /* Remember the first failure and abort the LMDB txn at once, so nothing more
- * can be written under it. Returns false, for `return txn_fail(...)`. */
+ * can be written under it. Returns false, for `return cb_st_fail(...)`. */
 bool cb_st_fail(cb_txn *txn, int rc, const char *step)
 {
     if (txn_ok(txn)) {
@@ -82,9 +82,6 @@ bool cb_st_check(cb_txn *txn, int rc, const char *step)
 {
     return rc == 0 || cb_st_fail(txn, rc, step);
 }
-
-#define txn_fail cb_st_fail
-#define check    cb_st_check
 
 /* An event id or meta name used whole as a key. */
 static MDB_val str_val(const char *s)
@@ -111,7 +108,7 @@ static bool key_make(cb_txn *txn, const char *step, key_buf *k, const char *a, c
 {
     k->len = 0;
     if (!key_add(k, a) || (b && !key_add(k, b)))
-        return txn_fail(txn, MDB_BAD_VALSIZE, step);
+        return cb_st_fail(txn, MDB_BAD_VALSIZE, step);
     be64_put(k->b + k->len, seq);
     k->len += 8;
     return true;
@@ -122,13 +119,13 @@ static bool db_get(cb_txn *txn, int db, MDB_val key, MDB_val *out, const char *s
     if (!txn_ok(txn))
         return false;
     int rc = mdb_get(txn->txn, txn->store->dbi[db], &key, out);
-    return rc != MDB_NOTFOUND && check(txn, rc, step);
+    return rc != MDB_NOTFOUND && cb_st_check(txn, rc, step);
 }
 
 static void db_put_flags(cb_txn *txn, int db, MDB_val key, MDB_val data, unsigned flags, const char *step)
 {
     if (txn_ok(txn))
-        check(txn, mdb_put(txn->txn, txn->store->dbi[db], &key, &data, flags), step);
+        cb_st_check(txn, mdb_put(txn->txn, txn->store->dbi[db], &key, &data, flags), step);
 }
 
 static void db_put(cb_txn *txn, int db, MDB_val key, MDB_val data, const char *step)
@@ -141,7 +138,7 @@ static bool db_del(cb_txn *txn, int db, MDB_val key, const char *step)
     if (!txn_ok(txn))
         return false;
     int rc = mdb_del(txn->txn, txn->store->dbi[db], &key, NULL);
-    return rc != MDB_NOTFOUND && check(txn, rc, step);
+    return rc != MDB_NOTFOUND && cb_st_check(txn, rc, step);
 }
 
 typedef bool (*row_fn)(cb_txn *txn, void *arg, uint64_t seq, MDB_val data);
@@ -151,7 +148,7 @@ typedef bool (*row_fn)(cb_txn *txn, void *arg, uint64_t seq, MDB_val data);
 static void db_scan(cb_txn *txn, int db, const key_buf *from, row_fn fn, void *arg, const char *step)
 {
     MDB_cursor *c;
-    if (!txn_ok(txn) || !check(txn, mdb_cursor_open(txn->txn, txn->store->dbi[db], &c), step))
+    if (!txn_ok(txn) || !cb_st_check(txn, mdb_cursor_open(txn->txn, txn->store->dbi[db], &c), step))
         return;
     size_t prefix = from->len - 8;
     MDB_val k = val(from->b, from->len), data;
@@ -165,7 +162,7 @@ static void db_scan(cb_txn *txn, int db, const key_buf *from, row_fn fn, void *a
     if (txn->txn || !txn->write)
         mdb_cursor_close(c);
     if (rc != 0 && rc != MDB_NOTFOUND)
-        txn_fail(txn, rc, step);
+        cb_st_fail(txn, rc, step);
 }
 
 static void entry_encode(uint8_t b[ENTRY_BYTES], const cb_queue_entry *e)
@@ -178,7 +175,7 @@ static void entry_encode(uint8_t b[ENTRY_BYTES], const cb_queue_entry *e)
 static bool entry_decode(cb_txn *txn, MDB_val data, uint64_t seq, cb_queue_entry *e)
 {
     if (data.mv_size != ENTRY_BYTES)
-        return txn_fail(txn, MDB_CORRUPTED, "read queue entry");
+        return cb_st_fail(txn, MDB_CORRUPTED, "read queue entry");
     const uint8_t *b = data.mv_data;
     e->seq = seq;
     e->enqueued_ms = be64_get(b);
@@ -448,7 +445,7 @@ uint64_t cb_store_last_seq(cb_txn *txn)
 {
     MDB_cursor *c;
     MDB_val k, data;
-    if (!txn_ok(txn) || !check(txn, mdb_cursor_open(txn->txn, txn->store->dbi[DB_EVENTS], &c), "find last event"))
+    if (!txn_ok(txn) || !cb_st_check(txn, mdb_cursor_open(txn->txn, txn->store->dbi[DB_EVENTS], &c), "find last event"))
         return 0;
     int rc = mdb_cursor_get(c, &k, &data, MDB_LAST);
     mdb_cursor_close(c);
@@ -456,13 +453,13 @@ uint64_t cb_store_last_seq(cb_txn *txn)
         return 0;
     if (rc == 0 && k.mv_size != 8)
         rc = MDB_CORRUPTED;
-    return check(txn, rc, "find last event") ? be64_get(k.mv_data) : 0;
+    return cb_st_check(txn, rc, "find last event") ? be64_get(k.mv_data) : 0;
 }
 
 uint64_t cb_store_event_count(cb_txn *txn)
 {
     MDB_stat st;
-    if (!txn_ok(txn) || !check(txn, mdb_stat(txn->txn, txn->store->dbi[DB_EVENTS], &st), "count events"))
+    if (!txn_ok(txn) || !cb_st_check(txn, mdb_stat(txn->txn, txn->store->dbi[DB_EVENTS], &st), "count events"))
         return 0;
     return st.ms_entries;
 }
@@ -662,7 +659,7 @@ static counts stored_counts(cb_txn *txn, const char *agency)
         if (v.mv_size == sizeof c)
             memcpy(&c, v.mv_data, sizeof c);
         else
-            txn_fail(txn, MDB_CORRUPTED, "read queue counts");
+            cb_st_fail(txn, MDB_CORRUPTED, "read queue counts");
     }
     return c;
 }
@@ -696,9 +693,9 @@ static void entry_put(cb_txn *txn, int db, const char *agency, const cb_queue_en
     if (rc == 0)
         count_change(txn, db, agency, +1);
     else if (rc == MDB_KEYEXIST) /* which pointed data at the stored value */
-        check(txn, mdb_put(txn->txn, txn->store->dbi[db], &key, &(MDB_val){sizeof b, b}, 0), step);
+        cb_st_check(txn, mdb_put(txn->txn, txn->store->dbi[db], &key, &(MDB_val){sizeof b, b}, 0), step);
     else
-        check(txn, rc, step);
+        cb_st_check(txn, rc, step);
 }
 
 static bool entry_del(cb_txn *txn, int db, const char *agency, uint64_t seq, const char *step)
@@ -803,7 +800,7 @@ uint64_t cb_store_used_bytes(cb_txn *txn)
     uint64_t pages = 2;
     for (int i = 0; i < 2 + IX_DB_COUNT && txn_ok(txn); i++) {
         MDB_dbi dbi = i < 2 ? (MDB_dbi)i : txn->store->dbi[i - 2];
-        if (check(txn, mdb_stat(txn->txn, dbi, &st), "measure store"))
+        if (cb_st_check(txn, mdb_stat(txn->txn, dbi, &st), "measure store"))
             pages += st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
     }
     return txn_ok(txn) ? pages * st.ms_psize : 0;
