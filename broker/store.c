@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include "cb_wire.h"
 
-static const char *const fixed_names[DB_FIXED] = {"events", "queue", "parked", "meta"};
+static const char *const fixed_names[DB_FIXED] = {"events", "queue", "parked", "meta", "filters"};
 /* Databases of the first layout (one B-tree per index), before the layered
  * indexes of store_index.c: a store that has them is refused, not misread. */
 static const char *const old_layout_names[] = {"ids", "persons", "cases"};
@@ -338,6 +338,7 @@ bool cb_store_reopen(cb_store *store, cb_error *err)
 {
     assert(!store->writing);
     pthread_rwlock_wrlock(&store->env_lock);
+    store->write_losses++; /* whatever was kept between txns is stale now */
     mdb_env_close(store->env);
     store->env = NULL;
     bool opened = env_open(store, err);
@@ -389,6 +390,8 @@ cb_txn *cb_txn_begin(cb_store *store, bool write, cb_error *err)
 
 static void txn_free(cb_txn *txn)
 {
+    if (txn->write && !txn->committed)
+        txn->store->write_losses++;
     if (txn->write)
         txn->store->writing = false;
     else
@@ -414,6 +417,7 @@ cb_code cb_txn_commit(cb_txn **txn_p, cb_error *err)
             classify(txn->store, rc, "commit", &txn->err);
         else if (txn->write)
             txn->store->commits++;
+        txn->committed = rc == 0;
     }
     if (err)
         *err = txn->err;

@@ -10,7 +10,7 @@
 #include "store.h"
 
 /* The fixed databases. Each index also has IX_SLOTS databases of its own. */
-enum { DB_EVENTS, DB_QUEUE, DB_PARKED, DB_META, DB_FIXED };
+enum { DB_EVENTS, DB_QUEUE, DB_PARKED, DB_META, DB_FILTERS, DB_FIXED };
 
 /* ---- the layered index (store_index.c says why and how)
  *
@@ -41,8 +41,24 @@ typedef struct {
     uint8_t state[IX_SLOTS];
     uint8_t level[IX_SLOTS];
     uint64_t count[IX_SLOTS];
+    uint32_t filter_blocks[IX_SLOTS]; /* a run's filter size (0: none) */
     ix_merge merges[IX_MERGES];
 } ix_dir;
+
+/* A run's filter is written in key order, a chunk of FILTER_CHUNK_BLOCKS
+ * 64-byte blocks at a time (store_index.c). A merge's chunk in progress
+ * lives here between its steps, good only while no write txn has been lost
+ * since (one that did not commit may have put chunks that are not there). */
+#define FILTER_BLOCK_BYTES  64
+#define FILTER_CHUNK_BLOCKS 256
+typedef struct {
+    bool active;
+    uint8_t ix, slot;
+    uint32_t blocks, chunk;
+    bool dirty;
+    uint64_t losses; /* the store's write_losses when it was last good */
+    uint8_t buf[FILTER_CHUNK_BLOCKS * FILTER_BLOCK_BYTES];
+} filter_writer;
 
 struct cb_store {
     MDB_env *env; /* NULL after a failed reopen */
@@ -57,6 +73,9 @@ struct cb_store {
     atomic_bool map_overflowed; /* a write met MDB_MAP_FULL; cleared once well below the fraction */
     uint64_t reserve_target;    /* zeroed bytes to keep beyond LMDB's last page */
     bool index_work;            /* the last write txn left index work to do */
+    uint64_t write_losses;      /* write txns that did not commit */
+    filter_writer merge_filters[CB_INDEX_COUNT][IX_MERGES];
+    filter_writer seal_filter;
     /* Read transactions may run on any thread; reopening the environment
      * takes this for writing, so no reader is inside it meanwhile. */
     pthread_rwlock_t env_lock;
@@ -72,6 +91,7 @@ struct cb_txn {
     cb_store *store;
     MDB_txn *txn; /* NULL once a failure has aborted it */
     bool write;
+    bool committed;
     cb_error err; /* sticky: the first failure */
     /* Index directories, read on first use; a write txn's changes are
      * written back at commit. */

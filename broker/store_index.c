@@ -21,7 +21,16 @@
  *
  * A lookup reads the tail and every run (a few dozen seeks at most, all in
  * the page cache); entries carry a hash of the key, not the key, so callers
- * check what they find against the event itself. */
+ * check what they find against the event itself.
+ *
+ * Every publish looks its id up, and a new id is in no run: a seek into each
+ * was most of the store thread's time at millions of events. So each run of
+ * the ids index has a filter (a blocked Bloom filter, about 10 bits an entry,
+ * 1% false positives): a 64-byte block chosen by the hash's top bits, so a
+ * run's blocks are in key order too and are written, like the run, once and
+ * in order, a 16 KiB chunk at a time, in the "filters" database. A lookup
+ * reads one block per run and seeks only into runs whose block says maybe;
+ * a chunk that is not there had no entries. */
 #include "store_impl.h"
 
 #include <errno.h>
@@ -29,7 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define IX_VERSION  1
+#define IX_VERSION  2
 #define IX_TAIL_MAX 8192 /* entries before the tail is sealed: ~60 leaves, each dirtied once a batch */
 
 static const char *const index_names[CB_INDEX_COUNT] = {"ids", "persons", "cases"};
@@ -128,6 +137,198 @@ void cb_store_index_add(cb_txn *txn, cb_index ix, uint64_t hash, uint64_t seq)
     }
 }
 
+/* ---- filters (the ids index only) */
+
+#define FILTER_BITS_PER_ENTRY 10
+#define FILTER_PROBES         7 /* nine bits each, of a second hash */
+#define FILTER_KEY            6 /* index, slot, chunk (u32) */
+
+static bool filtered(cb_index ix)
+{
+    return ix == CB_INDEX_IDS;
+}
+
+static uint32_t filter_blocks_for(uint64_t entries)
+{
+    uint64_t b = (entries * FILTER_BITS_PER_ENTRY + FILTER_BLOCK_BYTES * 8 - 1) / (FILTER_BLOCK_BYTES * 8);
+    return b ? (b < UINT32_MAX ? (uint32_t)b : UINT32_MAX) : 1;
+}
+
+/* Monotonic in the hash, so entries in key order fill blocks in order. */
+static uint32_t filter_block(uint64_t hash, uint32_t blocks)
+{
+    return (uint32_t)(((hash >> 32) * blocks) >> 32);
+}
+
+/* The smallest hash whose block is `block`. */
+static uint64_t filter_block_start(uint32_t block, uint32_t blocks)
+{
+    uint64_t hi = (((uint64_t)block << 32) + blocks - 1) / blocks;
+    return hi << 32;
+}
+
+static uint64_t mix(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    return h ^ (h >> 33);
+}
+
+static void block_set(uint8_t *block, uint64_t hash)
+{
+    uint64_t g = mix(hash);
+    for (int i = 0; i < FILTER_PROBES; i++, g >>= 9)
+        block[(g & 511) >> 3] |= (uint8_t)(1u << (g & 7));
+}
+
+static bool block_test(const uint8_t *block, uint64_t hash)
+{
+    uint64_t g = mix(hash);
+    for (int i = 0; i < FILTER_PROBES; i++, g >>= 9)
+        if (!(block[(g & 511) >> 3] & (1u << (g & 7))))
+            return false;
+    return true;
+}
+
+static MDB_val filter_key(uint8_t k[FILTER_KEY], cb_index ix, unsigned slot, uint32_t chunk)
+{
+    k[0] = (uint8_t)ix;
+    k[1] = (uint8_t)slot;
+    for (int i = 0; i < 4; i++)
+        k[2 + i] = (uint8_t)(chunk >> (24 - 8 * i));
+    return val(k, FILTER_KEY);
+}
+
+/* False when the run surely lacks the hash. */
+static bool filter_maybe(cb_txn *txn, cb_index ix, const ix_dir *d, unsigned slot, uint64_t hash)
+{
+    uint32_t blocks = d->filter_blocks[slot];
+    if (!blocks)
+        return true;
+    uint32_t block = filter_block(hash, blocks);
+    uint8_t k[FILTER_KEY];
+    MDB_val key = filter_key(k, ix, slot, block / FILTER_CHUNK_BLOCKS), v;
+    int rc = mdb_get(txn->txn, txn->store->dbi[DB_FILTERS], &key, &v);
+    if (rc == MDB_NOTFOUND)
+        return false; /* a chunk with no entries is not written */
+    if (rc != 0)
+        return cb_st_check(txn, rc, "read index filter");
+    size_t at = (size_t)(block % FILTER_CHUNK_BLOCKS) * FILTER_BLOCK_BYTES;
+    if (v.mv_size < at + FILTER_BLOCK_BYTES)
+        return cb_st_fail(txn, MDB_CORRUPTED, "read index filter");
+    return block_test((const uint8_t *)v.mv_data + at, hash);
+}
+
+static void filter_flush(cb_txn *txn, filter_writer *w)
+{
+    if (!w->dirty || !txn_ok(txn))
+        return;
+    uint32_t first = w->chunk * FILTER_CHUNK_BLOCKS, n = w->blocks - first;
+    if (n > FILTER_CHUNK_BLOCKS)
+        n = FILTER_CHUNK_BLOCKS;
+    uint8_t k[FILTER_KEY];
+    MDB_val key = filter_key(k, (cb_index)w->ix, w->slot, w->chunk), data = val(w->buf, n * FILTER_BLOCK_BYTES);
+    cb_st_check(txn, mdb_put(txn->txn, txn->store->dbi[DB_FILTERS], &key, &data, 0), "write index filter");
+    w->dirty = false;
+}
+
+static void filter_begin(filter_writer *w, cb_index ix, unsigned slot, uint32_t blocks, uint64_t losses)
+{
+    w->active = true;
+    w->ix = (uint8_t)ix;
+    w->slot = (uint8_t)slot;
+    w->blocks = blocks;
+    w->chunk = UINT32_MAX;
+    w->dirty = false;
+    w->losses = losses;
+}
+
+/* Hashes come in key order: a new chunk means the last one is complete. */
+static void filter_add(cb_txn *txn, filter_writer *w, uint64_t hash)
+{
+    uint32_t block = filter_block(hash, w->blocks);
+    if (block / FILTER_CHUNK_BLOCKS != w->chunk) {
+        filter_flush(txn, w);
+        w->chunk = block / FILTER_CHUNK_BLOCKS;
+        memset(w->buf, 0, sizeof w->buf);
+    }
+    block_set(w->buf + (size_t)(block % FILTER_CHUNK_BLOCKS) * FILTER_BLOCK_BYTES, hash);
+    w->dirty = true;
+}
+
+/* Add the slot's entries from `from` on, in order. */
+static void filter_scan(cb_txn *txn, filter_writer *w, MDB_dbi dbi, uint64_t from)
+{
+    MDB_cursor *c;
+    if (!cb_st_check(txn, mdb_cursor_open(txn->txn, dbi, &c), "write index filter"))
+        return;
+    uint8_t start[IX_KEY];
+    be64_put(start, from);
+    be64_put(start + 8, 0);
+    MDB_val k = val(start, sizeof start), data;
+    int rc = mdb_cursor_get(c, &k, &data, MDB_SET_RANGE);
+    for (; rc == 0 && txn_ok(txn); rc = mdb_cursor_get(c, &k, &data, MDB_NEXT))
+        filter_add(txn, w, be64_get(k.mv_data));
+    if (txn_ok(txn))
+        mdb_cursor_close(c);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        cb_st_check(txn, rc, "write index filter");
+}
+
+/* A sealed tail's filter, written whole. */
+static void filter_seal(cb_txn *txn, cb_index ix, ix_dir *d, unsigned slot)
+{
+    filter_writer *w = &txn->store->seal_filter;
+    d->filter_blocks[slot] = filter_blocks_for(d->count[slot]);
+    filter_begin(w, ix, slot, d->filter_blocks[slot], txn->store->write_losses);
+    filter_scan(txn, w, slot_dbi(txn, ix, slot), 0);
+    filter_flush(txn, w);
+    w->active = false;
+}
+
+/* The writer for merge m, its chunk in progress rebuilt from the run written
+ * so far when the one in memory cannot be trusted. */
+static filter_writer *merge_filter(cb_txn *txn, cb_index ix, ix_dir *d, const ix_merge *m)
+{
+    filter_writer *w = &txn->store->merge_filters[ix][m - d->merges];
+    uint32_t blocks = d->filter_blocks[m->out];
+    if (w->active && w->slot == m->out && w->blocks == blocks && w->losses == txn->store->write_losses)
+        return w;
+    filter_begin(w, ix, m->out, blocks, txn->store->write_losses);
+    if (d->count[m->out]) {
+        uint32_t block = filter_block(be64_get(m->last), blocks);
+        filter_scan(txn, w, slot_dbi(txn, ix, m->out),
+                    filter_block_start(block / FILTER_CHUNK_BLOCKS * FILTER_CHUNK_BLOCKS, blocks));
+    }
+    return w;
+}
+
+/* A run is gone: its filter too. */
+static void filter_drop(cb_txn *txn, cb_index ix, ix_dir *d, unsigned slot)
+{
+    if (!d->filter_blocks[slot])
+        return;
+    d->filter_blocks[slot] = 0;
+    MDB_cursor *c;
+    if (!cb_st_check(txn, mdb_cursor_open(txn->txn, txn->store->dbi[DB_FILTERS], &c), "drop index filter"))
+        return;
+    uint8_t k[FILTER_KEY];
+    MDB_val key = filter_key(k, ix, slot, 0), data;
+    int rc = mdb_cursor_get(c, &key, &data, MDB_SET_RANGE);
+    while (rc == 0 && key.mv_size == FILTER_KEY && ((const uint8_t *)key.mv_data)[0] == ix &&
+           ((const uint8_t *)key.mv_data)[1] == slot) {
+        if ((rc = mdb_cursor_del(c, 0)) != 0)
+            break;
+        rc = mdb_cursor_get(c, &key, &data, MDB_GET_CURRENT);
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND && rc != EINVAL)
+        cb_st_check(txn, rc, "drop index filter");
+    if (txn_ok(txn))
+        mdb_cursor_close(c);
+}
+
 static bool seek_hash(cb_txn *txn, MDB_dbi dbi, uint64_t hash, cb_seq_fn fn, void *arg)
 {
     MDB_cursor *c;
@@ -153,7 +354,7 @@ void cb_store_index_find(cb_txn *txn, cb_index ix, uint64_t hash, cb_seq_fn fn, 
 {
     ix_dir *d = dir_of(txn, ix);
     for (unsigned s = 0; d && s < IX_SLOTS && txn_ok(txn); s++)
-        if ((d->state[s] == SLOT_TAIL || d->state[s] == SLOT_RUN) &&
+        if ((d->state[s] == SLOT_TAIL || (d->state[s] == SLOT_RUN && filter_maybe(txn, ix, d, s, hash))) &&
             !seek_hash(txn, slot_dbi(txn, ix, s), hash, fn, arg))
             return;
 }
@@ -178,6 +379,8 @@ static void seal(cb_txn *txn, cb_index ix, ix_dir *d)
         return;
     d->state[d->tail] = SLOT_RUN;
     d->level[d->tail] = 0;
+    if (filtered(ix))
+        filter_seal(txn, ix, d, d->tail);
     d->state[s] = SLOT_TAIL;
     d->level[s] = 0;
     d->count[s] = 0;
@@ -220,6 +423,10 @@ static void start_merge(cb_txn *txn, cb_index ix, ix_dir *d)
         d->state[out] = SLOT_BUILD;
         d->level[out] = (uint8_t)(level + 1);
         d->count[out] = 0;
+        uint64_t entries = 0;
+        for (unsigned i = 0; i < n; i++)
+            entries += d->count[src[i]];
+        d->filter_blocks[out] = filtered(ix) ? filter_blocks_for(entries) : 0;
         txn->dirs_dirty[ix] = true;
         return;
     }
@@ -230,6 +437,7 @@ static void finish_merge(cb_txn *txn, cb_index ix, ix_dir *d, ix_merge *m)
 {
     for (unsigned i = 0; i < m->n_src; i++) {
         unsigned s = m->src[i];
+        filter_drop(txn, ix, d, s);
         if (!cb_st_check(txn, mdb_drop(txn->txn, slot_dbi(txn, ix, s), 0), "empty merged index run"))
             return;
         d->state[s] = SLOT_FREE;
@@ -248,7 +456,9 @@ static uint64_t merge_step(cb_txn *txn, cb_index ix, ix_dir *d, ix_merge *m, uin
     bool live[IX_FANIN] = {0};
     uint64_t written = 0;
     bool resume = d->count[m->out] > 0;
-    if (!cb_st_check(txn, mdb_cursor_open(txn->txn, slot_dbi(txn, ix, m->out), &out), "merge index runs"))
+    filter_writer *filter = filtered(ix) ? merge_filter(txn, ix, d, m) : NULL;
+    if (!txn_ok(txn) ||
+        !cb_st_check(txn, mdb_cursor_open(txn->txn, slot_dbi(txn, ix, m->out), &out), "merge index runs"))
         return 0;
     for (unsigned i = 0; i < m->n_src && txn_ok(txn); i++) {
         MDB_val data;
@@ -283,6 +493,8 @@ static uint64_t merge_step(cb_txn *txn, cb_index ix, ix_dir *d, ix_merge *m, uin
         MDB_val k = val(m->last, IX_KEY);
         if (!cb_st_check(txn, mdb_cursor_put(out, &k, &data, MDB_APPEND), "merge index runs"))
             break;
+        if (filter)
+            filter_add(txn, filter, be64_get(m->last));
         written++;
         int rc = mdb_cursor_get(src[best], &key[best], &data, MDB_NEXT);
         live[best] = rc == 0;
@@ -303,6 +515,10 @@ static uint64_t merge_step(cb_txn *txn, cb_index ix, ix_dir *d, ix_merge *m, uin
         return written;
     d->count[m->out] += written;
     txn->dirs_dirty[ix] = true;
+    if (done && filter) {
+        filter_flush(txn, filter);
+        filter->active = false;
+    }
     if (done)
         finish_merge(txn, ix, d, m);
     return written;
