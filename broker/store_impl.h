@@ -30,7 +30,6 @@ typedef struct {
     uint8_t out; /* IX_NONE: this merge is not in use */
     uint8_t n_src;
     uint8_t src[IX_FANIN];
-    uint8_t last[IX_KEY]; /* the last key written to out (none while out is empty) */
 } ix_merge;
 
 /* Stored whole in the meta database under "index.<name>", so a reader's
@@ -40,7 +39,6 @@ typedef struct {
     uint8_t tail;
     uint8_t state[IX_SLOTS];
     uint8_t level[IX_SLOTS];
-    uint64_t count[IX_SLOTS];
     uint32_t filter_blocks[IX_SLOTS]; /* a run's filter size (0: none) */
     ix_merge merges[IX_MERGES];
 } ix_dir;

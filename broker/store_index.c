@@ -38,7 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define IX_VERSION  2
+#define IX_VERSION  3
 #define IX_TAIL_MAX 8192 /* entries before the tail is sealed: ~60 leaves, each dirtied once a batch */
 
 static const char *const index_names[CB_INDEX_COUNT] = {"ids", "persons", "cases"};
@@ -51,6 +51,31 @@ const char *cb_store_index_name(cb_index ix)
 static MDB_dbi slot_dbi(const cb_txn *txn, cb_index ix, unsigned slot)
 {
     return txn->store->dbi[DB_FIXED + ix * IX_SLOTS + slot];
+}
+
+/* What a slot holds is read from LMDB, never kept beside it: entries from
+ * the database's own count, and where a merge stands from the last key its
+ * run holds. So the directory changes only when slots change roles. */
+static uint64_t slot_entries(cb_txn *txn, cb_index ix, unsigned slot)
+{
+    MDB_stat st;
+    return cb_st_check(txn, mdb_stat(txn->txn, slot_dbi(txn, ix, slot), &st), "count index entries") ? st.ms_entries
+                                                                                                     : 0;
+}
+
+static bool slot_last(cb_txn *txn, cb_index ix, unsigned slot, uint8_t last[IX_KEY])
+{
+    MDB_cursor *c;
+    MDB_val k, data;
+    if (!cb_st_check(txn, mdb_cursor_open(txn->txn, slot_dbi(txn, ix, slot), &c), "read index run"))
+        return false;
+    int rc = mdb_cursor_get(c, &k, &data, MDB_LAST);
+    if (rc == 0 && k.mv_size == IX_KEY)
+        memcpy(last, k.mv_data, IX_KEY);
+    else if (rc == 0)
+        rc = MDB_CORRUPTED;
+    mdb_cursor_close(c);
+    return rc == 0 || (rc != MDB_NOTFOUND && cb_st_check(txn, rc, "read index run"));
 }
 
 static void fresh_dir(ix_dir *d)
@@ -131,8 +156,6 @@ void cb_store_index_add(cb_txn *txn, cb_index ix, uint64_t hash, uint64_t seq)
     ix_key(k, hash, seq);
     MDB_val key = val(k, sizeof k), data = val("", 0);
     if (cb_st_check(txn, mdb_put(txn->txn, slot_dbi(txn, ix, d->tail), &key, &data, 0), "put index entry")) {
-        d->count[d->tail]++;
-        txn->dirs_dirty[ix] = true;
         txn->index_added++;
     }
 }
@@ -281,7 +304,7 @@ static void filter_scan(cb_txn *txn, filter_writer *w, MDB_dbi dbi, uint64_t fro
 static void filter_seal(cb_txn *txn, cb_index ix, ix_dir *d, unsigned slot)
 {
     filter_writer *w = &txn->store->seal_filter;
-    d->filter_blocks[slot] = filter_blocks_for(d->count[slot]);
+    d->filter_blocks[slot] = filter_blocks_for(slot_entries(txn, ix, slot));
     filter_begin(w, ix, slot, d->filter_blocks[slot], txn->store->write_losses);
     filter_scan(txn, w, slot_dbi(txn, ix, slot), 0);
     filter_flush(txn, w);
@@ -297,8 +320,9 @@ static filter_writer *merge_filter(cb_txn *txn, cb_index ix, ix_dir *d, const ix
     if (w->active && w->slot == m->out && w->blocks == blocks && w->losses == txn->store->write_losses)
         return w;
     filter_begin(w, ix, m->out, blocks, txn->store->write_losses);
-    if (d->count[m->out]) {
-        uint32_t block = filter_block(be64_get(m->last), blocks);
+    uint8_t last[IX_KEY];
+    if (slot_last(txn, ix, m->out, last)) {
+        uint32_t block = filter_block(be64_get(last), blocks);
         filter_scan(txn, w, slot_dbi(txn, ix, m->out),
                     filter_block_start(block / FILTER_CHUNK_BLOCKS * FILTER_CHUNK_BLOCKS, blocks));
     }
@@ -374,7 +398,7 @@ static int free_slot(const ix_dir *d)
  * per entry but loses nothing. */
 static void seal(cb_txn *txn, cb_index ix, ix_dir *d)
 {
-    int s = d->count[d->tail] >= IX_TAIL_MAX ? free_slot(d) : -1;
+    int s = slot_entries(txn, ix, d->tail) >= IX_TAIL_MAX ? free_slot(d) : -1;
     if (s < 0)
         return;
     d->state[d->tail] = SLOT_RUN;
@@ -383,7 +407,6 @@ static void seal(cb_txn *txn, cb_index ix, ix_dir *d)
         filter_seal(txn, ix, d, d->tail);
     d->state[s] = SLOT_TAIL;
     d->level[s] = 0;
-    d->count[s] = 0;
     d->tail = (uint8_t)s;
     txn->dirs_dirty[ix] = true;
 }
@@ -422,10 +445,9 @@ static void start_merge(cb_txn *txn, cb_index ix, ix_dir *d)
         memcpy(m->src, src, n);
         d->state[out] = SLOT_BUILD;
         d->level[out] = (uint8_t)(level + 1);
-        d->count[out] = 0;
         uint64_t entries = 0;
         for (unsigned i = 0; i < n; i++)
-            entries += d->count[src[i]];
+            entries += slot_entries(txn, ix, src[i]);
         d->filter_blocks[out] = filtered(ix) ? filter_blocks_for(entries) : 0;
         txn->dirs_dirty[ix] = true;
         return;
@@ -441,7 +463,6 @@ static void finish_merge(cb_txn *txn, cb_index ix, ix_dir *d, ix_merge *m)
         if (!cb_st_check(txn, mdb_drop(txn->txn, slot_dbi(txn, ix, s), 0), "empty merged index run"))
             return;
         d->state[s] = SLOT_FREE;
-        d->count[s] = 0;
     }
     d->state[m->out] = SLOT_RUN;
     m->out = IX_NONE;
@@ -455,7 +476,8 @@ static uint64_t merge_step(cb_txn *txn, cb_index ix, ix_dir *d, ix_merge *m, uin
     MDB_val key[IX_FANIN];
     bool live[IX_FANIN] = {0};
     uint64_t written = 0;
-    bool resume = d->count[m->out] > 0;
+    uint8_t last[IX_KEY];
+    bool resume = slot_last(txn, ix, m->out, last);
     filter_writer *filter = filtered(ix) ? merge_filter(txn, ix, d, m) : NULL;
     if (!txn_ok(txn) ||
         !cb_st_check(txn, mdb_cursor_open(txn->txn, slot_dbi(txn, ix, m->out), &out), "merge index runs"))
@@ -466,9 +488,9 @@ static uint64_t merge_step(cb_txn *txn, cb_index ix, ix_dir *d, ix_merge *m, uin
             break;
         int rc;
         if (resume) {
-            key[i] = val(m->last, IX_KEY);
+            key[i] = val(last, IX_KEY);
             rc = mdb_cursor_get(src[i], &key[i], &data, MDB_SET_RANGE);
-            if (rc == 0 && key[i].mv_size == IX_KEY && memcmp(key[i].mv_data, m->last, IX_KEY) == 0)
+            if (rc == 0 && key[i].mv_size == IX_KEY && memcmp(key[i].mv_data, last, IX_KEY) == 0)
                 rc = mdb_cursor_get(src[i], &key[i], &data, MDB_NEXT);
         } else {
             rc = mdb_cursor_get(src[i], &key[i], &data, MDB_FIRST);
@@ -489,12 +511,12 @@ static uint64_t merge_step(cb_txn *txn, cb_index ix, ix_dir *d, ix_merge *m, uin
             cb_st_fail(txn, MDB_CORRUPTED, "merge index runs");
             break;
         }
-        memcpy(m->last, key[best].mv_data, IX_KEY);
-        MDB_val k = val(m->last, IX_KEY);
+        memcpy(last, key[best].mv_data, IX_KEY);
+        MDB_val k = val(last, IX_KEY);
         if (!cb_st_check(txn, mdb_cursor_put(out, &k, &data, MDB_APPEND), "merge index runs"))
             break;
         if (filter)
-            filter_add(txn, filter, be64_get(m->last));
+            filter_add(txn, filter, be64_get(last));
         written++;
         int rc = mdb_cursor_get(src[best], &key[best], &data, MDB_NEXT);
         live[best] = rc == 0;
@@ -513,8 +535,6 @@ static uint64_t merge_step(cb_txn *txn, cb_index ix, ix_dir *d, ix_merge *m, uin
     }
     if (!txn_ok(txn))
         return written;
-    d->count[m->out] += written;
-    txn->dirs_dirty[ix] = true;
     if (done && filter) {
         filter_flush(txn, filter);
         filter->active = false;
@@ -572,7 +592,7 @@ void cb_store_index_shape(cb_txn *txn, cb_index ix, cb_index_shape *out)
     for (unsigned s = 0; d && s < IX_SLOTS; s++) {
         if (d->state[s] == SLOT_RUN || d->state[s] == SLOT_TAIL) {
             out->layers++;
-            out->entries += d->count[s];
+            out->entries += slot_entries(txn, ix, s);
         }
         if (d->state[s] == SLOT_BUILD)
             out->merging++;
