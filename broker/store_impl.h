@@ -58,6 +58,18 @@ typedef struct {
     uint8_t buf[FILTER_CHUNK_BLOCKS * FILTER_BLOCK_BYTES];
 } filter_writer;
 
+/* The ids tail as the store thread knows it: open addressing on the hash,
+ * seq 0 marking an empty place (seqs start at 1). */
+#define TAIL_TABLE_SLOTS (1u << 15) /* kept under half full: a tail of up to 16384 */
+typedef struct {
+    bool built, valid;
+    uint8_t slot;
+    uint64_t losses;
+    size_t n;
+    uint64_t hash[TAIL_TABLE_SLOTS];
+    uint64_t seq[TAIL_TABLE_SLOTS];
+} tail_table;
+
 struct cb_store {
     MDB_env *env; /* NULL after a failed reopen */
     MDB_dbi dbi[IX_DB_COUNT];
@@ -74,6 +86,7 @@ struct cb_store {
     uint64_t write_losses;      /* write txns that did not commit */
     filter_writer merge_filters[CB_INDEX_COUNT][IX_MERGES];
     filter_writer seal_filter;
+    tail_table ids_tail; /* the store thread's alone */
     /* Read transactions may run on any thread; reopening the environment
      * takes this for writing, so no reader is inside it meanwhile. */
     pthread_rwlock_t env_lock;

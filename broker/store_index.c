@@ -38,7 +38,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define IX_VERSION  3
+#define IX_VERSION  4
+#define IX_LEVELS   32   /* far more than 40 slots can fill: six runs a level */
 #define IX_TAIL_MAX 8192 /* entries before the tail is sealed: ~60 leaves, each dirtied once a batch */
 
 static const char *const index_names[CB_INDEX_COUNT] = {"ids", "persons", "cases"};
@@ -145,19 +146,6 @@ static void ix_key(uint8_t k[IX_KEY], uint64_t hash, uint64_t seq)
 {
     be64_put(k, hash);
     be64_put(k + 8, seq);
-}
-
-void cb_store_index_add(cb_txn *txn, cb_index ix, uint64_t hash, uint64_t seq)
-{
-    ix_dir *d = dir_of(txn, ix);
-    if (!d)
-        return;
-    uint8_t k[IX_KEY];
-    ix_key(k, hash, seq);
-    MDB_val key = val(k, sizeof k), data = val("", 0);
-    if (cb_st_check(txn, mdb_put(txn->txn, slot_dbi(txn, ix, d->tail), &key, &data, 0), "put index entry")) {
-        txn->index_added++;
-    }
 }
 
 /* ---- filters (the ids index only) */
@@ -300,17 +288,6 @@ static void filter_scan(cb_txn *txn, filter_writer *w, MDB_dbi dbi, uint64_t fro
         cb_st_check(txn, rc, "write index filter");
 }
 
-/* A sealed tail's filter, written whole. */
-static void filter_seal(cb_txn *txn, cb_index ix, ix_dir *d, unsigned slot)
-{
-    filter_writer *w = &txn->store->seal_filter;
-    d->filter_blocks[slot] = filter_blocks_for(slot_entries(txn, ix, slot));
-    filter_begin(w, ix, slot, d->filter_blocks[slot], txn->store->write_losses);
-    filter_scan(txn, w, slot_dbi(txn, ix, slot), 0);
-    filter_flush(txn, w);
-    w->active = false;
-}
-
 /* The writer for merge m, its chunk in progress rebuilt from the run written
  * so far when the one in memory cannot be trusted. */
 static filter_writer *merge_filter(cb_txn *txn, cb_index ix, ix_dir *d, const ix_merge *m)
@@ -353,6 +330,120 @@ static void filter_drop(cb_txn *txn, cb_index ix, ix_dir *d, unsigned slot)
         mdb_cursor_close(c);
 }
 
+/* ---- the tail
+ *
+ * The tail is keyed (seq, hash): every entry is appended, so a commit dirties
+ * one leaf of it however random its keys, where a tail in hash order took a
+ * leaf per entry. A lookup in it reads it all (it is small); the store thread
+ * keeps the ids tail in a table of its own as well, for the lookup every
+ * publish makes. Sealing sorts it into a run. */
+
+static void tail_key(uint8_t k[IX_KEY], uint64_t seq, uint64_t hash)
+{
+    be64_put(k, seq);
+    be64_put(k + 8, hash);
+}
+
+static size_t table_at(uint64_t hash)
+{
+    return (size_t)(mix(hash) & (TAIL_TABLE_SLOTS - 1));
+}
+
+static void table_put(tail_table *t, uint64_t hash, uint64_t seq)
+{
+    if (t->n >= TAIL_TABLE_SLOTS / 2) {
+        t->valid = false; /* a tail that could not be sealed: lookups read it instead */
+        return;
+    }
+    size_t i = table_at(hash);
+    while (t->seq[i])
+        i = (i + 1) & (TAIL_TABLE_SLOTS - 1);
+    t->hash[i] = hash;
+    t->seq[i] = seq;
+    t->n++;
+}
+
+static void table_clear(tail_table *t, unsigned slot, uint64_t losses)
+{
+    memset(t->seq, 0, sizeof t->seq);
+    t->n = 0;
+    t->slot = (uint8_t)slot;
+    t->losses = losses;
+    t->valid = true;
+}
+
+/* The store thread's table of the ids tail, rebuilt from the tail when it is
+ * not for this slot or a write txn was lost since (a lost add left an entry
+ * that is not there: harmless, as every match is checked, but not kept). */
+static tail_table *ids_table(cb_txn *txn, const ix_dir *d)
+{
+    tail_table *t = &txn->store->ids_tail;
+    if (!txn->write)
+        return NULL;
+    if (t->built && t->slot == d->tail && t->losses == txn->store->write_losses)
+        return t->valid ? t : NULL;
+    table_clear(t, d->tail, txn->store->write_losses);
+    t->built = true;
+    MDB_cursor *c;
+    if (!cb_st_check(txn, mdb_cursor_open(txn->txn, slot_dbi(txn, CB_INDEX_IDS, d->tail), &c), "read index tail"))
+        return NULL;
+    MDB_val k, data;
+    int rc = mdb_cursor_get(c, &k, &data, MDB_FIRST);
+    for (; rc == 0 && k.mv_size == IX_KEY; rc = mdb_cursor_get(c, &k, &data, MDB_NEXT))
+        table_put(t, be64_get((const uint8_t *)k.mv_data + 8), be64_get(k.mv_data));
+    mdb_cursor_close(c);
+    if (rc != MDB_NOTFOUND) {
+        t->built = false;
+        cb_st_check(txn, rc == 0 ? MDB_CORRUPTED : rc, "read index tail");
+        return NULL;
+    }
+    return t->valid ? t : NULL;
+}
+
+void cb_store_index_add(cb_txn *txn, cb_index ix, uint64_t hash, uint64_t seq)
+{
+    ix_dir *d = dir_of(txn, ix);
+    if (!d)
+        return;
+    tail_table *t = ix == CB_INDEX_IDS ? ids_table(txn, d) : NULL;
+    uint8_t k[IX_KEY];
+    tail_key(k, seq, hash);
+    MDB_val key = val(k, sizeof k), data = val("", 0);
+    if (cb_st_check(txn, mdb_put(txn->txn, slot_dbi(txn, ix, d->tail), &key, &data, 0), "put index entry")) {
+        txn->index_added++;
+        if (t)
+            table_put(t, hash, seq);
+    }
+}
+
+static bool scan_tail(cb_txn *txn, MDB_dbi dbi, uint64_t hash, cb_seq_fn fn, void *arg)
+{
+    MDB_cursor *c;
+    if (!cb_st_check(txn, mdb_cursor_open(txn->txn, dbi, &c), "scan index tail"))
+        return false;
+    MDB_val k, data;
+    bool go_on = true;
+    int rc = mdb_cursor_get(c, &k, &data, MDB_FIRST);
+    for (; rc == 0 && go_on; rc = mdb_cursor_get(c, &k, &data, MDB_NEXT))
+        if (k.mv_size == IX_KEY && be64_get((const uint8_t *)k.mv_data + 8) == hash)
+            go_on = fn(arg, be64_get(k.mv_data));
+    mdb_cursor_close(c);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return cb_st_check(txn, rc, "scan index tail");
+    return go_on;
+}
+
+static bool find_in_tail(cb_txn *txn, cb_index ix, const ix_dir *d, uint64_t hash, cb_seq_fn fn, void *arg)
+{
+    tail_table *t = ix == CB_INDEX_IDS ? ids_table(txn, d) : NULL;
+    if (!t)
+        return txn_ok(txn) && scan_tail(txn, slot_dbi(txn, ix, d->tail), hash, fn, arg);
+    for (size_t i = table_at(hash); t->seq[i]; i = (i + 1) & (TAIL_TABLE_SLOTS - 1))
+        if (t->hash[i] == hash && !fn(arg, t->seq[i]))
+            return false;
+    return true;
+}
+
 static bool seek_hash(cb_txn *txn, MDB_dbi dbi, uint64_t hash, cb_seq_fn fn, void *arg)
 {
     MDB_cursor *c;
@@ -378,8 +469,9 @@ void cb_store_index_find(cb_txn *txn, cb_index ix, uint64_t hash, cb_seq_fn fn, 
 {
     ix_dir *d = dir_of(txn, ix);
     for (unsigned s = 0; d && s < IX_SLOTS && txn_ok(txn); s++)
-        if ((d->state[s] == SLOT_TAIL || (d->state[s] == SLOT_RUN && filter_maybe(txn, ix, d, s, hash))) &&
-            !seek_hash(txn, slot_dbi(txn, ix, s), hash, fn, arg))
+        if (d->state[s] == SLOT_TAIL ? !find_in_tail(txn, ix, d, hash, fn, arg)
+                                     : d->state[s] == SLOT_RUN && filter_maybe(txn, ix, d, s, hash) &&
+                                           !seek_hash(txn, slot_dbi(txn, ix, s), hash, fn, arg))
             return;
 }
 
@@ -396,18 +488,70 @@ static int free_slot(const ix_dir *d)
 /* A full tail becomes a level-0 run where it stands; an empty slot becomes
  * the tail. Without a free slot the tail goes on growing, which costs more
  * per entry but loses nothing. */
+static int cmp_key(const void *a, const void *b)
+{
+    return memcmp(a, b, IX_KEY);
+}
+
+/* A full tail is written, in hash order, as a run of level 0 in an empty
+ * slot (with its filter), and emptied to go on as the tail. Without a free
+ * slot the tail goes on growing, which costs its lookups more but loses
+ * nothing. */
 static void seal(cb_txn *txn, cb_index ix, ix_dir *d)
 {
-    int s = slot_entries(txn, ix, d->tail) >= IX_TAIL_MAX ? free_slot(d) : -1;
-    if (s < 0)
+    uint64_t n = slot_entries(txn, ix, d->tail);
+    /* Each event adds to all three indexes: at one size their tails would be
+     * sealed in the same commit, which would then take three seals long. */
+    int out = n >= IX_TAIL_MAX + (uint64_t)ix * IX_TAIL_MAX / 4 ? free_slot(d) : -1;
+    uint8_t(*keys)[IX_KEY] = out >= 0 ? malloc(n * IX_KEY) : NULL;
+    if (out < 0 || !keys) {
+        free(keys);
         return;
-    d->state[d->tail] = SLOT_RUN;
-    d->level[d->tail] = 0;
+    }
+    MDB_cursor *c;
+    MDB_val k, data;
+    size_t got = 0;
+    if (!cb_st_check(txn, mdb_cursor_open(txn->txn, slot_dbi(txn, ix, d->tail), &c), "seal index tail")) {
+        free(keys);
+        return;
+    }
+    int rc = mdb_cursor_get(c, &k, &data, MDB_FIRST);
+    for (; rc == 0 && got < n && k.mv_size == IX_KEY; rc = mdb_cursor_get(c, &k, &data, MDB_NEXT), got++) {
+        const uint8_t *tk = k.mv_data; /* (seq, hash) becomes (hash, seq) */
+        memcpy(keys[got], tk + 8, 8);
+        memcpy(keys[got] + 8, tk, 8);
+    }
+    mdb_cursor_close(c);
+    if (got != n) {
+        free(keys);
+        cb_st_fail(txn, rc && rc != MDB_NOTFOUND ? rc : MDB_CORRUPTED, "seal index tail");
+        return;
+    }
+    qsort(keys, n, IX_KEY, cmp_key);
+    filter_writer *w = &txn->store->seal_filter;
+    d->filter_blocks[out] = filtered(ix) ? filter_blocks_for(n) : 0;
     if (filtered(ix))
-        filter_seal(txn, ix, d, d->tail);
-    d->state[s] = SLOT_TAIL;
-    d->level[s] = 0;
-    d->tail = (uint8_t)s;
+        filter_begin(w, ix, (unsigned)out, d->filter_blocks[out], txn->store->write_losses);
+    if (cb_st_check(txn, mdb_cursor_open(txn->txn, slot_dbi(txn, ix, (unsigned)out), &c), "seal index tail")) {
+        for (size_t i = 0; i < n && txn_ok(txn); i++) {
+            MDB_val key = val(keys[i], IX_KEY), none = val("", 0);
+            if (cb_st_check(txn, mdb_cursor_put(c, &key, &none, MDB_APPEND), "seal index tail") && filtered(ix))
+                filter_add(txn, w, be64_get(keys[i]));
+        }
+        if (txn_ok(txn))
+            mdb_cursor_close(c);
+    }
+    free(keys);
+    if (filtered(ix)) {
+        filter_flush(txn, w);
+        w->active = false;
+    }
+    if (!cb_st_check(txn, mdb_drop(txn->txn, slot_dbi(txn, ix, d->tail), 0), "seal index tail"))
+        return;
+    if (ix == CB_INDEX_IDS)
+        txn->store->ids_tail.built = false; /* the same slot, emptied */
+    d->state[out] = SLOT_RUN;
+    d->level[out] = 0;
     txn->dirs_dirty[ix] = true;
 }
 
@@ -431,27 +575,30 @@ static void start_merge(cb_txn *txn, cb_index ix, ix_dir *d)
     int out = m ? free_slot(d) : -1;
     if (out < 0)
         return;
-    for (unsigned level = 0; level < 64; level++) {
-        uint8_t src[IX_FANIN];
-        unsigned n = 0;
-        for (unsigned s = 0; s < IX_SLOTS && n < IX_FANIN; s++)
-            if (d->state[s] == SLOT_RUN && d->level[s] == level && !merging(d, s))
-                src[n++] = (uint8_t)s;
-        if (n < IX_FANIN)
-            continue;
-        memset(m, 0, sizeof *m);
-        m->out = (uint8_t)out;
-        m->n_src = (uint8_t)n;
-        memcpy(m->src, src, n);
-        d->state[out] = SLOT_BUILD;
-        d->level[out] = (uint8_t)(level + 1);
-        uint64_t entries = 0;
-        for (unsigned i = 0; i < n; i++)
-            entries += slot_entries(txn, ix, src[i]);
-        d->filter_blocks[out] = filtered(ix) ? filter_blocks_for(entries) : 0;
-        txn->dirs_dirty[ix] = true;
+    /* The lowest level with IX_FANIN runs free to merge, in one pass. */
+    unsigned free_runs[IX_LEVELS] = {0}, level = IX_LEVELS;
+    for (unsigned s = 0; s < IX_SLOTS; s++)
+        if (d->state[s] == SLOT_RUN && d->level[s] < IX_LEVELS && !merging(d, s) &&
+            ++free_runs[d->level[s]] == IX_FANIN && d->level[s] < level)
+            level = d->level[s];
+    if (level == IX_LEVELS)
         return;
-    }
+    uint8_t src[IX_FANIN];
+    unsigned n = 0;
+    for (unsigned s = 0; s < IX_SLOTS && n < IX_FANIN; s++)
+        if (d->state[s] == SLOT_RUN && d->level[s] == level && !merging(d, s))
+            src[n++] = (uint8_t)s;
+    memset(m, 0, sizeof *m);
+    m->out = (uint8_t)out;
+    m->n_src = (uint8_t)n;
+    memcpy(m->src, src, n);
+    d->state[out] = SLOT_BUILD;
+    d->level[out] = (uint8_t)(level + 1);
+    uint64_t entries = 0;
+    for (unsigned i = 0; i < n; i++)
+        entries += slot_entries(txn, ix, src[i]);
+    d->filter_blocks[out] = filtered(ix) ? filter_blocks_for(entries) : 0;
+    txn->dirs_dirty[ix] = true;
 }
 
 /* The merge's sources are written out: its run takes their place. */
