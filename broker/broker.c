@@ -26,6 +26,7 @@
 #include "store.h"
 
 #define SLOT_BITS      13
+#define QUERY_EVERY    64               /* frames read or answered between looks for query answers */
 #define READ_MAX       1024             /* frames read before answering and looking at the store thread again */
 #define REFUSALS_PER_S 20               /* answers a second to a connection that has not said hello */
 #define PEERS_MAX      (1 << SLOT_BITS) /* > BATCH_MAX: a full table evicts a peer silent since before this batch */
@@ -430,7 +431,7 @@ static void answer_queries(cb_broker *b);
 static void read_batch(cb_broker *b, int64_t now)
 {
     for (int frames = 0; frames < READ_MAX && cb_batch_has_room(b->filling); frames++) {
-        if (frames % 64 == 63)
+        if (frames % QUERY_EVERY == QUERY_EVERY - 1)
             answer_queries(b);
         zmq_msg_t rid, body;
         zmq_msg_init(&rid);
@@ -552,13 +553,18 @@ static void answer_publishes(cb_broker *b, cb_batch *bt)
 {
     count_subscriptions(b);
     /* The log has each event's line before its sender has the ACK. */
-    for (size_t i = 0; i < bt->n_pubs; i++)
+    for (size_t i = 0; i < bt->n_pubs; i++) {
         if (!bt->pubs[i].code)
             log_event(&bt->pubs[i]);
+        if (i % QUERY_EVERY == QUERY_EVERY - 1)
+            answer_queries(b); /* a full batch takes milliseconds to answer */
+    }
     cb_log_flush();
     send_acks(b, bt);
     for (size_t i = 0; i < bt->n_pubs; i++) {
         cb_publish *pub = &bt->pubs[i];
+        if (i % QUERY_EVERY == QUERY_EVERY - 1)
+            answer_queries(b);
         int p = peer_of(b, pub->peer);
         if (pub->code && p >= 0)
             send_nack(b, p, pub->ref, pub->frame->publish->event->event_id, pub->code, pub->reason,
