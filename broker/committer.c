@@ -250,7 +250,7 @@ static cb_code commit(cb_committer *c, cb_batch *b, bool with_publishes, cb_erro
      * merging keeps pace with publishing in small, sorted steps. Not while
      * the store is filling: a merge needs room before it frees any. */
     if (with_publishes && cb_store_room(txn) == CB_ROOM)
-        cb_store_index_work(txn, INDEX_WORK_PER_ENTRY * cb_store_index_added(txn));
+        cb_store_index_pay(txn, INDEX_WORK_PER_ENTRY);
     cb_code code = cb_txn_commit(&txn, err);
     if (code) {
         free_out(b);

@@ -119,8 +119,9 @@ void cb_store_index_find(cb_txn *txn, cb_index ix, uint64_t hash, cb_seq_fn fn, 
  * True while merges remain (cb_store_index_pending says the same later). */
 bool cb_store_index_work(cb_txn *txn, uint64_t budget);
 bool cb_store_index_pending(const cb_store *store);
-/* Entries this txn has added: what it owes in merge work. */
-uint64_t cb_store_index_added(const cb_txn *txn);
+/* What a commit owes: per_entry merged entries for each entry it added to
+ * an index, paid to that index. True while merges remain. */
+bool cb_store_index_pay(cb_txn *txn, uint64_t per_entry);
 
 typedef struct {
     unsigned layers;  /* the tail and the runs a lookup reads */

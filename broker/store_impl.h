@@ -108,7 +108,7 @@ struct cb_txn {
      * written back at commit. */
     ix_dir *dirs[CB_INDEX_COUNT];
     bool dirs_dirty[CB_INDEX_COUNT];
-    uint64_t index_added; /* entries added: the merge work this txn owes */
+    uint64_t index_added[CB_INDEX_COUNT]; /* entries added to each: the merge work this txn owes */
     count_delta *deltas;
     size_t n_deltas;
     bool room_known; /* room as last measured, and bytes put since */

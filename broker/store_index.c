@@ -410,7 +410,7 @@ void cb_store_index_add(cb_txn *txn, cb_index ix, uint64_t hash, uint64_t seq)
     tail_key(k, seq, hash);
     MDB_val key = val(k, sizeof k), data = val("", 0);
     if (cb_st_check(txn, mdb_put(txn->txn, slot_dbi(txn, ix, d->tail), &key, &data, 0), "put index entry")) {
-        txn->index_added++;
+        txn->index_added[ix]++;
         if (t)
             table_put(t, hash, seq);
     }
@@ -700,36 +700,43 @@ static ix_merge *lowest_merge(ix_dir *d)
     return low;
 }
 
+/* Seal and merge index ix, writing up to budget entries. */
+static void work_on(cb_txn *txn, cb_index ix, uint64_t budget, bool *more)
+{
+    ix_dir *d = dir_of(txn, ix);
+    if (!d)
+        return;
+    seal(txn, ix, d);
+    for (uint64_t left = budget;;) {
+        start_merge(txn, ix, d);
+        ix_merge *m = lowest_merge(d);
+        if (!m || !left || !txn_ok(txn))
+            break;
+        left -= merge_step(txn, ix, d, m, left);
+    }
+    *more = *more || lowest_merge(d) != NULL;
+}
+
 bool cb_store_index_work(cb_txn *txn, uint64_t budget)
 {
     bool more = false;
-    for (int ix = 0; ix < CB_INDEX_COUNT && txn_ok(txn); ix++) {
-        ix_dir *d = dir_of(txn, (cb_index)ix);
-        if (!d)
-            break;
-        seal(txn, (cb_index)ix, d);
-        uint64_t left = budget;
-        for (;;) {
-            start_merge(txn, (cb_index)ix, d);
-            ix_merge *m = lowest_merge(d);
-            if (!m || !left || !txn_ok(txn))
-                break;
-            left -= merge_step(txn, (cb_index)ix, d, m, left);
-        }
-        more = more || lowest_merge(d) != NULL;
-    }
+    for (int ix = 0; ix < CB_INDEX_COUNT && txn_ok(txn); ix++)
+        work_on(txn, (cb_index)ix, budget, &more);
     txn->store->index_work = more && txn_ok(txn);
     return txn->store->index_work;
 }
 
+bool cb_store_index_pay(cb_txn *txn, uint64_t per_entry)
+{
+    bool more = false;
+    for (int ix = 0; ix < CB_INDEX_COUNT && txn_ok(txn); ix++)
+        work_on(txn, (cb_index)ix, per_entry * txn->index_added[ix], &more);
+    txn->store->index_work = more && txn_ok(txn);
+    return txn->store->index_work;
+}
 bool cb_store_index_pending(const cb_store *store)
 {
     return store->index_work;
-}
-
-uint64_t cb_store_index_added(const cb_txn *txn)
-{
-    return txn->index_added;
 }
 
 void cb_store_index_shape(cb_txn *txn, cb_index ix, cb_index_shape *out)
