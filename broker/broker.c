@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,6 @@
 #define REFUSALS_PER_S 20               /* answers a second to a connection that has not said hello */
 #define PEERS_MAX      (1 << SLOT_BITS) /* > BATCH_MAX: a full table evicts a peer silent since before this batch */
 #define RID_MAX        256
-#define ENDPOINT_MAX   256
 
 /* A connection, known by its ROUTER routing id. A peer becomes an agency's
  * peer by saying hello; queries need no hello. */
@@ -56,8 +56,12 @@ struct cb_broker {
     void *zmq;
     void *router;
     void *feed;
-    char endpoint[ENDPOINT_MAX];
-    char feed_endpoint[ENDPOINT_MAX];
+    char endpoint[CB_ENDPOINT_MAX];
+    char feed_endpoint[CB_ENDPOINT_MAX];
+    char queries_endpoint[CB_ENDPOINT_MAX];
+    /* Connections that have said hello, per agency: written here, read by
+     * the query thread for status. */
+    atomic_uint *connected;
     int exit_status;
     int feed_topics; /* distinct topics someone subscribes to */
 
@@ -95,10 +99,24 @@ static void lane_op(cb_broker *b, cb_lane_op_kind kind, int agency, uint32_t win
         f->ops[f->n_ops++] = (cb_lane_op){kind, (unsigned)agency, window, token_of(b, p)};
 }
 
+/* Which agency peer p serves from now on (-1: none), kept in the per-agency
+ * counts status reads. */
+static void peer_serves(cb_broker *b, int p, int agency)
+{
+    if (b->peers[p].agency == agency)
+        return;
+    if (b->peers[p].agency >= 0)
+        atomic_fetch_sub(&b->connected[b->peers[p].agency], 1);
+    if (agency >= 0)
+        atomic_fetch_add(&b->connected[agency], 1);
+    b->peers[p].agency = agency;
+}
+
 static void forget_peer(cb_broker *b, int p)
 {
     if (b->peers[p].agency >= 0)
         lane_op(b, CB_LANE_DETACH, 0, 0, p);
+    peer_serves(b, p, -1);
     b->peers[p].in_use = false;
 }
 
@@ -233,7 +251,7 @@ static void on_hello(cb_broker *b, int p, const cb_frame *f)
     }
     if (b->peers[p].agency >= 0 && b->peers[p].agency != a)
         lane_op(b, CB_LANE_DETACH, 0, 0, p); /* it served another agency until now */
-    b->peers[p].agency = a;
+    peer_serves(b, p, a);
     if (h->receive)
         lane_op(b, CB_LANE_ATTACH, a, h->window, p);
     Carebridge__V1__Welcome w = CAREBRIDGE__V1__WELCOME__INIT;
@@ -301,6 +319,7 @@ static void on_goodbye(cb_broker *b, int p)
         lane_op(b, CB_LANE_RELEASE, 0, 0, p);
         cb_log(CB_LOG_INFO, "goodbye agency=%s", peer_name(b, p));
     }
+    peer_serves(b, p, -1);
     b->peers[p].in_use = false;
 }
 
@@ -327,18 +346,19 @@ static void on_heartbeat(cb_broker *b, int p, uint64_t ref)
     send_frame(b, p, &reply);
 }
 
-/* A status or journey request goes to the query thread with what only the
- * running broker knows of each agency: which are connected (the peer table)
- * and the store thread's lanes. */
+/* What only the running broker knows of each agency, for status: which are
+ * connected, and the store thread's lanes. On the query thread. */
+static void live_of(void *arg, cb_agency_live *live)
+{
+    cb_broker *b = arg;
+    for (unsigned a = 0; a < b->cfg->n_agencies; a++)
+        live[a].connected = atomic_load(&b->connected[a]) > 0;
+    cb_committer_live(b->committer, live);
+}
+
 static void submit_query(cb_broker *b, int p, uint64_t ref, const uint8_t *buf, size_t len)
 {
-    cb_agency_live live[b->cfg->n_agencies];
-    memset(live, 0, sizeof live);
-    for (int q = 0; q < PEERS_MAX; q++)
-        if (b->peers[q].in_use && b->peers[q].agency >= 0)
-            live[b->peers[q].agency].connected = true;
-    cb_committer_live(b->committer, live);
-    if (!cb_reader_submit(b->reader, token_of(b, p), ref, buf, len, live)) {
+    if (!cb_reader_submit(b->reader, token_of(b, p), ref, buf, len)) {
         char reason[96];
         snprintf(reason, sizeof reason, "the broker has %d queries waiting; retry shortly", CB_READER_WAITING);
         send_nack(b, p, ref, "", CB_BUSY, reason, 0);
@@ -746,29 +766,6 @@ static bool load_identity(cb_store *store, cb_error *err)
     return true;
 }
 
-static void *bind_socket(cb_broker *b, int type, const char *endpoint, char *bound, cb_error *err)
-{
-    void *s = zmq_socket(b->zmq, type);
-    int linger = 0, hwm = 100000;
-    int64_t max_msg = 4 * (int64_t)b->cfg->max_event_bytes + 4096;
-    size_t len = ENDPOINT_MAX;
-    if (!s) {
-        cb_fail(err, CB_BAD_REQUEST, "zmq_socket: %s", zmq_strerror(errno));
-        return NULL;
-    }
-    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
-    if (type == ZMQ_ROUTER)
-        zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg);
-    if (zmq_bind(s, endpoint) < 0 || zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, bound, &len) < 0) {
-        cb_fail(err, CB_BAD_REQUEST, "cannot bind %s: %s", endpoint, zmq_strerror(errno));
-        zmq_close(s);
-        return NULL;
-    }
-    return s;
-}
-
 /* The data directory, locked without creating anything when it already has
  * a lock file, else created and locked once the endpoints are bound: a start
  * refused for a busy directory or a busy endpoint leaves no trace. */
@@ -811,8 +808,15 @@ cb_broker *cb_broker_new(const cb_config *cfg, int *exit_status, cb_error *err)
         cb_fail(err, CB_STORE_UNAVAILABLE, "zmq_ctx_new: %s", zmq_strerror(errno));
         goto fail;
     }
-    if (!(b->router = bind_socket(b, ZMQ_ROUTER, cfg->endpoint, b->endpoint, err)) ||
-        !(b->feed = bind_socket(b, ZMQ_XPUB, cfg->feed, b->feed_endpoint, err)))
+    if (!(b->connected = calloc(cfg->n_agencies, sizeof *b->connected))) {
+        cb_fail(err, CB_STORE_UNAVAILABLE, "out of memory");
+        goto fail;
+    }
+    for (unsigned a = 0; a < cfg->n_agencies; a++)
+        atomic_init(&b->connected[a], 0);
+    if (!(b->router = cb_bind(b->zmq, ZMQ_ROUTER, cfg->endpoint, cfg->max_event_bytes, b->endpoint, err)) ||
+        !(b->feed = cb_bind(b->zmq, ZMQ_XPUB, cfg->feed, cfg->max_event_bytes, b->feed_endpoint, err)) ||
+        !(b->reader = cb_reader_start(cfg, b->queries_endpoint, err)))
         goto fail;
     if (!b->lock && !lock_data(b, true, exit_status, err))
         goto fail;
@@ -822,8 +826,9 @@ cb_broker *cb_broker_new(const cb_config *cfg, int *exit_status, cb_error *err)
         goto fail;
     }
     b->committer = cb_committer_start(cfg, store, err);
-    if (!b->committer || !(b->reader = cb_reader_start(cfg, cb_committer_store(b->committer), err)))
+    if (!b->committer)
         goto fail;
+    cb_reader_serve(b->reader, cb_committer_store(b->committer), live_of, b);
     *exit_status = 0;
     return b;
 fail:
@@ -844,6 +849,7 @@ void cb_broker_destroy(cb_broker **b_p)
         if (b->zmq)
             zmq_ctx_term(b->zmq);
         cb_dirlock_release(&b->lock); /* last: the store is closed */
+        free(b->connected);
         free(b);
     }
     *b_p = NULL;
@@ -857,4 +863,9 @@ const char *cb_broker_endpoint(const cb_broker *b)
 const char *cb_broker_feed(const cb_broker *b)
 {
     return b->feed_endpoint;
+}
+
+const char *cb_broker_queries(const cb_broker *b)
+{
+    return b->queries_endpoint;
 }

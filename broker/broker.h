@@ -18,7 +18,7 @@ typedef struct cb_broker cb_broker;
 /* Exit status when another broker holds the data directory: a usage error. */
 #define CB_EXIT_IN_USE 2
 
-/* Lock the data directory, bind both endpoints (port * allowed: see
+/* Lock the data directory, bind the three endpoints (port * allowed: see
  * endpoint()) and open the store, in that order, so a start refused for a
  * directory or an endpoint in use opens and creates nothing. NULL with err
  * set and *exit_status the status main should exit with. */
@@ -28,6 +28,7 @@ void cb_broker_destroy(cb_broker **broker_p);
 /* The endpoints as bound, with any wildcard port resolved. */
 const char *cb_broker_endpoint(const cb_broker *b);
 const char *cb_broker_feed(const cb_broker *b);
+const char *cb_broker_queries(const cb_broker *b);
 
 /* Serve until *stop is set (by a signal handler). Returns a process exit status. */
 int cb_broker_run(cb_broker *b, volatile sig_atomic_t *stop);

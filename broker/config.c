@@ -19,13 +19,14 @@
  * readers and is what cb_config_load(NULL) parses; test_config fails if the
  * two disagree. */
 static const struct {
-    const char *endpoint, *feed, *data_dir;
+    const char *endpoint, *feed, *queries, *data_dir;
     int64_t map_size_mb, publish_fill_percent;
     int64_t max_event_bytes, window, redelivery_timeout_ms, redelivery_max_ms;
     int64_t max_attempts, heartbeat_ms;
 } defaults = {
     .endpoint = "tcp://127.0.0.1:5570",
     .feed = "tcp://127.0.0.1:5571",
+    .queries = "tcp://127.0.0.1:5572",
     .data_dir = "./var",
     .map_size_mb = 1024,
     .publish_fill_percent = 90,
@@ -60,7 +61,7 @@ static const cyaml_strval_t kind_names[] = {
  * parsed here, because libcyaml 1.3.1's integer parser takes "1.5" as 1,
  * "12abc" as 12 and "010" as octal 8 without complaint. */
 struct raw_broker {
-    char *endpoint, *feed;
+    char *endpoint, *feed, *queries;
 };
 
 struct raw_store {
@@ -88,6 +89,7 @@ struct raw_config {
 static const cyaml_schema_field_t broker_fields[] = {
     OPTIONAL_TEXT("endpoint", struct raw_broker, endpoint),
     OPTIONAL_TEXT("feed", struct raw_broker, feed),
+    OPTIONAL_TEXT("queries", struct raw_broker, queries),
     CYAML_FIELD_END,
 };
 
@@ -438,6 +440,7 @@ static cb_config *build(struct report *r, const struct raw_config *raw)
 
     cfg->endpoint = text(r, "broker.endpoint", b->endpoint, defaults.endpoint);
     cfg->feed = text(r, "broker.feed", b->feed, defaults.feed);
+    cfg->queries = text(r, "broker.queries", b->queries, defaults.queries);
     cfg->data_dir = text(r, "store.path", s->path, defaults.data_dir);
     cfg->map_size_mb = (uint64_t)number(r, "store.map_size_mb", s->map_size_mb, defaults.map_size_mb, 1, 1048576);
     cfg->publish_fill_percent = (uint32_t)number(r, "store.publish_fill_percent", s->publish_fill_percent,
@@ -511,6 +514,7 @@ void cb_config_free(cb_config **cfg_p)
     cb_config *cfg = *cfg_p;
     free(cfg->endpoint);
     free(cfg->feed);
+    free(cfg->queries);
     free(cfg->data_dir);
     for (unsigned i = 0; i < cfg->n_agencies; i++) {
         free(cfg->agencies[i].id);

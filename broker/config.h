@@ -22,6 +22,7 @@ typedef struct {
 typedef struct {
     char *endpoint; /* ROUTER: agencies and the CLI connect here */
     char *feed;     /* XPUB: every committed event, for SUB sockets */
+    char *queries;  /* ROUTER served by the query thread: status and journeys only */
     char *data_dir;
     uint64_t map_size_mb;
     uint32_t publish_fill_percent; /* publishes refused above this fill of the map */

@@ -19,7 +19,7 @@ static void on_signal(int sig)
 }
 
 static const char usage[] =
-    "Usage: carebridge-broker [--config FILE] [--data DIR] [--endpoint ENDPOINT] [--feed ENDPOINT]\n"
+    "Usage: carebridge-broker [--config FILE] [--data DIR] [--endpoint EP] [--feed EP] [--queries EP]\n"
     "\n"
     "Routes referrals, discharges and handovers between health, housing and social care\n"
     "agencies. Every event is committed and synced to the store before it is acknowledged,\n"
@@ -31,12 +31,15 @@ static const char usage[] =
     "  -e, --endpoint EP      ROUTER endpoint for agencies and the CLI (overrides\n"
     "                         broker.endpoint; tcp://127.0.0.1:* picks a free port)\n"
     "  -f, --feed EP          endpoint of the live feed, for SUB sockets (overrides broker.feed)\n"
+    "  -q, --queries EP       ROUTER endpoint for status and journey requests only, answered\n"
+    "                         on a thread of their own so they do not wait behind publishes\n"
+    "                         (overrides broker.queries)\n"
     "  -v, --verbose          log debug lines too\n"
     "  -h, --help             this text\n"
     "  -V, --version          the version\n"
     "\n"
     "Logs go to stderr, one line per event and per error; people appear only as keyed\n"
-    "pseudonyms. A line 'ready endpoint=... feed=...' says the broker is serving.\n"
+    "pseudonyms. A line 'ready endpoint=... feed=... queries=...' says the broker is serving.\n"
     "SIGTERM or SIGINT stops it cleanly.\n"
     "\n"
     "One broker per data directory: it holds DIR/broker.lock while it runs, and a\n"
@@ -49,20 +52,26 @@ static const char usage[] =
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"config", required_argument, 0, 'c'},   {"data", required_argument, 0, 'd'},
-        {"endpoint", required_argument, 0, 'e'}, {"feed", required_argument, 0, 'f'},
-        {"verbose", no_argument, 0, 'v'},        {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},        {0, 0, 0, 0},
+        {"config", required_argument, 0, 'c'},
+        {"data", required_argument, 0, 'd'},
+        {"endpoint", required_argument, 0, 'e'},
+        {"feed", required_argument, 0, 'f'},
+        {"queries", required_argument, 0, 'q'},
+        {"verbose", no_argument, 0, 'v'},
+        {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},
+        {0, 0, 0, 0},
     };
-    const char *config_path = NULL, *data = NULL, *endpoint = NULL, *feed = NULL;
+    const char *config_path = NULL, *data = NULL, *endpoint = NULL, *feed = NULL, *queries = NULL;
     cb_log_level level = CB_LOG_INFO;
     int c;
-    while ((c = getopt_long(argc, argv, "c:d:e:f:vhV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:d:e:f:q:vhV", opts, NULL)) != -1) {
         switch (c) {
         case 'c': config_path = optarg; break;
         case 'd': data = optarg; break;
         case 'e': endpoint = optarg; break;
         case 'f': feed = optarg; break;
+        case 'q': queries = optarg; break;
         case 'v': level = CB_LOG_DEBUG; break;
         case 'h': fputs(usage, stdout); return 0;
         case 'V': puts("carebridge-broker " CB_VERSION); return 0;
@@ -84,9 +93,9 @@ int main(int argc, char **argv)
         return 2;
     }
     /* The flags replace configured strings; the config owns and frees them. */
-    const char *const overrides[] = {data, endpoint, feed};
-    char **fields[] = {&cfg->data_dir, &cfg->endpoint, &cfg->feed};
-    for (int i = 0; i < 3; i++) {
+    const char *const overrides[] = {data, endpoint, feed, queries};
+    char **fields[] = {&cfg->data_dir, &cfg->endpoint, &cfg->feed, &cfg->queries};
+    for (size_t i = 0; i < sizeof overrides / sizeof overrides[0]; i++) {
         if (!overrides[i])
             continue;
         char *copy = strdup(overrides[i]);
@@ -112,8 +121,8 @@ int main(int argc, char **argv)
         cb_config_free(&cfg);
         return start_status;
     }
-    cb_log(CB_LOG_INFO, "ready endpoint=%s feed=%s data=%s agencies=%u", cb_broker_endpoint(b), cb_broker_feed(b),
-           cfg->data_dir, cfg->n_agencies);
+    cb_log(CB_LOG_INFO, "ready endpoint=%s feed=%s queries=%s data=%s agencies=%u", cb_broker_endpoint(b),
+           cb_broker_feed(b), cb_broker_queries(b), cfg->data_dir, cfg->n_agencies);
     cb_log_flush();
     int status = cb_broker_run(b, &stop);
     cb_broker_destroy(&b);

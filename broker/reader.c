@@ -1,56 +1,79 @@
 #include "reader.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
+#include <zmq.h>
 
 #include "cb_codec.h"
+#include "clock.h"
 #include "log.h"
 #include "thread.h"
+
+#define ENDPOINT_BURST    64 /* query endpoint frames answered before looking at the network thread's */
+#define REFUSALS_LOGGED_S 20 /* refusals on the query endpoint logged a second; the rest are counted */
 
 typedef struct {
     cb_peer_token peer;
     uint64_t ref;
     uint8_t *frame;
     size_t len;
-    cb_agency_live *live;
 } request;
 
 /* Requests and answers share one bound: a request is counted from its
  * submission until its answer is taken, so neither ring can overflow. */
 struct cb_reader {
     const cb_config *cfg;
-    cb_store *store;
-    int fd;
     pthread_mutex_t mu;
-    pthread_cond_t wake;
+    pthread_cond_t changed; /* bound, given the store, or told to stop: until it serves */
+    bool started, bound_ok, stopping;
+    cb_error start_err;
+    char *bound;
+    cb_store *store;
+    cb_live_fn *live;
+    void *live_arg;
+
+    void *zmq, *sock; /* the thread's own; touched only by it */
+    int submitted;    /* eventfd: the network thread queued a request, or stop */
     request pending[CB_READER_WAITING];
     size_t pending_head, n_pending;
+    int answered; /* eventfd: an answer for the network thread is ready */
     cb_answer answers[CB_READER_WAITING];
     size_t answers_head, n_answers;
-    bool stopping;
+
+    int64_t refusal_second_ms;
+    unsigned refusals, refusals_unlogged;
+
     pthread_t thread;
     bool running;
 };
 
-static size_t pack_reply(uint64_t ref, cb_frame *reply, cb_answer *a)
+static bool stopping(cb_reader *r)
 {
-    reply->ref = ref;
-    return a->len = cb_pack(&reply->base, &a->reply);
+    pthread_mutex_lock(&r->mu);
+    bool stop = r->stopping;
+    pthread_mutex_unlock(&r->mu);
+    return stop;
 }
 
-static void answer(cb_reader *r, const request *q, cb_answer *a)
+static void pack_reply(uint64_t ref, cb_frame *reply, cb_answer *a)
 {
-    cb_error err = {0};
-    *a = (cb_answer){.peer = q->peer, .ref = q->ref};
-    cb_frame *f = cb_frame_decode(q->frame, q->len, q->len, &err);
-    cb_txn *txn = f ? cb_txn_begin(r->store, false, &a->err) : NULL;
-    if (!f) {
-        a->err = err;
+    reply->ref = ref;
+    if (!(a->len = cb_pack(&reply->base, &a->reply)))
+        cb_fail(&a->err, CB_STORE_UNAVAILABLE, "out of memory");
+}
+
+/* A status or journey request, answered from a read transaction begun now. */
+static void answer(cb_reader *r, const uint8_t *frame, size_t len, cb_answer *a)
+{
+    cb_frame *f = cb_frame_decode(frame, len, len, &a->err);
+    if (!f)
         return;
-    }
+    cb_txn *txn = cb_txn_begin(r->store, false, &a->err);
     if (!txn) {
         cb_frame_free(&f);
         return;
@@ -58,8 +81,11 @@ static void answer(cb_reader *r, const request *q, cb_answer *a)
     cb_frame reply = CAREBRIDGE__V1__FRAME__INIT;
     ProtobufCMessage *m;
     if (f->kind_case == CAREBRIDGE__V1__FRAME__KIND_STATUS_REQUEST) {
+        cb_agency_live live[r->cfg->n_agencies];
+        memset(live, 0, sizeof live);
+        r->live(r->live_arg, live);
         reply.kind_case = CAREBRIDGE__V1__FRAME__KIND_STATUS_REPLY;
-        reply.status_reply = cb_query_status(r->cfg, txn, q->live, cb_store_limit_bytes(r->store), &a->err);
+        reply.status_reply = cb_query_status(r->cfg, txn, live, cb_store_limit_bytes(r->store), &a->err);
         m = (ProtobufCMessage *)reply.status_reply;
     } else {
         reply.kind_case = CAREBRIDGE__V1__FRAME__KIND_JOURNEY_REPLY;
@@ -67,42 +93,174 @@ static void answer(cb_reader *r, const request *q, cb_answer *a)
         m = (ProtobufCMessage *)reply.journey_reply;
     }
     cb_txn_abort(&txn);
-    if (m && !pack_reply(q->ref, &reply, a))
-        cb_fail(&a->err, CB_STORE_UNAVAILABLE, "out of memory");
-    if (m)
+    if (m) {
+        pack_reply(f->ref, &reply, a);
         protobuf_c_message_free_unpacked(m, NULL);
+    }
     cb_frame_free(&f);
+}
+
+/* ---------------------------------------------------------- the endpoint */
+
+/* Logged as the main endpoint logs its NACKs, but a flood of bad frames
+ * cannot flood the log: past REFUSALS_LOGGED_S a second they are counted,
+ * and the count is logged once the second is over. */
+static void log_refusal(cb_reader *r, const cb_error *err)
+{
+    int64_t now = cb_mono_ms();
+    if (now - r->refusal_second_ms >= 1000) {
+        if (r->refusals_unlogged)
+            cb_log(CB_LOG_WARN, "query endpoint: %u more refusals in that second, not logged one by one",
+                   r->refusals_unlogged);
+        r->refusal_second_ms = now;
+        r->refusals = r->refusals_unlogged = 0;
+    }
+    if (r->refusals++ < REFUSALS_LOGGED_S)
+        cb_log(CB_LOG_WARN, "nack on the query endpoint code=%s: %s", cb_code_name(err->code), err->reason);
+    else
+        r->refusals_unlogged++;
+}
+
+static void answer_endpoint_frame(cb_reader *r, const uint8_t *frame, size_t len, cb_answer *a)
+{
+    uint64_t ref;
+    cb_peek_publish(frame, len, &ref, NULL, 0);
+    cb_frame reply = CAREBRIDGE__V1__FRAME__INIT;
+    switch (cb_peek_kind(frame, len)) {
+    case CAREBRIDGE__V1__FRAME__KIND_STATUS_REQUEST:
+    case CAREBRIDGE__V1__FRAME__KIND_JOURNEY_REQUEST: answer(r, frame, len, a); break;
+    default: {
+        /* Bytes that are not a Frame are named as such, as on the main endpoint. */
+        cb_frame *f = cb_frame_decode(frame, len, r->cfg->max_event_bytes, &a->err);
+        if (f)
+            cb_fail(&a->err, CB_BAD_REQUEST,
+                    "the query endpoint answers status and journey requests only; hello, publish, replay and "
+                    "heartbeats go to broker.endpoint");
+        cb_frame_free(&f);
+        break;
+    }
+    }
+    if (a->reply)
+        return;
+    log_refusal(r, &a->err);
+    Carebridge__V1__Nack nack = CAREBRIDGE__V1__NACK__INIT;
+    nack.event_id = "";
+    nack.code = (Carebridge__V1__ErrorCode)a->err.code;
+    nack.reason = a->err.reason;
+    reply.kind_case = CAREBRIDGE__V1__FRAME__KIND_NACK;
+    reply.nack = &nack;
+    pack_reply(ref, &reply, a);
+}
+
+/* What has arrived on the query endpoint, ENDPOINT_BURST frames at most.
+ * Each is answered at once, before the next is read. */
+static void serve_endpoint(cb_reader *r)
+{
+    for (int i = 0; i < ENDPOINT_BURST; i++) {
+        zmq_msg_t rid, body;
+        zmq_msg_init(&rid);
+        if (zmq_msg_recv(&rid, r->sock, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&rid);
+            return;
+        }
+        zmq_msg_init(&body);
+        bool received = zmq_msg_more(&rid) && zmq_msg_recv(&body, r->sock, 0) >= 0;
+        bool single = received && !zmq_msg_more(&body);
+        cb_answer a = {0};
+        if (single)
+            answer_endpoint_frame(r, zmq_msg_data(&body), zmq_msg_size(&body), &a);
+        /* A DEALER sends one frame per message: anything more is dropped unread. */
+        while (received && zmq_msg_more(&body) && zmq_msg_recv(&body, r->sock, 0) >= 0)
+            ;
+        if (a.reply && zmq_send(r->sock, zmq_msg_data(&rid), zmq_msg_size(&rid), ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0)
+            zmq_send(r->sock, a.reply, a.len, ZMQ_DONTWAIT);
+        free(a.reply);
+        zmq_msg_close(&body);
+        zmq_msg_close(&rid);
+    }
+}
+
+/* ---------------------------------------------------- the network thread's */
+
+static bool take_request(cb_reader *r, request *q)
+{
+    pthread_mutex_lock(&r->mu);
+    bool any = r->n_pending > 0;
+    if (any) {
+        *q = r->pending[r->pending_head];
+        r->pending_head = (r->pending_head + 1) % CB_READER_WAITING;
+        r->n_pending--;
+    } else {
+        eventfd_t n;
+        eventfd_read(r->submitted, &n); /* reset while holding mu: a request added after this wakes the poll again */
+    }
+    pthread_mutex_unlock(&r->mu);
+    return any;
+}
+
+static void serve_submitted(cb_reader *r)
+{
+    request q;
+    while (take_request(r, &q)) {
+        cb_answer a = {.peer = q.peer, .ref = q.ref};
+        answer(r, q.frame, q.len, &a);
+        free(q.frame);
+        pthread_mutex_lock(&r->mu);
+        r->answers[(r->answers_head + r->n_answers++) % CB_READER_WAITING] = a;
+        pthread_mutex_unlock(&r->mu);
+        eventfd_write(r->answered, 1);
+    }
+}
+
+/* ---------------------------------------------------------- the thread */
+
+/* The context is made here, after the slice is asked for, so the I/O thread
+ * it starts for the endpoint inherits the slice too. */
+static bool bind_endpoint(cb_reader *r, char *bound, cb_error *err)
+{
+    cb_thread_prefer_short_slice();
+    if (!(r->zmq = zmq_ctx_new())) {
+        cb_fail(err, CB_STORE_UNAVAILABLE, "zmq_ctx_new: %s", zmq_strerror(errno));
+        return false;
+    }
+    r->sock = cb_bind(r->zmq, ZMQ_ROUTER, r->cfg->queries, r->cfg->max_event_bytes, bound, err);
+    return r->sock != NULL;
 }
 
 static void *run(void *arg)
 {
     cb_reader *r = arg;
+    char bound[CB_ENDPOINT_MAX] = "";
+    cb_error err = {0};
+    bool ok = bind_endpoint(r, bound, &err);
     pthread_mutex_lock(&r->mu);
-    while (!r->stopping) {
-        if (!r->n_pending) {
-            pthread_cond_wait(&r->wake, &r->mu);
-            continue;
-        }
-        request q = r->pending[r->pending_head];
-        r->pending_head = (r->pending_head + 1) % CB_READER_WAITING;
-        r->n_pending--;
-        pthread_mutex_unlock(&r->mu);
-        cb_answer a;
-        answer(r, &q, &a);
-        free(q.frame);
-        free(q.live);
-        pthread_mutex_lock(&r->mu);
-        r->answers[(r->answers_head + r->n_answers++) % CB_READER_WAITING] = a;
-        pthread_mutex_unlock(&r->mu);
-        eventfd_write(r->fd, 1);
-        cb_log_flush();
-        pthread_mutex_lock(&r->mu);
-    }
+    r->started = true;
+    r->bound_ok = ok;
+    r->start_err = err;
+    memcpy(r->bound, bound, sizeof bound);
+    pthread_cond_broadcast(&r->changed);
+    while (ok && !r->stopping && !r->store)
+        pthread_cond_wait(&r->changed, &r->mu);
     pthread_mutex_unlock(&r->mu);
+
+    while (ok && !stopping(r)) {
+        zmq_pollitem_t items[] = {{r->sock, 0, ZMQ_POLLIN, 0}, {NULL, r->submitted, ZMQ_POLLIN, 0}};
+        if (zmq_poll(items, 2, -1) < 0 && errno != EINTR) {
+            cb_log(CB_LOG_ERROR, "query thread: poll: %s: no more queries are answered", zmq_strerror(errno));
+            break;
+        }
+        serve_endpoint(r);
+        serve_submitted(r);
+        cb_log_flush();
+    }
+    if (r->sock)
+        zmq_close(r->sock);
+    if (r->zmq)
+        zmq_ctx_term(r->zmq);
     return NULL;
 }
 
-cb_reader *cb_reader_start(const cb_config *cfg, cb_store *store, cb_error *err)
+cb_reader *cb_reader_start(const cb_config *cfg, char bound[CB_ENDPOINT_MAX], cb_error *err)
 {
     cb_reader *r = calloc(1, sizeof *r);
     if (!r) {
@@ -110,16 +268,37 @@ cb_reader *cb_reader_start(const cb_config *cfg, cb_store *store, cb_error *err)
         return NULL;
     }
     r->cfg = cfg;
-    r->store = store;
-    r->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    r->bound = bound;
+    r->submitted = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    r->answered = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     pthread_mutex_init(&r->mu, NULL);
-    pthread_cond_init(&r->wake, NULL);
-    r->running = r->fd >= 0 && cb_thread_start(&r->thread, run, r);
+    pthread_cond_init(&r->changed, NULL);
+    r->running = r->submitted >= 0 && r->answered >= 0 && cb_thread_start(&r->thread, run, r);
     if (!r->running) {
         cb_fail(err, CB_STORE_UNAVAILABLE, "cannot start the query thread");
         cb_reader_stop(&r);
+        return NULL;
     }
+    pthread_mutex_lock(&r->mu);
+    while (!r->started)
+        pthread_cond_wait(&r->changed, &r->mu);
+    bool ok = r->bound_ok;
+    if (!ok)
+        *err = r->start_err;
+    pthread_mutex_unlock(&r->mu);
+    if (!ok)
+        cb_reader_stop(&r);
     return r;
+}
+
+void cb_reader_serve(cb_reader *r, cb_store *store, cb_live_fn *live, void *live_arg)
+{
+    pthread_mutex_lock(&r->mu);
+    r->live = live;
+    r->live_arg = live_arg;
+    r->store = store;
+    pthread_cond_broadcast(&r->changed);
+    pthread_mutex_unlock(&r->mu);
 }
 
 void cb_reader_stop(cb_reader **r_p)
@@ -130,20 +309,20 @@ void cb_reader_stop(cb_reader **r_p)
     if (r->running) {
         pthread_mutex_lock(&r->mu);
         r->stopping = true;
-        pthread_cond_signal(&r->wake);
+        pthread_cond_broadcast(&r->changed);
         pthread_mutex_unlock(&r->mu);
+        eventfd_write(r->submitted, 1);
         pthread_join(r->thread, NULL);
     }
-    for (size_t i = 0; i < r->n_pending; i++) {
-        request *q = &r->pending[(r->pending_head + i) % CB_READER_WAITING];
-        free(q->frame);
-        free(q->live);
-    }
+    for (size_t i = 0; i < r->n_pending; i++)
+        free(r->pending[(r->pending_head + i) % CB_READER_WAITING].frame);
     for (size_t i = 0; i < r->n_answers; i++)
         free(r->answers[(r->answers_head + i) % CB_READER_WAITING].reply);
-    if (r->fd >= 0)
-        close(r->fd);
-    pthread_cond_destroy(&r->wake);
+    if (r->submitted >= 0)
+        close(r->submitted);
+    if (r->answered >= 0)
+        close(r->answered);
+    pthread_cond_destroy(&r->changed);
     pthread_mutex_destroy(&r->mu);
     free(r);
     *r_p = NULL;
@@ -151,11 +330,10 @@ void cb_reader_stop(cb_reader **r_p)
 
 int cb_reader_fd(const cb_reader *r)
 {
-    return r->fd;
+    return r->answered;
 }
 
-bool cb_reader_submit(cb_reader *r, cb_peer_token peer, uint64_t ref, const uint8_t *frame, size_t len,
-                      const cb_agency_live *live)
+bool cb_reader_submit(cb_reader *r, cb_peer_token peer, uint64_t ref, const uint8_t *frame, size_t len)
 {
     pthread_mutex_lock(&r->mu);
     bool room = r->n_pending + r->n_answers < CB_READER_WAITING;
@@ -163,18 +341,13 @@ bool cb_reader_submit(cb_reader *r, cb_peer_token peer, uint64_t ref, const uint
     if (!room)
         return false;
     request q = {.peer = peer, .ref = ref, .frame = malloc(len ? len : 1), .len = len};
-    q.live = malloc(r->cfg->n_agencies * sizeof *q.live);
-    if (!q.frame || !q.live) {
-        free(q.frame);
-        free(q.live);
+    if (!q.frame)
         return false;
-    }
     memcpy(q.frame, frame, len);
-    memcpy(q.live, live, r->cfg->n_agencies * sizeof *q.live);
     pthread_mutex_lock(&r->mu);
     r->pending[(r->pending_head + r->n_pending++) % CB_READER_WAITING] = q;
-    pthread_cond_signal(&r->wake);
     pthread_mutex_unlock(&r->mu);
+    eventfd_write(r->submitted, 1);
     return true;
 }
 
@@ -188,7 +361,7 @@ bool cb_reader_answer(cb_reader *r, cb_answer *a)
         r->n_answers--;
     } else {
         eventfd_t n;
-        eventfd_read(r->fd, &n); /* reset while holding mu: an answer added after this wakes the poll again */
+        eventfd_read(r->answered, &n); /* reset while holding mu: an answer added after this wakes the poll again */
     }
     pthread_mutex_unlock(&r->mu);
     return any;

@@ -3,7 +3,13 @@
  * waits for a batch to commit, and a batch never waits for a query. A read
  * transaction begun after the request arrived sees every commit whose ACK
  * went out before it: so a journey includes every event acknowledged before
- * it was asked. */
+ * it was asked.
+ *
+ * Requests come two ways. On the query endpoint (broker.queries), a ROUTER
+ * the thread owns on a ZeroMQ context of its own: neither the request nor
+ * its answer waits for the network thread, which may be busy with a batch
+ * for milliseconds, or shares its I/O thread. And from the network thread,
+ * for those sent to the main endpoint, answered through it. */
 #ifndef CB_READER_H
 #define CB_READER_H
 
@@ -13,11 +19,16 @@
 #include "batch.h"
 #include "config.h"
 #include "query.h"
+#include "sockets.h"
 #include "store.h"
 
-#define CB_READER_WAITING 64 /* requests held at once; more are refused BUSY */
+#define CB_READER_WAITING 64 /* requests from the network thread held at once; more are refused BUSY */
 
 typedef struct cb_reader cb_reader;
+
+/* Fills cfg->n_agencies entries with what only the running broker knows;
+ * called on the query thread. */
+typedef void cb_live_fn(void *arg, cb_agency_live *live);
 
 typedef struct {
     cb_peer_token peer;
@@ -27,18 +38,20 @@ typedef struct {
     cb_error err;
 } cb_answer;
 
-/* Start the thread. It reads store but never writes it; stop it before the
- * store is closed. */
-cb_reader *cb_reader_start(const cb_config *cfg, cb_store *store, cb_error *err);
+/* Start the thread and bind cfg->queries (what was bound is copied to
+ * bound), so a busy endpoint refuses the start before the store is opened.
+ * Nothing is answered until cb_reader_serve. */
+cb_reader *cb_reader_start(const cb_config *cfg, char bound[CB_ENDPOINT_MAX], cb_error *err);
+/* Answer from store, which the thread reads but never writes; stop the
+ * thread before the store is closed. */
+void cb_reader_serve(cb_reader *r, cb_store *store, cb_live_fn *live, void *live_arg);
 void cb_reader_stop(cb_reader **r_p);
 
-/* Readable when an answer is ready. */
+/* Readable when an answer for the network thread is ready. */
 int cb_reader_fd(const cb_reader *r);
-/* Queue a packed Frame holding a status or journey request (copied) with
- * what only the broker knows of each agency (copied, for status). False when
- * CB_READER_WAITING requests are already held: refuse it as BUSY. */
-bool cb_reader_submit(cb_reader *r, cb_peer_token peer, uint64_t ref, const uint8_t *frame, size_t len,
-                      const cb_agency_live *live);
+/* Queue a packed Frame holding a status or journey request (copied). False
+ * when CB_READER_WAITING requests are already held: refuse it as BUSY. */
+bool cb_reader_submit(cb_reader *r, cb_peer_token peer, uint64_t ref, const uint8_t *frame, size_t len);
 /* The oldest answer, false when there is none. The caller frees a->reply. */
 bool cb_reader_answer(cb_reader *r, cb_answer *a);
 

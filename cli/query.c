@@ -23,14 +23,18 @@ static const char journey_usage[] =
     "and for each referral, discharge or handover where its handoff to each recipient\n"
     "stands (SENT, ACKNOWLEDGED, ACCEPTED, DECLINED, INFO_REQUESTED, REDIRECTED) and\n"
     "whether it has been delivered. Updates are merged into the event they correct.\n"
-    "--json prints the broker's JourneyReply as canonical JSON instead.\n";
+    "--json prints the broker's JourneyReply as canonical JSON instead.\n"
+    "--broker may name the broker's query endpoint (broker.queries, tcp://127.0.0.1:5572 by\n"
+    "default), which answers without waiting behind publishes.\n";
 
 static const char status_usage[] =
     "Usage: carebridge status [--json] [--broker ENDPOINT]\n"
     "\n"
     "Print, per agency: connected or not, events queued, in flight, parked, and the age\n"
     "of the oldest undelivered one; then the store's size, fill and last seq.\n"
-    "--json prints the broker's StatusReply as canonical JSON instead.\n";
+    "--json prints the broker's StatusReply as canonical JSON instead.\n"
+    "--broker may name the broker's query endpoint (broker.queries, tcp://127.0.0.1:5572 by\n"
+    "default), which answers without waiting behind publishes.\n";
 
 static const char replay_usage[] =
     "Usage: carebridge replay <eventId|seq> --to AGENCY [--broker ENDPOINT]\n"

@@ -61,6 +61,7 @@ class Broker:
         self.proc = None
         self.endpoint = "tcp://127.0.0.1:*"
         self.feed = "tcp://127.0.0.1:*"
+        self.queries = "tcp://127.0.0.1:*"
         self.starts = 0
         lim = dict(DEFAULT_LIMITS, **limits)
         with open(self.config, "w") as f:
@@ -92,7 +93,7 @@ class Broker:
         self.proc = subprocess.Popen(
             self.wrapper
             + [BROKER, "--config", self.config, "--data", self.data,
-               "--endpoint", self.endpoint, "--feed", self.feed],
+               "--endpoint", self.endpoint, "--feed", self.feed, "--queries", self.queries],
             stdout=subprocess.DEVNULL, stderr=log, stdin=subprocess.DEVNULL,
             env=dict(os.environ, **self.extra_env))
         log.close()
@@ -100,11 +101,11 @@ class Broker:
         def ready():
             if self.proc.poll() is not None:
                 raise AssertionError(f"broker exited {self.proc.returncode}:\n{self.log()}")
-            m = re.search(r"ready endpoint=(\S+) feed=(\S+)", self.log())
+            m = re.search(r"ready endpoint=(\S+) feed=(\S+) queries=(\S+)", self.log())
             return m
 
         m = wait_for(ready, 20, "the broker's ready line")
-        self.endpoint, self.feed = m.group(1), m.group(2)
+        self.endpoint, self.feed, self.queries = m.group(1), m.group(2), m.group(3)
         return self
 
     def stop(self):
@@ -135,19 +136,19 @@ class Broker:
         r = self.cli("recv", "--as", agency, *extra, timeout=timeout)
         return r, [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
 
-    def status(self):
-        r = self.cli("status", "--json")
+    def status(self, *via):
+        r = self.cli("status", "--json", *via)
         assert r.returncode == 0, r.stderr
         s = json.loads(r.stdout)
         return s, {a["id"]: a for a in s.get("agencies", [])}
 
-    def journey(self, person):
-        r = self.cli("journey", person, "--json")
+    def journey(self, person, *via):
+        r = self.cli("journey", person, "--json", *via)
         assert r.returncode == 0, r.stderr
         return json.loads(r.stdout).get("steps", [])
 
-    def raw(self, *hex_frames, agency=None):
-        args = [RAWFRAME, self.endpoint] + (["--as", agency] if agency else []) + list(hex_frames)
+    def raw(self, *hex_frames, agency=None, endpoint=None):
+        args = [RAWFRAME, endpoint or self.endpoint] + (["--as", agency] if agency else []) + list(hex_frames)
         r = subprocess.run(args, capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
         return [json.loads(line) if line != "TIMEOUT" else None for line in r.stdout.splitlines()]

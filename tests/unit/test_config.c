@@ -40,6 +40,7 @@ static void assert_default_numbers(const cb_config *cfg)
 {
     assert_string_equal(cfg->endpoint, "tcp://127.0.0.1:5570");
     assert_string_equal(cfg->feed, "tcp://127.0.0.1:5571");
+    assert_string_equal(cfg->queries, "tcp://127.0.0.1:5572");
     assert_string_equal(cfg->data_dir, "./var");
     assert_int_equal(cfg->map_size_mb, 1024);
     assert_int_equal(cfg->publish_fill_percent, 90);
@@ -88,6 +89,7 @@ static void embedded_default_states_every_key(void **state)
         "\nbroker:\n",
         "\n  endpoint: ",
         "\n  feed: ",
+        "\n  queries: ",
         "\nstore:\n",
         "\n  path: ",
         "\n  map_size_mb: ",
@@ -123,6 +125,7 @@ static void repo_file_matches_embedded_default(void **state)
 
     assert_string_equal(file->endpoint, embedded->endpoint);
     assert_string_equal(file->feed, embedded->feed);
+    assert_string_equal(file->queries, embedded->queries);
     assert_string_equal(file->data_dir, embedded->data_dir);
     assert_int_equal(file->map_size_mb, embedded->map_size_mb);
     assert_int_equal(file->publish_fill_percent, embedded->publish_fill_percent);
@@ -286,6 +289,7 @@ static struct invalid_case invalid_cases[] = {
      "store.map_size_mb: must be between 1 and 1048576 (got 1048577)"},
     {"endpoint_empty", "broker: {endpoint: \"\"}\n", "broker.endpoint: must not be empty"},
     {"feed_null", "broker:\n  feed:\n", "broker.feed: must not be empty"},
+    {"queries_null", "broker:\n  queries:\n", "broker.queries: must not be empty"},
     {"store_path_empty", "store: {path: \"\"}\n", "store.path: must not be empty"},
     {"unknown_key", "limits:\n  window: 3\n  windw: 4\n", "limits.windw: unknown key (near line 2)"},
     {"unknown_top_level_key", "brokers: {}\n", "brokers: unknown key"},

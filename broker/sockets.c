@@ -1,0 +1,28 @@
+#include "sockets.h"
+
+#include <errno.h>
+#include <zmq.h>
+
+void *cb_bind(void *ctx, int type, const char *endpoint, uint32_t max_event_bytes, char bound[CB_ENDPOINT_MAX],
+              cb_error *err)
+{
+    void *s = zmq_socket(ctx, type);
+    int linger = 0, hwm = 100000;
+    int64_t max_msg = 4 * (int64_t)max_event_bytes + 4096;
+    size_t len = CB_ENDPOINT_MAX;
+    if (!s) {
+        cb_fail(err, CB_BAD_REQUEST, "zmq_socket: %s", zmq_strerror(errno));
+        return NULL;
+    }
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    if (type == ZMQ_ROUTER)
+        zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg);
+    if (zmq_bind(s, endpoint) < 0 || zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, bound, &len) < 0) {
+        cb_fail(err, CB_BAD_REQUEST, "cannot bind %s: %s", endpoint, zmq_strerror(errno));
+        zmq_close(s);
+        return NULL;
+    }
+    return s;
+}
