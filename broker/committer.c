@@ -477,6 +477,7 @@ static void wait_until(cb_committer *c, int64_t deadline_ms)
 static void *run(void *arg)
 {
     cb_committer *c = arg;
+    cb_thread_name("cb-store");
     pthread_mutex_lock(&c->mu);
     while (!c->stopping) {
         int64_t now = cb_mono_ms();

@@ -230,6 +230,7 @@ static bool bind_endpoint(cb_reader *r, char *bound, cb_error *err)
 static void *run(void *arg)
 {
     cb_reader *r = arg;
+    cb_thread_name("cb-query");
     char bound[CB_ENDPOINT_MAX] = "";
     cb_error err = {0};
     bool ok = bind_endpoint(r, bound, &err);

@@ -1,5 +1,5 @@
 /* Starting the broker's worker threads (the store thread, the query thread),
- * and asking the kernel to run a thread promptly. */
+ * naming them, and asking the kernel to run one promptly. */
 #ifndef CB_THREAD_H
 #define CB_THREAD_H
 
@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -24,6 +25,13 @@ static inline bool cb_thread_start(pthread_t *thread, void *(*fn)(void *), void 
     bool started = pthread_create(thread, NULL, fn, arg) == 0;
     pthread_sigmask(SIG_SETMASK, &before, NULL);
     return started;
+}
+
+/* Name the calling thread (at most 15 characters), as top -H and
+ * /proc/PID/task/TID/comm show it: cb-store, cb-query. */
+static inline void cb_thread_name(const char *name)
+{
+    prctl(PR_SET_NAME, name, 0, 0, 0);
 }
 
 #define CB_SHORT_SLICE_NS 100000
