@@ -798,6 +798,8 @@ void cb_store_queue_stats(cb_txn *txn, const char *agency, cb_queue_stats *out)
 
 uint64_t cb_store_used_bytes(cb_txn *txn)
 {
+    if (txn->used_known)
+        return txn->used;
     /* Every tree counts: the free list (DBI 0), the main DB (1) holding the
      * names, and ours; plus the two meta pages. */
     MDB_stat st = {0};
@@ -807,7 +809,9 @@ uint64_t cb_store_used_bytes(cb_txn *txn)
         if (cb_st_check(txn, mdb_stat(txn->txn, dbi, &st), "measure store"))
             pages += st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
     }
-    return txn_ok(txn) ? pages * st.ms_psize : 0;
+    txn->used_known = !txn->write && txn_ok(txn);
+    txn->used = txn_ok(txn) ? pages * st.ms_psize : 0;
+    return txn->used;
 }
 
 cb_room cb_store_room(cb_txn *txn)

@@ -111,6 +111,8 @@ struct cb_txn {
     uint64_t index_added[CB_INDEX_COUNT]; /* entries added to each: the merge work this txn owes */
     count_delta *deltas;
     size_t n_deltas;
+    bool used_known; /* a read txn's size of the store, measured once: it cannot change */
+    uint64_t used;
     bool room_known; /* room as last measured, and bytes put since */
     cb_room room;
     uint64_t put_since_room;
