@@ -266,6 +266,7 @@ cb_store *cb_store_open(const char *dir, uint64_t map_bytes, double publish_frac
     s->map_bytes = map_bytes;
     s->publish_fraction = publish_fraction;
     pthread_rwlock_init(&s->env_lock, NULL);
+    pthread_mutex_init(&s->reader_tails_mu, NULL);
     if (!env_open(s, err)) {
         cb_store_destroy(&s);
         return NULL;
@@ -329,6 +330,7 @@ void cb_store_destroy(cb_store **store_p)
     assert(!s->writing);
     mdb_env_close(s->env);
     pthread_rwlock_destroy(&s->env_lock);
+    pthread_mutex_destroy(&s->reader_tails_mu);
     free(s->dir);
     free(s);
     *store_p = NULL;

@@ -58,13 +58,16 @@ typedef struct {
     uint8_t buf[FILTER_CHUNK_BLOCKS * FILTER_BLOCK_BYTES];
 } filter_writer;
 
-/* The ids tail as the store thread knows it: open addressing on the hash,
- * seq 0 marking an empty place (seqs start at 1). */
+/* A tail in memory: open addressing on the hash, seq 0 marking an empty
+ * place (seqs start at 1). The store thread keeps one of the ids tail; the
+ * readers keep one of each tail (store_index.c). */
 #define TAIL_TABLE_SLOTS (1u << 15) /* kept under half full: a tail of up to 16384 */
 typedef struct {
     bool built, valid;
     uint8_t slot;
     uint64_t losses;
+    uint64_t first_seq;   /* readers': the tail's first entry when built (0: empty), */
+    uint8_t last[IX_KEY]; /* and the last entry read into it */
     size_t n;
     uint64_t hash[TAIL_TABLE_SLOTS];
     uint64_t seq[TAIL_TABLE_SLOTS];
@@ -87,6 +90,10 @@ struct cb_store {
     filter_writer merge_filters[CB_INDEX_COUNT][IX_MERGES];
     filter_writer seal_filter;
     tail_table ids_tail; /* the store thread's alone */
+    /* The readers' tables of the tails, one lock for all: a lookup reads only
+     * what was appended since the last. */
+    tail_table reader_tails[CB_INDEX_COUNT];
+    pthread_mutex_t reader_tails_mu;
     /* Read transactions may run on any thread; reopening the environment
      * takes this for writing, so no reader is inside it meanwhile. */
     pthread_rwlock_t env_lock;

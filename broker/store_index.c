@@ -334,9 +334,10 @@ static void filter_drop(cb_txn *txn, cb_index ix, ix_dir *d, unsigned slot)
  *
  * The tail is keyed (seq, hash): every entry is appended, so a commit dirties
  * one leaf of it however random its keys, where a tail in hash order took a
- * leaf per entry. A lookup in it reads it all (it is small); the store thread
- * keeps the ids tail in a table of its own as well, for the lookup every
- * publish makes. Sealing sorts it into a run. */
+ * leaf per entry. A lookup looks in a table of it instead of reading it all:
+ * the store thread keeps one of the ids tail, for the lookup every publish
+ * makes; readers keep one of each tail, for journeys. Sealing sorts it into a
+ * run. */
 
 static void tail_key(uint8_t k[IX_KEY], uint64_t seq, uint64_t hash)
 {
@@ -433,15 +434,67 @@ static bool scan_tail(cb_txn *txn, MDB_dbi dbi, uint64_t hash, cb_seq_fn fn, voi
     return go_on;
 }
 
+/* The readers' table of tail ix, brought up to this txn's snapshot by
+ * reading what was appended since it was last read (the tail only grows
+ * between seals), and returned locked, with *upto the snapshot's last seq in
+ * it: a thread with a newer snapshot may have read further, and those
+ * entries are not this txn's. A table of another tail (sealed and begun
+ * again since: its first entry differs) is rebuilt. NULL, unlocked, when
+ * the tail is too big for a table: read the tail instead. */
+static tail_table *reader_table(cb_txn *txn, cb_index ix, const ix_dir *d, uint64_t *upto)
+{
+    cb_store *s = txn->store;
+    tail_table *t = &s->reader_tails[ix];
+    MDB_cursor *c;
+    if (!cb_st_check(txn, mdb_cursor_open(txn->txn, slot_dbi(txn, ix, d->tail), &c), "read index tail"))
+        return NULL;
+    MDB_val k, data;
+    int rc = mdb_cursor_get(c, &k, &data, MDB_LAST);
+    *upto = rc == 0 && k.mv_size == IX_KEY ? be64_get(k.mv_data) : 0;
+    rc = mdb_cursor_get(c, &k, &data, MDB_FIRST);
+    uint64_t first = rc == 0 && k.mv_size == IX_KEY ? be64_get(k.mv_data) : 0;
+    pthread_mutex_lock(&s->reader_tails_mu);
+    if (!t->built || t->slot != d->tail || t->first_seq != first) {
+        table_clear(t, d->tail, 0);
+        t->built = true;
+        t->first_seq = first;
+    } else if (t->n) {
+        k = val(t->last, IX_KEY);
+        rc = mdb_cursor_get(c, &k, &data, MDB_SET_RANGE);
+        if (rc == 0 && k.mv_size == IX_KEY && memcmp(k.mv_data, t->last, IX_KEY) == 0)
+            rc = mdb_cursor_get(c, &k, &data, MDB_NEXT);
+    }
+    for (; rc == 0 && k.mv_size == IX_KEY && t->valid; rc = mdb_cursor_get(c, &k, &data, MDB_NEXT)) {
+        table_put(t, be64_get((const uint8_t *)k.mv_data + 8), be64_get(k.mv_data));
+        memcpy(t->last, k.mv_data, IX_KEY);
+    }
+    mdb_cursor_close(c);
+    if (!t->valid) { /* kept so, built: its lookups read the tail until it is sealed */
+        pthread_mutex_unlock(&s->reader_tails_mu);
+        return NULL;
+    }
+    if (rc != MDB_NOTFOUND) {
+        t->built = false;
+        pthread_mutex_unlock(&s->reader_tails_mu);
+        cb_st_check(txn, rc ? rc : MDB_CORRUPTED, "read index tail"); /* 0: a key that is no index entry */
+        return NULL;
+    }
+    return t;
+}
+
 static bool find_in_tail(cb_txn *txn, cb_index ix, const ix_dir *d, uint64_t hash, cb_seq_fn fn, void *arg)
 {
-    tail_table *t = ix == CB_INDEX_IDS ? ids_table(txn, d) : NULL;
+    uint64_t upto = UINT64_MAX;
+    tail_table *t = txn->write ? (ix == CB_INDEX_IDS ? ids_table(txn, d) : NULL) : reader_table(txn, ix, d, &upto);
     if (!t)
         return txn_ok(txn) && scan_tail(txn, slot_dbi(txn, ix, d->tail), hash, fn, arg);
-    for (size_t i = table_at(hash); t->seq[i]; i = (i + 1) & (TAIL_TABLE_SLOTS - 1))
-        if (t->hash[i] == hash && !fn(arg, t->seq[i]))
-            return false;
-    return true;
+    bool go_on = true;
+    for (size_t i = table_at(hash); go_on && t->seq[i]; i = (i + 1) & (TAIL_TABLE_SLOTS - 1))
+        if (t->hash[i] == hash && t->seq[i] <= upto)
+            go_on = fn(arg, t->seq[i]);
+    if (!txn->write)
+        pthread_mutex_unlock(&txn->store->reader_tails_mu);
+    return go_on;
 }
 
 static bool seek_hash(cb_txn *txn, MDB_dbi dbi, uint64_t hash, cb_seq_fn fn, void *arg)

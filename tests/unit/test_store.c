@@ -849,6 +849,58 @@ static void test_layered_index_merge_resumes_after_reopen(void **state)
     assert_layers_complete(f, 62000);
 }
 
+/* The events of person p among the first `upto` that put_layer_events
+ * stores, as a reader finds them, against how many there are. */
+static void assert_person_found(cb_txn *txn, unsigned p, uint64_t upto)
+{
+    char person[32];
+    size_t n = 0, want = 0;
+    snprintf(person, sizeof person, "nhs:%u", p);
+    cb_store_person_seqs(txn, person, count_seq, &n);
+    for (uint64_t seq = 1; seq <= upto; seq++)
+        want += seq * 7919 % LAYER_PEOPLE == p;
+    assert_int_equal(n, want);
+    assert_int_equal(cb_txn_failed(txn), CB_OK);
+}
+
+/* Readers look in a table of each tail, read up to their own snapshot at
+ * each lookup. One that began before a commit finds nothing of it, though a
+ * later reader has read it into the table; the table follows the tail
+ * through seals. */
+static void test_readers_table_of_the_tail_keeps_to_each_snapshot(void **state)
+{
+    fixture *f = *state;
+    put_layer_events(f, 1, 3000, 0);
+    cb_txn *before = begin(f, false);
+    for (unsigned p = 0; p < LAYER_PEOPLE; p += 97)
+        assert_person_found(before, p, 3000); /* builds the table */
+    put_layer_events(f, 3001, 6000, 0);
+    cb_txn *after = begin(f, false);
+    uint64_t seq = 0;
+    uint8_t digest[CB_DIGEST_BYTES];
+    assert_true(cb_store_find_id(after, "ev-5000", &seq, digest)); /* read into the table */
+    assert_int_equal(seq, 5000);
+    for (unsigned p = 0; p < LAYER_PEOPLE; p += 97)
+        assert_person_found(after, p, 6000);
+    for (unsigned p = 0; p < LAYER_PEOPLE; p += 97)
+        assert_person_found(before, p, 3000);
+    assert_false(cb_store_find_id(before, "ev-5000", &seq, digest));
+    assert_true(cb_store_find_id(before, "ev-2999", &seq, digest));
+    commit_ok(&before);
+    commit_ok(&after);
+    /* Past three seals of each tail: each reader's table is of the tail as
+     * it is now, and the runs hold the rest. */
+    put_layer_events(f, 6001, 40000, 0);
+    cb_txn *txn = begin(f, false);
+    cb_index_shape shape;
+    cb_store_index_shape(txn, CB_INDEX_PERSONS, &shape);
+    assert_true(shape.layers >= 4);
+    for (unsigned p = 0; p < LAYER_PEOPLE; p += 97)
+        assert_person_found(txn, p, 40000);
+    commit_ok(&txn);
+    assert_ids_found(f, 40000, false);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -874,6 +926,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_meta_get_and_put, setup, teardown),
         cmocka_unit_test_setup_teardown(test_layered_index_finds_everything_through_merges, setup, teardown),
         cmocka_unit_test_setup_teardown(test_layered_index_merge_resumes_after_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_readers_table_of_the_tail_keeps_to_each_snapshot, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
