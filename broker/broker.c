@@ -24,6 +24,7 @@
 #include "intake.h"
 #include "log.h"
 #include "reader.h"
+#include "sockets.h"
 #include "store.h"
 
 #define SLOT_BITS      13
@@ -453,21 +454,13 @@ static void read_batch(cb_broker *b, int64_t now)
     for (int frames = 0; frames < READ_MAX && cb_batch_has_room(b->filling); frames++) {
         if (frames % QUERY_EVERY == QUERY_EVERY - 1)
             answer_queries(b);
-        zmq_msg_t rid, body;
-        zmq_msg_init(&rid);
-        if (zmq_msg_recv(&rid, b->router, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&rid);
+        cb_routed m;
+        bool got = cb_recv_routed(b->router, &m);
+        if (got && m.single)
+            on_frame(b, zmq_msg_data(&m.rid), zmq_msg_size(&m.rid), zmq_msg_data(&m.body), zmq_msg_size(&m.body), now);
+        cb_routed_close(&m);
+        if (!got)
             return;
-        }
-        zmq_msg_init(&body);
-        bool received = zmq_msg_more(&rid) && zmq_msg_recv(&body, b->router, 0) >= 0;
-        if (received && !zmq_msg_more(&body))
-            on_frame(b, zmq_msg_data(&rid), zmq_msg_size(&rid), zmq_msg_data(&body), zmq_msg_size(&body), now);
-        /* A DEALER sends one frame per message: anything more is dropped unread. */
-        while (received && zmq_msg_more(&body) && zmq_msg_recv(&body, b->router, 0) >= 0)
-            ;
-        zmq_msg_close(&body);
-        zmq_msg_close(&rid);
     }
 }
 

@@ -157,45 +157,44 @@ static void answer_endpoint_frame(cb_reader *r, const uint8_t *frame, size_t len
 static void serve_endpoint(cb_reader *r)
 {
     for (int i = 0; i < ENDPOINT_BURST; i++) {
-        zmq_msg_t rid, body;
-        zmq_msg_init(&rid);
-        if (zmq_msg_recv(&rid, r->sock, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&rid);
-            return;
-        }
-        zmq_msg_init(&body);
-        bool received = zmq_msg_more(&rid) && zmq_msg_recv(&body, r->sock, 0) >= 0;
-        bool single = received && !zmq_msg_more(&body);
+        cb_routed m;
+        bool got = cb_recv_routed(r->sock, &m);
         cb_answer a = {0};
-        if (single)
-            answer_endpoint_frame(r, zmq_msg_data(&body), zmq_msg_size(&body), &a);
-        /* A DEALER sends one frame per message: anything more is dropped unread. */
-        while (received && zmq_msg_more(&body) && zmq_msg_recv(&body, r->sock, 0) >= 0)
-            ;
-        if (a.reply && zmq_send(r->sock, zmq_msg_data(&rid), zmq_msg_size(&rid), ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0)
+        if (got && m.single)
+            answer_endpoint_frame(r, zmq_msg_data(&m.body), zmq_msg_size(&m.body), &a);
+        if (a.reply && zmq_send(r->sock, zmq_msg_data(&m.rid), zmq_msg_size(&m.rid), ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0)
             zmq_send(r->sock, a.reply, a.len, ZMQ_DONTWAIT);
         free(a.reply);
-        zmq_msg_close(&body);
-        zmq_msg_close(&rid);
+        cb_routed_close(&m);
+        if (!got)
+            return;
     }
 }
 
 /* ---------------------------------------------------- the network thread's */
 
-static bool take_request(cb_reader *r, request *q)
+/* The oldest of the *n items (each size bytes) of a ring, or false when it
+ * is empty, having reset fd while holding mu: an item added after that wakes
+ * the poll again. */
+static bool ring_take(cb_reader *r, void *ring, size_t size, size_t *head, size_t *n, int fd, void *out)
 {
     pthread_mutex_lock(&r->mu);
-    bool any = r->n_pending > 0;
+    bool any = *n > 0;
     if (any) {
-        *q = r->pending[r->pending_head];
-        r->pending_head = (r->pending_head + 1) % CB_READER_WAITING;
-        r->n_pending--;
+        memcpy(out, (char *)ring + *head * size, size);
+        *head = (*head + 1) % CB_READER_WAITING;
+        (*n)--;
     } else {
-        eventfd_t n;
-        eventfd_read(r->submitted, &n); /* reset while holding mu: a request added after this wakes the poll again */
+        eventfd_t v;
+        eventfd_read(fd, &v);
     }
     pthread_mutex_unlock(&r->mu);
     return any;
+}
+
+static bool take_request(cb_reader *r, request *q)
+{
+    return ring_take(r, r->pending, sizeof *r->pending, &r->pending_head, &r->n_pending, r->submitted, q);
 }
 
 static void serve_submitted(cb_reader *r)
@@ -354,16 +353,5 @@ bool cb_reader_submit(cb_reader *r, cb_peer_token peer, uint64_t ref, const uint
 
 bool cb_reader_answer(cb_reader *r, cb_answer *a)
 {
-    pthread_mutex_lock(&r->mu);
-    bool any = r->n_answers > 0;
-    if (any) {
-        *a = r->answers[r->answers_head];
-        r->answers_head = (r->answers_head + 1) % CB_READER_WAITING;
-        r->n_answers--;
-    } else {
-        eventfd_t n;
-        eventfd_read(r->answered, &n); /* reset while holding mu: an answer added after this wakes the poll again */
-    }
-    pthread_mutex_unlock(&r->mu);
-    return any;
+    return ring_take(r, r->answers, sizeof *r->answers, &r->answers_head, &r->n_answers, r->answered, a);
 }

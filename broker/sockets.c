@@ -1,7 +1,6 @@
 #include "sockets.h"
 
 #include <errno.h>
-#include <zmq.h>
 
 void *cb_bind(void *ctx, int type, const char *endpoint, uint32_t max_event_bytes, char bound[CB_ENDPOINT_MAX],
               cb_error *err)
@@ -25,4 +24,24 @@ void *cb_bind(void *ctx, int type, const char *endpoint, uint32_t max_event_byte
         return NULL;
     }
     return s;
+}
+
+bool cb_recv_routed(void *router, cb_routed *m)
+{
+    zmq_msg_init(&m->rid);
+    zmq_msg_init(&m->body);
+    m->single = false;
+    if (zmq_msg_recv(&m->rid, router, ZMQ_DONTWAIT) < 0)
+        return false;
+    bool received = zmq_msg_more(&m->rid) && zmq_msg_recv(&m->body, router, 0) >= 0;
+    m->single = received && !zmq_msg_more(&m->body);
+    while (received && zmq_msg_more(&m->body) && zmq_msg_recv(&m->body, router, 0) >= 0)
+        ;
+    return true;
+}
+
+void cb_routed_close(cb_routed *m)
+{
+    zmq_msg_close(&m->body);
+    zmq_msg_close(&m->rid);
 }

@@ -4,7 +4,9 @@
 #ifndef CB_SOCKETS_H
 #define CB_SOCKETS_H
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <zmq.h>
 #include "cb_error.h"
 
 #define CB_ENDPOINT_MAX 256
@@ -13,5 +15,18 @@
  * it was bound to (a port given as * resolved). NULL with err set. */
 void *cb_bind(void *ctx, int type, const char *endpoint, uint32_t max_event_bytes, char bound[CB_ENDPOINT_MAX],
               cb_error *err);
+
+/* A message read from a ROUTER: the sender's routing id and its frame. A
+ * DEALER sends one frame a message; single is false when there were more,
+ * which are read and dropped. */
+typedef struct {
+    zmq_msg_t rid, body;
+    bool single;
+} cb_routed;
+
+/* The next message waiting on router, false when none is. The caller closes
+ * it with cb_routed_close either way. */
+bool cb_recv_routed(void *router, cb_routed *m);
+void cb_routed_close(cb_routed *m);
 
 #endif
