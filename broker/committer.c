@@ -19,7 +19,7 @@
 #include "query.h"
 #include "thread.h"
 
-#define RESERVE_STEP  (256 << 10) /* zeros written per idle step: a fraction of a millisecond */
+#define RESERVE_STEP  (256 << 10) /* zeros written per idle step: usually a fraction of a millisecond */
 #define RESERVE_LOW   0.25        /* refill once the reserve is down to this much of its target */
 #define RESERVE_RETRY 10000       /* ms before trying again after the disk refused */
 
@@ -27,7 +27,13 @@
  * catch up. Merges left over run when the broker has been idle a while. */
 #define INDEX_WORK_PER_ENTRY 8
 #define INDEX_IDLE_BUDGET    8192
-#define INDEX_IDLE_AFTER_MS  100
+
+/* Work that no batch waits for (merges not yet paid for, refilling the
+ * reserve) starts only once the store thread has had nothing to do for this
+ * long, not in the gaps between commits at a steady rate: there a reserve
+ * step that met a journal still busy with a burst's growth held the store
+ * thread for 70 ms, and the commits after it for as long again. */
+#define IDLE_WORK_AFTER_MS 100
 
 /* Three batches circulate: the network thread fills one, the store thread
  * commits one, and the network thread answers one. */
@@ -392,18 +398,23 @@ static void apply_lane_ops(cb_committer *c, const cb_batch *b)
     }
 }
 
+static bool idle_long_enough(const cb_committer *c, int64_t now)
+{
+    return now >= c->last_work_ms + IDLE_WORK_AFTER_MS;
+}
+
 /* The file's reserve wants refilling and the disk has not refused lately.
  * Refills start only when it runs low, so a burst spends the reserve without
  * its idle moments going to small refills, and they stop when it is full. */
 static bool reserve_wanted(cb_committer *c, int64_t now)
 {
     c->refilling = cb_store_reserve_below(c->store, c->refilling ? 1.0 : RESERVE_LOW);
-    return c->refilling && now >= c->reserve_retry_ms;
+    return c->refilling && now >= c->reserve_retry_ms && idle_long_enough(c, now);
 }
 
 static bool index_work_wanted(const cb_committer *c, int64_t now)
 {
-    return cb_store_index_pending(c->store) && now >= c->last_work_ms + INDEX_IDLE_AFTER_MS;
+    return cb_store_index_pending(c->store) && idle_long_enough(c, now);
 }
 
 /* One transaction of merging; a failure leaves the merge where its last
@@ -505,7 +516,7 @@ static void *run(void *arg)
             merge_indexes(c);
             pthread_mutex_lock(&c->mu);
         } else if (!work && reserve_wanted(c, now)) {
-            /* Idle: a step of the reserve now, so commits under load need not grow the file. */
+            /* Idle a while: a step of the reserve, so commits under load need not grow the file. */
             pthread_mutex_unlock(&c->mu);
             if (!cb_store_grow_reserve(c->store, RESERVE_STEP))
                 c->reserve_retry_ms = now + RESERVE_RETRY;
@@ -514,8 +525,12 @@ static void *run(void *arg)
             /* Nothing to do until a redelivery falls due, or work waits
              * for the network thread to give back a batch it has answered. */
             int64_t next = cb_delivery_next_deadline(c->delivery);
-            if (cb_store_index_pending(c->store) && c->last_work_ms + INDEX_IDLE_AFTER_MS < next)
-                next = c->last_work_ms + INDEX_IDLE_AFTER_MS;
+            int64_t idle_at = c->last_work_ms + IDLE_WORK_AFTER_MS;
+            int64_t reserve_at = idle_at > c->reserve_retry_ms ? idle_at : c->reserve_retry_ms;
+            if (cb_store_index_pending(c->store) && idle_at < next)
+                next = idle_at;
+            if (c->refilling && reserve_at < next)
+                next = reserve_at;
             wait_until(c, work ? INT64_MAX : next);
         }
     }

@@ -191,6 +191,24 @@ class StoreFailures(BrokerTest):
         self.assertEqual(len(set(seqs)), 30)
         self.assertGreater(min(seqs), 2, "no seq the outside writer took")
 
+    def test_the_zeroed_reserve_is_topped_up_once_the_broker_is_idle(self):
+        # Zeroed blocks beyond LMDB's last page, an eighth of the map (8 MiB
+        # here): spent by ~8 MiB of events, refilled once the store thread
+        # has had nothing to do for a while, not between commits.
+        b = self.broker(map_size_mb=64)
+        reserve = (64 << 20) // 8
+        data_file = os.path.join(b.data, "data.mdb")
+        events = [referral(f"rs-{i:04}", reason="r" * 3000) for i in range(2400)]
+        r = b.send("health", events, "--window", "256")
+        self.assertEqual(r.returncode, 0, r.stdout[-500:])
+
+        def reserve_beyond_last_page():
+            with lmdb.open(b.data, readonly=True, lock=False, max_dbs=200, map_size=64 << 20) as env:
+                end = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+            return os.path.getsize(data_file) - end
+
+        wait_for(lambda: reserve_beyond_last_page() >= reserve, 15, "the reserve topped up to an eighth of the map")
+
     def test_every_acknowledged_batch_was_synced(self):
         b = self.broker(**UNDER_STRACE)
         trace, attach_log = os.path.join(self.tmp, "strace.out"), os.path.join(self.tmp, "strace.err")
