@@ -37,6 +37,9 @@
 typedef struct cb_store cb_store;
 typedef struct cb_txn cb_txn;
 
+/* Given each seq an index holds for a key; false stops the lookup. It may
+ * be called holding the readers' lock on the index tails, so it collects
+ * seqs and must not look up an index itself. */
 typedef bool (*cb_seq_fn)(void *arg, uint64_t seq);
 
 typedef struct {
