@@ -3,8 +3,10 @@ python3-protobuf, the contract compiled by Debian's protoc). Whatever the
 broker acknowledges is stored as protobuf's own rules read those bytes, or it
 is refused with a NACK naming the field; never ACKed and stored as something else."""
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -17,6 +19,7 @@ from google.protobuf import json_format  # noqa: E402
 
 def compile_contract():
     out = tempfile.mkdtemp(prefix="carebridge-pb2-")
+    atexit.register(shutil.rmtree, out, ignore_errors=True)
     subprocess.run(["protoc", f"-I{os.path.join(SRC, 'protos')}", "-I/usr/include", f"--python_out={out}",
                     os.path.join(SRC, "protos", "carebridge.proto")], check=True)
     sys.path.insert(0, out)
