@@ -58,8 +58,8 @@ static const char usage[] =
     "  --random-ids   random event ids (UUID-like), as independent senders make them\n"
     "  --also A       half the events, picked at random, go to A as well as to --to\n"
     "  --drain A      while publishing, receive and acknowledge A's deliveries, and\n"
-    "                 after, until the broker has none queued or in flight for A (at\n"
-    "                 most --stall-s), so the next run does not begin with a backlog\n"
+    "                 after, until the broker has none queued or in flight for A (while\n"
+    "                 that shrinks within --stall-s), so the next run begins with none\n"
     "  --probe K      while publishing, ask the broker for K (a journey of a random\n"
     "                 person, or status) --probe-rate times a second (default 50) and\n"
     "                 report the answers' latency as probe_p50_ms, probe_p99_ms\n"
@@ -384,7 +384,8 @@ typedef struct {
     const options *o;
     pthread_t thread;
     uint64_t received;
-    double catch_up_s; /* after publishing, until nothing was queued or in flight for it */
+    double catch_up_s;    /* after publishing, until nothing was queued or in flight for it */
+    uint64_t status_asks; /* status requests it made meanwhile, answered by the broker's query thread */
     int failed;
 } drain;
 
@@ -437,19 +438,30 @@ static void *drain_main(void *arg)
             break;
         }
     /* Catch up before leaving, so the next run against this broker does not
-     * begin with this one's backlog being delivered beside it. */
-    int64_t t0 = now_ns(), left = 0;
-    while (!d->failed && (left = drain_backlog(c, d->o->drain)) != 0) {
-        if (left < 0 || now_ns() - t0 > (int64_t)(d->o->stall_s * 1e9)) {
-            fprintf(stderr, "cb-bench-load: drain: %s after %.0f s\n",
-                    left < 0 ? "no status for the drained agency" : "still not caught up", d->o->stall_s);
+     * begin with this one's backlog being delivered beside it. Status is
+     * asked every 20 ms, for as long as the backlog keeps shrinking. */
+    int64_t t0 = now_ns(), shrank_ns = t0, least = INT64_MAX;
+    while (!d->failed) {
+        int64_t left = drain_backlog(c, d->o->drain);
+        d->status_asks++;
+        if (left == 0)
+            break;
+        if (left > 0 && left < least)
+            least = left, shrank_ns = now_ns();
+        if (left < 0 || now_ns() - shrank_ns > (int64_t)(d->o->stall_s * 1e9)) {
+            if (left < 0)
+                fprintf(stderr, "cb-bench-load: drain: no status for %s\n", d->o->drain);
+            else
+                fprintf(stderr, "cb-bench-load: drain: %lld left for %s, none taken for %.0f s\n", (long long)left,
+                        d->o->drain, d->o->stall_s);
             d->failed = 1;
             break;
         }
-        if (cb_client_run(c, 20) < 0) {
-            fprintf(stderr, "cb-bench-load: drain: %s\n", cb_client_failure(c));
-            d->failed = 2;
-        }
+        for (int64_t until = now_ns() + 20 * 1000000LL, t; !d->failed && (t = now_ns()) < until;)
+            if (cb_client_run_us(c, (until - t) / 1000) < 0) {
+                fprintf(stderr, "cb-bench-load: drain: %s\n", cb_client_failure(c));
+                d->failed = 2;
+            }
     }
     d->catch_up_s = (double)(now_ns() - t0) / 1e9;
     cb_client_destroy(&c);
@@ -705,6 +717,8 @@ int main(int argc, char **argv)
         }
     for (int i = 0; i < o.senders; i++)
         pthread_join(ss[i].thread, NULL);
+    for (int i = 0; i < o.senders; i++) /* goodbye now: the drain may take a while yet */
+        cb_client_destroy(&ss[i].client);
     atomic_store(&publishing_done, 1);
     if (o.drain)
         pthread_join(dr.thread, NULL);
@@ -757,22 +771,21 @@ int main(int argc, char **argv)
     printf("{\"senders\": %d, \"window\": %u, \"event_bytes\": %zu, \"rate\": %.0f, \"sent\": %llu, "
            "\"events\": %llu, \"seconds\": %.3f, \"events_per_s\": %.1f, \"p50_ms\": %.3f, \"p90_ms\": %.3f, "
            "\"p99_ms\": %.3f, \"p999_ms\": %.3f, \"max_ms\": %.3f, \"nacks\": %llu, \"duplicates\": %llu, "
-           "\"unanswered\": %llu, \"drained\": %llu, \"drain_catch_up_s\": %.3f, "
+           "\"unanswered\": %llu, \"drained\": %llu, \"drain_catch_up_s\": %.3f, \"drain_status_asks\": %llu, "
            "\"probes\": %zu, \"probes_refused\": %llu, "
            "\"probe_p50_ms\": %.3f, \"probe_p99_ms\": %.3f, \"probe_max_ms\": %.3f}\n",
            o.senders, o.window, o.size, o.rate, (unsigned long long)sent, (unsigned long long)acked, secs,
            secs > 0 ? (double)acked / secs : 0.0, pct_ms(all, n, 50), pct_ms(all, n, 90), pct_ms(all, n, 99),
            pct_ms(all, n, 99.9), n ? (double)all[n - 1] / 1e6 : 0.0, (unsigned long long)nacks,
            (unsigned long long)dups, (unsigned long long)(sent - acked - nacks), (unsigned long long)dr.received,
-           dr.catch_up_s, pr.n, (unsigned long long)pr.refused, pct_ms(pr.lat_ns, pr.n, 50),
-           pct_ms(pr.lat_ns, pr.n, 99), pr.n ? (double)pr.lat_ns[pr.n - 1] / 1e6 : 0.0);
+           dr.catch_up_s, (unsigned long long)dr.status_asks, pr.n, (unsigned long long)pr.refused,
+           pct_ms(pr.lat_ns, pr.n, 50), pct_ms(pr.lat_ns, pr.n, 99), pr.n ? (double)pr.lat_ns[pr.n - 1] / 1e6 : 0.0);
     free(pr.lat_ns);
     if (dr.failed > failed)
         failed = dr.failed;
     if (pr.failed > failed)
         failed = pr.failed;
     for (int i = 0; i < o.senders; i++) {
-        cb_client_destroy(&ss[i].client);
         free(ss[i].recs);
         free(ss[i].lat_ns);
         free(ss[i].at_ns);
