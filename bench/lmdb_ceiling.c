@@ -10,6 +10,14 @@
  * data pages and then the meta page written through a descriptor opened with
  * O_DSYNC, and that is the floor under every batch.
  *
+ * With --rate, the ACK floor instead: events arrive on a steady schedule,
+ * shaped as the scale phase's load (1,000,000 people, 1-2 recipients), and
+ * one writer commits whatever has arrived the moment it is free, as the
+ * store thread does. An event's latency is from its arrival to the end of
+ * the commit that holds it: the broker's ACK at that rate less everything
+ * but the store (sockets, threads, decoding). --store runs it on an existing
+ * store, a stopped broker's, to have it at that store's size.
+ *
  * Prints one JSON object on stdout. */
 #include <dirent.h>
 #include <errno.h>
@@ -28,13 +36,19 @@
 static const char usage[] =
     "Usage: cb-bench-lmdb [--batches B1,B2,...] [--events N] [--max-seconds S] [--size BYTES]\n"
     "                     [--syncs N] [--tmp DIR]\n"
+    "       cb-bench-lmdb --rate R [--seconds S] [--store DIR --map-mb M | --prefill N]\n"
     "  --batches    events per synced commit, each measured in a fresh store (default 128,512;\n"
     "               'none' measures only the fdatasync cost)\n"
     "  --events N   events written per batch size (default 100000)\n"
     "  --max-seconds S  stop a batch size's run after S seconds (default 10)\n"
     "  --size B     stored event size (default 512)\n"
     "  --syncs N    4 KiB write+fdatasync rounds for the sync figure (default 1000; 0 skips)\n"
-    "  --tmp DIR    where to create the temporary stores (default /tmp)\n";
+    "  --tmp DIR    where to create the temporary stores (default /tmp)\n"
+    "  --rate R     the ACK floor: R events/s for --seconds S (default 10), each commit\n"
+    "               taking what has arrived; latency from arrival to its commit's end\n"
+    "  --store DIR  run the floor on the store in DIR (a stopped broker's data\n"
+    "               directory, opened with a map of --map-mb M) instead of a fresh one\n"
+    "  --prefill N  events written to the fresh store first (default 10000)\n";
 
 static int64_t now_ns(void)
 {
@@ -183,6 +197,132 @@ static bool run_batch(const char *tmp, unsigned batch, uint64_t events, double m
     return ok;
 }
 
+/* ---- the ACK floor */
+
+typedef struct {
+    uint64_t events, commits;
+    double p50_ms, p99_ms, p999_ms, max_ms;
+} floor_result;
+
+/* What the broker stores for one event of the scale phase's load: one of
+ * 1,000,000 people (a case reference each) and housing always, social-care
+ * for half; the id is looked up first, as every publish is. */
+static bool put_scale_event(cb_txn *txn, uint64_t seq, const char *prefix, uint8_t *value, size_t size, uint64_t now_ms)
+{
+    char id[64], person[32], case_ref[32];
+    uint64_t mixed = seq * 0x9E3779B97F4A7C15ULL, person_no = (mixed >> 20) % 1000000, existing;
+    uint8_t found[CB_DIGEST_BYTES];
+    snprintf(id, sizeof id, "%s-%016llx", prefix, (unsigned long long)mixed);
+    snprintf(person, sizeof person, "nhs:9%09llu", (unsigned long long)person_no);
+    snprintf(case_ref, sizeof case_ref, "case-%07llu", (unsigned long long)person_no);
+    if (cb_store_find_id(txn, id, &existing, found))
+        return false;
+    memcpy(value, &seq, sizeof seq);
+    const char *keys[] = {person}, *recipients[] = {"housing", "social-care"};
+    cb_stored_event ev = {.seq = seq,
+                          .bytes = value,
+                          .len = size,
+                          .event_id = id,
+                          .person_keys = keys,
+                          .n_person_keys = 1,
+                          .from_agency = "health",
+                          .case_ref = case_ref,
+                          .recipients = recipients,
+                          .n_recipients = (mixed >> 63) ? 2 : 1};
+    cb_store_put_event(txn, &ev, now_ms);
+    return true;
+}
+
+/* Write n events of the scale shape after the store's last, in one commit. */
+static bool commit_events(cb_store *st, uint64_t n, const char *prefix, uint8_t *value, size_t size, uint64_t *seq)
+{
+    cb_error err = {0};
+    cb_txn *txn = cb_txn_begin(st, true, &err);
+    if (!txn) {
+        fprintf(stderr, "cb-bench-lmdb: %s\n", err.reason);
+        return false;
+    }
+    if (!*seq)
+        *seq = cb_store_last_seq(txn);
+    uint64_t now = wall_ms();
+    for (uint64_t i = 0; i < n; i++)
+        if (!put_scale_event(txn, ++*seq, prefix, value, size, now)) {
+            fprintf(stderr, "cb-bench-lmdb: unexpected duplicate id\n");
+            cb_txn_abort(&txn);
+            return false;
+        }
+    cb_store_index_pay(txn, 8); /* as the broker's commit pays for its entries' merges */
+    if (cb_txn_commit(&txn, &err) != CB_OK) {
+        fprintf(stderr, "cb-bench-lmdb: commit: %s\n", err.reason);
+        return false;
+    }
+    return true;
+}
+
+static bool run_floor(const char *store_dir, uint64_t map_mb, const char *tmp, uint64_t prefill, double rate,
+                      double seconds, size_t size, const char *prefix, floor_result *out)
+{
+    char dir[4096];
+    if (store_dir) {
+        snprintf(dir, sizeof dir, "%s", store_dir);
+    } else {
+        snprintf(dir, sizeof dir, "%s/cb-bench-lmdb.XXXXXX", tmp);
+        if (!mkdtemp(dir)) {
+            fprintf(stderr, "cb-bench-lmdb: mkdtemp in %s: %s\n", tmp, strerror(errno));
+            return false;
+        }
+    }
+    cb_error err = {0};
+    cb_store *st = cb_store_open(dir, map_mb << 20, 0.99, &err);
+    uint64_t total = (uint64_t)(rate * seconds);
+    uint8_t *value = calloc(1, size);
+    int64_t *lat = malloc((total ? total : 1) * sizeof *lat);
+    bool ok = st && value && lat && total;
+    if (!st)
+        fprintf(stderr, "cb-bench-lmdb: %s\n", err.reason);
+    uint64_t seq = 0, commits = 0, done = 0;
+    for (uint64_t left = store_dir ? 0 : prefill; ok && left;) {
+        uint64_t n = left < 512 ? left : 512;
+        ok = commit_events(st, n, prefix, value, size, &seq);
+        left -= n;
+    }
+    int64_t start = now_ns();
+    while (ok && done < total) {
+        int64_t t = now_ns();
+        uint64_t due = (uint64_t)((double)(t - start) * rate / 1e9) + 1;
+        if (due > total)
+            due = total;
+        if (due == done) { /* nothing has arrived: sleep until the next one does */
+            int64_t at = start + (int64_t)((double)done * 1e9 / rate);
+            struct timespec ts = {.tv_sec = at / 1000000000, .tv_nsec = at % 1000000000};
+            clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+            continue;
+        }
+        ok = commit_events(st, due - done, prefix, value, size, &seq);
+        int64_t end = now_ns();
+        for (; done < due; done++)
+            lat[done] = end - (start + (int64_t)((double)done * 1e9 / rate));
+        commits++;
+    }
+    if (ok) {
+        qsort(lat, done, sizeof *lat, cmp_i64);
+#define PCT(p) ((double)lat[(uint64_t)((double)done * (p) / 100.0 + 0.999999) - 1] / 1e6)
+        *out = (floor_result){.events = done,
+                              .commits = commits,
+                              .p50_ms = PCT(50),
+                              .p99_ms = PCT(99),
+                              .p999_ms = PCT(99.9),
+                              .max_ms = (double)lat[done - 1] / 1e6};
+#undef PCT
+    }
+    cb_store_destroy(&st);
+    free(value);
+    free(lat);
+    if (!store_dir)
+        remove_dir(dir);
+    return ok;
+}
+
 /* 4 KiB overwritten in place then fdatasync'ed, n times: the cost of one
  * durable write on this disk, which LMDB waits for twice per commit. */
 static bool sync_cost(const char *tmp, int n, double *avg_ms, double *p99_ms)
@@ -224,23 +364,24 @@ static bool sync_cost(const char *tmp, int n, double *avg_ms, double *p99_ms)
 
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"batches", required_argument, 0, 'b'},
-                                             {"events", required_argument, 0, 'n'},
-                                             {"max-seconds", required_argument, 0, 'm'},
-                                             {"size", required_argument, 0, 'z'},
-                                             {"syncs", required_argument, 0, 'y'},
-                                             {"tmp", required_argument, 0, 't'},
-                                             {"help", no_argument, 0, 'h'},
-                                             {"version", no_argument, 0, 'V'},
-                                             {0, 0, 0, 0}};
+    static const struct option longopts[] = {
+        {"batches", required_argument, 0, 'b'},     {"events", required_argument, 0, 'n'},
+        {"max-seconds", required_argument, 0, 'm'}, {"size", required_argument, 0, 'z'},
+        {"syncs", required_argument, 0, 'y'},       {"tmp", required_argument, 0, 't'},
+        {"rate", required_argument, 0, 'r'},        {"seconds", required_argument, 0, 's'},
+        {"store", required_argument, 0, 'd'},       {"map-mb", required_argument, 0, 'M'},
+        {"prefill", required_argument, 0, 'p'},     {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},           {0, 0, 0, 0}};
     char batches_arg[256] = "128,512";
     uint64_t events = 100000;
     double max_s = 10;
     size_t size = 512;
     int syncs = 1000;
-    const char *tmp = "/tmp";
+    const char *tmp = "/tmp", *store_dir = NULL;
+    double rate = 0, seconds = 10;
+    uint64_t map_mb = 8192, prefill = 10000;
     int c;
-    while ((c = getopt_long(argc, argv, "b:n:m:z:y:t:hV", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "b:n:m:z:y:t:r:s:d:M:p:hV", longopts, NULL)) != -1) {
         switch (c) {
         case 'b': snprintf(batches_arg, sizeof batches_arg, "%s", optarg); break;
         case 'n': events = strtoull(optarg, NULL, 10); break;
@@ -248,12 +389,18 @@ int main(int argc, char **argv)
         case 'z': size = strtoul(optarg, NULL, 10); break;
         case 'y': syncs = atoi(optarg); break;
         case 't': tmp = optarg; break;
+        case 'r': rate = strtod(optarg, NULL); break;
+        case 's': seconds = strtod(optarg, NULL); break;
+        case 'd': store_dir = optarg; break;
+        case 'M': map_mb = strtoull(optarg, NULL, 10); break;
+        case 'p': prefill = strtoull(optarg, NULL, 10); break;
         case 'h': fputs(usage, stdout); return 0;
         case 'V': puts("cb-bench-lmdb " CB_VERSION); return 0;
         default: fputs(usage, stderr); return 2;
         }
     }
-    if (!events || max_s <= 0 || size < 8 || size > (1 << 20) || syncs < 0) {
+    if (!events || max_s <= 0 || size < 8 || size > (1 << 20) || syncs < 0 || rate < 0 || rate > 1e6 || seconds <= 0 ||
+        seconds > 3600 || !map_mb) {
         fputs(usage, stderr);
         return 2;
     }
@@ -264,6 +411,16 @@ int main(int argc, char **argv)
     for (int i = 0; i < 8; i++)
         snprintf(prefix + 2 * i, 3, "%02x", rnd[i]);
 
+    if (rate > 0) {
+        floor_result f;
+        if (!run_floor(store_dir, map_mb, tmp, prefill, rate, seconds, size, prefix, &f))
+            return 1;
+        printf("{\"rate\": %.0f, \"events\": %llu, \"commits\": %llu, \"p50_ms\": %.3f, \"p99_ms\": %.3f, "
+               "\"p999_ms\": %.3f, \"max_ms\": %.3f}\n",
+               rate, (unsigned long long)f.events, (unsigned long long)f.commits, f.p50_ms, f.p99_ms, f.p999_ms,
+               f.max_ms);
+        return 0;
+    }
     double sync_avg = 0, sync_p99 = 0;
     if (syncs && !sync_cost(tmp, syncs, &sync_avg, &sync_p99)) {
         fprintf(stderr, "cb-bench-lmdb: the fdatasync test failed: %s\n", strerror(errno));
