@@ -48,7 +48,7 @@ static const char usage[] =
     "               taking what has arrived; latency from arrival to its commit's end\n"
     "  --store DIR  run the floor on the store in DIR (a stopped broker's data\n"
     "               directory, opened with a map of --map-mb M) instead of a fresh one\n"
-    "  --prefill N  events written to the fresh store first (default 10000)\n";
+    "  --prefill N  events written first (default 10000 into a fresh store, none into --store)\n";
 
 static int64_t now_ns(void)
 {
@@ -281,7 +281,7 @@ static bool run_floor(const char *store_dir, uint64_t map_mb, const char *tmp, u
     if (!st)
         fprintf(stderr, "cb-bench-lmdb: %s\n", err.reason);
     uint64_t seq = 0, commits = 0, done = 0;
-    for (uint64_t left = store_dir ? 0 : prefill; ok && left;) {
+    for (uint64_t left = prefill != UINT64_MAX ? prefill : store_dir ? 0 : 10000; ok && left;) {
         uint64_t n = left < 512 ? left : 512;
         ok = commit_events(st, n, prefix, value, size, &seq);
         left -= n;
@@ -379,7 +379,7 @@ int main(int argc, char **argv)
     int syncs = 1000;
     const char *tmp = "/tmp", *store_dir = NULL;
     double rate = 0, seconds = 10;
-    uint64_t map_mb = 8192, prefill = 10000;
+    uint64_t map_mb = 8192, prefill = UINT64_MAX; /* default: 10,000 into a fresh store, none into --store */
     int c;
     while ((c = getopt_long(argc, argv, "b:n:m:z:y:t:r:s:d:M:p:hV", longopts, NULL)) != -1) {
         switch (c) {
