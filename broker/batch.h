@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "cb_arena.h"
 #include "cb_codec.h"
@@ -106,6 +107,24 @@ typedef struct {
     size_t n_out;
     int exit_status; /* non-zero: the store is lost, stop */
 } cb_batch;
+
+/* A batch whose out holds max_out deliveries; NULL when out of memory. */
+cb_batch *cb_batch_new(size_t max_out);
+void cb_batch_free(cb_batch **b_p);
+
+/* Add an admitted publish of frame f (decoded into the batch's arena, or
+ * living as long as the batch holds it): its stored form packed into the
+ * arena and its digest taken. NULL when out of memory (nothing added). The
+ * batch must have room. */
+cb_publish *cb_batch_add_publish(cb_batch *b, cb_peer_token peer, uint64_t ref, cb_frame *f, uint32_t warnings);
+
+/* Free the packed deliveries, sent or not. */
+static inline void cb_batch_free_out(cb_batch *b)
+{
+    for (size_t i = 0; i < b->n_out; i++)
+        free(b->out[i].frame);
+    b->n_out = 0;
+}
 
 /* True when the batch carries anything for the store thread. */
 static inline bool cb_batch_has_input(const cb_batch *b)

@@ -289,15 +289,8 @@ static void on_publish(cb_broker *b, int p, cb_frame *f)
         send_nack(b, p, f->ref, id, err.code, err.reason, 0);
         return;
     }
-    cb_publish *pub = &b->filling->pubs[b->filling->n_pubs];
-    *pub = (cb_publish){.peer = token_of(b, p), .ref = f->ref, .frame = f, .warnings = warnings};
-    pub->len = cb_pack_with(&ev->base, cb_arena_allocator(b->filling->arena), &pub->bytes);
-    if (!pub->bytes) {
+    if (!cb_batch_add_publish(b->filling, token_of(b, p), f->ref, f, warnings))
         send_nack(b, p, f->ref, id, CB_STORE_UNAVAILABLE, "the broker is out of memory", 0);
-        return;
-    }
-    crypto_generichash(pub->digest, sizeof pub->digest, pub->bytes, pub->len, NULL, 0);
-    b->filling->n_pubs++;
 }
 
 static void on_delivery_ack(cb_broker *b, int p, const cb_frame *f)

@@ -1,9 +1,9 @@
 /* The store thread: it alone writes the store and touches the delivery
- * lanes. It takes the batch the network thread is filling, writes all of the
- * batch's effects in one transaction (group commit), syncs, plans and packs
- * deliveries, answers replays, and puts the batch on the done list (status
- * and journeys are the query thread's: reader.h). A failed commit is never acknowledged:
- * the batch's publishes are refused and the store is reopened. */
+ * lanes. It takes the batch the network thread is filling, commits it
+ * (commit.h: all of the batch's effects in one transaction, synced; a failed
+ * commit is never acknowledged), and puts it on the done list; when idle it
+ * merges indexes and refills the file's reserve. Status and journeys are the
+ * query thread's (reader.h). */
 #ifndef CB_COMMITTER_H
 #define CB_COMMITTER_H
 

@@ -1,0 +1,283 @@
+/* The commit (broker/commit.c) without threads: batches built as the
+ * network thread builds them, committed into a real LMDB environment in a
+ * temporary directory under the embedded default configuration, and what
+ * each part of the batch was answered checked against what the store then
+ * holds. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "tempdir.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "batch.h"
+#include "commit.h"
+#include "config.h"
+#include "store.h"
+
+#define MAP_BYTES (16ull << 20)
+#define NHS       "9434765919"
+#define SENDER    3 /* the publishing connection's peer token */
+#define RECEIVER  5 /* social-care's receiving connection */
+#define NOW       1000000
+
+/* One publish frame as decoded: an envelope with its essentials, owned here
+ * so it outlives the batch that points at it. */
+typedef struct {
+    cb_frame frame;
+    Carebridge__V1__Publish publish;
+    cb_envelope ev;
+    Carebridge__V1__Person person;
+    Carebridge__V1__Referral referral;
+    char id[64], reason[64];
+    char *to[2];
+} publish_frame;
+
+typedef struct {
+    char root[40];
+    char dir[48];
+    cb_config *cfg;
+    cb_store *store;
+    cb_commit *commit;
+    cb_batch *batch;
+    unsigned sc; /* social-care's lane */
+    publish_frame frames[8];
+    size_t n_frames;
+} fixture;
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    cb_batch_free(&f->batch);
+    cb_commit_free(&f->commit);
+    cb_store_destroy(&f->store);
+    cb_config_free(&f->cfg);
+    int rc = f->root[0] ? cb_test_remove_tree(f->root) : 0;
+    free(f);
+    return rc;
+}
+
+static int open_all(fixture *f, double publish_fraction)
+{
+    char msg[256] = "";
+    f->cfg = cb_config_load(NULL, msg, sizeof msg);
+    if (!f->cfg || !cb_config_agency(f->cfg, "social-care") || !cb_test_mkdtemp(f->root, sizeof f->root)) {
+        print_error("set-up: %s\n", msg);
+        return -1;
+    }
+    f->sc = (unsigned)(cb_config_agency(f->cfg, "social-care") - f->cfg->agencies);
+    snprintf(f->dir, sizeof f->dir, "%s/db", f->root);
+    cb_error err = {0};
+    f->store = cb_store_open(f->dir, MAP_BYTES, publish_fraction, &err);
+    f->commit = f->store ? cb_commit_new(f->cfg, f->store, &err) : NULL;
+    f->batch = f->commit ? cb_batch_new(cb_commit_max_out(f->commit)) : NULL;
+    if (!f->batch) {
+        print_error("set-up: %s\n", err.reason);
+        return -1;
+    }
+    return 0;
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    *state = f;
+    return f ? open_all(f, 0.9) : -1;
+}
+
+/* A store whose room for publishes is gone before the first one. */
+static int setup_full(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    *state = f;
+    return f ? open_all(f, 1e-6) : -1;
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+static cb_publish *add_publish(fixture *f, const char *id, const char *reason)
+{
+    assert_true(f->n_frames < sizeof f->frames / sizeof f->frames[0]);
+    publish_frame *p = &f->frames[f->n_frames++];
+    carebridge__v1__frame__init(&p->frame);
+    carebridge__v1__publish__init(&p->publish);
+    carebridge__v1__envelope__init(&p->ev);
+    carebridge__v1__person__init(&p->person);
+    carebridge__v1__referral__init(&p->referral);
+    snprintf(p->id, sizeof p->id, "%s", id);
+    snprintf(p->reason, sizeof p->reason, "%s", reason);
+    p->to[0] = "social-care";
+    p->person.nhs_number = NHS;
+    p->referral.reason = p->reason;
+    p->ev.event_id = p->id;
+    p->ev.person = &p->person;
+    p->ev.from_agency = "health";
+    p->ev.to_agencies = p->to;
+    p->ev.n_to_agencies = 1;
+    p->ev.body_case = CAREBRIDGE__V1__ENVELOPE__BODY_REFERRAL;
+    p->ev.referral = &p->referral;
+    p->publish.event = &p->ev;
+    p->frame.kind_case = CAREBRIDGE__V1__FRAME__KIND_PUBLISH;
+    p->frame.publish = &p->publish;
+    p->frame.ref = f->n_frames;
+    cb_publish *pub = cb_batch_add_publish(f->batch, SENDER, p->frame.ref, &p->frame, 0);
+    assert_non_null(pub);
+    return pub;
+}
+
+static void add_ack(fixture *f, cb_peer_token peer, uint64_t seq)
+{
+    f->batch->acks[f->batch->n_acks++] = (cb_delivery_ack){.peer = peer, .agency = f->sc, .seq = seq};
+}
+
+static void attach(fixture *f, cb_peer_token peer)
+{
+    f->batch->ops[f->batch->n_ops++] = (cb_lane_op){.kind = CB_LANE_ATTACH, .agency = f->sc, .peer = peer};
+}
+
+/* Commit the batch; what it answered stays in it until the next one. */
+static void commit(fixture *f)
+{
+    f->batch->now_ms = NOW;
+    cb_commit_batch(f->commit, f->batch);
+    assert_int_equal(f->batch->exit_status, 0);
+}
+
+/* Empty the batch for the next one, as the network thread does once answered. */
+static void next_batch(fixture *f)
+{
+    cb_batch *b = f->batch;
+    cb_batch_free_out(b);
+    b->n_pubs = b->n_acks = b->n_reqs = b->n_ops = 0;
+}
+
+static bool queued(fixture *f, uint64_t seq)
+{
+    cb_error err = {0};
+    cb_txn *txn = cb_txn_begin(f->store, false, &err);
+    assert_non_null(txn);
+    cb_queue_entry e;
+    bool found = cb_store_queue_get(txn, "social-care", seq, &e);
+    cb_txn_abort(&txn);
+    return found;
+}
+
+static uint64_t stored_seq_of(fixture *f, const char *id)
+{
+    cb_error err = {0};
+    cb_txn *txn = cb_txn_begin(f->store, false, &err);
+    assert_non_null(txn);
+    uint64_t seq = 0;
+    uint8_t digest[CB_DIGEST_BYTES];
+    if (!cb_store_find_id(txn, id, &seq, digest))
+        seq = 0;
+    cb_txn_abort(&txn);
+    return seq;
+}
+
+/* ---------------------------------------------------------------- tests */
+
+static void test_publishes_are_stored_and_queued_in_order(void **state)
+{
+    fixture *f = *state;
+    cb_publish *a = add_publish(f, "ev-a", "falls at home");
+    cb_publish *b = add_publish(f, "ev-b", "needs a care package");
+    commit(f);
+    assert_int_equal(a->code, CB_OK);
+    assert_int_equal(b->code, CB_OK);
+    assert_int_equal(a->seq, 1);
+    assert_int_equal(b->seq, 2);
+    assert_false(a->duplicate);
+    assert_int_equal(stored_seq_of(f, "ev-a"), 1);
+    assert_int_equal(stored_seq_of(f, "ev-b"), 2);
+    assert_true(queued(f, 1));
+    assert_true(queued(f, 2));
+    assert_int_equal(cb_commit_last_seq(f->commit), 2);
+}
+
+/* The same id with the same bytes is the same event (the same seq, nothing
+ * stored twice); with other bytes it is refused, naming the stored seq. In
+ * the same batch as in a later one. */
+static void test_dedupe_by_event_id(void **state)
+{
+    fixture *f = *state;
+    cb_publish *first = add_publish(f, "ev-1", "falls at home");
+    cb_publish *again = add_publish(f, "ev-1", "falls at home");
+    commit(f);
+    assert_int_equal(first->code, CB_OK);
+    assert_int_equal(again->code, CB_OK);
+    assert_true(again->duplicate);
+    assert_int_equal(again->seq, first->seq);
+    next_batch(f);
+    cb_publish *later = add_publish(f, "ev-1", "falls at home");
+    cb_publish *other = add_publish(f, "ev-1", "a different reason");
+    commit(f);
+    assert_true(later->duplicate);
+    assert_int_equal(later->seq, 1);
+    assert_int_equal(other->code, CB_DUPLICATE_ID);
+    assert_non_null(strstr(other->reason, "seq 1"));
+    assert_int_equal(cb_commit_last_seq(f->commit), 1);
+}
+
+/* A receiver attached in the batch gets the batch's publish delivered, packed
+ * in the batch's out; only the connection holding it may acknowledge it. */
+static void test_delivery_and_who_may_acknowledge(void **state)
+{
+    fixture *f = *state;
+    attach(f, RECEIVER);
+    add_publish(f, "ev-d", "falls at home");
+    commit(f);
+    /* The plan reads the queue in the transaction that stored the event, so
+     * the batch that stores it also delivers it. */
+    assert_int_equal(f->batch->n_out, 1);
+    assert_int_equal(f->batch->out[0].peer, RECEIVER);
+    uint32_t in_flight;
+    uint64_t refused;
+    cb_commit_lane(f->commit, f->sc, &in_flight, &refused);
+    assert_int_equal(in_flight, 1);
+
+    next_batch(f);
+    add_ack(f, SENDER, 1); /* not the holder */
+    commit(f);
+    assert_true(f->batch->acks[0].refused);
+    assert_true(queued(f, 1));
+    cb_commit_lane(f->commit, f->sc, &in_flight, &refused);
+    assert_int_equal(refused, 1);
+
+    next_batch(f);
+    add_ack(f, RECEIVER, 1);
+    commit(f);
+    assert_false(f->batch->acks[0].refused);
+    assert_false(queued(f, 1));
+    cb_commit_lane(f->commit, f->sc, &in_flight, &refused);
+    assert_int_equal(in_flight, 0);
+}
+
+/* With no room, every publish is refused STORE_FULL and nothing is stored;
+ * the seq does not move. */
+static void test_full_store_refuses_publishes(void **state)
+{
+    fixture *f = *state;
+    cb_publish *pub = add_publish(f, "ev-full", "falls at home");
+    commit(f);
+    assert_int_equal(pub->code, CB_STORE_FULL);
+    assert_true(pub->reason[0] != '\0');
+    assert_int_equal(stored_seq_of(f, "ev-full"), 0);
+    assert_int_equal(cb_commit_last_seq(f->commit), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_publishes_are_stored_and_queued_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dedupe_by_event_id, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delivery_and_who_may_acknowledge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_store_refuses_publishes, setup_full, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
