@@ -409,14 +409,15 @@ static void dispatch(cb_broker *b, int p, const uint8_t *buf, size_t len)
     case CAREBRIDGE__V1__FRAME__KIND_DELIVERY_ACK: on_delivery_ack(b, p, f); break;
     case CAREBRIDGE__V1__FRAME__KIND_HEARTBEAT: on_heartbeat(b, p, f->ref); break;
     case CAREBRIDGE__V1__FRAME__KIND_GOODBYE: on_goodbye(b, p); break;
-    case CAREBRIDGE__V1__FRAME__KIND_STATUS_REQUEST:
-    case CAREBRIDGE__V1__FRAME__KIND_JOURNEY_REQUEST: submit_query(b, p, f->ref, buf, len); break;
     case CAREBRIDGE__V1__FRAME__KIND_REPLAY_REQUEST:
         b->filling->reqs[b->filling->n_reqs++] = (cb_request){.peer = token_of(b, p), .ref = f->ref, .frame = f};
         break;
     default:
-        send_nack(b, p, f->ref, "", CB_BAD_REQUEST,
-                  "agencies may send hello, publish, deliveryAck, heartbeat, goodbye and queries", 0);
+        if (cb_reader_answers(f->kind_case))
+            submit_query(b, p, f->ref, buf, len);
+        else
+            send_nack(b, p, f->ref, "", CB_BAD_REQUEST,
+                      "agencies may send hello, publish, deliveryAck, heartbeat, goodbye and queries", 0);
         break;
     }
 }

@@ -67,35 +67,71 @@ static void pack_reply(uint64_t ref, cb_frame *reply, cb_answer *a)
         cb_fail(&a->err, CB_STORE_UNAVAILABLE, "out of memory");
 }
 
-/* A status or journey request, answered from a read transaction begun now. */
+/* ---------------------------------------------------------- the reads
+ *
+ * One row per request kind the query thread answers: the network thread and
+ * the query endpoint both ask cb_reader_answers, so a new kind of read is a
+ * row here and a function beside it. Each fills the reply's kind and
+ * message and returns the message, to be freed once packed (NULL with err
+ * set on failure). */
+
+typedef ProtobufCMessage *read_fn(cb_reader *r, cb_txn *txn, const cb_frame *f, cb_frame *reply, cb_error *err);
+
+static ProtobufCMessage *read_status(cb_reader *r, cb_txn *txn, const cb_frame *f, cb_frame *reply, cb_error *err)
+{
+    (void)f;
+    cb_agency_live live[r->cfg->n_agencies];
+    memset(live, 0, sizeof live);
+    r->live(r->live_arg, live);
+    reply->kind_case = CAREBRIDGE__V1__FRAME__KIND_STATUS_REPLY;
+    reply->status_reply = cb_query_status(r->cfg, txn, live, cb_store_limit_bytes(r->store), err);
+    return (ProtobufCMessage *)reply->status_reply;
+}
+
+static ProtobufCMessage *read_journey(cb_reader *r, cb_txn *txn, const cb_frame *f, cb_frame *reply, cb_error *err)
+{
+    reply->kind_case = CAREBRIDGE__V1__FRAME__KIND_JOURNEY_REPLY;
+    reply->journey_reply = cb_query_journey(r->cfg, txn, f->journey_request, err);
+    return (ProtobufCMessage *)reply->journey_reply;
+}
+
+static const struct {
+    uint32_t kind; /* a Frame's kind_case */
+    read_fn *fn;
+} reads[] = {
+    {CAREBRIDGE__V1__FRAME__KIND_STATUS_REQUEST, read_status},
+    {CAREBRIDGE__V1__FRAME__KIND_JOURNEY_REQUEST, read_journey},
+};
+
+static read_fn *read_of(uint32_t kind)
+{
+    for (size_t i = 0; i < sizeof reads / sizeof reads[0]; i++)
+        if (reads[i].kind == kind)
+            return reads[i].fn;
+    return NULL;
+}
+
+bool cb_reader_answers(uint32_t frame_kind)
+{
+    return read_of(frame_kind) != NULL;
+}
+
+/* A request of one of the kinds above, answered from a read transaction begun now. */
 static void answer(cb_reader *r, const uint8_t *frame, size_t len, cb_answer *a)
 {
     cb_frame *f = cb_frame_decode(frame, len, len, &a->err);
-    if (!f)
-        return;
-    cb_txn *txn = cb_txn_begin(r->store, false, &a->err);
-    if (!txn) {
-        cb_frame_free(&f);
-        return;
-    }
-    cb_frame reply = CAREBRIDGE__V1__FRAME__INIT;
-    ProtobufCMessage *m;
-    if (f->kind_case == CAREBRIDGE__V1__FRAME__KIND_STATUS_REQUEST) {
-        cb_agency_live live[r->cfg->n_agencies];
-        memset(live, 0, sizeof live);
-        r->live(r->live_arg, live);
-        reply.kind_case = CAREBRIDGE__V1__FRAME__KIND_STATUS_REPLY;
-        reply.status_reply = cb_query_status(r->cfg, txn, live, cb_store_limit_bytes(r->store), &a->err);
-        m = (ProtobufCMessage *)reply.status_reply;
-    } else {
-        reply.kind_case = CAREBRIDGE__V1__FRAME__KIND_JOURNEY_REPLY;
-        reply.journey_reply = cb_query_journey(r->cfg, txn, f->journey_request, &a->err);
-        m = (ProtobufCMessage *)reply.journey_reply;
-    }
-    cb_txn_abort(&txn);
-    if (m) {
-        pack_reply(f->ref, &reply, a);
-        protobuf_c_message_free_unpacked(m, NULL);
+    read_fn *fn = f ? read_of(f->kind_case) : NULL;
+    cb_txn *txn = fn ? cb_txn_begin(r->store, false, &a->err) : NULL;
+    if (txn) {
+        cb_frame reply = CAREBRIDGE__V1__FRAME__INIT;
+        ProtobufCMessage *m = fn(r, txn, f, &reply, &a->err);
+        cb_txn_abort(&txn);
+        if (m) {
+            pack_reply(f->ref, &reply, a);
+            protobuf_c_message_free_unpacked(m, NULL);
+        }
+    } else if (f && !fn && !a->err.code) {
+        cb_fail(&a->err, CB_BAD_REQUEST, "not a request the query thread answers");
     }
     cb_frame_free(&f);
 }
@@ -126,10 +162,9 @@ static void answer_endpoint_frame(cb_reader *r, const uint8_t *frame, size_t len
     uint64_t ref;
     cb_peek_publish(frame, len, &ref, NULL, 0);
     cb_frame reply = CAREBRIDGE__V1__FRAME__INIT;
-    switch (cb_peek_kind(frame, len)) {
-    case CAREBRIDGE__V1__FRAME__KIND_STATUS_REQUEST:
-    case CAREBRIDGE__V1__FRAME__KIND_JOURNEY_REQUEST: answer(r, frame, len, a); break;
-    default: {
+    if (cb_reader_answers(cb_peek_kind(frame, len))) {
+        answer(r, frame, len, a);
+    } else {
         /* Bytes that are not a Frame are named as such, as on the main endpoint. */
         cb_frame *f = cb_frame_decode(frame, len, r->cfg->max_event_bytes, &a->err);
         if (f)
@@ -137,8 +172,6 @@ static void answer_endpoint_frame(cb_reader *r, const uint8_t *frame, size_t len
                     "the query endpoint answers status and journey requests only; hello, publish, replay and "
                     "heartbeats go to broker.endpoint");
         cb_frame_free(&f);
-        break;
-    }
     }
     if (a->reply)
         return;

@@ -47,9 +47,12 @@ cb_reader *cb_reader_start(const cb_config *cfg, char bound[CB_ENDPOINT_MAX], cb
 void cb_reader_serve(cb_reader *r, cb_store *store, cb_live_fn *live, void *live_arg);
 void cb_reader_stop(cb_reader **r_p);
 
+/* True for a Frame kind (kind_case) the query thread answers: the reads. */
+bool cb_reader_answers(uint32_t frame_kind);
+
 /* Readable when an answer for the network thread is ready. */
 int cb_reader_fd(const cb_reader *r);
-/* Queue a packed Frame holding a status or journey request (copied). False
+/* Queue a packed Frame of a kind cb_reader_answers (copied). False
  * when CB_READER_WAITING requests are already held: refuse it as BUSY. */
 bool cb_reader_submit(cb_reader *r, cb_peer_token peer, uint64_t ref, const uint8_t *frame, size_t len);
 /* The oldest answer, false when there is none. The caller frees a->reply. */
