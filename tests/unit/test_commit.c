@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "tempdir.h"
+#include "fixtures.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,33 +21,19 @@
 #include "store.h"
 
 #define MAP_BYTES (16ull << 20)
-#define NHS       "9434765919"
 #define SENDER    3 /* the publishing connection's peer token */
 #define RECEIVER  5 /* social-care's receiving connection */
 #define NOW       1000000
 
-/* One publish frame as decoded: an envelope with its essentials, owned here
- * so it outlives the batch that points at it. */
 typedef struct {
-    cb_frame frame;
-    Carebridge__V1__Publish publish;
-    cb_envelope ev;
-    Carebridge__V1__Person person;
-    Carebridge__V1__Referral referral;
-    char id[64], reason[64];
-    char *to[2];
-} publish_frame;
-
-typedef struct {
-    char root[40];
-    char dir[48];
+    cb_test_store t;
     cb_config *cfg;
-    cb_store *store;
+    cb_store *store; /* t's */
     cb_commit *commit;
     cb_batch *batch;
     unsigned sc; /* social-care's lane */
-    publish_frame frames[8];
-    size_t n_frames;
+    cb_test_event events[8];
+    size_t n_events;
 } fixture;
 
 static int teardown(void **state)
@@ -55,26 +41,21 @@ static int teardown(void **state)
     fixture *f = *state;
     cb_batch_free(&f->batch);
     cb_commit_free(&f->commit);
-    cb_store_destroy(&f->store);
     cb_config_free(&f->cfg);
-    int rc = f->root[0] ? cb_test_remove_tree(f->root) : 0;
+    int rc = cb_test_store_close(&f->t);
     free(f);
     return rc;
 }
 
 static int open_all(fixture *f, double publish_fraction)
 {
-    char msg[256] = "";
-    f->cfg = cb_config_load(NULL, msg, sizeof msg);
-    if (!f->cfg || !cb_config_agency(f->cfg, "social-care") || !cb_test_mkdtemp(f->root, sizeof f->root)) {
-        print_error("set-up: %s\n", msg);
+    f->cfg = cb_test_config();
+    if (!f->cfg || !cb_config_agency(f->cfg, "social-care") || !cb_test_store_open(&f->t, MAP_BYTES, publish_fraction))
         return -1;
-    }
+    f->store = f->t.store;
     f->sc = (unsigned)(cb_config_agency(f->cfg, "social-care") - f->cfg->agencies);
-    snprintf(f->dir, sizeof f->dir, "%s/db", f->root);
     cb_error err = {0};
-    f->store = cb_store_open(f->dir, MAP_BYTES, publish_fraction, &err);
-    f->commit = f->store ? cb_commit_new(f->cfg, f->store, &err) : NULL;
+    f->commit = cb_commit_new(f->cfg, f->store, &err);
     f->batch = f->commit ? cb_batch_new(cb_commit_max_out(f->commit)) : NULL;
     if (!f->batch) {
         print_error("set-up: %s\n", err.reason);
@@ -102,30 +83,11 @@ static int setup_full(void **state)
 
 static cb_publish *add_publish(fixture *f, const char *id, const char *reason)
 {
-    assert_true(f->n_frames < sizeof f->frames / sizeof f->frames[0]);
-    publish_frame *p = &f->frames[f->n_frames++];
-    carebridge__v1__frame__init(&p->frame);
-    carebridge__v1__publish__init(&p->publish);
-    carebridge__v1__envelope__init(&p->ev);
-    carebridge__v1__person__init(&p->person);
-    carebridge__v1__referral__init(&p->referral);
-    snprintf(p->id, sizeof p->id, "%s", id);
-    snprintf(p->reason, sizeof p->reason, "%s", reason);
-    p->to[0] = "social-care";
-    p->person.nhs_number = NHS;
-    p->referral.reason = p->reason;
-    p->ev.event_id = p->id;
-    p->ev.person = &p->person;
-    p->ev.from_agency = "health";
-    p->ev.to_agencies = p->to;
-    p->ev.n_to_agencies = 1;
-    p->ev.body_case = CAREBRIDGE__V1__ENVELOPE__BODY_REFERRAL;
-    p->ev.referral = &p->referral;
-    p->publish.event = &p->ev;
-    p->frame.kind_case = CAREBRIDGE__V1__FRAME__KIND_PUBLISH;
-    p->frame.publish = &p->publish;
-    p->frame.ref = f->n_frames;
-    cb_publish *pub = cb_batch_add_publish(f->batch, SENDER, p->frame.ref, &p->frame, 0);
+    assert_true(f->n_events < sizeof f->events / sizeof f->events[0]);
+    cb_test_event *e = &f->events[f->n_events++];
+    cb_test_referral(e, id, reason);
+    e->frame.ref = f->n_events;
+    cb_publish *pub = cb_batch_add_publish(f->batch, SENDER, e->frame.ref, &e->frame, 0);
     assert_non_null(pub);
     return pub;
 }

@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "tempdir.h"
+#include "fixtures.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,10 +26,8 @@
 #define MAX_STEPS 64
 
 typedef struct {
-    char root[40]; /* from cb_test_mkdtemp, removed with everything in it */
-    char dir[48];
+    cb_test_store t;
     cb_config *cfg;
-    cb_store *store;
     cb_delivery *d;
     unsigned sc;      /* lane of "social-care" */
     unsigned housing; /* lane of "housing" */
@@ -42,9 +40,8 @@ static int teardown(void **state)
 {
     fixture *f = *state;
     cb_delivery_destroy(&f->d);
-    cb_store_destroy(&f->store);
     cb_config_free(&f->cfg);
-    int rc = f->root[0] ? cb_test_remove_tree(f->root) : 0;
+    int rc = cb_test_store_close(&f->t);
     free(f);
     return rc;
 }
@@ -63,10 +60,8 @@ static int setup(void **state)
     if (!f)
         return -1;
     *state = f;
-    char msg[256] = "";
-    f->cfg = cb_config_load(NULL, msg, sizeof msg);
+    f->cfg = cb_test_config();
     if (!f->cfg) {
-        print_error("default config: %s\n", msg);
         teardown(state);
         return -1;
     }
@@ -82,16 +77,7 @@ static int setup(void **state)
     f->sc = (unsigned)sc;
     f->housing = (unsigned)housing;
 
-    if (!cb_test_mkdtemp(f->root, sizeof f->root)) {
-        f->root[0] = '\0';
-        teardown(state);
-        return -1;
-    }
-    snprintf(f->dir, sizeof f->dir, "%s/db", f->root);
-    cb_error err = {0};
-    f->store = cb_store_open(f->dir, MAP_BYTES, 0.9, &err);
-    if (!f->store) {
-        print_error("open store: %s\n", err.reason);
+    if (!cb_test_store_open(&f->t, MAP_BYTES, 0.9)) {
         teardown(state);
         return -1;
     }
@@ -108,7 +94,7 @@ static int setup(void **state)
 static cb_txn *begin(fixture *f, bool write)
 {
     cb_error err = {0};
-    cb_txn *txn = cb_txn_begin(f->store, write, &err);
+    cb_txn *txn = cb_txn_begin(f->t.store, write, &err);
     if (!txn)
         fail_msg("begin: %s", err.reason);
     return txn;

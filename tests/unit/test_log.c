@@ -17,7 +17,7 @@
 #include <sodium.h>
 
 #include "log.h"
-#include "tempdir.h"
+#include "fixtures.h"
 
 static int setup(void **state)
 {

@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "tempdir.h"
+#include "fixtures.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,18 +20,15 @@
 #define TINY_MAP (256ull << 10)
 
 typedef struct {
-    char root[40]; /* from cb_test_mkdtemp, removed with everything in it */
-    char dir[48];  /* the store's directory: root/db, created by cb_store_open */
-    uint64_t map_bytes;
+    cb_test_store t;
+    uint64_t map_bytes; /* as opened, to reopen it so */
     double fraction;
-    cb_store *store;
 } fixture;
 
 static int teardown(void **state)
 {
     fixture *f = *state;
-    cb_store_destroy(&f->store);
-    int rc = cb_test_remove_tree(f->root);
+    int rc = cb_test_store_close(&f->t);
     free(f);
     return rc;
 }
@@ -39,23 +36,14 @@ static int teardown(void **state)
 static int setup_with(void **state, uint64_t map_bytes, double fraction)
 {
     fixture *f = calloc(1, sizeof *f);
-    if (!f)
-        return -1;
-    if (!cb_test_mkdtemp(f->root, sizeof f->root)) {
+    if (!f || !cb_test_store_open(&f->t, map_bytes, fraction)) {
         free(f);
         return -1;
     }
     *state = f;
-    snprintf(f->dir, sizeof f->dir, "%s/db", f->root);
     f->map_bytes = map_bytes;
     f->fraction = fraction;
-    cb_error err = {0};
-    f->store = cb_store_open(f->dir, map_bytes, fraction, &err);
-    if (f->store)
-        return 0;
-    print_error("open store: %s\n", err.reason);
-    teardown(state);
-    return -1;
+    return 0;
 }
 
 static int setup(void **state)
@@ -71,7 +59,7 @@ static int setup_tiny(void **state)
 static cb_txn *begin(fixture *f, bool write)
 {
     cb_error err = {0};
-    cb_txn *txn = cb_txn_begin(f->store, write, &err);
+    cb_txn *txn = cb_txn_begin(f->t.store, write, &err);
     assert_non_null(txn);
     return txn;
 }
@@ -178,18 +166,18 @@ static void test_open_creates_private_directory(void **state)
 {
     fixture *f = *state;
     struct stat st;
-    assert_int_equal(stat(f->dir, &st), 0);
+    assert_int_equal(stat(f->t.dir, &st), 0);
     assert_true(S_ISDIR(st.st_mode));
     assert_int_equal(st.st_mode & 0777, 0700);
-    assert_int_equal(cb_store_limit_bytes(f->store), BIG_MAP);
-    assert_int_equal(cb_store_commits(f->store), 0);
+    assert_int_equal(cb_store_limit_bytes(f->t.store), BIG_MAP);
+    assert_int_equal(cb_store_commits(f->t.store), 0);
 }
 
 static void test_open_failure_names_the_step(void **state)
 {
     fixture *f = *state;
     char file[64], dir[80];
-    snprintf(file, sizeof file, "%s/file", f->root);
+    snprintf(file, sizeof file, "%s/file", f->t.root);
     snprintf(dir, sizeof dir, "%s/db", file);
     FILE *fp = fopen(file, "w");
     assert_non_null(fp);
@@ -483,13 +471,13 @@ static void test_data_survives_destroy_and_open(void **state)
 {
     fixture *f = *state;
     put_event_one(f);
-    cb_store_destroy(&f->store);
-    assert_null(f->store);
-    cb_store_destroy(&f->store); /* a no-op on NULL */
+    cb_store_destroy(&f->t.store);
+    assert_null(f->t.store);
+    cb_store_destroy(&f->t.store); /* a no-op on NULL */
 
     cb_error err = {0};
-    f->store = cb_store_open(f->dir, f->map_bytes, f->fraction, &err);
-    assert_non_null(f->store);
+    f->t.store = cb_store_open(f->t.dir, f->map_bytes, f->fraction, &err);
+    assert_non_null(f->t.store);
     assert_event_one_stored(f);
 }
 
@@ -498,14 +486,14 @@ static void test_reopen_keeps_data(void **state)
     fixture *f = *state;
     put_event_one(f);
     cb_error err = {0};
-    assert_true(cb_store_reopen(f->store, &err));
+    assert_true(cb_store_reopen(f->t.store, &err));
     assert_event_one_stored(f);
 
     /* the database handles were opened again */
     cb_txn *txn = begin(f, true);
     put_event(txn, 2, "nhs:1", "health", NULL);
     commit_ok(&txn);
-    assert_int_equal(cb_store_commits(f->store), 2);
+    assert_int_equal(cb_store_commits(f->t.store), 2);
 }
 
 static void test_commits_count_write_commits_only(void **state)
@@ -513,7 +501,7 @@ static void test_commits_count_write_commits_only(void **state)
     fixture *f = *state;
     cb_txn *txn = begin(f, true);
     commit_ok(&txn);
-    assert_int_equal(cb_store_commits(f->store), 1);
+    assert_int_equal(cb_store_commits(f->t.store), 1);
     txn = begin(f, false);
     commit_ok(&txn);
     txn = begin(f, true);
@@ -521,7 +509,7 @@ static void test_commits_count_write_commits_only(void **state)
     cb_txn_abort(&txn);
     assert_null(txn);
     cb_txn_abort(&txn); /* a no-op on NULL */
-    assert_int_equal(cb_store_commits(f->store), 1);
+    assert_int_equal(cb_store_commits(f->t.store), 1);
 }
 
 /* Publish 1000-byte events into a 256 KiB map until a commit fails. */
@@ -548,7 +536,7 @@ static void test_map_full_loses_nothing_and_deletes_still_commit(void **state)
     assert_int_equal(code, CB_STORE_FULL);
     assert_non_null(strstr(err.reason, "MDB_MAP_FULL"));
     assert_true(room_lost_at > 1 && room_lost_at < seq);
-    assert_int_equal(cb_store_commits(f->store), committed);
+    assert_int_equal(cb_store_commits(f->t.store), committed);
 
     cb_txn *txn = begin(f, false);
     assert_int_equal(cb_store_event_count(txn), committed);
@@ -839,10 +827,10 @@ static void test_layered_index_merge_resumes_after_reopen(void **state)
     txn = begin(f, true);
     assert_true(cb_store_index_work(txn, 20000));
     commit_ok(&txn);
-    cb_store_destroy(&f->store);
+    cb_store_destroy(&f->t.store);
     cb_error err = {0};
-    f->store = cb_store_open(f->dir, f->map_bytes, f->fraction, &err);
-    assert_non_null(f->store);
+    f->t.store = cb_store_open(f->t.dir, f->map_bytes, f->fraction, &err);
+    assert_non_null(f->t.store);
     for (int i = 0; i < 40; i++) {
         txn = begin(f, true);
         bool more = cb_store_index_work(txn, 3000);
@@ -850,7 +838,7 @@ static void test_layered_index_merge_resumes_after_reopen(void **state)
         if (!more)
             break;
     }
-    assert_false(cb_store_index_pending(f->store));
+    assert_false(cb_store_index_pending(f->t.store));
     assert_layers_complete(f, 62000);
 }
 
