@@ -91,8 +91,9 @@ typedef struct {
 } cb_outbound;
 
 typedef struct {
-    cb_arena *arena; /* every frame decoded into the batch, and the stored forms */
-    int64_t now_ms;  /* monotonic, when the store thread took the batch */
+    cb_arena *arena;  /* every frame decoded into the batch, and the stored forms */
+    int64_t now_ms;   /* monotonic, when the store thread took the batch, */
+    uint64_t wall_ms; /* and the wall clock read with it (clock.h) */
     cb_publish pubs[BATCH_MAX];
     size_t n_pubs;
     cb_delivery_ack acks[BATCH_MAX];

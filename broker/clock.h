@@ -1,5 +1,9 @@
 /* The broker's two clocks: monotonic for timeouts and heartbeats, wall time
- * only for what is recorded (when an entry was queued). */
+ * for what is recorded (when an entry was queued) and for what counts from a
+ * recorded time (a deadline from an event's occurredAt). Code that judges
+ * time takes both readings from its caller (a batch's now_ms and wall_ms,
+ * read together by the store thread), so tests set them; nothing below the
+ * thread that took them reads a clock. */
 #ifndef CB_CLOCK_H
 #define CB_CLOCK_H
 

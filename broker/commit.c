@@ -16,7 +16,6 @@
 
 #include "broker.h"
 #include "cb_check.h"
-#include "clock.h"
 #include "intake.h"
 #include "log.h"
 #include "query.h"
@@ -44,7 +43,7 @@ static unsigned agency_index(const cb_config *cfg, const char *id)
     return (unsigned)(cb_config_agency(cfg, id) - cfg->agencies);
 }
 
-static void store_publish(cb_commit *c, cb_txn *txn, cb_publish *pub, uint64_t *seq)
+static void store_publish(cb_commit *c, cb_txn *txn, cb_publish *pub, uint64_t wall_ms, uint64_t *seq)
 {
     const cb_envelope *ev = pub->frame->publish->event;
     uint8_t digest[CB_DIGEST_BYTES];
@@ -90,12 +89,12 @@ static void store_publish(cb_commit *c, cb_txn *txn, cb_publish *pub, uint64_t *
                               .case_ref = ev->case_ref[0] ? ev->case_ref : NULL,
                               .recipients = (const char *const *)ev->to_agencies,
                               .n_recipients = ev->n_to_agencies};
-    cb_store_put_event(txn, &stored, cb_wall_ms());
+    cb_store_put_event(txn, &stored, wall_ms);
 }
 
 /* Queue a stored event again for one agency, or release it from parked. The
  * answer is packed, and logged, once the transaction has committed. */
-static void replay(cb_commit *c, cb_txn *txn, cb_request *r)
+static void replay(cb_commit *c, cb_txn *txn, cb_request *r, uint64_t wall_ms)
 {
     const Carebridge__V1__ReplayRequest *q = r->frame->replay_request;
     uint8_t digest[CB_DIGEST_BYTES];
@@ -132,7 +131,7 @@ static void replay(cb_commit *c, cb_txn *txn, cb_request *r)
     r->was_parked = cb_store_unpark(txn, q->agency, r->replay_seq);
     r->was_queued = !r->was_parked && cb_store_queue_get(txn, q->agency, r->replay_seq, &e);
     if (!r->was_parked && !r->was_queued)
-        cb_store_queue_put(txn, q->agency, &(cb_queue_entry){r->replay_seq, cb_wall_ms(), 0});
+        cb_store_queue_put(txn, q->agency, &(cb_queue_entry){r->replay_seq, wall_ms, 0});
 }
 
 static size_t pack_replay_reply(cb_request *r)
@@ -191,7 +190,7 @@ static cb_code commit(cb_commit *c, cb_batch *b, bool with_publishes, cb_error *
     uint64_t seq = c->last_seq;
     for (size_t i = 0; with_publishes && i < b->n_pubs; i++)
         if (b->pubs[i].code == CB_OK)
-            store_publish(c, txn, &b->pubs[i], &seq);
+            store_publish(c, txn, &b->pubs[i], b->wall_ms, &seq);
     for (size_t i = 0; i < b->n_acks; i++)
         if (!b->acks[i].refused)
             cb_store_ack(txn, c->cfg->agencies[b->acks[i].agency].id, b->acks[i].seq);
@@ -199,7 +198,7 @@ static cb_code commit(cb_commit *c, cb_batch *b, bool with_publishes, cb_error *
     for (size_t i = 0; i < b->n_reqs; i++) {
         cb_request *r = &b->reqs[i];
         r->err.code = CB_OK;
-        replay(c, txn, r);
+        replay(c, txn, r, b->wall_ms);
     }
     c->n_steps = cb_delivery_plan(c->delivery, txn, b->now_ms, c->steps, cb_delivery_max_steps(c->delivery));
     pack_deliveries(c, txn, b);

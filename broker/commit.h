@@ -25,7 +25,8 @@ void cb_commit_free(cb_commit **c_p);
  * deliveries a goodbye gave back) commit it: the batch's results (each
  * publish's answer, replay replies, packed deliveries in b->out, exit_status
  * when the store is lost) are then filled in. b->out must hold
- * cb_commit_max_out entries. */
+ * cb_commit_max_out entries. What is recorded is stamped b->wall_ms: the
+ * commit reads no clock. */
 void cb_commit_batch(cb_commit *c, cb_batch *b);
 /* True when a batch with no input would still have work at now_ms. */
 bool cb_commit_has_work(const cb_commit *c, int64_t now_ms);

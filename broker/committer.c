@@ -153,6 +153,7 @@ static void *run(void *arg)
             if (was_full)
                 eventfd_write(c->wake_fd, 1);
             b->now_ms = now;
+            b->wall_ms = cb_wall_ms(); /* read with now: the batch's one moment */
             c->last_work_ms = now;
             process(c, b);
             pthread_mutex_lock(&c->mu);

@@ -21,9 +21,10 @@
 #include "store.h"
 
 #define MAP_BYTES (16ull << 20)
-#define SENDER    3 /* the publishing connection's peer token */
-#define RECEIVER  5 /* social-care's receiving connection */
-#define NOW       1000000
+#define SENDER    3                /* the publishing connection's peer token */
+#define RECEIVER  5                /* social-care's receiving connection */
+#define NOW       1000000          /* monotonic ms when each batch is taken */
+#define WALL      1767225600000ull /* and the wall clock then: 2026-01-01 */
 
 typedef struct {
     cb_test_store t;
@@ -106,6 +107,7 @@ static void attach(fixture *f, cb_peer_token peer)
 static void commit(fixture *f)
 {
     f->batch->now_ms = NOW;
+    f->batch->wall_ms = WALL;
     cb_commit_batch(f->commit, f->batch);
     assert_int_equal(f->batch->exit_status, 0);
 }
@@ -118,15 +120,23 @@ static void next_batch(fixture *f)
     b->n_pubs = b->n_acks = b->n_reqs = b->n_ops = 0;
 }
 
-static bool queued(fixture *f, uint64_t seq)
+/* Whether seq is queued for social-care, and when it was queued. */
+static bool queued_at(fixture *f, uint64_t seq, uint64_t *enqueued_ms)
 {
     cb_error err = {0};
     cb_txn *txn = cb_txn_begin(f->store, false, &err);
     assert_non_null(txn);
-    cb_queue_entry e;
+    cb_queue_entry e = {0};
     bool found = cb_store_queue_get(txn, "social-care", seq, &e);
     cb_txn_abort(&txn);
+    *enqueued_ms = e.enqueued_ms;
     return found;
+}
+
+static bool queued(fixture *f, uint64_t seq)
+{
+    uint64_t at;
+    return queued_at(f, seq, &at);
 }
 
 static uint64_t stored_seq_of(fixture *f, const char *id)
@@ -157,7 +167,9 @@ static void test_publishes_are_stored_and_queued_in_order(void **state)
     assert_false(a->duplicate);
     assert_int_equal(stored_seq_of(f, "ev-a"), 1);
     assert_int_equal(stored_seq_of(f, "ev-b"), 2);
-    assert_true(queued(f, 1));
+    uint64_t at = 0;
+    assert_true(queued_at(f, 1, &at));
+    assert_int_equal(at, WALL); /* the batch's clock, not the machine's */
     assert_true(queued(f, 2));
     assert_int_equal(cb_commit_last_seq(f->commit), 2);
 }
