@@ -88,6 +88,38 @@ static int cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* What the broker's commit writes for one publish: the id looked up (it is
+ * new), then the event under seq, its id, one person key and one case key
+ * (person_no's), and a queue entry for each recipient. False if the id was
+ * somehow stored already. */
+static bool put_event(cb_txn *txn, uint64_t seq, const char *id, uint64_t person_no, const char *const *recipients,
+                      size_t n_recipients, uint8_t *value, size_t size, uint64_t now_ms)
+{
+    char person[32], case_ref[32];
+    uint64_t existing;
+    uint8_t found[CB_DIGEST_BYTES];
+    snprintf(person, sizeof person, "nhs:9%09llu", (unsigned long long)person_no);
+    snprintf(case_ref, sizeof case_ref, "case-%07llu", (unsigned long long)person_no);
+    if (cb_store_find_id(txn, id, &existing, found)) {
+        fprintf(stderr, "cb-bench-lmdb: unexpected duplicate id\n");
+        return false;
+    }
+    memcpy(value, &seq, sizeof seq); /* values differ, as events do */
+    const char *keys[] = {person};
+    cb_stored_event ev = {.seq = seq,
+                          .bytes = value,
+                          .len = size,
+                          .event_id = id,
+                          .person_keys = keys,
+                          .n_person_keys = 1,
+                          .from_agency = "health",
+                          .case_ref = case_ref,
+                          .recipients = recipients,
+                          .n_recipients = n_recipients};
+    cb_store_put_event(txn, &ev, now_ms);
+    return true;
+}
+
 typedef struct {
     unsigned batch;
     uint64_t events, commits;
@@ -124,37 +156,12 @@ static bool run_batch(const char *tmp, unsigned batch, uint64_t events, double m
             break;
         }
         uint64_t now = wall_ms();
-        for (unsigned i = 0; i < batch && seq < events; i++) {
-            char id[64], person[32], case_ref[32];
-            uint8_t digest[CB_DIGEST_BYTES], found_digest[CB_DIGEST_BYTES];
-            uint64_t existing;
-            ++seq;
+        for (unsigned i = 0; ok && i < batch && seq < events; i++) {
             /* The same key shapes as cb-bench-load's events: a fixed-width
              * random-prefixed id, and 20000 people and cases. */
-            snprintf(id, sizeof id, "%s-00-%010llu", prefix, (unsigned long long)seq);
-            snprintf(person, sizeof person, "nhs:9%09llu", (unsigned long long)(seq % 20000));
-            snprintf(case_ref, sizeof case_ref, "case-%06llu", (unsigned long long)(seq % 20000));
-            memcpy(value, &seq, sizeof seq); /* values differ, as events do */
-            memset(digest, 0, sizeof digest);
-            memcpy(digest, &seq, sizeof seq);
-            const char *keys[] = {person};
-            if (cb_store_find_id(txn, id, &existing, found_digest)) {
-                fprintf(stderr, "cb-bench-lmdb: unexpected duplicate id\n");
-                ok = false;
-                break;
-            }
-            (void)digest;
-            cb_stored_event ev = {.seq = seq,
-                                  .bytes = value,
-                                  .len = size,
-                                  .event_id = id,
-                                  .person_keys = keys,
-                                  .n_person_keys = 1,
-                                  .from_agency = "health",
-                                  .case_ref = case_ref,
-                                  .recipients = recipients,
-                                  .n_recipients = 1};
-            cb_store_put_event(txn, &ev, now);
+            char id[64];
+            snprintf(id, sizeof id, "%s-00-%010llu", prefix, (unsigned long long)++seq);
+            ok = put_event(txn, seq, id, seq % 20000, recipients, 1, value, size, now);
         }
         /* The merges its entries owe, as the broker's commit pays them. */
         cb_store_index_pay(txn, 8);
@@ -204,33 +211,15 @@ typedef struct {
     double p50_ms, p99_ms, p999_ms, max_ms;
 } floor_result;
 
-/* What the broker stores for one event of the scale phase's load: one of
- * 1,000,000 people (a case reference each) and housing always, social-care
- * for half; the id is looked up first, as every publish is. */
+/* One event of the scale phase's load: one of 1,000,000 people (a case
+ * reference each), to housing always and to social-care for half. */
 static bool put_scale_event(cb_txn *txn, uint64_t seq, const char *prefix, uint8_t *value, size_t size, uint64_t now_ms)
 {
-    char id[64], person[32], case_ref[32];
-    uint64_t mixed = seq * 0x9E3779B97F4A7C15ULL, person_no = (mixed >> 20) % 1000000, existing;
-    uint8_t found[CB_DIGEST_BYTES];
+    static const char *const recipients[] = {"housing", "social-care"};
+    uint64_t mixed = seq * 0x9E3779B97F4A7C15ULL;
+    char id[64];
     snprintf(id, sizeof id, "%s-%016llx", prefix, (unsigned long long)mixed);
-    snprintf(person, sizeof person, "nhs:9%09llu", (unsigned long long)person_no);
-    snprintf(case_ref, sizeof case_ref, "case-%07llu", (unsigned long long)person_no);
-    if (cb_store_find_id(txn, id, &existing, found))
-        return false;
-    memcpy(value, &seq, sizeof seq);
-    const char *keys[] = {person}, *recipients[] = {"housing", "social-care"};
-    cb_stored_event ev = {.seq = seq,
-                          .bytes = value,
-                          .len = size,
-                          .event_id = id,
-                          .person_keys = keys,
-                          .n_person_keys = 1,
-                          .from_agency = "health",
-                          .case_ref = case_ref,
-                          .recipients = recipients,
-                          .n_recipients = (mixed >> 63) ? 2 : 1};
-    cb_store_put_event(txn, &ev, now_ms);
-    return true;
+    return put_event(txn, seq, id, (mixed >> 20) % 1000000, recipients, (mixed >> 63) ? 2 : 1, value, size, now_ms);
 }
 
 /* Write n events of the scale shape after the store's last, in one commit. */
@@ -247,7 +236,6 @@ static bool commit_events(cb_store *st, uint64_t n, const char *prefix, uint8_t 
     uint64_t now = wall_ms();
     for (uint64_t i = 0; i < n; i++)
         if (!put_scale_event(txn, ++*seq, prefix, value, size, now)) {
-            fprintf(stderr, "cb-bench-lmdb: unexpected duplicate id\n");
             cb_txn_abort(&txn);
             return false;
         }
