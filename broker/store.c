@@ -29,14 +29,6 @@ static const char *const old_layout_names[] = {"ids", "persons", "cases"};
 #define DISK_ROOM_AT    (4ULL << 20)
 #define OVERFLOW_MARGIN 0.05 /* of the map: the gap before publishing resumes after an overflow */
 
-/* A composite key "part\0[part\0]seq", seq big-endian so that keys sharing
- * their parts sort by seq. Each part ends in a NUL, so one key's parts are
- * never a prefix of another's ("nhs:1\0" against "nhs:12\0"). */
-typedef struct {
-    uint8_t b[2 * (CB_KEY_MAX + 1) + 8];
-    size_t len;
-} key_buf;
-
 /* Bytes the store's filesystem has available to us; UINT64_MAX if unknown. */
 static uint64_t disk_available(const cb_store *s)
 {
@@ -91,27 +83,12 @@ static MDB_val str_val(const char *s)
     return val(s, n);
 }
 
-static bool key_add(key_buf *k, const char *part)
+/* A queue's or the parked entries' key: (agency, seq), so one agency's
+ * entries are one range in seq order (keys.h). An over-long agency is a
+ * caller bug; it fails the txn the way LMDB fails an over-long key. */
+static bool entry_key(cb_txn *txn, const char *step, cb_key *k, const char *agency, uint64_t seq)
 {
-    size_t n = strlen(part);
-    assert(n <= CB_KEY_MAX);
-    if (n > CB_KEY_MAX) /* without asserts, refuse rather than overflow k */
-        return false;
-    memcpy(k->b + k->len, part, n + 1);
-    k->len += n + 1;
-    return true;
-}
-
-/* Build "a\0seq", or "a\0b\0seq" when b is given. An over-long part is a caller
- * bug; it fails the txn the way LMDB fails an over-long key. */
-static bool key_make(cb_txn *txn, const char *step, key_buf *k, const char *a, const char *b, uint64_t seq)
-{
-    k->len = 0;
-    if (!key_add(k, a) || (b && !key_add(k, b)))
-        return cb_st_fail(txn, MDB_BAD_VALSIZE, step);
-    be64_put(k->b + k->len, seq);
-    k->len += 8;
-    return true;
+    return cb_key_make(k, "SQ", agency, seq) || cb_st_fail(txn, MDB_BAD_VALSIZE, step);
 }
 
 static bool db_get(cb_txn *txn, int db, MDB_val key, MDB_val *out, const char *step)
@@ -143,19 +120,22 @@ static bool db_del(cb_txn *txn, int db, MDB_val key, const char *step)
 
 typedef bool (*row_fn)(cb_txn *txn, void *arg, uint64_t seq, MDB_val data);
 
-/* Call fn for each key that shares from's parts, from from's seq upwards,
- * until fn returns false. */
-static void db_scan(cb_txn *txn, int db, const key_buf *from, row_fn fn, void *arg, const char *step)
+/* Call fn for each (agency, seq) key of from's agency, from from's seq
+ * upwards, until fn returns false. */
+static void db_scan(cb_txn *txn, int db, const char *agency, const cb_key *from, row_fn fn, void *arg, const char *step)
 {
     MDB_cursor *c;
-    if (!txn_ok(txn) || !cb_st_check(txn, mdb_cursor_open(txn->txn, txn->store->dbi[db], &c), step))
+    cb_key prefix;
+    if (!txn_ok(txn) || !cb_key_make(&prefix, "S", agency) ||
+        !cb_st_check(txn, mdb_cursor_open(txn->txn, txn->store->dbi[db], &c), step))
         return;
-    size_t prefix = from->len - 8;
     MDB_val k = val(from->b, from->len), data;
     int rc = mdb_cursor_get(c, &k, &data, MDB_SET_RANGE);
+    const char *part;
+    uint64_t seq;
     for (; rc == 0; rc = mdb_cursor_get(c, &k, &data, MDB_NEXT))
-        if (k.mv_size != from->len || memcmp(k.mv_data, from->b, prefix) != 0 ||
-            !fn(txn, arg, be64_get((const uint8_t *)k.mv_data + prefix), data) || !txn_ok(txn))
+        if (!cb_key_has_prefix(k.mv_data, k.mv_size, &prefix) ||
+            !cb_key_parse(k.mv_data, k.mv_size, "SQ", &part, &seq) || !fn(txn, arg, seq, data) || !txn_ok(txn))
             break;
     /* If fn failed the txn, LMDB freed a write txn's cursors in the abort;
      * a read txn's cursor is still ours to close. */
@@ -167,7 +147,7 @@ static void db_scan(cb_txn *txn, int db, const key_buf *from, row_fn fn, void *a
 
 static void entry_encode(uint8_t b[ENTRY_BYTES], const cb_queue_entry *e)
 {
-    be64_put(b, e->enqueued_ms);
+    cb_be64_put(b, e->enqueued_ms);
     for (int i = 0; i < 4; i++)
         b[8 + i] = (uint8_t)(e->attempts >> (24 - 8 * i));
 }
@@ -178,7 +158,7 @@ static bool entry_decode(cb_txn *txn, MDB_val data, uint64_t seq, cb_queue_entry
         return cb_st_fail(txn, MDB_CORRUPTED, "read queue entry");
     const uint8_t *b = data.mv_data;
     e->seq = seq;
-    e->enqueued_ms = be64_get(b);
+    e->enqueued_ms = cb_be64_get(b);
     e->attempts = (uint32_t)b[8] << 24 | (uint32_t)b[9] << 16 | (uint32_t)b[10] << 8 | b[11];
     return true;
 }
@@ -459,7 +439,7 @@ uint64_t cb_store_last_seq(cb_txn *txn)
         return 0;
     if (rc == 0 && k.mv_size != 8)
         rc = MDB_CORRUPTED;
-    return cb_st_check(txn, rc, "find last event") ? be64_get(k.mv_data) : 0;
+    return cb_st_check(txn, rc, "find last event") ? cb_be64_get(k.mv_data) : 0;
 }
 
 uint64_t cb_store_event_count(cb_txn *txn)
@@ -474,7 +454,7 @@ uint64_t cb_store_hash(const cb_store *store, const void *key, size_t len)
 {
     uint8_t h[crypto_shorthash_BYTES];
     crypto_shorthash(h, key, len, store->hash_key);
-    return be64_get(h);
+    return cb_be64_get(h);
 }
 
 static uint64_t str_hash(const cb_store *store, const char *a, const char *b)
@@ -538,12 +518,12 @@ bool cb_store_find_id(cb_txn *txn, const char *event_id, uint64_t *seq, uint8_t 
 
 void cb_store_put_event(cb_txn *txn, const cb_stored_event *ev, uint64_t now_ms)
 {
-    uint8_t k[8];
+    cb_key k;
     cb_queue_entry entry = {.seq = ev->seq, .enqueued_ms = now_ms};
-    be64_put(k, ev->seq);
+    cb_key_make(&k, "Q", ev->seq);
     /* Every seq is above the last: appending leaves full pages behind,
      * where a plain put splits each page in half and never fills it again. */
-    db_put_flags(txn, DB_EVENTS, val(k, 8), val(ev->bytes, ev->len), MDB_APPEND, "put event");
+    db_put_flags(txn, DB_EVENTS, val(k.b, k.len), val(ev->bytes, ev->len), MDB_APPEND, "put event");
     txn->put_since_room += ev->len + 64 * (1 + ev->n_person_keys + ev->n_recipients);
     cb_store_index_add(txn, CB_INDEX_IDS, str_hash(txn->store, ev->event_id, NULL), ev->seq);
     for (size_t i = 0; i < ev->n_person_keys; i++)
@@ -556,10 +536,10 @@ void cb_store_put_event(cb_txn *txn, const cb_stored_event *ev, uint64_t now_ms)
 
 bool cb_store_get_event(cb_txn *txn, uint64_t seq, const uint8_t **bytes, size_t *len)
 {
-    uint8_t k[8];
+    cb_key k;
     MDB_val data;
-    be64_put(k, seq);
-    if (!db_get(txn, DB_EVENTS, val(k, 8), &data, "read event"))
+    cb_key_make(&k, "Q", seq);
+    if (!db_get(txn, DB_EVENTS, val(k.b, k.len), &data, "read event"))
         return false;
     *bytes = data.mv_data;
     *len = data.mv_size;
@@ -592,9 +572,9 @@ static bool visit_entry(cb_txn *txn, void *arg, uint64_t seq, MDB_val data)
 
 static void entry_scan(cb_txn *txn, int db, const char *agency, uint64_t after, row_fn fn, void *arg, const char *step)
 {
-    key_buf k;
-    if (after < UINT64_MAX && key_make(txn, step, &k, agency, NULL, after + 1))
-        db_scan(txn, db, &k, fn, arg, step);
+    cb_key k;
+    if (after < UINT64_MAX && entry_key(txn, step, &k, agency, after + 1))
+        db_scan(txn, db, agency, &k, fn, arg, step);
 }
 
 void cb_store_queue_scan(cb_txn *txn, const char *agency, uint64_t after, cb_entry_fn fn, void *arg)
@@ -611,9 +591,9 @@ void cb_store_parked_scan(cb_txn *txn, const char *agency, uint64_t after, cb_en
 
 static bool entry_get(cb_txn *txn, int db, const char *agency, uint64_t seq, cb_queue_entry *out, const char *step)
 {
-    key_buf k;
+    cb_key k;
     MDB_val data;
-    return key_make(txn, step, &k, agency, NULL, seq) && db_get(txn, db, val(k.b, k.len), &data, step) &&
+    return entry_key(txn, step, &k, agency, seq) && db_get(txn, db, val(k.b, k.len), &data, step) &&
            entry_decode(txn, data, seq, out);
 }
 
@@ -689,10 +669,10 @@ static void flush_counts(cb_txn *txn)
 /* Insert or overwrite; only an insert is counted. */
 static void entry_put(cb_txn *txn, int db, const char *agency, const cb_queue_entry *e, const char *step)
 {
-    key_buf k;
+    cb_key k;
     uint8_t b[ENTRY_BYTES];
     entry_encode(b, e);
-    if (!txn_ok(txn) || !key_make(txn, step, &k, agency, NULL, e->seq))
+    if (!txn_ok(txn) || !entry_key(txn, step, &k, agency, e->seq))
         return;
     MDB_val key = val(k.b, k.len), data = val(b, sizeof b);
     int rc = mdb_put(txn->txn, txn->store->dbi[db], &key, &data, MDB_NOOVERWRITE);
@@ -706,8 +686,8 @@ static void entry_put(cb_txn *txn, int db, const char *agency, const cb_queue_en
 
 static bool entry_del(cb_txn *txn, int db, const char *agency, uint64_t seq, const char *step)
 {
-    key_buf k;
-    bool deleted = key_make(txn, step, &k, agency, NULL, seq) && db_del(txn, db, val(k.b, k.len), step);
+    cb_key k;
+    bool deleted = entry_key(txn, step, &k, agency, seq) && db_del(txn, db, val(k.b, k.len), step);
     if (deleted)
         count_change(txn, db, agency, -1);
     return deleted;

@@ -7,6 +7,7 @@
 #include <lmdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include "keys.h"
 #include "store.h"
 
 /* The fixed databases. Each index also has IX_SLOTS databases of its own. */
@@ -124,20 +125,6 @@ struct cb_txn {
     cb_room room;
     uint64_t put_since_room;
 };
-
-static inline void be64_put(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
-}
-
-static inline uint64_t be64_get(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
 
 static inline MDB_val val(const void *p, size_t n)
 {

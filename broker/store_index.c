@@ -144,8 +144,8 @@ void cb_st_index_forget(cb_txn *txn)
 
 static void ix_key(uint8_t k[IX_KEY], uint64_t hash, uint64_t seq)
 {
-    be64_put(k, hash);
-    be64_put(k + 8, seq);
+    cb_be64_put(k, hash);
+    cb_be64_put(k + 8, seq);
 }
 
 /* ---- filters (the ids index only) */
@@ -276,12 +276,12 @@ static void filter_scan(cb_txn *txn, filter_writer *w, MDB_dbi dbi, uint64_t fro
     if (!cb_st_check(txn, mdb_cursor_open(txn->txn, dbi, &c), "write index filter"))
         return;
     uint8_t start[IX_KEY];
-    be64_put(start, from);
-    be64_put(start + 8, 0);
+    cb_be64_put(start, from);
+    cb_be64_put(start + 8, 0);
     MDB_val k = val(start, sizeof start), data;
     int rc = mdb_cursor_get(c, &k, &data, MDB_SET_RANGE);
     for (; rc == 0 && txn_ok(txn); rc = mdb_cursor_get(c, &k, &data, MDB_NEXT))
-        filter_add(txn, w, be64_get(k.mv_data));
+        filter_add(txn, w, cb_be64_get(k.mv_data));
     if (txn_ok(txn))
         mdb_cursor_close(c);
     if (rc != 0 && rc != MDB_NOTFOUND)
@@ -299,7 +299,7 @@ static filter_writer *merge_filter(cb_txn *txn, cb_index ix, ix_dir *d, const ix
     filter_begin(w, ix, m->out, blocks, txn->store->write_losses);
     uint8_t last[IX_KEY];
     if (slot_last(txn, ix, m->out, last)) {
-        uint32_t block = filter_block(be64_get(last), blocks);
+        uint32_t block = filter_block(cb_be64_get(last), blocks);
         filter_scan(txn, w, slot_dbi(txn, ix, m->out),
                     filter_block_start(block / FILTER_CHUNK_BLOCKS * FILTER_CHUNK_BLOCKS, blocks));
     }
@@ -341,8 +341,8 @@ static void filter_drop(cb_txn *txn, cb_index ix, ix_dir *d, unsigned slot)
 
 static void tail_key(uint8_t k[IX_KEY], uint64_t seq, uint64_t hash)
 {
-    be64_put(k, seq);
-    be64_put(k + 8, hash);
+    cb_be64_put(k, seq);
+    cb_be64_put(k + 8, hash);
 }
 
 static size_t table_at(uint64_t hash)
@@ -391,7 +391,7 @@ static tail_table *ids_table(cb_txn *txn, const ix_dir *d)
     MDB_val k, data;
     int rc = mdb_cursor_get(c, &k, &data, MDB_FIRST);
     for (; rc == 0 && k.mv_size == IX_KEY; rc = mdb_cursor_get(c, &k, &data, MDB_NEXT))
-        table_put(t, be64_get((const uint8_t *)k.mv_data + 8), be64_get(k.mv_data));
+        table_put(t, cb_be64_get((const uint8_t *)k.mv_data + 8), cb_be64_get(k.mv_data));
     mdb_cursor_close(c);
     if (rc != MDB_NOTFOUND) {
         t->built = false;
@@ -426,8 +426,8 @@ static bool scan_tail(cb_txn *txn, MDB_dbi dbi, uint64_t hash, cb_seq_fn fn, voi
     bool go_on = true;
     int rc = mdb_cursor_get(c, &k, &data, MDB_FIRST);
     for (; rc == 0 && go_on; rc = mdb_cursor_get(c, &k, &data, MDB_NEXT))
-        if (k.mv_size == IX_KEY && be64_get((const uint8_t *)k.mv_data + 8) == hash)
-            go_on = fn(arg, be64_get(k.mv_data));
+        if (k.mv_size == IX_KEY && cb_be64_get((const uint8_t *)k.mv_data + 8) == hash)
+            go_on = fn(arg, cb_be64_get(k.mv_data));
     mdb_cursor_close(c);
     if (rc != 0 && rc != MDB_NOTFOUND)
         return cb_st_check(txn, rc, "scan index tail");
@@ -450,9 +450,9 @@ static tail_table *reader_table(cb_txn *txn, cb_index ix, const ix_dir *d, uint6
         return NULL;
     MDB_val k, data;
     int rc = mdb_cursor_get(c, &k, &data, MDB_LAST);
-    *upto = rc == 0 && k.mv_size == IX_KEY ? be64_get(k.mv_data) : 0;
+    *upto = rc == 0 && k.mv_size == IX_KEY ? cb_be64_get(k.mv_data) : 0;
     rc = mdb_cursor_get(c, &k, &data, MDB_FIRST);
-    uint64_t first = rc == 0 && k.mv_size == IX_KEY ? be64_get(k.mv_data) : 0;
+    uint64_t first = rc == 0 && k.mv_size == IX_KEY ? cb_be64_get(k.mv_data) : 0;
     pthread_mutex_lock(&s->reader_tails_mu);
     if (!t->built || t->slot != d->tail || t->first_seq != first) {
         table_clear(t, d->tail, 0);
@@ -465,7 +465,7 @@ static tail_table *reader_table(cb_txn *txn, cb_index ix, const ix_dir *d, uint6
             rc = mdb_cursor_get(c, &k, &data, MDB_NEXT);
     }
     for (; rc == 0 && k.mv_size == IX_KEY && t->valid; rc = mdb_cursor_get(c, &k, &data, MDB_NEXT)) {
-        table_put(t, be64_get((const uint8_t *)k.mv_data + 8), be64_get(k.mv_data));
+        table_put(t, cb_be64_get((const uint8_t *)k.mv_data + 8), cb_be64_get(k.mv_data));
         memcpy(t->last, k.mv_data, IX_KEY);
     }
     mdb_cursor_close(c);
@@ -510,7 +510,7 @@ static bool seek_hash(cb_txn *txn, MDB_dbi dbi, uint64_t hash, cb_seq_fn fn, voi
     for (; rc == 0 && go_on; rc = mdb_cursor_get(c, &k, &data, MDB_NEXT)) {
         if (k.mv_size != IX_KEY || memcmp(k.mv_data, from, 8) != 0)
             break;
-        go_on = fn(arg, be64_get((const uint8_t *)k.mv_data + 8));
+        go_on = fn(arg, cb_be64_get((const uint8_t *)k.mv_data + 8));
     }
     mdb_cursor_close(c);
     if (rc != 0 && rc != MDB_NOTFOUND)
@@ -613,7 +613,7 @@ static void seal(cb_txn *txn, cb_index ix, ix_dir *d)
         for (size_t i = 0; i < n && txn_ok(txn); i++) {
             MDB_val key = val(keys[i], IX_KEY), none = val("", 0);
             if (cb_st_check(txn, mdb_cursor_put(c, &key, &none, MDB_APPEND), "seal index tail") && filtered(ix))
-                filter_add(txn, w, be64_get(keys[i]));
+                filter_add(txn, w, cb_be64_get(keys[i]));
         }
         if (txn_ok(txn))
             mdb_cursor_close(c);
@@ -740,7 +740,7 @@ static uint64_t merge_step(cb_txn *txn, cb_index ix, ix_dir *d, ix_merge *m, uin
         if (!cb_st_check(txn, mdb_cursor_put(out, &k, &data, MDB_APPEND), "merge index runs"))
             break;
         if (filter)
-            filter_add(txn, filter, be64_get(last));
+            filter_add(txn, filter, cb_be64_get(last));
         written++;
         int rc = mdb_cursor_get(src[best], &key[best], &data, MDB_NEXT);
         live[best] = rc == 0;
