@@ -10,6 +10,7 @@
 #include <sys/statvfs.h>
 #include <sodium.h>
 #include <stdio.h>
+#include "cb_check.h"
 #include "cb_wire.h"
 
 static const char *const fixed_names[DB_FIXED] = {"events", "queue", "parked", "meta", "filters"};
@@ -181,6 +182,8 @@ static int open_databases(cb_store *s, const char **step)
         }
     for (int i = 0; i < DB_FIXED && rc == 0; i++)
         rc = mdb_dbi_open(txn, fixed_names[i], MDB_CREATE, &s->dbi[i]);
+    for (size_t i = 0; i < s->n_spaces && rc == 0; i++)
+        rc = mdb_dbi_open(txn, s->spaces[i], MDB_CREATE, &s->space_dbi[i]);
     for (int ix = 0; ix < CB_INDEX_COUNT && rc == 0; ix++)
         for (int slot = 0; slot < IX_SLOTS && rc == 0; slot++) {
             char name[32];
@@ -214,7 +217,8 @@ static bool env_open(cb_store *s, cb_error *err)
     }
     step = "create environment";
     /* Room for the old layout's names too, so they can be looked for. */
-    if ((rc = mdb_env_create(&s->env)) != 0 || (rc = mdb_env_set_maxdbs(s->env, IX_DB_COUNT + 4)) != 0 ||
+    if ((rc = mdb_env_create(&s->env)) != 0 ||
+        (rc = mdb_env_set_maxdbs(s->env, IX_DB_COUNT + CB_KEYSPACES_MAX + 4)) != 0 ||
         (rc = mdb_env_set_mapsize(s->env, (size_t)s->map_bytes)) != 0)
         goto fail;
     /* Default flags: every write commit is fdatasync'ed before it returns.
@@ -233,12 +237,30 @@ fail:
     return false;
 }
 
-cb_store *cb_store_open(const char *dir, uint64_t map_bytes, double publish_fraction, cb_error *err)
+cb_store *cb_store_open_with(const char *dir, uint64_t map_bytes, double publish_fraction, const char *const *keyspaces,
+                             size_t n_keyspaces, cb_error *err)
 {
+    bool named = n_keyspaces <= CB_KEYSPACES_MAX;
+    for (size_t i = 0; named && i < n_keyspaces; i++)
+        named = keyspaces[i][0] && strlen(keyspaces[i]) <= 32 && cb_printable(keyspaces[i]);
+    if (!named) {
+        cb_fail(err, CB_STORE_UNAVAILABLE, "open store: at most %d keyspaces, each named by 1 to 32 printable bytes",
+                CB_KEYSPACES_MAX);
+        return NULL;
+    }
     cb_store *s = calloc(1, sizeof *s);
-    if (s)
-        s->dir = strdup(dir);
-    if (!s || !s->dir) {
+    bool made = s && (s->dir = strdup(dir)) != NULL;
+    for (; made && s->n_spaces < n_keyspaces; s->n_spaces++) {
+        const char *name = keyspaces[s->n_spaces];
+        made = (s->spaces[s->n_spaces] = malloc(strlen(name) + 4)) != NULL;
+        if (made)
+            sprintf(s->spaces[s->n_spaces], "ks.%s", name);
+    }
+    if (!made) {
+        for (size_t i = 0; s && i < s->n_spaces; i++)
+            free(s->spaces[i]);
+        if (s)
+            free(s->dir);
         free(s);
         cb_fail(err, CB_STORE_UNAVAILABLE, "open store: %s", strerror(ENOMEM));
         return NULL;
@@ -254,6 +276,11 @@ cb_store *cb_store_open(const char *dir, uint64_t map_bytes, double publish_frac
     s->reserve_target = s->map_bytes / 8 < RESERVE_MAX ? s->map_bytes / 8 : RESERVE_MAX;
     cb_store_grow_reserve(s, s->reserve_target);
     return s;
+}
+
+cb_store *cb_store_open(const char *dir, uint64_t map_bytes, double publish_fraction, cb_error *err)
+{
+    return cb_store_open_with(dir, map_bytes, publish_fraction, NULL, 0, err);
 }
 
 /* Where LMDB's pages end and where the file ends, in bytes. */
@@ -311,6 +338,8 @@ void cb_store_destroy(cb_store **store_p)
     mdb_env_close(s->env);
     pthread_rwlock_destroy(&s->env_lock);
     pthread_mutex_destroy(&s->reader_tails_mu);
+    for (size_t i = 0; i < s->n_spaces; i++)
+        free(s->spaces[i]);
     free(s->dir);
     free(s);
     *store_p = NULL;
@@ -842,4 +871,62 @@ bool cb_store_meta_get(cb_txn *txn, const char *name, void *buf, size_t cap, siz
 void cb_store_meta_put(cb_txn *txn, const char *name, const void *buf, size_t len)
 {
     db_put(txn, DB_META, str_val(name), val(buf, len), "put meta");
+}
+
+/* ---- keyspaces */
+
+static MDB_dbi space(const cb_txn *txn, cb_keyspace ks)
+{
+    assert(ks < txn->store->n_spaces);
+    return txn->store->space_dbi[ks];
+}
+
+bool cb_kv_get(cb_txn *txn, cb_keyspace ks, const void *key, size_t key_len, const uint8_t **val_out, size_t *len)
+{
+    if (!txn_ok(txn))
+        return false;
+    MDB_val k = val(key, key_len), v;
+    int rc = mdb_get(txn->txn, space(txn, ks), &k, &v);
+    if (rc == MDB_NOTFOUND || !cb_st_check(txn, rc, "read keyspace"))
+        return false;
+    *val_out = v.mv_data;
+    *len = v.mv_size;
+    return true;
+}
+
+void cb_kv_put(cb_txn *txn, cb_keyspace ks, const void *key, size_t key_len, const void *data, size_t len)
+{
+    if (!txn_ok(txn))
+        return;
+    MDB_val k = val(key, key_len), v = val(data, len);
+    if (cb_st_check(txn, mdb_put(txn->txn, space(txn, ks), &k, &v, 0), "write keyspace"))
+        txn->put_since_room += key_len + len + 16;
+}
+
+bool cb_kv_del(cb_txn *txn, cb_keyspace ks, const void *key, size_t key_len)
+{
+    if (!txn_ok(txn))
+        return false;
+    MDB_val k = val(key, key_len);
+    int rc = mdb_del(txn->txn, space(txn, ks), &k, NULL);
+    return rc != MDB_NOTFOUND && cb_st_check(txn, rc, "delete from keyspace");
+}
+
+void cb_kv_scan(cb_txn *txn, cb_keyspace ks, const void *prefix, size_t prefix_len, const void *from, size_t from_len,
+                cb_kv_fn fn, void *arg)
+{
+    MDB_cursor *c;
+    if (!txn_ok(txn) || !cb_st_check(txn, mdb_cursor_open(txn->txn, space(txn, ks), &c), "scan keyspace"))
+        return;
+    MDB_val k = from ? val(from, from_len) : val(prefix, prefix_len), v;
+    int rc = k.mv_size ? mdb_cursor_get(c, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(c, &k, &v, MDB_FIRST);
+    for (; rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT))
+        if (k.mv_size < prefix_len || memcmp(k.mv_data, prefix, prefix_len) != 0 ||
+            !fn(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size) || !txn_ok(txn))
+            break;
+    /* If fn failed the txn, LMDB freed a write txn's cursors in the abort. */
+    if (txn->txn || !txn->write)
+        mdb_cursor_close(c);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        cb_st_fail(txn, rc, "scan keyspace");
 }

@@ -8,6 +8,7 @@
  *   parked   agency + 0 + seq              -> enqueued_ms(u64) attempts(u32)
  *   meta     name                          -> bytes (with each agency's queue
  *                                             counts and the index directories)
+ *   ks.NAME  the callers' keyspaces (below): keys and values of their own
  * and three layered indexes (store_index.c), each of (hash, seq) entries:
  *   ids      hash(event_id)
  *   persons  hash(person key: "nhs:..", "chi:..", "local:sys:val")
@@ -53,6 +54,11 @@ typedef struct {
  * publish_fraction of the map, keeping headroom for deletes. NULL with err set
  * (code STORE_UNAVAILABLE, reason naming the step) on failure. */
 cb_store *cb_store_open(const char *dir, uint64_t map_bytes, double publish_fraction, cb_error *err);
+/* The same, with keyspaces of the caller's own (below), named by
+ * n_keyspaces names of at most 32 printable bytes. */
+#define CB_KEYSPACES_MAX 16
+cb_store *cb_store_open_with(const char *dir, uint64_t map_bytes, double publish_fraction, const char *const *keyspaces,
+                             size_t n_keyspaces, cb_error *err);
 void cb_store_destroy(cb_store **store_p);
 
 /* Close and reopen the environment after a failed commit or sync, so nothing
@@ -197,5 +203,28 @@ cb_room cb_store_room(cb_txn *txn);
  * most cap bytes and sets *len to the stored length. */
 bool cb_store_meta_get(cb_txn *txn, const char *name, void *buf, size_t cap, size_t *len);
 void cb_store_meta_put(cb_txn *txn, const char *name, const void *buf, size_t len);
+
+/* ---- keyspaces: databases for the modules beside the store
+ *
+ * A module that keeps records of its own (flags, deadlines, outcomes) names
+ * its keyspaces when the store is opened and reads and writes them here, in
+ * the same transactions as everything else: keys made with keys.h, values
+ * its own bytes. A keyspace is the position of its name in the list given
+ * to cb_store_open_with. The store adds nothing to them and reads nothing of
+ * them. Failures are the transaction's sticky error, as everywhere. */
+
+typedef unsigned cb_keyspace;
+
+/* True with the value (valid until the transaction ends) when key is there. */
+bool cb_kv_get(cb_txn *txn, cb_keyspace ks, const void *key, size_t key_len, const uint8_t **val, size_t *len);
+/* Insert or overwrite. */
+void cb_kv_put(cb_txn *txn, cb_keyspace ks, const void *key, size_t key_len, const void *val, size_t len);
+/* True when there was one to delete. */
+bool cb_kv_del(cb_txn *txn, cb_keyspace ks, const void *key, size_t key_len);
+/* Each entry whose key begins with prefix, in key order from the first at
+ * or after from (NULL: from the prefix), until fn returns false. */
+typedef bool (*cb_kv_fn)(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val, size_t len);
+void cb_kv_scan(cb_txn *txn, cb_keyspace ks, const void *prefix, size_t prefix_len, const void *from, size_t from_len,
+                cb_kv_fn fn, void *arg);
 
 #endif

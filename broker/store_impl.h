@@ -77,6 +77,9 @@ typedef struct {
 struct cb_store {
     MDB_env *env; /* NULL after a failed reopen */
     MDB_dbi dbi[IX_DB_COUNT];
+    char *spaces[CB_KEYSPACES_MAX]; /* the callers' keyspaces: "ks.<name>" */
+    MDB_dbi space_dbi[CB_KEYSPACES_MAX];
+    size_t n_spaces;
     char *dir;
     uint64_t map_bytes;
     double publish_fraction;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <sodium.h>
 
+#include "keys.h"
 #include "store.h"
 
 #define BIG_MAP  (64ull << 20)
@@ -880,6 +881,93 @@ static void test_readers_table_of_the_tail_keeps_to_each_snapshot(void **state)
     assert_ids_found(f, 40000, false);
 }
 
+/* ---- keyspaces */
+
+typedef struct {
+    uint64_t seqs[8];
+    size_t n;
+} seen_keys;
+
+static bool collect_key(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val, size_t len)
+{
+    seen_keys *s = arg;
+    const char *agency;
+    uint64_t seq;
+    assert_true(cb_key_parse(key, key_len, "SQ", &agency, &seq));
+    assert_int_equal(len, 1);
+    assert_int_equal(val[0], (uint8_t)seq);
+    s->seqs[s->n++] = seq;
+    return s->n < sizeof s->seqs / sizeof s->seqs[0];
+}
+
+static void put_keyed(cb_txn *txn, cb_keyspace ks, const char *agency, uint64_t seq)
+{
+    cb_key k;
+    uint8_t v = (uint8_t)seq;
+    assert_true(cb_key_make(&k, "SQ", agency, seq));
+    cb_kv_put(txn, ks, k.b, k.len, &v, 1);
+}
+
+/* A caller's keyspaces: put, get, delete, a prefix scan in key order from a
+ * point, each its own (one keyspace's keys are not another's), and kept
+ * across a reopen. */
+static void test_keyspaces_of_the_callers_own(void **state)
+{
+    fixture *f = *state;
+    cb_test_store_close(&f->t);
+    assert_true(cb_test_mkdtemp(f->t.root, sizeof f->t.root));
+    snprintf(f->t.dir, sizeof f->t.dir, "%s/db", f->t.root);
+    const char *spaces[] = {"flags", "deadlines"};
+    cb_error err = {0};
+    f->t.store = cb_store_open_with(f->t.dir, BIG_MAP, 0.9, spaces, 2, &err);
+    assert_non_null(f->t.store);
+    enum { FLAGS, DEADLINES };
+
+    cb_txn *txn = begin(f, true);
+    put_keyed(txn, FLAGS, "housing", 300);
+    put_keyed(txn, FLAGS, "housing", 2);
+    put_keyed(txn, FLAGS, "housing-options", 1); /* shares housing's bytes, not its parts */
+    put_keyed(txn, FLAGS, "health", 7);
+    put_keyed(txn, DEADLINES, "housing", 5);
+    commit_ok(&txn);
+
+    assert_true(cb_store_reopen(f->t.store, &err));
+    txn = begin(f, true);
+    cb_key prefix, from;
+    assert_true(cb_key_make(&prefix, "S", "housing"));
+    seen_keys seen = {0};
+    cb_kv_scan(txn, FLAGS, prefix.b, prefix.len, NULL, 0, collect_key, &seen);
+    assert_int_equal(seen.n, 2);
+    assert_int_equal(seen.seqs[0], 2);
+    assert_int_equal(seen.seqs[1], 300);
+    assert_true(cb_key_make(&from, "SQ", "housing", (uint64_t)3));
+    seen.n = 0;
+    cb_kv_scan(txn, FLAGS, prefix.b, prefix.len, from.b, from.len, collect_key, &seen);
+    assert_int_equal(seen.n, 1);
+    assert_int_equal(seen.seqs[0], 300);
+    seen.n = 0;
+    cb_kv_scan(txn, DEADLINES, prefix.b, prefix.len, NULL, 0, collect_key, &seen);
+    assert_int_equal(seen.n, 1);
+    assert_int_equal(seen.seqs[0], 5);
+
+    cb_key k;
+    const uint8_t *v;
+    size_t len;
+    assert_true(cb_key_make(&k, "SQ", "health", (uint64_t)7));
+    assert_true(cb_kv_get(txn, FLAGS, k.b, k.len, &v, &len));
+    assert_int_equal(len, 1);
+    assert_int_equal(v[0], 7);
+    assert_false(cb_kv_get(txn, DEADLINES, k.b, k.len, &v, &len));
+    assert_true(cb_kv_del(txn, FLAGS, k.b, k.len));
+    assert_false(cb_kv_del(txn, FLAGS, k.b, k.len));
+    assert_false(cb_kv_get(txn, FLAGS, k.b, k.len, &v, &len));
+    commit_ok(&txn);
+
+    const char *bad[] = {""};
+    assert_null(cb_store_open_with(f->t.dir, BIG_MAP, 0.9, bad, 1, &err));
+    assert_int_equal(err.code, CB_STORE_UNAVAILABLE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -906,6 +994,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_layered_index_finds_everything_through_merges, setup, teardown),
         cmocka_unit_test_setup_teardown(test_layered_index_merge_resumes_after_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readers_table_of_the_tail_keeps_to_each_snapshot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keyspaces_of_the_callers_own, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
