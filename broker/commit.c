@@ -312,11 +312,6 @@ static void committed(cb_commit *c, cb_batch *b)
     }
 }
 
-static bool has_work(const cb_commit *c, const cb_batch *b)
-{
-    return cb_batch_has_input(b) || c->n_released || cb_delivery_has_work(c->delivery, b->now_ms);
-}
-
 static void commit_batch(cb_commit *c, cb_batch *b)
 {
     cb_error err = {0};
@@ -402,7 +397,7 @@ void cb_commit_batch(cb_commit *c, cb_batch *b)
     b->exit_status = 0;
     judge_acks(c, b);
     apply_lane_ops(c, b);
-    if (has_work(c, b)) {
+    if (cb_batch_has_input(b) || cb_commit_has_work(c, b->now_ms)) {
         commit_batch(c, b);
         c->n_released = 0; /* given back, or after a failed commit left counted: the safe side */
     }
