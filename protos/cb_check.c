@@ -1,10 +1,10 @@
 #include "cb_check.h"
 
-#include "cb_json.h"
-
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "cb_fields.h"
 
 /* Eight bytes at a time while they are all ASCII: nearly every string an
  * agency sends is, and this check runs over every byte of every event. */
@@ -61,66 +61,23 @@ bool cb_printable(const char *s)
     return cb_utf8_valid(s, (size_t)(c - (const unsigned char *)s));
 }
 
-/* Depth-first over every string field. With a path buffer, `path` grows as
- * we descend and is restored on the way back up, so on failure it names the
- * bad field; without one (NULL) nothing is formatted: the common, valid case
- * runs that way and only a failure is walked again to name the field. */
-static bool check_message(const ProtobufCMessage *m, char *path, size_t cap, size_t used)
+static bool string_valid(void *arg, const ProtobufCFieldDescriptor *fd, const void *value, const char *path)
 {
-    const ProtobufCMessageDescriptor *d = m->descriptor;
-    for (unsigned f = 0; f < d->n_fields; f++) {
-        const ProtobufCFieldDescriptor *fd = &d->fields[f];
-        if (fd->type != PROTOBUF_C_TYPE_STRING && fd->type != PROTOBUF_C_TYPE_MESSAGE)
-            continue;
-        const char *base = (const char *)m;
-        if (fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
-            uint32_t which = *(const uint32_t *)(base + fd->quantifier_offset);
-            if (which != fd->id)
-                continue;
-        }
-        size_t n = 1;
-        const void *const *items = (const void *const *)(base + fd->offset);
-        if (fd->label == PROTOBUF_C_LABEL_REPEATED) {
-            n = *(const size_t *)(base + fd->quantifier_offset);
-            items = *(const void *const *const *)(base + fd->offset);
-        }
-        for (size_t i = 0; i < n; i++) {
-            const void *item = items[i];
-            if (!item)
-                continue;
-            if (!path) {
-                if (fd->type == PROTOBUF_C_TYPE_STRING ? !cb_utf8_valid(item, strlen(item))
-                                                       : !check_message(item, NULL, 0, 0))
-                    return false;
-                continue;
-            }
-            char name[128];
-            cb_json_field_name(fd->name, name, sizeof name);
-            int w = fd->label == PROTOBUF_C_LABEL_REPEATED
-                        ? snprintf(path + used, cap - used, "%s%s[%zu]", used ? "." : "", name, i)
-                        : snprintf(path + used, cap - used, "%s%s", used ? "." : "", name);
-            size_t next = w < 0 ? used : used + (size_t)w >= cap ? cap - 1 : used + (size_t)w;
-            if (fd->type == PROTOBUF_C_TYPE_STRING) {
-                if (!cb_utf8_valid(item, strlen(item)))
-                    return false;
-            } else if (!check_message(item, path, cap, next)) {
-                return false;
-            }
-            path[used] = '\0';
-        }
-    }
-    return true;
+    (void)arg, (void)path;
+    const char *str = fd->type == PROTOBUF_C_TYPE_STRING ? *(const char *const *)value : NULL;
+    return !str || cb_utf8_valid(str, strlen(str));
 }
 
+/* The common, valid case walks without formatting paths; only a failure
+ * is walked again to name the field. */
 bool cb_check_utf8(const ProtobufCMessage *m, char *path, size_t cap)
 {
-    if (check_message(m, NULL, 0, 0))
+    if (cb_fields_visit(m, NULL, 0, string_valid, NULL))
         return true;
     char none[1];
     if (cap == 0)
         path = none, cap = 1;
-    path[0] = '\0';
-    check_message(m, path, cap, 0);
+    cb_fields_visit(m, path, cap, string_valid, NULL);
     return false;
 }
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cb_check.h"
+#include "cb_fields.h"
 #include "google/protobuf/timestamp.pb-c.h"
 
 /* One conversion in progress. The path names the field being converted, so an
@@ -397,73 +398,14 @@ static json_t *value_to_json(walk *w, const ProtobufCFieldDescriptor *fd, const 
     return NULL;
 }
 
-/* proto3 leaves a singular field at its default off the wire; JSON follows suit. */
-static bool is_default(const ProtobufCFieldDescriptor *fd, const void *p)
-{
-    switch (fd->type) {
-    case PROTOBUF_C_TYPE_INT32:
-    case PROTOBUF_C_TYPE_SINT32:
-    case PROTOBUF_C_TYPE_SFIXED32:
-    case PROTOBUF_C_TYPE_UINT32:
-    case PROTOBUF_C_TYPE_FIXED32:
-    case PROTOBUF_C_TYPE_ENUM: return *(const uint32_t *)p == 0;
-    case PROTOBUF_C_TYPE_INT64:
-    case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64:
-    case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64: return *(const uint64_t *)p == 0;
-    case PROTOBUF_C_TYPE_FLOAT: return *(const float *)p == 0;
-    case PROTOBUF_C_TYPE_DOUBLE: return *(const double *)p == 0;
-    case PROTOBUF_C_TYPE_BOOL: return !*(const protobuf_c_boolean *)p;
-    case PROTOBUF_C_TYPE_STRING: return !*(const char *const *)p || !**(const char *const *)p;
-    case PROTOBUF_C_TYPE_BYTES: return ((const ProtobufCBinaryData *)p)->len == 0;
-    case PROTOBUF_C_TYPE_MESSAGE: return !*(const void *const *)p;
-    }
-    return true;
-}
-
-/* Whether fd appears in the JSON. A oneof member that is set appears even at
- * its default, since which member is set is itself information; one whose
- * pointer is NULL is skipped, as protobuf-c's packer skips it. */
-static bool field_present(const ProtobufCFieldDescriptor *fd, const ProtobufCMessage *m)
-{
-    const char *base = (const char *)m;
-    const void *p = base + fd->offset;
-    if (fd->label == PROTOBUF_C_LABEL_REPEATED)
-        return *(const size_t *)(base + fd->quantifier_offset) > 0;
-    if (!(fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF))
-        return !is_default(fd, p);
-    if (*(const uint32_t *)(base + fd->quantifier_offset) != fd->id)
-        return false;
-    return (fd->type != PROTOBUF_C_TYPE_STRING && fd->type != PROTOBUF_C_TYPE_MESSAGE) || *(const void *const *)p;
-}
-
-static size_t value_size(ProtobufCType type)
-{
-    switch (type) {
-    case PROTOBUF_C_TYPE_INT64:
-    case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64:
-    case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-    case PROTOBUF_C_TYPE_DOUBLE: return 8;
-    case PROTOBUF_C_TYPE_STRING:
-    case PROTOBUF_C_TYPE_MESSAGE: return sizeof(void *);
-    case PROTOBUF_C_TYPE_BYTES: return sizeof(ProtobufCBinaryData);
-    case PROTOBUF_C_TYPE_BOOL: return sizeof(protobuf_c_boolean);
-    default: return 4;
-    }
-}
-
 static json_t *repeated_to_json(walk *w, const ProtobufCFieldDescriptor *fd, const ProtobufCMessage *m)
 {
-    const char *base = (const char *)m;
-    size_t n = *(const size_t *)(base + fd->quantifier_offset);
-    const char *items = *(const char *const *)(base + fd->offset);
+    const void *first;
+    size_t stride, n = cb_field_values(m, fd, &first, &stride);
     json_t *array = json_array();
     for (size_t i = 0; array && i < n; i++) {
         size_t old = path_index(w, i);
-        json_t *v = value_to_json(w, fd, items + i * value_size(fd->type));
+        json_t *v = value_to_json(w, fd, (const char *)first + i * stride);
         if (json_array_append_new(array, v) != 0) {
             json_decref(array);
             return NULL;
@@ -495,7 +437,7 @@ static json_t *message_to_json(walk *w, const ProtobufCMessage *m)
         return timestamp_to_json(w, (const Google__Protobuf__Timestamp *)m);
     json_t *obj = json_object();
     for (unsigned i = 0; obj && i < d->n_fields; i++) {
-        if (field_present(&d->fields[i], m) && !field_to_json(w, &d->fields[i], m, obj)) {
+        if (cb_field_present(m, &d->fields[i]) && !field_to_json(w, &d->fields[i], m, obj)) {
             json_decref(obj);
             return NULL;
         }
@@ -780,7 +722,7 @@ static bool repeated_from_json(walk *w, const ProtobufCFieldDescriptor *fd, cons
 {
     if (!json_is_array(j))
         return fail_type(w, "an array");
-    size_t n = json_array_size(j), size = value_size(fd->type);
+    size_t n = json_array_size(j), size = cb_field_value_size(fd->type);
     if (n == 0)
         return true;
     char *items = calloc(n, size);

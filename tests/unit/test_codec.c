@@ -15,6 +15,7 @@
 #include "carebridge.pb-c.h"
 #include "cb_arena.h"
 #include "cb_check.h"
+#include "cb_fields.h"
 #include "cb_codec.h"
 
 typedef Carebridge__V1__Envelope Envelope;
@@ -818,6 +819,73 @@ static void test_check_utf8_path_truncates_to_cap(void **state)
     assert_false(cb_check_utf8(&s.env.base, NULL, 0));
 }
 
+/* -------------------------------------------------- cb_fields: presence and the visit */
+
+typedef struct {
+    char paths[64][64];
+    size_t n;
+    const char *stop_at; /* a path to stop at, or NULL */
+} seen_paths;
+
+static bool record_path(void *arg, const ProtobufCFieldDescriptor *fd, const void *value, const char *path)
+{
+    (void)fd, (void)value;
+    seen_paths *s = arg;
+    assert_non_null(path);
+    assert_true(s->n < 64);
+    snprintf(s->paths[s->n++], sizeof s->paths[0], "%s", path);
+    return !s->stop_at || strcmp(path, s->stop_at) != 0;
+}
+
+static bool seen(const seen_paths *s, const char *path)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->paths[i], path) == 0)
+            return true;
+    return false;
+}
+
+/* Every present value, a message before what is inside it, by JSON path; an
+ * absent field (a string left empty, a number at zero, an unchosen oneof
+ * member) is not visited, a chosen one at its default is. */
+static void test_fields_visit_every_present_value(void **state)
+{
+    (void)state;
+    sample s;
+    sample_init(&s, "ev-visit");
+    s.env.case_ref = "";
+    seen_paths v = {0};
+    char path[128];
+    assert_true(cb_fields_visit(&s.env.base, path, sizeof path, record_path, &v));
+    assert_string_equal(v.paths[0], "eventId");
+    assert_true(seen(&v, "person"));
+    assert_true(seen(&v, "person.localIds[0].system"));
+    assert_true(seen(&v, "toAgencies[1]"));
+    assert_true(seen(&v, "occurredAt.nanos"));
+    assert_true(seen(&v, "referral.risks[0].level"));
+    assert_false(seen(&v, "caseRef"));
+    assert_false(seen(&v, "correlationId"));
+    assert_false(seen(&v, "discharge"));
+    size_t person = 0, nhs = 0;
+    for (size_t i = 0; i < v.n; i++) {
+        person = strcmp(v.paths[i], "person") == 0 ? i : person;
+        nhs = strcmp(v.paths[i], "person.nhsNumber") == 0 ? i : nhs;
+    }
+    assert_true(person < nhs);
+
+    /* Stopped, it says so, and the path names where. */
+    seen_paths stop = {.stop_at = "referral.contact.name"};
+    assert_false(cb_fields_visit(&s.env.base, path, sizeof path, record_path, &stop));
+    assert_string_equal(path, "referral.contact.name");
+
+    Carebridge__V1__Referral empty = CAREBRIDGE__V1__REFERRAL__INIT;
+    s.env.referral = &empty; /* chosen, though all of it is at its default */
+    assert_true(cb_field_present(&s.env.base, protobuf_c_message_descriptor_get_field_by_name(
+                                                  &carebridge__v1__envelope__descriptor, "referral")));
+    assert_false(cb_field_present(&s.env.base, protobuf_c_message_descriptor_get_field_by_name(
+                                                   &carebridge__v1__envelope__descriptor, "discharge")));
+}
+
 /* ---- the wire read before protobuf-c: NULs, messages given in parts, and naming
  * where bytes stop decoding. Frames are built by hand as an encoder that is
  * not protobuf-c may send them (two serialised messages laid end to end). */
@@ -1128,6 +1196,7 @@ int main(void)
         cmocka_unit_test(test_body_name_of_a_decoded_envelope),
         cmocka_unit_test(test_check_utf8_path_uses_json_names),
         cmocka_unit_test(test_check_utf8_path_truncates_to_cap),
+        cmocka_unit_test(test_fields_visit_every_present_value),
         cmocka_unit_test(test_wire_nul_in_a_string_is_refused_by_name),
         cmocka_unit_test(test_wire_invalid_utf8_is_refused_by_name),
         cmocka_unit_test(test_wire_a_oneof_message_given_in_two_parts_is_merged),
