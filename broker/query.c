@@ -1,5 +1,7 @@
 #include "query.h"
 
+#include "handoff.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +9,7 @@
 #include "cb_check.h"
 #include "cb_codec.h"
 #include "clock.h"
+#include "handoff.h"
 #include "intake.h"
 
 #define PARKED_SHOWN 10
@@ -203,51 +206,39 @@ static handoff_t *add_handoff(step_t *s, const char *agency, Carebridge__V1__Jou
     return h;
 }
 
-static void set_note(handoff_t *h, const char *a, const char *b)
-{
-    size_t n = strlen(a) + strlen(b) + 1;
-    char *note = malloc(n);
-    if (!note)
-        return;
-    snprintf(note, n, "%s%s", a, b);
-    if (h->note != protobuf_c_empty_string)
-        free(h->note);
-    h->note = note;
-}
-
-/* A response moves the responder's handoff on; an acknowledgement never
- * moves one back from a later stage. A response from an agency the event was
- * never sent to is kept as such, not taken for a recipient. */
+/* A response moves the responder's handoff on (handoff.h). A response from
+ * an agency the event was never sent to is kept as such, not taken for a
+ * recipient. */
 static void apply_response(step_t *s, uint64_t seq, const cb_envelope *ev)
 {
     const Carebridge__V1__Response *resp = ev->response;
     if (resp->status == CAREBRIDGE__V1__RESPONSE__STATUS__STATUS_UNSPECIFIED)
         return;
-    Carebridge__V1__JourneyStep__Stage stage = (Carebridge__V1__JourneyStep__Stage)(resp->status + 1);
     handoff_t *h = NULL;
     for (size_t i = 0; i < s->n_handoffs && !h; i++)
         if (strcmp(s->handoffs[i]->agency, ev->from_agency) == 0)
             h = s->handoffs[i];
     if (!h) {
-        if (!(h = add_handoff(s, ev->from_agency, stage)))
+        if (!(h = add_handoff(s, ev->from_agency,
+                              cb_handoff_next(CAREBRIDGE__V1__JOURNEY_STEP__STAGE__SENT, resp->status))))
             return;
         h->not_a_recipient = true;
     }
-    if (stage == CAREBRIDGE__V1__JOURNEY_STEP__STAGE__ACKNOWLEDGED &&
-        h->stage > CAREBRIDGE__V1__JOURNEY_STEP__STAGE__ACKNOWLEDGED)
-        return;
-    h->stage = stage;
+    cb_stage next = cb_handoff_next(h->stage, resp->status);
+    if (next != cb_handoff_next(CAREBRIDGE__V1__JOURNEY_STEP__STAGE__SENT, resp->status))
+        return; /* it moved nothing: an acknowledgement after a later stage */
+    h->stage = next;
     set_since(h, ev->occurred_at);
     if (h->response)
         protobuf_c_message_free_unpacked(&h->response->base, NULL);
     h->response = copy_message(&resp->base);
     h->response_seq = seq;
-    if (resp->status == CAREBRIDGE__V1__RESPONSE__STATUS__DECLINED)
-        set_note(h, resp->alternative[0] ? "alternative offered: " : "no alternative offered", resp->alternative);
-    else if (resp->status == CAREBRIDGE__V1__RESPONSE__STATUS__REDIRECTED)
-        set_note(h, "redirected to ", resp->redirect_to);
-    else if (resp->status == CAREBRIDGE__V1__RESPONSE__STATUS__INFO_REQUESTED)
-        set_note(h, "information requested", "");
+    char *note = cb_handoff_note(resp);
+    if (note) {
+        if (h->note != protobuf_c_empty_string)
+            free(h->note);
+        h->note = note;
+    }
 }
 
 /* Merge an update's partial body into the body it corrects, when their types match. */
