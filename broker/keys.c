@@ -5,6 +5,9 @@
 
 #include "store.h"
 
+/* 'L' parts are read with va_arg(ap, uint32_t): it must not be promoted. */
+_Static_assert(sizeof(uint32_t) >= sizeof(int), "uint32_t is passed to varargs unpromoted");
+
 static bool put(cb_key *k, const void *p, size_t n)
 {
     if (n > sizeof k->b - k->len)

@@ -945,6 +945,11 @@ static void test_keyspaces_of_the_callers_own(void **state)
     cb_kv_scan(txn, FLAGS, prefix.b, prefix.len, from.b, from.len, collect_key, &seen);
     assert_int_equal(seen.n, 1);
     assert_int_equal(seen.seqs[0], 300);
+    cb_key before;
+    assert_true(cb_key_make(&before, "SQ", "health", (uint64_t)0)); /* below health 7, below housing */
+    seen.n = 0;
+    cb_kv_scan(txn, FLAGS, prefix.b, prefix.len, before.b, before.len, collect_key, &seen);
+    assert_int_equal(seen.n, 2);
     seen.n = 0;
     cb_kv_scan(txn, DEADLINES, prefix.b, prefix.len, NULL, 0, collect_key, &seen);
     assert_int_equal(seen.n, 1);
