@@ -57,6 +57,15 @@ int cb_test_store_close(cb_test_store *t)
     return rc;
 }
 
+cb_txn *cb_test_begin(cb_store *store, bool write)
+{
+    cb_error err = {0};
+    cb_txn *txn = cb_txn_begin(store, write, &err);
+    if (!txn)
+        fail_msg("begin a %s transaction: %s", write ? "write" : "read", err.reason);
+    return txn;
+}
+
 cb_config *cb_test_config(void)
 {
     char msg[256] = "";

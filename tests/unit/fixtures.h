@@ -29,6 +29,9 @@ bool cb_test_store_open(cb_test_store *t, uint64_t map_bytes, double publish_fra
 /* Close it (if open) and remove its directory; 0 on success. */
 int cb_test_store_close(cb_test_store *t);
 
+/* A transaction on store; the test fails, naming why, if there is none. */
+cb_txn *cb_test_begin(cb_store *store, bool write);
+
 /* The embedded default configuration; NULL, having printed why, on failure. */
 cb_config *cb_test_config(void);
 

@@ -44,8 +44,8 @@ static size_t publish_until_full(cb_client *c, size_t reason_bytes)
 
 static cb_client *client(uint32_t window, size_t window_bytes)
 {
-    cb_client_opts o = {.endpoint = "tcp://127.0.0.1:9", .agency = "health", .window = window,
-                        .window_bytes = window_bytes};
+    cb_client_opts o = {
+        .endpoint = "tcp://127.0.0.1:9", .agency = "health", .window = window, .window_bytes = window_bytes};
     cb_error err = {0};
     cb_client *c = cb_client_new(&o, NULL, NULL, &err);
     assert_non_null(c);

@@ -123,9 +123,7 @@ static void next_batch(fixture *f)
 /* Whether seq is queued for social-care, and when it was queued. */
 static bool queued_at(fixture *f, uint64_t seq, uint64_t *enqueued_ms)
 {
-    cb_error err = {0};
-    cb_txn *txn = cb_txn_begin(f->store, false, &err);
-    assert_non_null(txn);
+    cb_txn *txn = cb_test_begin(f->store, false);
     cb_queue_entry e = {0};
     bool found = cb_store_queue_get(txn, "social-care", seq, &e);
     cb_txn_abort(&txn);
@@ -141,9 +139,7 @@ static bool queued(fixture *f, uint64_t seq)
 
 static uint64_t stored_seq_of(fixture *f, const char *id)
 {
-    cb_error err = {0};
-    cb_txn *txn = cb_txn_begin(f->store, false, &err);
-    assert_non_null(txn);
+    cb_txn *txn = cb_test_begin(f->store, false);
     uint64_t seq = 0;
     uint8_t digest[CB_DIGEST_BYTES];
     if (!cb_store_find_id(txn, id, &seq, digest))

@@ -93,11 +93,7 @@ static int setup(void **state)
 
 static cb_txn *begin(fixture *f, bool write)
 {
-    cb_error err = {0};
-    cb_txn *txn = cb_txn_begin(f->t.store, write, &err);
-    if (!txn)
-        fail_msg("begin: %s", err.reason);
-    return txn;
+    return cb_test_begin(f->t.store, write);
 }
 
 static void commit(cb_txn **txn)

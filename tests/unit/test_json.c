@@ -227,7 +227,7 @@ static void test_readme_lists_every_enum_value(void **state)
     /* Every enum an event or a journey can hold, found by walking the schema,
      * so a new one cannot be left out. */
     const ProtobufCMessageDescriptor *to_visit[32] = {&carebridge__v1__envelope__descriptor,
-                                                  &carebridge__v1__journey_step__descriptor};
+                                                      &carebridge__v1__journey_step__descriptor};
     size_t n_to_visit = 2, checked = 0;
     for (size_t m = 0; m < n_to_visit; m++) {
         for (unsigned i = 0; i < to_visit[m]->n_fields; i++) {

@@ -59,10 +59,7 @@ static int setup_tiny(void **state)
 
 static cb_txn *begin(fixture *f, bool write)
 {
-    cb_error err = {0};
-    cb_txn *txn = cb_txn_begin(f->t.store, write, &err);
-    assert_non_null(txn);
-    return txn;
+    return cb_test_begin(f->t.store, write);
 }
 
 static void commit_ok(cb_txn **txn)
