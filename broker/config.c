@@ -11,6 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cb_codec.h"
+#include "cb_fields.h"
+
 #define MAX_AGENCIES    256
 #define MAX_ID_LEN      63
 #define EMBEDDED_SOURCE "(embedded default)"
@@ -23,6 +26,8 @@ static const struct {
     int64_t map_size_mb, publish_fill_percent;
     int64_t max_event_bytes, window, redelivery_timeout_ms, redelivery_max_ms;
     int64_t max_attempts, heartbeat_ms;
+    int64_t acknowledge_hours, acknowledge_urgent_hours, decide_hours, decide_urgent_hours;
+    int64_t bounce_days, bounce_agencies, discharge_confirm_hours, tick_seconds;
 } defaults = {
     .endpoint = "tcp://127.0.0.1:5570",
     .feed = "tcp://127.0.0.1:5571",
@@ -36,7 +41,38 @@ static const struct {
     .redelivery_max_ms = 300000,
     .max_attempts = 5,
     .heartbeat_ms = 2000,
+    .acknowledge_hours = 4,
+    .acknowledge_urgent_hours = 1,
+    .decide_hours = 48,
+    .decide_urgent_hours = 24,
+    .bounce_days = 14,
+    .bounce_agencies = 3,
+    .discharge_confirm_hours = 24,
+    .tick_seconds = 60,
 };
+
+/* What each kind of event must carry (domain.md, "The events"). */
+static const char *const referral_needs[] = {
+    "referral.reason",       "referral.urgency", "referral.consent",
+    "referral.contact.name", "referral.risks",   "referral.communicationNeeds",
+};
+static const char *const discharge_needs[] = {"discharge.plannedDate", "discharge.destination", "discharge.setting",
+                                              "discharge.followUps.agency"};
+static const char *const discharge_social_needs[] = {"discharge.careNeeds", "discharge.medication"};
+static const char *const discharge_housing_needs[] = {"discharge.housingStatus"};
+static const char *const handover_needs[] = {"handover.summary", "handover.newLead", "handover.outstandingActions"};
+#define NEEDS(event, kind, list)                                                                                       \
+    {                                                                                                                  \
+        event, kind, (char **)list, sizeof list / sizeof list[0]                                                       \
+    }
+static const cb_required default_required[] = {
+    NEEDS("referral", 0, referral_needs),
+    NEEDS("discharge", 0, discharge_needs),
+    NEEDS("discharge", CB_AGENCY_SOCIAL_CARE, discharge_social_needs),
+    NEEDS("discharge", CB_AGENCY_HOUSING, discharge_housing_needs),
+    NEEDS("handover", 0, handover_needs),
+};
+#undef NEEDS
 
 static const cb_agency default_agencies[] = {
     {"health", CB_AGENCY_HEALTH, "General Hospital discharge team (demo)"},
@@ -73,10 +109,18 @@ struct raw_limits {
     char *max_attempts, *heartbeat_ms;
 };
 
+struct raw_flags {
+    char *enabled, *acknowledge_hours, *acknowledge_urgent_hours, *decide_hours, *decide_urgent_hours;
+    char *bounce_days, *bounce_agencies, *discharge_confirm_hours, *tick_seconds;
+    cb_required *required; /* already its final shape */
+    unsigned n_required;
+};
+
 struct raw_config {
     struct raw_broker *broker;
     struct raw_store *store;
     struct raw_limits *limits;
+    struct raw_flags *flags;
     cb_agency *agencies;
     unsigned n_agencies;
 };
@@ -110,6 +154,10 @@ static const cyaml_schema_field_t limits_fields[] = {
     CYAML_FIELD_END,
 };
 
+static const cyaml_schema_value_t field_path_schema = {
+    CYAML_VALUE_STRING(CYAML_FLAG_POINTER, char, 1, CYAML_UNLIMITED),
+};
+
 /* Strict: without it libcyaml also accepts a kind's number ("kind: 2"). */
 static const cyaml_schema_field_t agency_fields[] = {
     REQUIRED_TEXT("id", cb_agency, id),
@@ -122,6 +170,34 @@ static const cyaml_schema_value_t agency_schema = {
     CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, cb_agency, agency_fields),
 };
 
+static const cyaml_schema_field_t required_fields[] = {
+    REQUIRED_TEXT("event", cb_required, event),
+    CYAML_FIELD_ENUM("recipient_kind", CYAML_FLAG_CASE_SENSITIVE | CYAML_FLAG_STRICT | CYAML_FLAG_OPTIONAL, cb_required,
+                     recipient_kind, kind_names, N_KINDS),
+    CYAML_FIELD_SEQUENCE_COUNT("fields", CYAML_FLAG_POINTER, cb_required, fields, n_fields, &field_path_schema, 1,
+                               CYAML_UNLIMITED),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_value_t required_schema = {
+    CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, cb_required, required_fields),
+};
+
+static const cyaml_schema_field_t flags_fields[] = {
+    OPTIONAL_TEXT("enabled", struct raw_flags, enabled),
+    OPTIONAL_TEXT("acknowledge_hours", struct raw_flags, acknowledge_hours),
+    OPTIONAL_TEXT("acknowledge_urgent_hours", struct raw_flags, acknowledge_urgent_hours),
+    OPTIONAL_TEXT("decide_hours", struct raw_flags, decide_hours),
+    OPTIONAL_TEXT("decide_urgent_hours", struct raw_flags, decide_urgent_hours),
+    OPTIONAL_TEXT("bounce_days", struct raw_flags, bounce_days),
+    OPTIONAL_TEXT("bounce_agencies", struct raw_flags, bounce_agencies),
+    OPTIONAL_TEXT("discharge_confirm_hours", struct raw_flags, discharge_confirm_hours),
+    OPTIONAL_TEXT("tick_seconds", struct raw_flags, tick_seconds),
+    CYAML_FIELD_SEQUENCE_COUNT("required", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, struct raw_flags, required,
+                               n_required, &required_schema, 1, CYAML_UNLIMITED),
+    CYAML_FIELD_END,
+};
+
 /* At least one entry: an empty list would otherwise look like no list and
  * silently bring back the demo agencies. The upper bound is checked later,
  * with a clearer message than libcyaml's. */
@@ -131,6 +207,7 @@ static const cyaml_schema_field_t root_fields[] = {
     CYAML_FIELD_MAPPING_PTR("store", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, struct raw_config, store, store_fields),
     CYAML_FIELD_MAPPING_PTR("limits", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, struct raw_config, limits,
                             limits_fields),
+    CYAML_FIELD_MAPPING_PTR("flags", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, struct raw_config, flags, flags_fields),
     CYAML_FIELD_SEQUENCE_COUNT("agencies", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, struct raw_config, agencies,
                                n_agencies, &agency_schema, 1, CYAML_UNLIMITED),
     CYAML_FIELD_END,
@@ -427,6 +504,74 @@ static void copy_agencies(struct report *r, cb_config *cfg, const cb_agency *lis
     }
 }
 
+static bool boolean(struct report *r, const char *key, const char *given, bool dflt)
+{
+    if (!given)
+        return dflt;
+    if (!strcmp(given, "true") || !strcmp(given, "false"))
+        return given[0] == 't';
+    fail(r, "%s: must be true or false (got '%s')", key, given);
+    return dflt;
+}
+
+/* Each path must name a field of the event's own body, so a misspelt one
+ * cannot silently require nothing. */
+static void copy_required(struct report *r, cb_flags_config *f, const cb_required *list, unsigned n)
+{
+    static const char *const events[] = {"referral", "discharge", "handover"};
+    f->required = calloc(n + 1, sizeof *f->required);
+    if (!f->required) {
+        fail(r, "out of memory");
+        return;
+    }
+    for (unsigned i = 0; i < n && !r->failed; i++) {
+        const cb_required *q = &list[i];
+        bool known = false;
+        for (size_t e = 0; e < sizeof events / sizeof events[0]; e++)
+            known |= !strcmp(q->event, events[e]);
+        if (!known)
+            fail(r, "flags.required[%u].event: must be referral, discharge or handover (got '%s')", i, q->event);
+        cb_required *to = &f->required[f->n_required++];
+        to->event = copy(r, q->event);
+        to->recipient_kind = q->recipient_kind;
+        to->fields = calloc(q->n_fields + 1, sizeof *to->fields);
+        if (!to->fields) {
+            fail(r, "out of memory");
+            return;
+        }
+        for (unsigned k = 0; k < q->n_fields && !r->failed; k++) {
+            size_t len = strlen(q->event);
+            if (strncmp(q->fields[k], q->event, len) || q->fields[k][len] != '.' ||
+                !cb_field_path_valid(&carebridge__v1__envelope__descriptor, q->fields[k]))
+                fail(r, "flags.required[%u].fields[%u]: '%s' names no field of a %s (JSON names, as '%s.%s')", i, k,
+                     q->fields[k], q->event, q->event, !strcmp(q->event, "referral") ? "consent" : "summary");
+            to->fields[to->n_fields++] = copy(r, q->fields[k]);
+        }
+    }
+}
+
+static void build_flags(struct report *r, cb_flags_config *f, const struct raw_flags *g)
+{
+    f->enabled = boolean(r, "flags.enabled", g->enabled, true);
+    f->acknowledge_hours =
+        (uint32_t)number(r, "flags.acknowledge_hours", g->acknowledge_hours, defaults.acknowledge_hours, 1, 8760);
+    f->acknowledge_urgent_hours = (uint32_t)number(r, "flags.acknowledge_urgent_hours", g->acknowledge_urgent_hours,
+                                                   defaults.acknowledge_urgent_hours, 1, 8760);
+    f->decide_hours = (uint32_t)number(r, "flags.decide_hours", g->decide_hours, defaults.decide_hours, 1, 8760);
+    f->decide_urgent_hours =
+        (uint32_t)number(r, "flags.decide_urgent_hours", g->decide_urgent_hours, defaults.decide_urgent_hours, 1, 8760);
+    f->bounce_days = (uint32_t)number(r, "flags.bounce_days", g->bounce_days, defaults.bounce_days, 1, 365);
+    f->bounce_agencies =
+        (uint32_t)number(r, "flags.bounce_agencies", g->bounce_agencies, defaults.bounce_agencies, 2, 64);
+    f->discharge_confirm_hours = (uint32_t)number(r, "flags.discharge_confirm_hours", g->discharge_confirm_hours,
+                                                  defaults.discharge_confirm_hours, 1, 720);
+    f->tick_seconds = (uint32_t)number(r, "flags.tick_seconds", g->tick_seconds, defaults.tick_seconds, 1, 86400);
+    if (g->required)
+        copy_required(r, f, g->required, g->n_required);
+    else
+        copy_required(r, f, default_required, sizeof default_required / sizeof default_required[0]);
+}
+
 static cb_config *build(struct report *r, const struct raw_config *raw)
 {
     const struct raw_broker *b = raw->broker ? raw->broker : &(struct raw_broker){0};
@@ -460,6 +605,7 @@ static cb_config *build(struct report *r, const struct raw_config *raw)
     cfg->max_attempts =
         (uint32_t)number(r, "limits.max_attempts", l->max_attempts, defaults.max_attempts, 1, UINT32_MAX);
     cfg->heartbeat_ms = (uint32_t)number(r, "limits.heartbeat_ms", l->heartbeat_ms, defaults.heartbeat_ms, 50, 600000);
+    build_flags(r, &cfg->flags, raw->flags ? raw->flags : &(struct raw_flags){0});
     if (raw->agencies)
         copy_agencies(r, cfg, raw->agencies, raw->n_agencies);
     else
@@ -521,6 +667,13 @@ void cb_config_free(cb_config **cfg_p)
         free(cfg->agencies[i].name);
     }
     free(cfg->agencies);
+    for (unsigned i = 0; i < cfg->flags.n_required; i++) {
+        for (unsigned k = 0; k < cfg->flags.required[i].n_fields; k++)
+            free(cfg->flags.required[i].fields[k]);
+        free(cfg->flags.required[i].fields);
+        free(cfg->flags.required[i].event);
+    }
+    free(cfg->flags.required);
     free(cfg);
     *cfg_p = NULL;
 }

@@ -3,6 +3,7 @@
 #ifndef CB_CONFIG_H
 #define CB_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,6 +20,28 @@ typedef struct {
     char *name; /* display name */
 } cb_agency;
 
+/* Fields an event must carry for its recipients, by JSON path from the
+ * envelope ("referral.consent"): for every recipient, or only when one of
+ * the given kind receives it. */
+typedef struct {
+    char *event;                   /* "referral", "discharge" or "handover" */
+    cb_agency_kind recipient_kind; /* 0: whoever receives it */
+    char **fields;
+    unsigned n_fields;
+} cb_required;
+
+/* The flag rules' thresholds (README, "Flags"). */
+typedef struct {
+    bool enabled;
+    uint32_t acknowledge_hours, acknowledge_urgent_hours; /* URGENT or EMERGENCY */
+    uint32_t decide_hours, decide_urgent_hours;
+    uint32_t bounce_days, bounce_agencies;
+    uint32_t discharge_confirm_hours; /* before the planned date */
+    uint32_t tick_seconds;            /* how often the time-based rules run */
+    cb_required *required;
+    unsigned n_required;
+} cb_flags_config;
+
 typedef struct {
     char *endpoint; /* ROUTER: agencies and the CLI connect here */
     char *feed;     /* XPUB: every committed event, for SUB sockets */
@@ -32,6 +55,7 @@ typedef struct {
     uint32_t redelivery_max_ms;     /* backoff cap */
     uint32_t max_attempts;          /* deliveries before an entry is parked */
     uint32_t heartbeat_ms;
+    cb_flags_config flags;
     cb_agency *agencies;
     unsigned n_agencies;
     /* "health, housing, social-care, voluntary" (", ..." when too many to

@@ -20,6 +20,7 @@ static void on_signal(int sig)
 
 static const char usage[] =
     "Usage: carebridge-broker [--config FILE] [--data DIR] [--endpoint EP] [--feed EP] [--queries EP]\n"
+    "                         [--flag-tick SECONDS]\n"
     "\n"
     "Routes referrals, discharges and handovers between health, housing and social care\n"
     "agencies. Every event is committed and synced to the store before it is acknowledged,\n"
@@ -34,6 +35,9 @@ static const char usage[] =
     "  -q, --queries EP       ROUTER endpoint for status and journey requests only, answered\n"
     "                         on a thread of their own so they do not wait behind publishes\n"
     "                         (overrides broker.queries)\n"
+    "  -t, --flag-tick S      run the time-based flag rules (not acknowledged, not answered,\n"
+    "                         discharge at risk) every S seconds, 1 to 86400 (overrides\n"
+    "                         flags.tick_seconds; default 60)\n"
     "  -v, --verbose          log debug lines too\n"
     "  -h, --help             this text\n"
     "  -V, --version          the version\n"
@@ -52,26 +56,23 @@ static const char usage[] =
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"config", required_argument, 0, 'c'},
-        {"data", required_argument, 0, 'd'},
-        {"endpoint", required_argument, 0, 'e'},
-        {"feed", required_argument, 0, 'f'},
-        {"queries", required_argument, 0, 'q'},
-        {"verbose", no_argument, 0, 'v'},
-        {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},
-        {0, 0, 0, 0},
+        {"config", required_argument, 0, 'c'},   {"data", required_argument, 0, 'd'},
+        {"endpoint", required_argument, 0, 'e'}, {"feed", required_argument, 0, 'f'},
+        {"queries", required_argument, 0, 'q'},  {"flag-tick", required_argument, 0, 't'},
+        {"verbose", no_argument, 0, 'v'},        {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},        {0, 0, 0, 0},
     };
-    const char *config_path = NULL, *data = NULL, *endpoint = NULL, *feed = NULL, *queries = NULL;
+    const char *config_path = NULL, *data = NULL, *endpoint = NULL, *feed = NULL, *queries = NULL, *tick = NULL;
     cb_log_level level = CB_LOG_INFO;
     int c;
-    while ((c = getopt_long(argc, argv, "c:d:e:f:q:vhV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:d:e:f:q:t:vhV", opts, NULL)) != -1) {
         switch (c) {
         case 'c': config_path = optarg; break;
         case 'd': data = optarg; break;
         case 'e': endpoint = optarg; break;
         case 'f': feed = optarg; break;
         case 'q': queries = optarg; break;
+        case 't': tick = optarg; break;
         case 'v': level = CB_LOG_DEBUG; break;
         case 'h': fputs(usage, stdout); return 0;
         case 'V': puts("carebridge-broker " CB_VERSION); return 0;
@@ -103,6 +104,18 @@ int main(int argc, char **argv)
             return 1;
         free(*fields[i]);
         *fields[i] = copy;
+    }
+
+    if (tick) {
+        char *end;
+        long seconds = strtol(tick, &end, 10);
+        if (end == tick || *end || seconds < 1 || seconds > 86400) {
+            fprintf(stderr, "carebridge-broker: --flag-tick must be a whole number of seconds, 1 to 86400 (got '%s')\n",
+                    tick);
+            cb_config_free(&cfg);
+            return 2;
+        }
+        cfg->flags.tick_seconds = (uint32_t)seconds;
     }
 
     cb_log_init(level);

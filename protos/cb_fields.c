@@ -2,6 +2,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "cb_json.h"
 
@@ -116,4 +117,49 @@ bool cb_fields_visit(const ProtobufCMessage *m, char *path, size_t cap, cb_field
     if (path)
         path[0] = '\0';
     return visit(m, path, cap, 0, fn, arg);
+}
+
+/* The field of d named by the path's first segment (its JSON name); *rest
+ * is set to what follows it (NULL at the end). */
+static const ProtobufCFieldDescriptor *segment(const ProtobufCMessageDescriptor *d, const char *path, const char **rest)
+{
+    const char *dot = strchr(path, '.');
+    size_t len = dot ? (size_t)(dot - path) : strlen(path);
+    *rest = dot ? dot + 1 : NULL;
+    for (unsigned f = 0; d && f < d->n_fields; f++) {
+        char name[128];
+        cb_json_field_name(d->fields[f].name, name, sizeof name);
+        if (strlen(name) == len && memcmp(name, path, len) == 0)
+            return &d->fields[f];
+    }
+    return NULL;
+}
+
+bool cb_field_path_valid(const ProtobufCMessageDescriptor *d, const char *path)
+{
+    const char *rest;
+    const ProtobufCFieldDescriptor *fd = segment(d, path, &rest);
+    if (!fd || !rest)
+        return fd != NULL;
+    return fd->type == PROTOBUF_C_TYPE_MESSAGE && cb_field_path_valid(fd->descriptor, rest);
+}
+
+bool cb_field_path_present(const ProtobufCMessage *m, const char *path)
+{
+    const char *rest;
+    const ProtobufCFieldDescriptor *fd = segment(m->descriptor, path, &rest);
+    if (!fd)
+        return false;
+    if (!rest)
+        return cb_field_present(m, fd);
+    if (fd->type != PROTOBUF_C_TYPE_MESSAGE)
+        return false;
+    const void *first;
+    size_t stride, n = cb_field_values(m, fd, &first, &stride);
+    if (fd->label == PROTOBUF_C_LABEL_REPEATED && n == 0)
+        return true;
+    for (size_t i = 0; i < n; i++)
+        if (!cb_field_path_present(*(const ProtobufCMessage *const *)((const char *)first + i * stride), rest))
+            return false;
+    return n > 0;
 }

@@ -31,4 +31,12 @@ typedef bool (*cb_field_fn)(void *arg, const ProtobufCFieldDescriptor *fd, const
  * for a walk that seldom stops. */
 bool cb_fields_visit(const ProtobufCMessage *m, char *path, size_t cap, cb_field_fn fn, void *arg);
 
+/* Paths of JSON names into a message ("discharge.plannedDate",
+ * "referral.contact.name"), as configuration names the fields a rule needs.
+ * A path is present when its last field is; through a repeated message,
+ * when every element has the rest ("discharge.followUps.agency": each
+ * follow-up names its agency, so none at all is no gap). */
+bool cb_field_path_valid(const ProtobufCMessageDescriptor *d, const char *path);
+bool cb_field_path_present(const ProtobufCMessage *m, const char *path);
+
 #endif

@@ -886,6 +886,43 @@ static void test_fields_visit_every_present_value(void **state)
                                                    &carebridge__v1__envelope__descriptor, "discharge")));
 }
 
+static void test_field_paths_by_json_name(void **state)
+{
+    (void)state;
+    const ProtobufCMessageDescriptor *env = &carebridge__v1__envelope__descriptor;
+    assert_true(cb_field_path_valid(env, "referral.consent"));
+    assert_true(cb_field_path_valid(env, "referral.contact.name"));
+    assert_true(cb_field_path_valid(env, "discharge.followUps.agency"));
+    assert_false(cb_field_path_valid(env, "discharge.follow_ups.agency")); /* proto names are not JSON names */
+    assert_false(cb_field_path_valid(env, "referral.consent.more"));       /* through a scalar */
+    assert_false(cb_field_path_valid(env, "referral.nothing"));
+    assert_false(cb_field_path_valid(env, "referral."));
+
+    sample s;
+    sample_init(&s, "ev-paths");
+    assert_true(cb_field_path_present(&s.env.base, "referral.contact.name"));
+    assert_true(cb_field_path_present(&s.env.base, "referral.risks"));
+    assert_true(cb_field_path_present(&s.env.base, "referral.communicationNeeds"));
+    assert_false(cb_field_path_present(&s.env.base, "referral.whatHasHelped"));
+    assert_false(cb_field_path_present(&s.env.base, "discharge.plannedDate")); /* another body */
+    s.env.referral->contact = NULL;
+    assert_false(cb_field_path_present(&s.env.base, "referral.contact.name"));
+
+    /* Through a repeated message: every element, and none is no gap. */
+    Carebridge__V1__Discharge d = CAREBRIDGE__V1__DISCHARGE__INIT;
+    Carebridge__V1__FollowUp a = CAREBRIDGE__V1__FOLLOW_UP__INIT, b = CAREBRIDGE__V1__FOLLOW_UP__INIT;
+    Carebridge__V1__FollowUp *ups[] = {&a, &b};
+    s.env.body_case = CAREBRIDGE__V1__ENVELOPE__BODY_DISCHARGE;
+    s.env.discharge = &d;
+    assert_true(cb_field_path_present(&s.env.base, "discharge.followUps.agency"));
+    d.follow_ups = ups;
+    d.n_follow_ups = 2;
+    a.agency = "housing";
+    assert_false(cb_field_path_present(&s.env.base, "discharge.followUps.agency"));
+    b.agency = "voluntary";
+    assert_true(cb_field_path_present(&s.env.base, "discharge.followUps.agency"));
+}
+
 /* ---- the wire read before protobuf-c: NULs, messages given in parts, and naming
  * where bytes stop decoding. Frames are built by hand as an encoder that is
  * not protobuf-c may send them (two serialised messages laid end to end). */
@@ -1197,6 +1234,7 @@ int main(void)
         cmocka_unit_test(test_check_utf8_path_uses_json_names),
         cmocka_unit_test(test_check_utf8_path_truncates_to_cap),
         cmocka_unit_test(test_fields_visit_every_present_value),
+        cmocka_unit_test(test_field_paths_by_json_name),
         cmocka_unit_test(test_wire_nul_in_a_string_is_refused_by_name),
         cmocka_unit_test(test_wire_invalid_utf8_is_refused_by_name),
         cmocka_unit_test(test_wire_a_oneof_message_given_in_two_parts_is_merged),

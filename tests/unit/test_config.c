@@ -101,6 +101,17 @@ static void embedded_default_states_every_key(void **state)
         "\n  redelivery_max_ms: ",
         "\n  max_attempts: ",
         "\n  heartbeat_ms: ",
+        "\nflags:\n",
+        "\n  enabled: ",
+        "\n  acknowledge_hours: ",
+        "\n  acknowledge_urgent_hours: ",
+        "\n  decide_hours: ",
+        "\n  decide_urgent_hours: ",
+        "\n  bounce_days: ",
+        "\n  bounce_agencies: ",
+        "\n  discharge_confirm_hours: ",
+        "\n  tick_seconds: ",
+        "\n  required:\n",
         "\nagencies:\n",
     };
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
@@ -236,6 +247,61 @@ static void agency_lookup_finds_and_misses(void **state)
     cb_config_free(&cfg); /* second free of a NULL is a no-op */
 }
 
+static void flags_defaults_are_the_documented_ones(void **state)
+{
+    (void)state;
+    char err[ERR_CAP] = "";
+    cb_config *cfg = cb_config_load(NULL, err, sizeof err);
+    assert_non_null(cfg);
+    const cb_flags_config *f = &cfg->flags;
+    assert_true(f->enabled);
+    assert_int_equal(f->acknowledge_hours, 4);
+    assert_int_equal(f->acknowledge_urgent_hours, 1);
+    assert_int_equal(f->decide_hours, 48);
+    assert_int_equal(f->decide_urgent_hours, 24);
+    assert_int_equal(f->bounce_days, 14);
+    assert_int_equal(f->bounce_agencies, 3);
+    assert_int_equal(f->discharge_confirm_hours, 24);
+    assert_int_equal(f->tick_seconds, 60);
+    assert_int_equal(f->n_required, 5);
+    assert_string_equal(f->required[0].event, "referral");
+    assert_int_equal(f->required[0].n_fields, 6);
+    assert_string_equal(f->required[0].fields[3], "referral.contact.name");
+    assert_int_equal(f->required[2].recipient_kind, CB_AGENCY_SOCIAL_CARE);
+    assert_string_equal(f->required[2].fields[1], "discharge.medication");
+    assert_int_equal(f->required[3].recipient_kind, CB_AGENCY_HOUSING);
+    assert_string_equal(f->required[4].fields[2], "handover.outstandingActions");
+    /* The C defaults, used when the key is absent, say the same. */
+    cb_config *bare = load_text("# nothing set\n", err);
+    assert_non_null(bare);
+    assert_int_equal(bare->flags.n_required, f->n_required);
+    for (unsigned i = 0; i < f->n_required; i++) {
+        assert_string_equal(bare->flags.required[i].event, f->required[i].event);
+        assert_int_equal(bare->flags.required[i].recipient_kind, f->required[i].recipient_kind);
+        assert_int_equal(bare->flags.required[i].n_fields, f->required[i].n_fields);
+        for (unsigned k = 0; k < f->required[i].n_fields; k++)
+            assert_string_equal(bare->flags.required[i].fields[k], f->required[i].fields[k]);
+    }
+    cb_config_free(&bare);
+    cb_config_free(&cfg);
+
+    /* A file's list replaces the default one. */
+    cfg = load_text("flags:\n  enabled: false\n", err);
+    assert_non_null(cfg);
+    assert_false(cfg->flags.enabled);
+    assert_int_equal(cfg->flags.n_required, 5);
+    assert_int_equal(cfg->flags.acknowledge_hours, 4);
+    cb_config_free(&cfg);
+    cfg = load_text(
+        "flags:\n  required:\n    - {event: handover, recipient_kind: VOLUNTARY, fields: [handover.contact.phone]}\n",
+        err);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->flags.n_required, 1);
+    assert_int_equal(cfg->flags.required[0].recipient_kind, CB_AGENCY_VOLUNTARY);
+    assert_string_equal(cfg->flags.required[0].fields[0], "handover.contact.phone");
+    cb_config_free(&cfg);
+}
+
 static void kind_names_match_the_yaml_spelling(void **state)
 {
     (void)state;
@@ -321,6 +387,27 @@ static struct invalid_case invalid_cases[] = {
     {"agency_name_missing", "agencies:\n" AGENCY("a", "HEALTH", "A") "  - {id: b, kind: HEALTH}\n",
      "agencies[1].name: is required"},
     {"agency_id_missing", "agencies:\n  - {}\n", "agencies[0].id: is required"},
+    {"flags_enabled_not_boolean", "flags: {enabled: yes}\n", "flags.enabled: must be true or false (got 'yes')"},
+    {"flags_acknowledge_zero", "flags: {acknowledge_hours: 0}\n",
+     "flags.acknowledge_hours: must be between 1 and 8760 (got 0)"},
+    {"flags_bounce_agencies_one", "flags: {bounce_agencies: 1}\n",
+     "flags.bounce_agencies: must be between 2 and 64 (got 1)"},
+    {"flags_tick_too_large", "flags: {tick_seconds: 86401}\n",
+     "flags.tick_seconds: must be between 1 and 86400 (got 86401)"},
+    {"flags_required_unknown_event", "flags:\n  required:\n    - {event: closure, fields: [closure.reason]}\n",
+     "flags.required[0].event: must be referral, discharge or handover (got 'closure')"},
+    {"flags_required_misspelt_field", "flags:\n  required:\n    - {event: referral, fields: [referral.consnet]}\n",
+     "flags.required[0].fields[0]: 'referral.consnet' names no field of a referral"},
+    {"flags_required_proto_name", "flags:\n  required:\n    - {event: discharge, fields: [discharge.planned_date]}\n",
+     "flags.required[0].fields[0]: 'discharge.planned_date' names no field of a discharge"},
+    {"flags_required_another_body", "flags:\n  required:\n    - {event: referral, fields: [discharge.setting]}\n",
+     "flags.required[0].fields[0]: 'discharge.setting' names no field of a referral"},
+    {"flags_required_empty", "flags:\n  required: []\n", "flags.required: must not be empty"},
+    {"flags_required_no_fields", "flags:\n  required:\n    - {event: referral, fields: []}\n",
+     "flags.required[0].fields: must not be empty"},
+    {"flags_required_unknown_kind",
+     "flags:\n  required:\n    - {event: referral, recipient_kind: NHS, fields: [referral.reason]}\n",
+     "flags.required[0].recipient_kind: must be one of HEALTH"},
     {"not_yaml", "limits:\n  window: 3\n heartbeat_ms: 4\n", "not valid YAML: "},
     {"unterminated_quote", "broker: {endpoint: \"tcp://\n", "not valid YAML: "},
 };
@@ -347,6 +434,7 @@ int main(void)
     static const struct CMUnitTest fixed[] = {
         cmocka_unit_test(embedded_default_has_documented_values),
         cmocka_unit_test(embedded_default_states_every_key),
+        cmocka_unit_test(flags_defaults_are_the_documented_ones),
         cmocka_unit_test(repo_file_matches_embedded_default),
         cmocka_unit_test(partial_file_keeps_defaults_for_omitted_keys),
         cmocka_unit_test(agencies_only_file_replaces_the_list),
