@@ -156,13 +156,18 @@ static void answered(void *arg, void *tag, const Carebridge__V1__Ack *ack, const
         snprintf(s->first_nack, sizeof s->first_nack, "%s: %s", cb_code_name((cb_code)nack->code), nack->reason);
 }
 
-/* The event template: a Referral whose reason is padded until the packed
- * Envelope is exactly o->size bytes (ids are fixed-width, so every event of
- * the run packs to the same size). */
+/* The event template: a complete Referral (everything the flag rules ask
+ * of one, so the rules cost what they cost on a good event: its handoff),
+ * whose reason is padded until the packed Envelope is exactly o->size bytes
+ * (ids are fixed-width, so every event of the run packs to the same size). */
 typedef struct {
     cb_envelope env;
     Carebridge__V1__Person person;
     Carebridge__V1__Referral referral;
+    Carebridge__V1__Contact contact;
+    Carebridge__V1__Risk risk, *risks[1];
+    Carebridge__V1__Outcome outcome, *outcomes[1];
+    char *needs[1];
     Google__Protobuf__Timestamp at;
     char *to[2];
     char event_id[64], nhs[16], case_ref[32];
@@ -218,7 +223,7 @@ static void event_fill(event *e, const options *o, sender *s, uint64_t k)
          * they do for real people, rather than each event opening a fresh
          * key range. */
         uint64_t g = k * (uint64_t)o->senders + (uint64_t)s->index;
-        snprintf(e->nhs, sizeof e->nhs, "9%09llu", (unsigned long long)(g % 20000));
+        nhs_number_of((uint32_t)(g % 20000), e->nhs);
         snprintf(e->case_ref, sizeof e->case_ref, "case-%06llu", (unsigned long long)(g % 20000));
     }
     e->env.n_to_agencies = o->also && next_random(&s->rng) >> 63 ? 2 : 1;
@@ -238,6 +243,22 @@ static bool event_init(event *e, const options *o, sender *s)
     e->referral.urgency = CAREBRIDGE__V1__REFERRAL__URGENCY__ROUTINE;
     e->referral.consent = CAREBRIDGE__V1__REFERRAL__CONSENT__GIVEN;
     e->referral.requested_service = "reablement";
+    carebridge__v1__contact__init(&e->contact);
+    e->contact.name = "discharge coordinator";
+    e->referral.contact = &e->contact;
+    carebridge__v1__risk__init(&e->risk);
+    e->risk.description = "none known";
+    e->risks[0] = &e->risk;
+    e->referral.risks = e->risks;
+    e->referral.n_risks = 1;
+    e->needs[0] = "none";
+    e->referral.communication_needs = e->needs;
+    e->referral.n_communication_needs = 1;
+    carebridge__v1__outcome__init(&e->outcome);
+    e->outcome.statement = "manage at home";
+    e->outcomes[0] = &e->outcome;
+    e->referral.outcomes = e->outcomes;
+    e->referral.n_outcomes = 1;
     e->env.event_id = e->event_id;
     e->env.person = &e->person;
     e->env.case_ref = e->case_ref;

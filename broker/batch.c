@@ -22,6 +22,7 @@ void cb_batch_free(cb_batch **b_p)
         for (size_t i = 0; i < b->n_reqs; i++)
             free(b->reqs[i].reply);
         cb_batch_free_out(b);
+        free(b->feed.notes);
         cb_arena_destroy(&b->arena);
         free(b->out);
         free(b);
@@ -37,6 +38,7 @@ cb_publish *cb_batch_add_publish(cb_batch *b, cb_peer_token peer, uint64_t ref, 
     if (!pub->bytes)
         return NULL;
     crypto_generichash(pub->digest, sizeof pub->digest, pub->bytes, pub->len, NULL, 0);
+    cb_log_person(f->publish->event->person, pub->person);
     b->n_pubs++;
     return pub;
 }

@@ -17,6 +17,8 @@
 
 #include "cb_arena.h"
 #include "cb_codec.h"
+#include "log.h"
+#include "rules.h"
 #include "store.h"
 
 /* One transaction's most frames: enough for several senders' full windows
@@ -40,7 +42,9 @@ typedef struct {
     size_t len;
     uint8_t digest[CB_DIGEST_BYTES];
     uint32_t warnings; /* a cb_warnings set (intake.h): intake's, then the store thread's */
+    char person[CB_PSEUDONYM_LEN]; /* its person's pseudonym, for the log and the flags */
     /* results */
+    uint32_t flags; /* the flag types its commit raised, as 1u << type: its ACK lists them */
     cb_code code;
     char reason[160];
     uint64_t seq;
@@ -106,6 +110,7 @@ typedef struct {
     /* results of the store thread */
     cb_outbound *out; /* capacity: cb_delivery_max_steps */
     size_t n_out;
+    cb_flag_feed feed; /* flags raised and resolved, for the feed (wanted: set by the network thread) */
     int exit_status; /* non-zero: the store is lost, stop */
 } cb_batch;
 
@@ -125,6 +130,7 @@ static inline void cb_batch_free_out(cb_batch *b)
     for (size_t i = 0; i < b->n_out; i++)
         free(b->out[i].frame);
     b->n_out = 0;
+    cb_flag_feed_clear(&b->feed);
 }
 
 /* True when the batch carries anything for the store thread. */

@@ -21,6 +21,7 @@
 #include "clock.h"
 #include "committer.h"
 #include "dirlock.h"
+#include "flagbook.h"
 #include "intake.h"
 #include "log.h"
 #include "reader.h"
@@ -463,13 +464,13 @@ static void read_batch(cb_broker *b, int64_t now)
 static void log_event(const cb_publish *pub)
 {
     const cb_envelope *ev = pub->frame->publish->event;
-    char to[512] = "", who[CB_PSEUDONYM_LEN];
+    char to[512] = "";
     cb_log_text_buf id;
     size_t used = 0;
     for (size_t i = 0; i < ev->n_to_agencies && used < sizeof to; i++)
         used += (size_t)snprintf(to + used, sizeof to - used, "%s%s", i ? "," : "", ev->to_agencies[i]);
     cb_log(CB_LOG_INFO, "event id=%s type=%s from=%s to=%s seq=%llu person=%s%s", cb_log_text(ev->event_id, id),
-           cb_body_name(ev), ev->from_agency, to, (unsigned long long)pub->seq, cb_log_person(ev->person, who),
+           cb_body_name(ev), ev->from_agency, to, (unsigned long long)pub->seq, pub->person,
            pub->duplicate ? " duplicate=yes" : "");
 }
 
@@ -540,6 +541,11 @@ static void send_acks(cb_broker *b, cb_batch *bt)
             for (unsigned w = 0; acks[n].warnings && w < CB_WARN_COUNT; w++)
                 if (pub->warnings & (1u << w))
                     acks[n].warnings[acks[n].n_warnings++] = &warnings[w];
+            acks[n].flags =
+                pub->flags ? arena->alloc(arena->allocator_data, CB_FLAG_TYPES * sizeof *acks[n].flags) : NULL;
+            for (unsigned t = 0; acks[n].flags && t < CB_FLAG_TYPES; t++)
+                if (pub->flags & (1u << t))
+                    acks[n].flags[acks[n].n_flags++] = (Carebridge__V1__Flag__Type)t;
             ptrs[n] = &acks[n];
             n++;
         }
@@ -580,6 +586,22 @@ static void answer_publishes(cb_broker *b, cb_batch *bt)
             feed(b, pub);
     }
     bt->n_pubs = 0;
+}
+
+/* Each flag raised or resolved, under a topic per agency it involves and
+ * one for everyone ("flag.<agency>.<TYPE>", "flag.*.<TYPE>"). */
+static void send_flag_notes(cb_broker *b, cb_batch *bt)
+{
+    for (size_t i = 0; i < bt->feed.n; i++) {
+        const cb_flag_note *n = &bt->feed.notes[i];
+        for (const char *topic = n->topics; *topic;) {
+            size_t len = strcspn(topic, "\n");
+            if (zmq_send(b->feed, topic, len, ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0)
+                zmq_send(b->feed, n->frame, n->len, ZMQ_DONTWAIT);
+            topic += len + (topic[len] == '\n');
+        }
+    }
+    cb_flag_feed_clear(&bt->feed);
 }
 
 static void answer_requests(cb_broker *b, cb_batch *bt)
@@ -649,6 +671,7 @@ static void finish(cb_broker *b, cb_batch *bt)
     answer_delivery_acks(b, bt);
     answer_requests(b, bt);
     send_deliveries(b, bt);
+    send_flag_notes(b, bt);
     bt->n_acks = bt->n_ops = 0;
     cb_arena_reset(bt->arena);
     if (bt->exit_status)
@@ -709,6 +732,8 @@ int cb_broker_run(cb_broker *b, volatile sig_atomic_t *stop)
         }
         now = cb_mono_ms();
         b->filling = cb_committer_open(b->committer);
+        count_subscriptions(b);
+        b->filling->feed.wanted = b->feed_topics > 0; /* else the store thread packs no flag notes */
         read_batch(b, now);
         if (now >= next_expiry) {
             expire_peers(b, now);
@@ -807,7 +832,8 @@ cb_broker *cb_broker_new(const cb_config *cfg, int *exit_status, cb_error *err)
         goto fail;
     if (!b->lock && !lock_data(b, true, exit_status, err))
         goto fail;
-    store = cb_store_open(cfg->data_dir, cfg->map_size_mb << 20, cfg->publish_fill_percent / 100.0, err);
+    store = cb_store_open_with(cfg->data_dir, cfg->map_size_mb << 20, cfg->publish_fill_percent / 100.0,
+                               cb_flagbook_keyspaces, CB_FLAGBOOK_KEYSPACES, err);
     if (!store || !load_identity(store, err)) {
         cb_store_destroy(&store);
         goto fail;

@@ -16,13 +16,21 @@
 
 #include "broker.h"
 #include "cb_check.h"
+#include "cb_wire.h"
 #include "intake.h"
 #include "log.h"
 #include "query.h"
+#include "rules.h"
 
 /* Index entries merged per entry added: a handful of levels, with room to
  * catch up. Merges left over run when the broker has been idle a while. */
 #define INDEX_WORK_PER_ENTRY 8
+
+/* Handoff records a tick's transaction judges: a bounded write, the rest
+ * left for the next tick, which then comes at once. */
+#define TICK_BUDGET 512
+/* Open flags a delivery carries at most. */
+#define DELIVERY_FLAGS 32
 
 struct cb_commit {
     const cb_config *cfg;
@@ -34,6 +42,9 @@ struct cb_commit {
     cb_step *released; /* in flight to connections that said goodbye */
     size_t n_released;
     uint64_t *refused_acks; /* per agency, since start: for status */
+    cb_rules *rules;
+    int64_t next_tick_ms; /* monotonic: when the time-based rules next run */
+    bool ticking;         /* this batch runs them */
 };
 
 _Static_assert(CB_REPLAY_ID_MAX == CB_EVENT_ID_MAX, "a replay's id holds any event id");
@@ -43,7 +54,8 @@ static unsigned agency_index(const cb_config *cfg, const char *id)
     return (unsigned)(cb_config_agency(cfg, id) - cfg->agencies);
 }
 
-static void store_publish(cb_commit *c, cb_txn *txn, cb_publish *pub, uint64_t wall_ms, uint64_t *seq)
+static void store_publish(cb_commit *c, cb_txn *txn, cb_publish *pub, uint64_t wall_ms, uint64_t *seq,
+                          cb_flag_feed *feed)
 {
     const cb_envelope *ev = pub->frame->publish->event;
     uint8_t digest[CB_DIGEST_BYTES];
@@ -90,6 +102,7 @@ static void store_publish(cb_commit *c, cb_txn *txn, cb_publish *pub, uint64_t w
                               .recipients = (const char *const *)ev->to_agencies,
                               .n_recipients = ev->n_to_agencies};
     cb_store_put_event(txn, &stored, wall_ms);
+    pub->flags = cb_rules_event(c->rules, txn, ev, pub->person, pub->seq, wall_ms, feed);
 }
 
 /* Queue a stored event again for one agency, or release it from parked. The
@@ -147,6 +160,24 @@ static size_t pack_replay_reply(cb_request *r)
     return r->reply_len = cb_pack(&f.base, &r->reply);
 }
 
+/* The flags open on an event, encoded as Deliver.flags fields. */
+static size_t pack_open_flags(cb_commit *c, cb_txn *txn, uint64_t seq, uint8_t **out)
+{
+    cb_flag *open[DELIVERY_FLAGS];
+    size_t n = cb_rules_open_flags(c->rules, txn, seq, open, DELIVERY_FLAGS), len = 0, cap = 0;
+    for (size_t i = 0; i < n; i++)
+        cap += carebridge__v1__flag__get_packed_size(open[i]) + 11;
+    *out = cap ? malloc(cap) : NULL;
+    for (size_t i = 0; *out && i < n; i++) {
+        (*out)[len++] = (4 << 3) | 2; /* Deliver.flags, length-delimited */
+        len += cb_wire_put_varint(*out + len, carebridge__v1__flag__get_packed_size(open[i]));
+        len += carebridge__v1__flag__pack(open[i], *out + len);
+    }
+    for (size_t i = 0; i < n; i++)
+        cb_flag_free(&open[i]);
+    return *out ? len : 0;
+}
+
 /* Pack the plan's deliveries while the transaction still holds their bytes;
  * they are sent only if it commits. */
 static void pack_deliveries(cb_commit *c, cb_txn *txn, cb_batch *b)
@@ -160,7 +191,10 @@ static void pack_deliveries(cb_commit *c, cb_txn *txn, cb_batch *b)
             continue;
         cb_outbound *o = &b->out[b->n_out];
         o->peer = peer;
-        o->len = cb_pack_deliver(s->seq, s->attempt, event, len, &o->frame);
+        uint8_t *flags = NULL;
+        size_t flags_len = pack_open_flags(c, txn, s->seq, &flags);
+        o->len = cb_pack_deliver_with(s->seq, s->attempt, event, len, flags, flags_len, &o->frame);
+        free(flags);
         if (o->len)
             b->n_out++;
     }
@@ -190,7 +224,7 @@ static cb_code commit(cb_commit *c, cb_batch *b, bool with_publishes, cb_error *
     uint64_t seq = c->last_seq;
     for (size_t i = 0; with_publishes && i < b->n_pubs; i++)
         if (b->pubs[i].code == CB_OK)
-            store_publish(c, txn, &b->pubs[i], b->wall_ms, &seq);
+            store_publish(c, txn, &b->pubs[i], b->wall_ms, &seq, &b->feed);
     for (size_t i = 0; i < b->n_acks; i++)
         if (!b->acks[i].refused)
             cb_store_ack(txn, c->cfg->agencies[b->acks[i].agency].id, b->acks[i].seq);
@@ -200,6 +234,9 @@ static cb_code commit(cb_commit *c, cb_batch *b, bool with_publishes, cb_error *
         r->err.code = CB_OK;
         replay(c, txn, r, b->wall_ms);
     }
+    if (c->ticking && with_publishes && cb_store_room(txn) == CB_ROOM &&
+        cb_rules_tick(c->rules, txn, b->wall_ms, TICK_BUDGET, &b->feed))
+        c->next_tick_ms = b->now_ms; /* more are due: go on at the next batch */
     c->n_steps = cb_delivery_plan(c->delivery, txn, b->now_ms, c->steps, cb_delivery_max_steps(c->delivery));
     pack_deliveries(c, txn, b);
     /* Each batch pays for the index merges its own entries will need, so
@@ -209,7 +246,10 @@ static cb_code commit(cb_commit *c, cb_batch *b, bool with_publishes, cb_error *
         cb_store_index_pay(txn, INDEX_WORK_PER_ENTRY);
     cb_code code = cb_txn_commit(&txn, err);
     if (code) {
-        cb_batch_free_out(b);
+        cb_batch_free_out(b); /* the deliveries and flag notes of what did not commit */
+        cb_rules_forget(c->rules);
+        for (size_t i = 0; i < b->n_pubs; i++)
+            b->pubs[i].flags = 0;
         return code;
     }
     c->last_seq = seq;
@@ -362,8 +402,9 @@ cb_commit *cb_commit_new(const cb_config *cfg, cb_store *store, cb_error *err)
         c->steps = c->delivery ? calloc(cb_delivery_max_steps(c->delivery), sizeof *c->steps) : NULL;
         c->released = c->delivery ? calloc(cb_delivery_max_steps(c->delivery), sizeof *c->released) : NULL;
         c->refused_acks = calloc(cfg->n_agencies, sizeof *c->refused_acks);
+        c->rules = cb_rules_new(cfg, store, cb_flagbook_at(0));
     }
-    if (!c || !c->steps || !c->released || !c->refused_acks) {
+    if (!c || !c->steps || !c->released || !c->refused_acks || !c->rules) {
         cb_fail(err, CB_STORE_UNAVAILABLE, "out of memory");
         cb_commit_free(&c);
         return NULL;
@@ -385,6 +426,7 @@ void cb_commit_free(cb_commit **c_p)
         free(c->steps);
         free(c->released);
         free(c->refused_acks);
+        cb_rules_free(&c->rules);
         cb_delivery_destroy(&c->delivery);
         free(c);
     }
@@ -398,19 +440,26 @@ void cb_commit_batch(cb_commit *c, cb_batch *b)
     judge_acks(c, b);
     apply_lane_ops(c, b);
     if (cb_batch_has_input(b) || cb_commit_has_work(c, b->now_ms)) {
+        c->ticking = c->cfg->flags.enabled && b->now_ms >= c->next_tick_ms;
+        if (c->ticking)
+            c->next_tick_ms = b->now_ms + (int64_t)c->cfg->flags.tick_seconds * 1000;
         commit_batch(c, b);
         c->n_released = 0; /* given back, or after a failed commit left counted: the safe side */
+        c->ticking = false;
     }
 }
 
 bool cb_commit_has_work(const cb_commit *c, int64_t now_ms)
 {
-    return c->n_released || cb_delivery_has_work(c->delivery, now_ms);
+    return c->n_released || cb_delivery_has_work(c->delivery, now_ms) ||
+           (c->cfg->flags.enabled && now_ms >= c->next_tick_ms);
 }
 
 int64_t cb_commit_next_deadline(const cb_commit *c)
 {
-    return cb_delivery_next_deadline(c->delivery);
+    int64_t redelivery = cb_delivery_next_deadline(c->delivery);
+    int64_t tick = c->cfg->flags.enabled ? c->next_tick_ms : INT64_MAX;
+    return tick < redelivery ? tick : redelivery;
 }
 
 size_t cb_commit_max_out(const cb_commit *c)

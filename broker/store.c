@@ -840,13 +840,24 @@ cb_room cb_store_room(cb_txn *txn)
      * has put a 128th of the map since. */
     uint64_t used = cb_store_used_bytes(txn);
     txn->put_since_room = 0;
-    /* A map that overflowed before the fraction was reached (pages LMDB
-     * cannot reuse yet count against it too) stays full until deliveries
-     * have drained it some way below. */
-    double limit = s->publish_fraction - (atomic_load(&s->map_overflowed) ? OVERFLOW_MARGIN : 0.0);
-    bool room = (double)used < limit * (double)s->map_bytes;
-    if (room && txn->write)
+    /* A map that overflowed before the fraction was reached (a batch's
+     * copied pages, and pages LMDB cannot reuse yet, count against it too)
+     * stays full until deliveries have drained it some way below where it
+     * stood then, or below the fraction, whichever is lower. */
+    double limit = s->publish_fraction * (double)s->map_bytes;
+    if (atomic_load(&s->map_overflowed)) {
+        uint64_t at = atomic_load(&s->overflow_used);
+        if (!at && txn->write)
+            atomic_store(&s->overflow_used, at = used ? used : 1);
+        if (at && (double)at < limit)
+            limit = (double)at;
+        limit -= OVERFLOW_MARGIN * (double)s->map_bytes;
+    }
+    bool room = (double)used < limit;
+    if (room && txn->write) {
         atomic_store(&s->map_overflowed, false);
+        atomic_store(&s->overflow_used, 0);
+    }
     txn->room = !txn_ok(txn) || room ? CB_ROOM : CB_ROOM_MAP_FILLED;
     txn->room_known = txn_ok(txn);
     return txn->room;
@@ -900,6 +911,18 @@ void cb_kv_put(cb_txn *txn, cb_keyspace ks, const void *key, size_t key_len, con
         return;
     MDB_val k = val(key, key_len), v = val(data, len);
     if (cb_st_check(txn, mdb_put(txn->txn, space(txn, ks), &k, &v, 0), "write keyspace"))
+        txn->put_since_room += key_len + len + 16;
+}
+
+void cb_kv_append(cb_txn *txn, cb_keyspace ks, const void *key, size_t key_len, const void *data, size_t len)
+{
+    if (!txn_ok(txn))
+        return;
+    MDB_val k = val(key, key_len), v = val(data, len);
+    int rc = mdb_put(txn->txn, space(txn, ks), &k, &v, MDB_APPEND);
+    if (rc == MDB_KEYEXIST) /* not above the last key after all: an ordinary put, never an error */
+        rc = mdb_put(txn->txn, space(txn, ks), &k, &v, 0);
+    if (cb_st_check(txn, rc, "write keyspace"))
         txn->put_since_room += key_len + len + 16;
 }
 

@@ -219,6 +219,10 @@ typedef unsigned cb_keyspace;
 bool cb_kv_get(cb_txn *txn, cb_keyspace ks, const void *key, size_t key_len, const uint8_t **val, size_t *len);
 /* Insert or overwrite. */
 void cb_kv_put(cb_txn *txn, cb_keyspace ks, const void *key, size_t key_len, const void *val, size_t len);
+/* The same for a key above every key in the keyspace (a seq just given
+ * out): LMDB puts it at the end without searching the tree. A key that is
+ * not above them all is put as by cb_kv_put. */
+void cb_kv_append(cb_txn *txn, cb_keyspace ks, const void *key, size_t key_len, const void *val, size_t len);
 /* True when there was one to delete. */
 bool cb_kv_del(cb_txn *txn, cb_keyspace ks, const void *key, size_t key_len);
 /* Each entry whose key begins with prefix, in key order from the first at

@@ -24,8 +24,9 @@
  * check what they find against the event itself.
  *
  * Every publish looks its id up, and a new id is in no run: a seek into each
- * was most of the store thread's time at millions of events. So each run of
- * the ids index has a filter (a blocked Bloom filter, about 10 bits an entry,
+ * was most of the store thread's time at millions of events. The flag rules
+ * look up every event's person too, who is in one run at most. So each run
+ * of the ids and persons indexes has a filter (a blocked Bloom filter, about 10 bits an entry,
  * 1% false positives): a 64-byte block chosen by the hash's top bits, so a
  * run's blocks are in key order too and are written, like the run, once and
  * in order, a 16 KiB chunk at a time, in the "filters" database. A lookup
@@ -154,9 +155,11 @@ static void ix_key(uint8_t k[IX_KEY], uint64_t hash, uint64_t seq)
 #define FILTER_PROBES         7 /* nine bits each, of a second hash */
 #define FILTER_KEY            6 /* index, slot, chunk (u32) */
 
+/* Ids and persons: every publish looks up its id, and the flag rules the
+ * person, who is most often in no run at all (someone new) or in one. */
 static bool filtered(cb_index ix)
 {
-    return ix == CB_INDEX_IDS;
+    return ix != CB_INDEX_CASES;
 }
 
 static uint32_t filter_blocks_for(uint64_t entries)
@@ -376,17 +379,17 @@ static void table_clear(tail_table *t, unsigned slot, uint64_t losses)
 /* The store thread's table of the ids tail, rebuilt from the tail when it is
  * not for this slot or a write txn was lost since (a lost add left an entry
  * that is not there: harmless, as every match is checked, but not kept). */
-static tail_table *ids_table(cb_txn *txn, const ix_dir *d)
+static tail_table *writer_table(cb_txn *txn, cb_index ix, const ix_dir *d)
 {
-    tail_table *t = &txn->store->ids_tail;
-    if (!txn->write)
+    if (!txn->write || ix >= CB_INDEX_CASES)
         return NULL;
+    tail_table *t = &txn->store->writer_tails[ix];
     if (t->built && t->slot == d->tail && t->losses == txn->store->write_losses)
         return t->valid ? t : NULL;
     table_clear(t, d->tail, txn->store->write_losses);
     t->built = true;
     MDB_cursor *c;
-    if (!cb_st_check(txn, mdb_cursor_open(txn->txn, slot_dbi(txn, CB_INDEX_IDS, d->tail), &c), "read index tail"))
+    if (!cb_st_check(txn, mdb_cursor_open(txn->txn, slot_dbi(txn, ix, d->tail), &c), "read index tail"))
         return NULL;
     MDB_val k, data;
     int rc = mdb_cursor_get(c, &k, &data, MDB_FIRST);
@@ -406,7 +409,7 @@ void cb_store_index_add(cb_txn *txn, cb_index ix, uint64_t hash, uint64_t seq)
     ix_dir *d = dir_of(txn, ix);
     if (!d)
         return;
-    tail_table *t = ix == CB_INDEX_IDS ? ids_table(txn, d) : NULL;
+    tail_table *t = writer_table(txn, ix, d);
     uint8_t k[IX_KEY];
     tail_key(k, seq, hash);
     MDB_val key = val(k, sizeof k), data = val("", 0);
@@ -485,7 +488,7 @@ static tail_table *reader_table(cb_txn *txn, cb_index ix, const ix_dir *d, uint6
 static bool find_in_tail(cb_txn *txn, cb_index ix, const ix_dir *d, uint64_t hash, cb_seq_fn fn, void *arg)
 {
     uint64_t upto = UINT64_MAX;
-    tail_table *t = txn->write ? (ix == CB_INDEX_IDS ? ids_table(txn, d) : NULL) : reader_table(txn, ix, d, &upto);
+    tail_table *t = txn->write ? writer_table(txn, ix, d) : reader_table(txn, ix, d, &upto);
     if (!t)
         return txn_ok(txn) && scan_tail(txn, slot_dbi(txn, ix, d->tail), hash, fn, arg);
     bool go_on = true;
@@ -625,8 +628,8 @@ static void seal(cb_txn *txn, cb_index ix, ix_dir *d)
     }
     if (!cb_st_check(txn, mdb_drop(txn->txn, slot_dbi(txn, ix, d->tail), 0), "seal index tail"))
         return;
-    if (ix == CB_INDEX_IDS)
-        txn->store->ids_tail.built = false; /* the same slot, emptied */
+    if (ix < CB_INDEX_CASES)
+        txn->store->writer_tails[ix].built = false; /* the same slot, emptied */
     d->state[out] = SLOT_RUN;
     d->level[out] = 0;
     txn->dirs_dirty[ix] = true;

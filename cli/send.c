@@ -18,9 +18,10 @@ static const char usage[] =
     "object: give them as NDJSON (one per line), as a JSON array of objects, or as\n"
     "objects one after another over several lines (the README's examples pasted as\n"
     "they are); a UTF-8 byte-order mark and CRLF line ends are fine.\n"
-    "Prints 'ACK <eventId> seq=<n>' (then ' duplicate' when it was stored already, and\n"
-    "' warnings=<field>:<reason>,...' for what the sending system should put right, such\n"
-    "as person.nhsNumber:check-digit) or 'NACK <eventId> <CODE>: <reason>' per event, and\n"
+    "Prints 'ACK <eventId> seq=<n>' (then ' duplicate' when it was stored already,\n"
+    "' flags=<TYPE>,...' for the handoff flags the event raised, such as\n"
+    "MISSING_INFORMATION, and ' warnings=<field>:<reason>,...' for what the sending\n"
+    "system should put right, such as person.nhsNumber:check-digit) or 'NACK <eventId> <CODE>: <reason>' per event, and\n"
     "'ERROR line <n>[, column <c>]: <reason>' for what is not an event (reading goes on\n"
     "at the next line). Keeps up to N events\n"
     "(default 1024, and at most 8 MiB of them) in flight and resends any not answered,\n"
@@ -39,6 +40,11 @@ static void answered(void *arg, void *tag, const Carebridge__V1__Ack *ack, const
     t->last_progress = cb_client_now_ms();
     if (ack) {
         printf("ACK %s seq=%llu%s", ack->event_id, (unsigned long long)ack->seq, ack->duplicate ? " duplicate" : "");
+        for (size_t i = 0; i < ack->n_flags; i++) {
+            const ProtobufCEnumValue *v =
+                protobuf_c_enum_descriptor_get_value(&carebridge__v1__flag__type__descriptor, (int)ack->flags[i]);
+            printf("%s%s", i ? "," : " flags=", v ? v->name : "UNKNOWN");
+        }
         for (size_t i = 0; i < ack->n_warnings; i++)
             printf("%s%s:%s", i ? "," : " warnings=", ack->warnings[i]->field, ack->warnings[i]->reason);
         putchar('\n');

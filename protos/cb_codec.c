@@ -131,6 +131,12 @@ void cb_peek_publish(const uint8_t *buf, size_t len, uint64_t *ref, char *out, s
 
 size_t cb_pack_deliver(uint64_t seq, uint32_t attempt, const uint8_t *event, size_t len, uint8_t **out)
 {
+    return cb_pack_deliver_with(seq, attempt, event, len, NULL, 0, out);
+}
+
+size_t cb_pack_deliver_with(uint64_t seq, uint32_t attempt, const uint8_t *event, size_t len, const uint8_t *more,
+                            size_t more_len, uint8_t **out)
+{
     uint8_t head[40], inner[32];
     size_t in = 0, hn = 0;
     inner[in++] = 0x08; /* Deliver.seq, varint */
@@ -142,14 +148,16 @@ size_t cb_pack_deliver(uint64_t seq, uint32_t attempt, const uint8_t *event, siz
     inner[in++] = 0x1A; /* Deliver.event, length-delimited */
     in += cb_wire_put_varint(inner + in, len);
     head[hn++] = (15 << 3) | 2; /* Frame.deliver, length-delimited */
-    hn += cb_wire_put_varint(head + hn, in + len);
-    *out = malloc(hn + in + len);
+    hn += cb_wire_put_varint(head + hn, in + len + more_len);
+    *out = malloc(hn + in + len + more_len);
     if (!*out)
         return 0;
     memcpy(*out, head, hn);
     memcpy(*out + hn, inner, in);
     memcpy(*out + hn + in, event, len);
-    return hn + in + len;
+    if (more_len)
+        memcpy(*out + hn + in + len, more, more_len);
+    return hn + in + len + more_len;
 }
 
 bool cb_merge(ProtobufCMessage **dst, const ProtobufCMessage *src)

@@ -49,6 +49,10 @@ uint32_t cb_peek_kind(const uint8_t *buf, size_t len);
  * without unpacking it: the wire form of an embedded message is its bytes.
  * Returns the length written to a new malloc'd *out, 0 on allocation failure. */
 size_t cb_pack_deliver(uint64_t seq, uint32_t attempt, const uint8_t *event, size_t len, uint8_t **out);
+/* The same with more of the Deliver's fields after the event, already
+ * encoded (its flags: each a tag, a length and a packed Flag). */
+size_t cb_pack_deliver_with(uint64_t seq, uint32_t attempt, const uint8_t *event, size_t len, const uint8_t *more,
+                            size_t more_len, uint8_t **out);
 
 /* Merge src into *dst by protobuf's rules (set scalars replace, repeated
  * fields append, messages merge): the parse of the two wire forms laid end to

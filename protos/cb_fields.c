@@ -163,3 +163,36 @@ bool cb_field_path_present(const ProtobufCMessage *m, const char *path)
             return false;
     return n > 0;
 }
+
+bool cb_field_path_compile(const ProtobufCMessageDescriptor *d, const char *path, cb_field_path *out)
+{
+    out->n = 0;
+    for (const char *rest = path; rest;) {
+        const ProtobufCFieldDescriptor *fd = segment(d, rest, &rest);
+        if (!fd || out->n == CB_FIELD_PATH_DEPTH || (rest && fd->type != PROTOBUF_C_TYPE_MESSAGE))
+            return false;
+        out->fd[out->n++] = fd;
+        d = fd->descriptor;
+    }
+    return out->n > 0;
+}
+
+static bool holds_from(const ProtobufCMessage *m, const cb_field_path *p, unsigned at)
+{
+    const ProtobufCFieldDescriptor *fd = p->fd[at];
+    if (at + 1 == p->n)
+        return cb_field_present(m, fd);
+    const void *first;
+    size_t stride, n = cb_field_values(m, fd, &first, &stride);
+    if (fd->label == PROTOBUF_C_LABEL_REPEATED && n == 0)
+        return true;
+    for (size_t i = 0; i < n; i++)
+        if (!holds_from(*(const ProtobufCMessage *const *)((const char *)first + i * stride), p, at + 1))
+            return false;
+    return n > 0;
+}
+
+bool cb_field_path_holds(const ProtobufCMessage *m, const cb_field_path *p)
+{
+    return p->n && holds_from(m, p, 0);
+}

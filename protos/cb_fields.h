@@ -39,4 +39,15 @@ bool cb_fields_visit(const ProtobufCMessage *m, char *path, size_t cap, cb_field
 bool cb_field_path_valid(const ProtobufCMessageDescriptor *d, const char *path);
 bool cb_field_path_present(const ProtobufCMessage *m, const char *path);
 
+/* A path resolved once to its fields, for checks made on every event. */
+#define CB_FIELD_PATH_DEPTH 8
+typedef struct {
+    const ProtobufCFieldDescriptor *fd[CB_FIELD_PATH_DEPTH];
+    unsigned n;
+} cb_field_path;
+/* False when path names no field of d (or is deeper than CB_FIELD_PATH_DEPTH). */
+bool cb_field_path_compile(const ProtobufCMessageDescriptor *d, const char *path, cb_field_path *out);
+/* cb_field_path_present for a compiled path; m must be of its descriptor. */
+bool cb_field_path_holds(const ProtobufCMessage *m, const cb_field_path *p);
+
 #endif

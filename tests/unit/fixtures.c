@@ -6,6 +6,8 @@
 
 #include "fixtures.h"
 
+#include "flagbook.h"
+
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,7 +43,9 @@ bool cb_test_store_open(cb_test_store *t, uint64_t map_bytes, double publish_fra
     }
     snprintf(t->dir, sizeof t->dir, "%s/db", t->root);
     cb_error err = {0};
-    t->store = cb_store_open(t->dir, map_bytes, publish_fraction, &err);
+    /* As the broker opens it: with the flags' keyspaces. */
+    t->store =
+        cb_store_open_with(t->dir, map_bytes, publish_fraction, cb_flagbook_keyspaces, CB_FLAGBOOK_KEYSPACES, &err);
     if (t->store)
         return true;
     print_error("open store: %s\n", err.reason);

@@ -1,0 +1,338 @@
+#include "flagbook.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "explain.h"
+#include "keys.h"
+
+const char *const cb_flagbook_keyspaces[CB_FLAGBOOK_KEYSPACES] = {"flags", "flag_ix", "handoffs",
+                                                                  "due",   "person",  "people"};
+
+enum { IX_OPEN = 1, IX_RESOLVED = 2 };
+
+cb_flagbook cb_flagbook_at(cb_keyspace base)
+{
+    return (cb_flagbook){base, base + 1, base + 2, base + 3, base + 4, base + 5};
+}
+
+static char *dup(const char *s)
+{
+    char *d = strdup(s ? s : "");
+    return d ? d : (char *)protobuf_c_empty_string;
+}
+
+/* ---- handoff records */
+
+cb_handoff_record *cb_flagbook_record(const cb_flagbook *fb, cb_txn *txn, uint64_t seq)
+{
+    cb_key k;
+    const uint8_t *val;
+    size_t len;
+    cb_key_make(&k, "Q", seq);
+    if (!cb_kv_get(txn, fb->handoffs, k.b, k.len, &val, &len))
+        return NULL;
+    return carebridge__v1__handoff_record__unpack(NULL, len, val);
+}
+
+void cb_flagbook_free_record(cb_handoff_record **r_p)
+{
+    if (*r_p)
+        carebridge__v1__handoff_record__free_unpacked(*r_p, NULL);
+    *r_p = NULL;
+}
+
+void cb_flagbook_put_record(const cb_flagbook *fb, cb_txn *txn, uint64_t seq, const cb_handoff_record *r, bool fresh,
+                            uint64_t old_due_ms, uint64_t new_due_ms)
+{
+    cb_key k;
+    uint8_t small[512];
+    size_t len = carebridge__v1__handoff_record__get_packed_size(r);
+    uint8_t *buf = len <= sizeof small ? small : malloc(len);
+    if (!buf)
+        return; /* out of memory: the record is behind, which only delays a time-based flag */
+    carebridge__v1__handoff_record__pack(r, buf);
+    cb_key_make(&k, "Q", seq);
+    if (fresh)
+        cb_kv_append(txn, fb->handoffs, k.b, k.len, buf, len);
+    else
+        cb_kv_put(txn, fb->handoffs, k.b, k.len, buf, len);
+    if (buf != small)
+        free(buf);
+    if (old_due_ms == new_due_ms)
+        return;
+    if (old_due_ms) {
+        cb_key_make(&k, "QQ", old_due_ms, seq);
+        cb_kv_del(txn, fb->due, k.b, k.len);
+    }
+    if (new_due_ms) {
+        cb_key_make(&k, "QQ", new_due_ms, seq);
+        cb_kv_put(txn, fb->due, k.b, k.len, "", 0);
+    }
+}
+
+void cb_flagbook_drop_due(const cb_flagbook *fb, cb_txn *txn, uint64_t seq, uint64_t due_ms)
+{
+    cb_key k;
+    cb_key_make(&k, "QQ", due_ms, seq);
+    cb_kv_del(txn, fb->due, k.b, k.len);
+}
+
+typedef struct {
+    uint64_t now_ms;
+    uint64_t *seqs, *due_ms;
+    size_t n, cap;
+} due_scan;
+
+static bool collect_due(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val, size_t len)
+{
+    (void)val, (void)len;
+    due_scan *d = arg;
+    uint64_t due, seq;
+    if (!cb_key_parse(key, key_len, "QQ", &due, &seq) || due > d->now_ms)
+        return false;
+    d->seqs[d->n] = seq;
+    d->due_ms[d->n] = due;
+    return ++d->n < d->cap;
+}
+
+size_t cb_flagbook_due(const cb_flagbook *fb, cb_txn *txn, uint64_t now_ms, uint64_t *seqs, uint64_t *due_ms,
+                       size_t cap)
+{
+    due_scan d = {now_ms, seqs, due_ms, 0, cap};
+    if (cap)
+        cb_kv_scan(txn, fb->due, NULL, 0, NULL, 0, collect_due, &d);
+    return d.n;
+}
+
+/* ---- flags */
+
+static void put_flag(const cb_flagbook *fb, cb_txn *txn, const cb_flag *f)
+{
+    cb_key k;
+    uint8_t small[1024];
+    size_t len = carebridge__v1__flag__get_packed_size(f);
+    uint8_t *buf = len <= sizeof small ? small : malloc(len);
+    if (!buf)
+        return;
+    carebridge__v1__flag__pack(f, buf);
+    cb_key_make(&k, "Q", f->id);
+    cb_kv_put(txn, fb->flags, k.b, k.len, buf, len);
+    if (buf != small)
+        free(buf);
+}
+
+/* Newest first: the index holds the id's complement. */
+static void index_one(const cb_flagbook *fb, cb_txn *txn, const char *agency, unsigned status, uint64_t id, bool add)
+{
+    cb_key k;
+    if (!cb_key_make(&k, "SBQ", agency, status, ~id))
+        return; /* agency ids are configured and short: this cannot happen */
+    if (add)
+        cb_kv_put(txn, fb->ix, k.b, k.len, "", 0);
+    else
+        cb_kv_del(txn, fb->ix, k.b, k.len);
+}
+
+static void index_person(const cb_flagbook *fb, cb_txn *txn, uint64_t person_hash, uint64_t id, bool add)
+{
+    cb_key k;
+    if (!person_hash)
+        return;
+    cb_key_make(&k, "QQ", person_hash, ~id);
+    if (add)
+        cb_kv_put(txn, fb->person, k.b, k.len, "", 0);
+    else
+        cb_kv_del(txn, fb->person, k.b, k.len);
+}
+
+void cb_flagbook_add(const cb_flagbook *fb, cb_txn *txn, const cb_flag *f, uint64_t person_hash)
+{
+    bool open = f->status == CAREBRIDGE__V1__FLAG__STATUS__OPEN;
+    put_flag(fb, txn, f);
+    for (size_t i = 0; i < f->n_agencies; i++)
+        index_one(fb, txn, f->agencies[i], open ? IX_OPEN : IX_RESOLVED, f->id, true);
+    if (open)
+        index_person(fb, txn, person_hash, f->id, true);
+}
+
+void cb_flagbook_update(const cb_flagbook *fb, cb_txn *txn, const cb_flag *f, bool was_open, uint64_t person_hash)
+{
+    put_flag(fb, txn, f);
+    if (!was_open || f->status == CAREBRIDGE__V1__FLAG__STATUS__OPEN)
+        return;
+    cb_flagbook_index_handoff(fb, txn, f->id, (const char *const *)f->agencies, f->n_agencies, false, true);
+    index_person(fb, txn, person_hash, f->id, false);
+}
+
+void cb_flagbook_index_handoff(const cb_flagbook *fb, cb_txn *txn, uint64_t id, const char *const *agencies,
+                               size_t n_agencies, bool now_open, bool was_open)
+{
+    for (size_t i = 0; i < n_agencies; i++) {
+        if (was_open && !now_open)
+            index_one(fb, txn, agencies[i], IX_OPEN, id, false);
+        index_one(fb, txn, agencies[i], now_open ? IX_OPEN : IX_RESOLVED, id, true);
+    }
+}
+
+/* An event's ids share their first six bytes (seq < 2^48): one prefix scan. */
+#define EVENT_PREFIX 6
+
+static bool last_key(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val, size_t len)
+{
+    (void)val, (void)len;
+    cb_key_parse(key, key_len, "Q", (uint64_t *)arg);
+    return true;
+}
+
+unsigned cb_flagbook_next_number(const cb_flagbook *fb, cb_txn *txn, uint64_t seq)
+{
+    cb_key from;
+    uint64_t last = 0;
+    cb_key_make(&from, "Q", cb_flag_id(seq, CB_FLAG_STORED));
+    cb_kv_scan(txn, fb->flags, from.b, EVENT_PREFIX, from.b, from.len, last_key, &last);
+    if (!last)
+        return CB_FLAG_STORED;
+    unsigned next = (unsigned)(last & (CB_FLAG_PER_EVENT - 1)) + 1;
+    return next < CB_FLAG_PER_EVENT ? next : CB_FLAG_PER_EVENT - 1;
+}
+
+void cb_flag_free(cb_flag **f_p)
+{
+    if (*f_p)
+        carebridge__v1__flag__free_unpacked(*f_p, NULL);
+    *f_p = NULL;
+}
+
+cb_flag *cb_flagbook_handoff_flag(const cb_handoff_record *rec, uint64_t seq, size_t i)
+{
+    if (i >= rec->n_recipients)
+        return NULL;
+    const Carebridge__V1__HandoffRecord__Recipient *r = rec->recipients[i];
+    cb_flag *f = malloc(sizeof *f);
+    if (!f)
+        return NULL;
+    carebridge__v1__flag__init(f);
+    f->id = cb_flag_id(seq, (unsigned)i);
+    f->type = CAREBRIDGE__V1__FLAG__TYPE__INTER_AGENCY_HANDOFF;
+    f->severity = rec->urgent ? CAREBRIDGE__V1__FLAG__SEVERITY__MEDIUM : CAREBRIDGE__V1__FLAG__SEVERITY__LOW;
+    bool open = r->stage != CAREBRIDGE__V1__JOURNEY_STEP__STAGE__ACCEPTED;
+    f->status = open ? CAREBRIDGE__V1__FLAG__STATUS__OPEN : CAREBRIDGE__V1__FLAG__STATUS__RESOLVED;
+    f->event_ids = calloc(1, sizeof *f->event_ids);
+    f->event_seqs = calloc(1, sizeof *f->event_seqs);
+    f->agencies = calloc(2, sizeof *f->agencies);
+    if (f->event_ids && f->event_seqs) {
+        f->event_ids[f->n_event_ids++] = dup(rec->event_id);
+        f->event_seqs[f->n_event_seqs++] = seq;
+    }
+    if (f->agencies) {
+        f->agencies[f->n_agencies++] = dup(r->agency);
+        f->agencies[f->n_agencies++] = dup(rec->from_agency);
+    }
+    f->person = dup(rec->person);
+    f->raised_at = cb_explain_timestamp(rec->stored_ms);
+    if (!open) {
+        f->resolved_at = cb_explain_timestamp(r->resolved_ms);
+        f->resolved_by = dup(r->accepted_by);
+    }
+    f->explanation = cb_explain_handoff(rec, r);
+    f->resolution = dup(open ? "the recipient accepts it" : "");
+    if (!f->explanation)
+        f->explanation = (char *)protobuf_c_empty_string;
+    return f;
+}
+
+typedef struct {
+    cb_flag_fn fn;
+    void *arg;
+    bool stopped;
+} flag_visit;
+
+static bool visit_stored(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val, size_t len)
+{
+    (void)key, (void)key_len;
+    flag_visit *v = arg;
+    cb_flag *f = carebridge__v1__flag__unpack(NULL, len, val);
+    if (!f)
+        return true; /* not ours to judge: skip what does not unpack */
+    bool go_on = v->fn(v->arg, f);
+    cb_flag_free(&f);
+    v->stopped = !go_on;
+    return go_on;
+}
+
+void cb_flagbook_event_flags(const cb_flagbook *fb, cb_txn *txn, uint64_t seq, const cb_handoff_record *rec,
+                             cb_flag_fn fn, void *arg)
+{
+    for (size_t i = 0; rec && i < rec->n_recipients; i++) {
+        cb_flag *f = cb_flagbook_handoff_flag(rec, seq, i);
+        bool go_on = !f || fn(arg, f);
+        cb_flag_free(&f);
+        if (!go_on)
+            return;
+    }
+    cb_key from;
+    cb_key_make(&from, "Q", cb_flag_id(seq, CB_FLAG_STORED));
+    flag_visit v = {fn, arg, false};
+    cb_kv_scan(txn, fb->flags, from.b, EVENT_PREFIX, from.b, from.len, visit_stored, &v);
+}
+
+cb_flag *cb_flagbook_get(const cb_flagbook *fb, cb_txn *txn, uint64_t id)
+{
+    unsigned number = (unsigned)(id & (CB_FLAG_PER_EVENT - 1));
+    if (number < CB_FLAG_STORED) {
+        cb_handoff_record *rec = cb_flagbook_record(fb, txn, cb_flag_seq(id));
+        cb_flag *f = rec ? cb_flagbook_handoff_flag(rec, cb_flag_seq(id), number) : NULL;
+        cb_flagbook_free_record(&rec);
+        return f;
+    }
+    cb_key k;
+    const uint8_t *val;
+    size_t len;
+    cb_key_make(&k, "Q", id);
+    return cb_kv_get(txn, fb->flags, k.b, k.len, &val, &len) ? carebridge__v1__flag__unpack(NULL, len, val) : NULL;
+}
+
+typedef struct {
+    const cb_flagbook *fb;
+    cb_txn *txn;
+    flag_visit v;
+    const char *format; /* the index key's shape, the complemented id last */
+} by_index;
+
+static bool visit_indexed(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val, size_t len)
+{
+    (void)val, (void)len;
+    by_index *b = arg;
+    const char *agency;
+    uint8_t status;
+    uint64_t hash, not_id;
+    bool shaped = b->format[0] == 'S' ? cb_key_parse(key, key_len, "SBQ", &agency, &status, &not_id)
+                                      : cb_key_parse(key, key_len, "QQ", &hash, &not_id);
+    cb_flag *f = shaped ? cb_flagbook_get(b->fb, b->txn, ~not_id) : NULL;
+    if (!f)
+        return true;
+    bool go_on = b->v.fn(b->v.arg, f);
+    cb_flag_free(&f);
+    return go_on;
+}
+
+void cb_flagbook_person_flags(const cb_flagbook *fb, cb_txn *txn, uint64_t person_hash, cb_flag_fn fn, void *arg)
+{
+    cb_key prefix;
+    cb_key_make(&prefix, "Q", person_hash);
+    by_index b = {fb, txn, {fn, arg, false}, "QQ"};
+    cb_kv_scan(txn, fb->person, prefix.b, prefix.len, NULL, 0, visit_indexed, &b);
+}
+
+void cb_flagbook_agency_flags(const cb_flagbook *fb, cb_txn *txn, const char *agency, bool open, uint64_t before,
+                              cb_flag_fn fn, void *arg)
+{
+    cb_key prefix, from;
+    unsigned status = open ? IX_OPEN : IX_RESOLVED;
+    if (!cb_key_make(&prefix, "SB", agency, status) || !cb_key_make(&from, "SBQ", agency, status, ~(before - 1)))
+        return;
+    by_index b = {fb, txn, {fn, arg, false}, "SBQ"};
+    cb_kv_scan(txn, fb->ix, prefix.b, prefix.len, before ? from.b : NULL, before ? from.len : 0, visit_indexed, &b);
+}
