@@ -1,5 +1,6 @@
 #include "query.h"
 
+#include "flagquery.h"
 #include "handoff.h"
 
 #include <stdio.h>
@@ -269,6 +270,7 @@ static step_t *new_step(Carebridge__V1__JourneyReply *r, uint64_t seq, cb_envelo
     s->seq = seq;
     s->event = ev;
     r->steps[r->n_steps++] = s;
+    cb_flags_of_event(txn, seq, &s->flags, &s->n_flags);
     if (ev->body_case == CAREBRIDGE__V1__ENVELOPE__BODY_RESPONSE)
         return s; /* a response hands nothing off: it moves the handoff it answers */
     for (size_t i = 0; i < ev->n_to_agencies; i++) {

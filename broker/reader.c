@@ -11,6 +11,7 @@
 
 #include "cb_codec.h"
 #include "clock.h"
+#include "flagquery.h"
 #include "log.h"
 #include "thread.h"
 
@@ -95,12 +96,28 @@ static ProtobufCMessage *read_journey(cb_reader *r, cb_txn *txn, const cb_frame 
     return (ProtobufCMessage *)reply->journey_reply;
 }
 
+static ProtobufCMessage *read_flags(cb_reader *r, cb_txn *txn, const cb_frame *f, cb_frame *reply, cb_error *err)
+{
+    reply->kind_case = CAREBRIDGE__V1__FRAME__KIND_FLAGS_REPLY;
+    reply->flags_reply = cb_flags_query(r->cfg, txn, f->flags_request, err);
+    return (ProtobufCMessage *)reply->flags_reply;
+}
+
+static ProtobufCMessage *read_report(cb_reader *r, cb_txn *txn, const cb_frame *f, cb_frame *reply, cb_error *err)
+{
+    reply->kind_case = CAREBRIDGE__V1__FRAME__KIND_REPORT_REPLY;
+    reply->report_reply = cb_flags_report(r->cfg, txn, f->report_request, cb_wall_ms(), err);
+    return (ProtobufCMessage *)reply->report_reply;
+}
+
 static const struct {
     uint32_t kind; /* a Frame's kind_case */
     read_fn *fn;
 } reads[] = {
     {CAREBRIDGE__V1__FRAME__KIND_STATUS_REQUEST, read_status},
     {CAREBRIDGE__V1__FRAME__KIND_JOURNEY_REQUEST, read_journey},
+    {CAREBRIDGE__V1__FRAME__KIND_FLAGS_REQUEST, read_flags},
+    {CAREBRIDGE__V1__FRAME__KIND_REPORT_REQUEST, read_report},
 };
 
 static read_fn *read_of(uint32_t kind)

@@ -25,7 +25,13 @@ static const char usage[] =
     "        each after printing it. Stops after N events, or after S seconds\n"
     "        without one. Exit 1 if fewer than N arrived.\n"
     "  journey [NHS-or-CHI-number] [--local SYSTEM:VALUE]... [--json]\n"
-    "        the person's timeline across agencies and where each handoff stands\n"
+    "        the person's timeline across agencies, where each handoff stands, and\n"
+    "        the flags on each event\n"
+    "  flags [--open] [--type T] [--agency A] [--person N] [--since DATE] [--json]\n"
+    "        the handoff flags, newest first, with what would resolve each\n"
+    "  report [--since DATE] [--until DATE] [--json]\n"
+    "        the gap report per agency pair: times to acknowledge and decide,\n"
+    "        declines, redirects, bounces, missing fields, open flags\n"
     "  status [--json]\n"
     "        per agency: connected, queued, in flight, parked, oldest undelivered;\n"
     "        the store's size and last seq\n"
@@ -44,8 +50,8 @@ static const struct {
     const char *name;
     int (*run)(const cli_globals *, int, char **);
 } commands[] = {
-    {"send", cli_send},     {"recv", cli_recv},     {"journey", cli_journey},
-    {"status", cli_status}, {"replay", cli_replay}, {"tail", cli_tail},
+    {"send", cli_send},     {"recv", cli_recv}, {"journey", cli_journey}, {"status", cli_status},
+    {"replay", cli_replay}, {"tail", cli_tail}, {"flags", cli_flags},     {"report", cli_report},
 };
 
 bool cli_seconds(const char *text, double *out)

@@ -22,7 +22,8 @@ static const char journey_usage[] =
     "Print the person's timeline across agencies, oldest first: when, what, from and to,\n"
     "and for each referral, discharge or handover where its handoff to each recipient\n"
     "stands (SENT, ACKNOWLEDGED, ACCEPTED, DECLINED, INFO_REQUESTED, REDIRECTED) and\n"
-    "whether it has been delivered. Updates are merged into the event they correct.\n"
+    "whether it has been delivered, then the flags raised on it, open or resolved (see\n"
+    "carebridge flags). Updates are merged into the event they correct.\n"
     "--json prints the broker's JourneyReply as canonical JSON instead.\n"
     "--broker may name the broker's query endpoint (broker.queries, tcp://127.0.0.1:5572 by\n"
     "default), which answers without waiting behind publishes.\n";
@@ -277,6 +278,11 @@ static void print_step(const Carebridge__V1__JourneyStep *s)
     print_gist(ev);
     for (size_t i = 0; i < s->n_handoffs; i++)
         print_handoff(s->handoffs[i]);
+    for (size_t i = 0; i < s->n_flags; i++) {
+        const Carebridge__V1__Flag *f = s->flags[i];
+        printf("      flag %s %s: %s\n", enum_name(&carebridge__v1__flag__type__descriptor, f->type),
+               f->status == CAREBRIDGE__V1__FLAG__STATUS__OPEN ? "OPEN" : "resolved", f->explanation);
+    }
     if (s->n_updated_by) {
         printf("      updated by");
         for (size_t i = 0; i < s->n_updated_by; i++)

@@ -166,6 +166,8 @@ void cb_check_declined(cb_rule_ctx *ctx)
                               ctx->target->from_agency, ev->from_agency, NULL);
     if (!f)
         return;
+    const char *decliner = ev->from_agency;
+    cb_rule_pair(f, ctx->target->from_agency, &decliner, 1);
     char when[24];
     cb_explain_date(cb_occurred_ms(ctx->target), when);
     cb_rule_set(&f->explanation,
@@ -254,6 +256,7 @@ void cb_check_bounced(cb_rule_ctx *ctx)
     }
     for (size_t i = 0; i < n_to; i++)
         cb_rule_add_field(f, to[i]); /* where the person was passed to */
+    cb_rule_pair(f, ev->from_agency, to, n_to);
     for (size_t i = 0; i < n_to + n; i++)
         cb_rule_add_agency(f, i < n_to ? to[i] : passers[i - n_to]);
     cb_rule_set(&f->explanation, capitalised(why));

@@ -232,6 +232,10 @@ cb_flag *cb_flagbook_handoff_flag(const cb_handoff_record *rec, uint64_t seq, si
     }
     f->person = dup(rec->person);
     f->raised_at = cb_explain_timestamp(rec->stored_ms);
+    f->from_agency = dup(rec->from_agency);
+    f->to_agencies = calloc(1, sizeof *f->to_agencies);
+    if (f->to_agencies)
+        f->to_agencies[f->n_to_agencies++] = dup(r->agency);
     if (!open) {
         f->resolved_at = cb_explain_timestamp(r->resolved_ms);
         f->resolved_by = dup(r->accepted_by);

@@ -162,7 +162,21 @@ cb_flag *cb_rule_flag(cb_rule_ctx *ctx, cb_flag_type type, uint64_t seq, const c
     va_end(ap);
     f->person = dup(ctx->person);
     f->raised_at = cb_explain_timestamp((int64_t)ctx->wall_ms);
+    if (ctx->ev)
+        cb_rule_pair(f, ctx->ev->from_agency, (const char *const *)ctx->ev->to_agencies, ctx->ev->n_to_agencies);
     return f;
+}
+
+void cb_rule_pair(cb_flag *f, const char *from, const char *const *to, size_t n)
+{
+    for (size_t i = 0; i < f->n_to_agencies; i++)
+        cb_rule_set(&f->to_agencies[i], NULL);
+    free(f->to_agencies);
+    f->n_to_agencies = 0;
+    cb_rule_set(&f->from_agency, dup(from));
+    f->to_agencies = n ? malloc(n * sizeof *f->to_agencies) : NULL;
+    for (size_t i = 0; f->to_agencies && i < n; i++)
+        f->to_agencies[f->n_to_agencies++] = dup(to[i]);
 }
 
 void cb_rule_note(cb_rule_ctx *ctx, const cb_flag *f)

@@ -205,6 +205,12 @@ static cb_flag *timed_flag(cb_rule_ctx *ctx, cb_flag_type type, const cb_handoff
     if (f) {
         f->due_at = cb_explain_timestamp(due);
         cb_rule_set(&f->person, dup(rec->person));
+        const char *to[rec->n_recipients + 1];
+        size_t n = 0;
+        for (size_t i = 0; i < rec->n_recipients; i++)
+            if (!agency || !strcmp(rec->recipients[i]->agency, agency))
+                to[n++] = rec->recipients[i]->agency;
+        cb_rule_pair(f, rec->from_agency, to, n);
     }
     return f;
 }
