@@ -943,12 +943,12 @@ void cb_kv_scan(cb_txn *txn, cb_keyspace ks, const void *prefix, size_t prefix_l
         return;
     /* A from below the prefix's range would stop at once: start at the range. */
     size_t common = from_len < prefix_len ? from_len : prefix_len;
-    bool from_inside =
-        from && (memcmp(from, prefix, common) > 0 || (memcmp(from, prefix, common) == 0 && from_len >= prefix_len));
+    int order = common ? memcmp(from, prefix, common) : 0; /* memcmp may not be given NULL, even for nothing */
+    bool from_inside = from && (order > 0 || (order == 0 && from_len >= prefix_len));
     MDB_val k = from_inside ? val(from, from_len) : val(prefix, prefix_len), v;
     int rc = k.mv_size ? mdb_cursor_get(c, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(c, &k, &v, MDB_FIRST);
     for (; rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT))
-        if (k.mv_size < prefix_len || memcmp(k.mv_data, prefix, prefix_len) != 0 ||
+        if (k.mv_size < prefix_len || (prefix_len && memcmp(k.mv_data, prefix, prefix_len) != 0) ||
             !fn(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size) || !txn_ok(txn))
             break;
     /* If fn failed the txn, LMDB freed a write txn's cursors in the abort. */

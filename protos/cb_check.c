@@ -115,10 +115,10 @@ bool cb_nhs_number_valid(const char *s)
 }
 
 /* CHI: DDMMYY then four digits; digit 9 encodes sex; the check digit is
- * modulus 11, or modulus 10 for some numbers issued from November 2025. Our
- * notes name modulus 10 but not its weights; this assumes Luhn's. It only
- * informs flags (an unlinkable identity), never a refusal, so a wrong
- * assumption costs a spurious flag, not an event. */
+ * modulus 11, or, for numbers issued since NHS Scotland ran out of modulus-11
+ * numbers for some birth dates, modulus 10: Luhn over the first nine digits
+ * (Public Health Scotland's chi_check accepts either). It only informs flags
+ * (an unlinkable identity), never a refusal. */
 static int mod10_check(const char *s)
 {
     int sum = 0;
@@ -129,12 +129,23 @@ static int mod10_check(const char *s)
     return (10 - sum % 10) % 10;
 }
 
+/* DDMMYY is a real day: 29 February only in a year that is leap in one of
+ * the centuries YY may be (00 is, as 2000). */
+static bool chi_date_valid(const char *s)
+{
+    static const int days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int day = (s[0] - '0') * 10 + (s[1] - '0'), month = (s[2] - '0') * 10 + (s[3] - '0');
+    int year = (s[4] - '0') * 10 + (s[5] - '0');
+    if (month < 1 || month > 12 || day < 1 || day > days[month - 1])
+        return false;
+    return month != 2 || day != 29 || year % 4 == 0;
+}
+
 const char *cb_chi_number_problem(const char *s)
 {
     if (!ten_digits(s))
         return "format";
-    int day = (s[0] - '0') * 10 + (s[1] - '0'), month = (s[2] - '0') * 10 + (s[3] - '0');
-    if (day < 1 || day > 31 || month < 1 || month > 12)
+    if (!chi_date_valid(s))
         return "date";
     return mod11_check(s) == s[9] - '0' || mod10_check(s) == s[9] - '0' ? NULL : "check-digit";
 }
@@ -149,8 +160,7 @@ bool cb_identifier_digits_valid(const char ten[10])
     /* NHS and CHI numbers share the modulus-11 weights, so one sum serves both. */
     if (mod11_check(ten) == ten[9] - '0')
         return true;
-    int day = (ten[0] - '0') * 10 + (ten[1] - '0'), month = (ten[2] - '0') * 10 + (ten[3] - '0');
-    return day >= 1 && day <= 31 && month >= 1 && month <= 12 && mod10_check(ten) == ten[9] - '0';
+    return chi_date_valid(ten) && mod10_check(ten) == ten[9] - '0';
 }
 
 char *cb_identifier_normalise(char *s)

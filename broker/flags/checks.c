@@ -259,7 +259,7 @@ void cb_check_bounced(cb_rule_ctx *ctx)
     cb_rule_pair(f, ev->from_agency, to, n_to);
     for (size_t i = 0; i < n_to + n; i++)
         cb_rule_add_agency(f, i < n_to ? to[i] : passers[i - n_to]);
-    cb_rule_set(&f->explanation, capitalised(why));
+    cb_rule_set(&f->explanation, why); /* it may begin with an agency id, which is written as configured */
     cb_rule_set(&f->resolution, cb_explain("an agency accepts the person"));
     cb_rule_raise(ctx, f, true);
 }
