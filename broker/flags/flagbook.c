@@ -7,14 +7,17 @@
 #include "explain.h"
 #include "keys.h"
 
-const char *const cb_flagbook_keyspaces[CB_FLAGBOOK_KEYSPACES] = {"flags", "flag_ix", "handoffs",
-                                                                  "due",   "person",  "people"};
+const char *const cb_flagbook_keyspaces[] = {"flags", "flag_ix", "handoffs", "due", "person", "people", "early"};
+
+_Static_assert(sizeof cb_flagbook_keyspaces / sizeof *cb_flagbook_keyspaces == CB_FLAGBOOK_KEYSPACES &&
+                   sizeof(cb_flagbook) == CB_FLAGBOOK_KEYSPACES * sizeof(cb_keyspace),
+               "a name for every keyspace");
 
 enum { IX_OPEN = 1, IX_RESOLVED = 2 };
 
 cb_flagbook cb_flagbook_at(cb_keyspace base)
 {
-    return (cb_flagbook){base, base + 1, base + 2, base + 3, base + 4, base + 5};
+    return (cb_flagbook){base, base + 1, base + 2, base + 3, base + 4, base + 5, base + 6};
 }
 
 static char *dup(const char *s)

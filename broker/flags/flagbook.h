@@ -10,6 +10,8 @@
  *   person    person hash(u64) ~id      -> nothing: open flags a later event
  *                                          about the person may resolve
  *   people    seq(u64)                  -> packed PersonRecord, as the event left it (person.c)
+ *   early     event id 0 seq(u64)       -> nothing: a response stored before the event it
+ *                                          answers, applied when that event arrives
  *
  * A flag's id is its event's seq << 16 and a number within the event, so an
  * event's flags are one key range. An INTER_AGENCY_HANDOFF is not stored as a
@@ -39,10 +41,10 @@ typedef Carebridge__V1__HandoffRecord cb_handoff_record;
 /* The keyspaces, in the order cb_store_open_with is given them after
  * whatever the caller opens before: pass cb_flagbook_keyspaces and the base. */
 extern const char *const cb_flagbook_keyspaces[];
-#define CB_FLAGBOOK_KEYSPACES 6
+#define CB_FLAGBOOK_KEYSPACES 7
 
 typedef struct {
-    cb_keyspace flags, ix, handoffs, due, person, people;
+    cb_keyspace flags, ix, handoffs, due, person, people, early;
 } cb_flagbook;
 
 /* The keyspaces from `base`, the position of the first in the store's list. */

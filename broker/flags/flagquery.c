@@ -15,7 +15,7 @@
 #define FIELDS_MAX 32
 
 /* The broker opens the flag keyspaces first: cb_flagbook_at(0). */
-static const cb_flagbook broker_book = {0, 1, 2, 3, 4, 5};
+static const cb_flagbook broker_book = {0, 1, 2, 3, 4, 5, 6};
 
 static const cb_flagbook *book(void)
 {

@@ -16,8 +16,7 @@ Carebridge__V1__FlagsReply *cb_flags_query(const cb_config *cfg, cb_txn *txn, co
 
 /* now_ms: the wall clock, for the open flags' ages. */
 Carebridge__V1__ReportReply *cb_flags_report(const cb_config *cfg, cb_txn *txn,
-                                             const Carebridge__V1__ReportRequest *req, uint64_t now_ms,
-                                             cb_error *err);
+                                             const Carebridge__V1__ReportRequest *req, uint64_t now_ms, cb_error *err);
 
 /* Every flag raised on event seq, open or resolved, appended to *flags. */
 void cb_flags_of_event(cb_txn *txn, uint64_t seq, cb_flag ***flags, size_t *n);

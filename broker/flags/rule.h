@@ -145,5 +145,7 @@ void cb_timed_record(cb_rule_ctx *ctx);
 void cb_timed_response(cb_rule_ctx *ctx);
 void cb_timed_update(cb_rule_ctx *ctx);
 void cb_timed_due(cb_rule_ctx *ctx, uint64_t seq, uint64_t due_ms);
+/* Responses stored before this handed-off event, applied to its record now. */
+void cb_rules_early_answers(cb_rule_ctx *ctx);
 
 #endif

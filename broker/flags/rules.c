@@ -335,7 +335,13 @@ uint32_t cb_rules_event(cb_rules *r, cb_txn *txn, const cb_envelope *ev, const c
         if (table[i].bodies & body)
             table[i].check(&ctx);
 
-    /* Answers: what they resolve in the event they name. */
+    /* Answers: what they resolve in the event they name; a response to an
+     * event not yet stored waits for it (agencies are not ordered). */
+    if (!ctx.target && ev->body_case == CAREBRIDGE__V1__ENVELOPE__BODY_RESPONSE && ev->correlation_id[0]) {
+        cb_key k;
+        if (cb_key_make(&k, "SQ", ev->correlation_id, seq))
+            cb_kv_put(txn, r->fb.early, k.b, k.len, "", 0);
+    }
     if (ctx.target && ev->body_case == CAREBRIDGE__V1__ENVELOPE__BODY_RESPONSE) {
         cb_timed_response(&ctx);
         if (ev->response->status == RESPONSE(ACCEPTED))
@@ -349,6 +355,53 @@ uint32_t cb_rules_event(cb_rules *r, cb_txn *txn, const cb_envelope *ev, const c
     cb_envelope_free(&ctx.target);
     end(&ctx);
     return ctx.raised;
+}
+
+typedef struct {
+    uint64_t seqs[64];
+    size_t n;
+} early_seqs;
+
+static bool collect_early(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val, size_t len)
+{
+    (void)val, (void)len;
+    early_seqs *e = arg;
+    const char *id;
+    uint64_t seq;
+    if (cb_key_parse(key, key_len, "SQ", &id, &seq))
+        e->seqs[e->n++] = seq;
+    return e->n < sizeof e->seqs / sizeof e->seqs[0];
+}
+
+void cb_rules_early_answers(cb_rule_ctx *ctx)
+{
+    cb_key prefix, k;
+    early_seqs e = {.n = 0};
+    if (!cb_key_make(&prefix, "S", ctx->ev->event_id))
+        return;
+    cb_kv_scan(ctx->txn, ctx->fb->early, prefix.b, prefix.len, NULL, 0, collect_early, &e);
+    for (size_t i = 0; i < e.n; i++) {
+        const uint8_t *bytes;
+        size_t len;
+        cb_envelope *resp =
+            cb_store_get_event(ctx->txn, e.seqs[i], &bytes, &len) ? cb_envelope_decode(bytes, len) : NULL;
+        if (resp && resp->body_case == CAREBRIDGE__V1__ENVELOPE__BODY_RESPONSE) {
+            /* As if it arrived now, answering this event: with its own time and sender. */
+            cb_rule_ctx sub = *ctx;
+            sub.ev = resp;
+            sub.seq = e.seqs[i];
+            sub.occurred_ms = cb_occurred_ms(resp);
+            sub.target = (cb_envelope *)ctx->ev;
+            sub.target_seq = ctx->seq;
+            cb_timed_response(&sub);
+            if (resp->response->status == RESPONSE(ACCEPTED))
+                cb_resolve_by_accept(&sub);
+            ctx->person_rec = sub.person_rec;
+        }
+        cb_envelope_free(&resp);
+        cb_key_make(&k, "SQ", ctx->ev->event_id, e.seqs[i]);
+        cb_kv_del(ctx->txn, ctx->fb->early, k.b, k.len);
+    }
 }
 
 bool cb_rules_tick(cb_rules *r, cb_txn *txn, uint64_t wall_ms, size_t budget, cb_flag_feed *feed)

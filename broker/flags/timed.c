@@ -190,6 +190,7 @@ void cb_timed_record(cb_rule_ctx *ctx)
         note_handoff(ctx, &rec, ctx->seq, i);
     }
     ctx->raised |= BIT(TYPE(INTER_AGENCY_HANDOFF));
+    cb_rules_early_answers(ctx);
     for (size_t i = 0; i < rec.n_unconfirmed; i++)
         cb_rule_set(&rec.unconfirmed[i], NULL);
     free(rec.unconfirmed);

@@ -263,6 +263,17 @@ static void test_complete_timely_referral_raises_only_its_handoff(void **state)
     cb_flag_free(&h);
 }
 
+static void test_an_answer_stored_before_its_event_counts_when_the_event_arrives(void **state)
+{
+    fixture *f = *state;
+    /* Agencies are not ordered: social care's accept is stored first. */
+    send_at(f, T0 + HOUR, response("a-0", "social-care", "health", "r-0", T0 + HOUR, "ACCEPTED", ""));
+    send_at(f, T0 + 2 * HOUR, referral("r-0", "health", "social-care", T0, "ROUTINE"));
+    tick_at(f, T0 + 10 * DAY);
+    expect(f, TYPE(INTER_AGENCY_HANDOFF), 0, 1);
+    nothing_else(f, BIT(INTER_AGENCY_HANDOFF));
+}
+
 /* ---- MISSING_INFORMATION */
 
 static void test_missing_information_names_the_fields_and_resolves_as_updates_supply_them(void **state)
@@ -682,6 +693,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
         T(test_complete_timely_referral_raises_only_its_handoff),
+        T(test_an_answer_stored_before_its_event_counts_when_the_event_arrives),
         T(test_missing_information_names_the_fields_and_resolves_as_updates_supply_them),
         T(test_missing_information_depends_on_who_receives_it),
         cmocka_unit_test(test_check_digits_of_published_and_computed_numbers),
