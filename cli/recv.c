@@ -7,7 +7,7 @@
 #include "cli.h"
 
 static const char usage[] =
-    "Usage: carebridge recv --as AGENCY [--count N] [--timeout S] [--no-ack] [--broker ENDPOINT]\n"
+    "Usage: carebridge recv --as AGENCY [--count N] [--timeout S] [--no-ack] [--flags] [--broker ENDPOINT]\n"
     "\n"
     "Receive AGENCY's deliveries and print each event as canonical JSON on one line,\n"
     "acknowledging it to the broker only after it is printed. Events queued while\n"
@@ -19,10 +19,12 @@ static const char usage[] =
     "--no-ack prints without acknowledging: the events stay queued and are redelivered\n"
     "(and parked after limits.max_attempts), as with an adapter that fails on them.\n"
     "Exit 0 normally, 1 if --count was not reached, 2 on a usage or connection error\n"
-    "(the broker must answer within 5 s).\n";
+    "(the broker must answer within 5 s).\n"
+    "--flags prints each delivery whole instead, {\"seq\", \"attempt\", \"event\", \"flags\"}: the\n"
+    "handoff flags open on the event when it was sent, for the receiving system to show.\n";
 
 typedef struct {
-    bool ack;
+    bool ack, flags;
     unsigned long printed, count;
     int64_t last_delivery;
 } progress;
@@ -32,7 +34,7 @@ static bool delivered(void *arg, const Carebridge__V1__Deliver *d)
     progress *p = arg;
     if (p->count && p->printed >= p->count)
         return false; /* not printed, so not acknowledged: it stays queued */
-    if (!d->event || !cli_print_json(&d->event->base))
+    if (!d->event || !cli_print_json(p->flags ? &d->base : &d->event->base))
         return false;
     fflush(stdout);
     p->printed++;
@@ -42,22 +44,20 @@ static bool delivered(void *arg, const Carebridge__V1__Deliver *d)
 
 int cli_recv(const cli_globals *g_in, int argc, char **argv)
 {
-    static const struct option opts[] = {{"as", required_argument, 0, 'a'},
-                                         {"count", required_argument, 0, 'n'},
-                                         {"timeout", required_argument, 0, 't'},
-                                         {"broker", required_argument, 0, 'b'},
-                                         {"no-ack", no_argument, 0, 'N'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {{"as", required_argument, 0, 'a'},      {"count", required_argument, 0, 'n'},
+                                         {"timeout", required_argument, 0, 't'}, {"broker", required_argument, 0, 'b'},
+                                         {"no-ack", no_argument, 0, 'N'},        {"flags", no_argument, 0, 'F'},
+                                         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     cli_globals g = *g_in;
     const char *agency = NULL;
     double timeout_s = 0;
     long count = 0;
-    bool ack = true;
+    bool ack = true, flags = false;
     int c;
     while ((c = getopt_long(argc, argv, "a:n:t:b:h", opts, NULL)) != -1) {
         switch (c) {
         case 'N': ack = false; break;
+        case 'F': flags = true; break;
         case 'a': agency = optarg; break;
         case 'b': g.broker = optarg; break;
         case 'n':
@@ -81,7 +81,7 @@ int cli_recv(const cli_globals *g_in, int argc, char **argv)
         fputs(agency ? "carebridge recv: unexpected argument\n" : "carebridge recv: --as AGENCY is required\n", stderr);
         return CLI_USAGE;
     }
-    progress p = {ack, 0, (unsigned long)count, cb_client_now_ms()};
+    progress p = {ack, flags, 0, (unsigned long)count, cb_client_now_ms()};
     cb_error err = {0};
     /* With --count N, take only N: what a receiver holds but does not print
      * would come back as a failed attempt if it went away uncleanly. */

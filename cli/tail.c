@@ -9,7 +9,8 @@
 #include "cli.h"
 
 static const char usage[] =
-    "Usage: carebridge tail [--agency AGENCY] [--type TYPE] [--count N] [--timeout S] [--feed ENDPOINT]\n"
+    "Usage: carebridge tail [--flags] [--agency AGENCY] [--type TYPE] [--count N] [--timeout S]\n"
+    "                       [--feed ENDPOINT]\n"
     "\n"
     "Print every event the broker commits from now on, as JSON {\"seq\":..., \"event\":...}\n"
     "one per line. --agency keeps the events sent to AGENCY (a configured agency: the\n"
@@ -17,6 +18,9 @@ static const char usage[] =
     "handover, response, update, closure). The feed is not durable: use recv for\n"
     "guaranteed delivery. Stops after N events or S seconds without one. Topics on the\n"
     "wire are '<recipient>.<type>' and '*.<type>'.\n"
+    "--flags prints the handoff flags instead, each as JSON when it is raised and again\n"
+    "when it is resolved; --agency keeps those involving AGENCY, --type one flag type\n"
+    "(MISSING_INFORMATION, ...). Their topics are 'flag.<agency>.<TYPE>' and 'flag.*.<TYPE>'.\n"
     "Exit 0 normally, 1 if --count was not reached before --timeout, 2 on a usage error,\n"
     "an agency or type that names nothing, or a feed that cannot be reached within 5 s.\n";
 
@@ -112,11 +116,17 @@ static int feed_connect(void *ctx, void *sub, const char *feed)
 
 int cli_tail(const cli_globals *g_in, int argc, char **argv)
 {
-    static const struct option opts[] = {{"agency", required_argument, 0, 'a'}, {"type", required_argument, 0, 'y'},
-                                         {"count", required_argument, 0, 'n'},  {"timeout", required_argument, 0, 't'},
-                                         {"feed", required_argument, 0, 'f'},   {"broker", required_argument, 0, 'b'},
-                                         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+    static const struct option opts[] = {{"agency", required_argument, 0, 'a'},
+                                         {"type", required_argument, 0, 'y'},
+                                         {"count", required_argument, 0, 'n'},
+                                         {"timeout", required_argument, 0, 't'},
+                                         {"feed", required_argument, 0, 'f'},
+                                         {"broker", required_argument, 0, 'b'},
+                                         {"flags", no_argument, 0, 'F'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     cli_globals g = *g_in;
+    bool flags = false;
     const char *agency = "*", *type = "";
     double timeout_s = 0;
     long count = 0;
@@ -125,6 +135,7 @@ int cli_tail(const cli_globals *g_in, int argc, char **argv)
         switch (c) {
         case 'a': agency = optarg; break;
         case 'y': type = optarg; break;
+        case 'F': flags = true; break;
         case 'f': g.feed = optarg; break;
         case 'b': g.broker = optarg; break;
         case 'n': count = strtol(optarg, NULL, 10); break;
@@ -143,7 +154,14 @@ int cli_tail(const cli_globals *g_in, int argc, char **argv)
         return CLI_USAGE;
     }
     char names[160];
-    if (type[0] && !body_type(type, names, sizeof names)) {
+    const ProtobufCEnumValue *flag_type =
+        flags && type[0] ? protobuf_c_enum_descriptor_get_value_by_name(&carebridge__v1__flag__type__descriptor, type)
+                         : NULL;
+    if (flags && type[0] && (!flag_type || !flag_type->value)) {
+        fprintf(stderr, "carebridge tail: --type '%s' is not a flag type\n", type);
+        return CLI_USAGE;
+    }
+    if (!flags && type[0] && !body_type(type, names, sizeof names)) {
         fprintf(stderr, "carebridge tail: --type '%s' is not one of %s\n", type, names);
         return CLI_USAGE;
     }
@@ -152,7 +170,7 @@ int cli_tail(const cli_globals *g_in, int argc, char **argv)
     char topic[256];
     /* With a type the topic is exact up to the frame end; prefix match on
      * "agency." alone keeps every type. */
-    snprintf(topic, sizeof topic, "%s.%s", agency, type);
+    snprintf(topic, sizeof topic, "%s%s.%s", flags ? "flag." : "", agency, type);
     void *ctx = zmq_ctx_new();
     void *sub = zmq_socket(ctx, ZMQ_SUB);
     int status = CLI_OK;
@@ -187,8 +205,9 @@ int cli_tail(const cli_globals *g_in, int argc, char **argv)
         /* Subscriptions match prefixes: "health.re" would also match "health.referral". */
         bool exact = !type[0] || zmq_msg_size(&t) == strlen(topic);
         cb_frame *f = ok && exact ? cb_frame_decode(zmq_msg_data(&body), zmq_msg_size(&body), SIZE_MAX, NULL) : NULL;
-        if (f && f->kind_case == CAREBRIDGE__V1__FRAME__KIND_DELIVER) {
-            cli_print_json(&f->deliver->base);
+        if (f && (flags ? f->kind_case == CAREBRIDGE__V1__FRAME__KIND_FLAG
+                        : f->kind_case == CAREBRIDGE__V1__FRAME__KIND_DELIVER)) {
+            cli_print_json(flags ? &f->flag->base : &f->deliver->base);
             fflush(stdout);
             seen++;
             last = cb_client_now_ms();

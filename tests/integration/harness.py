@@ -52,12 +52,14 @@ class Broker:
     """One broker process. start() may be called again after kill9() or stop():
     the restart keeps the data directory and the endpoint it bound first."""
 
-    def __init__(self, workdir, map_size_mb=64, publish_fill_percent=90, wrapper=(), env=None, data=None, **limits):
+    def __init__(self, workdir, map_size_mb=64, publish_fill_percent=90, wrapper=(), env=None, data=None, args=(),
+                 config="", **limits):
         self.workdir = workdir
         self.extra_env = env or {}
         self.data = data or os.path.join(workdir, "data")
         self.config = os.path.join(workdir, "carebridge.yaml")
         self.wrapper = list(wrapper)
+        self.args = list(args)
         self.proc = None
         self.endpoint = "tcp://127.0.0.1:*"
         self.feed = "tcp://127.0.0.1:*"
@@ -69,7 +71,7 @@ class Broker:
                 "store:\n"
                 f"  map_size_mb: {map_size_mb}\n"
                 f"  publish_fill_percent: {publish_fill_percent}\n"
-                "limits:\n" + "".join(f"  {k}: {v}\n" for k, v in lim.items())
+                "limits:\n" + "".join(f"  {k}: {v}\n" for k, v in lim.items()) + config
             )
 
     @property
@@ -93,7 +95,7 @@ class Broker:
         self.proc = subprocess.Popen(
             self.wrapper
             + [BROKER, "--config", self.config, "--data", self.data,
-               "--endpoint", self.endpoint, "--feed", self.feed, "--queries", self.queries],
+               "--endpoint", self.endpoint, "--feed", self.feed, "--queries", self.queries] + self.args,
             stdout=subprocess.DEVNULL, stderr=log, stdin=subprocess.DEVNULL,
             env=dict(os.environ, **self.extra_env))
         log.close()
@@ -146,6 +148,18 @@ class Broker:
         r = self.cli("journey", person, "--json", *via)
         assert r.returncode == 0, r.stderr
         return json.loads(r.stdout).get("steps", [])
+
+    def flags(self, *filters):
+        r = self.cli("flags", "--json", *filters)
+        if r.returncode != 0:
+            raise AssertionError(f"carebridge flags failed: {r.stderr}")
+        return [json.loads(line) for line in r.stdout.splitlines()]
+
+    def report(self, *filters):
+        r = self.cli("report", "--json", *filters)
+        if r.returncode != 0:
+            raise AssertionError(f"carebridge report failed: {r.stderr}")
+        return [json.loads(line) for line in r.stdout.splitlines()]
 
     def raw(self, *hex_frames, agency=None, endpoint=None):
         args = [RAWFRAME, endpoint or self.endpoint] + (["--as", agency] if agency else []) + list(hex_frames)

@@ -1,6 +1,8 @@
 """kill -9 the broker repeatedly while a client sends 20,000 events, resending
 whatever was not acknowledged. After the last restart every acknowledged event
-is stored exactly once and delivered to each recipient at least once."""
+is stored exactly once and delivered to each recipient at least once, and
+its flags exist exactly once: those its own commit raised, and at most one
+of each deadline, however the timer's commits were cut short."""
 
 import json
 import os
@@ -63,6 +65,31 @@ class Crash(BrokerTest):
         self.assertEqual(received, {e["eventId"] for e in events})
         _, agencies = b.status()
         self.assertNotIn("queued", agencies["social-care"])
+        self.check_flags(b, events)
+
+    def check_flags(self, b, events):
+        def nhs_valid(n):
+            check = 11 - sum(int(d) * (10 - i) for i, d in enumerate(n[:9])) % 11
+            return check != 10 and check % 11 == int(n[9])
+
+        flags = {}
+        for person in sorted({e["person"]["nhsNumber"] for e in events}):
+            for step in b.journey(person):
+                flags[step["event"]["eventId"]] = [
+                    (f["type"], tuple(f["agencies"])) for f in step.get("flags", [])]
+        self.assertEqual(set(flags), {e["eventId"] for e in events})
+        for e in events:
+            got = flags[e["eventId"]]
+            raised_by_commit = sorted(t for t in got if t[0] in (
+                "MISSING_INFORMATION", "INTER_AGENCY_HANDOFF", "IDENTITY_UNLINKABLE"))
+            expected = sorted([("INTER_AGENCY_HANDOFF", ("social-care", "health")),
+                               ("INTER_AGENCY_HANDOFF", ("housing", "health")),
+                               ("MISSING_INFORMATION", ("health", "social-care", "housing"))] +
+                              ([] if nhs_valid(e["person"]["nhsNumber"]) else
+                               [("IDENTITY_UNLINKABLE", ("health",))]))
+            self.assertEqual(raised_by_commit, expected, e["eventId"])
+            deadlines = [t for t in got if t[0] in ("NOT_ACKNOWLEDGED", "NOT_ANSWERED")]
+            self.assertEqual(len(deadlines), len(set(deadlines)), f"{e['eventId']}: a deadline raised twice")
 
     def test_sigterm_under_load_stops_promptly_and_keeps_every_ack(self):
         b = self.broker()
