@@ -244,7 +244,9 @@ cb_flag *cb_flagbook_handoff_flag(const cb_handoff_record *rec, uint64_t seq, si
         f->resolved_by = dup(r->accepted_by);
     }
     f->explanation = cb_explain_handoff(rec, r);
-    f->resolution = dup(open ? "the recipient accepts it" : "");
+    f->resolution = open ? cb_explain("%s accepts it", r->agency) : NULL;
+    if (!f->resolution)
+        f->resolution = (char *)protobuf_c_empty_string;
     if (!f->explanation)
         f->explanation = (char *)protobuf_c_empty_string;
     return f;
