@@ -186,10 +186,10 @@ typedef struct {
     bool found;
 } any_arg;
 
-static bool any_open(void *arg, cb_flag *f)
+static bool any_open(void *arg, cb_flag **f)
 {
     any_arg *a = arg;
-    a->found |= f->type == TYPE(BOUNCED) && f->status == FLAG_OPEN;
+    a->found |= (*f)->type == TYPE(BOUNCED) && (*f)->status == FLAG_OPEN;
     return !a->found;
 }
 
@@ -272,17 +272,13 @@ typedef struct {
     uint32_t types;
 } collect_arg;
 
-static bool collect_types(void *arg, cb_flag *f)
+static bool collect_types(void *arg, cb_flag **f)
 {
     collect_arg *a = arg;
-    if (f->status != FLAG_OPEN || !(a->types & BIT(f->type)))
+    if ((*f)->status != FLAG_OPEN || !(a->types & BIT((*f)->type)))
         return true;
-    uint8_t *buf;
-    size_t len = cb_pack(&f->base, &buf);
-    cb_flag *copy = len ? carebridge__v1__flag__unpack(NULL, len, buf) : NULL;
-    free(buf);
-    if (copy)
-        a->found[a->n++] = copy;
+    a->found[a->n++] = *f;
+    *f = NULL;
     return a->n < sizeof a->found / sizeof a->found[0];
 }
 

@@ -265,7 +265,7 @@ static bool visit_stored(void *arg, const uint8_t *key, size_t key_len, const ui
     cb_flag *f = carebridge__v1__flag__unpack(NULL, len, val);
     if (!f)
         return true; /* not ours to judge: skip what does not unpack */
-    bool go_on = v->fn(v->arg, f);
+    bool go_on = v->fn(v->arg, &f);
     cb_flag_free(&f);
     v->stopped = !go_on;
     return go_on;
@@ -276,7 +276,7 @@ void cb_flagbook_event_flags(const cb_flagbook *fb, cb_txn *txn, uint64_t seq, c
 {
     for (size_t i = 0; rec && i < rec->n_recipients; i++) {
         cb_flag *f = cb_flagbook_handoff_flag(rec, seq, i);
-        bool go_on = !f || fn(arg, f);
+        bool go_on = !f || fn(arg, &f);
         cb_flag_free(&f);
         if (!go_on)
             return;
@@ -322,7 +322,7 @@ static bool visit_indexed(void *arg, const uint8_t *key, size_t key_len, const u
     cb_flag *f = shaped ? cb_flagbook_get(b->fb, b->txn, ~not_id) : NULL;
     if (!f)
         return true;
-    bool go_on = b->v.fn(b->v.arg, f);
+    bool go_on = b->v.fn(b->v.arg, &f);
     cb_flag_free(&f);
     return go_on;
 }

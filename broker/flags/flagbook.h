@@ -92,10 +92,10 @@ void cb_flagbook_index_handoff(const cb_flagbook *fb, cb_txn *txn, uint64_t id, 
 /* The first number free for a stored flag of seq. */
 unsigned cb_flagbook_next_number(const cb_flagbook *fb, cb_txn *txn, uint64_t seq);
 
-/* Each flag of an event, stored and handoff alike, unpacked for fn (which
- * must not keep it). False from fn stops. The handoff flags need the event's
- * record (NULL: none). */
-typedef bool (*cb_flag_fn)(void *arg, cb_flag *f);
+/* Each flag of an event, stored and handoff alike, unpacked for fn, which
+ * may keep it by taking *f (setting it NULL; it frees it later). False from
+ * fn stops. The handoff flags need the event's record (NULL: none). */
+typedef bool (*cb_flag_fn)(void *arg, cb_flag **f);
 void cb_flagbook_event_flags(const cb_flagbook *fb, cb_txn *txn, uint64_t seq, const cb_handoff_record *rec,
                              cb_flag_fn fn, void *arg);
 /* The open flags indexed for a person. */

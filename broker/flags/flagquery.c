@@ -22,15 +22,6 @@ static const cb_flagbook *book(void)
     return &broker_book;
 }
 
-static cb_flag *copy_flag(const cb_flag *f)
-{
-    uint8_t *buf;
-    size_t len = cb_pack(&f->base, &buf);
-    cb_flag *c = len ? carebridge__v1__flag__unpack(NULL, len, buf) : NULL;
-    free(buf);
-    return c;
-}
-
 typedef struct {
     cb_flag **items;
     size_t n, cap;
@@ -49,11 +40,10 @@ static bool push(flag_list *l, cb_flag *f)
     return true;
 }
 
-static bool keep_all(void *arg, cb_flag *f)
+static bool keep_all(void *arg, cb_flag **f)
 {
-    cb_flag *c = copy_flag(f);
-    if (c && !push(arg, c))
-        cb_flag_free(&c);
+    if (push(arg, *f))
+        *f = NULL;
     return true;
 }
 
@@ -95,19 +85,22 @@ static bool wanted(const Carebridge__V1__FlagsRequest *req, const cb_flag *f)
            (!req->agency[0] || involves(f, req->agency)) && (!req->since || ms_of(f->raised_at) >= ms_of(req->since));
 }
 
-static bool collect(void *arg, cb_flag *f)
+static bool take(query *q, cb_flag **f)
 {
-    query *q = arg;
-    if (!wanted(q->req, f))
+    if (!wanted(q->req, *f))
         return true;
     if (q->out.n >= q->limit) {
         q->truncated = true;
         return false;
     }
-    cb_flag *c = copy_flag(f);
-    if (c && !push(&q->out, c))
-        cb_flag_free(&c);
+    if (push(&q->out, *f))
+        *f = NULL;
     return true;
+}
+
+static bool collect(void *arg, cb_flag **f)
+{
+    return take(arg, f);
 }
 
 static int newest_first(const void *a, const void *b)
@@ -126,9 +119,14 @@ static bool person_flags(const cb_config *cfg, cb_txn *txn, query *q, cb_error *
     Carebridge__V1__JourneyReply *j = cb_query_journey(cfg, txn, &jr, err);
     if (!j)
         return false;
-    for (size_t i = 0; i < j->n_steps; i++)
-        for (size_t k = 0; k < j->steps[i]->n_flags; k++)
-            collect(q, j->steps[i]->flags[k]);
+    for (size_t i = 0; i < j->n_steps; i++) {
+        Carebridge__V1__JourneyStep *s = j->steps[i];
+        size_t kept = 0;
+        for (size_t k = 0; k < s->n_flags; k++)
+            if (take(q, &s->flags[k]), s->flags[k])
+                s->flags[kept++] = s->flags[k]; /* what was taken leaves the reply */
+        s->n_flags = kept;
+    }
     protobuf_c_message_free_unpacked(&j->base, NULL);
     return true;
 }

@@ -247,17 +247,15 @@ typedef struct {
     cb_flag *found;
 } find_arg;
 
-static bool match_open(void *arg, cb_flag *f)
+static bool match_open(void *arg, cb_flag **fp)
 {
     find_arg *a = arg;
+    cb_flag *f = *fp;
     if (f->type != a->type || f->status != FLAG_OPEN ||
         (a->agency && (!f->n_agencies || strcmp(f->agencies[0], a->agency))))
         return true;
-    /* Keep it: unpack a copy the caller owns. */
-    uint8_t *buf;
-    size_t len = cb_pack(&f->base, &buf);
-    a->found = len ? carebridge__v1__flag__unpack(NULL, len, buf) : NULL;
-    free(buf);
+    a->found = f; /* the caller's now */
+    *fp = NULL;
     return false;
 }
 
@@ -425,17 +423,13 @@ typedef struct {
     size_t n, cap;
 } open_arg;
 
-static bool keep_open(void *arg, cb_flag *f)
+static bool keep_open(void *arg, cb_flag **f)
 {
     open_arg *a = arg;
-    if (f->status != FLAG_OPEN)
+    if ((*f)->status != FLAG_OPEN)
         return true;
-    uint8_t *buf;
-    size_t len = cb_pack(&f->base, &buf);
-    cb_flag *copy = len ? carebridge__v1__flag__unpack(NULL, len, buf) : NULL;
-    free(buf);
-    if (copy)
-        a->out[a->n++] = copy;
+    a->out[a->n++] = *f;
+    *f = NULL;
     return a->n < a->cap;
 }
 
