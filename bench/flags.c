@@ -148,17 +148,19 @@ int main(int argc, char **argv)
                                          {"repeat", required_argument, 0, 'r'},
                                          {"tmp", required_argument, 0, 't'},
                                          {"help", no_argument, 0, 'h'},
+                                         {"version", no_argument, 0, 'V'},
                                          {0, 0, 0, 0}};
     uint64_t n_events = 1000000;
     size_t repeat = 2000;
     const char *tmp = "/tmp";
     int c;
-    while ((c = getopt_long(argc, argv, "n:r:t:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "n:r:t:hV", opts, NULL)) != -1) {
         switch (c) {
         case 'n': n_events = strtoull(optarg, NULL, 10); break;
         case 'r': repeat = strtoul(optarg, NULL, 10); break;
         case 't': tmp = optarg; break;
         case 'h': fputs(usage, stdout); return 0;
+        case 'V': puts("cb-bench-flags " CB_VERSION); return 0;
         default: fputs(usage, stderr); return 2;
         }
     }
