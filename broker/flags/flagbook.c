@@ -70,8 +70,9 @@ void cb_flagbook_put_record(const cb_flagbook *fb, cb_txn *txn, uint64_t seq, co
         cb_kv_del(txn, fb->due, k.b, k.len);
     }
     if (new_due_ms) {
+        /* Deadlines mostly count from now, so most fall after every other: an append. */
         cb_key_make(&k, "QQ", new_due_ms, seq);
-        cb_kv_put(txn, fb->due, k.b, k.len, "", 0);
+        cb_kv_append(txn, fb->due, k.b, k.len, "", 0);
     }
 }
 
