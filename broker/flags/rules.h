@@ -55,8 +55,8 @@ void cb_rules_forget(cb_rules *r);
  * budget records. True while more are due. */
 bool cb_rules_tick(cb_rules *r, cb_txn *txn, uint64_t wall_ms, size_t budget, cb_flag_feed *feed);
 
-/* The flags open on event seq (at most cap), for a delivery; the caller
- * frees each with cb_flag_free. */
+/* The flags open on event seq (at most cap) but its handoffs, for a
+ * delivery; the caller frees each with cb_flag_free. */
 size_t cb_rules_open_flags(const cb_rules *r, cb_txn *txn, uint64_t seq, cb_flag **out, size_t cap);
 
 /* "MISSING_INFORMATION", ...: the Flag.Type's name. */
