@@ -13,22 +13,6 @@
 #define LIST_MAX 600
 
 /* "the referral of 2 Dec from health to social-care", for explanations. */
-static const char *what(const cb_envelope *ev, char *out, size_t cap)
-{
-    char when[24], to[300];
-    cb_explain_date(cb_occurred_ms(ev), when);
-    cb_explain_list(ev->to_agencies, ev->n_to_agencies, to, sizeof to);
-    snprintf(out, cap, "the %s of %s from %s to %s", cb_explain_body(ev->body_case), when, ev->from_agency, to);
-    return out;
-}
-
-static char *capitalised(char *s)
-{
-    if (s && s[0] >= 'a' && s[0] <= 'z')
-        s[0] = (char)(s[0] - 'a' + 'A');
-    return s;
-}
-
 /* ---- MISSING_INFORMATION */
 
 static bool applies(const cb_config *cfg, const cb_required *q, const cb_envelope *ev)
@@ -48,9 +32,9 @@ static bool applies(const cb_config *cfg, const cb_required *q, const cb_envelop
 static void word_missing(cb_flag *f, const cb_envelope *ev)
 {
     char about[400], fields[LIST_MAX];
-    what(ev, about, sizeof about);
+    cb_explain_event(ev, about, sizeof about);
     cb_explain_list(f->fields, f->n_fields, fields, sizeof fields);
-    cb_rule_set(&f->explanation, capitalised(cb_explain("%s lacks %s", about, fields)));
+    cb_rule_set(&f->explanation, cb_explain("%s lacks %s", about, fields));
     cb_rule_set(&f->resolution,
                 cb_explain("an update to this %s that supplies %s", cb_explain_body(ev->body_case), fields));
 }
@@ -139,11 +123,11 @@ void cb_check_unlinkable(cb_rule_ctx *ctx)
                       : p && p->chi_number[0] ? "its CHI number fails the date or check-digit test"
                                               : "it has only local identifiers";
     char about[400];
-    what(ev, about, sizeof about);
+    cb_explain_event(ev, about, sizeof about);
     cb_rule_set(&f->explanation,
-                capitalised(cb_explain("%s carries no NHS or CHI number that passes its check (%s), so it cannot be "
-                                       "joined to the rest of the person's journey",
-                                       about, has)));
+                (cb_explain("%s carries no NHS or CHI number that passes its check (%s), so it cannot be "
+                            "joined to the rest of the person's journey",
+                            about, has)));
     cb_rule_set(&f->resolution,
                 cb_explain("%s corrects the person's NHS or CHI number in its record", ev->from_agency));
     cb_rule_add_field(f, p && p->chi_number[0] && !p->nhs_number[0] ? "person.chiNumber" : "person.nhsNumber");

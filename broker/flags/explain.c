@@ -56,6 +56,22 @@ const char *cb_explain_body(int body_case)
     }
 }
 
+char *cb_explain_dup(const char *s)
+{
+    char *d = strdup(s ? s : "");
+    return d ? d : (char *)protobuf_c_empty_string;
+}
+
+const char *cb_explain_event(const cb_envelope *ev, char *out, size_t cap)
+{
+    const Google__Protobuf__Timestamp *t = ev->occurred_at;
+    char when[24], to[300];
+    cb_explain_date(t ? t->seconds * 1000 + t->nanos / 1000000 : 0, when);
+    cb_explain_list(ev->to_agencies, ev->n_to_agencies, to, sizeof to);
+    snprintf(out, cap, "The %s of %s from %s to %s", cb_explain_body(ev->body_case), when, ev->from_agency, to);
+    return out;
+}
+
 char *cb_explain(const char *fmt, ...)
 {
     va_list ap, again;

@@ -15,6 +15,11 @@ const char *cb_explain_date(int64_t ms, char out[24]);
 const char *cb_explain_span(int64_t ms, char out[32]);
 /* "referral", "discharge", "handover", "response", "update", "closure". */
 const char *cb_explain_body(int body_case);
+/* A copy of s (NULL: "") for a message field; protobuf-c's empty default,
+ * which its free leaves alone, when out of memory. */
+char *cb_explain_dup(const char *s);
+/* "The referral of 2 Dec 2026 from health to social-care", to begin a sentence. */
+const char *cb_explain_event(const cb_envelope *ev, char *out, size_t cap);
 /* A string from a format, malloc'd; NULL when out of memory. */
 char *cb_explain(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* "a, b and c" of n strings into out (cap bytes). */

@@ -20,12 +20,6 @@ cb_flagbook cb_flagbook_at(cb_keyspace base)
     return (cb_flagbook){base, base + 1, base + 2, base + 3, base + 4, base + 5, base + 6};
 }
 
-static char *dup(const char *s)
-{
-    char *d = strdup(s ? s : "");
-    return d ? d : (char *)protobuf_c_empty_string;
-}
-
 /* ---- handoff records */
 
 cb_handoff_record *cb_flagbook_record(const cb_flagbook *fb, cb_txn *txn, uint64_t seq)
@@ -227,22 +221,22 @@ cb_flag *cb_flagbook_handoff_flag(const cb_handoff_record *rec, uint64_t seq, si
     f->event_seqs = calloc(1, sizeof *f->event_seqs);
     f->agencies = calloc(2, sizeof *f->agencies);
     if (f->event_ids && f->event_seqs) {
-        f->event_ids[f->n_event_ids++] = dup(rec->event_id);
+        f->event_ids[f->n_event_ids++] = cb_explain_dup(rec->event_id);
         f->event_seqs[f->n_event_seqs++] = seq;
     }
     if (f->agencies) {
-        f->agencies[f->n_agencies++] = dup(r->agency);
-        f->agencies[f->n_agencies++] = dup(rec->from_agency);
+        f->agencies[f->n_agencies++] = cb_explain_dup(r->agency);
+        f->agencies[f->n_agencies++] = cb_explain_dup(rec->from_agency);
     }
-    f->person = dup(rec->person);
+    f->person = cb_explain_dup(rec->person);
     f->raised_at = cb_explain_timestamp(rec->stored_ms);
-    f->from_agency = dup(rec->from_agency);
+    f->from_agency = cb_explain_dup(rec->from_agency);
     f->to_agencies = calloc(1, sizeof *f->to_agencies);
     if (f->to_agencies)
-        f->to_agencies[f->n_to_agencies++] = dup(r->agency);
+        f->to_agencies[f->n_to_agencies++] = cb_explain_dup(r->agency);
     if (!open) {
         f->resolved_at = cb_explain_timestamp(r->resolved_ms);
-        f->resolved_by = dup(r->accepted_by);
+        f->resolved_by = cb_explain_dup(r->accepted_by);
     }
     f->explanation = cb_explain_handoff(rec, r);
     f->resolution = open ? cb_explain("%s accepts it", r->agency) : NULL;

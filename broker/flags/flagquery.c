@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "explain.h"
 #include "keys.h"
 #include "query.h"
 
@@ -338,12 +339,6 @@ static int by_pair(const void *a, const void *b)
     return c ? c : strcmp(x->to, y->to);
 }
 
-static char *dup(const char *s)
-{
-    char *d = strdup(s);
-    return d ? d : (char *)protobuf_c_empty_string;
-}
-
 Carebridge__V1__ReportReply *cb_flags_report(const cb_config *cfg, cb_txn *txn,
                                              const Carebridge__V1__ReportRequest *req, uint64_t now_ms, cb_error *err)
 {
@@ -368,8 +363,8 @@ Carebridge__V1__ReportReply *cb_flags_report(const cb_config *cfg, cb_txn *txn,
         if (!out)
             break;
         *out = p->r;
-        out->from = dup(p->from);
-        out->to = dup(p->to);
+        out->from = cb_explain_dup(p->from);
+        out->to = cb_explain_dup(p->to);
         out->acknowledged = p->ack.n;
         out->decided = p->decide.n;
         out->ack_median_ms = percentile(&p->ack, 50);
@@ -382,7 +377,7 @@ Carebridge__V1__ReportReply *cb_flags_report(const cb_config *cfg, cb_txn *txn,
             if (!fc)
                 break;
             carebridge__v1__agency_pair_report__field_count__init(fc);
-            fc->field = dup(p->fields[k].field);
+            fc->field = cb_explain_dup(p->fields[k].field);
             fc->count = p->fields[k].count;
             out->missing_fields[out->n_missing_fields++] = fc;
         }
@@ -392,7 +387,7 @@ Carebridge__V1__ReportReply *cb_flags_report(const cb_config *cfg, cb_txn *txn,
             if (!ab)
                 continue;
             carebridge__v1__agency_pair_report__age_band__init(ab);
-            ab->band = dup(bands[b]);
+            ab->band = cb_explain_dup(bands[b]);
             ab->count = p->bands[b];
             out->open_flags_by_age[out->n_open_flags_by_age++] = ab;
         }

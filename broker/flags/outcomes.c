@@ -17,15 +17,6 @@ static const char *name_of(const outcome_t *o)
     return o->ref[0] ? o->ref : o->statement;
 }
 
-static const char *what(const cb_envelope *ev, char *out, size_t cap)
-{
-    char when[24], to[300];
-    cb_explain_date(cb_occurred_ms(ev), when);
-    cb_explain_list(ev->to_agencies, ev->n_to_agencies, to, sizeof to);
-    snprintf(out, cap, "The %s of %s from %s to %s", cb_explain_body(ev->body_case), when, ev->from_agency, to);
-    return out;
-}
-
 static bool ever_recorded(cb_rule_ctx *ctx)
 {
     const cb_person_record *p = cb_rule_person(ctx);
@@ -49,7 +40,7 @@ void cb_check_no_outcomes(cb_rule_ctx *ctx)
     for (size_t i = 0; i < ev->n_to_agencies; i++)
         cb_rule_add_agency(f, ev->to_agencies[i]);
     char about[400];
-    what(ev, about, sizeof about);
+    cb_explain_event(ev, about, sizeof about);
     if (referral)
         cb_rule_set(&f->explanation,
                     cb_explain("%s records nothing the person wants to achieve: it asks for %s, not what it is for",
@@ -96,7 +87,7 @@ void cb_check_outcomes_carried(cb_rule_ctx *ctx)
     for (size_t i = 0; i < ev->n_to_agencies; i++)
         cb_rule_add_agency(f, ev->to_agencies[i]);
     char about[400], list[LIST_MAX];
-    what(ev, about, sizeof about);
+    cb_explain_event(ev, about, sizeof about);
     cb_explain_list(f->fields, f->n_fields, list, sizeof list);
     cb_rule_set(&f->explanation, cb_explain("%s leaves out %zu outcome%s recorded earlier for the person: %s", about,
                                             f->n_fields, f->n_fields == 1 ? "" : "s", list));

@@ -115,12 +115,6 @@ cb_person_record *cb_rule_person(cb_rule_ctx *ctx)
     return ctx->person_rec;
 }
 
-static char *dup(const char *s)
-{
-    char *d = strdup(s ? s : "");
-    return d ? d : (char *)protobuf_c_empty_string;
-}
-
 /* Statements compared ignoring case and the space around them. */
 static bool same_words(const char *a, const char *b)
 {
@@ -220,7 +214,7 @@ static bool note_passed_on(cb_person_record *p, const char *agency, int64_t at, 
     if (!e)
         return changed;
     carebridge__v1__person_record__passed_on__init(e);
-    e->agency = dup(agency);
+    e->agency = cb_explain_dup(agency);
     e->at_ms = at;
     p->passed_on[p->n_passed_on++] = e;
     return true;
@@ -239,7 +233,7 @@ static bool note_accepted(cb_person_record *p, const char *agency, int64_t at)
     if (!list)
         return changed;
     p->accepted_by = list;
-    p->accepted_by[p->n_accepted_by++] = dup(agency);
+    p->accepted_by[p->n_accepted_by++] = cb_explain_dup(agency);
     return true;
 }
 
@@ -249,8 +243,8 @@ static Carebridge__V1__Outcome *copy_outcome(const Carebridge__V1__Outcome *o)
     Carebridge__V1__Outcome *c = malloc(sizeof *c);
     if (c) {
         carebridge__v1__outcome__init(c);
-        c->statement = dup(o->statement);
-        c->ref = dup(o->ref);
+        c->statement = cb_explain_dup(o->statement);
+        c->ref = cb_explain_dup(o->ref);
         c->status = o->status;
         c->for_carer = o->for_carer;
     }

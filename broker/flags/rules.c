@@ -96,12 +96,6 @@ void cb_flag_feed_clear(cb_flag_feed *feed)
 
 /* ---- the steps */
 
-static char *dup(const char *s)
-{
-    char *d = strdup(s ? s : "");
-    return d ? d : (char *)protobuf_c_empty_string;
-}
-
 void cb_rule_set(char **field, char *value)
 {
     if (*field && *field != protobuf_c_empty_string)
@@ -115,7 +109,7 @@ void cb_rule_add_field(cb_flag *f, const char *s)
     if (!fields)
         return;
     f->fields = fields;
-    f->fields[f->n_fields++] = dup(s);
+    f->fields[f->n_fields++] = cb_explain_dup(s);
 }
 
 void cb_rule_drop_field(cb_flag *f, size_t i)
@@ -133,7 +127,7 @@ void cb_rule_add_agency(cb_flag *f, const char *agency)
     char **agencies = realloc(f->agencies, (f->n_agencies + 1) * sizeof *agencies);
     if (agencies) {
         f->agencies = agencies;
-        f->agencies[f->n_agencies++] = dup(agency);
+        f->agencies[f->n_agencies++] = cb_explain_dup(agency);
     }
 }
 
@@ -152,7 +146,7 @@ cb_flag *cb_rule_flag(cb_rule_ctx *ctx, cb_flag_type type, uint64_t seq, const c
     f->event_ids = malloc(sizeof *f->event_ids);
     f->event_seqs = malloc(sizeof *f->event_seqs);
     if (f->event_ids && f->event_seqs) {
-        f->event_ids[f->n_event_ids++] = dup(event_id);
+        f->event_ids[f->n_event_ids++] = cb_explain_dup(event_id);
         f->event_seqs[f->n_event_seqs++] = seq;
     }
     va_list ap;
@@ -160,7 +154,7 @@ cb_flag *cb_rule_flag(cb_rule_ctx *ctx, cb_flag_type type, uint64_t seq, const c
     for (const char *a; (a = va_arg(ap, const char *));)
         cb_rule_add_agency(f, a);
     va_end(ap);
-    f->person = dup(ctx->person);
+    f->person = cb_explain_dup(ctx->person);
     f->raised_at = cb_explain_timestamp((int64_t)ctx->wall_ms);
     if (ctx->ev)
         cb_rule_pair(f, ctx->ev->from_agency, (const char *const *)ctx->ev->to_agencies, ctx->ev->n_to_agencies);
@@ -173,10 +167,10 @@ void cb_rule_pair(cb_flag *f, const char *from, const char *const *to, size_t n)
         cb_rule_set(&f->to_agencies[i], NULL);
     free(f->to_agencies);
     f->n_to_agencies = 0;
-    cb_rule_set(&f->from_agency, dup(from));
+    cb_rule_set(&f->from_agency, cb_explain_dup(from));
     f->to_agencies = n ? malloc(n * sizeof *f->to_agencies) : NULL;
     for (size_t i = 0; f->to_agencies && i < n; i++)
-        f->to_agencies[f->n_to_agencies++] = dup(to[i]);
+        f->to_agencies[f->n_to_agencies++] = cb_explain_dup(to[i]);
 }
 
 void cb_rule_note(cb_rule_ctx *ctx, const cb_flag *f)
@@ -226,7 +220,7 @@ void cb_rule_resolve(cb_rule_ctx *ctx, cb_flag *f, const char *how, bool by_pers
 {
     f->status = FLAG_RESOLVE;
     f->resolved_at = cb_explain_timestamp((int64_t)ctx->wall_ms);
-    cb_rule_set(&f->resolved_by, dup(ctx->ev ? ctx->ev->event_id : ""));
+    cb_rule_set(&f->resolved_by, cb_explain_dup(ctx->ev ? ctx->ev->event_id : ""));
     if (how)
         cb_rule_set(&f->explanation, cb_explain("%s; %s", f->explanation, how));
     cb_rule_set(&f->resolution, NULL);

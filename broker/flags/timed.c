@@ -16,17 +16,6 @@
 #define HOUR_MS  3600000LL
 #define LIST_MAX 600
 
-static const char *dup_or_empty(const char *s)
-{
-    return s ? s : "";
-}
-
-static char *dup(const char *s)
-{
-    char *d = strdup(dup_or_empty(s));
-    return d ? d : (char *)protobuf_c_empty_string;
-}
-
 /* Midnight UTC starting a "YYYY-MM-DD" date; 0 when it is not one. */
 static int64_t day_ms(const char *date)
 {
@@ -104,7 +93,7 @@ static void add_string(char ***list, size_t *n, const char *s)
     if (!l)
         return;
     *list = l;
-    l[(*n)++] = dup(s);
+    l[(*n)++] = cb_explain_dup(s);
 }
 
 /* A discharge's follow-ups and dependencies by the names they are confirmed by. */
@@ -205,7 +194,7 @@ static cb_flag *timed_flag(cb_rule_ctx *ctx, cb_flag_type type, const cb_handoff
                               rec->from_agency, NULL);
     if (f) {
         f->due_at = cb_explain_timestamp(due);
-        cb_rule_set(&f->person, dup(rec->person));
+        cb_rule_set(&f->person, cb_explain_dup(rec->person));
         const char *to[rec->n_recipients + 1];
         size_t n = 0;
         for (size_t i = 0; i < rec->n_recipients; i++)
@@ -332,7 +321,7 @@ static void settle(cb_rule_ctx *ctx, cb_flag_type type, const cb_handoff_record 
     f->late_by_ms = late;
     f->status = FLAG_RESOLVE;
     f->resolved_at = cb_explain_timestamp((int64_t)ctx->wall_ms);
-    cb_rule_set(&f->resolved_by, dup(ctx->ev->event_id));
+    cb_rule_set(&f->resolved_by, cb_explain_dup(ctx->ev->event_id));
     cb_rule_set(&f->explanation,
                 cb_explain("%s; %s answered %s late", f->explanation, r->agency, cb_explain_span((int64_t)late, span)));
     cb_rule_set(&f->resolution, NULL);
@@ -386,7 +375,7 @@ void cb_timed_response(cb_rule_ctx *ctx)
     }
     r->stage = cb_handoff_next(r->stage, resp->status);
     if (was_open && r->stage == STAGE(ACCEPTED)) {
-        cb_rule_set(&r->accepted_by, dup(ctx->ev->event_id));
+        cb_rule_set(&r->accepted_by, cb_explain_dup(ctx->ev->event_id));
         r->resolved_ms = (int64_t)ctx->wall_ms;
         const char *agencies[] = {r->agency, rec->from_agency};
         cb_flagbook_index_handoff(ctx->fb, ctx->txn, cb_flag_id(ctx->target_seq, (unsigned)i), agencies, 2, false,
@@ -419,7 +408,7 @@ void cb_timed_update(cb_rule_ctx *ctx)
         char *how = cb_explain("an update set a new planned date, %s", cb_explain_date(day_ms(d->planned_date), when));
         resolve_at_risk(ctx, NULL, how);
         free(how);
-        cb_rule_set(&rec->planned_date, dup(d->planned_date));
+        cb_rule_set(&rec->planned_date, cb_explain_dup(d->planned_date));
         rec->raised &= ~BIT(TYPE(DISCHARGE_AT_RISK));
         for (size_t i = 0; i < rec->n_recipients; i++)
             rec->recipients[i]->raised &= ~BIT(TYPE(DISCHARGE_AT_RISK));
