@@ -50,31 +50,47 @@ static bool keep_newest(void *arg, uint64_t seq)
     return true;
 }
 
-/* The cache of newest records: sets of PERSON_WAYS, the oldest in a set
- * making way. */
-static uint64_t *cached(cb_rule_ctx *ctx)
+/* The cache of newest records: sets of PERSON_WAYS entries, each a tag of
+ * the person hash's top bits over the seq's low CB_SEQ_BITS (so a million
+ * people take 8 MiB), the oldest in a set making way. A tag can match
+ * another person's: the record it leads to says whose it is. */
+#define SEQ_BITS 40
+#define SEQ_MASK ((1ull << SEQ_BITS) - 1)
+
+static uint64_t *set_of(cb_rule_ctx *ctx)
 {
     cb_rules *r = (cb_rules *)ctx->rules;
-    size_t set = (ctx->person_hash & (PERSON_CACHE / PERSON_WAYS - 1)) * PERSON_WAYS;
-    for (size_t i = set; i < set + PERSON_WAYS; i++)
-        if (r->newest[i].hash == ctx->person_hash)
-            return &r->newest[i].seq;
-    return NULL;
+    return &r->newest[(ctx->person_hash & (PERSON_CACHE / PERSON_WAYS - 1)) * PERSON_WAYS];
 }
 
-static void remember(cb_rule_ctx *ctx)
+static uint64_t tag_of(const cb_rule_ctx *ctx)
 {
-    cb_rules *r = (cb_rules *)ctx->rules;
-    uint64_t *seen = cached(ctx);
-    if (!seen) {
-        size_t set = (ctx->person_hash & (PERSON_CACHE / PERSON_WAYS - 1)) * PERSON_WAYS, oldest = set;
-        for (size_t i = set + 1; i < set + PERSON_WAYS; i++)
-            if (r->newest[i].seq < r->newest[oldest].seq)
-                oldest = i;
-        r->newest[oldest].hash = ctx->person_hash;
-        seen = &r->newest[oldest].seq;
+    return ctx->person_hash >> SEQ_BITS << SEQ_BITS;
+}
+
+/* The seq the cache holds for the person, 0 when none. */
+static uint64_t cached(cb_rule_ctx *ctx)
+{
+    const uint64_t *set = set_of(ctx);
+    for (size_t i = 0; i < PERSON_WAYS; i++)
+        if (set[i] && (set[i] & ~SEQ_MASK) == tag_of(ctx))
+            return set[i] & SEQ_MASK;
+    return 0;
+}
+
+static void remember(cb_rule_ctx *ctx, uint64_t seq)
+{
+    uint64_t *set = set_of(ctx);
+    size_t at = 0;
+    for (size_t i = 0; i < PERSON_WAYS; i++) {
+        if (set[i] && (set[i] & ~SEQ_MASK) == tag_of(ctx)) {
+            at = i;
+            break;
+        }
+        if ((set[i] & SEQ_MASK) < (set[at] & SEQ_MASK))
+            at = i;
     }
-    *seen = ctx->seq;
+    set[at] = tag_of(ctx) | (seq & SEQ_MASK);
 }
 
 /* The record stored under seq, if it is this person's: the index matches
@@ -99,14 +115,15 @@ cb_person_record *cb_rule_person(cb_rule_ctx *ctx)
 {
     if (ctx->person_rec || !ctx->person_hash)
         return ctx->person_rec;
-    uint64_t *seen = cached(ctx);
-    if (seen && *seen < ctx->seq)
-        ctx->person_rec = record_at(ctx, *seen);
+    uint64_t seen = cached(ctx);
+    if (seen && seen < ctx->seq)
+        ctx->person_rec = record_at(ctx, seen);
     if (!ctx->person_rec) {
         newest w = {.below = ctx->seq};
         cb_store_person_seqs(ctx->txn, ctx->person_key, keep_newest, &w);
         for (size_t i = 0; i < w.n && !ctx->person_rec; i++)
-            ctx->person_rec = record_at(ctx, w.best[i]);
+            if ((ctx->person_rec = record_at(ctx, w.best[i])))
+                remember(ctx, w.best[i]); /* found the long way: the next event need not look */
     }
     if (!ctx->person_rec && (ctx->person_rec = malloc(sizeof *ctx->person_rec))) {
         carebridge__v1__person_record__init(ctx->person_rec);
@@ -304,7 +321,7 @@ void cb_rule_person_note(cb_rule_ctx *ctx)
     carebridge__v1__person_record__pack(p, buf);
     cb_kv_append(ctx->txn, ctx->fb->people, k.b, k.len, buf, len);
     free(buf);
-    remember(ctx);
+    remember(ctx, ctx->seq);
 }
 
 void cb_rule_person_free(cb_rule_ctx *ctx)

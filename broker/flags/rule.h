@@ -14,7 +14,7 @@
 typedef Carebridge__V1__HandoffRecord__Recipient cb_recipient;
 typedef Carebridge__V1__PersonRecord cb_person_record;
 
-#define PERSON_CACHE (1u << 16) /* people whose newest record the rules remember, */
+#define PERSON_CACHE (1u << 20) /* people whose newest record the rules remember, */
 #define PERSON_WAYS  4          /* in sets of four */
 
 struct cb_rules {
@@ -26,9 +26,7 @@ struct cb_rules {
     /* The seq of a person's newest record, by person hash (set-associative):
      * what the person index would say, without its lookup. Forgotten after a
      * failed commit, whose seqs are given out again. */
-    struct {
-        uint64_t hash, seq;
-    } * newest;
+    uint64_t *newest; /* person.c says how an entry is made */
 };
 
 /* One event as the rules see it, or one tick (ev NULL). */
