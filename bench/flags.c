@@ -144,12 +144,9 @@ static double pct_ms(int64_t *ns, size_t n, unsigned pct)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {{"events", required_argument, 0, 'n'},
-                                         {"repeat", required_argument, 0, 'r'},
-                                         {"tmp", required_argument, 0, 't'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {"version", no_argument, 0, 'V'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {{"events", required_argument, 0, 'n'}, {"repeat", required_argument, 0, 'r'},
+                                         {"tmp", required_argument, 0, 't'},    {"help", no_argument, 0, 'h'},
+                                         {"version", no_argument, 0, 'V'},      {0, 0, 0, 0}};
     uint64_t n_events = 1000000;
     size_t repeat = 2000;
     const char *tmp = "/tmp";
@@ -229,7 +226,7 @@ int main(int argc, char **argv)
     }
 
     int64_t *ns = calloc(repeat, sizeof *ns);
-    cb_rules *rules = cb_rules_new(cfg, store, cb_flagbook_at(0));
+    cb_rules *rules = cb_rules_new(cfg, store, cb_flagbook_broker());
     if (!ns || !rules)
         return 1;
     /* A tick with nothing due: the deadlines are four hours ahead. */

@@ -402,7 +402,7 @@ cb_commit *cb_commit_new(const cb_config *cfg, cb_store *store, cb_error *err)
         c->steps = c->delivery ? calloc(cb_delivery_max_steps(c->delivery), sizeof *c->steps) : NULL;
         c->released = c->delivery ? calloc(cb_delivery_max_steps(c->delivery), sizeof *c->released) : NULL;
         c->refused_acks = calloc(cfg->n_agencies, sizeof *c->refused_acks);
-        c->rules = cb_rules_new(cfg, store, cb_flagbook_at(0));
+        c->rules = cb_rules_new(cfg, store, cb_flagbook_broker());
     }
     if (!c || !c->steps || !c->released || !c->refused_acks || !c->rules) {
         cb_fail(err, CB_STORE_UNAVAILABLE, "out of memory");

@@ -49,6 +49,12 @@ typedef struct {
 
 /* The keyspaces from `base`, the position of the first in the store's list. */
 cb_flagbook cb_flagbook_at(cb_keyspace base);
+/* Where the broker's store has them: it opens them first (broker.c), so the
+ * commit and the query thread find them at the same place. */
+static inline cb_flagbook cb_flagbook_broker(void)
+{
+    return cb_flagbook_at(0);
+}
 
 static inline uint64_t cb_flag_id(uint64_t seq, unsigned number)
 {

@@ -15,14 +15,6 @@
 #define PAIRS_MAX  4096
 #define FIELDS_MAX 32
 
-/* The broker opens the flag keyspaces first: cb_flagbook_at(0). */
-static const cb_flagbook broker_book = {0, 1, 2, 3, 4, 5, 6};
-
-static const cb_flagbook *book(void)
-{
-    return &broker_book;
-}
-
 typedef struct {
     cb_flag **items;
     size_t n, cap;
@@ -51,8 +43,9 @@ static bool keep_all(void *arg, cb_flag **f)
 void cb_flags_of_event(cb_txn *txn, uint64_t seq, cb_flag ***flags, size_t *n)
 {
     flag_list l = {*flags, *n, *n};
-    cb_handoff_record *rec = cb_flagbook_record(book(), txn, seq);
-    cb_flagbook_event_flags(book(), txn, seq, rec, keep_all, &l);
+    cb_flagbook fb = cb_flagbook_broker();
+    cb_handoff_record *rec = cb_flagbook_record(&fb, txn, seq);
+    cb_flagbook_event_flags(&fb, txn, seq, rec, keep_all, &l);
     cb_flagbook_free_record(&rec);
     *flags = l.items;
     *n = l.n;
@@ -152,7 +145,8 @@ Carebridge__V1__FlagsReply *cb_flags_query(const cb_config *cfg, cb_txn *txn, co
                 continue;
             for (int open = 1; open >= (req->open_only ? 1 : 0); open--) {
                 query one = {.req = req, .limit = q.limit};
-                cb_flagbook_agency_flags(book(), txn, agency, open, 0, collect, &one);
+                cb_flagbook fb = cb_flagbook_broker();
+                cb_flagbook_agency_flags(&fb, txn, agency, open, 0, collect, &one);
                 q.truncated |= one.truncated;
                 for (size_t i = 0; i < one.out.n; i++) {
                     bool seen = false;
@@ -351,8 +345,9 @@ Carebridge__V1__ReportReply *cb_flags_report(const cb_config *cfg, cb_txn *txn,
         return NULL;
     }
     carebridge__v1__report_reply__init(r);
-    cb_kv_scan(txn, book()->handoffs, NULL, 0, NULL, 0, count_handoff, &rp);
-    cb_kv_scan(txn, book()->flags, NULL, 0, NULL, 0, count_flag, &rp);
+    cb_flagbook fb = cb_flagbook_broker();
+    cb_kv_scan(txn, fb.handoffs, NULL, 0, NULL, 0, count_handoff, &rp);
+    cb_kv_scan(txn, fb.flags, NULL, 0, NULL, 0, count_flag, &rp);
     if (rp.n)
         qsort(rp.pairs, rp.n, sizeof *rp.pairs, by_pair);
     static const char *const bands[] = {"<1d", "1-7d", ">7d"};
