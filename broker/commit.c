@@ -409,13 +409,18 @@ cb_commit *cb_commit_new(const cb_config *cfg, cb_store *store, cb_error *err)
         cb_commit_free(&c);
         return NULL;
     }
-    cb_txn *txn = cb_txn_begin(store, false, err);
+    cb_txn *txn = cb_txn_begin(store, true, err);
     if (!txn) {
         cb_commit_free(&c);
         return NULL;
     }
     c->last_seq = cb_store_last_seq(txn);
-    cb_txn_abort(&txn);
+    if (!cb_rules_prepare(c->rules, txn)) {
+        cb_txn_abort(&txn);
+    } else if (cb_txn_commit(&txn, err) != CB_OK) {
+        cb_commit_free(&c);
+        return NULL;
+    }
     return c;
 }
 

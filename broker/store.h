@@ -117,7 +117,9 @@ void cb_store_case_seqs(cb_txn *txn, const char *from_agency, const char *case_r
 
 /* ---- the layered indexes (store_index.c) */
 
-typedef enum { CB_INDEX_IDS, CB_INDEX_PERSONS, CB_INDEX_CASES, CB_INDEX_COUNT } cb_index;
+/* ids, persons and cases index every event (store.c); records is the flag
+ * rules': a person's hash under each seq that stored a person record. */
+typedef enum { CB_INDEX_IDS, CB_INDEX_PERSONS, CB_INDEX_CASES, CB_INDEX_RECORDS, CB_INDEX_COUNT } cb_index;
 
 const char *cb_store_index_name(cb_index ix);
 /* The store's keyed 64-bit hash of a key. */

@@ -61,8 +61,8 @@ typedef struct {
 
 /* A tail in memory: open addressing on the hash, seq 0 marking an empty
  * place (seqs start at 1). The store thread keeps one of the ids and the
- * persons tails (every publish looks up its id, and the flag rules its
- * person); the readers keep one of each tail (store_index.c). */
+ * records tails (every publish looks up its id, and the flag rules its
+ * person's newest record); the readers keep one of each tail (store_index.c). */
 #define TAIL_TABLE_SLOTS (1u << 15) /* kept under half full: a tail of up to 16384 */
 typedef struct {
     bool built, valid;
@@ -85,17 +85,17 @@ struct cb_store {
     uint64_t map_bytes;
     double publish_fraction;
     uint64_t commits;
-    uint8_t hash_key[16];       /* keys the index hash, so colliding ids cannot be chosen */
-    bool writing;               /* a write txn is open (only the store thread writes) */
-    atomic_bool disk_full;      /* a write failed on a full filesystem; cleared once room returns */
-    atomic_bool map_overflowed; /* a write met MDB_MAP_FULL; cleared once well below the fraction */
+    uint8_t hash_key[16];           /* keys the index hash, so colliding ids cannot be chosen */
+    bool writing;                   /* a write txn is open (only the store thread writes) */
+    atomic_bool disk_full;          /* a write failed on a full filesystem; cleared once room returns */
+    atomic_bool map_overflowed;     /* a write met MDB_MAP_FULL; cleared once well below the fraction */
     _Atomic uint64_t overflow_used; /* the pages in use the first time room was measured after it */
-    uint64_t reserve_target;    /* zeroed bytes to keep beyond LMDB's last page */
-    bool index_work;            /* the last write txn left index work to do */
-    uint64_t write_losses;      /* write txns that did not commit */
+    uint64_t reserve_target;        /* zeroed bytes to keep beyond LMDB's last page */
+    bool index_work;                /* the last write txn left index work to do */
+    uint64_t write_losses;          /* write txns that did not commit */
     filter_writer merge_filters[CB_INDEX_COUNT][IX_MERGES];
     filter_writer seal_filter;
-    tail_table writer_tails[CB_INDEX_CASES]; /* ids and persons: the store thread's alone */
+    tail_table writer_tails[CB_INDEX_COUNT]; /* ids and records: the store thread's alone */
     /* The readers' tables of the tails, one lock for all: a lookup reads only
      * what was appended since the last. */
     tail_table reader_tails[CB_INDEX_COUNT];

@@ -25,13 +25,11 @@
  *
  * Every publish looks its id up, and a new id is in no run: a seek into each
  * was most of the store thread's time at millions of events. The flag rules
- * look up every event's person too, who is in one run at most. So each run
- * of the ids and persons indexes has a filter (a blocked Bloom filter, about 10 bits an entry,
- * 1% false positives): a 64-byte block chosen by the hash's top bits, so a
- * run's blocks are in key order too and are written, like the run, once and
- * in order, a 16 KiB chunk at a time, in the "filters" database. A lookup
- * reads one block per run and seeks only into runs whose block says maybe;
- * a chunk that is not there had no entries. */
+ * look up the newest record of every event's person too, who is in one run
+ * or none. So each run of the ids, persons and records indexes has a filter (a blocked Bloom filter, about 10 bits an
+ * entry, 1% false positives): a 64-byte block chosen by the hash's top bits, so a run's blocks are in key order too and
+ * are written, like the run, once and in order, a 16 KiB chunk at a time, in the "filters" database. A lookup reads one
+ * block per run and seeks only into runs whose block says maybe; a chunk that is not there had no entries. */
 #include "store_impl.h"
 
 #include <errno.h>
@@ -43,7 +41,7 @@
 #define IX_LEVELS   32   /* far more than 40 slots can fill: six runs a level */
 #define IX_TAIL_MAX 8192 /* entries before the tail is sealed: ~60 leaves, each dirtied once a batch */
 
-static const char *const index_names[CB_INDEX_COUNT] = {"ids", "persons", "cases"};
+static const char *const index_names[CB_INDEX_COUNT] = {"ids", "persons", "cases", "records"};
 
 const char *cb_store_index_name(cb_index ix)
 {
@@ -155,11 +153,19 @@ static void ix_key(uint8_t k[IX_KEY], uint64_t hash, uint64_t seq)
 #define FILTER_PROBES         7 /* nine bits each, of a second hash */
 #define FILTER_KEY            6 /* index, slot, chunk (u32) */
 
-/* Ids and persons: every publish looks up its id, and the flag rules the
- * person, who is most often in no run at all (someone new) or in one. */
+/* Every publish looks up its id, and the flag rules its person's newest
+ * record: most often in no run at all (a new id, someone new) or in one. A
+ * journey's person is in some runs, not all. Cases, looked up by answers
+ * only, are not worth the filters' writes. */
 static bool filtered(cb_index ix)
 {
     return ix != CB_INDEX_CASES;
+}
+
+/* The store thread's own lookups: it keeps a table of these tails. */
+static bool writer_tabled(cb_index ix)
+{
+    return ix == CB_INDEX_IDS || ix == CB_INDEX_RECORDS;
 }
 
 static uint32_t filter_blocks_for(uint64_t entries)
@@ -381,7 +387,7 @@ static void table_clear(tail_table *t, unsigned slot, uint64_t losses)
  * that is not there: harmless, as every match is checked, but not kept). */
 static tail_table *writer_table(cb_txn *txn, cb_index ix, const ix_dir *d)
 {
-    if (!txn->write || ix >= CB_INDEX_CASES)
+    if (!txn->write || !writer_tabled(ix))
         return NULL;
     tail_table *t = &txn->store->writer_tails[ix];
     if (t->built && t->slot == d->tail && t->losses == txn->store->write_losses)
@@ -628,7 +634,7 @@ static void seal(cb_txn *txn, cb_index ix, ix_dir *d)
     }
     if (!cb_st_check(txn, mdb_drop(txn->txn, slot_dbi(txn, ix, d->tail), 0), "seal index tail"))
         return;
-    if (ix < CB_INDEX_CASES)
+    if (writer_tabled(ix))
         txn->store->writer_tails[ix].built = false; /* the same slot, emptied */
     d->state[out] = SLOT_RUN;
     d->level[out] = 0;

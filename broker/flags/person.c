@@ -2,8 +2,8 @@
  * know of the events before this one. Each event that changes it stores the
  * record as it then stands under its own seq, so writing it is an append
  * (a record keyed by person would be a write at a random place in a tree of
- * everyone, a page per event at scale); reading it is a look in the person
- * index, which the store keeps for journeys, for the newest seq that has one. */
+ * everyone, a page per event at scale), and adds (person, seq) to the
+ * store's records index; reading it is a look there for the newest seq. */
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +23,7 @@ int64_t cb_occurred_ms(const cb_envelope *ev)
     return t ? t->seconds * 1000 + t->nanos / 1000000 : 0;
 }
 
-#define NEWEST_TRIED 8 /* of the person's seqs, newest first: the record is on the newest that changed it */
+#define NEWEST_TRIED 4 /* of the person's record seqs, newest first: another person's only if hashes collide */
 
 typedef struct {
     uint64_t below, best[NEWEST_TRIED];
@@ -120,7 +120,7 @@ cb_person_record *cb_rule_person(cb_rule_ctx *ctx)
         ctx->person_rec = record_at(ctx, seen);
     if (!ctx->person_rec) {
         newest w = {.below = ctx->seq};
-        cb_store_person_seqs(ctx->txn, ctx->person_key, keep_newest, &w);
+        cb_store_index_find(ctx->txn, CB_INDEX_RECORDS, ctx->person_hash, keep_newest, &w);
         for (size_t i = 0; i < w.n && !ctx->person_rec; i++)
             if ((ctx->person_rec = record_at(ctx, w.best[i])))
                 remember(ctx, w.best[i]); /* found the long way: the next event need not look */
@@ -320,8 +320,34 @@ void cb_rule_person_note(cb_rule_ctx *ctx)
         return; /* out of memory: the record misses this event, which only quiets a rule */
     carebridge__v1__person_record__pack(p, buf);
     cb_kv_append(ctx->txn, ctx->fb->people, k.b, k.len, buf, len);
+    cb_store_index_add(ctx->txn, CB_INDEX_RECORDS, ctx->person_hash, ctx->seq);
     free(buf);
     remember(ctx, ctx->seq);
+}
+
+static bool index_record(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val, size_t len)
+{
+    cb_txn *txn = arg;
+    uint64_t seq;
+    cb_person_record *p = carebridge__v1__person_record__unpack(NULL, len, val);
+    if (p && cb_key_parse(key, key_len, "Q", &seq))
+        cb_store_index_add(txn, CB_INDEX_RECORDS, p->person_hash, seq);
+    if (p)
+        protobuf_c_message_free_unpacked(&p->base, NULL);
+    return true;
+}
+
+bool cb_rules_prepare(cb_rules *r, cb_txn *txn)
+{
+    static const char mark[] = "flags.records_indexed";
+    char done;
+    size_t len;
+    if (cb_store_meta_get(txn, mark, &done, 1, &len))
+        return false;
+    /* A store written before the records index: its records, once. */
+    cb_kv_scan(txn, r->fb.people, NULL, 0, NULL, 0, index_record, txn);
+    cb_store_meta_put(txn, mark, "1", 1);
+    return true;
 }
 
 void cb_rule_person_free(cb_rule_ctx *ctx)

@@ -43,8 +43,7 @@ typedef struct {
     uint64_t seq;
     int64_t occurred_ms;
     char person[CB_PSEUDONYM_LEN];
-    uint64_t person_hash;            /* 0: the event names no one */
-    char person_key[CB_KEY_MAX + 1]; /* the identifier it is hashed from ("nhs:...") */
+    uint64_t person_hash; /* of its first identifier; 0: the event names no one */
     bool urgent;
     cb_envelope *target; /* a response's or update's event, when stored */
     uint64_t target_seq;

@@ -263,13 +263,11 @@ cb_flag *cb_rule_find_open(cb_rule_ctx *ctx, uint64_t seq, cb_flag_type type, co
 /* ---- the entry points */
 
 /* The person by their first identifier (NHS, else CHI, else the first local one). */
-static uint64_t person_hash(const cb_rules *r, const Carebridge__V1__Person *p, char key[CB_KEY_MAX + 1])
+static uint64_t person_hash(const cb_rules *r, const Carebridge__V1__Person *p)
 {
     cb_person_key keys[1];
-    key[0] = '\0';
     if (!p || !cb_intake_person_keys(p, keys, 1))
         return 0;
-    strcpy(key, keys[0]);
     uint64_t h = cb_store_hash(r->store, keys[0], strlen(keys[0]));
     return h ? h : 1;
 }
@@ -316,7 +314,7 @@ uint32_t cb_rules_event(cb_rules *r, cb_txn *txn, const cb_envelope *ev, const c
     ctx.occurred_ms = cb_occurred_ms(ev);
     ctx.urgent = urgent(ev);
     snprintf(ctx.person, sizeof ctx.person, "%s", person);
-    ctx.person_hash = person_hash(r, ev->person, ctx.person_key);
+    ctx.person_hash = person_hash(r, ev->person);
 
     uint32_t body = 1u << ev->body_case;
     if (body & (BODY(RESPONSE) | BODY(UPDATE)))

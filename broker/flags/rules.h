@@ -42,6 +42,9 @@ typedef struct cb_rules cb_rules;
 /* Rules under cfg->flags, keeping their records in fb's keyspaces of store. */
 cb_rules *cb_rules_new(const cb_config *cfg, cb_store *store, cb_flagbook fb);
 void cb_rules_free(cb_rules **r_p);
+/* Bring what the rules keep in the store up to this build, in a write txn
+ * before the first event (true when it wrote anything). */
+bool cb_rules_prepare(cb_rules *r, cb_txn *txn);
 
 /* ev has just been stored as seq: raise what it lacks and resolve what it
  * supplies or answers. person is its pseudonym (cb_log_person). Returns the

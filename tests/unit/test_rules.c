@@ -23,6 +23,7 @@
 #include "commit.h"
 #include "flagquery.h"
 #include "intake.h"
+#include "keys.h"
 
 #define MAP_BYTES (64ull << 20)
 #define HOUR      3600000ull
@@ -594,6 +595,69 @@ static void test_handed_on_after_an_accept_is_not_bounced(void **state)
     expect(f, TYPE(BOUNCED), 0, 0);
 }
 
+/* The broker started again: what the rules remember in memory is gone. */
+static void restart(fixture *f)
+{
+    cb_commit_free(&f->commit);
+    cb_error err = {0};
+    f->commit = cb_commit_new(f->cfg, f->t.store, &err);
+    assert_non_null(f->commit);
+}
+
+static void test_a_history_is_found_behind_many_events_that_changed_nothing(void **state)
+{
+    fixture *f = *state;
+    send_at(f, T0, referral("r-40", "health", "social-care", T0, "ROUTINE"));
+    /* Each passes the person on from health again within the hour: the
+     * person's record stays as r-40 left it. */
+    for (int i = 1; i <= 20; i++)
+        send_at(f, T0 + (uint64_t)i * 60000,
+                referral(text("r-40-%d", i), "health", "social-care", T0 + (uint64_t)i * 60000, "ROUTINE"));
+    restart(f);
+    uint32_t raised = send_at(
+        f, T0 + 2 * HOUR,
+        response("a-40", "social-care", "health", "r-40", T0 + 2 * HOUR, "REDIRECTED", ",\"redirectTo\":\"health\""));
+    assert_true(raised & BIT(BOUNCED));
+}
+
+/* A store written before the records index: its records are indexed when
+ * the rules first open it, so the journeys they began are still judged. */
+static void test_records_stored_before_the_records_index_are_found(void **state)
+{
+    fixture *f = *state;
+    cb_commit_free(&f->commit);
+    cb_test_store old;
+    assert_true(cb_test_store_open(&old, MAP_BYTES, 0.9));
+    cb_txn *txn = cb_test_begin(old.store, true);
+    Carebridge__V1__PersonRecord rec = CAREBRIDGE__V1__PERSON_RECORD__INIT;
+    Carebridge__V1__PersonRecord__PassedOn on = CAREBRIDGE__V1__PERSON_RECORD__PASSED_ON__INIT, *ons[] = {&on};
+    on.agency = "health";
+    on.at_ms = (int64_t)T0;
+    rec.passed_on = ons;
+    rec.n_passed_on = 1;
+    rec.person_hash = cb_store_hash(old.store, "nhs:" NHS, strlen("nhs:" NHS));
+    uint8_t buf[256];
+    size_t len = carebridge__v1__person_record__pack(&rec, buf);
+    cb_key k;
+    cb_key_make(&k, "Q", (uint64_t)3); /* as an old build left it: no index entry */
+    cb_kv_append(txn, cb_flagbook_broker().people, k.b, k.len, buf, len);
+    cb_error err = {0};
+    assert_int_equal(cb_txn_commit(&txn, &err), CB_OK);
+    /* The fixture's batch goes on, over the old store. */
+    int rc = cb_test_store_close(&f->t);
+    assert_int_equal(rc, 0);
+    f->t = old;
+    f->commit = cb_commit_new(f->cfg, f->t.store, &err);
+    assert_non_null(f->commit);
+    for (int i = 0; i < 4; i++) /* seqs 1-4, someone else's */
+        send_at(f, T0,
+                text("{\"eventId\":\"n-%d\",\"person\":{\"nhsNumber\":\"4010232137\"},\"fromAgency\":\"health\","
+                     "\"toAgencies\":[\"housing\"],\"occurredAt\":\"%s\",\"referral\":{" COMPLETE_REFERRAL "}}",
+                     i, at(T0), "ROUTINE"));
+    uint32_t raised = send_at(f, T0 + HOUR, referral("r-41", "social-care", "health", T0 + HOUR, "ROUTINE"));
+    assert_true(raised & BIT(BOUNCED));
+}
+
 /* ---- NO_PERSON_OUTCOMES, OUTCOMES_NOT_CARRIED */
 
 static void test_a_service_led_referral_until_an_update_adds_outcomes(void **state)
@@ -709,6 +773,8 @@ int main(void)
         T(test_bounced_through_three_agencies_with_none_accepting),
         T(test_passed_back_to_the_agency_that_passed_them_on),
         T(test_handed_on_after_an_accept_is_not_bounced),
+        T(test_a_history_is_found_behind_many_events_that_changed_nothing),
+        T(test_records_stored_before_the_records_index_are_found),
         T(test_a_service_led_referral_until_an_update_adds_outcomes),
         T(test_outcomes_left_behind_by_a_handover),
         T(test_a_closure_with_nothing_ever_recorded_for_the_person),
