@@ -111,10 +111,57 @@ static cb_person_record *record_at(cb_rule_ctx *ctx, uint64_t seq)
     return p;
 }
 
+/* ---- the decoded records kept */
+
+static cb_kept_record *kept_set(const cb_rule_ctx *ctx)
+{
+    cb_rules *r = (cb_rules *)ctx->rules;
+    return &r->kept[(ctx->person_hash >> 24 & (KEPT_RECORDS / KEPT_WAYS - 1)) *
+                    KEPT_WAYS]; /* bits newest's sets do not use */
+}
+
+static cb_kept_record *kept_find(const cb_rule_ctx *ctx)
+{
+    cb_kept_record *set = kept_set(ctx);
+    for (size_t i = 0; i < KEPT_WAYS; i++)
+        if (set[i].hash == ctx->person_hash)
+            return &set[i];
+    return NULL;
+}
+
+/* Keep the event's record, in place of the least recently used. */
+static void keep(cb_rule_ctx *ctx)
+{
+    cb_kept_record *set = kept_set(ctx), *k = &set[0];
+    for (size_t i = 1; i < KEPT_WAYS && k->hash; i++)
+        if (!set[i].hash || set[i].used < k->used)
+            k = &set[i];
+    if (k->rec)
+        protobuf_c_message_free_unpacked(&k->rec->base, NULL);
+    *k = (cb_kept_record){ctx->person_hash, ctx->seq, ctx->person_rec};
+    ctx->person_kept = true;
+}
+
+/* A record that could not be written is not what the store has: let it go. */
+static void unkeep(cb_rule_ctx *ctx)
+{
+    cb_kept_record *k = ctx->person_kept ? kept_find(ctx) : NULL;
+    if (k)
+        *k = (cb_kept_record){0};
+    ctx->person_kept = false;
+    cb_rule_person_free(ctx);
+}
+
 cb_person_record *cb_rule_person(cb_rule_ctx *ctx)
 {
     if (ctx->person_rec || !ctx->person_hash)
         return ctx->person_rec;
+    cb_kept_record *k = kept_find(ctx);
+    if (k) {
+        k->used = ctx->seq;
+        ctx->person_kept = true;
+        return ctx->person_rec = k->rec;
+    }
     uint64_t seen = cached(ctx);
     if (seen && seen < ctx->seq)
         ctx->person_rec = record_at(ctx, seen);
@@ -129,6 +176,8 @@ cb_person_record *cb_rule_person(cb_rule_ctx *ctx)
         carebridge__v1__person_record__init(ctx->person_rec);
         ctx->person_rec->person_hash = ctx->person_hash;
     }
+    if (ctx->person_rec)
+        keep(ctx);
     return ctx->person_rec;
 }
 
@@ -316,8 +365,10 @@ void cb_rule_person_note(cb_rule_ctx *ctx)
     cb_key_make(&k, "Q", ctx->seq);
     size_t len = carebridge__v1__person_record__get_packed_size(p);
     uint8_t *buf = malloc(len + 1);
-    if (!buf)
-        return; /* out of memory: the record misses this event, which only quiets a rule */
+    if (!buf) {
+        unkeep(ctx); /* out of memory: the record misses this event, which only quiets a rule */
+        return;
+    }
     carebridge__v1__person_record__pack(p, buf);
     cb_kv_append(ctx->txn, ctx->fb->people, k.b, k.len, buf, len);
     cb_store_index_add(ctx->txn, CB_INDEX_RECORDS, ctx->person_hash, ctx->seq);
@@ -352,7 +403,8 @@ bool cb_rules_prepare(cb_rules *r, cb_txn *txn)
 
 void cb_rule_person_free(cb_rule_ctx *ctx)
 {
-    if (ctx->person_rec)
+    if (ctx->person_rec && !ctx->person_kept)
         protobuf_c_message_free_unpacked(&ctx->person_rec->base, NULL);
     ctx->person_rec = NULL;
+    ctx->person_kept = false;
 }

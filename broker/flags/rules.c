@@ -51,11 +51,12 @@ cb_rules *cb_rules_new(const cb_config *cfg, cb_store *store, cb_flagbook fb)
     cb_rules *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
-    *r = (cb_rules){cfg, store, fb, NULL, NULL};
+    *r = (cb_rules){.cfg = cfg, .store = store, .fb = fb};
     const cb_flags_config *f = &cfg->flags;
     r->newest = calloc(PERSON_CACHE, sizeof *r->newest);
+    r->kept = calloc(KEPT_RECORDS, sizeof *r->kept);
     r->required = calloc(f->n_required + 1, sizeof *r->required);
-    bool ok = r->newest && r->required;
+    bool ok = r->newest && r->kept && r->required;
     for (unsigned i = 0; ok && i < f->n_required; i++) {
         ok = (r->required[i] = calloc(f->required[i].n_fields + 1, sizeof *r->required[i])) != NULL;
         for (unsigned k = 0; ok && k < f->required[i].n_fields; k++)
@@ -74,6 +75,9 @@ void cb_rules_free(cb_rules **r_p)
         for (unsigned i = 0; r->required && i < r->cfg->flags.n_required; i++)
             free(r->required[i]);
         free(r->required);
+        if (r->kept)
+            cb_rules_forget(r);
+        free(r->kept);
         free(r->newest);
         free(r);
     }
@@ -83,6 +87,10 @@ void cb_rules_free(cb_rules **r_p)
 void cb_rules_forget(cb_rules *r)
 {
     memset(r->newest, 0, PERSON_CACHE * sizeof *r->newest);
+    for (size_t i = 0; i < KEPT_RECORDS; i++)
+        if (r->kept[i].rec)
+            protobuf_c_message_free_unpacked(&r->kept[i].rec->base, NULL);
+    memset(r->kept, 0, KEPT_RECORDS * sizeof *r->kept);
 }
 
 void cb_flag_feed_clear(cb_flag_feed *feed)
@@ -387,6 +395,7 @@ void cb_rules_early_answers(cb_rule_ctx *ctx)
             if (resp->response->status == RESPONSE(ACCEPTED))
                 cb_resolve_by_accept(&sub);
             ctx->person_rec = sub.person_rec;
+            ctx->person_kept = sub.person_kept;
         }
         cb_envelope_free(&resp);
         cb_key_make(&k, "SQ", ctx->ev->event_id, e.seqs[i]);
