@@ -113,11 +113,11 @@ static cb_person_record *record_at(cb_rule_ctx *ctx, uint64_t seq)
 
 /* ---- the decoded records kept */
 
+/* The set is chosen by hash bits that newest's sets do not use. */
 static cb_kept_record *kept_set(const cb_rule_ctx *ctx)
 {
     cb_rules *r = (cb_rules *)ctx->rules;
-    return &r->kept[(ctx->person_hash >> 24 & (KEPT_RECORDS / KEPT_WAYS - 1)) *
-                    KEPT_WAYS]; /* bits newest's sets do not use */
+    return &r->kept[(ctx->person_hash >> 24 & (KEPT_RECORDS / KEPT_WAYS - 1)) * KEPT_WAYS];
 }
 
 static cb_kept_record *kept_find(const cb_rule_ctx *ctx)

@@ -33,7 +33,7 @@ struct cb_rules {
     /* cfg->flags.required's paths, resolved once: [entry][field] */
     cb_field_path **required;
     /* The seq of a person's newest record, by person hash (set-associative):
-     * what the person index would say, without its lookup. Forgotten after a
+     * what the records index would say, without its lookup. Forgotten after a
      * failed commit, whose seqs are given out again. */
     uint64_t *newest; /* person.c says how an entry is made */
     /* The records of the people seen most recently, decoded (unpacking one
