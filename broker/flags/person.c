@@ -113,54 +113,30 @@ static cb_person_record *record_at(cb_rule_ctx *ctx, uint64_t seq)
 
 /* ---- the decoded records kept */
 
-/* The set is chosen by hash bits that newest's sets do not use. */
-static cb_kept_record *kept_set(const cb_rule_ctx *ctx)
-{
-    cb_rules *r = (cb_rules *)ctx->rules;
-    return &r->kept[(ctx->person_hash >> 24 & (KEPT_RECORDS / KEPT_WAYS - 1)) * KEPT_WAYS];
-}
-
-static cb_kept_record *kept_find(const cb_rule_ctx *ctx)
-{
-    cb_kept_record *set = kept_set(ctx);
-    for (size_t i = 0; i < KEPT_WAYS; i++)
-        if (set[i].hash == ctx->person_hash)
-            return &set[i];
-    return NULL;
-}
-
-/* Keep the event's record, in place of the least recently used. */
 static void keep(cb_rule_ctx *ctx)
 {
-    cb_kept_record *set = kept_set(ctx), *k = &set[0];
-    for (size_t i = 1; i < KEPT_WAYS && k->hash; i++)
-        if (!set[i].hash || set[i].used < k->used)
-            k = &set[i];
-    if (k->rec)
-        protobuf_c_message_free_unpacked(&k->rec->base, NULL);
-    *k = (cb_kept_record){ctx->person_hash, ctx->seq, ctx->person_rec};
+    cb_kept_put(((cb_rules *)ctx->rules)->kept, ctx->person_hash, ctx->person_rec);
     ctx->person_kept = true;
 }
 
 /* A record that could not be written is not what the store has: let it go. */
 static void unkeep(cb_rule_ctx *ctx)
 {
-    cb_kept_record *k = ctx->person_kept ? kept_find(ctx) : NULL;
-    if (k)
-        *k = (cb_kept_record){0};
+    if (ctx->person_kept)
+        cb_kept_drop(((cb_rules *)ctx->rules)->kept, ctx->person_hash); /* frees it */
+    else
+        cb_rule_person_free(ctx);
+    ctx->person_rec = NULL;
     ctx->person_kept = false;
-    cb_rule_person_free(ctx);
 }
 
 cb_person_record *cb_rule_person(cb_rule_ctx *ctx)
 {
     if (ctx->person_rec || !ctx->person_hash)
         return ctx->person_rec;
-    cb_kept_record *k = kept_find(ctx);
-    if (k) {
-        k->used = ctx->seq;
+    if ((ctx->person_rec = cb_kept_get(((cb_rules *)ctx->rules)->kept, ctx->person_hash))) {
         ctx->person_kept = true;
-        return ctx->person_rec = k->rec;
+        return ctx->person_rec;
     }
     uint64_t seen = cached(ctx);
     if (seen && seen < ctx->seq)

@@ -6,6 +6,7 @@
 
 #include "cb_fields.h"
 #include "explain.h"
+#include "kept.h"
 #include "log.h"
 #include "rules.h"
 
@@ -16,15 +17,7 @@ typedef Carebridge__V1__PersonRecord cb_person_record;
 
 #define PERSON_CACHE (1u << 20) /* people whose newest record the rules remember, */
 #define PERSON_WAYS  4          /* in sets of four */
-#define KEPT_RECORDS (1u << 15) /* people whose record they keep decoded, */
-#define KEPT_WAYS    4          /* in sets of four too */
-
-/* A person's record as the store has it, decoded and kept between events. */
-typedef struct {
-    uint64_t hash; /* 0: an empty place */
-    uint64_t used; /* the seq of the last event that used it: the least recent makes way */
-    cb_person_record *rec;
-} cb_kept_record;
+#define KEPT_RECORDS (1u << 15) /* people whose record they keep decoded */
 
 struct cb_rules {
     const cb_config *cfg;
@@ -36,10 +29,10 @@ struct cb_rules {
      * what the records index would say, without its lookup. Forgotten after a
      * failed commit, whose seqs are given out again. */
     uint64_t *newest; /* person.c says how an entry is made */
-    /* The records of the people seen most recently, decoded (unpacking one
-     * from the store was a sixth of the rules' time): changed in place as
-     * events change them, so forgotten, like newest, after a failed commit. */
-    cb_kept_record *kept;
+    /* The records of the people seen most recently, decoded: changed in
+     * place as events change them, so forgotten, like newest, after a failed
+     * commit. */
+    cb_kept *kept;
 };
 
 /* One event as the rules see it, or one tick (ev NULL). */

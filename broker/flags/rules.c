@@ -54,7 +54,7 @@ cb_rules *cb_rules_new(const cb_config *cfg, cb_store *store, cb_flagbook fb)
     *r = (cb_rules){.cfg = cfg, .store = store, .fb = fb};
     const cb_flags_config *f = &cfg->flags;
     r->newest = calloc(PERSON_CACHE, sizeof *r->newest);
-    r->kept = calloc(KEPT_RECORDS, sizeof *r->kept);
+    r->kept = cb_kept_new(KEPT_RECORDS);
     r->required = calloc(f->n_required + 1, sizeof *r->required);
     bool ok = r->newest && r->kept && r->required;
     for (unsigned i = 0; ok && i < f->n_required; i++) {
@@ -75,9 +75,7 @@ void cb_rules_free(cb_rules **r_p)
         for (unsigned i = 0; r->required && i < r->cfg->flags.n_required; i++)
             free(r->required[i]);
         free(r->required);
-        if (r->kept)
-            cb_rules_forget(r);
-        free(r->kept);
+        cb_kept_free(&r->kept);
         free(r->newest);
         free(r);
     }
@@ -87,10 +85,7 @@ void cb_rules_free(cb_rules **r_p)
 void cb_rules_forget(cb_rules *r)
 {
     memset(r->newest, 0, PERSON_CACHE * sizeof *r->newest);
-    for (size_t i = 0; i < KEPT_RECORDS; i++)
-        if (r->kept[i].rec)
-            protobuf_c_message_free_unpacked(&r->kept[i].rec->base, NULL);
-    memset(r->kept, 0, KEPT_RECORDS * sizeof *r->kept);
+    cb_kept_clear(r->kept);
 }
 
 void cb_flag_feed_clear(cb_flag_feed *feed)
