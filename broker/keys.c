@@ -20,8 +20,8 @@ static bool put(cb_key *k, const void *p, size_t n)
 static bool put_be(cb_key *k, uint64_t v, size_t bytes)
 {
     uint8_t b[8];
-    cb_be64_put(b, v);
-    return put(k, b + 8 - bytes, bytes);
+    cb_be64_put(b, v << (64 - 8 * bytes)); /* its low bytes first, in the order they are kept */
+    return put(k, b, bytes);
 }
 
 bool cb_key_make(cb_key *k, const char *format, ...)

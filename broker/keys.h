@@ -9,9 +9,11 @@
 #ifndef CB_KEYS_H
 #define CB_KEYS_H
 
+#include <endian.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define CB_KEY_BYTES 511 /* LMDB's longest key */
 
@@ -28,18 +30,19 @@ bool cb_key_parse(const void *key, size_t len, const char *format, ...);
 /* True when key begins with prefix's bytes (a key of some leading parts). */
 bool cb_key_has_prefix(const void *key, size_t len, const cb_key *prefix);
 
+/* One 8-byte move each way: a key written a byte at a time and read back
+ * as a word stalled the store's forwarding (a tenth of cb_key_make's time). */
 static inline void cb_be64_put(uint8_t *p, uint64_t v)
 {
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
+    v = htobe64(v);
+    memcpy(p, &v, sizeof v);
 }
 
 static inline uint64_t cb_be64_get(const uint8_t *p)
 {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+    return be64toh(v);
 }
 
 #endif
