@@ -1,20 +1,25 @@
-/* Entries live in one array, linked by index (0 is none): into a hash
- * bucket's chain, and into the order of use, newest first. */
+/* Entries live in one array, linked by index (0 is none) into a hash
+ * bucket's chain. Which makes way is chosen as by CLOCK (Corbató's
+ * approximation of least recently used): a get marks its entry used, and a
+ * hand sweeping the array spares, and unmarks, each marked entry it meets.
+ * A get touches only its entry; keeping an order of use touched three more,
+ * each a cache miss among 32,768 people. */
 #include "kept.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 
 typedef struct {
     uint64_t hash;
-    Carebridge__V1__PersonRecord *rec;
-    uint32_t chain;        /* the next in its bucket, or in the free list */
-    uint32_t newer, older; /* in the order of use */
+    Carebridge__V1__PersonRecord *rec; /* NULL: a free entry */
+    uint32_t chain;                    /* the next in its bucket, or in the free list */
+    bool used;                         /* got since the hand last passed */
 } entry;
 
 struct cb_kept {
     entry *e; /* [1..cap] */
     uint32_t *bucket;
-    uint32_t cap, mask, used, free, newest, oldest;
+    uint32_t cap, mask, made, free, hand;
 };
 
 cb_kept *cb_kept_new(uint32_t cap)
@@ -61,43 +66,28 @@ static uint32_t find(cb_kept *k, uint64_t hash)
     return i;
 }
 
-static void unlink_use(cb_kept *k, uint32_t i)
-{
-    entry *e = &k->e[i];
-    if (e->newer)
-        k->e[e->newer].older = e->older;
-    else
-        k->newest = e->older;
-    if (e->older)
-        k->e[e->older].newer = e->newer;
-    else
-        k->oldest = e->newer;
-    e->newer = e->older = 0;
-}
-
-static void link_newest(cb_kept *k, uint32_t i)
-{
-    k->e[i].older = k->newest;
-    k->e[i].newer = 0;
-    if (k->newest)
-        k->e[k->newest].newer = i;
-    else
-        k->oldest = i;
-    k->newest = i;
-}
-
-/* Out of its bucket and the order of use, its record freed, onto the free list. */
+/* Out of its bucket, its record freed, onto the free list. */
 static void remove_entry(cb_kept *k, uint32_t i)
 {
     uint32_t *at = bucket_of(k, k->e[i].hash);
     while (*at != i)
         at = &k->e[*at].chain;
     *at = k->e[i].chain;
-    unlink_use(k, i);
-    if (k->e[i].rec)
-        protobuf_c_message_free_unpacked(&k->e[i].rec->base, NULL);
+    protobuf_c_message_free_unpacked(&k->e[i].rec->base, NULL);
     k->e[i] = (entry){.chain = k->free};
     k->free = i;
+}
+
+/* The first entry the hand finds unused since it last passed: every entry
+ * is in use when this is asked for. */
+static uint32_t victim(cb_kept *k)
+{
+    for (;;) {
+        k->hand = k->hand % k->cap + 1;
+        if (!k->e[k->hand].used)
+            return k->hand;
+        k->e[k->hand].used = false;
+    }
 }
 
 Carebridge__V1__PersonRecord *cb_kept_get(cb_kept *k, uint64_t hash)
@@ -105,10 +95,7 @@ Carebridge__V1__PersonRecord *cb_kept_get(cb_kept *k, uint64_t hash)
     uint32_t i = find(k, hash);
     if (!i)
         return NULL;
-    if (k->newest != i) {
-        unlink_use(k, i);
-        link_newest(k, i);
-    }
+    k->e[i].used = true;
     return k->e[i].rec;
 }
 
@@ -119,22 +106,20 @@ void cb_kept_put(cb_kept *k, uint64_t hash, Carebridge__V1__PersonRecord *rec)
         if (k->e[i].rec != rec)
             protobuf_c_message_free_unpacked(&k->e[i].rec->base, NULL);
         k->e[i].rec = rec;
-        unlink_use(k, i);
-        link_newest(k, i);
+        k->e[i].used = true;
         return;
     }
-    if (!k->free && k->used == k->cap)
-        remove_entry(k, k->oldest);
+    if (!k->free && k->made == k->cap)
+        remove_entry(k, victim(k));
     if (k->free) {
         i = k->free;
         k->free = k->e[i].chain;
     } else {
-        i = ++k->used;
+        i = ++k->made;
     }
     uint32_t *b = bucket_of(k, hash);
     k->e[i] = (entry){.hash = hash, .rec = rec, .chain = *b};
     *b = i;
-    link_newest(k, i);
 }
 
 void cb_kept_drop(cb_kept *k, uint64_t hash)
@@ -146,6 +131,10 @@ void cb_kept_drop(cb_kept *k, uint64_t hash)
 
 void cb_kept_clear(cb_kept *k)
 {
-    while (k->newest)
-        remove_entry(k, k->newest);
+    for (uint32_t i = 1; i <= k->made; i++)
+        if (k->e[i].rec)
+            remove_entry(k, i);
+    k->free = 0;
+    k->made = 0;
+    k->hand = 0;
 }

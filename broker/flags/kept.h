@@ -1,5 +1,5 @@
 /* The decoded person records of the people seen most recently, by person
- * hash: a map with one order of use, the least recently used making way.
+ * hash: a map in which one seen least recently makes way (kept.c: how).
  * Unpacking a record from the store was a sixth of the rules' time; a
  * set-associative table thrashed whenever more people met in one set than it
  * had ways (a fifth of lookups missed with 20,000 people in 32,768 places).
@@ -17,11 +17,11 @@ typedef struct cb_kept cb_kept;
 cb_kept *cb_kept_new(uint32_t cap);
 void cb_kept_free(cb_kept **k_p);
 
-/* The person's record, now the most recently used; NULL when not kept. */
+/* The person's record, now marked used; NULL when not kept. */
 Carebridge__V1__PersonRecord *cb_kept_get(cb_kept *k, uint64_t hash);
 
 /* Keep rec (taken) as the person's, freeing the record it replaces and,
- * when full, the least recently used. */
+ * when full, one not used lately. */
 void cb_kept_put(cb_kept *k, uint64_t hash, Carebridge__V1__PersonRecord *rec);
 
 /* Let the person's record go, freed. */

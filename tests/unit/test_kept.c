@@ -1,6 +1,5 @@
-/* The kept records (broker/flags/kept.c): the least recently used makes
- * way, whatever the hashes (people that share a bucket included), and every
- * record it lets go is freed (ASan's leak check sees the rest). */
+/* The kept records (broker/flags/kept.c): one not used lately makes way, whatever the hashes (people that share a
+ * bucket included), and every record it lets go is freed (ASan's leak check sees the rest). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -20,14 +19,14 @@ static Carebridge__V1__PersonRecord *record(uint64_t hash)
     return r;
 }
 
-static void test_the_least_recently_used_makes_way(void **state)
+static void test_one_not_used_lately_makes_way(void **state)
 {
     (void)state;
     cb_kept *k = cb_kept_new(3);
     assert_non_null(k);
     for (uint64_t h = 1; h <= 3; h++)
         cb_kept_put(k, h, record(h));
-    assert_non_null(cb_kept_get(k, 1)); /* 2 is now the least recent */
+    assert_non_null(cb_kept_get(k, 1)); /* used: the hand spares it, and 2 goes */
     cb_kept_put(k, 4, record(4));
     assert_null(cb_kept_get(k, 2));
     assert_int_equal(cb_kept_get(k, 1)->person_hash, 1);
@@ -87,7 +86,7 @@ static void test_put_replaces_and_drop_forgets(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_the_least_recently_used_makes_way),
+        cmocka_unit_test(test_one_not_used_lately_makes_way),
         cmocka_unit_test(test_a_cycle_that_fits_always_hits),
         cmocka_unit_test(test_put_replaces_and_drop_forgets),
     };
