@@ -51,7 +51,7 @@ void cb_check_missing(cb_rule_ctx *ctx)
         for (unsigned k = 0; k < req->n_fields; k++) {
             if (cb_field_path_holds(&ev->base, &ctx->rules->required[q][k]))
                 continue;
-            if (!f && !(f = cb_rule_flag(ctx, TYPE(MISSING_INFORMATION), ctx->seq, ev->event_id, ctx->urgent,
+            if (!f && !(f = cb_rule_flag(ctx, TYPE(MISSING_INFORMATION), ctx->seq, ctx->urgent, ev->event_id,
                                          ev->from_agency, NULL)))
                 return;
             for (size_t i = 0; i < ev->n_to_agencies; i++)
@@ -116,7 +116,7 @@ void cb_check_unlinkable(cb_rule_ctx *ctx)
     if (p && (cb_nhs_number_valid(p->nhs_number) || cb_chi_number_valid(p->chi_number)))
         return;
     cb_flag *f =
-        cb_rule_flag(ctx, TYPE(IDENTITY_UNLINKABLE), ctx->seq, ev->event_id, ctx->urgent, ev->from_agency, NULL);
+        cb_rule_flag(ctx, TYPE(IDENTITY_UNLINKABLE), ctx->seq, ctx->urgent, ev->event_id, ev->from_agency, NULL);
     if (!f)
         return;
     const char *has = p && p->nhs_number[0]   ? "its NHS number fails the format or check-digit test"
@@ -146,7 +146,7 @@ void cb_check_declined(cb_rule_ctx *ctx)
     for (size_t i = 0; p && i < p->n_accepted_by; i++)
         if (strcmp(p->accepted_by[i], ev->from_agency))
             return; /* another agency has the person */
-    cb_flag *f = cb_rule_flag(ctx, TYPE(DECLINED_WITHOUT_ALTERNATIVE), ctx->seq, ev->event_id, ctx->urgent,
+    cb_flag *f = cb_rule_flag(ctx, TYPE(DECLINED_WITHOUT_ALTERNATIVE), ctx->seq, ctx->urgent, ev->event_id,
                               ctx->target->from_agency, ev->from_agency, NULL);
     if (!f)
         return;
@@ -233,7 +233,7 @@ void cb_check_bounced(cb_rule_ctx *ctx)
         free(why);
         return;
     }
-    cb_flag *f = cb_rule_flag(ctx, TYPE(BOUNCED), ctx->seq, ev->event_id, ctx->urgent, NULL);
+    cb_flag *f = cb_rule_flag(ctx, TYPE(BOUNCED), ctx->seq, ctx->urgent, ev->event_id, NULL);
     if (!f) {
         free(why);
         return;

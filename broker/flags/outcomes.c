@@ -34,7 +34,7 @@ void cb_check_no_outcomes(cb_rule_ctx *ctx)
     if (n || (!referral && ever_recorded(ctx)))
         return;
     cb_flag *f =
-        cb_rule_flag(ctx, TYPE(NO_PERSON_OUTCOMES), ctx->seq, ev->event_id, ctx->urgent, ev->from_agency, NULL);
+        cb_rule_flag(ctx, TYPE(NO_PERSON_OUTCOMES), ctx->seq, ctx->urgent, ev->event_id, ev->from_agency, NULL);
     if (!f)
         return;
     for (size_t i = 0; i < ev->n_to_agencies; i++)
@@ -77,7 +77,7 @@ void cb_check_outcomes_carried(cb_rule_ctx *ctx)
             carried = cb_same_outcome(earlier[j], here[k]);
         if (carried)
             continue;
-        if (!f && !(f = cb_rule_flag(ctx, TYPE(OUTCOMES_NOT_CARRIED), ctx->seq, ev->event_id, ctx->urgent,
+        if (!f && !(f = cb_rule_flag(ctx, TYPE(OUTCOMES_NOT_CARRIED), ctx->seq, ctx->urgent, ev->event_id,
                                      ev->from_agency, NULL)))
             return;
         cb_rule_add_field(f, name_of(earlier[j]));

@@ -99,7 +99,7 @@ int64_t cb_occurred_ms(const cb_envelope *ev);
 /* A new flag of type on event (seq, event_id), urgent raising its severity,
  * involving the agencies given (NULL-terminated), for the caller to word and
  * then raise. NULL when out of memory. */
-cb_flag *cb_rule_flag(cb_rule_ctx *ctx, cb_flag_type type, uint64_t seq, const char *event_id, bool urgent, ...);
+cb_flag *cb_rule_flag(cb_rule_ctx *ctx, cb_flag_type type, uint64_t seq, bool urgent, const char *event_id, ...);
 /* The handoff a flag is about, for the gap report: from one agency to
  * others (cb_rule_flag sets the event's own). */
 void cb_rule_pair(cb_flag *f, const char *from, const char *const *to, size_t n);

@@ -134,7 +134,7 @@ void cb_rule_add_agency(cb_flag *f, const char *agency)
     }
 }
 
-cb_flag *cb_rule_flag(cb_rule_ctx *ctx, cb_flag_type type, uint64_t seq, const char *event_id, bool urgent, ...)
+cb_flag *cb_rule_flag(cb_rule_ctx *ctx, cb_flag_type type, uint64_t seq, bool urgent, const char *event_id, ...)
 {
     cb_flag *f = malloc(sizeof *f);
     if (!f)
@@ -153,7 +153,7 @@ cb_flag *cb_rule_flag(cb_rule_ctx *ctx, cb_flag_type type, uint64_t seq, const c
         f->event_seqs[f->n_event_seqs++] = seq;
     }
     va_list ap;
-    va_start(ap, urgent);
+    va_start(ap, event_id); /* after a named string: a bool would be promoted, which va_start may not follow */
     for (const char *a; (a = va_arg(ap, const char *));)
         cb_rule_add_agency(f, a);
     va_end(ap);

@@ -190,7 +190,7 @@ void cb_timed_record(cb_rule_ctx *ctx)
 static cb_flag *timed_flag(cb_rule_ctx *ctx, cb_flag_type type, const cb_handoff_record *rec, uint64_t seq,
                            const char *agency, int64_t due)
 {
-    cb_flag *f = cb_rule_flag(ctx, type, seq, rec->event_id, rec->urgent, agency ? agency : rec->from_agency,
+    cb_flag *f = cb_rule_flag(ctx, type, seq, rec->urgent, rec->event_id, agency ? agency : rec->from_agency,
                               rec->from_agency, NULL);
     if (f) {
         f->due_at = cb_explain_timestamp(due);
