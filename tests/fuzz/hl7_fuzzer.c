@@ -1,0 +1,71 @@
+/* The HL7 v2 reader on arbitrary bytes: never crashes, every value it
+ * returns fits its buffer, and a value escaped with the message's own
+ * separators, put into a message, reads back the same (line ends, which
+ * would end a segment, as spaces). */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hl7.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Checked in every build type: a fuzzer that stops checking under NDEBUG finds nothing. */
+#define CHECK(cond)                                                                                                    \
+    do {                                                                                                               \
+        if (!(cond))                                                                                                   \
+            abort();                                                                                                   \
+    } while (0)
+
+static void round_trip(const cb_hl7_delims *d, const char *value)
+{
+    char esc[3 * 300 + 1], text[1100], back[301], want[301];
+    if (!cb_hl7_escape(d, value, esc, sizeof esc))
+        return;
+    char *w = text;
+    *w++ = 'M', *w++ = 'S', *w++ = 'H', *w++ = d->field;
+    *w++ = d->component, *w++ = d->repetition, *w++ = d->escape, *w++ = d->subcomponent;
+    *w++ = d->field;
+    size_t n = strlen(esc);
+    memcpy(w, esc, n);
+    w[n] = 0;
+    cb_hl7_error err;
+    cb_hl7 *m = cb_hl7_parse(text, strlen(text), &err);
+    CHECK(m);
+    size_t i = 0;
+    for (; value[i]; i++)
+        want[i] = value[i] == '\r' || value[i] == '\n' ? ' ' : value[i];
+    want[i] = 0;
+    cb_hl7_kind k = cb_hl7_get(m, (cb_hl7_at){0, 3, 1, 0, 0}, back, sizeof back);
+    /* Spaces alone, or "" itself, read back as nothing or the null. */
+    CHECK(k == CB_HL7_VALUE ? strcmp(back, want) == 0 : k == CB_HL7_NULL ? strcmp(want, "\"\"") == 0 : 1);
+    cb_hl7_free(&m);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    cb_hl7_error err;
+    cb_hl7 *m = cb_hl7_parse(data, size, &err);
+    if (!m) {
+        CHECK(err.code >= 100 && err.code < 300 && memchr(err.text, 0, sizeof err.text));
+        return 0;
+    }
+    char buf[301];
+    for (size_t s = 0; s < cb_hl7_segment_count(m) && s < 64; s++) {
+        CHECK(strlen(cb_hl7_segment_name(m, s)) == 3);
+        for (unsigned f = 1; f <= 20; f++) {
+            unsigned reps = cb_hl7_repetitions(m, s, f);
+            for (unsigned r = 1; r <= reps && r <= 4; r++)
+                for (unsigned c = 0; c <= 4; c++)
+                    for (unsigned u = 0; u <= 2; u++) {
+                        cb_hl7_kind k = cb_hl7_get(m, (cb_hl7_at){s, f, r, c, u}, buf, sizeof buf);
+                        CHECK(strlen(buf) < sizeof buf);
+                        CHECK(k == CB_HL7_VALUE || buf[0] == 0);
+                        if (k == CB_HL7_VALUE && c && u && !(s == 0 && f <= 2))
+                            round_trip(cb_hl7_delimiters(m), buf);
+                    }
+        }
+    }
+    cb_hl7_free(&m);
+    return 0;
+}
