@@ -374,6 +374,17 @@ cb_hl7_kind cb_hl7_get(const cb_hl7 *m, cb_hl7_at at, char *buf, size_t cap)
     return CB_HL7_VALUE;
 }
 
+bool cb_hl7_raw(const cb_hl7 *m, size_t segment, unsigned field, const char **p, size_t *len)
+{
+    span s;
+    bool raw;
+    if (!field_of(m, segment, field, &s, &raw) || !s.len)
+        return false;
+    *p = s.p;
+    *len = s.len;
+    return true;
+}
+
 unsigned cb_hl7_repetitions(const cb_hl7 *m, size_t segment, unsigned field)
 {
     span s;

@@ -72,6 +72,9 @@ typedef struct {
 /* The value at a position, its escape sequences decoded, into buf (NUL
  * ended; "" unless VALUE). A component past the last one there is ABSENT. */
 cb_hl7_kind cb_hl7_get(const cb_hl7 *m, cb_hl7_at at, char *buf, size_t cap);
+/* A field as written, separators and escapes and all (to copy it into an
+ * answer written with the same separators); false when empty or absent. */
+bool cb_hl7_raw(const cb_hl7 *m, size_t segment, unsigned field, const char **p, size_t *len);
 /* How many repetitions field holds (0 when it is empty or not there). */
 unsigned cb_hl7_repetitions(const cb_hl7 *m, size_t segment, unsigned field);
 
