@@ -1,0 +1,383 @@
+#include "fhir.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static json_t *fail(cb_fhir_error *err, int status, const char *code, const char *expression, const char *fmt, ...)
+{
+    if (err) {
+        *err = (cb_fhir_error){.http_status = status};
+        snprintf(err->code, sizeof err->code, "%s", code);
+        snprintf(err->expression, sizeof err->expression, "%s", expression);
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->text, sizeof err->text, fmt, ap);
+        va_end(ap);
+    }
+    return NULL;
+}
+
+/* A string element, or NULL when absent (or not a string: the caller says which is wrong). */
+static const char *str(const json_t *o, const char *key)
+{
+    const json_t *v = json_object_get(o, key);
+    return json_is_string(v) && json_string_length(v) ? json_string_value(v) : NULL;
+}
+
+/* s after sep (when buf is not empty), cut to fit, never past the end. */
+static void append(char *buf, size_t cap, const char *sep, const char *s)
+{
+    size_t used = strlen(buf);
+    if (used + 1 >= cap)
+        return;
+    snprintf(buf + used, cap - used, "%s%s", used ? sep : "", s);
+    size_t n = strlen(buf);
+    if (n + 1 < cap)
+        return;
+    /* Cut short: not inside a UTF-8 character, or the text is no JSON string. */
+    while (n > used && ((unsigned char)buf[n - 1] & 0xC0) == 0x80)
+        n--;
+    if (n > used && ((unsigned char)buf[n - 1] & 0xC0) == 0xC0)
+        n--;
+    buf[n] = 0;
+}
+
+/* A coded value to quote back: short lowercase letters and hyphens only,
+ * so no name or number in a wrong element is ever repeated. */
+static const char *code_or(const char *v, const char *otherwise)
+{
+    size_t n = v ? strlen(v) : 0;
+    if (!n || n > 32)
+        return otherwise;
+    for (size_t i = 0; i < n; i++)
+        if (!((v[i] >= 'a' && v[i] <= 'z') || (v[i] >= 'A' && v[i] <= 'Z') || v[i] == '-'))
+            return otherwise;
+    return v;
+}
+
+static bool has_wrong_type(const json_t *o, const char *key, json_type want)
+{
+    const json_t *v = json_object_get(o, key);
+    return v && json_typeof(v) != want;
+}
+
+json_t *cb_fhir_parse(const char *body, size_t len, const char *resource_type, cb_fhir_error *err)
+{
+    json_error_t je;
+    json_t *r = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+    if (!r)
+        return fail(err, 400, "structure", "", "the body is not JSON (from line %d, column %d)", je.line, je.column);
+    if (!json_is_object(r)) {
+        json_decref(r);
+        return fail(err, 400, "structure", "", "the body is not a FHIR resource (a JSON object)");
+    }
+    const char *type = str(r, "resourceType");
+    if (!type || strcmp(type, resource_type)) {
+        fail(err, 400, "structure", "resourceType", "resourceType is %s, not %s",
+             type ? code_or(type, "not a resource type") : "missing", resource_type);
+        json_decref(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* A CodeableConcept's words: its text, else its first coding's display, else code. */
+static const char *concept_text(const json_t *cc)
+{
+    const char *t = str(cc, "text");
+    const json_t *coding = json_array_get(json_object_get(cc, "coding"), 0);
+    return t ? t : str(coding, "display") ? str(coding, "display") : str(coding, "code");
+}
+
+/* The contained resource a local reference ("#id") names, of type. */
+static const json_t *contained(const json_t *r, const json_t *ref, const char *type)
+{
+    const char *to = str(ref, "reference");
+    if (!to || to[0] != '#')
+        return NULL;
+    size_t i;
+    const json_t *c;
+    json_array_foreach(json_object_get(r, "contained"), i, c)
+    {
+        const char *id = str(c, "id"), *t = str(c, "resourceType");
+        if (id && t && !strcmp(id, to + 1) && !strcmp(t, type))
+            return c;
+    }
+    return NULL;
+}
+
+/* Identifiers into person: the NHS number by its system, the rest as local ids. */
+static void take_identifiers(const json_t *ids, json_t *person)
+{
+    size_t i;
+    const json_t *id;
+    json_array_foreach(ids, i, id)
+    {
+        const char *system = str(id, "system"), *value = str(id, "value");
+        if (!value)
+            continue;
+        if (system && !strcmp(system, CB_FHIR_NHS_NUMBER)) {
+            if (!json_object_get(person, "nhsNumber"))
+                json_object_set_new(person, "nhsNumber", json_string(value));
+            continue;
+        }
+        json_t *local = json_object_get(person, "localIds");
+        if (!local)
+            json_object_set_new(person, "localIds", local = json_array());
+        json_array_append_new(local, json_pack("{s:s,s:s}", "system", system ? system : "fhir", "value", value));
+    }
+}
+
+/* given names then family, for display (never logged) */
+static void take_name(const json_t *patient, json_t *person)
+{
+    const json_t *name = json_array_get(json_object_get(patient, "name"), 0);
+    char buf[300] = "";
+    size_t i;
+    const json_t *g;
+    json_array_foreach(json_object_get(name, "given"), i, g)
+    {
+        if (json_is_string(g))
+            append(buf, sizeof buf, " ", json_string_value(g));
+    }
+    if (str(name, "family"))
+        append(buf, sizeof buf, " ", str(name, "family"));
+    if (!buf[0] && str(name, "text"))
+        append(buf, sizeof buf, "", str(name, "text"));
+    if (buf[0])
+        json_object_set_new(person, "name", json_string(buf));
+}
+
+/* The person the subject names: by its identifier, or a contained Patient. */
+static json_t *person_of(const json_t *sr, cb_fhir_error *err)
+{
+    const json_t *subject = json_object_get(sr, "subject");
+    if (!subject)
+        return fail(err, 422, "required", "ServiceRequest.subject", "the ServiceRequest has no subject");
+    if (!json_is_object(subject))
+        return fail(err, 422, "structure", "ServiceRequest.subject", "subject is not a Reference");
+    json_t *person = json_object();
+    const json_t *patient = contained(sr, subject, "Patient");
+    const json_t *ident = json_object_get(subject, "identifier");
+    if (json_is_object(ident)) {
+        json_t *one = json_array();
+        json_array_append(one, (json_t *)ident);
+        take_identifiers(one, person);
+        json_decref(one);
+    }
+    if (patient) {
+        take_identifiers(json_object_get(patient, "identifier"), person);
+        take_name(patient, person);
+        if (str(patient, "birthDate"))
+            json_object_set_new(person, "birthDate", json_string(str(patient, "birthDate")));
+    } else if (str(subject, "reference") && !json_object_size(person)) {
+        json_decref(person);
+        return fail(err, 422, "not-found", "ServiceRequest.subject",
+                    "the subject's reference cannot be resolved here: send the Patient contained (\"#id\") or the "
+                    "subject's identifier (system %s)",
+                    CB_FHIR_NHS_NUMBER);
+    }
+    if (!json_object_size(person)) {
+        json_decref(person);
+        return fail(err, 422, "required", "ServiceRequest.subject",
+                    "the subject has no identifier: give the NHS number (system %s)", CB_FHIR_NHS_NUMBER);
+    }
+    return person;
+}
+
+static const char *urgency_of(const char *priority)
+{
+    static const char *const map[][2] = {
+        {"routine", "ROUTINE"}, {"urgent", "URGENT"}, {"asap", "URGENT"}, {"stat", "EMERGENCY"}};
+    for (size_t i = 0; priority && i < sizeof map / sizeof map[0]; i++)
+        if (!strcmp(priority, map[i][0]))
+            return map[i][1];
+    return NULL;
+}
+
+/* The agencies the performers name (by identifier value or display). */
+static json_t *recipients(const json_t *sr, const cb_fhir_opts *o, cb_fhir_error *err)
+{
+    json_t *to = json_array();
+    size_t i;
+    const json_t *p;
+    json_array_foreach(json_object_get(sr, "performer"), i, p)
+    {
+        const char *names[] = {str(json_object_get(p, "identifier"), "value"), str(p, "display")};
+        for (size_t k = 0; k < 2; k++)
+            for (size_t a = 0; names[k] && a < o->n_agencies; a++)
+                if (!strcmp(names[k], o->agencies[a])) {
+                    json_array_append_new(to, json_string(o->agencies[a]));
+                    k = 2;
+                    break;
+                }
+    }
+    if (json_array_size(to))
+        return to;
+    json_decref(to);
+    char list[300] = "";
+    for (size_t a = 0; a < o->n_agencies; a++)
+        append(list, sizeof list, ", ", o->agencies[a]);
+    return fail(err, 422, json_object_get(sr, "performer") ? "value" : "required", "ServiceRequest.performer",
+                "no performer names a configured agency by identifier.value or display (configured: %s)", list);
+}
+
+/* Reasons in words, joined. */
+static void take_reasons(const json_t *sr, json_t *referral)
+{
+    char buf[1000] = "";
+    const char *keys[] = {"reasonCode", "reasonReference"};
+    for (size_t k = 0; k < 2; k++) {
+        size_t i;
+        const json_t *r;
+        json_array_foreach(json_object_get(sr, keys[k]), i, r)
+        {
+            const char *t = k == 0 ? concept_text(r) : str(r, "display");
+            if (t)
+                append(buf, sizeof buf, "; ", t);
+        }
+    }
+    if (buf[0])
+        json_object_set_new(referral, "reason", json_string(buf));
+}
+
+/* What supportingInfo references, contained: a Consent says whether the
+ * person agreed to share; each Goal is one of their outcomes. */
+static void take_supporting(const json_t *sr, json_t *referral)
+{
+    size_t i;
+    const json_t *ref;
+    json_array_foreach(json_object_get(sr, "supportingInfo"), i, ref)
+    {
+        const json_t *consent = contained(sr, ref, "Consent"), *goal = contained(sr, ref, "Goal");
+        const char *status = consent ? str(consent, "status") : NULL;
+        if (status && !json_object_get(referral, "consent"))
+            json_object_set_new(referral, "consent",
+                                json_string(!strcmp(status, "active")     ? "GIVEN"
+                                            : !strcmp(status, "rejected") ? "REFUSED"
+                                                                          : "NOT_ASKED"));
+        const char *said = goal ? concept_text(json_object_get(goal, "description")) : NULL;
+        if (said) {
+            json_t *outcomes = json_object_get(referral, "outcomes");
+            if (!outcomes)
+                json_object_set_new(referral, "outcomes", outcomes = json_array());
+            json_t *o = json_pack("{s:s}", "statement", said);
+            if (str(goal, "id"))
+                json_object_set_new(o, "ref", json_string(str(goal, "id")));
+            json_array_append_new(outcomes, o);
+        }
+    }
+}
+
+/* The contained Patient's languages, as communication needs. */
+static void take_communication(const json_t *sr, json_t *referral)
+{
+    const json_t *patient = contained(sr, json_object_get(sr, "subject"), "Patient");
+    size_t i;
+    const json_t *c;
+    json_array_foreach(json_object_get(patient, "communication"), i, c)
+    {
+        const char *lang = concept_text(json_object_get(c, "language"));
+        if (!lang)
+            continue;
+        json_t *needs = json_object_get(referral, "communicationNeeds");
+        if (!needs)
+            json_object_set_new(referral, "communicationNeeds", needs = json_array());
+        char buf[200];
+        snprintf(buf, sizeof buf, "language: %s%s", lang,
+                 json_is_true(json_object_get(c, "preferred")) ? " (preferred)" : "");
+        json_array_append_new(needs, json_string(buf));
+    }
+}
+
+/* FHIR dateTime to RFC 3339: a date alone is its midnight UTC. */
+static json_t *occurred(const char *dt)
+{
+    char buf[64];
+    if (!dt)
+        return NULL;
+    if (strlen(dt) == 10)
+        snprintf(buf, sizeof buf, "%sT00:00:00Z", dt);
+    else if (strchr(dt, 'T'))
+        snprintf(buf, sizeof buf, "%s", dt);
+    else
+        return NULL; /* a year or a month: too vague to count a deadline from */
+    return json_string(buf);
+}
+
+json_t *cb_fhir_referral(const json_t *sr, const cb_fhir_opts *o, cb_fhir_error *err)
+{
+    static const char *const arrays[] = {"identifier",     "performer", "reasonCode", "reasonReference",
+                                         "supportingInfo", "contained", "note"};
+    for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++)
+        if (has_wrong_type(sr, arrays[i], JSON_ARRAY))
+            return fail(err, 422, "structure", "", "ServiceRequest.%s is not an array", arrays[i]);
+    const char *status = str(sr, "status");
+    if (!status)
+        return fail(err, 422, "required", "ServiceRequest.status", "the ServiceRequest has no status");
+    if (strcmp(status, "active"))
+        return fail(err, 422, "value", "ServiceRequest.status",
+                    "status %s is not a referral to act on: only an active ServiceRequest is one (a draft is not yet "
+                    "sent; on-hold, revoked, completed and entered-in-error are not new referrals)",
+                    code_or(status, "(not a status code)"));
+    if (!str(sr, "intent"))
+        return fail(err, 422, "required", "ServiceRequest.intent", "the ServiceRequest has no intent");
+    const char *event_id = str(json_array_get(json_object_get(sr, "identifier"), 0), "value");
+    if (!event_id)
+        event_id = str(sr, "id");
+    if (!event_id)
+        return fail(err, 422, "required", "ServiceRequest.identifier",
+                    "the ServiceRequest has neither an identifier nor an id to tell a resend by");
+    const char *priority = str(sr, "priority");
+    if (priority && !urgency_of(priority))
+        return fail(err, 422, "value", "ServiceRequest.priority",
+                    "priority %s is not one of routine, urgent, asap, stat", code_or(priority, "(not a code)"));
+    json_t *person = person_of(sr, err);
+    if (!person)
+        return NULL;
+    json_t *to = recipients(sr, o, err);
+    if (!to) {
+        json_decref(person);
+        return NULL;
+    }
+    json_t *referral = json_object();
+    take_reasons(sr, referral);
+    if (priority)
+        json_object_set_new(referral, "urgency", json_string(urgency_of(priority)));
+    const char *service = concept_text(json_object_get(sr, "code"));
+    if (service)
+        json_object_set_new(referral, "requestedService", json_string(service));
+    const char *requester = str(json_object_get(sr, "requester"), "display");
+    if (requester)
+        json_object_set_new(referral, "contact", json_pack("{s:s}", "name", requester));
+    take_supporting(sr, referral);
+    take_communication(sr, referral);
+    json_t *ev = json_pack("{s:s,s:o,s:s,s:o,s:o}", "eventId", event_id, "person", person, "fromAgency", o->agency,
+                           "toAgencies", to, "referral", referral);
+    json_t *at = occurred(str(sr, "authoredOn"));
+    if (at)
+        json_object_set_new(ev, "occurredAt", at);
+    const char *case_ref = str(json_object_get(sr, "requisition"), "value");
+    if (case_ref)
+        json_object_set_new(ev, "caseRef", json_string(case_ref));
+    return ev;
+}
+
+char *cb_fhir_outcome(const cb_fhir_error *errors, size_t n, const char *severity)
+{
+    json_t *issues = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *is = json_pack("{s:s,s:s,s:s}", "severity", severity, "code",
+                               errors[i].code[0] ? errors[i].code : "processing", "diagnostics", errors[i].text);
+        if (errors[i].expression[0])
+            json_object_set_new(is, "expression", json_pack("[s]", errors[i].expression));
+        json_array_append_new(issues, is);
+    }
+    json_t *oo = json_pack("{s:s,s:o}", "resourceType", "OperationOutcome", "issue", issues);
+    char *text = json_dumps(oo, JSON_COMPACT);
+    json_decref(oo);
+    return text;
+}

@@ -1,0 +1,44 @@
+/* FHIR R4 resources from a social care system, mapped to carebridge events
+ * in carebridge's own JSON (an Envelope, as cb_json reads it), so every
+ * check the broker's contract has is made once, by the one mapping.
+ *
+ * Errors are what FHIR servers answer: the HTTP status (400 for what is not
+ * a resource of the right type, 422 for a resource that cannot be used), an
+ * OperationOutcome issue code and the FHIRPath of the element at fault.
+ * Messages name elements, never a value (it may be a name or an NHS
+ * number). */
+#ifndef CB_FHIR_H
+#define CB_FHIR_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#define CB_FHIR_NHS_NUMBER "https://fhir.nhs.uk/Id/nhs-number"
+
+typedef struct {
+    int http_status;      /* 400 or 422 */
+    char code[24];        /* OperationOutcome.issue.code: structure, required, value, not-found, not-supported */
+    char expression[128]; /* FHIRPath: "ServiceRequest.subject" */
+    char text[300];       /* diagnostics */
+} cb_fhir_error;
+
+typedef struct {
+    const char *agency;          /* the agency this adapter serves: the sender */
+    const char *const *agencies; /* the configured agency ids a performer may name */
+    size_t n_agencies;
+} cb_fhir_opts;
+
+/* body as a resource of resource_type; 400 when it is not JSON, not an
+ * object or another type. The caller json_decref()s it. */
+json_t *cb_fhir_parse(const char *body, size_t len, const char *resource_type, cb_fhir_error *err);
+
+/* A ServiceRequest (status active) as a referral event: README, "FHIR
+ * ServiceRequest", has the mapping. NULL with err (422) when it cannot be
+ * one. The caller json_decref()s it. */
+json_t *cb_fhir_referral(const json_t *service_request, const cb_fhir_opts *opts, cb_fhir_error *err);
+
+/* An OperationOutcome with one issue per error, each of severity
+ * ("error", "warning"); the caller frees the text. */
+char *cb_fhir_outcome(const cb_fhir_error *errors, size_t n, const char *severity);
+
+#endif

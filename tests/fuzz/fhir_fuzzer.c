@@ -1,0 +1,56 @@
+/* The FHIR ServiceRequest mapping on arbitrary bytes: never crashes; what
+ * it refuses has an OperationOutcome that is JSON; what it maps is JSON the
+ * broker's reader either takes or refuses with a reason. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cb_codec.h"
+#include "cb_json.h"
+#include "fhir.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Checked in every build type: a fuzzer that stops checking under NDEBUG finds nothing. */
+#define CHECK(cond)                                                                                                    \
+    do {                                                                                                               \
+        if (!(cond))                                                                                                   \
+            abort();                                                                                                   \
+    } while (0)
+
+static void outcome_is_json(const cb_fhir_error *err)
+{
+    CHECK(err->http_status == 400 || err->http_status == 422);
+    char *text = cb_fhir_outcome(err, 1, "error");
+    CHECK(text);
+    json_error_t je;
+    json_t *oo = json_loads(text, 0, &je);
+    CHECK(oo);
+    json_decref(oo);
+    free(text);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static const char *const agencies[] = {"health", "housing", "social-care"};
+    static const cb_fhir_opts opts = {"social-care", agencies, 3};
+    cb_fhir_error err;
+    json_t *sr = cb_fhir_parse((const char *)data, size, "ServiceRequest", &err);
+    if (!sr) {
+        outcome_is_json(&err);
+        return 0;
+    }
+    json_t *ev = cb_fhir_referral(sr, &opts, &err);
+    json_decref(sr);
+    if (!ev) {
+        outcome_is_json(&err);
+        return 0;
+    }
+    cb_error cerr = {0};
+    ProtobufCMessage *m = cb_json_to_message(&carebridge__v1__envelope__descriptor, ev, &cerr);
+    CHECK(m || cerr.reason[0]);
+    if (m)
+        protobuf_c_message_free_unpacked(m, NULL);
+    json_decref(ev);
+    return 0;
+}

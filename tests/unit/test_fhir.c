@@ -1,0 +1,184 @@
+/* FHIR R4 ServiceRequests as referrals (adapters/social/fhir.c): the
+ * mapping gives carebridge JSON the broker's own reader accepts; what cannot
+ * be a referral gets the status, issue code and FHIRPath a FHIR server
+ * gives, and never a value of the resource back. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cb_codec.h"
+#include "cb_json.h"
+#include "fhir.h"
+
+static const char *const agencies[] = {"health", "housing", "social-care"};
+static const cb_fhir_opts opts = {"social-care", agencies, 3};
+
+static const char full[] =
+    "{\"resourceType\":\"ServiceRequest\",\"id\":\"sr1\",\"status\":\"active\",\"intent\":\"order\","
+    "\"identifier\":[{\"system\":\"https://council.example/referrals\",\"value\":\"SC-REF-0001\"}],"
+    "\"priority\":\"urgent\",\"code\":{\"text\":\"housing assessment\"},"
+    "\"reasonCode\":[{\"text\":\"rent arrears\"},{\"coding\":[{\"display\":\"eviction risk\"}]}],"
+    "\"subject\":{\"reference\":\"#pat\"},\"authoredOn\":\"2026-12-02T10:11:12+00:00\","
+    "\"requester\":{\"display\":\"duty social worker\"},"
+    "\"performer\":[{\"identifier\":{\"value\":\"housing\"}}],"
+    "\"requisition\":{\"value\":\"CASE-77\"},"
+    "\"supportingInfo\":[{\"reference\":\"#consent\"},{\"reference\":\"#g1\"}],"
+    "\"contained\":[{\"resourceType\":\"Patient\",\"id\":\"pat\","
+    "\"identifier\":[{\"system\":\"https://fhir.nhs.uk/Id/nhs-number\",\"value\":\"9999999484\"},"
+    "{\"system\":\"https://council.example/person\",\"value\":\"P-12\"}],"
+    "\"name\":[{\"family\":\"Test\",\"given\":[\"Rosie\",\"May\"]}],\"birthDate\":\"2002-03-04\","
+    "\"communication\":[{\"language\":{\"text\":\"English\"},\"preferred\":true}]},"
+    "{\"resourceType\":\"Consent\",\"id\":\"consent\",\"status\":\"active\"},"
+    "{\"resourceType\":\"Goal\",\"id\":\"g1\",\"description\":{\"text\":\"keep my home\"}}]}";
+
+static json_t *map(const char *text, cb_fhir_error *err)
+{
+    json_t *sr = cb_fhir_parse(text, strlen(text), "ServiceRequest", err);
+    if (!sr)
+        return NULL;
+    json_t *ev = cb_fhir_referral(sr, &opts, err);
+    json_decref(sr);
+    return ev;
+}
+
+static void test_a_full_service_request_is_a_referral_the_broker_reads(void **state)
+{
+    (void)state;
+    cb_fhir_error err = {0};
+    json_t *ev = map(full, &err);
+    assert_non_null(ev);
+    cb_error cerr = {0};
+    cb_envelope *env = (cb_envelope *)cb_json_to_message(&carebridge__v1__envelope__descriptor, ev, &cerr);
+    if (!env)
+        fail_msg("cb_json_to_message: %s", cerr.reason);
+    assert_string_equal(env->event_id, "SC-REF-0001");
+    assert_string_equal(env->from_agency, "social-care");
+    assert_int_equal(env->n_to_agencies, 1);
+    assert_string_equal(env->to_agencies[0], "housing");
+    assert_string_equal(env->case_ref, "CASE-77");
+    assert_string_equal(env->person->nhs_number, "9999999484");
+    assert_string_equal(env->person->name, "Rosie May Test");
+    assert_string_equal(env->person->birth_date, "2002-03-04");
+    assert_int_equal(env->person->n_local_ids, 1);
+    assert_string_equal(env->person->local_ids[0]->value, "P-12");
+    assert_int_equal(env->occurred_at->seconds, 1796206272);
+    Carebridge__V1__Referral *r = env->referral;
+    assert_non_null(r);
+    assert_string_equal(r->reason, "rent arrears; eviction risk");
+    assert_int_equal(r->urgency, CAREBRIDGE__V1__REFERRAL__URGENCY__URGENT);
+    assert_string_equal(r->requested_service, "housing assessment");
+    assert_int_equal(r->consent, CAREBRIDGE__V1__REFERRAL__CONSENT__GIVEN);
+    assert_string_equal(r->contact->name, "duty social worker");
+    assert_int_equal(r->n_outcomes, 1);
+    assert_string_equal(r->outcomes[0]->statement, "keep my home");
+    assert_string_equal(r->outcomes[0]->ref, "g1");
+    assert_int_equal(r->n_communication_needs, 1);
+    assert_string_equal(r->communication_needs[0], "language: English (preferred)");
+    cb_envelope_free(&env);
+    json_decref(ev);
+}
+
+static void test_the_subject_by_identifier_alone(void **state)
+{
+    (void)state;
+    cb_fhir_error err = {0};
+    json_t *ev = map("{\"resourceType\":\"ServiceRequest\",\"id\":\"x\",\"status\":\"active\",\"intent\":\"order\","
+                     "\"subject\":{\"identifier\":{\"system\":\"https://fhir.nhs.uk/Id/nhs-number\","
+                     "\"value\":\"9999999484\"}},\"performer\":[{\"display\":\"health\"}]}",
+                     &err);
+    assert_non_null(ev);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(ev, "person"), "nhsNumber")), "9999999484");
+    assert_string_equal(json_string_value(json_object_get(ev, "eventId")), "x");
+    assert_null(json_object_get(json_object_get(ev, "referral"), "urgency")); /* no priority: said to be missing */
+    json_decref(ev);
+}
+
+static void expect(const char *text, int status, const char *code, const char *expression)
+{
+    cb_fhir_error err = {0};
+    json_t *ev = map(text, &err);
+    assert_null(ev);
+    assert_int_equal(err.http_status, status);
+    assert_string_equal(err.code, code);
+    assert_string_equal(err.expression, expression);
+    assert_true(strlen(err.text) > 15);
+    assert_null(strstr(err.text, "9999999484"));
+    assert_null(strstr(err.text, "Jane"));
+}
+
+#define SR(rest) "{\"resourceType\":\"ServiceRequest\",\"id\":\"x\"," rest "}"
+#define SUBJ     "\"subject\":{\"identifier\":{\"system\":\"https://fhir.nhs.uk/Id/nhs-number\",\"value\":\"9999999484\"}}"
+
+static void test_what_cannot_be_a_referral_is_refused_by_element(void **state)
+{
+    (void)state;
+    expect("not json", 400, "structure", "");
+    expect("[1,2]", 400, "structure", "");
+    expect("{\"resourceType\":\"Task\"}", 400, "structure", "resourceType");
+    expect("{\"resourceType\":\"Jane Smith 9999999484\"}", 400, "structure", "resourceType");
+    expect("{\"resourceType\":\"ServiceRequest\",\"resourceType\":\"ServiceRequest\"}", 400, "structure", "");
+    expect(SR("\"intent\":\"order\"," SUBJ), 422, "required", "ServiceRequest.status");
+    expect(SR("\"status\":\"draft\",\"intent\":\"order\"," SUBJ), 422, "value", "ServiceRequest.status");
+    expect(SR("\"status\":\"Jane Smith 9999999484\",\"intent\":\"order\"," SUBJ), 422, "value",
+           "ServiceRequest.status");
+    expect(SR("\"status\":\"active\"," SUBJ), 422, "required", "ServiceRequest.intent");
+    expect(SR("\"status\":\"active\",\"intent\":\"order\",\"priority\":\"whenever\"," SUBJ), 422, "value",
+           "ServiceRequest.priority");
+    expect(SR("\"status\":\"active\",\"intent\":\"order\",\"performer\":[{\"display\":\"health\"}]"), 422, "required",
+           "ServiceRequest.subject");
+    expect(SR("\"status\":\"active\",\"intent\":\"order\",\"subject\":{\"reference\":\"Patient/123\"},"
+              "\"performer\":[{\"display\":\"health\"}]"),
+           422, "not-found", "ServiceRequest.subject");
+    expect(SR("\"status\":\"active\",\"intent\":\"order\",\"subject\":{\"reference\":\"#gone\"},"
+              "\"performer\":[{\"display\":\"health\"}]"),
+           422, "not-found", "ServiceRequest.subject");
+    expect(SR("\"status\":\"active\",\"intent\":\"order\",\"subject\":\"Patient/1\""), 422, "structure",
+           "ServiceRequest.subject");
+    expect(SR("\"status\":\"active\",\"intent\":\"order\"," SUBJ), 422, "required", "ServiceRequest.performer");
+    expect(SR("\"status\":\"active\",\"intent\":\"order\"," SUBJ ",\"performer\":[{\"display\":\"police\"}]"), 422,
+           "value", "ServiceRequest.performer");
+    expect(SR("\"status\":\"active\",\"intent\":\"order\"," SUBJ ",\"identifier\":{\"value\":\"a\"}"), 422, "structure",
+           "");
+    expect("{\"resourceType\":\"ServiceRequest\",\"status\":\"active\",\"intent\":\"order\"," SUBJ
+           ",\"performer\":[{\"display\":\"health\"}]}",
+           422, "required", "ServiceRequest.identifier");
+}
+
+static void test_an_operation_outcome_names_each_element(void **state)
+{
+    (void)state;
+    cb_fhir_error errs[2] = {{422, "value", "ServiceRequest.status", "status draft is not a referral"},
+                             {422, "required", "", "no subject"}};
+    char *text = cb_fhir_outcome(errs, 2, "error");
+    assert_non_null(text);
+    json_error_t je;
+    json_t *oo = json_loads(text, 0, &je);
+    assert_non_null(oo);
+    assert_string_equal(json_string_value(json_object_get(oo, "resourceType")), "OperationOutcome");
+    json_t *issues = json_object_get(oo, "issue");
+    assert_int_equal(json_array_size(issues), 2);
+    json_t *first = json_array_get(issues, 0);
+    assert_string_equal(json_string_value(json_object_get(first, "severity")), "error");
+    assert_string_equal(json_string_value(json_object_get(first, "code")), "value");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(first, "expression"), 0)),
+                        "ServiceRequest.status");
+    assert_null(json_object_get(json_array_get(issues, 1), "expression"));
+    json_decref(oo);
+    free(text);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_a_full_service_request_is_a_referral_the_broker_reads),
+        cmocka_unit_test(test_the_subject_by_identifier_alone),
+        cmocka_unit_test(test_what_cannot_be_a_referral_is_refused_by_element),
+        cmocka_unit_test(test_an_operation_outcome_names_each_element),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
