@@ -151,17 +151,20 @@ static void take_name(const json_t *patient, json_t *person)
         json_object_set_new(person, "name", json_string(buf));
 }
 
-/* The person the subject names: by its identifier, or a contained Patient. */
-static json_t *person_of(const json_t *sr, cb_fhir_error *err)
+/* The person a resource's reference element names (ServiceRequest.subject,
+ * Task.for): by its identifier, or a Patient the resource contains. */
+static json_t *person_of(const json_t *r, const char *type, const char *element, cb_fhir_error *err)
 {
-    const json_t *subject = json_object_get(sr, "subject");
-    if (!subject)
-        return fail(err, 422, "required", "ServiceRequest.subject", "the ServiceRequest has no subject");
-    if (!json_is_object(subject))
-        return fail(err, 422, "structure", "ServiceRequest.subject", "subject is not a Reference");
+    char path[64];
+    snprintf(path, sizeof path, "%s.%s", type, element);
+    const json_t *ref = json_object_get(r, element);
+    if (!ref)
+        return fail(err, 422, "required", path, "the %s has no %s (the person it is about)", type, element);
+    if (!json_is_object(ref))
+        return fail(err, 422, "structure", path, "%s is not a Reference", path);
     json_t *person = json_object();
-    const json_t *patient = contained(sr, subject, "Patient");
-    const json_t *ident = json_object_get(subject, "identifier");
+    const json_t *patient = contained(r, ref, "Patient");
+    const json_t *ident = json_object_get(ref, "identifier");
     if (json_is_object(ident)) {
         json_t *one = json_array();
         json_array_append(one, (json_t *)ident);
@@ -173,17 +176,17 @@ static json_t *person_of(const json_t *sr, cb_fhir_error *err)
         take_name(patient, person);
         if (str(patient, "birthDate"))
             json_object_set_new(person, "birthDate", json_string(str(patient, "birthDate")));
-    } else if (str(subject, "reference") && !json_object_size(person)) {
+    } else if (str(ref, "reference") && !json_object_size(person)) {
         json_decref(person);
-        return fail(err, 422, "not-found", "ServiceRequest.subject",
-                    "the subject's reference cannot be resolved here: send the Patient contained (\"#id\") or the "
-                    "subject's identifier (system %s)",
-                    CB_FHIR_NHS_NUMBER);
+        return fail(err, 422, "not-found", path,
+                    "%s's reference cannot be resolved here: send the Patient contained (\"#id\") or an identifier "
+                    "(system %s)",
+                    path, CB_FHIR_NHS_NUMBER);
     }
     if (!json_object_size(person)) {
         json_decref(person);
-        return fail(err, 422, "required", "ServiceRequest.subject",
-                    "the subject has no identifier: give the NHS number (system %s)", CB_FHIR_NHS_NUMBER);
+        return fail(err, 422, "required", path, "%s has no identifier: give the NHS number (system %s)", path,
+                    CB_FHIR_NHS_NUMBER);
     }
     return person;
 }
@@ -198,7 +201,25 @@ static const char *urgency_of(const char *priority)
     return NULL;
 }
 
-/* The agencies the performers name (by identifier value or display). */
+/* The configured agency a Reference names by identifier.value or display, or NULL. */
+static const char *agency_named(const json_t *ref, const cb_fhir_opts *o)
+{
+    const char *names[] = {str(json_object_get(ref, "identifier"), "value"), str(ref, "display")};
+    for (size_t k = 0; k < 2; k++)
+        for (size_t a = 0; names[k] && a < o->n_agencies; a++)
+            if (!strcmp(names[k], o->agencies[a]))
+                return o->agencies[a];
+    return NULL;
+}
+
+static void configured_list(const cb_fhir_opts *o, char *list, size_t cap)
+{
+    list[0] = 0;
+    for (size_t a = 0; a < o->n_agencies; a++)
+        append(list, cap, ", ", o->agencies[a]);
+}
+
+/* The agencies the performers name. */
 static json_t *recipients(const json_t *sr, const cb_fhir_opts *o, cb_fhir_error *err)
 {
     json_t *to = json_array();
@@ -206,21 +227,14 @@ static json_t *recipients(const json_t *sr, const cb_fhir_opts *o, cb_fhir_error
     const json_t *p;
     json_array_foreach(json_object_get(sr, "performer"), i, p)
     {
-        const char *names[] = {str(json_object_get(p, "identifier"), "value"), str(p, "display")};
-        for (size_t k = 0; k < 2; k++)
-            for (size_t a = 0; names[k] && a < o->n_agencies; a++)
-                if (!strcmp(names[k], o->agencies[a])) {
-                    json_array_append_new(to, json_string(o->agencies[a]));
-                    k = 2;
-                    break;
-                }
+        if (agency_named(p, o))
+            json_array_append_new(to, json_string(agency_named(p, o)));
     }
     if (json_array_size(to))
         return to;
     json_decref(to);
-    char list[300] = "";
-    for (size_t a = 0; a < o->n_agencies; a++)
-        append(list, sizeof list, ", ", o->agencies[a]);
+    char list[300];
+    configured_list(o, list, sizeof list);
     return fail(err, 422, json_object_get(sr, "performer") ? "value" : "required", "ServiceRequest.performer",
                 "no performer names a configured agency by identifier.value or display (configured: %s)", list);
 }
@@ -335,7 +349,7 @@ json_t *cb_fhir_referral(const json_t *sr, const cb_fhir_opts *o, cb_fhir_error 
     if (priority && !urgency_of(priority))
         return fail(err, 422, "value", "ServiceRequest.priority",
                     "priority %s is not one of routine, urgent, asap, stat", code_or(priority, "(not a code)"));
-    json_t *person = person_of(sr, err);
+    json_t *person = person_of(sr, "ServiceRequest", "subject", err);
     if (!person)
         return NULL;
     json_t *to = recipients(sr, o, err);
@@ -363,6 +377,95 @@ json_t *cb_fhir_referral(const json_t *sr, const cb_fhir_opts *o, cb_fhir_error 
     const char *case_ref = str(json_object_get(sr, "requisition"), "value");
     if (case_ref)
         json_object_set_new(ev, "caseRef", json_string(case_ref));
+    return ev;
+}
+
+/* ---- Task: an answer to a referral */
+
+/* What a Task's status says of the referral it is about: a response's
+ * status, or "closure"; NULL for one that says nothing carebridge can carry. */
+static const char *answer_of(const char *status)
+{
+    static const char *const map[][2] = {{"received", "ACKNOWLEDGED"},
+                                         {"accepted", "ACCEPTED"},
+                                         {"rejected", "DECLINED"},
+                                         {"completed", "closure"},
+                                         {"cancelled", "closure"}};
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (!strcmp(status, map[i][0]))
+            return map[i][1];
+    return NULL;
+}
+
+/* The referral's eventId: focus.identifier.value, else the id in focus.reference ("ServiceRequest/<id>"). */
+static const char *focus_of(const json_t *task)
+{
+    const json_t *focus = json_object_get(task, "focus");
+    const char *id = str(json_object_get(focus, "identifier"), "value");
+    const char *ref = str(focus, "reference");
+    if (id)
+        return id;
+    if (ref && !strncmp(ref, "ServiceRequest/", 15) && ref[15])
+        return ref + 15;
+    return NULL;
+}
+
+json_t *cb_fhir_answer(const json_t *task, const cb_fhir_opts *o, cb_fhir_error *err)
+{
+    const char *status = str(task, "status");
+    if (!status)
+        return fail(err, 422, "required", "Task.status", "the Task has no status");
+    const char *answer = answer_of(status);
+    if (!answer)
+        return fail(err, 422, "value", "Task.status",
+                    "status %s says nothing a referral's sender can act on: received, accepted, rejected, completed "
+                    "and cancelled are carried (draft, requested, ready, in-progress, on-hold, failed and "
+                    "entered-in-error are not)",
+                    code_or(status, "(not a status code)"));
+    const char *event_id = str(json_array_get(json_object_get(task, "identifier"), 0), "value");
+    if (!event_id)
+        event_id = str(task, "id");
+    if (!event_id)
+        return fail(err, 422, "required", "Task.identifier",
+                    "the Task has neither an identifier nor an id to tell a resend by");
+    const char *focus = focus_of(task);
+    if (!focus)
+        return fail(err, 422, "required", "Task.focus",
+                    "the Task names no referral: give focus.identifier.value (the referral's eventId) or "
+                    "focus.reference ServiceRequest/<id>");
+    const char *to = agency_named(json_object_get(task, "requester"), o);
+    if (!to) {
+        char list[300];
+        configured_list(o, list, sizeof list);
+        return fail(err, 422, json_object_get(task, "requester") ? "value" : "required", "Task.requester",
+                    "the requester (the agency that referred) names no configured agency by identifier.value or "
+                    "display (configured: %s)",
+                    list);
+    }
+    json_t *person = person_of(task, "Task", "for", err);
+    if (!person)
+        return NULL;
+    const char *why = concept_text(json_object_get(task, "statusReason"));
+    const char *note = str(json_array_get(json_object_get(task, "note"), 0), "text");
+    json_t *body = json_object();
+    if (!strcmp(answer, "closure")) {
+        char reason[400];
+        snprintf(reason, sizeof reason, "%s%s%s", status, why ? ": " : "", why ? why : "");
+        json_object_set_new(body, "reason", json_string(reason));
+    } else {
+        json_object_set_new(body, "status", json_string(answer));
+        if (why)
+            json_object_set_new(body, "reason", json_string(why));
+        if (note)
+            json_object_set_new(body, "note", json_string(note));
+    }
+    json_t *ev = json_pack("{s:s,s:o,s:s,s:[s],s:s}", "eventId", event_id, "person", person, "fromAgency", o->agency,
+                           "toAgencies", to, "correlationId", focus);
+    json_object_set_new(ev, strcmp(answer, "closure") ? "response" : "closure", body);
+    const char *when = str(task, "lastModified") ? str(task, "lastModified") : str(task, "authoredOn");
+    json_t *at = occurred(when);
+    if (at)
+        json_object_set_new(ev, "occurredAt", at);
     return ev;
 }
 

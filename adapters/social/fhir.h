@@ -37,6 +37,12 @@ json_t *cb_fhir_parse(const char *body, size_t len, const char *resource_type, c
  * one. The caller json_decref()s it. */
 json_t *cb_fhir_referral(const json_t *service_request, const cb_fhir_opts *opts, cb_fhir_error *err);
 
+/* A Task about a referral (focus) as the answer to it: received
+ * ACKNOWLEDGED, accepted ACCEPTED, rejected DECLINED (statusReason the
+ * reason), completed or cancelled a closure; to the agency its requester
+ * names. README, "FHIR Task", has the rest. NULL with err (422) otherwise. */
+json_t *cb_fhir_answer(const json_t *task, const cb_fhir_opts *opts, cb_fhir_error *err);
+
 /* An OperationOutcome with one issue per error, each of severity
  * ("error", "warning"); the caller frees the text. */
 char *cb_fhir_outcome(const cb_fhir_error *errors, size_t n, const char *severity);

@@ -1,4 +1,4 @@
-/* The FHIR ServiceRequest mapping on arbitrary bytes: never crashes; what
+/* The FHIR ServiceRequest and Task mappings on arbitrary bytes: never crashes; what
  * it refuses has an OperationOutcome that is JSON; what it maps is JSON the
  * broker's reader either takes or refuses with a reason. */
 #include <stdint.h>
@@ -30,21 +30,21 @@ static void outcome_is_json(const cb_fhir_error *err)
     free(text);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void try_as(const char *type, const uint8_t *data, size_t size)
 {
     static const char *const agencies[] = {"health", "housing", "social-care"};
     static const cb_fhir_opts opts = {"social-care", agencies, 3};
     cb_fhir_error err;
-    json_t *sr = cb_fhir_parse((const char *)data, size, "ServiceRequest", &err);
-    if (!sr) {
+    json_t *r = cb_fhir_parse((const char *)data, size, type, &err);
+    if (!r) {
         outcome_is_json(&err);
-        return 0;
+        return;
     }
-    json_t *ev = cb_fhir_referral(sr, &opts, &err);
-    json_decref(sr);
+    json_t *ev = type[0] == 'T' ? cb_fhir_answer(r, &opts, &err) : cb_fhir_referral(r, &opts, &err);
+    json_decref(r);
     if (!ev) {
         outcome_is_json(&err);
-        return 0;
+        return;
     }
     cb_error cerr = {0};
     ProtobufCMessage *m = cb_json_to_message(&carebridge__v1__envelope__descriptor, ev, &cerr);
@@ -52,5 +52,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (m)
         protobuf_c_message_free_unpacked(m, NULL);
     json_decref(ev);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    try_as("ServiceRequest", data, size);
+    try_as("Task", data, size);
     return 0;
 }

@@ -172,6 +172,102 @@ static void test_an_operation_outcome_names_each_element(void **state)
     free(text);
 }
 
+static json_t *answer(const char *text, cb_fhir_error *err)
+{
+    json_t *task = cb_fhir_parse(text, strlen(text), "Task", err);
+    if (!task)
+        return NULL;
+    json_t *ev = cb_fhir_answer(task, &opts, err);
+    json_decref(task);
+    return ev;
+}
+
+#define TASK(status, rest)                                                                                             \
+    "{\"resourceType\":\"Task\",\"id\":\"t1\",\"status\":\"" status "\",\"intent\":\"order\","                         \
+    "\"focus\":{\"identifier\":{\"value\":\"HX-REF-9\"}},\"requester\":{\"display\":\"health\"},"                      \
+    "\"for\":{\"identifier\":{\"system\":\"https://fhir.nhs.uk/Id/nhs-number\",\"value\":\"9999999484\"}},"            \
+    "\"lastModified\":\"2026-12-02T12:00:00Z\"" rest "}"
+
+/* Each status that says something a referrer can act on, as the broker reads it. */
+static void test_task_statuses_are_answers_the_broker_reads(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *task;
+        Carebridge__V1__Envelope__BodyCase body;
+        int status;
+    } cases[] = {
+        {TASK("received", ""), CAREBRIDGE__V1__ENVELOPE__BODY_RESPONSE, CAREBRIDGE__V1__RESPONSE__STATUS__ACKNOWLEDGED},
+        {TASK("accepted", ""), CAREBRIDGE__V1__ENVELOPE__BODY_RESPONSE, CAREBRIDGE__V1__RESPONSE__STATUS__ACCEPTED},
+        {TASK("rejected", ",\"statusReason\":{\"text\":\"no capacity this month\"},\"note\":[{\"text\":\"try the "
+                          "voluntary sector\"}]"),
+         CAREBRIDGE__V1__ENVELOPE__BODY_RESPONSE, CAREBRIDGE__V1__RESPONSE__STATUS__DECLINED},
+        {TASK("completed", ""), CAREBRIDGE__V1__ENVELOPE__BODY_CLOSURE, 0},
+        {TASK("cancelled", ",\"statusReason\":{\"text\":\"person moved away\"}"),
+         CAREBRIDGE__V1__ENVELOPE__BODY_CLOSURE, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cb_fhir_error err = {0};
+        json_t *ev = answer(cases[i].task, &err);
+        if (!ev)
+            fail_msg("case %zu: %s", i, err.text);
+        cb_error cerr = {0};
+        cb_envelope *env = (cb_envelope *)cb_json_to_message(&carebridge__v1__envelope__descriptor, ev, &cerr);
+        if (!env)
+            fail_msg("case %zu: %s", i, cerr.reason);
+        assert_int_equal(env->body_case, cases[i].body);
+        assert_string_equal(env->event_id, "t1");
+        assert_string_equal(env->correlation_id, "HX-REF-9");
+        assert_string_equal(env->from_agency, "social-care");
+        assert_string_equal(env->to_agencies[0], "health");
+        assert_string_equal(env->person->nhs_number, "9999999484");
+        assert_int_equal(env->occurred_at->seconds, 1796212800);
+        if (env->body_case == CAREBRIDGE__V1__ENVELOPE__BODY_RESPONSE)
+            assert_int_equal(env->response->status, cases[i].status);
+        if (i == 2) {
+            assert_string_equal(env->response->reason, "no capacity this month");
+            assert_string_equal(env->response->note, "try the voluntary sector");
+        }
+        if (i == 4)
+            assert_string_equal(env->closure->reason, "cancelled: person moved away");
+        cb_envelope_free(&env);
+        json_decref(ev);
+    }
+}
+
+static void expect_task(const char *text, const char *code, const char *expression)
+{
+    cb_fhir_error err = {0};
+    assert_null(answer(text, &err));
+    assert_int_equal(err.http_status, 422);
+    assert_string_equal(err.code, code);
+    assert_string_equal(err.expression, expression);
+    assert_null(strstr(err.text, "9999999484"));
+}
+
+static void test_a_task_that_says_nothing_to_carry_is_refused(void **state)
+{
+    (void)state;
+    const char *unmapped[] = {"draft", "requested", "ready", "in-progress", "on-hold", "failed", "entered-in-error"};
+    for (size_t i = 0; i < sizeof unmapped / sizeof unmapped[0]; i++) {
+        char text[1024];
+        snprintf(text, sizeof text, TASK("%s", ""), unmapped[i]);
+        cb_fhir_error err = {0};
+        assert_null(answer(text, &err));
+        assert_string_equal(err.expression, "Task.status");
+        assert_non_null(strstr(err.text, unmapped[i])); /* the status is named */
+    }
+    expect_task("{\"resourceType\":\"Task\",\"id\":\"t\"}", "required", "Task.status");
+    expect_task("{\"resourceType\":\"Task\",\"id\":\"t\",\"status\":\"accepted\"}", "required", "Task.focus");
+    expect_task("{\"resourceType\":\"Task\",\"id\":\"t\",\"status\":\"accepted\",\"focus\":{\"reference\":"
+                "\"ServiceRequest/abc\"}}",
+                "required", "Task.requester");
+    expect_task("{\"resourceType\":\"Task\",\"id\":\"t\",\"status\":\"accepted\",\"focus\":{\"reference\":"
+                "\"ServiceRequest/abc\"},\"requester\":{\"display\":\"health\"},\"for\":{\"reference\":\"Patient/1\"}}",
+                "not-found", "Task.for");
+    expect_task("{\"resourceType\":\"Task\",\"status\":\"accepted\"}", "required", "Task.identifier");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -179,6 +275,8 @@ int main(void)
         cmocka_unit_test(test_the_subject_by_identifier_alone),
         cmocka_unit_test(test_what_cannot_be_a_referral_is_refused_by_element),
         cmocka_unit_test(test_an_operation_outcome_names_each_element),
+        cmocka_unit_test(test_task_statuses_are_answers_the_broker_reads),
+        cmocka_unit_test(test_a_task_that_says_nothing_to_carry_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
