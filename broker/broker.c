@@ -28,6 +28,7 @@
 #include "sockets.h"
 #include "store.h"
 
+#define BROKER_LOCK    "broker.lock" /* in the data directory: one broker per store */
 #define SLOT_BITS      13
 #define QUERY_EVERY    64               /* frames read or answered between looks for query answers */
 #define READ_MAX       1024             /* frames read before answering and looking at the store thread again */
@@ -785,7 +786,8 @@ static bool lock_data(cb_broker *b, bool may_create, int *exit_status, cb_error 
 {
     const char *dir = b->cfg->data_dir;
     pid_t holder;
-    cb_dirlock_result r = may_create ? cb_dirlock_take(dir, &b->lock, &holder) : cb_dirlock_try(dir, &b->lock, &holder);
+    cb_dirlock_result r = may_create ? cb_dirlock_take(dir, BROKER_LOCK, &b->lock, &holder)
+                                     : cb_dirlock_try(dir, BROKER_LOCK, &b->lock, &holder);
     if (r == CB_DIRLOCK_IN_USE) {
         char pid[32] = "a pid it has not yet written";
         if (holder)

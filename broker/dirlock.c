@@ -9,8 +9,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define LOCK_NAME "broker.lock"
-
 struct cb_dirlock {
     int fd;
 };
@@ -53,33 +51,33 @@ static cb_dirlock_result lock_fd(int fd, cb_dirlock **lock_p, pid_t *holder)
     return CB_DIRLOCK_TAKEN;
 }
 
-static int open_lock_file(const char *dir, int flags)
+static int open_lock_file(const char *dir, const char *name, int flags)
 {
     char path[4096];
-    if (snprintf(path, sizeof path, "%s/%s", dir, LOCK_NAME) >= (int)sizeof path) {
+    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path) {
         errno = ENAMETOOLONG;
         return -1;
     }
     return open(path, flags | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0600);
 }
 
-cb_dirlock_result cb_dirlock_try(const char *dir, cb_dirlock **lock_p, pid_t *holder)
+cb_dirlock_result cb_dirlock_try(const char *dir, const char *name, cb_dirlock **lock_p, pid_t *holder)
 {
     *lock_p = NULL;
     *holder = 0;
-    int fd = open_lock_file(dir, 0);
+    int fd = open_lock_file(dir, name, 0);
     if (fd < 0)
         return errno == ENOENT ? CB_DIRLOCK_ABSENT : CB_DIRLOCK_FAILED;
     return lock_fd(fd, lock_p, holder);
 }
 
-cb_dirlock_result cb_dirlock_take(const char *dir, cb_dirlock **lock_p, pid_t *holder)
+cb_dirlock_result cb_dirlock_take(const char *dir, const char *name, cb_dirlock **lock_p, pid_t *holder)
 {
     *lock_p = NULL;
     *holder = 0;
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
         return CB_DIRLOCK_FAILED;
-    int fd = open_lock_file(dir, O_CREAT);
+    int fd = open_lock_file(dir, name, O_CREAT);
     if (fd < 0)
         return CB_DIRLOCK_FAILED;
     return lock_fd(fd, lock_p, holder);

@@ -1,6 +1,7 @@
-/* One broker per store: an exclusive flock(2) on <dir>/broker.lock, held for
- * the broker's whole life and released by the kernel when the process ends,
- * however it ends. LMDB's own lock file lets two processes open one
+/* One process per store: an exclusive flock(2) on a lock file in its
+ * directory (the broker's <dir>/broker.lock, an adapter outbox's
+ * outbox.lock), held for the process's whole life and released by the
+ * kernel when the process ends, however it ends. LMDB's own lock file lets two processes open one
  * environment as writers (it only serialises their transactions), so without
  * this two brokers would both assign the same seqs and deliver the same
  * queues twice.
@@ -24,10 +25,10 @@ typedef enum {
     CB_DIRLOCK_FAILED, /* the directory or file could not be used; errno says why */
 } cb_dirlock_result;
 
-/* Lock dir's lock file if it exists, creating nothing. */
-cb_dirlock_result cb_dirlock_try(const char *dir, cb_dirlock **lock_p, pid_t *holder);
-/* Create dir (mode 0700) and its lock file as needed, and lock it. */
-cb_dirlock_result cb_dirlock_take(const char *dir, cb_dirlock **lock_p, pid_t *holder);
+/* Lock dir's lock file name if it exists, creating nothing. */
+cb_dirlock_result cb_dirlock_try(const char *dir, const char *name, cb_dirlock **lock_p, pid_t *holder);
+/* Create dir (mode 0700) and its lock file name as needed, and lock it. */
+cb_dirlock_result cb_dirlock_take(const char *dir, const char *name, cb_dirlock **lock_p, pid_t *holder);
 /* Release the lock (the file stays: the next broker reuses it). */
 void cb_dirlock_release(cb_dirlock **lock_p);
 
