@@ -1,0 +1,201 @@
+#include "outbox.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "dirlock.h"
+#include "store.h"
+
+#define LOCK_NAME     "outbox.lock"
+#define TO_BROKER     "broker" /* the one queue: what the broker has not acknowledged */
+#define MERGE_PER_ADD 8        /* index merge work each addition pays, as the broker's commits do */
+
+struct cb_outbox {
+    cb_dirlock *lock;
+    cb_store *store;
+    uint64_t last_seq;
+    bool in_batch;
+};
+
+struct cb_outbox_batch {
+    cb_outbox *o;
+    cb_txn *txn;
+    uint64_t seq;
+};
+
+cb_outbox *cb_outbox_open(const char *dir, uint64_t map_bytes, cb_error *err)
+{
+    cb_outbox *o = calloc(1, sizeof *o);
+    if (!o) {
+        cb_fail(err, CB_STORE_UNAVAILABLE, "out of memory");
+        return NULL;
+    }
+    pid_t holder = 0;
+    cb_dirlock_result r = cb_dirlock_take(dir, LOCK_NAME, &o->lock, &holder);
+    if (r != CB_DIRLOCK_TAKEN) {
+        if (r == CB_DIRLOCK_IN_USE)
+            cb_fail(err, CB_STORE_UNAVAILABLE, "the outbox %s is in use by another process (pid %ld)", dir,
+                    (long)holder);
+        else
+            cb_fail(err, CB_STORE_UNAVAILABLE, "the outbox %s cannot be locked", dir);
+        free(o);
+        return NULL;
+    }
+    /* All of the map may be used: an outbox takes in, and empties by acks. */
+    if (!(o->store = cb_store_open(dir, map_bytes, 1.0, err))) {
+        cb_outbox_close(&o);
+        return NULL;
+    }
+    cb_txn *txn = cb_txn_begin(o->store, false, err);
+    if (!txn) {
+        cb_outbox_close(&o);
+        return NULL;
+    }
+    o->last_seq = cb_store_last_seq(txn);
+    cb_txn_abort(&txn);
+    return o;
+}
+
+void cb_outbox_close(cb_outbox **o_p)
+{
+    cb_outbox *o = *o_p;
+    if (o) {
+        cb_store_destroy(&o->store);
+        cb_dirlock_release(&o->lock); /* last: the store is closed */
+        free(o);
+    }
+    *o_p = NULL;
+}
+
+cb_outbox_batch *cb_outbox_begin(cb_outbox *o, cb_error *err)
+{
+    if (o->in_batch) {
+        cb_fail(err, CB_STORE_UNAVAILABLE, "a batch is already open");
+        return NULL;
+    }
+    cb_outbox_batch *b = calloc(1, sizeof *b);
+    if (!b || !(b->txn = cb_txn_begin(o->store, true, err))) {
+        if (!b)
+            cb_fail(err, CB_STORE_UNAVAILABLE, "out of memory");
+        free(b);
+        return NULL;
+    }
+    b->o = o;
+    b->seq = o->last_seq;
+    o->in_batch = true;
+    return b;
+}
+
+cb_outbox_added cb_outbox_add(cb_outbox_batch *b, const char *event_id, const uint8_t *bytes, size_t len, uint64_t *seq)
+{
+    uint8_t stored[CB_DIGEST_BYTES], mine[CB_DIGEST_BYTES];
+    if (cb_txn_failed(b->txn))
+        return CB_OUTBOX_FAILED;
+    if (cb_store_find_id(b->txn, event_id, seq, stored)) {
+        crypto_generichash(mine, sizeof mine, bytes, len, NULL, 0);
+        return memcmp(mine, stored, sizeof mine) ? CB_OUTBOX_CONFLICT : CB_OUTBOX_AGAIN;
+    }
+    if (cb_txn_failed(b->txn))
+        return CB_OUTBOX_FAILED;
+    const char *to[] = {TO_BROKER};
+    cb_stored_event ev = {.seq = ++b->seq,
+                          .bytes = bytes,
+                          .len = len,
+                          .event_id = event_id,
+                          .from_agency = "",
+                          .recipients = to,
+                          .n_recipients = 1};
+    cb_store_put_event(b->txn, &ev, cb_wall_ms());
+    *seq = b->seq;
+    return cb_txn_failed(b->txn) ? CB_OUTBOX_FAILED : CB_OUTBOX_NEW;
+}
+
+static void end_batch(cb_outbox_batch **b_p)
+{
+    (*b_p)->o->in_batch = false;
+    free(*b_p);
+    *b_p = NULL;
+}
+
+cb_code cb_outbox_commit(cb_outbox_batch **b_p, cb_error *err)
+{
+    cb_outbox_batch *b = *b_p;
+    uint64_t added = b->seq - b->o->last_seq;
+    if (added)
+        cb_store_index_pay(b->txn, MERGE_PER_ADD);
+    cb_code code = cb_txn_commit(&b->txn, err);
+    if (code == CB_OK)
+        b->o->last_seq = b->seq;
+    else
+        cb_store_reopen(b->o->store, NULL); /* nothing of the failed txn stays in memory */
+    end_batch(b_p);
+    return code;
+}
+
+void cb_outbox_abort(cb_outbox_batch **b_p)
+{
+    if (!*b_p)
+        return;
+    cb_txn_abort(&(*b_p)->txn);
+    end_batch(b_p);
+}
+
+cb_code cb_outbox_sent(cb_outbox *o, const uint64_t *seqs, size_t n, cb_error *err)
+{
+    cb_error mine;
+    if (!err)
+        err = &mine;
+    cb_txn *txn = cb_txn_begin(o->store, true, err);
+    if (!txn)
+        return err->code;
+    for (size_t i = 0; i < n; i++)
+        cb_store_ack(txn, TO_BROKER, seqs[i]); /* one already done is no error: acks may come twice */
+    return cb_txn_commit(&txn, err);
+}
+
+typedef struct {
+    cb_txn *txn;
+    cb_outbox_fn fn;
+    void *arg;
+} walk;
+
+static bool visit(void *arg, const cb_queue_entry *e)
+{
+    walk *w = arg;
+    const uint8_t *bytes;
+    size_t len;
+    if (!cb_store_get_event(w->txn, e->seq, &bytes, &len))
+        return !cb_txn_failed(w->txn); /* queued but not stored cannot happen: skip, never stop the rest */
+    return w->fn(w->arg, e->seq, bytes, len);
+}
+
+cb_code cb_outbox_waiting(cb_outbox *o, uint64_t after, cb_outbox_fn fn, void *arg, cb_error *err)
+{
+    cb_error mine;
+    if (!err)
+        err = &mine;
+    cb_txn *txn = cb_txn_begin(o->store, false, err);
+    if (!txn)
+        return err->code;
+    walk w = {txn, fn, arg};
+    cb_store_queue_scan(txn, TO_BROKER, after, visit, &w);
+    cb_code code = cb_txn_failed(txn);
+    cb_txn_abort(&txn);
+    if (code)
+        cb_fail(err, code, "read the outbox");
+    return code;
+}
+
+uint64_t cb_outbox_count(cb_outbox *o)
+{
+    cb_txn *txn = cb_txn_begin(o->store, false, NULL);
+    if (!txn)
+        return 0;
+    cb_queue_stats st;
+    cb_store_queue_stats(txn, TO_BROKER, &st);
+    cb_txn_abort(&txn);
+    return st.queued;
+}
