@@ -206,6 +206,12 @@ const char *cb_hl7_segment_name(const cb_hl7 *m, size_t i)
     return i < m->n ? m->segs[i].name : "";
 }
 
+void cb_hl7_segment_text(const cb_hl7 *m, size_t i, const char **p, size_t *len)
+{
+    *p = i < m->n ? m->text + m->segs[i].at : "";
+    *len = i < m->n ? m->segs[i].len : 0;
+}
+
 long cb_hl7_find(const cb_hl7 *m, const char *name, size_t from)
 {
     for (size_t i = from; i < m->n; i++)

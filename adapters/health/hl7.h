@@ -54,6 +54,8 @@ const cb_hl7_delims *cb_hl7_delimiters(const cb_hl7 *m);
 size_t cb_hl7_segment_count(const cb_hl7 *m);
 /* Segment i's name (i < count), e.g. "PID" or "ZU1". */
 const char *cb_hl7_segment_name(const cb_hl7 *m, size_t i);
+/* Segment i's text as sent, without its terminator. */
+void cb_hl7_segment_text(const cb_hl7 *m, size_t i, const char **p, size_t *len);
 /* The index of the first segment named name at or after from; -1 when none. */
 long cb_hl7_find(const cb_hl7 *m, const char *name, size_t from);
 

@@ -1,12 +1,17 @@
 /* The HL7 v2 reader on arbitrary bytes: never crashes, every value it
  * returns fits its buffer, and a value escaped with the message's own
  * separators, put into a message, reads back the same (line ends, which
- * would end a segment, as spaces). */
+ * would end a segment, as spaces). Whatever reads is mapped: to an event the
+ * broker's JSON reader takes or refuses with a reason, or to a refusal whose
+ * ACK can be written. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "hl7.h"
+#include "cb_codec.h"
+#include "cb_json.h"
+#include "hl7_ack.h"
+#include "hl7_events.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -65,6 +70,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                             round_trip(cb_hl7_delimiters(m), buf);
                     }
         }
+    }
+    static const char *const to[] = {"social-care"};
+    static const cb_hl7_map_opts opts = {"health", to, 1, NULL, NULL};
+    cb_hl7_refusal why;
+    json_t *ev = cb_hl7_event(m, &opts, &why);
+    if (ev) {
+        cb_error cerr = {0};
+        ProtobufCMessage *e = cb_json_to_message(&carebridge__v1__envelope__descriptor, ev, &cerr);
+        CHECK(e || cerr.reason[0]);
+        if (e)
+            protobuf_c_message_free_unpacked(e, NULL);
+        json_decref(ev);
+    } else {
+        char ack[4096];
+        CHECK(why.issue.code >= 100 && why.issue.text == why.text);
+        CHECK(cb_hl7_ack(m, "AE", "C1", "20261202", &why.issue, 1, ack, sizeof ack) > 0);
     }
     cb_hl7_free(&m);
     return 0;

@@ -1,0 +1,221 @@
+#include "hl7_events.h"
+
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "hl7_person.h"
+
+static json_t *refuse(cb_hl7_refusal *why, int code, const char *segment, unsigned field, const char *fmt, ...)
+{
+    *why = (cb_hl7_refusal){.issue = {.code = code, .severity = 'E', .sequence = 1, .field = field}};
+    snprintf(why->issue.segment, sizeof why->issue.segment, "%s", segment);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why->text, sizeof why->text, fmt, ap);
+    va_end(ap);
+    why->issue.text = why->text;
+    return NULL;
+}
+
+static cb_hl7_kind get(const cb_hl7 *m, long seg, unsigned field, unsigned comp, char *buf, size_t cap)
+{
+    if (seg < 0) {
+        buf[0] = 0;
+        return CB_HL7_ABSENT;
+    }
+    return cb_hl7_get(m, (cb_hl7_at){(size_t)seg, field, 1, comp, 0}, buf, cap);
+}
+
+/* Letters, digits and . _ - as they are; anything else '_', cut to max. */
+static void id_part(const char *s, char *out, size_t max)
+{
+    size_t n = 0;
+    for (; *s && n < max; s++) {
+        char c = *s;
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+                  c == '-';
+        out[n++] = ok ? c : '_';
+    }
+    out[n] = 0;
+}
+
+void cb_hl7_event_id(const cb_hl7 *m, char *out, size_t cap)
+{
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, 8);
+    for (size_t i = 0; i < cb_hl7_segment_count(m); i++) {
+        const char *p;
+        size_t len;
+        cb_hl7_segment_text(m, i, &p, &len);
+        crypto_generichash_update(&st, (const unsigned char *)p, len);
+        crypto_generichash_update(&st, (const unsigned char *)"\r", 1); /* however the sender ended its segments */
+    }
+    unsigned char h[8];
+    crypto_generichash_final(&st, h, sizeof h);
+    char facility[64], control[64], f[25], c[41];
+    get(m, 0, 4, 1, facility, sizeof facility);
+    get(m, 0, 10, 0, control, sizeof control);
+    id_part(facility, f, 24);
+    id_part(control, c, 40);
+    snprintf(out, cap, "hl7:%s:%s:%02x%02x%02x%02x%02x%02x%02x%02x", f[0] ? f : "-", c[0] ? c : "-", h[0], h[1], h[2],
+             h[3], h[4], h[5], h[6], h[7]);
+}
+
+/* The id a visit's discharge goes by, so later messages can update it. */
+static bool visit_discharge_id(const cb_hl7 *m, long pv1, char *out, size_t cap)
+{
+    char facility[64], visit[64], f[25], v[41];
+    if (get(m, pv1, 19, 1, visit, sizeof visit) != CB_HL7_VALUE)
+        return false;
+    get(m, 0, 4, 1, facility, sizeof facility);
+    id_part(facility, f, 24);
+    id_part(visit, v, 40);
+    snprintf(out, cap, "hl7:%s:visit:%s:discharge", f[0] ? f : "-", v);
+    return true;
+}
+
+static json_t *rfc3339(int64_t ms)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    char buf[40];
+    if (!gmtime_r(&t, &tm))
+        return NULL;
+    size_t n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, sizeof buf - n, ".%03dZ", (int)(ms % 1000));
+    return json_string(buf);
+}
+
+/* When it happened: EVN-6 (the event occurred), else EVN-2 (recorded), else MSH-7. */
+static json_t *occurred(const cb_hl7 *m)
+{
+    long evn = cb_hl7_find(m, "EVN", 0);
+    const struct {
+        long seg;
+        unsigned field;
+    } from[] = {{evn, 6}, {evn, 2}, {0, 7}};
+    char ts[40];
+    int64_t ms;
+    for (size_t i = 0; i < 3; i++)
+        if (get(m, from[i].seg, from[i].field, 1, ts, sizeof ts) == CB_HL7_VALUE && cb_hl7_time_ms(ts, &ms))
+            return rfc3339(ms);
+    return NULL;
+}
+
+/* A TS field's day, YYYY-MM-DD, or "". */
+static void day_of(const cb_hl7 *m, long seg, unsigned field, char out[11])
+{
+    char ts[40];
+    int64_t ms;
+    out[0] = 0;
+    /* The sender's own day, not UTC's: a discharge at 00:30 BST is that day's. */
+    if (get(m, seg, field, 1, ts, sizeof ts) == CB_HL7_VALUE && strlen(ts) >= 8 && cb_hl7_time_ms(ts, &ms))
+        snprintf(out, 11, "%.4s-%.2s-%.2s", ts, ts + 4, ts + 6);
+}
+
+static json_t *person_json(const cb_hl7_person *p)
+{
+    json_t *j = json_object();
+    if (p->nhs[0])
+        json_object_set_new(j, "nhsNumber", json_string(p->nhs));
+    if (p->chi[0])
+        json_object_set_new(j, "chiNumber", json_string(p->chi));
+    if (p->n_local) {
+        json_t *ids = json_array();
+        for (unsigned i = 0; i < p->n_local; i++)
+            json_array_append_new(ids,
+                                  json_pack("{s:s,s:s}", "system", p->local[i].system, "value", p->local[i].value));
+        json_object_set_new(j, "localIds", ids);
+    }
+    json_t *name = p->name[0] ? json_string(p->name) : NULL; /* NULL when not UTF-8: left out */
+    if (name)
+        json_object_set_new(j, "name", name);
+    if (p->birth_date[0])
+        json_object_set_new(j, "birthDate", json_string(p->birth_date));
+    return j;
+}
+
+static void set_text(json_t *o, const char *key, const char *s)
+{
+    json_t *v = s[0] ? json_string(s) : NULL;
+    if (v)
+        json_object_set_new(o, key, v);
+}
+
+/* ADT^A16 (pending discharge, PV2-9 its expected date) and ADT^A03 (the
+ * discharge, PV1-45 its date): the visit's discharge, or an update of it. */
+static json_t *discharge(const cb_hl7 *m, const cb_hl7_map_opts *o, bool done, json_t *ev, cb_hl7_refusal *why)
+{
+    long pv1 = cb_hl7_find(m, "PV1", 0), pv2 = cb_hl7_find(m, "PV2", 0);
+    if (pv1 < 0)
+        return refuse(why, CB_HL7_SEGMENT_SEQUENCE, "PV1", 0, "a discharge needs its PV1 segment (the visit)");
+    json_t *d = json_object();
+    char ward[64], facility[64], setting[140], where[120], date[11];
+    get(m, pv1, 3, 1, ward, sizeof ward);
+    get(m, pv1, 3, 4, facility, sizeof facility);
+    if (ward[0] && facility[0])
+        snprintf(setting, sizeof setting, "%s (%s)", ward, facility);
+    else
+        snprintf(setting, sizeof setting, "%s", ward[0] ? ward : facility);
+    set_text(d, "setting", setting);
+    get(m, pv1, 37, 1, where, sizeof where);
+    set_text(d, "destination", where);
+    day_of(m, done ? pv1 : pv2, done ? 45 : 9, date);
+    set_text(d, "plannedDate", date);
+    char visit_id[128];
+    bool visit = visit_discharge_id(m, pv1, visit_id, sizeof visit_id);
+    if (visit && o->known && o->known(o->known_arg, visit_id)) { /* the visit's discharge is out: this updates it */
+        json_object_set_new(ev, "correlationId", json_string(visit_id));
+        json_object_del(d, "setting");
+        json_object_set_new(ev, "update",
+                            json_pack("{s:o,s:s}", "discharge", d, "note",
+                                      done ? "discharged (ADT^A03)" : "discharge planned again (ADT^A16)"));
+        return ev;
+    }
+    if (visit)
+        json_object_set_new(ev, "eventId", json_string(visit_id));
+    json_t *to = json_array();
+    for (size_t i = 0; i < o->n_discharge_to; i++)
+        json_array_append_new(to, json_string(o->discharge_to[i]));
+    json_object_set_new(ev, "toAgencies", to);
+    json_object_set_new(ev, "discharge", d);
+    return ev;
+}
+
+json_t *cb_hl7_event(const cb_hl7 *m, const cb_hl7_map_opts *o, cb_hl7_refusal *why)
+{
+    char type[16], trigger[16];
+    if (get(m, 0, 9, 1, type, sizeof type) != CB_HL7_VALUE)
+        return refuse(why, CB_HL7_REQUIRED_MISSING, "MSH", 9, "MSH-9 (the message type) is empty");
+    get(m, 0, 9, 2, trigger, sizeof trigger);
+    bool a03 = !strcmp(type, "ADT") && !strcmp(trigger, "A03"), a16 = !strcmp(type, "ADT") && !strcmp(trigger, "A16");
+    if (strcmp(type, "ADT"))
+        return refuse(why, CB_HL7_UNSUPPORTED_TYPE, "MSH", 9, "message type %.8s is not mapped (ADT is)", type);
+    if (!a03 && !a16)
+        return refuse(why, CB_HL7_UNSUPPORTED_EVENT, "MSH", 9,
+                      "ADT^%.8s is not mapped: A03 (discharge) and A16 (pending discharge) are", trigger);
+    long pid = cb_hl7_find(m, "PID", 0);
+    if (pid < 0)
+        return refuse(why, CB_HL7_SEGMENT_SEQUENCE, "PID", 0, "the message has no PID segment (the patient)");
+    cb_hl7_person p;
+    if (!cb_hl7_person_of(m, (size_t)pid, &p))
+        return refuse(why, CB_HL7_REQUIRED_MISSING, "PID", 3, "PID-3 holds no patient identifier");
+    char id[128];
+    cb_hl7_event_id(m, id, sizeof id);
+    json_t *ev = json_pack("{s:s,s:o,s:s}", "eventId", id, "person", person_json(&p), "fromAgency", o->agency);
+    json_t *at = occurred(m);
+    if (at)
+        json_object_set_new(ev, "occurredAt", at);
+    char visit[64];
+    long pv1 = cb_hl7_find(m, "PV1", 0);
+    if (get(m, pv1, 19, 1, visit, sizeof visit) == CB_HL7_VALUE)
+        set_text(ev, "caseRef", visit);
+    if (!discharge(m, o, a03, ev, why)) {
+        json_decref(ev);
+        return NULL;
+    }
+    return ev;
+}

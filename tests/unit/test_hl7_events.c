@@ -1,0 +1,166 @@
+/* HL7 v2 discharges as carebridge events (adapters/health/hl7_events.c):
+ * the visit's first discharge message is its discharge and later ones
+ * update it; an exact resend has the same id and a reused control id does
+ * not; what is not mapped is refused with the ERR it deserves. Every event
+ * is checked by the broker's own JSON reader. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cb_codec.h"
+#include "cb_json.h"
+#include "hl7_events.h"
+
+#define MSH(type, id) "MSH|^~\\&|PAS|RXH|CB|COUNCIL|20261202101112||" type "|" id "|P|2.4\r"
+#define PID           "PID|1||M123^^^RXH^MR~9999999484^^^NHS^NH||TEST^ANNE||19400101|F\r"
+#define PV1(visit, discharged)                                                                                         \
+    "PV1|1|I|WARD7^^^RXH||||C1^Doctor^A||||||||||||" visit "||||||||||||||||||HOME|||||||20261130090000|" discharged "\r"
+
+static const char *const to[] = {"social-care", "housing"};
+static const char *known_id;
+
+static bool known(void *arg, const char *event_id)
+{
+    (void)arg;
+    return known_id && !strcmp(event_id, known_id);
+}
+
+static const cb_hl7_map_opts opts = {"health", to, 2, known, NULL};
+
+static cb_hl7 *parse(const char *text)
+{
+    cb_hl7_error err;
+    cb_hl7 *m = cb_hl7_parse(text, strlen(text), &err);
+    if (!m)
+        fail_msg("%s", err.text);
+    return m;
+}
+
+static cb_envelope *event_of(const char *text)
+{
+    cb_hl7 *m = parse(text);
+    cb_hl7_refusal why;
+    json_t *ev = cb_hl7_event(m, &opts, &why);
+    if (!ev)
+        fail_msg("refused: %s", why.text);
+    cb_error err = {0};
+    cb_envelope *e = (cb_envelope *)cb_json_to_message(&carebridge__v1__envelope__descriptor, ev, &err);
+    if (!e)
+        fail_msg("the broker's reader refused it: %s", err.reason);
+    json_decref(ev);
+    cb_hl7_free(&m);
+    return e;
+}
+
+static void test_a_pending_discharge_is_the_visits_discharge(void **state)
+{
+    (void)state;
+    known_id = NULL;
+    cb_envelope *e = event_of(MSH("ADT^A16", "MSG1") "EVN|A16|20261202101000||||20261202095500\r" PID PV1(
+        "V0001", "") "PV2|||||||||20261204\r");
+    assert_string_equal(e->event_id, "hl7:RXH:visit:V0001:discharge");
+    assert_string_equal(e->from_agency, "health");
+    assert_int_equal(e->n_to_agencies, 2);
+    assert_string_equal(e->to_agencies[0], "social-care");
+    assert_string_equal(e->case_ref, "V0001");
+    assert_string_equal(e->person->nhs_number, "9999999484");
+    assert_int_equal(e->body_case, CAREBRIDGE__V1__ENVELOPE__BODY_DISCHARGE);
+    assert_string_equal(e->discharge->planned_date, "2026-12-04");
+    assert_string_equal(e->discharge->setting, "WARD7 (RXH)");
+    assert_string_equal(e->discharge->destination, "HOME");
+    assert_int_equal(e->occurred_at->seconds, 1796205300); /* EVN-6: when it happened, not when recorded */
+    cb_envelope_free(&e);
+}
+
+/* The A03 after an A16 updates the visit's discharge with the day it
+ * happened; an A03 with nothing before it is the discharge itself. */
+static void test_the_discharge_after_it_was_planned_updates_it(void **state)
+{
+    (void)state;
+    known_id = "hl7:RXH:visit:V0001:discharge";
+    cb_envelope *e = event_of(MSH("ADT^A03", "MSG2") "EVN|A03|20261203140000\r" PID PV1("V0001", "20261203135500"));
+    assert_int_equal(e->body_case, CAREBRIDGE__V1__ENVELOPE__BODY_UPDATE);
+    assert_string_equal(e->correlation_id, "hl7:RXH:visit:V0001:discharge");
+    assert_int_equal(strncmp(e->event_id, "hl7:RXH:MSG2:", 13), 0);
+    assert_string_equal(e->update->discharge->planned_date, "2026-12-03");
+    assert_int_equal(e->n_to_agencies, 0); /* an update goes where its event went */
+    cb_envelope_free(&e);
+    known_id = NULL;
+    e = event_of(MSH("ADT^A03", "MSG2") PID PV1("V0002", "20261203135500"));
+    assert_int_equal(e->body_case, CAREBRIDGE__V1__ENVELOPE__BODY_DISCHARGE);
+    assert_string_equal(e->event_id, "hl7:RXH:visit:V0002:discharge");
+    assert_string_equal(e->discharge->planned_date, "2026-12-03");
+    cb_envelope_free(&e);
+    e = event_of(MSH("ADT^A03", "MSG3") PID "PV1|1|I|WARD7\r"); /* no visit number: the message's own id */
+    assert_int_equal(strncmp(e->event_id, "hl7:RXH:MSG3:", 13), 0);
+    cb_envelope_free(&e);
+}
+
+static void id_of(const char *text, char *out, size_t cap)
+{
+    cb_hl7 *m = parse(text);
+    cb_hl7_event_id(m, out, cap);
+    cb_hl7_free(&m);
+}
+
+static void test_an_exact_resend_has_the_same_id_and_a_reused_control_id_does_not(void **state)
+{
+    (void)state;
+    char a[128], b[128], c[128], d[128];
+    id_of(MSH("ADT^A03", "MSG9") PID PV1("V1", "20261203"), a, sizeof a);
+    id_of(MSH("ADT^A03", "MSG9") PID PV1("V1", "20261203"), b, sizeof b);
+    id_of("MSH|^~\\&|PAS|RXH|CB|COUNCIL|20261202101112||ADT^A03|MSG9|P|2.4\r\n" PID PV1("V1", "20261203") "\n", c,
+          sizeof c); /* the same message over another line ending */
+    id_of(MSH("ADT^A03", "MSG9") PID PV1("V2", "20261203"), d, sizeof d);
+    assert_string_equal(a, b);
+    assert_int_equal(strncmp(a, "hl7:RXH:MSG9:", 13), 0);
+    assert_int_equal(strlen(a), 13 + 16);
+    assert_string_equal(a, c);
+    assert_string_not_equal(a, d);
+    id_of(MSH("ADT^A03", "a b/c|d") PID, a, sizeof a); /* a control id with odd bytes: a printable id */
+    for (const char *p = a; *p; p++)
+        assert_true(*p > ' ' && *p < 0x7F);
+}
+
+static void expect_refused(const char *text, int code, const char *segment)
+{
+    cb_hl7 *m = parse(text);
+    cb_hl7_refusal why;
+    assert_null(cb_hl7_event(m, &opts, &why));
+    assert_int_equal(why.issue.code, code);
+    assert_string_equal(why.issue.segment, segment);
+    assert_ptr_equal(why.issue.text, why.text);
+    assert_null(strstr(why.text, "9999999484"));
+    cb_hl7_free(&m);
+}
+
+static void test_what_is_not_mapped_is_refused_with_its_err(void **state)
+{
+    (void)state;
+    expect_refused(MSH("ADT^A08", "1") PID, CB_HL7_UNSUPPORTED_EVENT, "MSH");
+    expect_refused(MSH("ORU^R01", "1") PID, CB_HL7_UNSUPPORTED_TYPE, "MSH");
+    expect_refused("MSH|^~\\&|PAS|RXH|CB|X|1||||P|2.4\r", CB_HL7_REQUIRED_MISSING, "MSH");
+    expect_refused(MSH("ADT^A03", "1") PV1("V", "20261203"), CB_HL7_SEGMENT_SEQUENCE, "PID");
+    expect_refused(MSH("ADT^A03", "1") "PID|1||||TEST^ANNE\r" PV1("V", "20261203"), CB_HL7_REQUIRED_MISSING, "PID");
+    expect_refused(MSH("ADT^A03", "1") PID, CB_HL7_SEGMENT_SEQUENCE, "PV1");
+}
+
+int main(void)
+{
+    setenv("TZ", "Europe/London", 1); /* the sender's local time, as the adapter runs by default */
+    tzset();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_a_pending_discharge_is_the_visits_discharge),
+        cmocka_unit_test(test_the_discharge_after_it_was_planned_updates_it),
+        cmocka_unit_test(test_an_exact_resend_has_the_same_id_and_a_reused_control_id_does_not),
+        cmocka_unit_test(test_what_is_not_mapped_is_refused_with_its_err),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
