@@ -185,18 +185,114 @@ static json_t *discharge(const cb_hl7 *m, const cb_hl7_map_opts *o, bool done, j
     return ev;
 }
 
+/* A person's name in an XPN/XCN field, given names then family, from component first. */
+static void name_at(const cb_hl7 *m, long seg, unsigned field, unsigned first, char *out, size_t cap)
+{
+    char family[64], given[64];
+    get(m, seg, field, first, family, sizeof family);
+    get(m, seg, field, first + 1, given, sizeof given);
+    snprintf(out, cap, "%s%s%s", given, given[0] && family[0] ? " " : "", family);
+}
+
+/* A CE/CWE's words: its text (component 2), else its code. */
+static void words_at(const cb_hl7 *m, long seg, unsigned field, char *out, size_t cap)
+{
+    if (get(m, seg, field, 2, out, cap) != CB_HL7_VALUE)
+        get(m, seg, field, 1, out, cap);
+}
+
+static void append(char *buf, size_t cap, const char *s)
+{
+    size_t n = strlen(buf);
+    if (s[0] && n + 3 < cap)
+        snprintf(buf + n, cap - n, "%s%s", n ? "; " : "", s);
+}
+
+/* REF^I12: RF1 (priority, type, the sender's referral id), the PRD of the
+ * referring provider (RP) as the contact, a referred-to provider (RT) whose
+ * PRD-7 names a configured agency as the recipient, DG1 as the reason. */
+static json_t *referral(const cb_hl7 *m, const cb_hl7_map_opts *o, json_t *ev)
+{
+    long rf1 = cb_hl7_find(m, "RF1", 0);
+    json_t *r = json_object(), *to = json_array();
+    char buf[300];
+    static const char *const urgency[][2] = {{"S", "EMERGENCY"}, {"A", "URGENT"}, {"R", "ROUTINE"}};
+    get(m, rf1, 2, 1, buf, sizeof buf);
+    for (size_t i = 0; i < 3; i++)
+        if (!strcmp(buf, urgency[i][0]))
+            json_object_set_new(r, "urgency", json_string(urgency[i][1]));
+    words_at(m, rf1, 3, buf, sizeof buf);
+    set_text(r, "requestedService", buf);
+    char reason[600] = "";
+    for (long dg1 = cb_hl7_find(m, "DG1", 0); dg1 >= 0; dg1 = cb_hl7_find(m, "DG1", (size_t)dg1 + 1)) {
+        if (get(m, dg1, 4, 1, buf, sizeof buf) != CB_HL7_VALUE)
+            words_at(m, dg1, 3, buf, sizeof buf);
+        append(reason, sizeof reason, buf);
+    }
+    if (!reason[0])
+        words_at(m, rf1, 10, reason, sizeof reason);
+    set_text(r, "reason", reason);
+    for (long prd = cb_hl7_find(m, "PRD", 0); prd >= 0; prd = cb_hl7_find(m, "PRD", (size_t)prd + 1)) {
+        char role[8], id[64];
+        get(m, prd, 1, 1, role, sizeof role);
+        if (!strcmp(role, "RP") && !json_object_get(r, "contact")) {
+            json_t *c = json_object();
+            name_at(m, prd, 2, 1, buf, sizeof buf);
+            set_text(c, "name", buf);
+            json_object_set_new(c, "role", json_string("referring provider"));
+            get(m, prd, 5, 1, buf, sizeof buf);
+            set_text(c, "phone", buf);
+            json_object_set_new(r, "contact", c);
+        }
+        get(m, prd, 7, 1, id, sizeof id);
+        for (size_t a = 0; !strcmp(role, "RT") && a < o->n_agencies; a++)
+            if (!strcmp(id, o->agencies[a]))
+                json_array_append_new(to, json_string(o->agencies[a]));
+    }
+    for (size_t i = 0; !json_array_size(to) && i < o->n_referral_to; i++)
+        json_array_append_new(to, json_string(o->referral_to[i]));
+    long pid = cb_hl7_find(m, "PID", 0);
+    words_at(m, pid, 15, buf, sizeof buf);
+    if (buf[0]) {
+        char need[340];
+        snprintf(need, sizeof need, "language: %s", buf);
+        json_object_set_new(r, "communicationNeeds", json_pack("[s]", need));
+    }
+    char ref[64], f[41], facility[64], fac[25], id[128];
+    if (get(m, rf1, 6, 1, ref, sizeof ref) == CB_HL7_VALUE) { /* the sender's own id for the referral */
+        get(m, 0, 4, 1, facility, sizeof facility);
+        id_part(facility, fac, 24);
+        id_part(ref, f, 40);
+        snprintf(id, sizeof id, "hl7:%s:referral:%s", fac[0] ? fac : "-", f);
+        json_object_set_new(ev, "eventId", json_string(id));
+    }
+    char ts[40];
+    int64_t ms;
+    json_t *at = get(m, rf1, 7, 1, ts, sizeof ts) == CB_HL7_VALUE && cb_hl7_time_ms(ts, &ms) ? rfc3339(ms) : NULL;
+    if (at)
+        json_object_set_new(ev, "occurredAt", at);
+    json_object_set_new(ev, "toAgencies", to);
+    json_object_set_new(ev, "referral", r);
+    return ev;
+}
+
 json_t *cb_hl7_event(const cb_hl7 *m, const cb_hl7_map_opts *o, cb_hl7_refusal *why)
 {
     char type[16], trigger[16];
     if (get(m, 0, 9, 1, type, sizeof type) != CB_HL7_VALUE)
         return refuse(why, CB_HL7_REQUIRED_MISSING, "MSH", 9, "MSH-9 (the message type) is empty");
     get(m, 0, 9, 2, trigger, sizeof trigger);
-    bool a03 = !strcmp(type, "ADT") && !strcmp(trigger, "A03"), a16 = !strcmp(type, "ADT") && !strcmp(trigger, "A16");
-    if (strcmp(type, "ADT"))
-        return refuse(why, CB_HL7_UNSUPPORTED_TYPE, "MSH", 9, "message type %.8s is not mapped (ADT is)", type);
-    if (!a03 && !a16)
+    bool adt = !strcmp(type, "ADT"), ref = !strcmp(type, "REF");
+    bool a03 = adt && !strcmp(trigger, "A03"), a16 = adt && !strcmp(trigger, "A16"),
+         i12 = ref && !strcmp(trigger, "I12");
+    if (!adt && !ref)
+        return refuse(why, CB_HL7_UNSUPPORTED_TYPE, "MSH", 9, "message type %.8s is not mapped (ADT and REF are)",
+                      type);
+    if (!a03 && !a16 && !i12)
         return refuse(why, CB_HL7_UNSUPPORTED_EVENT, "MSH", 9,
-                      "ADT^%.8s is not mapped: A03 (discharge) and A16 (pending discharge) are", trigger);
+                      "%s^%.8s is not mapped: ADT^A03 (discharge), ADT^A16 (pending discharge) and REF^I12 "
+                      "(referral) are",
+                      type, trigger);
     long pid = cb_hl7_find(m, "PID", 0);
     if (pid < 0)
         return refuse(why, CB_HL7_SEGMENT_SEQUENCE, "PID", 0, "the message has no PID segment (the patient)");
@@ -213,6 +309,8 @@ json_t *cb_hl7_event(const cb_hl7 *m, const cb_hl7_map_opts *o, cb_hl7_refusal *
     long pv1 = cb_hl7_find(m, "PV1", 0);
     if (get(m, pv1, 19, 1, visit, sizeof visit) == CB_HL7_VALUE)
         set_text(ev, "caseRef", visit);
+    if (i12)
+        return referral(m, o, ev);
     if (!discharge(m, o, a03, ev, why)) {
         json_decref(ev);
         return NULL;

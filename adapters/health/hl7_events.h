@@ -15,6 +15,10 @@ typedef struct {
     const char *agency;              /* the agency this adapter serves: the sender */
     const char *const *discharge_to; /* who a discharge goes to */
     size_t n_discharge_to;
+    const char *const *referral_to; /* who a referral goes to, unless a PRD names a configured agency */
+    size_t n_referral_to;
+    const char *const *agencies; /* the configured agency ids a referred-to provider's PRD-7 may name */
+    size_t n_agencies;
     /* Whether an event with this id was handed over already (the outbox
      * knows): a visit's first discharge message is its discharge, and later
      * ones update it. NULL: none ever was. */

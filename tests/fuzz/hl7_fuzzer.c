@@ -72,7 +72,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     static const char *const to[] = {"social-care"};
-    static const cb_hl7_map_opts opts = {"health", to, 1, NULL, NULL};
+    static const cb_hl7_map_opts opts = {.agency = "health",
+                                         .discharge_to = to,
+                                         .n_discharge_to = 1,
+                                         .referral_to = to,
+                                         .n_referral_to = 1,
+                                         .agencies = to,
+                                         .n_agencies = 1};
     cb_hl7_refusal why;
     json_t *ev = cb_hl7_event(m, &opts, &why);
     if (ev) {

@@ -21,7 +21,8 @@
 #define MSH(type, id) "MSH|^~\\&|PAS|RXH|CB|COUNCIL|20261202101112||" type "|" id "|P|2.4\r"
 #define PID           "PID|1||M123^^^RXH^MR~9999999484^^^NHS^NH||TEST^ANNE||19400101|F\r"
 #define PV1(visit, discharged)                                                                                         \
-    "PV1|1|I|WARD7^^^RXH||||C1^Doctor^A||||||||||||" visit "||||||||||||||||||HOME|||||||20261130090000|" discharged "\r"
+    "PV1|1|I|WARD7^^^RXH||||C1^Doctor^A||||||||||||" visit "||||||||||||||||||HOME|||||||20261130090000|" discharged   \
+    "\r"
 
 static const char *const to[] = {"social-care", "housing"};
 static const char *known_id;
@@ -32,7 +33,16 @@ static bool known(void *arg, const char *event_id)
     return known_id && !strcmp(event_id, known_id);
 }
 
-static const cb_hl7_map_opts opts = {"health", to, 2, known, NULL};
+static const char *const referral_to[] = {"social-care"};
+static const char *const agencies[] = {"health", "housing", "social-care"};
+static const cb_hl7_map_opts opts = {.agency = "health",
+                                     .discharge_to = to,
+                                     .n_discharge_to = 2,
+                                     .referral_to = referral_to,
+                                     .n_referral_to = 1,
+                                     .agencies = agencies,
+                                     .n_agencies = 3,
+                                     .known = known};
 
 static cb_hl7 *parse(const char *text)
 {
@@ -145,11 +155,43 @@ static void test_what_is_not_mapped_is_refused_with_its_err(void **state)
 {
     (void)state;
     expect_refused(MSH("ADT^A08", "1") PID, CB_HL7_UNSUPPORTED_EVENT, "MSH");
+    expect_refused(MSH("REF^I13", "1") PID, CB_HL7_UNSUPPORTED_EVENT, "MSH");
     expect_refused(MSH("ORU^R01", "1") PID, CB_HL7_UNSUPPORTED_TYPE, "MSH");
     expect_refused("MSH|^~\\&|PAS|RXH|CB|X|1||||P|2.4\r", CB_HL7_REQUIRED_MISSING, "MSH");
     expect_refused(MSH("ADT^A03", "1") PV1("V", "20261203"), CB_HL7_SEGMENT_SEQUENCE, "PID");
     expect_refused(MSH("ADT^A03", "1") "PID|1||||TEST^ANNE\r" PV1("V", "20261203"), CB_HL7_REQUIRED_MISSING, "PID");
     expect_refused(MSH("ADT^A03", "1") PID, CB_HL7_SEGMENT_SEQUENCE, "PV1");
+}
+
+/* REF^I12: RF1's priority and type, the referring provider as the contact,
+ * a referred-to provider naming a configured agency as the recipient (else
+ * those configured for referrals), diagnoses as the reason. */
+static void test_a_referral_from_rf1_prd_and_dg1(void **state)
+{
+    (void)state;
+    cb_envelope *e = event_of(MSH("REF^I12^REF_I12", "R1") "RF1|P|A|HOM^home care|||RF-77^PAS|20261202080000\r"
+                                                           "PRD|RP|Jones^Sam^^^Dr|||01234 567890^WPN^PH\r"
+                                                           "PRD|RT|Adult Social Care|||||housing\r" PID
+                                                           "DG1|1||S72.0^Fractured neck of femur\r"
+                                                           "DG1|2||^^^|falls at home\r");
+    assert_int_equal(e->body_case, CAREBRIDGE__V1__ENVELOPE__BODY_REFERRAL);
+    assert_string_equal(e->event_id, "hl7:RXH:referral:RF-77");
+    assert_int_equal(e->referral->urgency, CAREBRIDGE__V1__REFERRAL__URGENCY__URGENT);
+    assert_string_equal(e->referral->requested_service, "home care");
+    assert_string_equal(e->referral->reason, "Fractured neck of femur; falls at home");
+    assert_string_equal(e->referral->contact->name, "Sam Jones");
+    assert_string_equal(e->referral->contact->role, "referring provider");
+    assert_string_equal(e->referral->contact->phone, "01234 567890");
+    assert_int_equal(e->n_to_agencies, 1);
+    assert_string_equal(e->to_agencies[0], "housing");
+    assert_int_equal(e->occurred_at->seconds, 1796198400); /* RF1-7, the referral's effective date */
+    cb_envelope_free(&e);
+    /* No referred-to provider naming an agency, no RF1-6: the configured recipients, the message's id. */
+    e = event_of(MSH("REF^I12", "R2") "RF1|P|R\r" PID "PRD|RT|Someone Else|||||police\r");
+    assert_string_equal(e->to_agencies[0], "social-care");
+    assert_int_equal(e->referral->urgency, CAREBRIDGE__V1__REFERRAL__URGENCY__ROUTINE);
+    assert_int_equal(strncmp(e->event_id, "hl7:RXH:R2:", 11), 0);
+    cb_envelope_free(&e);
 }
 
 int main(void)
@@ -161,6 +203,7 @@ int main(void)
         cmocka_unit_test(test_the_discharge_after_it_was_planned_updates_it),
         cmocka_unit_test(test_an_exact_resend_has_the_same_id_and_a_reused_control_id_does_not),
         cmocka_unit_test(test_what_is_not_mapped_is_refused_with_its_err),
+        cmocka_unit_test(test_a_referral_from_rf1_prd_and_dg1),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
