@@ -8,15 +8,7 @@
 #include "cb_codec.h"
 #include "cb_json.h"
 #include "fhir.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* Checked in every build type: a fuzzer that stops checking under NDEBUG finds nothing. */
-#define CHECK(cond)                                                                                                    \
-    do {                                                                                                               \
-        if (!(cond))                                                                                                   \
-            abort();                                                                                                   \
-    } while (0)
+#include "fuzz_check.h"
 
 static void outcome_is_json(const cb_fhir_error *err)
 {

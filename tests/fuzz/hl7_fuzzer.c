@@ -12,15 +12,7 @@
 #include "cb_json.h"
 #include "hl7_ack.h"
 #include "hl7_events.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* Checked in every build type: a fuzzer that stops checking under NDEBUG finds nothing. */
-#define CHECK(cond)                                                                                                    \
-    do {                                                                                                               \
-        if (!(cond))                                                                                                   \
-            abort();                                                                                                   \
-    } while (0)
+#include "fuzz_check.h"
 
 static void round_trip(const cb_hl7_delims *d, const char *value)
 {
