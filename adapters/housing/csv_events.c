@@ -34,6 +34,7 @@ typedef struct {
     /* the row being read */
     char *cells[COLUMNS_MAX];
     size_t n_cells, row_bytes;
+    size_t nul_cell; /* 1 + the first cell holding a NUL byte, 0 when none */
     bool too_many;
     unsigned long line, row_line;
     cb_csv_row_fn fn;
@@ -251,6 +252,8 @@ static void end_row(reader *r)
             r->n_cells, r->n_cols);
     else if (r->row_bytes > ROW_BYTES)
         say(why, sizeof why, "the row is over %u bytes", ROW_BYTES);
+    else if (r->nul_cell)
+        say(why, sizeof why, "column %s holds a NUL byte, which no text may", r->cols[r->nul_cell - 1].name);
     else {
         ev = json_object();
         for (size_t i = 0; i < r->n_cells && ev; i++)
@@ -288,8 +291,8 @@ static void on_cell(void *s, size_t len, void *data)
     if (len)
         memcpy(cell, s, len);
     cell[len] = 0;
-    if (memchr(cell, 0, len)) /* a NUL inside: cut there would change the value */
-        r->row_bytes = ROW_BYTES + 1;
+    if (memchr(cell, 0, len) && !r->nul_cell) /* a NUL inside: cut there, the value would change */
+        r->nul_cell = r->n_cells + 1;
     r->cells[r->n_cells++] = cell;
 }
 
@@ -303,6 +306,7 @@ static void on_row(int c, void *data)
         free(r->cells[i]);
     r->n_cells = 0;
     r->row_bytes = 0;
+    r->nul_cell = 0;
     r->too_many = false;
     r->row_line = 0;
 }

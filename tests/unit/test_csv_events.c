@@ -153,6 +153,17 @@ static void test_a_bad_row_is_reported_by_line_and_its_neighbours_go_through(voi
     assert_non_null(strstr(r.why[3], "6 cells"));
     assert_non_null(r.events[4]);
     free_rows(&r);
+    /* A NUL byte in a cell: that row refused, naming the column. */
+    static const char with_nul[] = "eventId,referral.reason\nA,ok\nB,bad\0byte\nC,ok\n";
+    FILE *f = fmemopen((void *)with_nul, sizeof with_nul - 1, "r");
+    memset(&r, 0, sizeof r);
+    assert_true(cb_csv_events_read(f, keep, &r, why, sizeof why));
+    fclose(f);
+    assert_int_equal(r.n, 3);
+    assert_null(r.events[1]);
+    assert_non_null(strstr(r.why[1], "referral.reason holds a NUL byte"));
+    assert_non_null(r.events[2]);
+    free_rows(&r);
 }
 
 static void expect_header_refused(const char *text, const char *says)
