@@ -2,6 +2,7 @@
 
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -467,6 +468,156 @@ json_t *cb_fhir_answer(const json_t *task, const cb_fhir_opts *o, cb_fhir_error 
     if (at)
         json_object_set_new(ev, "occurredAt", at);
     return ev;
+}
+
+/* ---- serving: a delivered referral as a ServiceRequest */
+
+#define EVENT_ID_SYSTEM "urn:carebridge:event-id"
+
+/* A FHIR id ([A-Za-z0-9.-]{1,64}) for an event id: itself when it is one,
+ * else its fit characters and a hash, so two events never share one. */
+static void fhir_id(const char *event_id, char out[65])
+{
+    size_t n = strlen(event_id), k = 0;
+    bool fit = n && n <= 64;
+    for (size_t i = 0; i < n && fit; i++)
+        fit = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-", event_id[i]) != NULL;
+    if (fit) {
+        memcpy(out, event_id, n + 1);
+        return;
+    }
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a: a name, not a secret */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)event_id[i]) * 1099511628211ULL;
+    for (size_t i = 0; i < n && k < 46; i++)
+        out[k++] =
+            strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-", event_id[i]) ? event_id[i] : '-';
+    snprintf(out + k, 65 - k, "-%016llx", (unsigned long long)h);
+}
+
+static const char *priority_of(const char *urgency)
+{
+    static const char *const map[][2] = {
+        {"ROUTINE", "routine"}, {"SOON", "urgent"}, {"URGENT", "urgent"}, {"EMERGENCY", "stat"}};
+    for (size_t i = 0; urgency && i < sizeof map / sizeof map[0]; i++)
+        if (!strcmp(urgency, map[i][0]))
+            return map[i][1];
+    return NULL;
+}
+
+static json_t *reference(const char *id)
+{
+    char ref[70];
+    snprintf(ref, sizeof ref, "#%s", id);
+    return json_pack("{s:s}", "reference", ref);
+}
+
+static json_t *patient_of(const json_t *person)
+{
+    json_t *p = json_pack("{s:s,s:s}", "resourceType", "Patient", "id", "patient");
+    json_t *ids = json_array();
+    if (str(person, "nhsNumber"))
+        json_array_append_new(ids,
+                              json_pack("{s:s,s:s}", "system", CB_FHIR_NHS_NUMBER, "value", str(person, "nhsNumber")));
+    size_t i;
+    const json_t *l;
+    json_array_foreach(json_object_get(person, "localIds"), i, l)
+    {
+        if (str(l, "value"))
+            json_array_append_new(ids,
+                                  json_pack("{s:s,s:s}", "system", str(l, "system") ? str(l, "system") : "urn:local",
+                                            "value", str(l, "value")));
+    }
+    if (json_array_size(ids))
+        json_object_set_new(p, "identifier", ids);
+    else
+        json_decref(ids);
+    if (str(person, "name"))
+        json_object_set_new(p, "name", json_pack("[{s:s}]", "text", str(person, "name")));
+    if (str(person, "birthDate"))
+        json_object_set_new(p, "birthDate", json_string(str(person, "birthDate")));
+    return p;
+}
+
+json_t *cb_fhir_service_request_of(const json_t *ev)
+{
+    const json_t *r = json_object_get(ev, "referral");
+    const char *event_id = str(ev, "eventId");
+    if (!json_is_object(r) || !event_id)
+        return NULL;
+    char id[65];
+    fhir_id(event_id, id);
+    json_t *sr = json_pack("{s:s,s:s,s:[{s:s,s:s}],s:s,s:s}", "resourceType", "ServiceRequest", "id", id, "identifier",
+                           "system", EVENT_ID_SYSTEM, "value", event_id, "status", "active", "intent", "order");
+    json_t *contained = json_array();
+    json_array_append_new(contained, patient_of(json_object_get(ev, "person")));
+    json_object_set_new(sr, "subject", reference("patient"));
+    const char *priority = priority_of(str(r, "urgency"));
+    if (priority)
+        json_object_set_new(sr, "priority", json_string(priority));
+    if (str(r, "requestedService"))
+        json_object_set_new(sr, "code", json_pack("{s:s}", "text", str(r, "requestedService")));
+    if (str(r, "reason"))
+        json_object_set_new(sr, "reasonCode", json_pack("[{s:s}]", "text", str(r, "reason")));
+    if (str(ev, "occurredAt"))
+        json_object_set_new(sr, "authoredOn", json_string(str(ev, "occurredAt")));
+    if (str(ev, "fromAgency"))
+        json_object_set_new(sr, "requester",
+                            json_pack("{s:{s:s},s:s}", "identifier", "value", str(ev, "fromAgency"), "display",
+                                      str(json_object_get(r, "contact"), "name")
+                                          ? str(json_object_get(r, "contact"), "name")
+                                          : str(ev, "fromAgency")));
+    json_t *performers = json_array();
+    size_t i;
+    const json_t *a;
+    json_array_foreach(json_object_get(ev, "toAgencies"), i, a)
+    {
+        if (json_is_string(a))
+            json_array_append_new(performers, json_pack("{s:{s:s}}", "identifier", "value", json_string_value(a)));
+    }
+    json_object_set_new(sr, "performer", performers);
+    if (str(ev, "caseRef"))
+        json_object_set_new(sr, "requisition", json_pack("{s:s}", "value", str(ev, "caseRef")));
+    json_t *support = json_array();
+    const char *consent = str(r, "consent");
+    if (consent) { /* Consent's required elements, with the codes R4's own examples use */
+        const char *status = !strcmp(consent, "GIVEN") || !strcmp(consent, "BEST_INTERESTS") ? "active"
+                             : !strcmp(consent, "REFUSED")                                   ? "rejected"
+                                                                                             : "proposed";
+        json_array_append_new(contained,
+                              json_pack("{s:s,s:s,s:s,s:{s:[{s:s,s:s}]},s:[{s:[{s:s,s:s}]}],s:o}", "resourceType",
+                                        "Consent", "id", "consent", "status", status, "scope", "coding", "system",
+                                        "http://terminology.hl7.org/CodeSystem/consentscope", "code", "patient-privacy",
+                                        "category", "coding", "system", "http://loinc.org", "code", "59284-0",
+                                        "patient", reference("patient")));
+        json_array_append_new(support, reference("consent"));
+    }
+    const json_t *o;
+    json_array_foreach(json_object_get(r, "outcomes"), i, o)
+    {
+        const char *said = str(o, "statement");
+        if (!said)
+            continue;
+        char gid[65];
+        if (str(o, "ref"))
+            fhir_id(str(o, "ref"), gid);
+        else
+            snprintf(gid, sizeof gid, "outcome-%zu", i + 1);
+        const char *status = str(o, "status");
+        const char *life = !status || !strcmp(status, "ACTIVE") ? "active"
+                           : !strcmp(status, "ACHIEVED")        ? "completed"
+                                                                : "cancelled";
+        json_array_append_new(contained, json_pack("{s:s,s:s,s:s,s:{s:s},s:o}", "resourceType", "Goal", "id", gid,
+                                                   "lifecycleStatus", life, "description", "text", said, "subject",
+                                                   reference("patient")));
+        json_array_append_new(support, reference(gid));
+    }
+    if (json_array_size(support))
+        json_object_set_new(sr, "supportingInfo", support);
+    else
+        json_decref(support);
+    json_object_set_new(sr, "contained", contained);
+    return sr;
 }
 
 char *cb_fhir_outcome(const cb_fhir_error *errors, size_t n, const char *severity)

@@ -43,6 +43,12 @@ json_t *cb_fhir_referral(const json_t *service_request, const cb_fhir_opts *opts
  * names. README, "FHIR Task", has the rest. NULL with err (422) otherwise. */
 json_t *cb_fhir_answer(const json_t *task, const cb_fhir_opts *opts, cb_fhir_error *err);
 
+/* A referral event (carebridge JSON, as cb_json writes a delivered
+ * Envelope) as the FHIR R4 ServiceRequest a social care system is served:
+ * the inverse of cb_fhir_referral, the patient, consent and outcomes as
+ * contained resources. NULL when the event is no referral. */
+json_t *cb_fhir_service_request_of(const json_t *event);
+
 /* An OperationOutcome with one issue per error, each of severity
  * ("error", "warning"); the caller frees the text. */
 char *cb_fhir_outcome(const cb_fhir_error *errors, size_t n, const char *severity);

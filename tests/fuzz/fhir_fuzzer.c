@@ -1,6 +1,7 @@
 /* The FHIR ServiceRequest and Task mappings on arbitrary bytes: never crashes; what
  * it refuses has an OperationOutcome that is JSON; what it maps is JSON the
- * broker's reader either takes or refuses with a reason. */
+ * broker's reader either takes or refuses with a reason, and a referral,
+ * served back as a ServiceRequest, reads as a referral again. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,15 @@ static void try_as(const char *type, const uint8_t *data, size_t size)
     if (!ev) {
         outcome_is_json(&err);
         return;
+    }
+    if (type[0] == 'S') { /* served back as a ServiceRequest, it reads as a referral again */
+        json_t *served = cb_fhir_service_request_of(ev);
+        CHECK(served);
+        cb_fhir_error again_err;
+        json_t *again = cb_fhir_referral(served, &opts, &again_err);
+        CHECK(again);
+        json_decref(again);
+        json_decref(served);
     }
     cb_error cerr = {0};
     ProtobufCMessage *m = cb_json_to_message(&carebridge__v1__envelope__descriptor, ev, &cerr);

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -268,6 +269,78 @@ static void test_a_task_that_says_nothing_to_carry_is_refused(void **state)
     expect_task("{\"resourceType\":\"Task\",\"status\":\"accepted\"}", "required", "Task.identifier");
 }
 
+/* A delivered referral served as a ServiceRequest: the patient, consent and
+ * outcomes contained and referenced (FHIR's dom-3), ids FHIR allows, and
+ * read back by cb_fhir_referral to the same referral. */
+static void test_a_delivered_referral_is_served_as_a_service_request(void **state)
+{
+    (void)state;
+    json_error_t je;
+    json_t *ev =
+        json_loads("{\"eventId\":\"hx/ref 1\",\"person\":{\"nhsNumber\":\"9999999484\",\"name\":\"Rosie Test\","
+                   "\"birthDate\":\"2002-03-04\",\"localIds\":[{\"system\":\"pas\",\"value\":\"M1\"}]},"
+                   "\"fromAgency\":\"health\",\"toAgencies\":[\"social-care\"],\"caseRef\":\"V9\","
+                   "\"occurredAt\":\"2026-12-02T10:11:12Z\",\"referral\":{\"reason\":\"falls\","
+                   "\"urgency\":\"EMERGENCY\",\"requestedService\":\"reablement\",\"consent\":\"GIVEN\","
+                   "\"contact\":{\"name\":\"ward sister\"},\"outcomes\":[{\"statement\":\"walk to the shop\","
+                   "\"ref\":\"o1\"},{\"statement\":\"see friends\",\"status\":\"ACHIEVED\"}]}}",
+                   0, &je);
+    assert_non_null(ev);
+    json_t *sr = cb_fhir_service_request_of(ev);
+    assert_non_null(sr);
+    const char *id = json_string_value(json_object_get(sr, "id"));
+    assert_true(strlen(id) <= 64 &&
+                strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") == strlen(id));
+    assert_string_equal(json_string_value(json_object_get(sr, "priority")), "stat");
+    json_t *contained = json_object_get(sr, "contained");
+    assert_int_equal(json_array_size(contained), 4); /* the patient, the consent, two goals */
+    json_t *goal = json_array_get(contained, 3);
+    assert_string_equal(json_string_value(json_object_get(goal, "resourceType")), "Goal");
+    assert_string_equal(json_string_value(json_object_get(goal, "lifecycleStatus")), "completed");
+    /* Every contained resource is referenced from the ServiceRequest. */
+    char *text = json_dumps(sr, JSON_COMPACT);
+    size_t i;
+    json_t *c;
+    json_array_foreach(contained, i, c)
+    {
+        char ref[80];
+        snprintf(ref, sizeof ref, "\"reference\":\"#%s\"", json_string_value(json_object_get(c, "id")));
+        assert_non_null(strstr(text, ref));
+    }
+    /* And read back: the same referral. */
+    cb_fhir_error err = {0};
+    json_t *parsed = cb_fhir_parse(text, strlen(text), "ServiceRequest", &err);
+    assert_non_null(parsed);
+    json_t *back = cb_fhir_referral(parsed, &opts, &err);
+    if (!back)
+        fail_msg("%s", err.text);
+    cb_error cerr = {0};
+    cb_envelope *e = (cb_envelope *)cb_json_to_message(&carebridge__v1__envelope__descriptor, back, &cerr);
+    assert_non_null(e);
+    assert_string_equal(e->event_id, "hx/ref 1");
+    assert_string_equal(e->person->nhs_number, "9999999484");
+    assert_string_equal(e->person->birth_date, "2002-03-04");
+    assert_string_equal(e->case_ref, "V9");
+    assert_string_equal(e->to_agencies[0], "social-care");
+    assert_string_equal(e->referral->reason, "falls");
+    assert_string_equal(e->referral->requested_service, "reablement");
+    assert_int_equal(e->referral->urgency, CAREBRIDGE__V1__REFERRAL__URGENCY__EMERGENCY);
+    assert_int_equal(e->referral->consent, CAREBRIDGE__V1__REFERRAL__CONSENT__GIVEN);
+    assert_string_equal(e->referral->contact->name, "ward sister");
+    assert_int_equal(e->referral->n_outcomes, 2);
+    assert_string_equal(e->referral->outcomes[0]->ref, "o1");
+    assert_int_equal(e->occurred_at->seconds, 1796206272);
+    cb_envelope_free(&e);
+    json_decref(back);
+    json_decref(parsed);
+    free(text);
+    json_decref(sr);
+    json_t *not_referral = json_pack("{s:s,s:{}}", "eventId", "x", "discharge");
+    assert_null(cb_fhir_service_request_of(not_referral));
+    json_decref(not_referral);
+    json_decref(ev);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -277,6 +350,7 @@ int main(void)
         cmocka_unit_test(test_an_operation_outcome_names_each_element),
         cmocka_unit_test(test_task_statuses_are_answers_the_broker_reads),
         cmocka_unit_test(test_a_task_that_says_nothing_to_carry_is_refused),
+        cmocka_unit_test(test_a_delivered_referral_is_served_as_a_service_request),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
