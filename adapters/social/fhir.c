@@ -192,14 +192,22 @@ static json_t *person_of(const json_t *r, const char *type, const char *element,
     return person;
 }
 
-static const char *urgency_of(const char *priority)
+/* The second of the pair whose first is key, in a table of code pairs; NULL when none is. */
+typedef const char *const code_pair[2];
+static const char *look_up(const code_pair *map, size_t n, const char *key)
 {
-    static const char *const map[][2] = {
-        {"routine", "ROUTINE"}, {"urgent", "URGENT"}, {"asap", "URGENT"}, {"stat", "EMERGENCY"}};
-    for (size_t i = 0; priority && i < sizeof map / sizeof map[0]; i++)
-        if (!strcmp(priority, map[i][0]))
+    for (size_t i = 0; key && i < n; i++)
+        if (!strcmp(key, map[i][0]))
             return map[i][1];
     return NULL;
+}
+
+#define LOOK_UP(map, key) look_up(map, sizeof map / sizeof map[0], key)
+
+static const char *urgency_of(const char *priority)
+{
+    static code_pair map[] = {{"routine", "ROUTINE"}, {"urgent", "URGENT"}, {"asap", "URGENT"}, {"stat", "EMERGENCY"}};
+    return LOOK_UP(map, priority);
 }
 
 /* The configured agency a Reference names by identifier.value or display, or NULL. */
@@ -387,15 +395,12 @@ json_t *cb_fhir_referral(const json_t *sr, const cb_fhir_opts *o, cb_fhir_error 
  * status, or "closure"; NULL for one that says nothing carebridge can carry. */
 static const char *answer_of(const char *status)
 {
-    static const char *const map[][2] = {{"received", "ACKNOWLEDGED"},
-                                         {"accepted", "ACCEPTED"},
-                                         {"rejected", "DECLINED"},
-                                         {"completed", "closure"},
-                                         {"cancelled", "closure"}};
-    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
-        if (!strcmp(status, map[i][0]))
-            return map[i][1];
-    return NULL;
+    static code_pair map[] = {{"received", "ACKNOWLEDGED"},
+                              {"accepted", "ACCEPTED"},
+                              {"rejected", "DECLINED"},
+                              {"completed", "closure"},
+                              {"cancelled", "closure"}};
+    return LOOK_UP(map, status);
 }
 
 /* The referral's eventId: focus.identifier.value, else the id in focus.reference ("ServiceRequest/<id>"). */
@@ -473,6 +478,7 @@ json_t *cb_fhir_answer(const json_t *task, const cb_fhir_opts *o, cb_fhir_error 
 /* ---- serving: a delivered referral as a ServiceRequest */
 
 #define EVENT_ID_SYSTEM "urn:carebridge:event-id"
+#define FHIR_ID_CHARS   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-"
 
 /* A FHIR id ([A-Za-z0-9.-]{1,64}) for an event id: itself when it is one,
  * else its fit characters and a hash, so two events never share one. */
@@ -481,7 +487,7 @@ static void fhir_id(const char *event_id, char out[65])
     size_t n = strlen(event_id), k = 0;
     bool fit = n && n <= 64;
     for (size_t i = 0; i < n && fit; i++)
-        fit = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-", event_id[i]) != NULL;
+        fit = strchr(FHIR_ID_CHARS, event_id[i]) != NULL;
     if (fit) {
         memcpy(out, event_id, n + 1);
         return;
@@ -490,19 +496,14 @@ static void fhir_id(const char *event_id, char out[65])
     for (size_t i = 0; i < n; i++)
         h = (h ^ (unsigned char)event_id[i]) * 1099511628211ULL;
     for (size_t i = 0; i < n && k < 46; i++)
-        out[k++] =
-            strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-", event_id[i]) ? event_id[i] : '-';
+        out[k++] = strchr(FHIR_ID_CHARS, event_id[i]) ? event_id[i] : '-';
     snprintf(out + k, 65 - k, "-%016llx", (unsigned long long)h);
 }
 
 static const char *priority_of(const char *urgency)
 {
-    static const char *const map[][2] = {
-        {"ROUTINE", "routine"}, {"SOON", "urgent"}, {"URGENT", "urgent"}, {"EMERGENCY", "stat"}};
-    for (size_t i = 0; urgency && i < sizeof map / sizeof map[0]; i++)
-        if (!strcmp(urgency, map[i][0]))
-            return map[i][1];
-    return NULL;
+    static code_pair map[] = {{"ROUTINE", "routine"}, {"SOON", "urgent"}, {"URGENT", "urgent"}, {"EMERGENCY", "stat"}};
+    return LOOK_UP(map, urgency);
 }
 
 static json_t *reference(const char *id)
