@@ -172,10 +172,20 @@ size_t cb_hl7_ack(const cb_hl7 *m, const char *code, const char *control_id, con
     puts_(&w, code);
     sep(&w, d->field);
     copy(&w, m, 10, "");
-    sep(&w, '\r');
     bool old = before_2_5(m);
+    if (old && n_issues) { /* before v2.5 ERR has no text of its own: MSA-3 carries it */
+        char all[1024];
+        size_t used = 0;
+        for (size_t i = 0; i < n_issues && used < sizeof all; i++)
+            if (issues[i].text && issues[i].text[0])
+                used += (size_t)snprintf(all + used, sizeof all - used, "%s%s", used ? "; " : "", issues[i].text);
+        sep(&w, d->field);
+        text(&w, all);
+    }
+    sep(&w, '\r');
     for (size_t i = 0; i < n_issues; i++)
-        err_segment(&w, &issues[i], old);
+        if (!old || issues[i].code) /* an old version's warning is MSA-3's text alone: its ERR has no severity */
+            err_segment(&w, &issues[i], old);
     if (w.over || !cap) {
         if (cap)
             out[0] = 0;

@@ -165,6 +165,10 @@ static json_t *discharge(const cb_hl7 *m, const cb_hl7_map_opts *o, bool done, j
     set_text(d, "destination", where);
     day_of(m, done ? pv1 : pv2, done ? 45 : 9, date);
     set_text(d, "plannedDate", date);
+    json_t *to = json_array(); /* an update goes where the discharge went */
+    for (size_t i = 0; i < o->n_discharge_to; i++)
+        json_array_append_new(to, json_string(o->discharge_to[i]));
+    json_object_set_new(ev, "toAgencies", to);
     char visit_id[128];
     bool visit = visit_discharge_id(m, pv1, visit_id, sizeof visit_id);
     if (visit && o->known && o->known(o->known_arg, visit_id)) { /* the visit's discharge is out: this updates it */
@@ -177,10 +181,6 @@ static json_t *discharge(const cb_hl7 *m, const cb_hl7_map_opts *o, bool done, j
     }
     if (visit)
         json_object_set_new(ev, "eventId", json_string(visit_id));
-    json_t *to = json_array();
-    for (size_t i = 0; i < o->n_discharge_to; i++)
-        json_array_append_new(to, json_string(o->discharge_to[i]));
-    json_object_set_new(ev, "toAgencies", to);
     json_object_set_new(ev, "discharge", d);
     return ev;
 }

@@ -64,6 +64,7 @@ static void test_errors_as_each_version_writes_them(void **state)
     assert_true(cb_hl7_ack(old, "AE", "C1", "20261202", issues, 2, out, sizeof out) > 0);
     cb_hl7 *ack = parse_ok(out);
     assert_at(ack, "MSA", 1, 0, 0, "AE");
+    assert_at(ack, "MSA", 3, 0, 0, "PID-3 has no NHS number | or any id; ADT^A08 is not mapped");
     assert_at(ack, "ERR", 1, 1, 0, "PID");
     assert_at(ack, "ERR", 1, 2, 0, "1");
     assert_at(ack, "ERR", 1, 3, 0, "3");

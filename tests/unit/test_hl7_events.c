@@ -100,7 +100,8 @@ static void test_the_discharge_after_it_was_planned_updates_it(void **state)
     assert_string_equal(e->correlation_id, "hl7:RXH:visit:V0001:discharge");
     assert_int_equal(strncmp(e->event_id, "hl7:RXH:MSG2:", 13), 0);
     assert_string_equal(e->update->discharge->planned_date, "2026-12-03");
-    assert_int_equal(e->n_to_agencies, 0); /* an update goes where its event went */
+    assert_int_equal(e->n_to_agencies, 2); /* where the discharge went: the broker routes every event by its own */
+    assert_string_equal(e->to_agencies[0], "social-care");
     cb_envelope_free(&e);
     known_id = NULL;
     e = event_of(MSH("ADT^A03", "MSG2") PID PV1("V0002", "20261203135500"));
