@@ -1,5 +1,6 @@
 #include "outbox.h"
 
+#include <endian.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,11 @@
 #define LOCK_NAME     "outbox.lock"
 #define TO_BROKER     "broker" /* the one queue: what the broker has not acknowledged */
 #define MERGE_PER_ADD 8        /* index merge work each addition pays, as the broker's commits do */
+#define WHY_MAX       300
+
+/* The outbox's keyspaces beside the store's own. */
+enum { KS_TAKEN, KS_REFUSED, KS_SOURCES };
+static const char *const keyspaces[] = {"taken", "refused", "sources"};
 
 struct cb_outbox {
     cb_dirlock *lock;
@@ -45,7 +51,7 @@ cb_outbox *cb_outbox_open(const char *dir, uint64_t map_bytes, cb_error *err)
         return NULL;
     }
     /* All of the map may be used: an outbox takes in, and empties by acks. */
-    if (!(o->store = cb_store_open(dir, map_bytes, 1.0, err))) {
+    if (!(o->store = cb_store_open_with(dir, map_bytes, 1.0, keyspaces, 3, err))) {
         cb_outbox_close(&o);
         return NULL;
     }
@@ -89,14 +95,25 @@ cb_outbox_batch *cb_outbox_begin(cb_outbox *o, cb_error *err)
     return b;
 }
 
-cb_outbox_added cb_outbox_add(cb_outbox_batch *b, const char *event_id, const uint8_t *bytes, size_t len, uint64_t *seq)
+static void put_source(cb_txn *txn, const char *source, uint64_t seq)
+{
+    uint64_t be = htobe64(seq);
+    if (source)
+        cb_kv_put(txn, KS_SOURCES, source, strlen(source), &be, sizeof be);
+}
+
+cb_outbox_added cb_outbox_add(cb_outbox_batch *b, const char *event_id, const char *source, const uint8_t *bytes,
+                              size_t len, uint64_t *seq)
 {
     uint8_t stored[CB_DIGEST_BYTES], mine[CB_DIGEST_BYTES];
     if (cb_txn_failed(b->txn))
         return CB_OUTBOX_FAILED;
     if (cb_store_find_id(b->txn, event_id, seq, stored)) {
         crypto_generichash(mine, sizeof mine, bytes, len, NULL, 0);
-        return memcmp(mine, stored, sizeof mine) ? CB_OUTBOX_CONFLICT : CB_OUTBOX_AGAIN;
+        if (memcmp(mine, stored, sizeof mine))
+            return CB_OUTBOX_CONFLICT;
+        put_source(b->txn, source, *seq);
+        return cb_txn_failed(b->txn) ? CB_OUTBOX_FAILED : CB_OUTBOX_AGAIN;
     }
     if (cb_txn_failed(b->txn))
         return CB_OUTBOX_FAILED;
@@ -109,6 +126,7 @@ cb_outbox_added cb_outbox_add(cb_outbox_batch *b, const char *event_id, const ui
                           .recipients = to,
                           .n_recipients = 1};
     cb_store_put_event(b->txn, &ev, cb_wall_ms());
+    put_source(b->txn, source, b->seq);
     *seq = b->seq;
     return cb_txn_failed(b->txn) ? CB_OUTBOX_FAILED : CB_OUTBOX_NEW;
 }
@@ -143,17 +161,89 @@ void cb_outbox_abort(cb_outbox_batch **b_p)
     end_batch(b_p);
 }
 
-cb_code cb_outbox_sent(cb_outbox *o, const uint64_t *seqs, size_t n, cb_error *err)
+cb_code cb_outbox_settle(cb_outbox *o, const cb_outbox_settlement *s, cb_error *err)
 {
     cb_error mine;
     if (!err)
         err = &mine;
+    if (!s->n_sent && !s->n_refused && !s->n_taken)
+        return CB_OK;
     cb_txn *txn = cb_txn_begin(o->store, true, err);
     if (!txn)
         return err->code;
-    for (size_t i = 0; i < n; i++)
-        cb_store_ack(txn, TO_BROKER, seqs[i]); /* one already done is no error: acks may come twice */
-    return cb_txn_commit(&txn, err);
+    for (size_t i = 0; i < s->n_sent; i++)
+        cb_store_ack(txn, TO_BROKER, s->sent[i]);
+    for (size_t i = 0; i < s->n_refused; i++) {
+        uint64_t key = htobe64(s->refused[i].seq);
+        if (cb_store_park(txn, TO_BROKER, s->refused[i].seq))
+            cb_kv_put(txn, KS_REFUSED, &key, sizeof key, s->refused[i].why, strnlen(s->refused[i].why, WHY_MAX));
+    }
+    uint64_t now = htobe64((uint64_t)cb_wall_ms());
+    for (size_t i = 0; i < s->n_taken; i++)
+        cb_kv_put(txn, KS_TAKEN, s->taken[i], strlen(s->taken[i]), &now, sizeof now);
+    cb_code code = cb_txn_commit(&txn, err);
+    if (code != CB_OK)
+        cb_store_reopen(o->store, NULL);
+    return code;
+}
+
+bool cb_outbox_find(cb_outbox *o, const char *event_id, uint64_t *seq)
+{
+    cb_txn *txn = cb_txn_begin(o->store, false, NULL);
+    if (!txn)
+        return false;
+    uint8_t digest[CB_DIGEST_BYTES];
+    bool found = cb_store_find_id(txn, event_id, seq, digest);
+    cb_txn_abort(&txn);
+    return found;
+}
+
+bool cb_outbox_source(cb_outbox *o, const char *source, uint64_t *seq)
+{
+    cb_txn *txn = cb_txn_begin(o->store, false, NULL);
+    if (!txn)
+        return false;
+    const uint8_t *val;
+    size_t len;
+    bool found = cb_kv_get(txn, KS_SOURCES, source, strlen(source), &val, &len) && len == sizeof *seq;
+    if (found) {
+        memcpy(seq, val, sizeof *seq);
+        *seq = be64toh(*seq);
+    }
+    cb_txn_abort(&txn);
+    return found;
+}
+
+uint64_t cb_outbox_last_seq(const cb_outbox *o)
+{
+    return o->last_seq;
+}
+
+bool cb_outbox_taken(cb_outbox *o, const char *event_id)
+{
+    cb_txn *txn = cb_txn_begin(o->store, false, NULL);
+    if (!txn)
+        return false;
+    const uint8_t *val;
+    size_t len;
+    bool taken = cb_kv_get(txn, KS_TAKEN, event_id, strlen(event_id), &val, &len);
+    cb_txn_abort(&txn);
+    return taken;
+}
+
+bool cb_outbox_refused(cb_outbox *o, uint64_t seq, char *why, size_t cap)
+{
+    cb_txn *txn = cb_txn_begin(o->store, false, NULL);
+    if (!txn)
+        return false;
+    uint64_t key = htobe64(seq);
+    const uint8_t *val;
+    size_t len;
+    bool refused = cb_kv_get(txn, KS_REFUSED, &key, sizeof key, &val, &len);
+    if (refused && cap)
+        snprintf(why, cap, "%.*s", (int)len, (const char *)val);
+    cb_txn_abort(&txn);
+    return refused;
 }
 
 typedef struct {
@@ -198,4 +288,15 @@ uint64_t cb_outbox_count(cb_outbox *o)
     cb_store_queue_stats(txn, TO_BROKER, &st);
     cb_txn_abort(&txn);
     return st.queued;
+}
+
+uint64_t cb_outbox_refused_count(cb_outbox *o)
+{
+    cb_txn *txn = cb_txn_begin(o->store, false, NULL);
+    if (!txn)
+        return 0;
+    cb_queue_stats st;
+    cb_store_queue_stats(txn, TO_BROKER, &st);
+    cb_txn_abort(&txn);
+    return st.parked;
 }

@@ -44,7 +44,7 @@ static cb_outbox_added add(cb_outbox_batch *b, const char *id, const char *reaso
     uint8_t *bytes;
     size_t len = packed(id, reason, &bytes);
     assert_true(len > 0);
-    cb_outbox_added r = cb_outbox_add(b, id, bytes, len, seq);
+    cb_outbox_added r = cb_outbox_add(b, id, NULL, bytes, len, seq);
     free(bytes);
     return r;
 }
@@ -62,6 +62,13 @@ static bool collect(void *arg, uint64_t seq, const uint8_t *bytes, size_t len)
     cb_envelope_free(&ev);
     s->seqs[s->n++] = seq;
     return s->n < 64;
+}
+
+static cb_code sent(cb_outbox *o, uint64_t seq)
+{
+    cb_error err = {0};
+    cb_outbox_settlement s = {.sent = &seq, .n_sent = 1};
+    return cb_outbox_settle(o, &s, &err);
 }
 
 static seen waiting(cb_outbox *o, uint64_t after)
@@ -89,8 +96,8 @@ static void test_kept_until_sent_and_across_a_restart(void **state)
     assert_int_equal(cb_outbox_commit(&b, &err), CB_OK);
     assert_null(b);
     assert_int_equal(cb_outbox_count(o), 3);
-    assert_int_equal(cb_outbox_sent(o, &s2, 1, &err), CB_OK);
-    assert_int_equal(cb_outbox_sent(o, &s2, 1, &err), CB_OK); /* an ack twice is no error */
+    assert_int_equal(sent(o, s2), CB_OK);
+    assert_int_equal(sent(o, s2), CB_OK); /* an ack twice is no error */
     seen w = waiting(o, 0);
     assert_int_equal(w.n, 2);
     assert_int_equal(w.seqs[0], s1);
@@ -127,7 +134,7 @@ static void test_a_resend_is_known_and_a_reused_id_refused(void **state)
     assert_int_equal(add(b, "MSG00001", "something else", &again), CB_OUTBOX_CONFLICT);
     assert_int_equal(again, s1);
     assert_int_equal(cb_outbox_commit(&b, &err), CB_OK);
-    assert_int_equal(cb_outbox_sent(o, &s1, 1, &err), CB_OK);
+    assert_int_equal(sent(o, s1), CB_OK);
     b = cb_outbox_begin(o, &err);
     assert_int_equal(add(b, "MSG00001", "discharge", &again), CB_OUTBOX_AGAIN); /* sent, still known */
     assert_int_equal(again, s1);
@@ -221,6 +228,73 @@ static void test_what_was_committed_survives_kill_9(void **state)
     assert_int_equal(cb_test_remove_tree(d.root), 0);
 }
 
+/* A refusal keeps the event aside with why, off the queue and across a
+ * restart; a taken delivery is known by its event id. */
+static void test_refused_kept_aside_and_taken_known(void **state)
+{
+    (void)state;
+    box_dir d;
+    make_dir(&d);
+    cb_error err = {0};
+    cb_outbox *o = cb_outbox_open(d.dir, MAP, &err);
+    assert_non_null(o);
+    cb_outbox_batch *b = cb_outbox_begin(o, &err);
+    uint64_t s1, s2;
+    assert_int_equal(add(b, "ev-1", "one", &s1), CB_OUTBOX_NEW);
+    assert_int_equal(add(b, "ev-2", "two", &s2), CB_OUTBOX_NEW);
+    assert_int_equal(cb_outbox_commit(&b, &err), CB_OK);
+    cb_outbox_refusal no = {s1, "UNKNOWN_AGENCY: toAgencies[0] is not a configured agency"};
+    const char *taken[] = {"delivered-1"};
+    cb_outbox_settlement st = {.refused = &no, .n_refused = 1, .taken = taken, .n_taken = 1};
+    assert_int_equal(cb_outbox_settle(o, &st, &err), CB_OK);
+    assert_int_equal(cb_outbox_settle(o, &st, &err), CB_OK); /* twice is no error */
+    cb_outbox_close(&o);
+    o = cb_outbox_open(d.dir, MAP, &err);
+    assert_non_null(o);
+    seen w = waiting(o, 0);
+    assert_int_equal(w.n, 1);
+    assert_int_equal(w.seqs[0], s2);
+    assert_int_equal(cb_outbox_count(o), 1);
+    assert_int_equal(cb_outbox_refused_count(o), 1);
+    char why[300];
+    assert_true(cb_outbox_refused(o, s1, why, sizeof why));
+    assert_string_equal(why, no.why);
+    assert_false(cb_outbox_refused(o, s2, why, sizeof why));
+    assert_true(cb_outbox_taken(o, "delivered-1"));
+    assert_false(cb_outbox_taken(o, "delivered-2"));
+    cb_outbox_close(&o);
+    assert_int_equal(cb_test_remove_tree(d.root), 0);
+}
+
+/* An input's source name finds the event added from it, once committed;
+ * a resend of the same event from another input names that input too. */
+static void test_an_input_is_known_by_its_source(void **state)
+{
+    (void)state;
+    box_dir d;
+    make_dir(&d);
+    cb_error err = {0};
+    cb_outbox *o = cb_outbox_open(d.dir, MAP, &err);
+    assert_non_null(o);
+    uint8_t *bytes;
+    size_t len = packed("ev-1", "one", &bytes);
+    uint64_t s1, s2, found;
+    cb_outbox_batch *b = cb_outbox_begin(o, &err);
+    assert_int_equal(cb_outbox_add(b, "ev-1", "hl7:RXH:M1:aaaa", bytes, len, &s1), CB_OUTBOX_NEW);
+    assert_false(cb_outbox_source(o, "hl7:RXH:M1:aaaa", &found)); /* not before the commit */
+    assert_int_equal(cb_outbox_add(b, "ev-1", "hl7:RXH:M2:bbbb", bytes, len, &s2), CB_OUTBOX_AGAIN);
+    assert_int_equal(s2, s1);
+    assert_int_equal(cb_outbox_commit(&b, &err), CB_OK);
+    free(bytes);
+    assert_true(cb_outbox_source(o, "hl7:RXH:M1:aaaa", &found));
+    assert_int_equal(found, s1);
+    assert_true(cb_outbox_source(o, "hl7:RXH:M2:bbbb", &found));
+    assert_int_equal(found, s1);
+    assert_false(cb_outbox_source(o, "hl7:RXH:M3:cccc", &found));
+    cb_outbox_close(&o);
+    assert_int_equal(cb_test_remove_tree(d.root), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -228,6 +302,8 @@ int main(void)
         cmocka_unit_test(test_a_resend_is_known_and_a_reused_id_refused),
         cmocka_unit_test(test_an_aborted_batch_keeps_nothing_and_one_process_holds_it),
         cmocka_unit_test(test_what_was_committed_survives_kill_9),
+        cmocka_unit_test(test_refused_kept_aside_and_taken_known),
+        cmocka_unit_test(test_an_input_is_known_by_its_source),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
