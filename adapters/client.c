@@ -369,6 +369,28 @@ static int wait_readable(cb_client *c, int64_t timeout_us)
     }
 }
 
+int cb_client_fd(const cb_client *c)
+{
+    return c->fd;
+}
+
+int cb_client_due_ms(cb_client *c)
+{
+    int events = 0;
+    size_t n = sizeof events;
+    if (zmq_getsockopt(c->sock, ZMQ_EVENTS, &events, &n) < 0 || (events & ZMQ_POLLIN) || c->failure[0])
+        return 0;
+    int64_t due = c->last_sent_ms + c->heartbeat_ms;
+    if (c->opts.agency && !c->welcomed && c->hello_sent_ms + c->hello_retry_ms < due)
+        due = c->hello_sent_ms + c->hello_retry_ms;
+    if (c->opts.agency && c->welcomed && c->last_heard_ms + 3 * (int64_t)c->heartbeat_ms < due)
+        due = c->last_heard_ms + 3 * (int64_t)c->heartbeat_ms;
+    if (c->welcomed && c->next_resend_ms < due)
+        due = c->next_resend_ms;
+    int64_t left = due - cb_client_now_ms() + 1; /* timers fire once strictly past */
+    return left < 0 ? 0 : left > 60000 ? 60000 : (int)left;
+}
+
 int cb_client_run_us(cb_client *c, int64_t timeout_us)
 {
     int64_t now = cb_client_now_ms();

@@ -60,6 +60,14 @@ int cb_client_run(cb_client *c, int timeout_ms);
  * publishes waits less than a millisecond at a time). */
 int cb_client_run_us(cb_client *c, int64_t timeout_us);
 
+/* To live inside another event loop: poll the fd for POLLIN and call
+ * cb_client_run(c, 0) when it is readable or cb_client_due_ms(c) has
+ * passed, whichever is first. The fd (ZeroMQ's ZMQ_FD) only signals that
+ * the socket changed, so due_ms answers 0 while a message is already
+ * waiting: ask it right before each sleep. */
+int cb_client_fd(const cb_client *c);
+int cb_client_due_ms(cb_client *c);
+
 /* Why the connection cannot go on (the broker refused the hello, or the
  * socket failed), or NULL while it can. run() returns -1 once this is set. */
 const char *cb_client_failure(const cb_client *c);
