@@ -274,3 +274,80 @@ def raw_publish(ref, event_id=b"raw-1", reason=b"home support", sender=b"health"
     event = (field(1, event_id) + field(2, person) + field(4, sender) + field(5, to) +
              field(6, when) + field(10, field(1, reason)))
     return (field(1, ref) + field(12, field(1, event))).hex()
+
+
+# ---------------------------------------------------------------- adapters
+
+class Adapter:
+    """One adapter process (carebridge-health, -social, -housing) with its own
+    data directory, talking to a broker. start() again after kill9() or
+    stop() keeps the data directory: the outbox is what must survive."""
+
+    def __init__(self, name, workdir, broker, args=(), ready=r"port (\d+)"):
+        self.exe = os.path.join(BIN, name)
+        self.workdir = workdir
+        self.data = os.path.join(workdir, "data")
+        self.broker = broker
+        self.args = list(args)
+        self.ready = ready
+        self.proc = None
+        self.port = None
+        self.starts = 0
+
+    @property
+    def log_path(self):
+        return os.path.join(self.workdir, f"adapter-{self.starts}.log")
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def start(self, listen="127.0.0.1:0"):
+        self.starts += 1
+        log = open(self.log_path, "w")
+        listen_args = ["--listen", listen if self.port is None else f"127.0.0.1:{self.port}"] if listen else []
+        self.proc = subprocess.Popen(
+            [self.exe, "--broker", self.broker.endpoint, "--data", self.data] + listen_args + self.args,
+            stdout=subprocess.DEVNULL, stderr=log, stdin=subprocess.DEVNULL)
+        log.close()
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.exe} exited {self.proc.returncode}:\n{self.log()}")
+            return re.search(self.ready, self.log())
+
+        m = wait_for(ready, 20, f"{os.path.basename(self.exe)}'s ready line")
+        if m.groups():
+            self.port = int(m.group(1))
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=20)
+        return self.proc.returncode
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=20)
+
+
+class AdapterTest(BrokerTest):
+    def setUp(self):
+        super().setUp()
+        self.adapters = []
+
+    def tearDown(self):
+        ok = self._outcome_ok()
+        for a in self.adapters:
+            if a.proc and a.proc.poll() is None:
+                a.proc.kill()
+                a.proc.wait()
+            if not ok:
+                print(f"--- {os.path.basename(a.exe)} log ---\n{a.log()[-4000:]}")
+        super().tearDown()
+
+    def adapter(self, name, broker, args=(), **kw):
+        a = Adapter(name, tempfile.mkdtemp(dir=self.tmp), broker, args, **kw)
+        self.adapters.append(a)
+        return a

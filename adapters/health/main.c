@@ -1,0 +1,586 @@
+/* carebridge-health: the health adapter. HL7 v2 in over MLLP from a
+ * hospital's PAS or interface engine, each message answered with an HL7
+ * ACK once its event is durable in the adapter's outbox (and, when the
+ * broker answers within --ack-wait, carrying the flags it raised); events
+ * addressed to health out as HL7 v2, to --forward over MLLP or as files. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "adapter.h"
+#include "hl7.h"
+#include "hl7_ack.h"
+#include "hl7_events.h"
+#include "hl7_out.h"
+#include "mllp_forward.h"
+#include "mllp_server.h"
+#include "program.h"
+
+static const char usage[] = "Usage: carebridge-health [--broker ENDPOINT] [--as AGENCY] [--data DIR]\n"
+                            "                         [--listen HOST:PORT] [--forward HOST:PORT]\n"
+                            "                         [--discharge-to A,B] [--referral-to A,B] [--agencies A,B,...]\n"
+                            "                         [--max-message BYTES] [--read-timeout S] [--ack-wait MS]\n"
+                            "\n"
+                            "The health adapter. Listens for HL7 v2 (2.3 to 2.5.1) over MLLP, maps ADT^A03\n"
+                            "and ADT^A16 (discharge) and REF^I12 (referral) to carebridge events (README,\n"
+                            "\"HL7 v2 (health)\"), keeps each in a durable outbox under DIR before answering,\n"
+                            "and sends it on to the broker, across broker outages and restarts.\n"
+                            "Each message is answered in order with an HL7 ACK in its own version and\n"
+                            "separators: MSA|AA once its event is durable (waiting up to --ack-wait for the\n"
+                            "broker, so the ACK can carry the flags the event raised as ERR segments of\n"
+                            "severity W); MSA|AE with an ERR naming segment, field and HL7 error code for a\n"
+                            "message it cannot map; MSA|AR for a type or version it does not take, or when\n"
+                            "the outbox cannot keep it (send again). Events addressed to health leave as HL7\n"
+                            "(REF^I12, REF^I13, REF^I14, RRI^I12): to --forward over MLLP, each delivery\n"
+                            "acknowledged once that system answers AA; without --forward, as files in\n"
+                            "DIR/outbox/<seq>.hl7.\n"
+                            "\n"
+                            "Options:\n"
+                            "  --broker ENDPOINT    the broker (default " CB_DEFAULT_BROKER ")\n"
+                            "  --as AGENCY          the agency served (default health)\n"
+                            "  --data DIR           outbox and state (default ./var/health)\n"
+                            "  --listen HOST:PORT   MLLP in (default 127.0.0.1:2575)\n"
+                            "  --forward HOST:PORT  MLLP out, for events addressed to health\n"
+                            "  --discharge-to LIST  who a discharge goes to (default social-care,housing)\n"
+                            "  --referral-to LIST   who a referral goes to unless its PRD names an agency\n"
+                            "                       (default social-care)\n"
+                            "  --agencies LIST      the agency ids a PRD-7 may name\n"
+                            "                       (default health,housing,social-care,voluntary)\n"
+                            "  --max-message BYTES  larger messages are refused with AR (default 1048576)\n"
+                            "  --read-timeout S     a connection silent this long mid-message is closed\n"
+                            "                       (default 30); idle between messages, it stays open\n"
+                            "  --ack-wait MS        how long an ACK waits for the broker (default 2000)\n"
+                            "  -h, --help           this text;  -V, --version  the version\n";
+
+#define MAX_LIST 16
+#define ACK_MAX  8192
+#define ISSUES   (2 * 32)
+#define OUT_MAX  (256 * 1024)
+#define MAX_FDS  1100
+
+typedef struct {
+    char *items[MAX_LIST];
+    size_t n;
+} id_list;
+
+/* A message whose answer waits: for its batch to commit, then for the broker. */
+typedef struct {
+    cb_mllp_ticket ticket;
+    cb_hl7 *m;
+    uint64_t seq;
+    bool fresh; /* NEW in the outbox: the broker's answer is worth waiting for */
+    bool durable;
+    int64_t deadline_ms; /* durable: answer AA without the broker's word by then */
+} owed;
+
+typedef struct {
+    cb_program_opts prog;
+    const char *listen, *forward;
+    size_t max_message;
+    int read_timeout_ms, ack_wait_ms;
+    id_list discharge_to, referral_to, agencies;
+    cb_hl7_map_opts map;
+    cb_adapter *adapter;
+    cb_mllp_server *server;
+    cb_mllp_forward *fwd;
+    cb_adapter_batch *batch;
+    owed *owed;
+    size_t n_owed, cap_owed;
+    uint64_t control_no;
+    char outbox[PATH_MAX];
+    unsigned long taken, refused_in, accepted_in;
+} health;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void hl7_now(char out[16])
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, 16, "%Y%m%d%H%M%S", &tm);
+}
+
+static bool split_list(const char *text, id_list *out)
+{
+    for (size_t i = 0; i < out->n; i++)
+        free(out->items[i]);
+    out->n = 0;
+    const char *p = text;
+    while (*p) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (!len || out->n == MAX_LIST || !(out->items[out->n] = strndup(p, len)))
+            return false;
+        out->n++;
+        p += len + (comma ? 1 : 0);
+    }
+    return out->n > 0;
+}
+
+/* ---- answers */
+
+static void answer(health *h, cb_mllp_ticket ticket, const cb_hl7 *m, const char *code, const cb_hl7_issue *issues,
+                   size_t n)
+{
+    char control[32], ts[16], out[ACK_MAX];
+    snprintf(control, sizeof control, "CB%" PRIu64, ++h->control_no);
+    hl7_now(ts);
+    size_t len = cb_hl7_ack(m, code, control, ts, issues, n, out, sizeof out);
+    if (!len) /* the issues' texts did not fit: the code alone still answers */
+        len = cb_hl7_ack(m, code, control, ts, NULL, 0, out, sizeof out);
+    cb_mllp_server_answer(h->server, ticket, out, len);
+}
+
+static void refuse(health *h, cb_mllp_ticket ticket, const cb_hl7 *m, const cb_hl7_issue *issue)
+{
+    /* AR for what it does not take at all (table 0357's 200s), AE for a message it cannot use. */
+    answer(h, ticket, m, issue->code >= 200 ? "AR" : "AE", issue, 1);
+    h->refused_in++;
+}
+
+static void refuse_text(health *h, cb_mllp_ticket ticket, const cb_hl7 *m, const char *code, const char *text)
+{
+    cb_hl7_issue is = {.code = CB_HL7_INTERNAL, .severity = 'E', .text = text};
+    answer(h, ticket, m, code, &is, 1);
+    h->refused_in++;
+}
+
+static void forget(health *h, size_t i)
+{
+    cb_hl7_free(&h->owed[i].m);
+    h->owed[i] = h->owed[--h->n_owed];
+}
+
+static void accept_owed(health *h, size_t i, const cb_adapter_answer *ans)
+{
+    cb_hl7_issue issues[ISSUES];
+    char texts[ISSUES][200];
+    size_t n = 0;
+    for (size_t k = 0; ans && k < ans->n_flags && n < ISSUES; k++, n++) {
+        snprintf(texts[n], sizeof texts[n], "carebridge flag %s raised for this event", ans->flags[k]);
+        issues[n] = (cb_hl7_issue){.code = 0, .severity = 'W', .text = texts[n]};
+    }
+    for (size_t k = 0; ans && k < ans->n_warnings && n < ISSUES; k++, n++) {
+        snprintf(texts[n], sizeof texts[n], "carebridge warning %s", ans->warnings[k]);
+        issues[n] = (cb_hl7_issue){.code = 0, .severity = 'W', .text = texts[n]};
+    }
+    answer(h, h->owed[i].ticket, h->owed[i].m, "AA", issues, n);
+    h->accepted_in++;
+    forget(h, i);
+}
+
+static void answered(void *arg, const cb_adapter_answer *ans)
+{
+    health *h = arg;
+    if (!ans->accepted)
+        cb_log("the broker refused outbox event %" PRIu64 " (%s): %s: %s", ans->seq, ans->event_id, ans->code,
+               ans->reason);
+    for (size_t i = 0; i < h->n_owed;) {
+        if (h->owed[i].seq != ans->seq || !h->owed[i].durable) {
+            i++;
+            continue;
+        }
+        if (ans->accepted) {
+            accept_owed(h, i, ans);
+        } else {
+            char text[300];
+            snprintf(text, sizeof text, "refused by carebridge: %s: %s", ans->code, ans->reason);
+            refuse_text(h, h->owed[i].ticket, h->owed[i].m, "AE", text);
+            forget(h, i);
+        }
+    }
+}
+
+/* ---- messages in */
+
+static bool owe(health *h, cb_mllp_ticket ticket, cb_hl7 *m, uint64_t seq, bool fresh)
+{
+    if (h->n_owed == h->cap_owed) {
+        size_t cap = h->cap_owed ? h->cap_owed * 2 : 256;
+        owed *o = realloc(h->owed, cap * sizeof *o);
+        if (!o)
+            return false;
+        h->owed = o;
+        h->cap_owed = cap;
+    }
+    h->owed[h->n_owed++] = (owed){.ticket = ticket, .m = m, .seq = seq, .fresh = fresh};
+    return true;
+}
+
+static bool known(void *arg, const char *event_id)
+{
+    return cb_adapter_known(((health *)arg)->adapter, event_id);
+}
+
+static void on_message(void *arg, cb_mllp_ticket ticket, const uint8_t *msg, size_t len, bool too_big)
+{
+    health *h = arg;
+    cb_hl7_error perr = {0};
+    cb_hl7 *m = cb_hl7_parse(msg, len, &perr);
+    if (too_big) {
+        char text[160];
+        snprintf(text, sizeof text, "the message is larger than this adapter takes (%zu bytes)", h->max_message);
+        refuse_text(h, ticket, m, "AR", text);
+        cb_hl7_free(&m);
+        return;
+    }
+    if (!m) {
+        cb_hl7_issue is = {
+            .code = perr.code, .severity = 'E', .sequence = perr.sequence, .field = perr.field, .text = perr.text};
+        memcpy(is.segment, perr.segment, sizeof is.segment);
+        cb_log("refused a message that is not HL7 v2: %s", perr.text);
+        refuse(h, ticket, NULL, &is);
+        return;
+    }
+    /* A resend of a message already kept is answered as the first was,
+     * not mapped again: mapped now it could mean something else (a second
+     * A03 for a visit updates the discharge the first one made). */
+    char id[200];
+    cb_hl7_event_id(m, id, sizeof id);
+    uint64_t seq = 0;
+    if (cb_adapter_source(h->adapter, id, &seq)) {
+        if (!owe(h, ticket, m, seq, false)) {
+            refuse_text(h, ticket, m, "AR", "the message could not be kept; send it again");
+            cb_hl7_free(&m);
+        }
+        return;
+    }
+    cb_hl7_refusal why;
+    json_t *event = cb_hl7_event(m, &h->map, &why);
+    if (!event) {
+        cb_log("refused %s: %d %s", id, why.issue.code, why.text);
+        refuse(h, ticket, m, &why.issue);
+        cb_hl7_free(&m);
+        return;
+    }
+    cb_adapter_error err = {0};
+    if (!h->batch && !(h->batch = cb_adapter_begin(h->adapter, &err))) {
+        cb_log("the outbox cannot take messages: %s", err.text);
+        refuse_text(h, ticket, m, "AR", "the message could not be kept; send it again");
+        cb_hl7_free(&m);
+        json_decref(event);
+        return;
+    }
+    cb_adapter_added added = cb_adapter_add(h->batch, event, id, &seq, &err);
+    json_decref(event);
+    if (added == CB_ADAPTER_REFUSED) {
+        cb_log("refused a message: %s: %s", cb_adapter_code_name(err.code), err.text);
+        refuse_text(h, ticket, m, "AE", err.text);
+        cb_hl7_free(&m);
+        return;
+    }
+    if (added == CB_ADAPTER_FAILED || !owe(h, ticket, m, seq, added == CB_ADAPTER_NEW)) {
+        refuse_text(h, ticket, m, "AR", "the message could not be kept; send it again");
+        cb_hl7_free(&m);
+    }
+}
+
+/* The batch the last poll gathered, committed with one sync; then its
+ * messages may be answered. */
+static void commit(health *h)
+{
+    cb_adapter_error err = {0};
+    bool ok = !h->batch || cb_adapter_commit(&h->batch, &err) == CB_ADAPTER_OK;
+    if (!ok)
+        cb_log("the outbox could not keep a batch: %s: %s", cb_adapter_code_name(err.code), err.text);
+    int64_t deadline = now_ms() + h->ack_wait_ms;
+    bool wait = cb_adapter_connected(h->adapter) && h->ack_wait_ms > 0;
+    for (size_t i = 0; i < h->n_owed;) {
+        owed *o = &h->owed[i];
+        if (o->durable) {
+            i++;
+            continue;
+        }
+        char why[320];
+        if (!ok) {
+            refuse_text(h, o->ticket, o->m, "AR", "the message could not be kept; send it again");
+            forget(h, i);
+        } else if (!o->fresh && cb_adapter_refusal(h->adapter, o->seq, why, sizeof why)) {
+            char text[360];
+            snprintf(text, sizeof text, "refused by carebridge: %s", why);
+            refuse_text(h, o->ticket, o->m, "AE", text);
+            forget(h, i);
+        } else if (!o->fresh || !wait) {
+            accept_owed(h, i, NULL);
+        } else {
+            o->durable = true;
+            o->deadline_ms = deadline;
+            i++;
+        }
+    }
+}
+
+static void expire(health *h)
+{
+    int64_t now = now_ms();
+    for (size_t i = 0; i < h->n_owed;) {
+        if (h->owed[i].durable && now >= h->owed[i].deadline_ms)
+            accept_owed(h, i, NULL); /* durable all the same: the flags are in the broker for anyone to see */
+        else
+            i++;
+    }
+}
+
+static int due_ms(const health *h)
+{
+    int64_t now = now_ms(), due = INT64_MAX;
+    for (size_t i = 0; i < h->n_owed; i++)
+        if (h->owed[i].durable && h->owed[i].deadline_ms < due)
+            due = h->owed[i].deadline_ms;
+    return due == INT64_MAX ? 1000 : due <= now ? 0 : (int)(due - now);
+}
+
+/* ---- deliveries out */
+
+static cb_adapter_take delivered(void *arg, uint64_t seq, const char *event_id, const json_t *event)
+{
+    health *h = arg;
+    char control[32], ts[16], *out = malloc(OUT_MAX);
+    const char *why = NULL;
+    if (!out)
+        return CB_ADAPTER_LATER; /* redelivered */
+    snprintf(control, sizeof control, "CBD%" PRIu64, seq);
+    hl7_now(ts);
+    size_t len = cb_hl7_of_event(event, control, ts, out, OUT_MAX, &why);
+    if (!len) {
+        cb_log("delivery %" PRIu64 " (%s) taken without a message: %s", seq, event_id, why);
+        free(out);
+        return CB_ADAPTER_TAKEN;
+    }
+    cb_adapter_take take = CB_ADAPTER_LATER;
+    if (h->fwd) {
+        cb_mllp_forward_send(h->fwd, seq, event_id, out, len);
+    } else {
+        char name[40];
+        snprintf(name, sizeof name, "%020" PRIu64 ".hl7", seq);
+        if (cb_write_atomic(h->outbox, name, out, len)) {
+            take = CB_ADAPTER_TAKEN;
+            h->taken++;
+        } else {
+            cb_log("delivery %" PRIu64 " could not be written to %s: %s; it will come again", seq, h->outbox,
+                   strerror(errno));
+        }
+    }
+    free(out);
+    return take;
+}
+
+static void forwarded(void *arg, uint64_t seq, const char *event_id, bool taken)
+{
+    health *h = arg;
+    if (!taken) {
+        cb_adapter_not_taken(h->adapter, seq);
+        return;
+    }
+    cb_adapter_taken(h->adapter, seq, event_id);
+    h->taken++;
+}
+
+/* ---- the program */
+
+static int parse(int argc, char **argv, health *h)
+{
+    enum { O_LISTEN = 256, O_FORWARD, O_DISCHARGE, O_REFERRAL, O_AGENCIES, O_MAX, O_TIMEOUT, O_WAIT };
+    static const struct option opts[] = {
+        {"broker", required_argument, NULL, 'b'},
+        {"as", required_argument, NULL, 'a'},
+        {"data", required_argument, NULL, 'd'},
+        {"listen", required_argument, NULL, O_LISTEN},
+        {"forward", required_argument, NULL, O_FORWARD},
+        {"discharge-to", required_argument, NULL, O_DISCHARGE},
+        {"referral-to", required_argument, NULL, O_REFERRAL},
+        {"agencies", required_argument, NULL, O_AGENCIES},
+        {"max-message", required_argument, NULL, O_MAX},
+        {"read-timeout", required_argument, NULL, O_TIMEOUT},
+        {"ack-wait", required_argument, NULL, O_WAIT},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {0, 0, 0, 0},
+    };
+    int c;
+    char *end;
+    while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
+        switch (c) {
+        case 'b': h->prog.broker = optarg; break;
+        case 'a': h->prog.agency = optarg; break;
+        case 'd': h->prog.data = optarg; break;
+        case O_LISTEN: h->listen = optarg; break;
+        case O_FORWARD: h->forward = optarg; break;
+        case O_DISCHARGE:
+        case O_REFERRAL:
+        case O_AGENCIES:
+            if (!split_list(optarg, c == O_DISCHARGE  ? &h->discharge_to
+                                    : c == O_REFERRAL ? &h->referral_to
+                                                      : &h->agencies)) {
+                fprintf(stderr, "carebridge-health: %s needs 1 to %d agency ids, comma-separated\n", argv[optind - 2],
+                        MAX_LIST);
+                return 2;
+            }
+            break;
+        case O_MAX:
+        case O_TIMEOUT:
+        case O_WAIT: {
+            errno = 0;
+            long v = strtol(optarg, &end, 10);
+            long lo = c == O_WAIT ? 0 : 1, hi = c == O_MAX ? 64L << 20 : c == O_TIMEOUT ? 3600 : 60000;
+            if (errno || *end || v < lo || v > hi) {
+                fprintf(stderr, "carebridge-health: %s must be a whole number from %ld to %ld\n", argv[optind - 2], lo,
+                        hi);
+                return 2;
+            }
+            if (c == O_MAX)
+                h->max_message = (size_t)v;
+            else if (c == O_TIMEOUT)
+                h->read_timeout_ms = (int)v * 1000;
+            else
+                h->ack_wait_ms = (int)v;
+            break;
+        }
+        case 'h': fputs(usage, stdout); return 0;
+        case 'V': printf("carebridge-health %s\n", CB_VERSION); return 0;
+        default: fputs(usage, stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "carebridge-health: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    return -1;
+}
+
+static void set_default(id_list *l, const char *text)
+{
+    if (!l->n)
+        split_list(text, l);
+}
+
+static void loop(health *h)
+{
+    struct pollfd fds[MAX_FDS];
+    while (!cb_program_stopping()) {
+        size_t n = 0;
+        fds[n++] = (struct pollfd){.fd = cb_adapter_fd(h->adapter), .events = POLLIN};
+        size_t fwd_at = n;
+        if (h->fwd)
+            n += cb_mllp_forward_fds(h->fwd, fds + n, MAX_FDS - n);
+        size_t srv_at = n;
+        n += cb_mllp_server_fds(h->server, fds + n, MAX_FDS - n);
+        int timeout = cb_adapter_due_ms(h->adapter);
+        int t2 = cb_mllp_server_due_ms(h->server), t3 = due_ms(h);
+        timeout = t2 < timeout ? t2 : timeout;
+        timeout = t3 < timeout ? t3 : timeout;
+        if (h->fwd) {
+            int t4 = cb_mllp_forward_due_ms(h->fwd);
+            timeout = t4 < timeout ? t4 : timeout;
+        }
+        if (poll(fds, n, timeout) < 0 && errno != EINTR) {
+            cb_log("poll: %s", strerror(errno));
+            return;
+        }
+        cb_mllp_server_handle(h->server, fds + srv_at, n - srv_at);
+        commit(h);
+        if (h->fwd)
+            cb_mllp_forward_handle(h->fwd, fds + fwd_at, srv_at - fwd_at);
+        cb_adapter_error err = {0};
+        cb_adapter_code code = cb_adapter_step(h->adapter, &err);
+        if (code == CB_ADAPTER_BROKER_REFUSED || code == CB_ADAPTER_CONNECTION_FAILED) {
+            cb_log("stopping: %s", err.text);
+            return;
+        }
+        if (code != CB_ADAPTER_OK)
+            cb_log("%s", err.text);
+        expire(h);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    health h = {.prog = {CB_DEFAULT_BROKER, "health", "./var/health"},
+                .listen = "127.0.0.1:2575",
+                .max_message = 1 << 20,
+                .read_timeout_ms = 30000,
+                .ack_wait_ms = 2000};
+    cb_log_program("carebridge-health");
+    int rc = parse(argc, argv, &h);
+    if (rc >= 0)
+        return rc;
+    set_default(&h.discharge_to, "social-care,housing");
+    set_default(&h.referral_to, "social-care");
+    set_default(&h.agencies, "health,housing,social-care,voluntary");
+    h.map = (cb_hl7_map_opts){.agency = h.prog.agency,
+                              .discharge_to = (const char *const *)h.discharge_to.items,
+                              .n_discharge_to = h.discharge_to.n,
+                              .referral_to = (const char *const *)h.referral_to.items,
+                              .n_referral_to = h.referral_to.n,
+                              .agencies = (const char *const *)h.agencies.items,
+                              .n_agencies = h.agencies.n,
+                              .known = known,
+                              .known_arg = &h};
+    char box[PATH_MAX];
+    if (snprintf(box, sizeof box, "%s/outbox.lmdb", h.prog.data) >= (int)sizeof box ||
+        snprintf(h.outbox, sizeof h.outbox, "%s/outbox", h.prog.data) >= (int)sizeof h.outbox ||
+        !cb_mkdirs(h.prog.data) || (!h.forward && !cb_mkdirs(h.outbox))) {
+        fprintf(stderr, "carebridge-health: cannot create %s: %s\n", h.prog.data, strerror(errno));
+        return 2;
+    }
+    cb_program_signals();
+    cb_adapter_error err = {0};
+    cb_adapter_opts aopts = {.broker = h.prog.broker,
+                             .agency = h.prog.agency,
+                             .outbox_dir = box,
+                             .receive = true,
+                             .name = "carebridge-health " CB_VERSION};
+    cb_adapter_handlers handlers = {.answered = answered, .delivered = delivered};
+    if (!(h.adapter = cb_adapter_open(&aopts, &handlers, &h, &err))) {
+        fprintf(stderr, "carebridge-health: %s\n", err.text);
+        return 2;
+    }
+    char why[300];
+    cb_mllp_server_opts sopts = {.listen = h.listen,
+                                 .max_message = h.max_message,
+                                 .read_timeout_ms = h.read_timeout_ms,
+                                 .max_pending = 64,
+                                 .max_conns = 1024};
+    if (!(h.server = cb_mllp_server_open(&sopts, on_message, &h, why, sizeof why))) {
+        fprintf(stderr, "carebridge-health: %s\n", why);
+        cb_adapter_close(&h.adapter);
+        return 2;
+    }
+    if (h.forward && !(h.fwd = cb_mllp_forward_new(h.forward, forwarded, &h, why, sizeof why))) {
+        fprintf(stderr, "carebridge-health: %s\n", why);
+        cb_mllp_server_close(&h.server);
+        cb_adapter_close(&h.adapter);
+        return 2;
+    }
+    cb_log("listening for MLLP on %s (port %d) as %s; broker %s; outbox %s; %" PRIu64 " waiting for the broker",
+           h.listen, cb_mllp_server_port(h.server), h.prog.agency, h.prog.broker, box, cb_adapter_waiting(h.adapter));
+    loop(&h);
+    for (size_t i = h.n_owed; i-- > 0;)
+        if (h.owed[i].durable) /* kept: say so before going */
+            accept_owed(&h, i, NULL);
+    cb_log("stopped: %lu accepted, %lu refused, %lu delivered", h.accepted_in, h.refused_in, h.taken);
+    cb_adapter_abort(&h.batch); /* not durable, not answered: the sender resends */
+    for (size_t i = 0; i < h.n_owed; i++)
+        cb_hl7_free(&h.owed[i].m);
+    free(h.owed);
+    cb_mllp_forward_free(&h.fwd);
+    cb_mllp_server_close(&h.server);
+    cb_adapter_close(&h.adapter);
+    id_list *lists[] = {&h.discharge_to, &h.referral_to, &h.agencies};
+    for (size_t k = 0; k < 3; k++)
+        for (size_t i = 0; i < lists[k]->n; i++)
+            free(lists[k]->items[i]);
+    return 0;
+}

@@ -1,0 +1,110 @@
+#include "program.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *program = "carebridge-adapter";
+static volatile sig_atomic_t stopping;
+
+void cb_log_program(const char *name)
+{
+    program = name;
+}
+
+void cb_log(const char *fmt, ...)
+{
+    char when[32];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "%s.%03ldZ %s: %s\n", when, ts.tv_nsec / 1000000, program, line);
+}
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    stopping = 1;
+}
+
+void cb_program_signals(void)
+{
+    struct sigaction sa = {.sa_handler = on_stop};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+bool cb_program_stopping(void)
+{
+    return stopping;
+}
+
+bool cb_mkdirs(const char *path)
+{
+    char p[PATH_MAX];
+    if (snprintf(p, sizeof p, "%s", path) >= (int)sizeof p)
+        return false;
+    for (char *s = p + 1; *s; s++)
+        if (*s == '/') {
+            *s = 0;
+            if (mkdir(p, 0700) < 0 && errno != EEXIST)
+                return false;
+            *s = '/';
+        }
+    return mkdir(p, 0700) == 0 || errno == EEXIST;
+}
+
+bool cb_sync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    bool ok = fsync(fd) == 0;
+    close(fd);
+    return ok;
+}
+
+bool cb_write_atomic(const char *dir, const char *name, const void *bytes, size_t len)
+{
+    char tmp[PATH_MAX], final[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name) >= (int)sizeof tmp ||
+        snprintf(final, sizeof final, "%s/%s", dir, name) >= (int)sizeof final)
+        return false;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return false;
+    const char *p = bytes;
+    size_t left = len;
+    while (left) {
+        ssize_t put = write(fd, p, left);
+        if (put < 0 && errno == EINTR)
+            continue;
+        if (put <= 0)
+            break;
+        p += put;
+        left -= (size_t)put;
+    }
+    bool ok = !left && fsync(fd) == 0;
+    ok = close(fd) == 0 && ok;
+    if (!ok || rename(tmp, final) < 0) {
+        unlink(tmp);
+        return false;
+    }
+    return cb_sync_dir(dir);
+}
