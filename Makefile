@@ -6,12 +6,16 @@ TSAN_BUILD ?= build-tsan
 JOBS       ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build run test test-asan test-tsan test-fast bench clean
+.PHONY: all deps test-deps build run test test-asan test-tsan test-fast bench clean
 
 all: build
 
 deps:
 	@scripts/install-deps
+
+# The tests' own extra: the FHIR R4 schema validator (npm).
+test-deps: deps
+	@scripts/install-test-deps
 
 $(BUILD)/CMakeCache.txt: | deps
 	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
@@ -23,21 +27,21 @@ run: build
 	$(BUILD)/bin/carebridge-broker
 
 # The whole suite, then the same suite under ASan+UBSan and under TSan.
-test: build
+test: build test-deps
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	$(MAKE) --no-print-directory test-asan
 	$(MAKE) --no-print-directory test-tsan
 
-test-fast: build
+test-fast: build test-deps
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
-test-asan: deps
+test-asan: test-deps
 	cmake -S . -B $(ASAN_BUILD) -DCB_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=Debug $(CMAKE_FLAGS)
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS)
 
 # The broker has two threads: the suite again under ThreadSanitizer.
-test-tsan: deps
+test-tsan: test-deps
 	cmake -S . -B $(TSAN_BUILD) -DCB_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug $(CMAKE_FLAGS)
 	cmake --build $(TSAN_BUILD) -j $(JOBS)
 	cd $(TSAN_BUILD) && ctest --output-on-failure -j $(JOBS)

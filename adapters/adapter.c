@@ -488,6 +488,28 @@ cb_adapter_code cb_adapter_step(cb_adapter *a, cb_adapter_error *err)
     return code;
 }
 
+cb_adapter_code cb_adapter_keep(cb_adapter *a, const char *key, const void *bytes, size_t len, cb_adapter_error *err)
+{
+    if (strlen(key) > 400)
+        return fail(err, CB_ADAPTER_NOT_AN_EVENT, "a document key is longer than 400 bytes");
+    cb_error oerr = {0};
+    cb_code code = cb_outbox_keep(a->outbox, key, bytes, len, &oerr);
+    if (code != CB_OK)
+        return fail(err, code == CB_STORE_FULL ? CB_ADAPTER_OUTBOX_FULL : CB_ADAPTER_OUTBOX_FAILED, "%s", oerr.reason);
+    return CB_ADAPTER_OK;
+}
+
+void cb_adapter_batch_keep(cb_adapter_batch *b, const char *key, const void *bytes, size_t len)
+{
+    if (strlen(key) <= 400)
+        cb_outbox_batch_keep(b->b, key, bytes, len);
+}
+
+void cb_adapter_kept(cb_adapter *a, const char *prefix, cb_adapter_doc_fn fn, void *arg)
+{
+    cb_outbox_kept(a->outbox, prefix, fn, arg);
+}
+
 uint64_t cb_adapter_waiting(cb_adapter *a)
 {
     return cb_outbox_count(a->outbox);

@@ -136,6 +136,15 @@ void cb_adapter_taken(cb_adapter *a, uint64_t seq, const char *event_id);
  * it again after its redelivery timeout, and parks it after its attempts. */
 void cb_adapter_not_taken(cb_adapter *a, uint64_t seq);
 
+/* Documents the adapter serves its agency system, kept (and synced) in
+ * the outbox beside the events: a key of at most 400 bytes, any bytes. */
+cb_adapter_code cb_adapter_keep(cb_adapter *a, const char *key, const void *bytes, size_t len, cb_adapter_error *err);
+/* The same inside a batch: kept when it commits, in its one sync. */
+void cb_adapter_batch_keep(cb_adapter_batch *b, const char *key, const void *bytes, size_t len);
+typedef bool (*cb_adapter_doc_fn)(void *arg, const char *key, size_t key_len, const uint8_t *bytes, size_t len);
+/* Each kept document whose key begins with prefix, in key order, until fn returns false. */
+void cb_adapter_kept(cb_adapter *a, const char *prefix, cb_adapter_doc_fn fn, void *arg);
+
 /* Events in the outbox not yet answered by the broker, and refused by it. */
 uint64_t cb_adapter_waiting(cb_adapter *a);
 uint64_t cb_adapter_refused(cb_adapter *a);

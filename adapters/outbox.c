@@ -16,8 +16,8 @@
 #define WHY_MAX       300
 
 /* The outbox's keyspaces beside the store's own. */
-enum { KS_TAKEN, KS_REFUSED, KS_SOURCES };
-static const char *const keyspaces[] = {"taken", "refused", "sources"};
+enum { KS_TAKEN, KS_REFUSED, KS_SOURCES, KS_KEPT };
+static const char *const keyspaces[] = {"taken", "refused", "sources", "kept"};
 
 struct cb_outbox {
     cb_dirlock *lock;
@@ -51,7 +51,7 @@ cb_outbox *cb_outbox_open(const char *dir, uint64_t map_bytes, cb_error *err)
         return NULL;
     }
     /* All of the map may be used: an outbox takes in, and empties by acks. */
-    if (!(o->store = cb_store_open_with(dir, map_bytes, 1.0, keyspaces, 3, err))) {
+    if (!(o->store = cb_store_open_with(dir, map_bytes, 1.0, keyspaces, 4, err))) {
         cb_outbox_close(&o);
         return NULL;
     }
@@ -288,6 +288,47 @@ uint64_t cb_outbox_count(cb_outbox *o)
     cb_store_queue_stats(txn, TO_BROKER, &st);
     cb_txn_abort(&txn);
     return st.queued;
+}
+
+cb_code cb_outbox_keep(cb_outbox *o, const char *key, const void *bytes, size_t len, cb_error *err)
+{
+    cb_error mine;
+    if (!err)
+        err = &mine;
+    cb_txn *txn = cb_txn_begin(o->store, true, err);
+    if (!txn)
+        return err->code;
+    cb_kv_put(txn, KS_KEPT, key, strlen(key), bytes, len);
+    cb_code code = cb_txn_commit(&txn, err);
+    if (code != CB_OK)
+        cb_store_reopen(o->store, NULL);
+    return code;
+}
+
+void cb_outbox_batch_keep(cb_outbox_batch *b, const char *key, const void *bytes, size_t len)
+{
+    cb_kv_put(b->txn, KS_KEPT, key, strlen(key), bytes, len); /* a failure is the batch's, at commit */
+}
+
+typedef struct {
+    cb_outbox_doc_fn fn;
+    void *arg;
+} doc_walk;
+
+static bool visit_doc(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val, size_t len)
+{
+    doc_walk *w = arg;
+    return w->fn(w->arg, (const char *)key, key_len, val, len);
+}
+
+void cb_outbox_kept(cb_outbox *o, const char *prefix, cb_outbox_doc_fn fn, void *arg)
+{
+    cb_txn *txn = cb_txn_begin(o->store, false, NULL);
+    if (!txn)
+        return;
+    doc_walk w = {fn, arg};
+    cb_kv_scan(txn, KS_KEPT, prefix, strlen(prefix), NULL, 0, visit_doc, &w);
+    cb_txn_abort(&txn);
 }
 
 uint64_t cb_outbox_refused_count(cb_outbox *o)

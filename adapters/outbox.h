@@ -91,6 +91,17 @@ bool cb_outbox_refused(cb_outbox *o, uint64_t seq, char *why, size_t cap);
  * returns false; bytes are valid during the call only. */
 typedef bool (*cb_outbox_fn)(void *arg, uint64_t seq, const uint8_t *bytes, size_t len);
 cb_code cb_outbox_waiting(cb_outbox *o, uint64_t after, cb_outbox_fn fn, void *arg, cb_error *err);
+/* Documents an adapter serves to its agency system (the FHIR resources
+ * made of deliveries, say), by key, written and synced at once. A
+ * document kept again under its key replaces the old. */
+cb_code cb_outbox_keep(cb_outbox *o, const char *key, const void *bytes, size_t len, cb_error *err);
+/* The same inside a batch: kept once it commits, in the same sync. */
+void cb_outbox_batch_keep(cb_outbox_batch *b, const char *key, const void *bytes, size_t len);
+/* Each document whose key begins with prefix, in key order, until fn
+ * returns false; bytes are valid during the call only. */
+typedef bool (*cb_outbox_doc_fn)(void *arg, const char *key, size_t key_len, const uint8_t *bytes, size_t len);
+void cb_outbox_kept(cb_outbox *o, const char *prefix, cb_outbox_doc_fn fn, void *arg);
+
 /* How many are waiting, and how many were refused (0 when it cannot be read). */
 uint64_t cb_outbox_count(cb_outbox *o);
 uint64_t cb_outbox_refused_count(cb_outbox *o);

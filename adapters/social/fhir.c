@@ -480,9 +480,8 @@ json_t *cb_fhir_answer(const json_t *task, const cb_fhir_opts *o, cb_fhir_error 
 #define EVENT_ID_SYSTEM "urn:carebridge:event-id"
 #define FHIR_ID_CHARS   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-"
 
-/* A FHIR id ([A-Za-z0-9.-]{1,64}) for an event id: itself when it is one,
- * else its fit characters and a hash, so two events never share one. */
-static void fhir_id(const char *event_id, char out[65])
+/* Two events never share an id: a hash stands for the characters FHIR refuses. */
+void cb_fhir_id(const char *event_id, char out[65])
 {
     size_t n = strlen(event_id), k = 0;
     bool fit = n && n <= 64;
@@ -542,12 +541,17 @@ static json_t *patient_of(const json_t *person)
 
 json_t *cb_fhir_service_request_of(const json_t *ev)
 {
-    const json_t *r = json_object_get(ev, "referral");
+    const json_t *r = json_object_get(ev, "referral"), *d = json_object_get(ev, "discharge");
     const char *event_id = str(ev, "eventId");
-    if (!json_is_object(r) || !event_id)
+    if ((!json_is_object(r) && !json_is_object(d)) || !event_id)
         return NULL;
+    if (!json_is_object(r))
+        r = NULL;
+    else
+        d = NULL;
+    const json_t *body = r ? r : d;
     char id[65];
-    fhir_id(event_id, id);
+    cb_fhir_id(event_id, id);
     json_t *sr = json_pack("{s:s,s:s,s:[{s:s,s:s}],s:s,s:s}", "resourceType", "ServiceRequest", "id", id, "identifier",
                            "system", EVENT_ID_SYSTEM, "value", event_id, "status", "active", "intent", "order");
     json_t *contained = json_array();
@@ -560,6 +564,27 @@ json_t *cb_fhir_service_request_of(const json_t *ev)
         json_object_set_new(sr, "code", json_pack("{s:s}", "text", str(r, "requestedService")));
     if (str(r, "reason"))
         json_object_set_new(sr, "reasonCode", json_pack("[{s:s}]", "text", str(r, "reason")));
+    if (d) { /* support the person needs on leaving hospital, from the day planned */
+        json_object_set_new(sr, "category", json_pack("[{s:s}]", "text", "discharge"));
+        json_object_set_new(sr, "code", json_pack("{s:s}", "text", "support on discharge"));
+        if (str(d, "plannedDate"))
+            json_object_set_new(sr, "occurrenceDateTime", json_string(str(d, "plannedDate")));
+        if (str(d, "careNeeds"))
+            json_object_set_new(sr, "reasonCode", json_pack("[{s:s}]", "text", str(d, "careNeeds")));
+        json_t *notes = json_array();
+        static const char *const said[][2] = {
+            {"setting", "from: "}, {"destination", "to: "}, {"medication", "medication: "}};
+        for (size_t k = 0; k < sizeof said / sizeof *said; k++)
+            if (str(d, said[k][0])) {
+                char text[600];
+                snprintf(text, sizeof text, "%s%s", said[k][1], str(d, said[k][0]));
+                json_array_append_new(notes, json_pack("{s:s}", "text", text));
+            }
+        if (json_array_size(notes))
+            json_object_set_new(sr, "note", notes);
+        else
+            json_decref(notes);
+    }
     if (str(ev, "occurredAt"))
         json_object_set_new(sr, "authoredOn", json_string(str(ev, "occurredAt")));
     if (str(ev, "fromAgency"))
@@ -594,14 +619,14 @@ json_t *cb_fhir_service_request_of(const json_t *ev)
         json_array_append_new(support, reference("consent"));
     }
     const json_t *o;
-    json_array_foreach(json_object_get(r, "outcomes"), i, o)
+    json_array_foreach(json_object_get(body, "outcomes"), i, o)
     {
         const char *said = str(o, "statement");
         if (!said)
             continue;
         char gid[65];
         if (str(o, "ref"))
-            fhir_id(str(o, "ref"), gid);
+            cb_fhir_id(str(o, "ref"), gid);
         else
             snprintf(gid, sizeof gid, "outcome-%zu", i + 1);
         const char *status = str(o, "status");
@@ -619,6 +644,103 @@ json_t *cb_fhir_service_request_of(const json_t *ev)
         json_decref(support);
     json_object_set_new(sr, "contained", contained);
     return sr;
+}
+
+json_t *cb_fhir_task_of(const json_t *ev)
+{
+    const json_t *resp = json_object_get(ev, "response"), *closure = json_object_get(ev, "closure");
+    const char *event_id = str(ev, "eventId");
+    if ((!json_is_object(resp) && !json_is_object(closure)) || !event_id)
+        return NULL;
+    static code_pair statuses[] = {{"ACKNOWLEDGED", "received"},
+                                   {"ACCEPTED", "accepted"},
+                                   {"DECLINED", "rejected"},
+                                   {"REDIRECTED", "rejected"},
+                                   {"INFO_REQUESTED", "received"}};
+    const json_t *body = resp ? resp : closure;
+    const char *said = resp ? str(resp, "status") : NULL;
+    const char *status = resp ? LOOK_UP(statuses, said) : "completed";
+    if (!status)
+        return NULL;
+    char id[65];
+    cb_fhir_id(event_id, id);
+    json_t *task = json_pack("{s:s,s:s,s:[{s:s,s:s}],s:s,s:s}", "resourceType", "Task", "id", id, "identifier",
+                             "system", EVENT_ID_SYSTEM, "value", event_id, "status", status, "intent", "order");
+    if (str(ev, "correlationId"))
+        json_object_set_new(
+            task, "focus",
+            json_pack("{s:{s:s,s:s}}", "identifier", "system", EVENT_ID_SYSTEM, "value", str(ev, "correlationId")));
+    json_object_set_new(task, "contained", json_pack("[o]", patient_of(json_object_get(ev, "person"))));
+    json_object_set_new(task, "for", reference("patient"));
+    if (str(ev, "fromAgency"))
+        json_object_set_new(
+            task, "requester",
+            json_pack("{s:{s:s},s:s}", "identifier", "value", str(ev, "fromAgency"), "display", str(ev, "fromAgency")));
+    const json_t *to = json_array_get(json_object_get(ev, "toAgencies"), 0);
+    if (json_is_string(to))
+        json_object_set_new(task, "owner", json_pack("{s:{s:s}}", "identifier", "value", json_string_value(to)));
+    char reason[600] = "";
+    if (said && !strcmp(said, "REDIRECTED") && str(resp, "redirectTo"))
+        snprintf(reason, sizeof reason, "redirected to %s%s%s", str(resp, "redirectTo"),
+                 str(resp, "reason") ? ": " : "", str(resp, "reason") ? str(resp, "reason") : "");
+    else if (str(body, "reason"))
+        snprintf(reason, sizeof reason, "%s", str(body, "reason"));
+    if (reason[0])
+        json_object_set_new(task, "statusReason", json_pack("{s:s}", "text", reason));
+    if (said && !strcmp(said, "INFO_REQUESTED")) {
+        char wanted[600] = "information requested";
+        size_t i;
+        const json_t *f;
+        json_array_foreach(json_object_get(resp, "requestedFields"), i, f)
+        {
+            if (json_is_string(f))
+                append(wanted, sizeof wanted, i ? ", " : ": ", json_string_value(f));
+        }
+        json_object_set_new(task, "businessStatus", json_pack("{s:s}", "text", wanted));
+    }
+    if (resp && str(resp, "note"))
+        json_object_set_new(task, "note", json_pack("[{s:s}]", "text", str(resp, "note")));
+    if (str(ev, "occurredAt")) {
+        json_object_set_new(task, "authoredOn", json_string(str(ev, "occurredAt")));
+        json_object_set_new(task, "lastModified", json_string(str(ev, "occurredAt")));
+    }
+    return task;
+}
+
+static void add_note(json_t *sr, const char *label, const char *text)
+{
+    char line[600];
+    snprintf(line, sizeof line, "%s%s", label, text);
+    json_t *notes = json_object_get(sr, "note");
+    if (!json_is_array(notes)) {
+        notes = json_array();
+        json_object_set_new(sr, "note", notes);
+    }
+    json_array_append_new(notes, json_pack("{s:s}", "text", line));
+}
+
+bool cb_fhir_apply_update(json_t *sr, const json_t *ev)
+{
+    const json_t *u = json_object_get(ev, "update");
+    const json_t *d = json_object_get(u, "discharge"), *r = json_object_get(u, "referral");
+    bool changed = false;
+    if (str(d, "plannedDate")) {
+        json_object_set_new(sr, "occurrenceDateTime", json_string(str(d, "plannedDate")));
+        changed = true;
+    }
+    if (str(d, "destination")) {
+        add_note(sr, "to: ", str(d, "destination"));
+        changed = true;
+    }
+    if (str(r, "reason")) {
+        json_object_set_new(sr, "reasonCode", json_pack("[{s:s}]", "text", str(r, "reason")));
+        changed = true;
+    }
+    if (str(u, "note")) {
+        add_note(sr, "", str(u, "note"));
+        changed = true;
+    }
+    return changed;
 }
 
 char *cb_fhir_outcome(const cb_fhir_error *errors, size_t n, const char *severity)

@@ -11,6 +11,7 @@
 #define CB_FHIR_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #define CB_FHIR_NHS_NUMBER "https://fhir.nhs.uk/Id/nhs-number"
@@ -46,8 +47,29 @@ json_t *cb_fhir_answer(const json_t *task, const cb_fhir_opts *opts, cb_fhir_err
 /* A referral event (carebridge JSON, as cb_json writes a delivered
  * Envelope) as the FHIR R4 ServiceRequest a social care system is served:
  * the inverse of cb_fhir_referral, the patient, consent and outcomes as
- * contained resources. NULL when the event is no referral. */
+ * contained resources. A discharge is served as one too: category
+ * "discharge", the planned date as occurrenceDateTime, care needs as the
+ * reason, setting, destination and medication as notes. NULL for any other
+ * event. */
 json_t *cb_fhir_service_request_of(const json_t *event);
+
+/* An answer to a referral (a response or a closure, carebridge JSON) as the
+ * FHIR R4 Task a social care system is served: the inverse of
+ * cb_fhir_answer. ACKNOWLEDGED received, ACCEPTED accepted, DECLINED
+ * rejected, REDIRECTED rejected (statusReason naming where), INFO_REQUESTED
+ * received with a businessStatus naming the fields, a closure completed.
+ * NULL when the event is neither. */
+json_t *cb_fhir_task_of(const json_t *event);
+
+/* An update (carebridge JSON) applied to the ServiceRequest served for the
+ * event it updates: a discharge's new planned date as occurrenceDateTime,
+ * its destination and the update's note as notes, a referral's reason as
+ * reasonCode. False when the update carries nothing served here. */
+bool cb_fhir_apply_update(json_t *service_request, const json_t *update_event);
+
+/* The FHIR id ([A-Za-z0-9.-]{1,64}) an event is served under: the event id
+ * itself when it is one, else its fit characters and a hash. */
+void cb_fhir_id(const char *event_id, char out[65]);
 
 /* An OperationOutcome with one issue per error, each of severity
  * ("error", "warning"); the caller frees the text. */

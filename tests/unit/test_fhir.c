@@ -335,10 +335,77 @@ static void test_a_delivered_referral_is_served_as_a_service_request(void **stat
     json_decref(parsed);
     free(text);
     json_decref(sr);
-    json_t *not_referral = json_pack("{s:s,s:{}}", "eventId", "x", "discharge");
+    json_t *not_referral = json_pack("{s:s,s:{}}", "eventId", "x", "closure");
     assert_null(cb_fhir_service_request_of(not_referral));
     json_decref(not_referral);
     json_decref(ev);
+}
+
+/* A discharge social care must act on is served as a ServiceRequest too,
+ * its planned day as the occurrence. */
+static void test_a_delivered_discharge_is_served_as_a_service_request(void **state)
+{
+    (void)state;
+    json_t *ev = json_loads("{\"eventId\":\"hl7:RXH:visit:V1:discharge\",\"fromAgency\":\"health\","
+                            "\"toAgencies\":[\"social-care\",\"housing\"],\"person\":{\"nhsNumber\":\"9999999484\"},"
+                            "\"discharge\":{\"setting\":\"WARD7 (RXH)\",\"destination\":\"HOME\","
+                            "\"plannedDate\":\"2026-12-03\"}}",
+                            0, NULL);
+    assert_non_null(ev);
+    json_t *sr = cb_fhir_service_request_of(ev);
+    assert_non_null(sr);
+    assert_string_equal(json_string_value(json_object_get(sr, "occurrenceDateTime")), "2026-12-03");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(sr, "category"), 0), "text")),
+                        "discharge");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(sr, "note"), 1), "text")),
+                        "to: HOME");
+    assert_null(strchr(json_string_value(json_object_get(sr, "id")), ':'));
+    json_decref(sr);
+    json_decref(ev);
+}
+
+/* An answer delivered to social care is served as a Task that reads back
+ * as the same answer: the status, the referral it answers, the reason. */
+static void test_a_delivered_answer_is_served_as_a_task(void **state)
+{
+    (void)state;
+    static const char *const cases[][2] = {
+        {"ACKNOWLEDGED", "received"}, {"ACCEPTED", "accepted"}, {"DECLINED", "rejected"}};
+    for (size_t i = 0; i < 3; i++) {
+        char text[600];
+        snprintf(text, sizeof text,
+                 "{\"eventId\":\"hl7:RXH:R1:answer\",\"correlationId\":\"sc-ref-1\",\"fromAgency\":\"health\","
+                 "\"toAgencies\":[\"social-care\"],\"occurredAt\":\"2026-12-02T10:00:00Z\","
+                 "\"person\":{\"nhsNumber\":\"9999999484\"},\"response\":{\"status\":\"%s\",\"reason\":\"ward full\"}}",
+                 cases[i][0]);
+        json_t *ev = json_loads(text, 0, NULL);
+        assert_non_null(ev);
+        json_t *task = cb_fhir_task_of(ev);
+        assert_non_null(task);
+        assert_string_equal(json_string_value(json_object_get(task, "status")), cases[i][1]);
+        assert_string_equal(json_string_value(json_object_get(task, "intent")), "order");
+        const char *id = json_string_value(json_object_get(task, "id"));
+        assert_non_null(id);
+        assert_null(strchr(id, ':')); /* a FHIR id */
+        /* read back by the adapter's own Task mapping, as the health side would send it */
+        static const char *const back[] = {"health", "housing", "social-care"};
+        cb_fhir_opts as_health = {"health", back, 3};
+        json_object_set_new(task, "requester", json_pack("{s:{s:s}}", "identifier", "value", "social-care"));
+        cb_fhir_error err = {0};
+        json_t *again = cb_fhir_answer(task, &as_health, &err);
+        if (!again)
+            fail_msg("case %zu: %s (%s)", i, err.text, err.expression);
+        assert_string_equal(json_string_value(json_object_get(again, "correlationId")), "sc-ref-1");
+        const json_t *resp = json_object_get(again, "response");
+        assert_string_equal(json_string_value(json_object_get(resp, "status")), cases[i][0]);
+        assert_string_equal(json_string_value(json_object_get(resp, "reason")), "ward full");
+        json_decref(again);
+        json_decref(task);
+        json_decref(ev);
+    }
+    json_t *referral = json_loads("{\"eventId\":\"x\",\"referral\":{}}", 0, NULL);
+    assert_null(cb_fhir_task_of(referral)); /* not an answer */
+    json_decref(referral);
 }
 
 int main(void)
@@ -351,6 +418,8 @@ int main(void)
         cmocka_unit_test(test_task_statuses_are_answers_the_broker_reads),
         cmocka_unit_test(test_a_task_that_says_nothing_to_carry_is_refused),
         cmocka_unit_test(test_a_delivered_referral_is_served_as_a_service_request),
+        cmocka_unit_test(test_a_delivered_answer_is_served_as_a_task),
+        cmocka_unit_test(test_a_delivered_discharge_is_served_as_a_service_request),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

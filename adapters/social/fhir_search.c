@@ -1,0 +1,221 @@
+#include "fhir_search.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_TERMS 8
+
+typedef struct {
+    char prefix[3]; /* eq, gt, ge, lt, le */
+    char when[40];  /* the instant or its leading part, UTC */
+} date_term;
+
+struct fhir_query {
+    char *patient[MAX_TERMS]; /* system|value tokens: any one matches */
+    size_t n_patient;
+    char *status[MAX_TERMS];
+    size_t n_status;
+    date_term updated[MAX_TERMS]; /* all must hold */
+    size_t n_updated;
+    long count;
+    char error[200];
+};
+
+fhir_query *fhir_query_new(void)
+{
+    fhir_query *q = calloc(1, sizeof *q);
+    if (q)
+        q->count = -1;
+    return q;
+}
+
+void fhir_query_free(fhir_query **q_p)
+{
+    fhir_query *q = *q_p;
+    if (q) {
+        for (size_t i = 0; i < q->n_patient; i++)
+            free(q->patient[i]);
+        for (size_t i = 0; i < q->n_status; i++)
+            free(q->status[i]);
+        free(q);
+    }
+    *q_p = NULL;
+}
+
+/* A comma-separated list of alternatives into items. */
+static void split(char **items, size_t *n, const char *value)
+{
+    for (const char *p = value; *p && *n < MAX_TERMS;) {
+        size_t len = strcspn(p, ",");
+        if (len)
+            items[(*n)++] = strndup(p, len);
+        p += len + (p[len] ? 1 : 0);
+    }
+}
+
+static void add_date(fhir_query *q, const char *value)
+{
+    static const char *const prefixes[] = {"eq", "gt", "ge", "lt", "le"};
+    date_term t = {"eq", ""};
+    for (size_t i = 0; i < 5; i++)
+        if (!strncmp(value, prefixes[i], 2)) {
+            memcpy(t.prefix, prefixes[i], 3);
+            value += 2;
+        }
+    size_t len = strlen(value);
+    /* UTC only: Z or +00:00 taken off, so the leading part compares as text. */
+    if (len > 1 && value[len - 1] == 'Z')
+        len--;
+    else if (len > 6 && !strcmp(value + len - 6, "+00:00"))
+        len -= 6;
+    bool ok = len >= 4 && len < sizeof t.when && q->n_updated < MAX_TERMS;
+    for (size_t i = 0; ok && i < len; i++)
+        ok = strchr("0123456789-T:.", value[i]) != NULL;
+    if (!ok || (len > 10 && memchr(value, 'T', len) == NULL)) {
+        snprintf(q->error, sizeof q->error,
+                 "_lastUpdated must be [eq|gt|ge|lt|le]YYYY[-MM[-DD[Thh:mm[:ss[.sss]]]]] in UTC (Z or +00:00)");
+        return;
+    }
+    memcpy(t.when, value, len);
+    t.when[len] = 0;
+    q->updated[q->n_updated++] = t;
+}
+
+void fhir_query_add(fhir_query *q, const char *key, const char *value)
+{
+    if (!strcmp(key, "patient:identifier") || !strcmp(key, "subject:identifier") ||
+        !strcmp(key, "patient.identifier") || !strcmp(key, "subject.identifier") || !strcmp(key, "identifier"))
+        split(q->patient, &q->n_patient, value);
+    else if (!strcmp(key, "status"))
+        split(q->status, &q->n_status, value);
+    else if (!strcmp(key, "_lastUpdated"))
+        add_date(q, value);
+    else if (!strcmp(key, "_count"))
+        q->count = strtol(value, NULL, 10);
+}
+
+const char *fhir_query_error(const fhir_query *q)
+{
+    return q->error[0] ? q->error : NULL;
+}
+
+/* token: "system|value", "system|", "|value" (no system) or "value" (any system). */
+static bool token_matches(const char *token, const json_t *identifier)
+{
+    const char *system = json_string_value(json_object_get(identifier, "system"));
+    const char *value = json_string_value(json_object_get(identifier, "value"));
+    const char *bar = strchr(token, '|');
+    if (!bar)
+        return value && !strcmp(token, value);
+    size_t slen = (size_t)(bar - token);
+    bool system_ok = slen ? system && strlen(system) == slen && !strncmp(system, token, slen) : !system;
+    return system_ok && (!bar[1] || (value && !strcmp(bar + 1, value)));
+}
+
+/* The patient's identifiers: subject (or for) by identifier, or the contained Patient it references. */
+static bool patient_matches(const fhir_query *q, const json_t *res)
+{
+    const json_t *subject = json_object_get(res, "subject");
+    if (!subject)
+        subject = json_object_get(res, "for");
+    json_t *ids = json_array();
+    const json_t *direct = json_object_get(subject, "identifier");
+    if (direct)
+        json_array_append(ids, (json_t *)direct);
+    const char *ref = json_string_value(json_object_get(subject, "reference"));
+    size_t i;
+    const json_t *c;
+    json_array_foreach(json_object_get(res, "contained"), i, c)
+    {
+        const char *id = json_string_value(json_object_get(c, "id"));
+        if (ref && ref[0] == '#' && id && !strcmp(ref + 1, id)) {
+            size_t k;
+            const json_t *one;
+            json_array_foreach(json_object_get(c, "identifier"), k, one) json_array_append(ids, (json_t *)one);
+        }
+    }
+    bool found = false;
+    for (size_t t = 0; t < q->n_patient && !found; t++) {
+        const json_t *one;
+        json_array_foreach(ids, i, one) found = found || token_matches(q->patient[t], one);
+    }
+    json_decref(ids);
+    return found;
+}
+
+static bool date_holds(const date_term *t, const char *updated)
+{
+    if (!updated)
+        return false;
+    size_t len = strlen(t->when);
+    int cmp = strncmp(updated, t->when, len); /* the stored instant's leading part, as precise as asked */
+    if (!strcmp(t->prefix, "eq"))
+        return cmp == 0;
+    if (!strcmp(t->prefix, "gt"))
+        return cmp > 0;
+    if (!strcmp(t->prefix, "ge"))
+        return cmp >= 0;
+    if (!strcmp(t->prefix, "lt"))
+        return cmp < 0;
+    return cmp <= 0;
+}
+
+bool fhir_query_matches(const fhir_query *q, const json_t *res)
+{
+    if (q->n_patient && !patient_matches(q, res))
+        return false;
+    if (q->n_status) {
+        const char *status = json_string_value(json_object_get(res, "status"));
+        bool any = false;
+        for (size_t i = 0; i < q->n_status && !any; i++)
+            any = status && !strcmp(status, q->status[i]);
+        if (!any)
+            return false;
+    }
+    const char *updated = json_string_value(json_object_get(json_object_get(res, "meta"), "lastUpdated"));
+    for (size_t i = 0; i < q->n_updated; i++)
+        if (!date_holds(&q->updated[i], updated))
+            return false;
+    return true;
+}
+
+char *fhir_searchset(const json_t *entries, const char *base)
+{
+    json_t *list = json_array();
+    size_t i;
+    const json_t *res;
+    json_array_foreach(entries, i, res)
+    {
+        char url[400];
+        snprintf(url, sizeof url, "%s/%s/%s", base, json_string_value(json_object_get(res, "resourceType")),
+                 json_string_value(json_object_get(res, "id")));
+        json_array_append_new(
+            list, json_pack("{s:s,s:O,s:{s:s}}", "fullUrl", url, "resource", res, "search", "mode", "match"));
+    }
+    json_t *bundle = json_pack("{s:s,s:s,s:I,s:o}", "resourceType", "Bundle", "type", "searchset", "total",
+                               (json_int_t)json_array_size(list), "entry", list);
+    char *text = json_dumps(bundle, JSON_COMPACT);
+    json_decref(bundle);
+    return text;
+}
+
+char *fhir_capability_statement(void)
+{
+    json_t *resources = json_array();
+    const char *kinds[] = {"ServiceRequest", "Task"};
+    for (size_t i = 0; i < 2; i++)
+        json_array_append_new(resources,
+                              json_pack("{s:s,s:[{s:s},{s:s},{s:s}],s:[{s:s,s:s},{s:s,s:s},{s:s,s:s}]}", "type",
+                                        kinds[i], "interaction", "code", "create", "code", "read", "code",
+                                        "search-type", "searchParam", "name", "patient", "type", "reference", "name",
+                                        "status", "type", "token", "name", "_lastUpdated", "type", "date"));
+    json_t *cs = json_pack("{s:s,s:s,s:s,s:s,s:{s:s,s:s},s:{s:s},s:s,s:[s,s],s:[{s:s,s:o}]}", "resourceType",
+                           "CapabilityStatement", "status", "active", "date", "2026-12-02", "kind", "instance",
+                           "software", "name", "carebridge-social", "version", CB_VERSION, "implementation",
+                           "description", "carebridge social care adapter", "fhirVersion", "4.0.1", "format",
+                           "application/fhir+json", "json", "rest", "mode", "server", "resource", resources);
+    char *text = json_dumps(cs, JSON_COMPACT);
+    json_decref(cs);
+    return text;
+}

@@ -1,0 +1,27 @@
+/* What the social care adapter's FHIR server answers beside the mapping:
+ * searches over the resources it serves (by the patient's identifier,
+ * status and _lastUpdated, as FHIR R4 search writes them), the searchset
+ * Bundle, and the CapabilityStatement. */
+#ifndef CB_FHIR_SEARCH_H
+#define CB_FHIR_SEARCH_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+typedef struct fhir_query fhir_query;
+
+fhir_query *fhir_query_new(void);
+void fhir_query_free(fhir_query **q_p);
+/* One search parameter as given (key, value URL-decoded). Those it does
+ * not know are ignored, as a lenient FHIR server does; _count limits. */
+void fhir_query_add(fhir_query *q, const char *key, const char *value);
+/* Why the query cannot be answered (a _lastUpdated it cannot read), or NULL. */
+const char *fhir_query_error(const fhir_query *q);
+bool fhir_query_matches(const fhir_query *q, const json_t *resource);
+
+/* A searchset Bundle of entries (resources), fullUrl base/<type>/<id>;
+ * the caller frees the text. */
+char *fhir_searchset(const json_t *entries, const char *base);
+char *fhir_capability_statement(void);
+
+#endif

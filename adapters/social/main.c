@@ -1,0 +1,743 @@
+/* carebridge-social: the social care adapter. FHIR R4 JSON over HTTP
+ * (libmicrohttpd, run from this program's own poll loop): a ServiceRequest
+ * posted is a referral, a Task posted answers one, each kept in the durable
+ * outbox before 201 and sent on to the broker; what is delivered to social
+ * care is served back as ServiceRequests and Tasks. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "adapter.h"
+#include "fhir.h"
+#include "fhir_search.h"
+#include "program.h"
+
+static const char usage[] = "Usage: carebridge-social [--broker ENDPOINT] [--as AGENCY] [--data DIR]\n"
+                            "                         [--listen HOST:PORT] [--agencies A,B,...]\n"
+                            "                         [--max-body BYTES] [--ack-wait MS]\n"
+                            "\n"
+                            "The social care adapter: a FHIR R4 server (JSON) at /fhir.\n"
+                            "  POST /fhir/ServiceRequest   a referral (README, \"FHIR R4 (social care)\")\n"
+                            "  POST /fhir/Task             the answer to one: received, accepted, rejected,\n"
+                            "                              completed, cancelled\n"
+                            "  GET  /fhir/ServiceRequest   what was referred to social care, and what it posted;\n"
+                            "  GET  /fhir/Task             answers to its referrals, and what it posted: searchset\n"
+                            "                              Bundles, by patient:identifier (or subject:identifier,\n"
+                            "                              patient.identifier), status and _lastUpdated (gt, ge, lt,\n"
+                            "                              le, eq)\n"
+                            "  GET  /fhir/ServiceRequest/ID, /fhir/Task/ID\n"
+                            "  GET  /fhir/metadata         the CapabilityStatement\n"
+                            "A resource posted is kept in the durable outbox under DIR before the answer:\n"
+                            "201 Created (200 for a resend of one already kept) with an OperationOutcome whose\n"
+                            "warnings are the flags the event raised, when the broker answers within\n"
+                            "--ack-wait; 400 for what is not JSON or not the resource type, 422 for a resource\n"
+                            "that cannot be mapped, 409 for another resource under the same identifier, 413\n"
+                            "over --max-body, 415 for a content type other than application/fhir+json or\n"
+                            "application/json, 503 when the outbox cannot keep it: each with an\n"
+                            "OperationOutcome naming the element by FHIRPath.\n"
+                            "\n"
+                            "Options:\n"
+                            "  --broker ENDPOINT   the broker (default " CB_DEFAULT_BROKER ")\n"
+                            "  --as AGENCY         the agency served (default social-care)\n"
+                            "  --data DIR          outbox and served resources (default ./var/social)\n"
+                            "  --listen HOST:PORT  HTTP (default 127.0.0.1:8090)\n"
+                            "  --agencies LIST     the agency ids a performer or requester may name\n"
+                            "                      (default health,housing,social-care,voluntary)\n"
+                            "  --max-body BYTES    larger bodies get 413 (default 1048576)\n"
+                            "  --ack-wait MS       how long an answer waits for the broker (default 2000)\n"
+                            "  -h, --help          this text;  -V, --version  the version\n";
+
+#define MAX_AGENCIES 16
+#define FHIR_JSON    "application/fhir+json; charset=utf-8"
+
+typedef struct request request;
+
+typedef struct {
+    cb_program_opts prog;
+    const char *listen;
+    size_t max_body;
+    int ack_wait_ms;
+    char *agency_ids[MAX_AGENCIES];
+    size_t n_agencies;
+    cb_fhir_opts map;
+    cb_adapter *adapter;
+    struct MHD_Daemon *http;
+    cb_adapter_batch *batch;
+    request *owed;      /* answers waiting: for the batch, then for the broker */
+    char base_url[300]; /* http://HOST:PORT/fhir, for a Bundle's fullUrls */
+    unsigned long created, refused, served;
+} social;
+
+struct request {
+    struct MHD_Connection *conn;
+    char *body;
+    size_t len, cap;
+    bool too_big, wrong_type, suspended;
+    /* the answer, once there is one */
+    unsigned status;
+    char *out;
+    char location[160];
+    /* while owed */
+    request *next;
+    uint64_t seq;
+    bool fresh, durable;
+    int64_t deadline_ms;
+    char kind[16], id[65];
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void instant_now(char out[32])
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + strlen(out), 32 - strlen(out), ".%03ldZ", ts.tv_nsec / 1000000);
+}
+
+/* ---- answers */
+
+static char *outcome(const char *severity, const char *code, const char *expression, const char *text)
+{
+    cb_fhir_error e = {0};
+    snprintf(e.code, sizeof e.code, "%s", code);
+    snprintf(e.expression, sizeof e.expression, "%s", expression ? expression : "");
+    snprintf(e.text, sizeof e.text, "%s", text);
+    return cb_fhir_outcome(&e, 1, severity);
+}
+
+static void set_answer(request *r, unsigned status, char *out)
+{
+    r->status = status;
+    free(r->out);
+    r->out = out;
+}
+
+static void refuse(social *s, request *r, unsigned status, const char *code, const char *expression, const char *text)
+{
+    set_answer(r, status, outcome("error", code, expression, text));
+    s->refused++;
+}
+
+/* The answer to a resource kept: information that it was, and a warning per flag raised. */
+static void created(social *s, request *r, const cb_adapter_answer *ans)
+{
+    json_t *issues = json_array();
+    char text[200];
+    snprintf(text, sizeof text, "%s %s kept%s", r->kind, r->id,
+             ans ? " and stored by carebridge" : "; carebridge will have it once it is reachable");
+    json_array_append_new(
+        issues, json_pack("{s:s,s:s,s:s}", "severity", "information", "code", "informational", "diagnostics", text));
+    for (size_t i = 0; ans && i < ans->n_flags; i++) {
+        snprintf(text, sizeof text, "carebridge flag %s raised for this event", ans->flags[i]);
+        json_array_append_new(issues, json_pack("{s:s,s:s,s:s,s:{s:[{s:s,s:s}]}}", "severity", "warning", "code",
+                                                "business-rule", "diagnostics", text, "details", "coding", "system",
+                                                "urn:carebridge:flag-type", "code", ans->flags[i]));
+    }
+    for (size_t i = 0; ans && i < ans->n_warnings; i++) {
+        snprintf(text, sizeof text, "carebridge warning %s", ans->warnings[i]);
+        json_array_append_new(
+            issues, json_pack("{s:s,s:s,s:s}", "severity", "warning", "code", "business-rule", "diagnostics", text));
+    }
+    json_t *oo = json_pack("{s:s,s:o}", "resourceType", "OperationOutcome", "issue", issues);
+    set_answer(r, r->fresh ? MHD_HTTP_CREATED : MHD_HTTP_OK, json_dumps(oo, JSON_COMPACT));
+    json_decref(oo);
+    snprintf(r->location, sizeof r->location, "/fhir/%s/%s", r->kind, r->id);
+    s->created++;
+}
+
+static void unlink_owed(social *s, request *r)
+{
+    for (request **p = &s->owed; *p; p = &(*p)->next)
+        if (*p == r) {
+            *p = r->next;
+            r->next = NULL;
+            return;
+        }
+}
+
+/* An owed request has its answer: let MHD send it. */
+static void release(social *s, request *r)
+{
+    unlink_owed(s, r);
+    if (r->suspended) {
+        r->suspended = false;
+        MHD_resume_connection(r->conn);
+    }
+}
+
+static void answered(void *arg, const cb_adapter_answer *ans)
+{
+    social *s = arg;
+    if (!ans->accepted)
+        cb_log("the broker refused outbox event %" PRIu64 " (%s): %s: %s", ans->seq, ans->event_id, ans->code,
+               ans->reason);
+    for (request *r = s->owed, *next; r; r = next) {
+        next = r->next;
+        if (!r->durable || r->seq != ans->seq)
+            continue;
+        if (ans->accepted) {
+            created(s, r, ans);
+        } else {
+            char text[320];
+            snprintf(text, sizeof text, "refused by carebridge: %s: %s", ans->code, ans->reason);
+            refuse(s, r, 422, "processing", NULL, text);
+        }
+        release(s, r);
+    }
+}
+
+/* ---- resources in */
+
+static void take(social *s, request *r, const char *kind)
+{
+    snprintf(r->kind, sizeof r->kind, "%s", kind);
+    if (r->wrong_type)
+        return refuse(s, r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "not-supported", NULL,
+                      "the body must be FHIR JSON: Content-Type application/fhir+json or application/json");
+    if (r->too_big) {
+        char text[120];
+        snprintf(text, sizeof text, "the body is larger than this server takes (%zu bytes)", s->max_body);
+        return refuse(s, r, MHD_HTTP_CONTENT_TOO_LARGE, "too-costly", NULL, text);
+    }
+    cb_fhir_error err = {0};
+    json_t *res = cb_fhir_parse(r->body ? r->body : "", r->len, kind, &err);
+    json_t *event = !res                              ? NULL
+                    : !strcmp(kind, "ServiceRequest") ? cb_fhir_referral(res, &s->map, &err)
+                                                      : cb_fhir_answer(res, &s->map, &err);
+    if (!event) {
+        json_decref(res);
+        cb_log("refused a %s: %d %s at %s: %s", kind, err.http_status, err.code, err.expression, err.text);
+        return refuse(s, r, (unsigned)err.http_status, err.code, err.expression, err.text);
+    }
+    const char *event_id = json_string_value(json_object_get(event, "eventId"));
+    cb_fhir_id(event_id, r->id);
+    cb_adapter_error aerr = {0};
+    if (!s->batch && !(s->batch = cb_adapter_begin(s->adapter, &aerr))) {
+        json_decref(res);
+        json_decref(event);
+        cb_log("the outbox cannot take resources: %s", aerr.text);
+        return refuse(s, r, MHD_HTTP_SERVICE_UNAVAILABLE, "transient", NULL,
+                      "the resource could not be kept; try again");
+    }
+    cb_adapter_added added = cb_adapter_add(s->batch, event, NULL, &r->seq, &aerr);
+    json_decref(event);
+    if (added == CB_ADAPTER_NEW) {
+        /* Served back as posted, with the id it goes by here. */
+        char when[32], key[120];
+        instant_now(when);
+        json_object_set_new(res, "id", json_string(r->id));
+        json_object_set_new(res, "meta", json_pack("{s:s}", "lastUpdated", when));
+        char *text = json_dumps(res, JSON_COMPACT);
+        snprintf(key, sizeof key, "%s/%s", kind, r->id);
+        if (text)
+            cb_adapter_batch_keep(s->batch, key, text, strlen(text));
+        free(text);
+    }
+    json_decref(res);
+    if (added == CB_ADAPTER_REFUSED) {
+        cb_log("refused a %s: %s: %s", kind, cb_adapter_code_name(aerr.code), aerr.text);
+        return refuse(s, r, aerr.code == CB_ADAPTER_ID_CONFLICT ? MHD_HTTP_CONFLICT : 422,
+                      aerr.code == CB_ADAPTER_ID_CONFLICT ? "duplicate" : "processing",
+                      aerr.code == CB_ADAPTER_ID_CONFLICT ? "identifier" : NULL, aerr.text);
+    }
+    if (added == CB_ADAPTER_FAILED)
+        return refuse(s, r, MHD_HTTP_SERVICE_UNAVAILABLE, "transient", NULL,
+                      "the resource could not be kept; try again");
+    r->fresh = added == CB_ADAPTER_NEW;
+    r->next = s->owed;
+    s->owed = r;
+}
+
+/* The batch the last poll gathered, in one sync; then its requests may be answered. */
+static void commit(social *s)
+{
+    cb_adapter_error err = {0};
+    bool ok = !s->batch || cb_adapter_commit(&s->batch, &err) == CB_ADAPTER_OK;
+    if (!ok)
+        cb_log("the outbox could not keep a batch: %s: %s", cb_adapter_code_name(err.code), err.text);
+    bool wait = cb_adapter_connected(s->adapter) && s->ack_wait_ms > 0;
+    int64_t deadline = now_ms() + s->ack_wait_ms;
+    for (request *r = s->owed, *next; r; r = next) {
+        next = r->next;
+        if (r->durable)
+            continue;
+        char why[320];
+        if (!ok) {
+            refuse(s, r, MHD_HTTP_SERVICE_UNAVAILABLE, "transient", NULL, "the resource could not be kept; try again");
+            release(s, r);
+        } else if (!r->fresh && cb_adapter_refusal(s->adapter, r->seq, why, sizeof why)) {
+            char text[360];
+            snprintf(text, sizeof text, "refused by carebridge: %s", why);
+            refuse(s, r, 422, "processing", NULL, text);
+            release(s, r);
+        } else if (!r->fresh || !wait) {
+            created(s, r, NULL);
+            release(s, r);
+        } else {
+            r->durable = true;
+            r->deadline_ms = deadline;
+        }
+    }
+}
+
+static void expire(social *s, bool all)
+{
+    int64_t now = now_ms();
+    for (request *r = s->owed, *next; r; r = next) {
+        next = r->next;
+        if (r->durable && (all || now >= r->deadline_ms)) {
+            created(s, r, NULL);
+            release(s, r);
+        } else if (all) {
+            refuse(s, r, MHD_HTTP_SERVICE_UNAVAILABLE, "transient", NULL, "the server is stopping; try again");
+            release(s, r);
+        }
+    }
+}
+
+/* ---- resources out */
+
+typedef struct {
+    fhir_query *q;
+    json_t *entries;
+} searching;
+
+static bool collect(void *arg, const char *key, size_t key_len, const uint8_t *bytes, size_t len)
+{
+    (void)key;
+    (void)key_len;
+    searching *w = arg;
+    json_t *res = json_loadb((const char *)bytes, len, 0, NULL);
+    if (res && fhir_query_matches(w->q, res))
+        json_array_append(w->entries, res);
+    json_decref(res);
+    return true;
+}
+
+typedef struct {
+    json_t *found;
+} reading;
+
+static bool read_one(void *arg, const char *key, size_t key_len, const uint8_t *bytes, size_t len)
+{
+    (void)key;
+    (void)key_len;
+    ((reading *)arg)->found = json_loadb((const char *)bytes, len, 0, NULL);
+    return false;
+}
+
+static enum MHD_Result query_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    fhir_query_add(cls, key, value ? value : "");
+    return MHD_YES;
+}
+
+static void serve_get(social *s, request *r, const char *url)
+{
+    if (!strcmp(url, "/fhir/metadata")) {
+        set_answer(r, MHD_HTTP_OK, fhir_capability_statement());
+        return;
+    }
+    const char *kinds[] = {"ServiceRequest", "Task"};
+    for (size_t k = 0; k < 2; k++) {
+        char base[40];
+        size_t n = (size_t)snprintf(base, sizeof base, "/fhir/%s", kinds[k]);
+        if (strncmp(url, base, n) || (url[n] && url[n] != '/'))
+            continue;
+        if (url[n] == '/') { /* a read */
+            char key[120];
+            snprintf(key, sizeof key, "%s/%s", kinds[k], url + n + 1);
+            reading rd = {NULL};
+            if (strchr(url + n + 1, '/') == NULL && url[n + 1])
+                cb_adapter_kept(s->adapter, key, read_one, &rd);
+            json_t *id = rd.found ? json_object_get(rd.found, "id") : NULL;
+            if (!id || strcmp(json_string_value(id), url + n + 1)) { /* a prefix is not the id */
+                json_decref(rd.found);
+                char text[120];
+                snprintf(text, sizeof text, "no %s with that id", kinds[k]);
+                return refuse(s, r, MHD_HTTP_NOT_FOUND, "not-found", NULL, text);
+            }
+            set_answer(r, MHD_HTTP_OK, json_dumps(rd.found, JSON_COMPACT));
+            json_decref(rd.found);
+            return;
+        }
+        fhir_query *q = fhir_query_new();
+        MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, query_arg, q);
+        if (fhir_query_error(q)) {
+            char bad[200];
+            snprintf(bad, sizeof bad, "%s", fhir_query_error(q));
+            fhir_query_free(&q);
+            return refuse(s, r, MHD_HTTP_BAD_REQUEST, "not-supported", NULL, bad);
+        }
+        char prefix[40];
+        snprintf(prefix, sizeof prefix, "%s/", kinds[k]);
+        searching w = {q, json_array()};
+        cb_adapter_kept(s->adapter, prefix, collect, &w);
+        fhir_query_free(&q);
+        set_answer(r, MHD_HTTP_OK, fhir_searchset(w.entries, s->base_url));
+        json_decref(w.entries);
+        s->served++;
+        return;
+    }
+    refuse(s, r, MHD_HTTP_NOT_FOUND, "not-found", NULL,
+           "no such endpoint: /fhir/ServiceRequest, /fhir/Task, /fhir/metadata");
+}
+
+static enum MHD_Result send_answer(request *r)
+{
+    const char *body = r->out ? r->out : "";
+    struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, FHIR_JSON);
+    if (r->location[0])
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, r->location);
+    enum MHD_Result ok = MHD_queue_response(r->conn, r->status, resp);
+    MHD_destroy_response(resp);
+    return ok;
+}
+
+static bool json_content(const char *type)
+{
+    if (!type)
+        return false;
+    size_t n = strcspn(type, "; ");
+    return (n == 21 && !strncasecmp(type, "application/fhir+json", n)) ||
+           (n == 16 && !strncasecmp(type, "application/json", n));
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                  const char *version, const char *upload, size_t *upload_len, void **state)
+{
+    (void)version;
+    social *s = cls;
+    request *r = *state;
+    if (!r) {
+        if (!(r = calloc(1, sizeof *r)))
+            return MHD_NO;
+        r->conn = conn;
+        *state = r;
+        if (!strcmp(method, "POST"))
+            r->wrong_type = !json_content(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type"));
+        return MHD_YES;
+    }
+    if (r->status)
+        return send_answer(r); /* resumed with its answer */
+    if (!strcmp(method, "POST")) {
+        if (*upload_len) { /* read to the end whatever it is, so the answer can be sent */
+            if (!r->too_big && !r->wrong_type) {
+                if (r->len + *upload_len > s->max_body) {
+                    r->too_big = true;
+                    free(r->body);
+                    r->body = NULL;
+                    r->len = 0;
+                } else {
+                    if (r->len + *upload_len + 1 > r->cap) {
+                        size_t cap = (r->len + *upload_len + 1) * 2;
+                        char *b = realloc(r->body, cap);
+                        if (!b)
+                            return MHD_NO;
+                        r->body = b;
+                        r->cap = cap;
+                    }
+                    memcpy(r->body + r->len, upload, *upload_len);
+                    r->len += *upload_len;
+                }
+            }
+            *upload_len = 0;
+            return MHD_YES;
+        }
+        if (!strcmp(url, "/fhir/ServiceRequest") || !strcmp(url, "/fhir/Task"))
+            take(s, r, url + 6);
+        else
+            refuse(s, r, MHD_HTTP_NOT_FOUND, "not-supported", NULL,
+                   "resources are posted to /fhir/ServiceRequest or /fhir/Task");
+        if (r->status)
+            return send_answer(r);
+        r->suspended = true; /* until it is durable, and the broker has answered or the wait is over */
+        MHD_suspend_connection(conn);
+        return MHD_YES;
+    }
+    if (!strcmp(method, "GET") || !strcmp(method, "HEAD"))
+        serve_get(s, r, url);
+    else
+        refuse(s, r, MHD_HTTP_METHOD_NOT_ALLOWED, "not-supported", NULL, "GET and POST only");
+    return send_answer(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **state, enum MHD_RequestTerminationCode why)
+{
+    (void)conn;
+    (void)why;
+    social *s = cls;
+    request *r = *state;
+    if (r) {
+        unlink_owed(s, r);
+        free(r->body);
+        free(r->out);
+        free(r);
+    }
+    *state = NULL;
+}
+
+/* ---- deliveries */
+
+/* The ServiceRequest served for the event an update names, patched. */
+static json_t *updated(social *s, const json_t *event)
+{
+    const char *of = json_string_value(json_object_get(event, "correlationId"));
+    if (!of || !json_object_get(event, "update"))
+        return NULL;
+    char id[65], key[120];
+    cb_fhir_id(of, id);
+    snprintf(key, sizeof key, "ServiceRequest/%s", id);
+    reading rd = {NULL};
+    cb_adapter_kept(s->adapter, key, read_one, &rd);
+    const char *found = json_string_value(json_object_get(rd.found, "id"));
+    if (!found || strcmp(found, id) || !cb_fhir_apply_update(rd.found, event)) {
+        json_decref(rd.found);
+        return NULL;
+    }
+    return rd.found;
+}
+
+static cb_adapter_take delivered(void *arg, uint64_t seq, const char *event_id, const json_t *event)
+{
+    social *s = arg;
+    json_t *res = cb_fhir_service_request_of(event);
+    const char *kind = "ServiceRequest";
+    if (!res)
+        res = updated(s, event);
+    if (!res) {
+        res = cb_fhir_task_of(event);
+        kind = "Task";
+    }
+    if (!res) {
+        cb_log("delivery %" PRIu64 " (%s) taken: it has no FHIR form here (a handover, or an update of nothing"
+               " served)",
+               seq, event_id);
+        return CB_ADAPTER_TAKEN;
+    }
+    char when[32], key[120];
+    instant_now(when);
+    json_object_set_new(res, "meta", json_pack("{s:s}", "lastUpdated", when));
+    snprintf(key, sizeof key, "%s/%s", kind, json_string_value(json_object_get(res, "id")));
+    char *text = json_dumps(res, JSON_COMPACT);
+    json_decref(res);
+    cb_adapter_error err = {0};
+    bool kept = text && cb_adapter_keep(s->adapter, key, text, strlen(text), &err) == CB_ADAPTER_OK;
+    free(text);
+    if (!kept) {
+        cb_log("delivery %" PRIu64 " could not be kept: %s; it will come again", seq, err.text);
+        return CB_ADAPTER_LATER; /* never taken: the broker delivers it again */
+    }
+    return CB_ADAPTER_TAKEN;
+}
+
+/* ---- the program */
+
+static bool split_agencies(social *s, const char *text)
+{
+    for (size_t i = 0; i < s->n_agencies; i++)
+        free(s->agency_ids[i]);
+    s->n_agencies = 0;
+    for (const char *p = text; *p;) {
+        size_t len = strcspn(p, ",");
+        if (!len || s->n_agencies == MAX_AGENCIES || !(s->agency_ids[s->n_agencies] = strndup(p, len)))
+            return false;
+        s->n_agencies++;
+        p += len + (p[len] ? 1 : 0);
+    }
+    return s->n_agencies > 0;
+}
+
+static int parse(int argc, char **argv, social *s)
+{
+    enum { O_LISTEN = 256, O_AGENCIES, O_MAX, O_WAIT };
+    static const struct option opts[] = {
+        {"broker", required_argument, NULL, 'b'},
+        {"as", required_argument, NULL, 'a'},
+        {"data", required_argument, NULL, 'd'},
+        {"listen", required_argument, NULL, O_LISTEN},
+        {"agencies", required_argument, NULL, O_AGENCIES},
+        {"max-body", required_argument, NULL, O_MAX},
+        {"ack-wait", required_argument, NULL, O_WAIT},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {0, 0, 0, 0},
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
+        char *end;
+        long v;
+        switch (c) {
+        case 'b': s->prog.broker = optarg; break;
+        case 'a': s->prog.agency = optarg; break;
+        case 'd': s->prog.data = optarg; break;
+        case O_LISTEN: s->listen = optarg; break;
+        case O_AGENCIES:
+            if (!split_agencies(s, optarg)) {
+                fprintf(stderr, "carebridge-social: --agencies needs 1 to %d agency ids, comma-separated\n",
+                        MAX_AGENCIES);
+                return 2;
+            }
+            break;
+        case O_MAX:
+        case O_WAIT:
+            errno = 0;
+            v = strtol(optarg, &end, 10);
+            if (errno || *end || v < (c == O_MAX ? 1 : 0) || v > (c == O_MAX ? 64L << 20 : 60000)) {
+                fprintf(stderr, "carebridge-social: %s must be a whole number from %d to %ld\n", argv[optind - 2],
+                        c == O_MAX ? 1 : 0, c == O_MAX ? 64L << 20 : 60000L);
+                return 2;
+            }
+            if (c == O_MAX)
+                s->max_body = (size_t)v;
+            else
+                s->ack_wait_ms = (int)v;
+            break;
+        case 'h': fputs(usage, stdout); return 0;
+        case 'V': printf("carebridge-social %s\n", CB_VERSION); return 0;
+        default: fputs(usage, stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "carebridge-social: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    return -1;
+}
+
+static struct MHD_Daemon *start_http(social *s, char *why, size_t cap)
+{
+    const char *colon = strrchr(s->listen, ':');
+    char host[256];
+    if (!colon || colon == s->listen || (size_t)(colon - s->listen) >= sizeof host) {
+        snprintf(why, cap, "--listen %s is not HOST:PORT", s->listen);
+        return NULL;
+    }
+    memcpy(host, s->listen, (size_t)(colon - s->listen));
+    host[colon - s->listen] = 0;
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai;
+    int rc = getaddrinfo(host, colon + 1, &hints, &ai);
+    if (rc) {
+        snprintf(why, cap, "--listen %s: %s", s->listen, gai_strerror(rc));
+        return NULL;
+    }
+    struct sockaddr_in sa;
+    memcpy(&sa, ai->ai_addr, sizeof sa);
+    freeaddrinfo(ai);
+    struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+                                            on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_TIMEOUT,
+                                            (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000, MHD_OPTION_END);
+    if (!d)
+        snprintf(why, cap, "cannot listen on %s: %s", s->listen, strerror(errno));
+    return d;
+}
+
+static void loop(social *s)
+{
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->http, MHD_DAEMON_INFO_EPOLL_FD);
+    int http_fd = info ? info->epoll_fd : -1;
+    while (!cb_program_stopping()) {
+        struct pollfd fds[2] = {{.fd = cb_adapter_fd(s->adapter), .events = POLLIN}, {.fd = http_fd, .events = POLLIN}};
+        int timeout = cb_adapter_due_ms(s->adapter);
+        MHD_UNSIGNED_LONG_LONG mhd_ms;
+        if (MHD_get_timeout(s->http, &mhd_ms) == MHD_YES && mhd_ms < (MHD_UNSIGNED_LONG_LONG)timeout)
+            timeout = (int)mhd_ms;
+        int64_t now = now_ms();
+        for (request *r = s->owed; r; r = r->next)
+            if (r->durable && r->deadline_ms - now < timeout)
+                timeout = r->deadline_ms > now ? (int)(r->deadline_ms - now) : 0;
+        if (poll(fds, 2, timeout) < 0 && errno != EINTR) {
+            cb_log("poll: %s", strerror(errno));
+            return;
+        }
+        MHD_run(s->http);
+        commit(s);
+        cb_adapter_error err = {0};
+        cb_adapter_code code = cb_adapter_step(s->adapter, &err);
+        if (code == CB_ADAPTER_BROKER_REFUSED || code == CB_ADAPTER_CONNECTION_FAILED) {
+            cb_log("stopping: %s", err.text);
+            return;
+        }
+        if (code != CB_ADAPTER_OK)
+            cb_log("%s", err.text);
+        expire(s, false);
+        MHD_run(s->http); /* send what was resumed */
+    }
+}
+
+int main(int argc, char **argv)
+{
+    social s = {.prog = {CB_DEFAULT_BROKER, "social-care", "./var/social"},
+                .listen = "127.0.0.1:8090",
+                .max_body = 1 << 20,
+                .ack_wait_ms = 2000};
+    cb_log_program("carebridge-social");
+    int rc = parse(argc, argv, &s);
+    if (rc >= 0)
+        return rc;
+    if (!s.n_agencies)
+        split_agencies(&s, "health,housing,social-care,voluntary");
+    s.map = (cb_fhir_opts){s.prog.agency, (const char *const *)s.agency_ids, s.n_agencies};
+    char box[PATH_MAX];
+    if (snprintf(box, sizeof box, "%s/outbox.lmdb", s.prog.data) >= (int)sizeof box || !cb_mkdirs(s.prog.data)) {
+        fprintf(stderr, "carebridge-social: cannot create %s: %s\n", s.prog.data, strerror(errno));
+        return 2;
+    }
+    cb_program_signals();
+    cb_adapter_opts aopts = {.broker = s.prog.broker,
+                             .agency = s.prog.agency,
+                             .outbox_dir = box,
+                             .receive = true,
+                             .name = "carebridge-social " CB_VERSION};
+    cb_adapter_handlers handlers = {.answered = answered, .delivered = delivered};
+    cb_adapter_error err = {0};
+    if (!(s.adapter = cb_adapter_open(&aopts, &handlers, &s, &err))) {
+        fprintf(stderr, "carebridge-social: %s\n", err.text);
+        return 2;
+    }
+    char why[300];
+    if (!(s.http = start_http(&s, why, sizeof why))) {
+        fprintf(stderr, "carebridge-social: %s\n", why);
+        cb_adapter_close(&s.adapter);
+        return 2;
+    }
+    const union MHD_DaemonInfo *port = MHD_get_daemon_info(s.http, MHD_DAEMON_INFO_BIND_PORT);
+    char host[256];
+    snprintf(host, sizeof host, "%.*s", (int)(strrchr(s.listen, ':') - s.listen), s.listen);
+    snprintf(s.base_url, sizeof s.base_url, "http://%s:%u/fhir", host, port ? port->port : 0);
+    cb_log("serving FHIR R4 at http://%s/fhir (port %u) as %s; broker %s; outbox %s; %" PRIu64
+           " waiting for the broker",
+           s.listen, port ? port->port : 0, s.prog.agency, s.prog.broker, box, cb_adapter_waiting(s.adapter));
+    loop(&s);
+    cb_adapter_abort(&s.batch);
+    expire(&s, true); /* kept ones answered 201; the rest 503, to be posted again */
+    MHD_run(s.http);
+    cb_log("stopped: %lu kept, %lu refused, %lu searches served", s.created, s.refused, s.served);
+    MHD_stop_daemon(s.http);
+    cb_adapter_close(&s.adapter);
+    for (size_t i = 0; i < s.n_agencies; i++)
+        free(s.agency_ids[i]);
+    return 0;
+}

@@ -1,0 +1,268 @@
+"""The social care adapter end to end: FHIR R4 JSON over real HTTP (Python's
+http.client) to the real carebridge-social, the real broker behind it, the
+other agencies reading and sending with the real CLI; and the whole seam:
+an HL7 A03 over MLLP to carebridge-health reaching social care as a FHIR
+ServiceRequest, whose Task accept goes back to health as HL7."""
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import urllib.parse
+
+import hl7
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import SRC, AdapterTest, referral, response, wait_for  # noqa: E402
+from test_health import Mllp, a03, msa  # noqa: E402
+
+NHS = "9434765919"
+NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
+FHIR = "application/fhir+json"
+
+
+def service_request(ident="SC-1", nhs=NHS, to="housing", **extra):
+    sr = {
+        "resourceType": "ServiceRequest",
+        "identifier": [{"system": "https://council.example/referrals", "value": ident}],
+        "status": "active",
+        "intent": "order",
+        "priority": "urgent",
+        "code": {"text": "housing assessment"},
+        "reasonCode": [{"text": "rent arrears"}],
+        "subject": {"identifier": {"system": NHS_SYSTEM, "value": nhs}},
+        "performer": [{"identifier": {"value": to}}],
+        "authoredOn": "2026-12-02T10:11:12Z",
+    }
+    sr.update(extra)
+    return sr
+
+
+def task(ident, status, focus, requester="health", **extra):
+    t = {
+        "resourceType": "Task",
+        "identifier": [{"value": ident}],
+        "status": status,
+        "intent": "order",
+        "focus": {"identifier": {"value": focus}},
+        "for": {"identifier": {"system": NHS_SYSTEM, "value": NHS}},
+        "requester": {"identifier": {"value": requester}},
+        "authoredOn": "2026-12-02T12:00:00Z",
+    }
+    t.update(extra)
+    return t
+
+
+class Http:
+    def __init__(self, port):
+        self.port = port
+
+    def request(self, method, path, body=None, content_type=FHIR):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
+        headers = {"Content-Type": content_type} if body is not None else {}
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body)
+        c.request(method, path, body=body, headers=headers)
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        return r.status, dict(r.getheaders()), json.loads(data) if data else None
+
+    def post(self, kind, resource, **kw):
+        return self.request("POST", f"/fhir/{kind}", resource, **kw)
+
+    def get(self, path, **params):
+        q = urllib.parse.urlencode(params)
+        return self.request("GET", path + (f"?{q}" if q else ""))
+
+
+def validate(documents):
+    """The official FHIR R4 JSON schema over each document, offline, under Node.js
+    (scripts/install-test-deps installs the validator)."""
+    tool = os.path.join(SRC, "tests", "tools", "fhir", "validate.js")
+    r = subprocess.run(["node", tool], input="".join(json.dumps(d) + "\n" for d in documents),
+                       capture_output=True, text=True, timeout=120)
+    return r.returncode, r.stdout + r.stderr
+
+
+def issues(outcome, severity):
+    return [i for i in outcome.get("issue", []) if i["severity"] == severity]
+
+
+class Social(AdapterTest):
+    def start(self, *args, broker=None):
+        self.b = broker or self.broker()
+        self.s = self.adapter("carebridge-social", self.b, args).start()
+        self.http = Http(self.s.port)
+        return self.s
+
+    def test_a_service_request_is_created_once_with_its_flags_and_reaches_housing(self):
+        self.start()
+        status, headers, oo = self.http.post("ServiceRequest", service_request())
+        self.assertEqual(status, 201, oo)
+        self.assertEqual(headers["Location"], "/fhir/ServiceRequest/SC-1")
+        self.assertEqual(oo["resourceType"], "OperationOutcome")
+        codes = [c["code"] for i in issues(oo, "warning") for c in i["details"]["coding"]]
+        self.assertIn("INTER_AGENCY_HANDOFF", codes)
+        status, _, oo = self.http.post("ServiceRequest", service_request())  # a resend
+        self.assertEqual(status, 200, oo)
+        r, got = self.b.recv("housing", "--count", "2", "--timeout", "3")
+        self.assertEqual([e["eventId"] for e in got], ["SC-1"])  # stored once
+        self.assertEqual(got[0]["fromAgency"], "social-care")
+        self.assertEqual(got[0]["referral"]["urgency"], "URGENT")
+        self.assertNotIn(NHS, self.s.log())
+
+    def test_each_bad_request_gets_its_status_and_the_element_and_a_good_one_follows(self):
+        self.start("--max-body", "4096")
+        unresolved = service_request("SC-X", subject={"reference": "Patient/123"})  # nothing to resolve it by
+        cases = [
+            ("ServiceRequest", "this is not json", FHIR, 400, None),
+            ("ServiceRequest", {"resourceType": "Patient"}, FHIR, 400, None),
+            ("ServiceRequest", unresolved, FHIR, 422, "ServiceRequest.subject"),
+            ("ServiceRequest", service_request("SC-D", status="draft"), FHIR, 422, "ServiceRequest.status"),
+            ("Task", task("T-D", "in-progress", "SC-1"), FHIR, 422, "Task.status"),
+            ("ServiceRequest", service_request("SC-B", note=[{"text": "x" * 5000}]), FHIR, 413, None),
+            ("ServiceRequest", json.dumps(service_request("SC-T")), "text/plain", 415, None),
+            ("ServiceRequest", service_request("SC-1", reasonCode=[{"text": "other"}]), FHIR, 409, "identifier"),
+        ]
+        self.assertEqual(self.http.post("ServiceRequest", service_request("SC-1"))[0], 201)
+        for n, (kind, body, ctype, want, element) in enumerate(cases):
+            with self.subTest(case=n):
+                status, _, oo = self.http.post(kind, body, content_type=ctype)
+                self.assertEqual(status, want, oo)
+                self.assertEqual(oo["resourceType"], "OperationOutcome")
+                err = issues(oo, "error")
+                self.assertTrue(err and err[0]["diagnostics"], oo)
+                if element:
+                    self.assertEqual(err[0]["expression"], [element], oo)
+                status, _, oo = self.http.post("ServiceRequest", service_request(f"SC-GOOD-{n}"))
+                self.assertEqual(status, 201, oo)
+
+    def test_search_and_read_serve_what_was_posted_and_delivered(self):
+        self.start()
+        self.assertEqual(self.http.post("ServiceRequest", service_request("SC-1"))[0], 201)
+        self.assertEqual(self.http.post("ServiceRequest", service_request("SC-2", nhs="9999999484"))[0], 201)
+        r = self.b.send("health", [referral("hx-ref-1", to=("social-care",))])
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+        def served(**q):
+            status, _, bundle = self.http.get("/fhir/ServiceRequest", **q)
+            self.assertEqual(status, 200, bundle)
+            self.assertEqual((bundle["resourceType"], bundle["type"]), ("Bundle", "searchset"))
+            return sorted(e["resource"]["id"] for e in bundle.get("entry", []))
+
+        wait_for(lambda: "hx-ref-1" in served(), 10, "the delivered referral served")
+        self.assertEqual(served(), ["SC-1", "SC-2", "hx-ref-1"])
+        self.assertEqual(served(**{"patient:identifier": f"{NHS_SYSTEM}|{NHS}"}), ["SC-1", "hx-ref-1"])
+        self.assertEqual(served(**{"subject:identifier": "9999999484"}), ["SC-2"])
+        self.assertEqual(served(status="revoked"), [])
+        self.assertEqual(served(_lastUpdated="gt2020-01-01"), ["SC-1", "SC-2", "hx-ref-1"])
+        self.assertEqual(served(_lastUpdated="lt2020-01-01"), [])
+        status, _, sr = self.http.get("/fhir/ServiceRequest/hx-ref-1")
+        self.assertEqual((status, sr["resourceType"], sr["status"]), (200, "ServiceRequest", "active"))
+        self.assertEqual(self.http.get("/fhir/ServiceRequest/hx-ref")[0], 404)  # a prefix is not an id
+        self.assertEqual(self.http.get("/fhir/ServiceRequest", _lastUpdated="yesterday")[0], 400)
+        status, _, cs = self.http.get("/fhir/metadata")
+        self.assertEqual((status, cs["resourceType"], cs["fhirVersion"]), (200, "CapabilityStatement", "4.0.1"))
+
+    def test_resources_taken_while_the_broker_is_down_and_by_a_killed_adapter_arrive_once(self):
+        self.start("--ack-wait", "100")
+        self.b.stop()
+        for i in range(10):
+            self.assertEqual(self.http.post("ServiceRequest", service_request(f"OUT-{i}"))[0], 201)
+        self.s.kill9()
+        self.b.start()
+        self.s.start()
+        r, got = self.b.recv("housing", "--count", "10", "--timeout", "20")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(sorted(e["eventId"] for e in got), sorted(f"OUT-{i}" for i in range(10)))
+        r, more = self.b.recv("housing", "--timeout", "2")
+        self.assertEqual(more, [])
+
+    def test_an_a03_reaches_social_care_as_fhir_and_its_task_accept_returns_to_health_as_hl7(self):
+        b = self.broker()
+        health = self.adapter("carebridge-health", b).start()
+        self.start(broker=b)
+        c = Mllp(health.port)
+        self.assertEqual(msa(c.ask(a03("E2E1", "V0042"))), ("AA", "E2E1"))
+        c.close()
+        discharge_id = "hl7:RXH:visit:V0042:discharge"
+
+        def found():
+            _, _, bundle = self.http.get("/fhir/ServiceRequest", **{"patient:identifier": f"{NHS_SYSTEM}|{NHS}"})
+            return [e["resource"] for e in bundle.get("entry", [])
+                    if e["resource"]["identifier"][0]["value"] == discharge_id]
+
+        sr = wait_for(found, 15, "the discharge served as a ServiceRequest")[0]
+        self.assertEqual(sr["category"][0]["text"], "discharge")
+        self.assertEqual(sr["occurrenceDateTime"], "2026-12-03")
+        status, _, oo = self.http.post("Task", task("T-ACCEPT-1", "accepted", discharge_id))
+        self.assertEqual(status, 201, oo)
+        outbox = os.path.join(health.data, "outbox")
+        files = wait_for(lambda: sorted(f for f in os.listdir(outbox) if f.endswith(".hl7")), 15, "an HL7 file")
+        with open(os.path.join(outbox, files[-1]), newline="") as f:
+            msg = hl7.parse(f.read())
+        self.assertEqual(str(msg.segment("MSH")[9]), "RRI^I12^RRI_I12")
+        self.assertEqual(str(msg.segment("RF1")[1]), "A")
+        self.assertEqual(str(msg.segment("RF1")[6]), discharge_id)
+        r, got = b.recv("housing", "--count", "1", "--timeout", "10")
+        self.assertEqual(got[0]["eventId"], discharge_id)  # and housing had it too
+        # The hospital moves the day: a second A03 for the visit updates what social care is served.
+        c = Mllp(health.port)
+        moved = a03("E2E2", "V0042").replace("|20261203135500", "|20261205100000")
+        self.assertEqual(msa(c.ask(moved)), ("AA", "E2E2"))
+        c.close()
+        wait_for(lambda: found() and found()[0].get("occurrenceDateTime") == "2026-12-05", 15,
+                 "the served ServiceRequest updated")
+
+
+    def test_everything_served_is_valid_r4(self):
+        self.start()
+        served = []
+        for body in (service_request("SC-V1"), service_request("SC-V1"), "not json", {"resourceType": "Patient"},
+                     service_request("SC-V2", status="draft")):
+            served.append(self.http.post("ServiceRequest", body)[2])
+        served.append(self.http.post("Task", task("T-V1", "accepted", "hx-ref-v"))[2])
+        served.append(self.http.post("Task", task("T-V2", "on-hold", "hx-ref-v"))[2])
+        discharge = referral("hx-dis-v", to=("social-care",))
+        del discharge["referral"]
+        discharge["discharge"] = {"setting": "WARD7 (RXH)", "destination": "home", "plannedDate": "2026-12-04",
+                                  "careNeeds": "help with washing", "outcomes": [{"statement": "be home for Christmas"}]}
+        urgent = referral("hx-ref-v", to=("social-care",))
+        urgent["referral"]["urgency"] = "EMERGENCY"
+        events = [urgent, discharge,
+                  response("hx-ans-1", "SC-V1", "DECLINED", sender="housing", to=("social-care",), reason="full"),
+                  response("hx-ans-2", "SC-V1", "INFO_REQUESTED", sender="housing", to=("social-care",),
+                           requestedFields=["person.birthDate"]),
+                  response("hx-ans-3", "SC-V1", "REDIRECTED", sender="housing", to=("social-care",),
+                           redirectTo="voluntary")]
+        for e in events:
+            r = self.b.send(e["fromAgency"], [e])
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        wait_for(lambda: len(self.http.get("/fhir/Task")[2].get("entry", [])) == 4, 10, "the answers served")
+        wait_for(lambda: len(self.http.get("/fhir/ServiceRequest")[2].get("entry", [])) == 3, 10, "the referrals")
+        for kind in ("ServiceRequest", "Task"):
+            bundle = self.http.get(f"/fhir/{kind}")[2]
+            served.append(bundle)
+            for e in bundle["entry"]:
+                served.append(e["resource"])
+                served.append(self.http.get(f"/fhir/{kind}/{e['resource']['id']}")[2])
+        cs = self.http.get("/fhir/metadata")[2]
+        self.assertEqual(cs["fhirVersion"], "4.0.1")
+        # The packaged schema is R4's 4.0.0 release, whose fhirVersion list stops there;
+        # 4.0.1 is R4's technical correction, with the same structures.
+        served.append(dict(cs, fhirVersion="4.0.0"))
+        served.append(self.http.get("/fhir/Task/none")[2])
+        served.append(self.http.get("/fhir/ServiceRequest", _lastUpdated="soon")[2])
+        rc, out = validate(served)
+        self.assertEqual(rc, 0, out)
+        self.assertIn(f"ok {len(served)}", out)
+        bad = dict(served[-1], issue=[{"severity": "fatal-ish", "code": "processing"}])
+        self.assertNotEqual(validate([bad])[0], 0)  # the validator can fail
+
+
+if __name__ == "__main__":
+    import unittest
+
+    unittest.main()
