@@ -23,8 +23,9 @@ $(BUILD)/CMakeCache.txt: | deps
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
+# The broker and the three adapters on the embedded defaults; Ctrl-C stops them all.
 run: build
-	$(BUILD)/bin/carebridge-broker
+	scripts/run-all $(BUILD)/bin
 
 # The whole suite, then the same suite under ASan+UBSan and under TSan.
 test: build test-deps
