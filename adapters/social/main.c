@@ -73,6 +73,7 @@ typedef struct {
     struct MHD_Daemon *http;
     cb_adapter_batch *batch;
     request *owed;      /* answers waiting: for the batch, then for the broker */
+    unsigned resumed;   /* connections resumed since MHD last ran */
     char base_url[300]; /* http://HOST:PORT/fhir, for a Bundle's fullUrls */
     unsigned long created, refused, served;
 } social;
@@ -179,6 +180,7 @@ static void release(social *s, request *r)
     if (r->suspended) {
         r->suspended = false;
         MHD_resume_connection(r->conn);
+        s->resumed++;
     }
 }
 
@@ -683,7 +685,13 @@ static void loop(social *s)
         if (code != CB_ADAPTER_OK)
             cb_log("%s", err.text);
         expire(s, false);
-        MHD_run(s->http); /* send what was resumed */
+        /* A resumed connection is taken up by one run, which has its handler
+         * queue the answer; writing it may take another. Neither wakes the
+         * epoll fd again, nor shortens MHD's timeout: run until they are done. */
+        for (int i = 0; s->resumed && i < 3; i++) {
+            s->resumed = 0;
+            MHD_run(s->http);
+        }
     }
 }
 
