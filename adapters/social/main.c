@@ -688,8 +688,9 @@ static void loop(social *s)
         /* A resumed connection is taken up by one run, which has its handler
          * queue the answer; writing it may take another. Neither wakes the
          * epoll fd again, nor shortens MHD's timeout: run until they are done. */
-        for (int i = 0; s->resumed && i < 3; i++) {
+        if (s->resumed) {
             s->resumed = 0;
+            MHD_run(s->http);
             MHD_run(s->http);
         }
     }
