@@ -6,7 +6,7 @@ TSAN_BUILD ?= build-tsan
 JOBS       ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps test-deps build run test test-asan test-tsan test-fast bench clean
+.PHONY: all deps test-deps build run test test-asan test-tsan test-fast bench clean docker-test
 
 all: build
 
@@ -49,6 +49,10 @@ test-tsan: test-deps
 
 bench: build
 	bench/run
+
+# The image and compose file in docker/, built and run end to end (needs a container engine).
+docker-test:
+	docker/test
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
