@@ -39,6 +39,9 @@ static const char usage[] =
     "        queue a stored (or parked) event again for one recipient\n"
     "  tail [--agency AGENCY] [--type TYPE] [--count N] [--timeout S]\n"
     "        print the live feed of committed events as JSON {seq, event}\n"
+    "  demo [--health HOST:PORT] [--social HOST:PORT] [--inbox DIR]\n"
+    "        play Margaret's discharge through the running adapters (`make run`): HL7\n"
+    "        over MLLP, FHIR over HTTP, a housing CSV; then print her journey\n"
     "\n"
     "Options:\n"
     "  --broker ENDPOINT   broker endpoint (default $CAREBRIDGE_BROKER or " CLI_DEFAULT_BROKER ")\n"
@@ -52,6 +55,7 @@ static const struct {
 } commands[] = {
     {"send", cli_send},     {"recv", cli_recv}, {"journey", cli_journey}, {"status", cli_status},
     {"replay", cli_replay}, {"tail", cli_tail}, {"flags", cli_flags},     {"report", cli_report},
+    {"demo", cli_demo},
 };
 
 bool cli_seconds(const char *text, double *out)

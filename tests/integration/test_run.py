@@ -1,6 +1,7 @@
 """`make run`'s script (scripts/run-all): the broker and the three adapters on the
 embedded defaults, in a fresh directory; an A03 over MLLP reaches the social
-care adapter through them; SIGINT stops them all, cleanly."""
+care adapter through them; `carebridge demo` plays Margaret's discharge through
+them all; SIGINT stops them all, cleanly."""
 
 import os
 import signal
@@ -42,6 +43,12 @@ class Run(BrokerTest):
                     return b"hl7:RXH:visit:V9:discharge" in r.read()
 
             wait_for(served, 15, "the discharge served by the social care adapter")
+            demo = subprocess.run([os.path.join(BIN, "carebridge"), "demo"], cwd=self.tmp, capture_output=True,
+                                  text=True, timeout=60)
+            self.assertEqual(demo.returncode, 0, demo.stdout + demo.stderr)
+            for said in ("MSA|AA|DEMO-A03-1", "HTTP 201", "Journey: ", "answers hl7:GENHOSP:visit:W7-2211:discharge",
+                         "answers demo-sc-bed-1", "flag INTER_AGENCY_HANDOFF OPEN"):
+                self.assertIn(said, demo.stdout)
             for d in ("health", "social", "housing"):
                 self.assertTrue(os.path.isdir(os.path.join(self.tmp, "var", d)), d)
             p.send_signal(signal.SIGINT)
