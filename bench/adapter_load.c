@@ -151,7 +151,8 @@ int main(int argc, char **argv)
     static const struct option opts[] = {{"mllp", required_argument, 0, 'm'},  {"http", required_argument, 0, 'h'},
                                          {"conns", required_argument, 0, 'c'}, {"count", required_argument, 0, 'n'},
                                          {"depth", required_argument, 0, 'd'}, {"pid", required_argument, 0, 'p'},
-                                         {"tag", required_argument, 0, 't'},   {0, 0, 0, 0}};
+                                         {"tag", required_argument, 0, 't'},   {"help", no_argument, 0, 'H'},
+                                         {"version", no_argument, 0, 'V'},     {0, 0, 0, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
@@ -162,6 +163,11 @@ int main(int argc, char **argv)
         case 'd': depth = strtol(optarg, NULL, 10); break;
         case 'p': pid = strtol(optarg, NULL, 10); break;
         case 't': tag = optarg; break;
+        case 'H':
+            printf("Usage: cb-bench-adapter --mllp|--http HOST:PORT [--conns N] [--count N] [--depth N] [--pid PID]"
+                   " [--tag T]\n(see the comment at the top of bench/adapter_load.c)\n");
+            return 0;
+        case 'V': printf("cb-bench-adapter %s\n", CB_VERSION); return 0;
         default: fprintf(stderr, "usage: cb-bench-adapter --mllp|--http HOST:PORT [--conns N] [--count N]\n"); return 2;
         }
     }
