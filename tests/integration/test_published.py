@@ -1,0 +1,89 @@
+"""Messages published by others (tests/published/PROVENANCE.md says whose, and the
+answer each must get) sent to the real adapters: HL7 v2 over MLLP to
+carebridge-health, FHIR R4 over HTTP to carebridge-social. After each, a good
+message still gets its AA, so no published quirk wedges the adapter."""
+
+import json
+import os
+import sys
+
+import hl7
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import SRC, AdapterTest  # noqa: E402
+from test_health import Mllp, a03, msa  # noqa: E402
+from test_social import Http, issues  # noqa: E402
+
+PUBLISHED = os.path.join(SRC, "tests", "published")
+
+# file: (MSA-1, MSA-2, ERR code or None, text the answer must hold or None)
+HL7 = {
+    "uclh-emap-adt-a03.hl7": ("AA", "eh", None, None),
+    "uclh-emap-fork-adt-a16.hl7": ("AA", "39278859", None, None),
+    "uclh-emap-adt-a08.hl7": ("AR", "31644ZZZ", "201", "A08 is not mapped"),
+    "nhs-wales-readme-adt-a01.hl7": ("AR", "01052901", "201", "A01 is not mapped"),
+    "python-hl7-batch-adt-a04.hl7": ("AE", "", "100", "does not begin with an MSH segment"),
+}
+
+# file: (HTTP status, OperationOutcome issue code, expression)
+FHIR = {
+    "r4-servicerequest-example.json": (422, "value", "ServiceRequest.status"),
+    "r4-servicerequest-lipid.json": (422, "not-found", "ServiceRequest.subject"),
+    "r4-task-example3.json": (422, "value", "Task.status"),
+    "r4-task-example6.json": (422, "value", "Task.requester"),
+    "ukcore-servicerequest-callbackphonenumber.json": (422, "required", "ServiceRequest.performer"),
+}
+
+
+class Published(AdapterTest):
+    def test_every_published_file_is_listed(self):
+        self.assertEqual(sorted(os.listdir(os.path.join(PUBLISHED, "hl7"))), sorted(HL7))
+        self.assertEqual(sorted(os.listdir(os.path.join(PUBLISHED, "fhir"))), sorted(FHIR))
+        with open(os.path.join(PUBLISHED, "PROVENANCE.md")) as f:
+            provenance = f.read()
+        for name in list(HL7) + list(FHIR):
+            self.assertIn(name, provenance)
+
+    def test_published_hl7_gets_the_answer_it_must(self):
+        b = self.broker()
+        h = self.adapter("carebridge-health", b).start()
+        c = Mllp(h.port)
+        for n, (name, (code, control, err, says)) in enumerate(sorted(HL7.items())):
+            with self.subTest(file=name):
+                with open(os.path.join(PUBLISHED, "hl7", name), "rb") as f:
+                    c.send(f.read())
+                ack = c.answer()
+                self.assertEqual(msa(ack), (code, control), str(ack))
+                if err:
+                    text = str(ack)
+                    self.assertIn(err, text)
+                    self.assertIn(says, text.replace("\\S\\", "^"))
+                self.assertEqual(msa(c.ask(a03(f"AFTER{n}", f"PUB{n}"))), ("AA", f"AFTER{n}"))
+        c.close()
+        r, got = b.recv("social-care", "--count", "7", "--timeout", "5")
+        ids = {e["eventId"]: e for e in got}
+        discharge = ids["hl7:UCLH:visit:123412341234:discharge"]
+        self.assertEqual(discharge["person"]["nhsNumber"], "9999999999")
+        self.assertEqual(discharge["discharge"]["plannedDate"], "2013-02-11")
+        self.assertIn("hl7:UCLH:visit:123412341234:discharge", [e.get("correlationId") for e in got])  # the A16
+
+    def test_published_fhir_gets_the_answer_it_must(self):
+        b = self.broker()
+        s = self.adapter("carebridge-social", b).start()
+        http = Http(s.port)
+        for name, (status, code, expression) in sorted(FHIR.items()):
+            with self.subTest(file=name):
+                with open(os.path.join(PUBLISHED, "fhir", name)) as f:
+                    resource = json.load(f)
+                got, _, oo = http.post(resource["resourceType"], resource)
+                self.assertEqual(got, status, oo)
+                err = issues(oo, "error")
+                self.assertEqual((err[0]["code"], err[0]["expression"]), (code, [expression]), oo)
+                self.assertNotIn("9449307873", json.dumps(oo))  # never a value back
+        self.assertNotIn("9449307873", s.log())
+
+
+if __name__ == "__main__":
+    import unittest
+
+    unittest.main()
