@@ -173,6 +173,31 @@ class Health(AdapterTest):
         r, more = self.b.recv("social-care", "--timeout", "2")
         self.assertEqual(more, [])  # exactly once
 
+    def test_the_broker_killed_mid_feed_loses_nothing_and_stores_nothing_twice(self):
+        h = self.start("--ack-wait", "200")
+        answers = []
+
+        def feed():
+            c = Mllp(h.port)
+            for i in range(300):
+                answers.append(msa(c.ask(a03(f"FEED{i}", f"F{i}"))))
+            c.close()
+
+        t = threading.Thread(target=feed)
+        t.start()
+        wait_for(lambda: len(answers) >= 60, 30, "the feed under way")
+        self.b.kill9()
+        wait_for(lambda: len(answers) >= 120, 30, "messages accepted while the broker is dead")
+        self.b.start()
+        t.join(60)
+        self.assertEqual(answers, [("AA", f"FEED{i}") for i in range(300)])
+        r, got = self.b.recv("social-care", "--count", "300", "--timeout", "30")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        ids = [e["eventId"] for e in got]
+        self.assertEqual(sorted(ids), sorted(f"hl7:RXH:visit:F{i}:discharge" for i in range(300)))
+        r, more = self.b.recv("social-care", "--timeout", "2")
+        self.assertEqual(more, [])
+
     def test_what_a_killed_adapter_acked_is_not_lost(self):
         h = self.start("--ack-wait", "100")
         self.b.stop()
