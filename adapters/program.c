@@ -6,12 +6,58 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 static const char *program = "carebridge-adapter";
+
+int cb_program_option(int c, const char *arg, cb_program_opts *p, const char *name, const char *usage)
+{
+    switch (c) {
+    case 'b': p->broker = arg; return 1;
+    case 'a': p->agency = arg; return 1;
+    case 'd': p->data = arg; return 1;
+    case 'h': fputs(usage, stdout); return 0;
+    case 'V': printf("%s %s\n", name, CB_VERSION); return 0;
+    default: return -1;
+    }
+}
+
+bool cb_program_number(const char *name, const char *option, const char *text, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno || end == text || *end || v < lo || v > hi) {
+        fprintf(stderr, "%s: %s must be a whole number from %ld to %ld\n", name, option, lo, hi);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+void cb_id_list_free(cb_id_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->items[i]);
+    l->n = 0;
+}
+
+bool cb_id_list_set(cb_id_list *l, const char *text)
+{
+    cb_id_list_free(l);
+    for (const char *p = text; *p;) {
+        size_t len = strcspn(p, ",");
+        if (!len || l->n == CB_ID_LIST_MAX || !(l->items[l->n] = strndup(p, len)))
+            return false;
+        l->n++;
+        p += len + (p[len] ? 1 : 0);
+    }
+    return l->n > 0;
+}
 static volatile sig_atomic_t stopping;
 
 void cb_log_program(const char *name)

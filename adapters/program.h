@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <getopt.h>
 
 #define CB_DEFAULT_BROKER "tcp://127.0.0.1:5570"
 
@@ -15,6 +16,30 @@ typedef struct {
     const char *agency;
     const char *data;
 } cb_program_opts;
+
+/* The long options every adapter takes, first in its table. */
+#define CB_PROGRAM_LONG_OPTIONS                                                                                        \
+    {"broker", required_argument, NULL, 'b'}, {"as", required_argument, NULL, 'a'},                                    \
+        {"data", required_argument, NULL, 'd'}, {"help", no_argument, NULL, 'h'},                                      \
+    {                                                                                                                  \
+        "version", no_argument, NULL, 'V'                                                                              \
+    }
+
+/* getopt_long's c if it is one of those: 1 taken; 0 for --help or
+ * --version, printed (exit 0); -1 when it is not one of them. */
+int cb_program_option(int c, const char *arg, cb_program_opts *p, const char *name, const char *usage);
+
+/* text as a whole number from lo to hi; false, saying so on stderr for option, otherwise. */
+bool cb_program_number(const char *name, const char *option, const char *text, long lo, long hi, long *out);
+
+/* A comma-separated list of agency ids, each non-empty, at most CB_ID_LIST_MAX. */
+#define CB_ID_LIST_MAX 16
+typedef struct {
+    char *items[CB_ID_LIST_MAX];
+    size_t n;
+} cb_id_list;
+bool cb_id_list_set(cb_id_list *l, const char *text);
+void cb_id_list_free(cb_id_list *l);
 
 /* A log line on stderr: time, program, text. Never an NHS or CHI number or
  * a name: callers log ids, codes and positions only. */

@@ -58,16 +58,10 @@ static const char usage[] = "Usage: carebridge-health [--broker ENDPOINT] [--as 
                             "  --ack-wait MS        how long an ACK waits for the broker (default 2000)\n"
                             "  -h, --help           this text;  -V, --version  the version\n";
 
-#define MAX_LIST 16
-#define ACK_MAX  8192
-#define ISSUES   (2 * 32)
-#define OUT_MAX  (256 * 1024)
-#define MAX_FDS  1100
-
-typedef struct {
-    char *items[MAX_LIST];
-    size_t n;
-} id_list;
+#define ACK_MAX 8192
+#define ISSUES  (2 * 32)
+#define OUT_MAX (256 * 1024)
+#define MAX_FDS 1100
 
 /* A message whose answer waits: for its batch to commit, then for the broker. */
 typedef struct {
@@ -84,7 +78,7 @@ typedef struct {
     const char *listen, *forward;
     size_t max_message;
     int read_timeout_ms, ack_wait_ms;
-    id_list discharge_to, referral_to, agencies;
+    cb_id_list discharge_to, referral_to, agencies;
     cb_hl7_map_opts map;
     cb_adapter *adapter;
     cb_mllp_server *server;
@@ -110,23 +104,6 @@ static void hl7_now(char out[16])
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(out, 16, "%Y%m%d%H%M%S", &tm);
-}
-
-static bool split_list(const char *text, id_list *out)
-{
-    for (size_t i = 0; i < out->n; i++)
-        free(out->items[i]);
-    out->n = 0;
-    const char *p = text;
-    while (*p) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        if (!len || out->n == MAX_LIST || !(out->items[out->n] = strndup(p, len)))
-            return false;
-        out->n++;
-        p += len + (comma ? 1 : 0);
-    }
-    return out->n > 0;
 }
 
 /* ---- answers */
@@ -394,9 +371,7 @@ static int parse(int argc, char **argv, health *h)
 {
     enum { O_LISTEN = 256, O_FORWARD, O_DISCHARGE, O_REFERRAL, O_AGENCIES, O_MAX, O_TIMEOUT, O_WAIT };
     static const struct option opts[] = {
-        {"broker", required_argument, NULL, 'b'},
-        {"as", required_argument, NULL, 'a'},
-        {"data", required_argument, NULL, 'd'},
+        CB_PROGRAM_LONG_OPTIONS,
         {"listen", required_argument, NULL, O_LISTEN},
         {"forward", required_argument, NULL, O_FORWARD},
         {"discharge-to", required_argument, NULL, O_DISCHARGE},
@@ -405,51 +380,46 @@ static int parse(int argc, char **argv, health *h)
         {"max-message", required_argument, NULL, O_MAX},
         {"read-timeout", required_argument, NULL, O_TIMEOUT},
         {"ack-wait", required_argument, NULL, O_WAIT},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
         {0, 0, 0, 0},
     };
-    int c;
-    char *end;
+    int c, taken;
+    long v;
     while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
+        if ((taken = cb_program_option(c, optarg, &h->prog, "carebridge-health", usage)) >= 0) {
+            if (!taken)
+                return 0;
+            continue;
+        }
         switch (c) {
-        case 'b': h->prog.broker = optarg; break;
-        case 'a': h->prog.agency = optarg; break;
-        case 'd': h->prog.data = optarg; break;
         case O_LISTEN: h->listen = optarg; break;
         case O_FORWARD: h->forward = optarg; break;
         case O_DISCHARGE:
         case O_REFERRAL:
         case O_AGENCIES:
-            if (!split_list(optarg, c == O_DISCHARGE  ? &h->discharge_to
-                                    : c == O_REFERRAL ? &h->referral_to
-                                                      : &h->agencies)) {
+            if (!cb_id_list_set(c == O_DISCHARGE  ? &h->discharge_to
+                                : c == O_REFERRAL ? &h->referral_to
+                                                  : &h->agencies,
+                                optarg)) {
                 fprintf(stderr, "carebridge-health: %s needs 1 to %d agency ids, comma-separated\n", argv[optind - 2],
-                        MAX_LIST);
+                        CB_ID_LIST_MAX);
                 return 2;
             }
             break;
         case O_MAX:
-        case O_TIMEOUT:
-        case O_WAIT: {
-            errno = 0;
-            long v = strtol(optarg, &end, 10);
-            long lo = c == O_WAIT ? 0 : 1, hi = c == O_MAX ? 64L << 20 : c == O_TIMEOUT ? 3600 : 60000;
-            if (errno || *end || v < lo || v > hi) {
-                fprintf(stderr, "carebridge-health: %s must be a whole number from %ld to %ld\n", argv[optind - 2], lo,
-                        hi);
+            if (!cb_program_number("carebridge-health", "--max-message", optarg, 1, 64L << 20, &v))
                 return 2;
-            }
-            if (c == O_MAX)
-                h->max_message = (size_t)v;
-            else if (c == O_TIMEOUT)
-                h->read_timeout_ms = (int)v * 1000;
-            else
-                h->ack_wait_ms = (int)v;
+            h->max_message = (size_t)v;
             break;
-        }
-        case 'h': fputs(usage, stdout); return 0;
-        case 'V': printf("carebridge-health %s\n", CB_VERSION); return 0;
+        case O_TIMEOUT:
+            if (!cb_program_number("carebridge-health", "--read-timeout", optarg, 1, 3600, &v))
+                return 2;
+            h->read_timeout_ms = (int)v * 1000;
+            break;
+        case O_WAIT:
+            if (!cb_program_number("carebridge-health", "--ack-wait", optarg, 0, 60000, &v))
+                return 2;
+            h->ack_wait_ms = (int)v;
+            break;
         default: fputs(usage, stderr); return 2;
         }
     }
@@ -460,10 +430,10 @@ static int parse(int argc, char **argv, health *h)
     return -1;
 }
 
-static void set_default(id_list *l, const char *text)
+static void set_default(cb_id_list *l, const char *text)
 {
     if (!l->n)
-        split_list(text, l);
+        cb_id_list_set(l, text);
 }
 
 static void loop(health *h)
@@ -578,9 +548,8 @@ int main(int argc, char **argv)
     cb_mllp_forward_free(&h.fwd);
     cb_mllp_server_close(&h.server);
     cb_adapter_close(&h.adapter);
-    id_list *lists[] = {&h.discharge_to, &h.referral_to, &h.agencies};
-    for (size_t k = 0; k < 3; k++)
-        for (size_t i = 0; i < lists[k]->n; i++)
-            free(lists[k]->items[i]);
+    cb_id_list_free(&h.discharge_to);
+    cb_id_list_free(&h.referral_to);
+    cb_id_list_free(&h.agencies);
     return 0;
 }

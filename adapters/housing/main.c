@@ -368,35 +368,28 @@ static int parse(int argc, char **argv, housing *h, const char **inbox, const ch
 {
     enum { O_INBOX = 256, O_OUTBOX, O_SETTLE };
     static const struct option opts[] = {
-        {"broker", required_argument, NULL, 'b'},
-        {"as", required_argument, NULL, 'a'},
-        {"data", required_argument, NULL, 'd'},
+        CB_PROGRAM_LONG_OPTIONS,
         {"inbox", required_argument, NULL, O_INBOX},
         {"outbox", required_argument, NULL, O_OUTBOX},
         {"settle", required_argument, NULL, O_SETTLE},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
         {0, 0, 0, 0},
     };
-    int c;
+    int c, taken;
+    long v;
     while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
-        char *end;
+        if ((taken = cb_program_option(c, optarg, &h->prog, "carebridge-housing", usage)) >= 0) {
+            if (!taken)
+                return 0;
+            continue;
+        }
         switch (c) {
-        case 'b': h->prog.broker = optarg; break;
-        case 'a': h->prog.agency = optarg; break;
-        case 'd': h->prog.data = optarg; break;
         case O_INBOX: *inbox = optarg; break;
         case O_OUTBOX: *outbox = optarg; break;
         case O_SETTLE:
-            errno = 0;
-            h->settle_s = (int)strtol(optarg, &end, 10);
-            if (errno || *end || h->settle_s < 0 || h->settle_s > 3600) {
-                fprintf(stderr, "carebridge-housing: --settle must be a whole number of seconds from 0 to 3600\n");
+            if (!cb_program_number("carebridge-housing", "--settle", optarg, 0, 3600, &v))
                 return 2;
-            }
+            h->settle_s = (int)v;
             break;
-        case 'h': fputs(usage, stdout); return 0;
-        case 'V': printf("carebridge-housing %s\n", CB_VERSION); return 0;
         default: fputs(usage, stderr); return 2;
         }
     }

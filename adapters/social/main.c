@@ -56,8 +56,7 @@ static const char usage[] = "Usage: carebridge-social [--broker ENDPOINT] [--as 
                             "  --ack-wait MS       how long an answer waits for the broker (default 2000)\n"
                             "  -h, --help          this text;  -V, --version  the version\n";
 
-#define MAX_AGENCIES 16
-#define FHIR_JSON    "application/fhir+json; charset=utf-8"
+#define FHIR_JSON "application/fhir+json; charset=utf-8"
 
 typedef struct request request;
 
@@ -66,8 +65,7 @@ typedef struct {
     const char *listen;
     size_t max_body;
     int ack_wait_ms;
-    char *agency_ids[MAX_AGENCIES];
-    size_t n_agencies;
+    cb_id_list agencies;
     cb_fhir_opts map;
     cb_adapter *adapter;
     struct MHD_Daemon *http;
@@ -556,68 +554,44 @@ static cb_adapter_take delivered(void *arg, uint64_t seq, const char *event_id, 
 
 /* ---- the program */
 
-static bool split_agencies(social *s, const char *text)
-{
-    for (size_t i = 0; i < s->n_agencies; i++)
-        free(s->agency_ids[i]);
-    s->n_agencies = 0;
-    for (const char *p = text; *p;) {
-        size_t len = strcspn(p, ",");
-        if (!len || s->n_agencies == MAX_AGENCIES || !(s->agency_ids[s->n_agencies] = strndup(p, len)))
-            return false;
-        s->n_agencies++;
-        p += len + (p[len] ? 1 : 0);
-    }
-    return s->n_agencies > 0;
-}
-
 static int parse(int argc, char **argv, social *s)
 {
     enum { O_LISTEN = 256, O_AGENCIES, O_MAX, O_WAIT };
     static const struct option opts[] = {
-        {"broker", required_argument, NULL, 'b'},
-        {"as", required_argument, NULL, 'a'},
-        {"data", required_argument, NULL, 'd'},
+        CB_PROGRAM_LONG_OPTIONS,
         {"listen", required_argument, NULL, O_LISTEN},
         {"agencies", required_argument, NULL, O_AGENCIES},
         {"max-body", required_argument, NULL, O_MAX},
         {"ack-wait", required_argument, NULL, O_WAIT},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
         {0, 0, 0, 0},
     };
-    int c;
+    int c, taken;
+    long v;
     while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
-        char *end;
-        long v;
+        if ((taken = cb_program_option(c, optarg, &s->prog, "carebridge-social", usage)) >= 0) {
+            if (!taken)
+                return 0;
+            continue;
+        }
         switch (c) {
-        case 'b': s->prog.broker = optarg; break;
-        case 'a': s->prog.agency = optarg; break;
-        case 'd': s->prog.data = optarg; break;
         case O_LISTEN: s->listen = optarg; break;
         case O_AGENCIES:
-            if (!split_agencies(s, optarg)) {
+            if (!cb_id_list_set(&s->agencies, optarg)) {
                 fprintf(stderr, "carebridge-social: --agencies needs 1 to %d agency ids, comma-separated\n",
-                        MAX_AGENCIES);
+                        CB_ID_LIST_MAX);
                 return 2;
             }
             break;
         case O_MAX:
-        case O_WAIT:
-            errno = 0;
-            v = strtol(optarg, &end, 10);
-            if (errno || *end || v < (c == O_MAX ? 1 : 0) || v > (c == O_MAX ? 64L << 20 : 60000)) {
-                fprintf(stderr, "carebridge-social: %s must be a whole number from %d to %ld\n", argv[optind - 2],
-                        c == O_MAX ? 1 : 0, c == O_MAX ? 64L << 20 : 60000L);
+            if (!cb_program_number("carebridge-social", "--max-body", optarg, 1, 64L << 20, &v))
                 return 2;
-            }
-            if (c == O_MAX)
-                s->max_body = (size_t)v;
-            else
-                s->ack_wait_ms = (int)v;
+            s->max_body = (size_t)v;
             break;
-        case 'h': fputs(usage, stdout); return 0;
-        case 'V': printf("carebridge-social %s\n", CB_VERSION); return 0;
+        case O_WAIT:
+            if (!cb_program_number("carebridge-social", "--ack-wait", optarg, 0, 60000, &v))
+                return 2;
+            s->ack_wait_ms = (int)v;
+            break;
         default: fputs(usage, stderr); return 2;
         }
     }
@@ -706,9 +680,9 @@ int main(int argc, char **argv)
     int rc = parse(argc, argv, &s);
     if (rc >= 0)
         return rc;
-    if (!s.n_agencies)
-        split_agencies(&s, "health,housing,social-care,voluntary");
-    s.map = (cb_fhir_opts){s.prog.agency, (const char *const *)s.agency_ids, s.n_agencies};
+    if (!s.agencies.n)
+        cb_id_list_set(&s.agencies, "health,housing,social-care,voluntary");
+    s.map = (cb_fhir_opts){s.prog.agency, (const char *const *)s.agencies.items, s.agencies.n};
     char box[PATH_MAX];
     if (snprintf(box, sizeof box, "%s/outbox.lmdb", s.prog.data) >= (int)sizeof box || !cb_mkdirs(s.prog.data)) {
         fprintf(stderr, "carebridge-social: cannot create %s: %s\n", s.prog.data, strerror(errno));
@@ -746,7 +720,6 @@ int main(int argc, char **argv)
     cb_log("stopped: %lu kept, %lu refused, %lu searches served", s.created, s.refused, s.served);
     MHD_stop_daemon(s.http);
     cb_adapter_close(&s.adapter);
-    for (size_t i = 0; i < s.n_agencies; i++)
-        free(s.agency_ids[i]);
+    cb_id_list_free(&s.agencies);
     return 0;
 }
