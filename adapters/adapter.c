@@ -38,6 +38,8 @@ struct cb_adapter {
     void *arg;
     cb_outbox *outbox;
     cb_client *client;
+    int64_t opened_ms;
+    bool ever_connected;
     uint64_t newest;     /* the newest seq committed to the outbox */
     uint64_t pumped;     /* the newest given to the client's window */
     uint64_t retry_from; /* pump again from after this at retry_at_ms */
@@ -316,6 +318,7 @@ cb_adapter *cb_adapter_open(const cb_adapter_opts *opts, const cb_adapter_handle
         return NULL;
     }
     a->newest = cb_outbox_last_seq(a->outbox);
+    a->opened_ms = cb_client_now_ms();
     cb_client_opts copts = {.endpoint = opts->broker,
                             .agency = opts->agency,
                             .receive = opts->receive,
@@ -483,6 +486,7 @@ cb_adapter_code cb_adapter_step(cb_adapter *a, cb_adapter_error *err)
         return fail(err, why && strstr(why, "refused hello") ? CB_ADAPTER_BROKER_REFUSED : CB_ADAPTER_CONNECTION_FAILED,
                     "%s", why ? why : "the connection failed");
     }
+    a->ever_connected |= cb_client_welcomed(a->client);
     cb_adapter_code code = settle(a, err);
     pump(a);
     return code;
@@ -523,4 +527,13 @@ uint64_t cb_adapter_refused(cb_adapter *a)
 bool cb_adapter_connected(const cb_adapter *a)
 {
     return cb_client_welcomed(a->client);
+}
+
+#define FIRST_WELCOME_MS 1000 /* a broker on loopback or a LAN welcomes well inside this */
+
+bool cb_adapter_answers_expected(const cb_adapter *a)
+{
+    if (cb_client_welcomed(a->client))
+        return true;
+    return !a->ever_connected && cb_client_now_ms() - a->opened_ms < FIRST_WELCOME_MS;
 }

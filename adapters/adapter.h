@@ -149,5 +149,9 @@ void cb_adapter_kept(cb_adapter *a, const char *prefix, cb_adapter_doc_fn fn, vo
 uint64_t cb_adapter_waiting(cb_adapter *a);
 uint64_t cb_adapter_refused(cb_adapter *a);
 bool cb_adapter_connected(const cb_adapter *a);
+/* Whether an answer from the broker is to be expected soon: connected, or
+ * in the first second after opening, before the first welcome (the agency
+ * system's first message may come before the broker's welcome does). */
+bool cb_adapter_answers_expected(const cb_adapter *a);
 
 #endif

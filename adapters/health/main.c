@@ -273,7 +273,7 @@ static void commit(health *h)
     if (!ok)
         cb_log("the outbox could not keep a batch: %s: %s", cb_adapter_code_name(err.code), err.text);
     int64_t deadline = now_ms() + h->ack_wait_ms;
-    bool wait = cb_adapter_connected(h->adapter) && h->ack_wait_ms > 0;
+    bool wait = cb_adapter_answers_expected(h->adapter) && h->ack_wait_ms > 0;
     for (size_t i = 0; i < h->n_owed;) {
         owed *o = &h->owed[i];
         if (o->durable) {

@@ -272,7 +272,7 @@ static void commit(social *s)
     bool ok = !s->batch || cb_adapter_commit(&s->batch, &err) == CB_ADAPTER_OK;
     if (!ok)
         cb_log("the outbox could not keep a batch: %s: %s", cb_adapter_code_name(err.code), err.text);
-    bool wait = cb_adapter_connected(s->adapter) && s->ack_wait_ms > 0;
+    bool wait = cb_adapter_answers_expected(s->adapter) && s->ack_wait_ms > 0;
     int64_t deadline = now_ms() + s->ack_wait_ms;
     for (request *r = s->owed, *next; r; r = next) {
         next = r->next;
