@@ -3,6 +3,7 @@ embedded defaults, in a fresh directory; an A03 over MLLP reaches the social
 care adapter through them; `carebridge demo` plays Margaret's discharge through
 them all; SIGINT stops them all, cleanly."""
 
+import json
 import os
 import signal
 import subprocess
@@ -12,7 +13,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import BIN, SRC, BrokerTest, wait_for  # noqa: E402
-from test_health import Mllp, a03, msa  # noqa: E402
+from test_health import Mllp, a03  # noqa: E402
 
 
 def read(path):
@@ -35,14 +36,31 @@ class Run(BrokerTest):
                     return None
 
             c = wait_for(up, 30, "the social and health adapters listening")
-            self.assertEqual(msa(c.ask(a03("RUN1", "V9"))), ("AA", "RUN1"))
             c.close()
+            # The hospital's message from a client nobody on the team wrote (python3-hl7).
+            path = os.path.join(self.tmp, "a03.mllp")
+            with open(path, "wb") as f:
+                f.write(b"\x0b" + a03("RUN1", "V9").encode() + b"\x1c\r")
+            r = subprocess.run(["mllp_send", "-p", "2575", "-f", path, "127.0.0.1"], capture_output=True, text=True,
+                               timeout=30)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("MSA|AA|RUN1", r.stdout.replace("\n", "\r"))
 
             def served():
                 with urllib.request.urlopen("http://127.0.0.1:8090/fhir/ServiceRequest", timeout=5) as r:
                     return b"hl7:RXH:visit:V9:discharge" in r.read()
 
             wait_for(served, 15, "the discharge served by the social care adapter")
+
+            def in_housing_outbox():
+                outbox = os.path.join(self.tmp, "var", "housing", "outbox")
+                for name in os.listdir(outbox):
+                    with open(os.path.join(outbox, name)) as f:
+                        if json.loads(f.read()).get("eventId") == "hl7:RXH:visit:V9:discharge":
+                            return True
+                return False
+
+            wait_for(in_housing_outbox, 15, "the discharge in the housing adapter's outbox, as JSON")
             demo = subprocess.run([os.path.join(BIN, "carebridge"), "demo"], cwd=self.tmp, capture_output=True,
                                   text=True, timeout=60)
             self.assertEqual(demo.returncode, 0, demo.stdout + demo.stderr)
