@@ -122,6 +122,23 @@ class Housing(AdapterTest):
         self.assertEqual(more, [])
         self.assertIn("0 events kept, 20000 kept before", self.h.log())
 
+    def test_the_broker_killed_mid_drops_loses_nothing_and_stores_nothing_twice(self):
+        self.start()
+        for f in range(20):
+            self.drop(f"part-{f:02}.csv", HEADER + "".join(row(f * 100 + i) for i in range(100)))
+            if f == 5:
+                self.done_with("part-05.csv")
+                self.b.kill9()  # while the adapter is still reading and sending
+            if f == 12:
+                self.b.start()
+        for f in range(20):
+            self.done_with(f"part-{f:02}.csv")
+        r, got = self.b.recv("social-care", "--count", "2000", "--timeout", "30")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(sorted(e["eventId"] for e in got), sorted(f"hms-{i}" for i in range(2000)))
+        r, more = self.b.recv("social-care", "--timeout", "2")
+        self.assertEqual(more, [])
+
     def test_a_delivery_to_housing_is_written_as_a_json_file(self):
         self.start()
         r = self.b.send("health", [referral("hx-9", to=("housing",))])

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import urllib.parse
 
 import hl7
@@ -177,6 +178,28 @@ class Social(AdapterTest):
         r, got = self.b.recv("housing", "--count", "10", "--timeout", "20")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(sorted(e["eventId"] for e in got), sorted(f"OUT-{i}" for i in range(10)))
+        r, more = self.b.recv("housing", "--timeout", "2")
+        self.assertEqual(more, [])
+
+    def test_the_broker_killed_mid_stream_loses_nothing_and_stores_nothing_twice(self):
+        self.start("--ack-wait", "200")
+        answers = []
+
+        def post_all():
+            for i in range(200):
+                answers.append(self.http.post("ServiceRequest", service_request(f"K-{i}"))[0])
+
+        t = threading.Thread(target=post_all)
+        t.start()
+        wait_for(lambda: len(answers) >= 40, 30, "the posts under way")
+        self.b.kill9()
+        wait_for(lambda: len(answers) >= 80, 30, "resources accepted while the broker is dead")
+        self.b.start()
+        t.join(60)
+        self.assertEqual(answers, [201] * 200)
+        r, got = self.b.recv("housing", "--count", "200", "--timeout", "30")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(sorted(e["eventId"] for e in got), sorted(f"K-{i}" for i in range(200)))
         r, more = self.b.recv("housing", "--timeout", "2")
         self.assertEqual(more, [])
 
