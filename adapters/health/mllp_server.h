@@ -19,7 +19,7 @@ typedef uint64_t cb_mllp_ticket;
 typedef struct {
     const char *listen;   /* "HOST:PORT"; port 0 picks one (cb_mllp_server_port) */
     size_t max_message;   /* bytes; a bigger message gets handler(too_big) */
-    int read_timeout_ms;  /* a connection silent this long mid-message, or idle this long, is closed */
+    int read_timeout_ms;  /* a connection silent this long mid-message is closed (idle between messages, it stays) */
     unsigned max_pending; /* answers owed on one connection before it is read no more */
     unsigned max_conns;
 } cb_mllp_server_opts;
