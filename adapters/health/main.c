@@ -20,6 +20,7 @@
 #include "hl7_out.h"
 #include "mllp_forward.h"
 #include "mllp_server.h"
+#include "pending.h"
 #include "program.h"
 
 static const char usage[] = "Usage: carebridge-health [--broker ENDPOINT] [--as AGENCY] [--data DIR]\n"
@@ -63,14 +64,10 @@ static const char usage[] = "Usage: carebridge-health [--broker ENDPOINT] [--as 
 #define OUT_MAX (256 * 1024)
 #define MAX_FDS 1100
 
-/* A message whose answer waits: for its batch to commit, then for the broker. */
+/* A message whose answer waits (pending.h). */
 typedef struct {
     cb_mllp_ticket ticket;
     cb_hl7 *m;
-    uint64_t seq;
-    bool fresh; /* NEW in the outbox: the broker's answer is worth waiting for */
-    bool durable;
-    int64_t deadline_ms; /* durable: answer AA without the broker's word by then */
 } owed;
 
 typedef struct {
@@ -84,19 +81,11 @@ typedef struct {
     cb_mllp_server *server;
     cb_mllp_forward *fwd;
     cb_adapter_batch *batch;
-    owed *owed;
-    size_t n_owed, cap_owed;
+    cb_pending *owed;
     uint64_t control_no;
     char outbox[PATH_MAX];
     unsigned long taken, refused_in, accepted_in;
 } health;
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void hl7_now(char out[16])
 {
@@ -134,14 +123,16 @@ static void refuse_text(health *h, cb_mllp_ticket ticket, const cb_hl7 *m, const
     h->refused_in++;
 }
 
-static void forget(health *h, size_t i)
+static void forget(owed *o)
 {
-    cb_hl7_free(&h->owed[i].m);
-    h->owed[i] = h->owed[--h->n_owed];
+    cb_hl7_free(&o->m);
+    free(o);
 }
 
-static void accept_owed(health *h, size_t i, const cb_adapter_answer *ans)
+static void accepted(void *arg, void *item, const cb_adapter_answer *ans)
 {
+    health *h = arg;
+    owed *o = item;
     cb_hl7_issue issues[ISSUES];
     char texts[ISSUES][200];
     size_t n = 0;
@@ -153,9 +144,25 @@ static void accept_owed(health *h, size_t i, const cb_adapter_answer *ans)
         snprintf(texts[n], sizeof texts[n], "carebridge warning %s", ans->warnings[k]);
         issues[n] = (cb_hl7_issue){.code = 0, .severity = 'W', .text = texts[n]};
     }
-    answer(h, h->owed[i].ticket, h->owed[i].m, "AA", issues, n);
+    answer(h, o->ticket, o->m, "AA", issues, n);
     h->accepted_in++;
-    forget(h, i);
+    forget(o);
+}
+
+static void refused(void *arg, void *item, const char *why)
+{
+    owed *o = item;
+    char text[360];
+    snprintf(text, sizeof text, "refused by carebridge: %s", why);
+    refuse_text(arg, o->ticket, o->m, "AE", text);
+    forget(o);
+}
+
+static void failed(void *arg, void *item)
+{
+    owed *o = item;
+    refuse_text(arg, o->ticket, o->m, "AR", "the message could not be kept; send it again");
+    forget(o);
 }
 
 static void answered(void *arg, const cb_adapter_answer *ans)
@@ -164,35 +171,21 @@ static void answered(void *arg, const cb_adapter_answer *ans)
     if (!ans->accepted)
         cb_log("the broker refused outbox event %" PRIu64 " (%s): %s: %s", ans->seq, ans->event_id, ans->code,
                ans->reason);
-    for (size_t i = 0; i < h->n_owed;) {
-        if (h->owed[i].seq != ans->seq || !h->owed[i].durable) {
-            i++;
-            continue;
-        }
-        if (ans->accepted) {
-            accept_owed(h, i, ans);
-        } else {
-            char text[300];
-            snprintf(text, sizeof text, "refused by carebridge: %s: %s", ans->code, ans->reason);
-            refuse_text(h, h->owed[i].ticket, h->owed[i].m, "AE", text);
-            forget(h, i);
-        }
-    }
+    cb_pending_answered(h->owed, ans);
 }
 
 /* ---- messages in */
 
 static bool owe(health *h, cb_mllp_ticket ticket, cb_hl7 *m, uint64_t seq, bool fresh)
 {
-    if (h->n_owed == h->cap_owed) {
-        size_t cap = h->cap_owed ? h->cap_owed * 2 : 256;
-        owed *o = realloc(h->owed, cap * sizeof *o);
-        if (!o)
-            return false;
-        h->owed = o;
-        h->cap_owed = cap;
+    owed *o = malloc(sizeof *o);
+    if (!o)
+        return false;
+    *o = (owed){ticket, m};
+    if (!cb_pending_add(h->owed, o, seq, fresh)) {
+        free(o);
+        return false;
     }
-    h->owed[h->n_owed++] = (owed){.ticket = ticket, .m = m, .seq = seq, .fresh = fresh};
     return true;
 }
 
@@ -272,51 +265,7 @@ static void commit(health *h)
     bool ok = !h->batch || cb_adapter_commit(&h->batch, &err) == CB_ADAPTER_OK;
     if (!ok)
         cb_log("the outbox could not keep a batch: %s: %s", cb_adapter_code_name(err.code), err.text);
-    int64_t deadline = now_ms() + h->ack_wait_ms;
-    bool wait = cb_adapter_answers_expected(h->adapter) && h->ack_wait_ms > 0;
-    for (size_t i = 0; i < h->n_owed;) {
-        owed *o = &h->owed[i];
-        if (o->durable) {
-            i++;
-            continue;
-        }
-        char why[320];
-        if (!ok) {
-            refuse_text(h, o->ticket, o->m, "AR", "the message could not be kept; send it again");
-            forget(h, i);
-        } else if (!o->fresh && cb_adapter_refusal(h->adapter, o->seq, why, sizeof why)) {
-            char text[360];
-            snprintf(text, sizeof text, "refused by carebridge: %s", why);
-            refuse_text(h, o->ticket, o->m, "AE", text);
-            forget(h, i);
-        } else if (!o->fresh || !wait) {
-            accept_owed(h, i, NULL);
-        } else {
-            o->durable = true;
-            o->deadline_ms = deadline;
-            i++;
-        }
-    }
-}
-
-static void expire(health *h)
-{
-    int64_t now = now_ms();
-    for (size_t i = 0; i < h->n_owed;) {
-        if (h->owed[i].durable && now >= h->owed[i].deadline_ms)
-            accept_owed(h, i, NULL); /* durable all the same: the flags are in the broker for anyone to see */
-        else
-            i++;
-    }
-}
-
-static int due_ms(const health *h)
-{
-    int64_t now = now_ms(), due = INT64_MAX;
-    for (size_t i = 0; i < h->n_owed; i++)
-        if (h->owed[i].durable && h->owed[i].deadline_ms < due)
-            due = h->owed[i].deadline_ms;
-    return due == INT64_MAX ? 1000 : due <= now ? 0 : (int)(due - now);
+    cb_pending_committed(h->owed, ok);
 }
 
 /* ---- deliveries out */
@@ -448,7 +397,7 @@ static void loop(health *h)
         size_t srv_at = n;
         n += cb_mllp_server_fds(h->server, fds + n, MAX_FDS - n);
         int timeout = cb_adapter_due_ms(h->adapter);
-        int t2 = cb_mllp_server_due_ms(h->server), t3 = due_ms(h);
+        int t2 = cb_mllp_server_due_ms(h->server), t3 = cb_pending_due_ms(h->owed);
         timeout = t2 < timeout ? t2 : timeout;
         timeout = t3 < timeout ? t3 : timeout;
         if (h->fwd) {
@@ -471,7 +420,7 @@ static void loop(health *h)
         }
         if (code != CB_ADAPTER_OK)
             cb_log("%s", err.text);
-        expire(h);
+        cb_pending_expire(h->owed);
     }
 }
 
@@ -513,8 +462,11 @@ int main(int argc, char **argv)
                              .receive = true,
                              .name = "carebridge-health " CB_VERSION};
     cb_adapter_handlers handlers = {.answered = answered, .delivered = delivered};
-    if (!(h.adapter = cb_adapter_open(&aopts, &handlers, &h, &err))) {
-        fprintf(stderr, "carebridge-health: %s\n", err.text);
+    cb_pending_fns owing = {.accepted = accepted, .refused = refused, .failed = failed};
+    if (!(h.adapter = cb_adapter_open(&aopts, &handlers, &h, &err)) ||
+        !(h.owed = cb_pending_new(h.adapter, h.ack_wait_ms, &owing, &h))) {
+        fprintf(stderr, "carebridge-health: %s\n", h.adapter ? "out of memory" : err.text);
+        cb_adapter_close(&h.adapter);
         return 2;
     }
     char why[300];
@@ -525,11 +477,13 @@ int main(int argc, char **argv)
                                  .max_conns = 1024};
     if (!(h.server = cb_mllp_server_open(&sopts, on_message, &h, why, sizeof why))) {
         fprintf(stderr, "carebridge-health: %s\n", why);
+        cb_pending_end(&h.owed);
         cb_adapter_close(&h.adapter);
         return 2;
     }
     if (h.forward && !(h.fwd = cb_mllp_forward_new(h.forward, forwarded, &h, why, sizeof why))) {
         fprintf(stderr, "carebridge-health: %s\n", why);
+        cb_pending_end(&h.owed);
         cb_mllp_server_close(&h.server);
         cb_adapter_close(&h.adapter);
         return 2;
@@ -537,14 +491,9 @@ int main(int argc, char **argv)
     cb_log("listening for MLLP on %s (port %d) as %s; broker %s; outbox %s; %" PRIu64 " waiting for the broker",
            h.listen, cb_mllp_server_port(h.server), h.prog.agency, h.prog.broker, box, cb_adapter_waiting(h.adapter));
     loop(&h);
-    for (size_t i = h.n_owed; i-- > 0;)
-        if (h.owed[i].durable) /* kept: say so before going */
-            accept_owed(&h, i, NULL);
+    cb_adapter_abort(&h.batch); /* not durable: answered AR, to be sent again */
+    cb_pending_end(&h.owed);
     cb_log("stopped: %lu accepted, %lu refused, %lu delivered", h.accepted_in, h.refused_in, h.taken);
-    cb_adapter_abort(&h.batch); /* not durable, not answered: the sender resends */
-    for (size_t i = 0; i < h.n_owed; i++)
-        cb_hl7_free(&h.owed[i].m);
-    free(h.owed);
     cb_mllp_forward_free(&h.fwd);
     cb_mllp_server_close(&h.server);
     cb_adapter_close(&h.adapter);

@@ -19,6 +19,7 @@
 #include "adapter.h"
 #include "fhir.h"
 #include "fhir_search.h"
+#include "pending.h"
 #include "program.h"
 
 static const char usage[] = "Usage: carebridge-social [--broker ENDPOINT] [--as AGENCY] [--data DIR]\n"
@@ -70,7 +71,7 @@ typedef struct {
     cb_adapter *adapter;
     struct MHD_Daemon *http;
     cb_adapter_batch *batch;
-    request *owed;      /* answers waiting: for the batch, then for the broker */
+    cb_pending *owed;   /* answers waiting: for the batch, then for the broker */
     unsigned resumed;   /* connections resumed since MHD last ran */
     char base_url[300]; /* http://HOST:PORT/fhir, for a Bundle's fullUrls */
     unsigned long created, refused, served;
@@ -86,19 +87,10 @@ struct request {
     char *out;
     char location[160];
     /* while owed */
-    request *next;
     uint64_t seq;
-    bool fresh, durable;
-    int64_t deadline_ms;
+    bool fresh;
     char kind[16], id[65];
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void instant_now(char out[32])
 {
@@ -161,25 +153,34 @@ static void created(social *s, request *r, const cb_adapter_answer *ans)
     s->created++;
 }
 
-static void unlink_owed(social *s, request *r)
-{
-    for (request **p = &s->owed; *p; p = &(*p)->next)
-        if (*p == r) {
-            *p = r->next;
-            r->next = NULL;
-            return;
-        }
-}
-
 /* An owed request has its answer: let MHD send it. */
 static void release(social *s, request *r)
 {
-    unlink_owed(s, r);
     if (r->suspended) {
         r->suspended = false;
         MHD_resume_connection(r->conn);
         s->resumed++;
     }
+}
+
+static void accepted(void *arg, void *item, const cb_adapter_answer *ans)
+{
+    created(arg, item, ans);
+    release(arg, item);
+}
+
+static void refused(void *arg, void *item, const char *why)
+{
+    char text[360];
+    snprintf(text, sizeof text, "refused by carebridge: %s", why);
+    refuse(arg, item, 422, "processing", NULL, text);
+    release(arg, item);
+}
+
+static void failed(void *arg, void *item)
+{
+    refuse(arg, item, MHD_HTTP_SERVICE_UNAVAILABLE, "transient", NULL, "the resource could not be kept; try again");
+    release(arg, item);
 }
 
 static void answered(void *arg, const cb_adapter_answer *ans)
@@ -188,19 +189,7 @@ static void answered(void *arg, const cb_adapter_answer *ans)
     if (!ans->accepted)
         cb_log("the broker refused outbox event %" PRIu64 " (%s): %s: %s", ans->seq, ans->event_id, ans->code,
                ans->reason);
-    for (request *r = s->owed, *next; r; r = next) {
-        next = r->next;
-        if (!r->durable || r->seq != ans->seq)
-            continue;
-        if (ans->accepted) {
-            created(s, r, ans);
-        } else {
-            char text[320];
-            snprintf(text, sizeof text, "refused by carebridge: %s: %s", ans->code, ans->reason);
-            refuse(s, r, 422, "processing", NULL, text);
-        }
-        release(s, r);
-    }
+    cb_pending_answered(s->owed, ans);
 }
 
 /* ---- resources in */
@@ -261,8 +250,8 @@ static void take(social *s, request *r, const char *kind)
         return refuse(s, r, MHD_HTTP_SERVICE_UNAVAILABLE, "transient", NULL,
                       "the resource could not be kept; try again");
     r->fresh = added == CB_ADAPTER_NEW;
-    r->next = s->owed;
-    s->owed = r;
+    if (!cb_pending_add(s->owed, r, r->seq, r->fresh))
+        refuse(s, r, MHD_HTTP_SERVICE_UNAVAILABLE, "transient", NULL, "the resource could not be kept; try again");
 }
 
 /* The batch the last poll gathered, in one sync; then its requests may be answered. */
@@ -272,44 +261,7 @@ static void commit(social *s)
     bool ok = !s->batch || cb_adapter_commit(&s->batch, &err) == CB_ADAPTER_OK;
     if (!ok)
         cb_log("the outbox could not keep a batch: %s: %s", cb_adapter_code_name(err.code), err.text);
-    bool wait = cb_adapter_answers_expected(s->adapter) && s->ack_wait_ms > 0;
-    int64_t deadline = now_ms() + s->ack_wait_ms;
-    for (request *r = s->owed, *next; r; r = next) {
-        next = r->next;
-        if (r->durable)
-            continue;
-        char why[320];
-        if (!ok) {
-            refuse(s, r, MHD_HTTP_SERVICE_UNAVAILABLE, "transient", NULL, "the resource could not be kept; try again");
-            release(s, r);
-        } else if (!r->fresh && cb_adapter_refusal(s->adapter, r->seq, why, sizeof why)) {
-            char text[360];
-            snprintf(text, sizeof text, "refused by carebridge: %s", why);
-            refuse(s, r, 422, "processing", NULL, text);
-            release(s, r);
-        } else if (!r->fresh || !wait) {
-            created(s, r, NULL);
-            release(s, r);
-        } else {
-            r->durable = true;
-            r->deadline_ms = deadline;
-        }
-    }
-}
-
-static void expire(social *s, bool all)
-{
-    int64_t now = now_ms();
-    for (request *r = s->owed, *next; r; r = next) {
-        next = r->next;
-        if (r->durable && (all || now >= r->deadline_ms)) {
-            created(s, r, NULL);
-            release(s, r);
-        } else if (all) {
-            refuse(s, r, MHD_HTTP_SERVICE_UNAVAILABLE, "transient", NULL, "the server is stopping; try again");
-            release(s, r);
-        }
-    }
+    cb_pending_committed(s->owed, ok);
 }
 
 /* ---- resources out */
@@ -490,7 +442,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **state, e
     social *s = cls;
     request *r = *state;
     if (r) {
-        unlink_owed(s, r);
+        cb_pending_drop(s->owed, r);
         free(r->body);
         free(r->out);
         free(r);
@@ -640,10 +592,8 @@ static void loop(social *s)
         MHD_UNSIGNED_LONG_LONG mhd_ms;
         if (MHD_get_timeout(s->http, &mhd_ms) == MHD_YES && mhd_ms < (MHD_UNSIGNED_LONG_LONG)timeout)
             timeout = (int)mhd_ms;
-        int64_t now = now_ms();
-        for (request *r = s->owed; r; r = r->next)
-            if (r->durable && r->deadline_ms - now < timeout)
-                timeout = r->deadline_ms > now ? (int)(r->deadline_ms - now) : 0;
+        int owed_ms = cb_pending_due_ms(s->owed);
+        timeout = owed_ms < timeout ? owed_ms : timeout;
         if (poll(fds, 2, timeout) < 0 && errno != EINTR) {
             cb_log("poll: %s", strerror(errno));
             return;
@@ -658,7 +608,7 @@ static void loop(social *s)
         }
         if (code != CB_ADAPTER_OK)
             cb_log("%s", err.text);
-        expire(s, false);
+        cb_pending_expire(s->owed);
         /* A resumed connection is taken up by one run, which has its handler
          * queue the answer; writing it may take another. Neither wakes the
          * epoll fd again, nor shortens MHD's timeout: run until they are done. */
@@ -696,13 +646,17 @@ int main(int argc, char **argv)
                              .name = "carebridge-social " CB_VERSION};
     cb_adapter_handlers handlers = {.answered = answered, .delivered = delivered};
     cb_adapter_error err = {0};
-    if (!(s.adapter = cb_adapter_open(&aopts, &handlers, &s, &err))) {
-        fprintf(stderr, "carebridge-social: %s\n", err.text);
+    cb_pending_fns owing = {.accepted = accepted, .refused = refused, .failed = failed};
+    if (!(s.adapter = cb_adapter_open(&aopts, &handlers, &s, &err)) ||
+        !(s.owed = cb_pending_new(s.adapter, s.ack_wait_ms, &owing, &s))) {
+        fprintf(stderr, "carebridge-social: %s\n", s.adapter ? "out of memory" : err.text);
+        cb_adapter_close(&s.adapter);
         return 2;
     }
     char why[300];
     if (!(s.http = start_http(&s, why, sizeof why))) {
         fprintf(stderr, "carebridge-social: %s\n", why);
+        cb_pending_end(&s.owed);
         cb_adapter_close(&s.adapter);
         return 2;
     }
@@ -715,7 +669,7 @@ int main(int argc, char **argv)
            s.listen, port ? port->port : 0, s.prog.agency, s.prog.broker, box, cb_adapter_waiting(s.adapter));
     loop(&s);
     cb_adapter_abort(&s.batch);
-    expire(&s, true); /* kept ones answered 201; the rest 503, to be posted again */
+    cb_pending_end(&s.owed); /* kept ones answered 201; the rest 503, to be posted again */
     MHD_run(s.http);
     cb_log("stopped: %lu kept, %lu refused, %lu searches served", s.created, s.refused, s.served);
     MHD_stop_daemon(s.http);
