@@ -279,15 +279,21 @@ cb_code cb_outbox_waiting(cb_outbox *o, uint64_t after, cb_outbox_fn fn, void *a
     return code;
 }
 
+/* The broker queue's counts (all 0 when they cannot be read). */
+static cb_queue_stats queue_stats(cb_outbox *o)
+{
+    cb_queue_stats st = {0};
+    cb_txn *txn = cb_txn_begin(o->store, false, NULL);
+    if (txn) {
+        cb_store_queue_stats(txn, TO_BROKER, &st);
+        cb_txn_abort(&txn);
+    }
+    return st;
+}
+
 uint64_t cb_outbox_count(cb_outbox *o)
 {
-    cb_txn *txn = cb_txn_begin(o->store, false, NULL);
-    if (!txn)
-        return 0;
-    cb_queue_stats st;
-    cb_store_queue_stats(txn, TO_BROKER, &st);
-    cb_txn_abort(&txn);
-    return st.queued;
+    return queue_stats(o).queued;
 }
 
 cb_code cb_outbox_keep(cb_outbox *o, const char *key, const void *bytes, size_t len, cb_error *err)
@@ -333,11 +339,5 @@ void cb_outbox_kept(cb_outbox *o, const char *prefix, cb_outbox_doc_fn fn, void 
 
 uint64_t cb_outbox_refused_count(cb_outbox *o)
 {
-    cb_txn *txn = cb_txn_begin(o->store, false, NULL);
-    if (!txn)
-        return 0;
-    cb_queue_stats st;
-    cb_store_queue_stats(txn, TO_BROKER, &st);
-    cb_txn_abort(&txn);
-    return st.parked;
+    return queue_stats(o).parked;
 }
