@@ -48,6 +48,22 @@ def wait_for(predicate, timeout, what):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def start_logged(argv, log_path, ready, what, env=None):
+    """Start a process of ours with its stderr in log_path and wait, with a
+    deadline, for the line matching ready; the process and the match."""
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log, stdin=subprocess.DEVNULL, env=env)
+
+    def readiness():
+        if proc.poll() is not None:
+            with open(log_path, errors="replace") as f:
+                raise AssertionError(f"{what} exited {proc.returncode}:\n{f.read()}")
+        with open(log_path, errors="replace") as f:
+            return re.search(ready, f.read())
+
+    return proc, wait_for(readiness, 20, f"{what}'s ready line")
+
+
 class Broker:
     """One broker process. start() may be called again after kill9() or stop():
     the restart keeps the data directory and the endpoint it bound first."""
@@ -91,22 +107,12 @@ class Broker:
 
     def start(self):
         self.starts += 1
-        log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
+        self.proc, m = start_logged(
             self.wrapper
             + [BROKER, "--config", self.config, "--data", self.data,
                "--endpoint", self.endpoint, "--feed", self.feed, "--queries", self.queries] + self.args,
-            stdout=subprocess.DEVNULL, stderr=log, stdin=subprocess.DEVNULL,
+            self.log_path, r"ready endpoint=(\S+) feed=(\S+) queries=(\S+)", "the broker",
             env=dict(os.environ, **self.extra_env))
-        log.close()
-
-        def ready():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"broker exited {self.proc.returncode}:\n{self.log()}")
-            m = re.search(r"ready endpoint=(\S+) feed=(\S+) queries=(\S+)", self.log())
-            return m
-
-        m = wait_for(ready, 20, "the broker's ready line")
         self.endpoint, self.feed, self.queries = m.group(1), m.group(2), m.group(3)
         return self
 
@@ -304,19 +310,10 @@ class Adapter:
 
     def start(self, listen="127.0.0.1:0"):
         self.starts += 1
-        log = open(self.log_path, "w")
         listen_args = ["--listen", listen if self.port is None else f"127.0.0.1:{self.port}"] if listen else []
-        self.proc = subprocess.Popen(
+        self.proc, m = start_logged(
             [self.exe, "--broker", self.broker.endpoint, "--data", self.data] + listen_args + self.args,
-            stdout=subprocess.DEVNULL, stderr=log, stdin=subprocess.DEVNULL)
-        log.close()
-
-        def ready():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"{self.exe} exited {self.proc.returncode}:\n{self.log()}")
-            return re.search(self.ready, self.log())
-
-        m = wait_for(ready, 20, f"{os.path.basename(self.exe)}'s ready line")
+            self.log_path, self.ready, os.path.basename(self.exe))
         if m.groups():
             self.port = int(m.group(1))
         return self
