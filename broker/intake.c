@@ -73,7 +73,8 @@ cb_code cb_intake_check(const cb_config *cfg, const cb_agency *sender, const cb_
         return cb_fail(err, CB_INVALID_FIELD, "occurredAt is outside 0001-01-01..9999-12-31");
     if (ev->body_case == CAREBRIDGE__V1__ENVELOPE__BODY__NOT_SET)
         return cb_fail(err, CB_MISSING_FIELD,
-                       "the body is missing: one of referral, discharge, handover, response, update, closure");
+                       "the body is missing: one of referral, discharge, handover, response, update, closure, "
+                       "admission");
     if ((code = check_person(ev->person, err)))
         return code;
     if (strlen(ev->case_ref) > CB_CASE_REF_MAX || !cb_printable(ev->case_ref))

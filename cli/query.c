@@ -140,6 +140,19 @@ static void end_line(parts *p)
     p->any = false;
 }
 
+static void print_admission(const Carebridge__V1__Admission *a)
+{
+    parts p = {false};
+    part(&p, "admitted%s to %s", a->emergency ? " as an emergency" : "", a->setting[0] ? a->setting : "?");
+    if (a->previous_setting[0])
+        part(&p, "moved from %s", a->previous_setting);
+    if (a->reason[0])
+        part(&p, "%s", a->reason);
+    if (a->expected_discharge_date[0])
+        part(&p, "discharge expected %s", a->expected_discharge_date);
+    end_line(&p);
+}
+
 static void print_discharge(const Carebridge__V1__Discharge *d)
 {
     parts p = {false};
@@ -219,6 +232,7 @@ static void print_gist(const cb_envelope *ev)
         end_line(&p);
         break;
     case CAREBRIDGE__V1__ENVELOPE__BODY_CLOSURE: printf("      %s\n", ev->closure->reason); break;
+    case CAREBRIDGE__V1__ENVELOPE__BODY_ADMISSION: print_admission(ev->admission); break;
     default: break;
     }
 }

@@ -64,8 +64,9 @@ void cb_hl7_event_id(const cb_hl7 *m, char *out, size_t cap)
              h[3], h[4], h[5], h[6], h[7]);
 }
 
-/* The id a visit's discharge goes by, so later messages can update it. */
-static bool visit_discharge_id(const cb_hl7 *m, long pv1, char *out, size_t cap)
+/* The id a visit's admission or discharge goes by, so later messages can
+ * update it. */
+static bool visit_event_id(const cb_hl7 *m, long pv1, const char *kind, char *out, size_t cap)
 {
     char facility[64], visit[64], f[25], v[41];
     if (get(m, pv1, 19, 1, visit, sizeof visit) != CB_HL7_VALUE)
@@ -73,7 +74,7 @@ static bool visit_discharge_id(const cb_hl7 *m, long pv1, char *out, size_t cap)
     get(m, 0, 4, 1, facility, sizeof facility);
     id_part(facility, f, 24);
     id_part(visit, v, 40);
-    snprintf(out, cap, "hl7:%s:visit:%s:discharge", f[0] ? f : "-", v);
+    snprintf(out, cap, "hl7:%s:visit:%s:%s", f[0] ? f : "-", v, kind);
     return true;
 }
 
@@ -145,6 +146,47 @@ static void set_text(json_t *o, const char *key, const char *s)
         json_object_set_new(o, key, v);
 }
 
+static void to_agencies(json_t *ev, const char *const *list, size_t n)
+{
+    json_t *to = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(to, json_string(list[i]));
+    json_object_set_new(ev, "toAgencies", to);
+}
+
+/* A PL (person location) as "WARD7 (RXH)": point of care and facility. */
+static void location_at(const cb_hl7 *m, long seg, unsigned field, char *out, size_t cap)
+{
+    char ward[64], facility[64];
+    get(m, seg, field, 1, ward, sizeof ward);
+    get(m, seg, field, 4, facility, sizeof facility);
+    if (ward[0] && facility[0])
+        snprintf(out, cap, "%s (%s)", ward, facility);
+    else
+        snprintf(out, cap, "%s", ward[0] ? ward : facility);
+}
+
+/* A visit's first message of a kind is the event itself, under the visit's
+ * id; once the outbox holds that, later ones update it (an update goes
+ * where the event went), without the body's first_only field. */
+static json_t *of_visit(const cb_hl7 *m, const cb_hl7_map_opts *o, long pv1, const char *kind, json_t *body,
+                        const char *first_only, const char *note, json_t *ev)
+{
+    char id[128];
+    bool visit = visit_event_id(m, pv1, kind, id, sizeof id);
+    if (visit && o->known && o->known(o->known_arg, id)) {
+        if (first_only)
+            json_object_del(body, first_only);
+        json_object_set_new(ev, "correlationId", json_string(id));
+        json_object_set_new(ev, "update", json_pack("{s:o,s:s}", kind, body, "note", note));
+        return ev;
+    }
+    if (visit)
+        json_object_set_new(ev, "eventId", json_string(id));
+    json_object_set_new(ev, kind, body);
+    return ev;
+}
+
 /* ADT^A16 (pending discharge, PV2-9 its expected date) and ADT^A03 (the
  * discharge, PV1-45 its date): the visit's discharge, or an update of it. */
 static json_t *discharge(const cb_hl7 *m, const cb_hl7_map_opts *o, bool done, json_t *ev, cb_hl7_refusal *why)
@@ -153,36 +195,17 @@ static json_t *discharge(const cb_hl7 *m, const cb_hl7_map_opts *o, bool done, j
     if (pv1 < 0)
         return refuse(why, CB_HL7_SEGMENT_SEQUENCE, "PV1", 0, "a discharge needs its PV1 segment (the visit)");
     json_t *d = json_object();
-    char ward[64], facility[64], setting[140], where[120], date[11];
-    get(m, pv1, 3, 1, ward, sizeof ward);
-    get(m, pv1, 3, 4, facility, sizeof facility);
-    if (ward[0] && facility[0])
-        snprintf(setting, sizeof setting, "%s (%s)", ward, facility);
-    else
-        snprintf(setting, sizeof setting, "%s", ward[0] ? ward : facility);
+    char setting[140], where[120], date[11];
+    location_at(m, pv1, 3, setting, sizeof setting);
     set_text(d, "setting", setting);
     get(m, pv1, 37, 1, where, sizeof where);
     set_text(d, "destination", where);
     day_of(m, done ? pv1 : pv2, done ? 45 : 9, date);
     set_text(d, "plannedDate", date);
-    json_t *to = json_array(); /* an update goes where the discharge went */
-    for (size_t i = 0; i < o->n_discharge_to; i++)
-        json_array_append_new(to, json_string(o->discharge_to[i]));
-    json_object_set_new(ev, "toAgencies", to);
-    char visit_id[128];
-    bool visit = visit_discharge_id(m, pv1, visit_id, sizeof visit_id);
-    if (visit && o->known && o->known(o->known_arg, visit_id)) { /* the visit's discharge is out: this updates it */
-        json_object_set_new(ev, "correlationId", json_string(visit_id));
-        json_object_del(d, "setting");
-        json_object_set_new(ev, "update",
-                            json_pack("{s:o,s:s}", "discharge", d, "note",
-                                      done ? "discharged (ADT^A03)" : "discharge planned again (ADT^A16)"));
-        return ev;
-    }
-    if (visit)
-        json_object_set_new(ev, "eventId", json_string(visit_id));
-    json_object_set_new(ev, "discharge", d);
-    return ev;
+    to_agencies(ev, o->discharge_to, o->n_discharge_to);
+    /* The ward a later message names is where the discharge is from, not a correction of it. */
+    return of_visit(m, o, pv1, "discharge", d, "setting",
+                    done ? "discharged (ADT^A03)" : "discharge planned again (ADT^A16)", ev);
 }
 
 /* A person's name in an XPN/XCN field, given names then family, from component first. */
@@ -208,6 +231,51 @@ static void append(char *buf, size_t cap, const char *s)
         snprintf(buf + n, cap - n, "%s%s", n ? "; " : "", s);
 }
 
+/* Every DG1's description (DG1-4), else its code's text (DG1-3), joined. */
+static void diagnoses(const cb_hl7 *m, char *out, size_t cap)
+{
+    char buf[300];
+    out[0] = 0;
+    for (long dg1 = cb_hl7_find(m, "DG1", 0); dg1 >= 0; dg1 = cb_hl7_find(m, "DG1", (size_t)dg1 + 1)) {
+        if (get(m, dg1, 4, 1, buf, sizeof buf) != CB_HL7_VALUE)
+            words_at(m, dg1, 3, buf, sizeof buf);
+        append(out, cap, buf);
+    }
+}
+
+/* ADT^A01 (admit) and ADT^A02 (transfer, PV1-6 where from): the visit's
+ * admission, or an update of it. */
+static json_t *admission(const cb_hl7 *m, const cb_hl7_map_opts *o, bool transfer, json_t *ev, cb_hl7_refusal *why)
+{
+    long pv1 = cb_hl7_find(m, "PV1", 0), pv2 = cb_hl7_find(m, "PV2", 0);
+    if (pv1 < 0)
+        return refuse(why, CB_HL7_SEGMENT_SEQUENCE, "PV1", 0, "an admission needs its PV1 segment (the visit)");
+    json_t *a = json_object();
+    char buf[600], date[11];
+    location_at(m, pv1, 3, buf, sizeof buf);
+    set_text(a, "setting", buf);
+    if (transfer) {
+        location_at(m, pv1, 6, buf, sizeof buf);
+        set_text(a, "previousSetting", buf);
+    }
+    words_at(m, pv2, 3, buf, sizeof buf);
+    if (!buf[0])
+        diagnoses(m, buf, sizeof buf);
+    set_text(a, "reason", buf);
+    /* Table 0007: A accident, E emergency, U urgent are unplanned. */
+    get(m, pv1, 4, 1, buf, sizeof buf);
+    if (!strcmp(buf, "A") || !strcmp(buf, "E") || !strcmp(buf, "U"))
+        json_object_set_new(a, "emergency", json_true());
+    day_of(m, pv2, 9, date);
+    set_text(a, "expectedDischargeDate", date);
+    name_at(m, pv1, 7, 2, buf, sizeof buf); /* XCN: the id first, then family and given names */
+    if (buf[0])
+        json_object_set_new(a, "contact", json_pack("{s:s,s:s}", "name", buf, "role", "attending doctor"));
+    to_agencies(ev, o->admission_to, o->n_admission_to);
+    return of_visit(m, o, pv1, "admission", a, NULL, transfer ? "transferred (ADT^A02)" : "admitted again (ADT^A01)",
+                    ev);
+}
+
 /* REF^I12: RF1 (priority, type, the sender's referral id), the PRD of the
  * referring provider (RP) as the contact, a referred-to provider (RT) whose
  * PRD-7 names a configured agency as the recipient, DG1 as the reason. */
@@ -223,12 +291,8 @@ static json_t *referral(const cb_hl7 *m, const cb_hl7_map_opts *o, json_t *ev)
             json_object_set_new(r, "urgency", json_string(urgency[i][1]));
     words_at(m, rf1, 3, buf, sizeof buf);
     set_text(r, "requestedService", buf);
-    char reason[600] = "";
-    for (long dg1 = cb_hl7_find(m, "DG1", 0); dg1 >= 0; dg1 = cb_hl7_find(m, "DG1", (size_t)dg1 + 1)) {
-        if (get(m, dg1, 4, 1, buf, sizeof buf) != CB_HL7_VALUE)
-            words_at(m, dg1, 3, buf, sizeof buf);
-        append(reason, sizeof reason, buf);
-    }
+    char reason[600];
+    diagnoses(m, reason, sizeof reason);
     if (!reason[0])
         words_at(m, rf1, 10, reason, sizeof reason);
     set_text(r, "reason", reason);
@@ -283,15 +347,16 @@ json_t *cb_hl7_event(const cb_hl7 *m, const cb_hl7_map_opts *o, cb_hl7_refusal *
         return refuse(why, CB_HL7_REQUIRED_MISSING, "MSH", 9, "MSH-9 (the message type) is empty");
     get(m, 0, 9, 2, trigger, sizeof trigger);
     bool adt = !strcmp(type, "ADT"), ref = !strcmp(type, "REF");
+    bool a01 = adt && !strcmp(trigger, "A01"), a02 = adt && !strcmp(trigger, "A02");
     bool a03 = adt && !strcmp(trigger, "A03"), a16 = adt && !strcmp(trigger, "A16"),
          i12 = ref && !strcmp(trigger, "I12");
     if (!adt && !ref)
         return refuse(why, CB_HL7_UNSUPPORTED_TYPE, "MSH", 9, "message type %.8s is not mapped (ADT and REF are)",
                       type);
-    if (!a03 && !a16 && !i12)
+    if (!a01 && !a02 && !a03 && !a16 && !i12)
         return refuse(why, CB_HL7_UNSUPPORTED_EVENT, "MSH", 9,
-                      "%s^%.8s is not mapped: ADT^A03 (discharge), ADT^A16 (pending discharge) and REF^I12 "
-                      "(referral) are",
+                      "%s^%.8s is not mapped: ADT^A01 (admission), ADT^A02 (transfer), ADT^A03 (discharge), "
+                      "ADT^A16 (pending discharge) and REF^I12 (referral) are",
                       type, trigger);
     long pid = cb_hl7_find(m, "PID", 0);
     if (pid < 0)
@@ -311,7 +376,7 @@ json_t *cb_hl7_event(const cb_hl7 *m, const cb_hl7_map_opts *o, cb_hl7_refusal *
         set_text(ev, "caseRef", visit);
     if (i12)
         return referral(m, o, ev);
-    if (!discharge(m, o, a03, ev, why)) {
+    if (!(a01 || a02 ? admission(m, o, a02, ev, why) : discharge(m, o, a03, ev, why))) {
         json_decref(ev);
         return NULL;
     }

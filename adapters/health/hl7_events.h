@@ -13,6 +13,8 @@
 
 typedef struct {
     const char *agency;              /* the agency this adapter serves: the sender */
+    const char *const *admission_to; /* who an admission goes to */
+    size_t n_admission_to;
     const char *const *discharge_to; /* who a discharge goes to */
     size_t n_discharge_to;
     const char *const *referral_to; /* who a referral goes to, unless a PRD names a configured agency */
@@ -20,8 +22,8 @@ typedef struct {
     const char *const *agencies; /* the configured agency ids a referred-to provider's PRD-7 may name */
     size_t n_agencies;
     /* Whether an event with this id was handed over already (the outbox
-     * knows): a visit's first discharge message is its discharge, and later
-     * ones update it. NULL: none ever was. */
+     * knows): a visit's first admission or discharge message is its
+     * admission or discharge, and later ones update it. NULL: none ever was. */
     bool (*known)(void *arg, const char *event_id);
     void *known_arg;
 } cb_hl7_map_opts;

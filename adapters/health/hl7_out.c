@@ -155,7 +155,7 @@ size_t cb_hl7_of_event(const json_t *event, const char *control_id, const char *
             type = kinds[i][1];
         }
     if (!type) {
-        *why = "a discharge has no HL7 form toward health: the hospital discharges";
+        *why = "an admission or a discharge has no HL7 form toward health: the hospital admits and discharges";
         return 0;
     }
     const json_t *body = json_object_get(event, body_key);

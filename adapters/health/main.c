@@ -25,13 +25,15 @@
 
 static const char usage[] = "Usage: carebridge-health [--broker ENDPOINT] [--as AGENCY] [--data DIR]\n"
                             "                         [--listen HOST:PORT] [--forward HOST:PORT]\n"
-                            "                         [--discharge-to A,B] [--referral-to A,B] [--agencies A,B,...]\n"
+                            "                         [--admission-to A,B] [--discharge-to A,B] [--referral-to A,B]\n"
+                            "                         [--agencies A,B,...]\n"
                             "                         [--max-message BYTES] [--read-timeout S] [--ack-wait MS]\n"
                             "\n"
-                            "The health adapter. Listens for HL7 v2 (2.3 to 2.5.1) over MLLP, maps ADT^A03\n"
-                            "and ADT^A16 (discharge) and REF^I12 (referral) to carebridge events (README,\n"
-                            "\"HL7 v2 (health)\"), keeps each in a durable outbox under DIR before answering,\n"
-                            "and sends it on to the broker, across broker outages and restarts.\n"
+                            "The health adapter. Listens for HL7 v2 (2.3 to 2.5.1) over MLLP, maps ADT^A01\n"
+                            "and ADT^A02 (admission, transfer), ADT^A03 and ADT^A16 (discharge) and REF^I12\n"
+                            "(referral) to carebridge events (README, \"HL7 v2 (health)\"), keeps each in a\n"
+                            "durable outbox under DIR before answering, and sends it on to the broker,\n"
+                            "across broker outages and restarts.\n"
                             "Each message is answered in order with an HL7 ACK in its own version and\n"
                             "separators: MSA|AA once its event is durable (waiting up to --ack-wait for the\n"
                             "broker, so the ACK can carry the flags the event raised as ERR segments of\n"
@@ -48,6 +50,7 @@ static const char usage[] = "Usage: carebridge-health [--broker ENDPOINT] [--as 
                             "  --data DIR           outbox and state (default ./var/health)\n"
                             "  --listen HOST:PORT   MLLP in (default 127.0.0.1:2575)\n"
                             "  --forward HOST:PORT  MLLP out, for events addressed to health\n"
+                            "  --admission-to LIST  who an admission goes to (default social-care,housing)\n"
                             "  --discharge-to LIST  who a discharge goes to (default social-care,housing)\n"
                             "  --referral-to LIST   who a referral goes to unless its PRD names an agency\n"
                             "                       (default social-care)\n"
@@ -75,7 +78,7 @@ typedef struct {
     const char *listen, *forward;
     size_t max_message;
     int read_timeout_ms, ack_wait_ms;
-    cb_id_list discharge_to, referral_to, agencies;
+    cb_id_list admission_to, discharge_to, referral_to, agencies;
     cb_hl7_map_opts map;
     cb_adapter *adapter;
     cb_mllp_server *server;
@@ -318,11 +321,12 @@ static void forwarded(void *arg, uint64_t seq, const char *event_id, bool taken)
 
 static int parse(int argc, char **argv, health *h)
 {
-    enum { O_LISTEN = 256, O_FORWARD, O_DISCHARGE, O_REFERRAL, O_AGENCIES, O_MAX, O_TIMEOUT, O_WAIT };
+    enum { O_LISTEN = 256, O_FORWARD, O_ADMISSION, O_DISCHARGE, O_REFERRAL, O_AGENCIES, O_MAX, O_TIMEOUT, O_WAIT };
     static const struct option opts[] = {
         CB_PROGRAM_LONG_OPTIONS,
         {"listen", required_argument, NULL, O_LISTEN},
         {"forward", required_argument, NULL, O_FORWARD},
+        {"admission-to", required_argument, NULL, O_ADMISSION},
         {"discharge-to", required_argument, NULL, O_DISCHARGE},
         {"referral-to", required_argument, NULL, O_REFERRAL},
         {"agencies", required_argument, NULL, O_AGENCIES},
@@ -342,12 +346,14 @@ static int parse(int argc, char **argv, health *h)
         switch (c) {
         case O_LISTEN: h->listen = optarg; break;
         case O_FORWARD: h->forward = optarg; break;
+        case O_ADMISSION:
         case O_DISCHARGE:
         case O_REFERRAL:
         case O_AGENCIES:
-            if (!cb_id_list_set(c == O_DISCHARGE  ? &h->discharge_to
-                                : c == O_REFERRAL ? &h->referral_to
-                                                  : &h->agencies,
+            if (!cb_id_list_set(c == O_ADMISSION   ? &h->admission_to
+                                : c == O_DISCHARGE ? &h->discharge_to
+                                : c == O_REFERRAL  ? &h->referral_to
+                                                   : &h->agencies,
                                 optarg)) {
                 fprintf(stderr, "carebridge-health: %s needs 1 to %d agency ids, comma-separated\n", argv[optind - 2],
                         CB_ID_LIST_MAX);
@@ -435,10 +441,13 @@ int main(int argc, char **argv)
     int rc = parse(argc, argv, &h);
     if (rc >= 0)
         return rc;
+    set_default(&h.admission_to, "social-care,housing");
     set_default(&h.discharge_to, "social-care,housing");
     set_default(&h.referral_to, "social-care");
     set_default(&h.agencies, "health,housing,social-care,voluntary");
     h.map = (cb_hl7_map_opts){.agency = h.prog.agency,
+                              .admission_to = (const char *const *)h.admission_to.items,
+                              .n_admission_to = h.admission_to.n,
                               .discharge_to = (const char *const *)h.discharge_to.items,
                               .n_discharge_to = h.discharge_to.n,
                               .referral_to = (const char *const *)h.referral_to.items,
@@ -497,6 +506,7 @@ int main(int argc, char **argv)
     cb_mllp_forward_free(&h.fwd);
     cb_mllp_server_close(&h.server);
     cb_adapter_close(&h.adapter);
+    cb_id_list_free(&h.admission_to);
     cb_id_list_free(&h.discharge_to);
     cb_id_list_free(&h.referral_to);
     cb_id_list_free(&h.agencies);

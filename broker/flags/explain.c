@@ -52,6 +52,7 @@ const char *cb_explain_body(int body_case)
     case CAREBRIDGE__V1__ENVELOPE__BODY_RESPONSE: return "response";
     case CAREBRIDGE__V1__ENVELOPE__BODY_UPDATE: return "update";
     case CAREBRIDGE__V1__ENVELOPE__BODY_CLOSURE: return "closure";
+    case CAREBRIDGE__V1__ENVELOPE__BODY_ADMISSION: return "admission";
     default: return "event";
     }
 }

@@ -70,7 +70,8 @@ class Cli(BrokerTest):
                       r.stderr)
         r = b.cli("tail", "--type", "referal")
         self.assertEqual(r.returncode, 2)
-        self.assertIn("--type 'referal' is not one of referral, discharge, handover, response, update, closure",
+        self.assertIn("--type 'referal' is not one of referral, discharge, handover, response, update, closure, "
+                      "admission",
                       r.stderr)
         r = b.cli("tail", "--agency", "nowhere")
         self.assertEqual(r.returncode, 2)
@@ -101,7 +102,7 @@ class Cli(BrokerTest):
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
             self.assertNotIn("AGENCY_MISMATCH", r.stdout)
             sent += r.stdout.count("ACK ")
-        self.assertEqual(sent, 9)
+        self.assertEqual(sent, 10)
 
     def test_a_file_that_cannot_be_opened_says_why(self):
         r = run(CLI, "send", "--as", "health", os.path.join(self.tmp, "missing.ndjson"))

@@ -31,6 +31,17 @@ def a03(control="MSG1", visit="V0001", version="2.4", fs="|"):
     return "\r".join(segs) + "\r"
 
 
+def adt(trigger, control, visit, pv1_from_3):
+    """An ADT^A01 or A02 for the a03() patient: PV1 from field 3 on as given."""
+    return "\r".join([
+        f"MSH|^~\\&|PAS|RXH|CB|COUNCIL|20261202101112||ADT^{trigger}^ADT_{trigger}|{control}|P|2.4",
+        f"EVN|{trigger}|20261202101000",
+        f"PID|1||M123^^^RXH^MR~{NHS}^^^NHS^NH||TEST^ANNE||19400101|F",
+        "PV1|1|I|" + pv1_from_3.replace("VISIT", visit),
+        "PV2|||^Fall at home||||||20261209",
+    ]) + "\r"
+
+
 def frame(msg):
     return VT + (msg.encode() if isinstance(msg, str) else msg) + FS + CR
 
@@ -134,6 +145,35 @@ class Health(AdapterTest):
         self.assertIn("discharge", got[0])
         self.assertEqual(got[1]["correlationId"], "hl7:RXH:visit:V7:discharge")
         self.assertIn("update", got[1])
+
+    def test_a_stay_admitted_moved_and_discharged_is_one_journey(self):
+        h = self.start()
+        c = Mllp(h.port)
+        self.assertEqual(msa(c.ask(adt("A01", "S1", "V9", "AMU^^^RXH|E|||C1^Doctor^Ann||||||||||||VISIT"))),
+                         ("AA", "S1"))
+        self.assertEqual(msa(c.ask(adt("A02", "S2", "V9", "WARD7^^^RXH|E||AMU^^^RXH|||||||||||||VISIT"))),
+                         ("AA", "S2"))
+        self.assertEqual(msa(c.ask(a03("S3", "V9"))), ("AA", "S3"))
+        c.close()
+        r, got = self.b.recv("social-care", "--count", "3", "--timeout", "10")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        admission, transfer, discharge = got
+        self.assertEqual(admission["eventId"], "hl7:RXH:visit:V9:admission")
+        self.assertEqual(admission["admission"]["setting"], "AMU (RXH)")
+        self.assertTrue(admission["admission"]["emergency"])
+        self.assertEqual(transfer["correlationId"], "hl7:RXH:visit:V9:admission")
+        self.assertEqual(transfer["update"]["admission"]["previousSetting"], "AMU (RXH)")
+        self.assertEqual(discharge["eventId"], "hl7:RXH:visit:V9:discharge")
+        steps = self.b.journey(NHS)
+        self.assertEqual([s["event"]["eventId"] for s in steps],
+                         ["hl7:RXH:visit:V9:admission", "hl7:RXH:visit:V9:discharge"])
+        self.assertEqual(steps[0]["event"]["admission"]["setting"], "WARD7 (RXH)")  # the transfer merged in
+        text = self.b.cli("journey", NHS).stdout
+        self.assertIn("admitted as an emergency to WARD7 (RXH); moved from AMU (RXH); Fall at home", text)
+        # An admission asks nothing of anyone: no handoff flag is raised for it.
+        flags = self.b.flags()
+        self.assertTrue([f for f in flags if "hl7:RXH:visit:V9:discharge" in f.get("eventIds", [])], flags)
+        self.assertFalse([f for f in flags if "hl7:RXH:visit:V9:admission" in f.get("eventIds", [])], flags)
 
     def test_each_bad_message_gets_a_specific_answer_and_a_good_one_follows(self):
         h = self.start("--max-message", "4096")

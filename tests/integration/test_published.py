@@ -21,7 +21,7 @@ HL7 = {
     "uclh-emap-adt-a03.hl7": ("AA", "eh", None, None),
     "uclh-emap-fork-adt-a16.hl7": ("AA", "39278859", None, None),
     "uclh-emap-adt-a08.hl7": ("AR", "31644ZZZ", "201", "A08 is not mapped"),
-    "nhs-wales-readme-adt-a01.hl7": ("AR", "01052901", "201", "A01 is not mapped"),
+    "nhs-wales-readme-adt-a01.hl7": ("AA", "01052901", None, None),
     "python-hl7-batch-adt-a04.hl7": ("AE", "", "100", "does not begin with an MSH segment"),
 }
 
@@ -60,12 +60,16 @@ class Published(AdapterTest):
                     self.assertIn(says, text.replace("\\S\\", "^"))
                 self.assertEqual(msa(c.ask(a03(f"AFTER{n}", f"PUB{n}"))), ("AA", f"AFTER{n}"))
         c.close()
-        r, got = b.recv("social-care", "--count", "7", "--timeout", "5")
+        r, got = b.recv("social-care", "--count", "8", "--timeout", "5")
         ids = {e["eventId"]: e for e in got}
         discharge = ids["hl7:UCLH:visit:123412341234:discharge"]
         self.assertEqual(discharge["person"]["nhsNumber"], "9999999999")
         self.assertEqual(discharge["discharge"]["plannedDate"], "2013-02-11")
         self.assertIn("hl7:UCLH:visit:123412341234:discharge", [e.get("correlationId") for e in got])  # the A16
+        (admission,) = [e["admission"] for e in got if "admission" in e]
+        self.assertEqual(admission["setting"], "W (UABH)")
+        self.assertEqual(admission["reason"], "CHEST PAIN, UNSPECIFIED")
+        self.assertEqual(admission["contact"], {"name": "REX MORGAN", "role": "attending doctor"})
 
     def test_published_fhir_gets_the_answer_it_must(self):
         b = self.broker()

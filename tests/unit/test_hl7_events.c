@@ -1,6 +1,6 @@
 /* HL7 v2 discharges as carebridge events (adapters/health/hl7_events.c):
- * the visit's first discharge message is its discharge and later ones
- * update it; an exact resend has the same id and a reused control id does
+ * the visit's first admission or discharge message is its admission or
+ * discharge and later ones update it; an exact resend has the same id and a reused control id does
  * not; what is not mapped is refused with the ERR it deserves. Every event
  * is checked by the broker's own JSON reader. */
 #include <stdarg.h>
@@ -34,8 +34,11 @@ static bool known(void *arg, const char *event_id)
 }
 
 static const char *const referral_to[] = {"social-care"};
+static const char *const admission_to[] = {"social-care"};
 static const char *const agencies[] = {"health", "housing", "social-care"};
 static const cb_hl7_map_opts opts = {.agency = "health",
+                                     .admission_to = admission_to,
+                                     .n_admission_to = 1,
                                      .discharge_to = to,
                                      .n_discharge_to = 2,
                                      .referral_to = referral_to,
@@ -114,6 +117,56 @@ static void test_the_discharge_after_it_was_planned_updates_it(void **state)
     cb_envelope_free(&e);
 }
 
+/* ADT^A01: the visit's admission, from PV1 (ward, admission type, attending
+ * doctor) and PV2 (reason, expected discharge date), to those configured for
+ * admissions; the A02 after it updates it with the new ward and the old. */
+static void test_an_admission_and_the_transfer_that_updates_it(void **state)
+{
+    (void)state;
+    known_id = NULL;
+    cb_envelope *e = event_of(MSH("ADT^A01^ADT_A01", "ADM1") "EVN|A01|20261202101000\r" PID
+                                                             "PV1|1|I|AMU^^^RXH|E|||C1^Doctor^Ann||||||||||||V0009\r"
+                                                             "PV2|||^Fall at home||||||20261209\r");
+    assert_int_equal(e->body_case, CAREBRIDGE__V1__ENVELOPE__BODY_ADMISSION);
+    assert_string_equal(e->event_id, "hl7:RXH:visit:V0009:admission");
+    assert_string_equal(e->case_ref, "V0009");
+    assert_int_equal(e->n_to_agencies, 1);
+    assert_string_equal(e->to_agencies[0], "social-care");
+    assert_string_equal(e->admission->setting, "AMU (RXH)");
+    assert_string_equal(e->admission->previous_setting, "");
+    assert_true(e->admission->emergency);
+    assert_string_equal(e->admission->reason, "Fall at home");
+    assert_string_equal(e->admission->expected_discharge_date, "2026-12-09");
+    assert_string_equal(e->admission->contact->name, "Ann Doctor");
+    assert_string_equal(e->admission->contact->role, "attending doctor");
+    cb_envelope_free(&e);
+
+    known_id = "hl7:RXH:visit:V0009:admission";
+    e = event_of(MSH("ADT^A02^ADT_A02", "ADM2") "EVN|A02|20261203090000\r" PID
+                                                "PV1|1|I|WARD7^^^RXH|E||AMU^^^RXH|||||||||||||V0009\r");
+    assert_int_equal(e->body_case, CAREBRIDGE__V1__ENVELOPE__BODY_UPDATE);
+    assert_string_equal(e->correlation_id, "hl7:RXH:visit:V0009:admission");
+    assert_int_equal(e->update->patch_case, CAREBRIDGE__V1__UPDATE__PATCH_ADMISSION);
+    assert_string_equal(e->update->admission->setting, "WARD7 (RXH)");
+    assert_string_equal(e->update->admission->previous_setting, "AMU (RXH)");
+    assert_string_equal(e->update->note, "transferred (ADT^A02)");
+    assert_string_equal(e->to_agencies[0], "social-care");
+    cb_envelope_free(&e);
+
+    /* A transfer in a feed that began after the admission is the admission;
+     * elective, no PV2: the diagnoses as the reason. */
+    known_id = NULL;
+    e = event_of(MSH("ADT^A02", "ADM3") PID "PV1|1|I|WARD7^^^RXH|C||AMU^^^RXH|||||||||||||V0010\r"
+                                            "DG1|1||I10^Hypertension\r");
+    assert_int_equal(e->body_case, CAREBRIDGE__V1__ENVELOPE__BODY_ADMISSION);
+    assert_string_equal(e->event_id, "hl7:RXH:visit:V0010:admission");
+    assert_string_equal(e->admission->previous_setting, "AMU (RXH)");
+    assert_false(e->admission->emergency);
+    assert_string_equal(e->admission->reason, "Hypertension");
+    assert_null(e->admission->contact);
+    cb_envelope_free(&e);
+}
+
 static void id_of(const char *text, char *out, size_t cap)
 {
     cb_hl7 *m = parse(text);
@@ -162,6 +215,7 @@ static void test_what_is_not_mapped_is_refused_with_its_err(void **state)
     expect_refused(MSH("ADT^A03", "1") PV1("V", "20261203"), CB_HL7_SEGMENT_SEQUENCE, "PID");
     expect_refused(MSH("ADT^A03", "1") "PID|1||||TEST^ANNE\r" PV1("V", "20261203"), CB_HL7_REQUIRED_MISSING, "PID");
     expect_refused(MSH("ADT^A03", "1") PID, CB_HL7_SEGMENT_SEQUENCE, "PV1");
+    expect_refused(MSH("ADT^A01", "1") PID, CB_HL7_SEGMENT_SEQUENCE, "PV1");
 }
 
 /* REF^I12: RF1's priority and type, the referring provider as the contact,
@@ -202,6 +256,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_pending_discharge_is_the_visits_discharge),
         cmocka_unit_test(test_the_discharge_after_it_was_planned_updates_it),
+        cmocka_unit_test(test_an_admission_and_the_transfer_that_updates_it),
         cmocka_unit_test(test_an_exact_resend_has_the_same_id_and_a_reused_control_id_does_not),
         cmocka_unit_test(test_what_is_not_mapped_is_refused_with_its_err),
         cmocka_unit_test(test_a_referral_from_rf1_prd_and_dg1),

@@ -160,7 +160,7 @@ static const char *const body_examples[] = {"bodies/health.ndjson", "bodies/soci
 static void test_all_bodies_round_trip(void **state)
 {
     (void)state;
-    bool body[16] = {false}, status[8] = {false};
+    bool body[17] = {false}, status[8] = {false};
     for (size_t i = 0; i < sizeof body_examples / sizeof body_examples[0]; i++) {
         FILE *f = open_example(body_examples[i]);
         const char *sender = strrchr(body_examples[i], '/') + 1;
@@ -170,7 +170,7 @@ static void test_all_bodies_round_trip(void **state)
             Envelope *env = load_envelope(line);
             assert_int_equal(strncmp(env->from_agency, sender, strlen(env->from_agency)), 0);
             assert_int_equal(sender[strlen(env->from_agency)], '.');
-            assert_true(env->body_case < 16);
+            assert_true(env->body_case < 17);
             body[env->body_case] = true;
             if (env->body_case == CAREBRIDGE__V1__ENVELOPE__BODY_RESPONSE) {
                 assert_true(env->response->status < 8);
@@ -187,6 +187,7 @@ static void test_all_bodies_round_trip(void **state)
     assert_true(body[CAREBRIDGE__V1__ENVELOPE__BODY_RESPONSE]);
     assert_true(body[CAREBRIDGE__V1__ENVELOPE__BODY_UPDATE]);
     assert_true(body[CAREBRIDGE__V1__ENVELOPE__BODY_CLOSURE]);
+    assert_true(body[CAREBRIDGE__V1__ENVELOPE__BODY_ADMISSION]);
     assert_true(status[CAREBRIDGE__V1__RESPONSE__STATUS__ACCEPTED]);
     assert_true(status[CAREBRIDGE__V1__RESPONSE__STATUS__DECLINED]);
     assert_true(status[CAREBRIDGE__V1__RESPONSE__STATUS__INFO_REQUESTED]);
