@@ -478,7 +478,9 @@ json_t *cb_fhir_answer(const json_t *task, const cb_fhir_opts *o, cb_fhir_error 
 /* ---- serving: a delivered referral as a ServiceRequest */
 
 #define EVENT_ID_SYSTEM "urn:carebridge:event-id"
-#define FHIR_ID_CHARS   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-"
+
+const char *const cb_fhir_served[3] = {"ServiceRequest", "Task", "Encounter"};
+#define FHIR_ID_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-"
 
 /* Two events never share an id: a hash stands for the characters FHIR refuses. */
 void cb_fhir_id(const char *event_id, char out[65])
@@ -707,6 +709,64 @@ json_t *cb_fhir_task_of(const json_t *ev)
     return task;
 }
 
+/* Where the person is: the location now active; the one before completed. */
+static void move_to(json_t *enc, const char *setting, const char *previous)
+{
+    json_t *where = json_object_get(enc, "location");
+    if (!json_is_array(where)) {
+        where = json_array();
+        json_object_set_new(enc, "location", where);
+    }
+    size_t i;
+    json_t *l;
+    json_array_foreach(where, i, l)
+    {
+        json_object_set_new(l, "status", json_string("completed"));
+    }
+    if (previous && !json_array_size(where))
+        json_array_append_new(where,
+                              json_pack("{s:{s:s},s:s}", "location", "display", previous, "status", "completed"));
+    if (setting)
+        json_array_append_new(where, json_pack("{s:{s:s},s:s}", "location", "display", setting, "status", "active"));
+}
+
+json_t *cb_fhir_encounter_of(const json_t *ev)
+{
+    const json_t *a = json_object_get(ev, "admission");
+    const char *event_id = str(ev, "eventId");
+    if (!json_is_object(a) || !event_id)
+        return NULL;
+    char id[65];
+    cb_fhir_id(event_id, id);
+    json_t *enc =
+        json_pack("{s:s,s:s,s:[{s:s,s:s}],s:s,s:{s:s,s:s,s:s}}", "resourceType", "Encounter", "id", id, "identifier",
+                  "system", EVENT_ID_SYSTEM, "value", event_id, "status", "in-progress", "class", "system",
+                  "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code", "IMP", "display", "inpatient encounter");
+    if (json_is_true(json_object_get(a, "emergency")))
+        json_object_set_new(enc, "priority",
+                            json_pack("{s:[{s:s,s:s,s:s}]}", "coding", "system",
+                                      "http://terminology.hl7.org/CodeSystem/v3-ActPriority", "code", "EM", "display",
+                                      "emergency"));
+    json_object_set_new(enc, "subject", reference("patient"));
+    const json_t *contact = json_object_get(a, "contact");
+    if (str(contact, "name"))
+        json_object_set_new(enc, "participant",
+                            json_pack("[{s:[{s:[{s:s,s:s,s:s}]}],s:{s:s}}]", "type", "coding", "system",
+                                      "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code", "ATND",
+                                      "display", "attender", "individual", "display", str(contact, "name")));
+    if (str(ev, "occurredAt"))
+        json_object_set_new(enc, "period", json_pack("{s:s}", "start", str(ev, "occurredAt")));
+    if (str(a, "reason"))
+        json_object_set_new(enc, "reasonCode", json_pack("[{s:s}]", "text", str(a, "reason")));
+    move_to(enc, str(a, "setting"), str(a, "previousSetting"));
+    if (str(ev, "fromAgency"))
+        json_object_set_new(
+            enc, "serviceProvider",
+            json_pack("{s:{s:s},s:s}", "identifier", "value", str(ev, "fromAgency"), "display", str(ev, "fromAgency")));
+    json_object_set_new(enc, "contained", json_pack("[o]", patient_of(json_object_get(ev, "person"))));
+    return enc;
+}
+
 static void add_note(json_t *sr, const char *label, const char *text)
 {
     char line[600];
@@ -722,6 +782,13 @@ static void add_note(json_t *sr, const char *label, const char *text)
 bool cb_fhir_apply_update(json_t *sr, const json_t *ev)
 {
     const json_t *u = json_object_get(ev, "update");
+    if (!strcmp(str(sr, "resourceType") ? str(sr, "resourceType") : "", "Encounter")) {
+        const json_t *a = json_object_get(u, "admission");
+        if (!str(a, "setting"))
+            return false;
+        move_to(sr, str(a, "setting"), NULL);
+        return true;
+    }
     const json_t *d = json_object_get(u, "discharge"), *r = json_object_get(u, "referral");
     bool changed = false;
     if (str(d, "plannedDate")) {

@@ -29,6 +29,9 @@ typedef struct {
     size_t n_agencies;
 } cb_fhir_opts;
 
+/* The resource types served at /fhir/<type>: read and searched. */
+extern const char *const cb_fhir_served[3];
+
 /* body as a resource of resource_type; 400 when it is not JSON, not an
  * object or another type. The caller json_decref()s it. */
 json_t *cb_fhir_parse(const char *body, size_t len, const char *resource_type, cb_fhir_error *err);
@@ -61,10 +64,19 @@ json_t *cb_fhir_service_request_of(const json_t *event);
  * NULL when the event is neither. */
 json_t *cb_fhir_task_of(const json_t *event);
 
-/* An update (carebridge JSON) applied to the ServiceRequest served for the
- * event it updates: a discharge's new planned date as occurrenceDateTime,
- * its destination and the update's note as notes, a referral's reason as
- * reasonCode. False when the update carries nothing served here. */
+/* An admission (carebridge JSON) as the FHIR R4 Encounter a social care
+ * system is served: in-progress, inpatient, the ward as the active
+ * location (a transfer's previous one completed before it), the attending
+ * doctor as participant, the reason as reasonCode. NULL for any other
+ * event. */
+json_t *cb_fhir_encounter_of(const json_t *event);
+
+/* An update (carebridge JSON) applied to the resource served for the event
+ * it updates. A ServiceRequest: a discharge's new planned date as
+ * occurrenceDateTime, its destination and the update's note as notes, a
+ * referral's reason as reasonCode. An Encounter: an admission's new ward
+ * as the active location, the one before completed. False when the update
+ * carries nothing served here. */
 bool cb_fhir_apply_update(json_t *service_request, const json_t *update_event);
 
 /* The FHIR id ([A-Za-z0-9.-]{1,64}) an event is served under: the event id

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fhir.h"
+
 #define MAX_TERMS 8
 
 typedef struct {
@@ -203,13 +205,15 @@ char *fhir_searchset(const json_t *entries, const char *base)
 char *fhir_capability_statement(void)
 {
     json_t *resources = json_array();
-    const char *kinds[] = {"ServiceRequest", "Task"};
-    for (size_t i = 0; i < 2; i++)
+    for (size_t i = 0; i < sizeof cb_fhir_served / sizeof *cb_fhir_served; i++) {
+        json_t *does = json_pack("[{s:s},{s:s}]", "code", "read", "code", "search-type");
+        if (strcmp(cb_fhir_served[i], "Encounter")) /* served, never posted */
+            json_array_insert_new(does, 0, json_pack("{s:s}", "code", "create"));
         json_array_append_new(resources,
-                              json_pack("{s:s,s:[{s:s},{s:s},{s:s}],s:[{s:s,s:s},{s:s,s:s},{s:s,s:s}]}", "type",
-                                        kinds[i], "interaction", "code", "create", "code", "read", "code",
-                                        "search-type", "searchParam", "name", "patient", "type", "reference", "name",
-                                        "status", "type", "token", "name", "_lastUpdated", "type", "date"));
+                              json_pack("{s:s,s:o,s:[{s:s,s:s},{s:s,s:s},{s:s,s:s}]}", "type", cb_fhir_served[i],
+                                        "interaction", does, "searchParam", "name", "patient", "type", "reference",
+                                        "name", "status", "type", "token", "name", "_lastUpdated", "type", "date"));
+    }
     json_t *cs = json_pack("{s:s,s:s,s:s,s:s,s:{s:s,s:s},s:{s:s},s:s,s:[s,s],s:[{s:s,s:o}]}", "resourceType",
                            "CapabilityStatement", "status", "active", "date", "2026-12-02", "kind", "instance",
                            "software", "name", "carebridge-social", "version", CB_VERSION, "implementation",

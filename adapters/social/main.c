@@ -35,7 +35,8 @@ static const char usage[] = "Usage: carebridge-social [--broker ENDPOINT] [--as 
                             "                              Bundles, by patient:identifier (or subject:identifier,\n"
                             "                              patient.identifier), status and _lastUpdated (gt, ge, lt,\n"
                             "                              le, eq)\n"
-                            "  GET  /fhir/ServiceRequest/ID, /fhir/Task/ID\n"
+                            "  GET  /fhir/Encounter        admissions to hospital, as the broker delivered them\n"
+                            "  GET  /fhir/ServiceRequest/ID, /fhir/Task/ID, /fhir/Encounter/ID\n"
                             "  GET  /fhir/metadata         the CapabilityStatement\n"
                             "A resource posted is kept in the durable outbox under DIR before the answer:\n"
                             "201 Created (200 for a resend of one already kept) with an OperationOutcome whose\n"
@@ -308,8 +309,8 @@ static void serve_get(social *s, request *r, const char *url)
         set_answer(r, MHD_HTTP_OK, fhir_capability_statement());
         return;
     }
-    const char *kinds[] = {"ServiceRequest", "Task"};
-    for (size_t k = 0; k < 2; k++) {
+    for (size_t k = 0; k < sizeof cb_fhir_served / sizeof *cb_fhir_served; k++) {
+        const char *const *kinds = cb_fhir_served;
         char base[40];
         size_t n = (size_t)snprintf(base, sizeof base, "/fhir/%s", kinds[k]);
         if (strncmp(url, base, n) || (url[n] && url[n] != '/'))
@@ -350,7 +351,7 @@ static void serve_get(social *s, request *r, const char *url)
         return;
     }
     refuse(s, r, MHD_HTTP_NOT_FOUND, "not-found", NULL,
-           "no such endpoint: /fhir/ServiceRequest, /fhir/Task, /fhir/metadata");
+           "no such endpoint: /fhir/ServiceRequest, /fhir/Task, /fhir/Encounter, /fhir/metadata");
 }
 
 static enum MHD_Result send_answer(request *r)
@@ -362,6 +363,8 @@ static enum MHD_Result send_answer(request *r)
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, FHIR_JSON);
     if (r->location[0])
         MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, r->location);
+    if (r->status == MHD_HTTP_METHOD_NOT_ALLOWED)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET");
     enum MHD_Result ok = MHD_queue_response(r->conn, r->status, resp);
     MHD_destroy_response(resp);
     return ok;
@@ -419,6 +422,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         if (!strcmp(url, "/fhir/ServiceRequest") || !strcmp(url, "/fhir/Task"))
             take(s, r, url + 6);
+        else if (!strcmp(url, "/fhir/Encounter"))
+            refuse(s, r, MHD_HTTP_METHOD_NOT_ALLOWED, "not-supported", NULL,
+                   "Encounters are served (admissions the broker delivered), not posted");
         else
             refuse(s, r, MHD_HTTP_NOT_FOUND, "not-supported", NULL,
                    "resources are posted to /fhir/ServiceRequest or /fhir/Task");
@@ -452,15 +458,18 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **state, e
 
 /* ---- deliveries */
 
-/* The ServiceRequest served for the event an update names, patched. */
-static json_t *updated(social *s, const json_t *event)
+/* The resource served for the event an update names (an Encounter for an
+ * admission's, else a ServiceRequest), patched. */
+static json_t *updated(social *s, const json_t *event, const char **kind)
 {
     const char *of = json_string_value(json_object_get(event, "correlationId"));
-    if (!of || !json_object_get(event, "update"))
+    const json_t *u = json_object_get(event, "update");
+    if (!of || !u)
         return NULL;
+    *kind = json_object_get(u, "admission") ? "Encounter" : "ServiceRequest";
     char id[65], key[120];
     cb_fhir_id(of, id);
-    snprintf(key, sizeof key, "ServiceRequest/%s", id);
+    snprintf(key, sizeof key, "%s/%s", *kind, id);
     reading rd = {NULL};
     cb_adapter_kept(s->adapter, key, read_one, &rd);
     const char *found = json_string_value(json_object_get(rd.found, "id"));
@@ -476,8 +485,10 @@ static cb_adapter_take delivered(void *arg, uint64_t seq, const char *event_id, 
     social *s = arg;
     json_t *res = cb_fhir_service_request_of(event);
     const char *kind = "ServiceRequest";
+    if (!res && (res = cb_fhir_encounter_of(event)))
+        kind = "Encounter";
     if (!res)
-        res = updated(s, event);
+        res = updated(s, event, &kind);
     if (!res) {
         res = cb_fhir_task_of(event);
         kind = "Task";

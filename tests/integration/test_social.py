@@ -16,7 +16,7 @@ import hl7
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import SRC, AdapterTest, referral, response, wait_for  # noqa: E402
-from test_health import Mllp, a03, msa  # noqa: E402
+from test_health import Mllp, a03, adt, msa  # noqa: E402
 
 NHS = "9434765919"
 NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
@@ -240,6 +240,38 @@ class Social(AdapterTest):
                  "the served ServiceRequest updated")
 
 
+    def test_an_a01_is_served_as_an_encounter_and_its_a02_moves_it(self):
+        b = self.broker()
+        health = self.adapter("carebridge-health", b).start()
+        self.start(broker=b)
+        c = Mllp(health.port)
+        self.assertEqual(msa(c.ask(adt("A01", "ENC1", "V77", "AMU^^^RXH|E|||C1^Doctor^Ann||||||||||||VISIT"))),
+                         ("AA", "ENC1"))
+        admission_id = "hl7:RXH:visit:V77:admission"
+
+        def encounter():
+            _, _, bundle = self.http.get("/fhir/Encounter", **{"patient:identifier": f"{NHS_SYSTEM}|{NHS}"})
+            return [e["resource"] for e in bundle.get("entry", [])
+                    if e["resource"]["identifier"][0]["value"] == admission_id]
+
+        enc = wait_for(encounter, 15, "the admission served as an Encounter")[0]
+        self.assertEqual((enc["status"], enc["class"]["code"]), ("in-progress", "IMP"))
+        self.assertEqual(enc["priority"]["coding"][0]["code"], "EM")
+        self.assertEqual(enc["reasonCode"][0]["text"], "Fall at home")
+        self.assertEqual(enc["participant"][0]["individual"]["display"], "Ann Doctor")
+        self.assertEqual(enc["location"], [{"location": {"display": "AMU (RXH)"}, "status": "active"}])
+        self.assertEqual(msa(c.ask(adt("A02", "ENC2", "V77", "WARD7^^^RXH|E||AMU^^^RXH|||||||||||||VISIT"))),
+                         ("AA", "ENC2"))
+        c.close()
+        moved = wait_for(lambda: [e for e in encounter() if len(e["location"]) == 2], 15, "the transfer served")[0]
+        self.assertEqual(moved["location"], [{"location": {"display": "AMU (RXH)"}, "status": "completed"},
+                                             {"location": {"display": "WARD7 (RXH)"}, "status": "active"}])
+        self.assertEqual(self.http.get(f"/fhir/Encounter/{moved['id']}")[2]["location"], moved["location"])
+        status, headers, oo = self.http.post("Encounter", moved)
+        self.assertEqual((status, headers.get("Allow")), (405, "GET"), oo)
+        self.assertIn("served", oo["issue"][0]["diagnostics"])
+        self.assertEqual(oo["issue"][0]["code"], "not-supported")
+
     def test_everything_served_is_valid_r4(self):
         self.start()
         served = []
@@ -252,9 +284,19 @@ class Social(AdapterTest):
         del discharge["referral"]
         discharge["discharge"] = {"setting": "WARD7 (RXH)", "destination": "home", "plannedDate": "2026-12-04",
                                   "careNeeds": "help with washing", "outcomes": [{"statement": "be home for Christmas"}]}
+        admission = referral("hx-adm-v", to=("social-care",))
+        del admission["referral"]
+        admission["admission"] = {"setting": "AMU (RXH)", "reason": "fall", "emergency": True,
+                                  "expectedDischargeDate": "2026-12-09",
+                                  "contact": {"name": "Dr Ann Doctor", "role": "attending doctor"}}
+        transfer = referral("hx-adm-v2", to=("social-care",))
+        del transfer["referral"]
+        transfer["correlationId"] = "hx-adm-v"
+        transfer["update"] = {"admission": {"setting": "WARD7 (RXH)", "previousSetting": "AMU (RXH)"},
+                              "note": "transferred"}
         urgent = referral("hx-ref-v", to=("social-care",))
         urgent["referral"]["urgency"] = "EMERGENCY"
-        events = [urgent, discharge,
+        events = [urgent, discharge, admission, transfer,
                   response("hx-ans-1", "SC-V1", "DECLINED", sender="housing", to=("social-care",), reason="full"),
                   response("hx-ans-2", "SC-V1", "INFO_REQUESTED", sender="housing", to=("social-care",),
                            requestedFields=["person.birthDate"]),
@@ -265,7 +307,9 @@ class Social(AdapterTest):
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         wait_for(lambda: len(self.http.get("/fhir/Task")[2].get("entry", [])) == 4, 10, "the answers served")
         wait_for(lambda: len(self.http.get("/fhir/ServiceRequest")[2].get("entry", [])) == 3, 10, "the referrals")
-        for kind in ("ServiceRequest", "Task"):
+        wait_for(lambda: [len(e["resource"]["location"]) for e in self.http.get("/fhir/Encounter")[2].get("entry", [])]
+                 == [2], 10, "the admission, moved")
+        for kind in ("ServiceRequest", "Task", "Encounter"):
             bundle = self.http.get(f"/fhir/{kind}")[2]
             served.append(bundle)
             for e in bundle["entry"]:
