@@ -3,12 +3,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -153,4 +158,43 @@ bool cb_write_atomic(const char *dir, const char *name, const void *bytes, size_
         return false;
     }
     return cb_sync_dir(dir);
+}
+
+struct addrinfo *cb_resolve(const char *option, const char *host_port, int family, bool passive, char *why, size_t cap)
+{
+    const char *colon = strrchr(host_port, ':');
+    char host[256];
+    if (!colon || colon == host_port || !colon[1] || (size_t)(colon - host_port) >= sizeof host) {
+        snprintf(why, cap, "%s %s is not HOST:PORT", option, host_port);
+        return NULL;
+    }
+    memcpy(host, host_port, (size_t)(colon - host_port));
+    host[colon - host_port] = 0;
+    struct addrinfo hints = {.ai_family = family, .ai_socktype = SOCK_STREAM, .ai_flags = passive ? AI_PASSIVE : 0};
+    struct addrinfo *ai;
+    int rc = getaddrinfo(host, colon + 1, &hints, &ai);
+    if (rc) {
+        snprintf(why, cap, "%s %s: %s", option, host_port, gai_strerror(rc));
+        return NULL;
+    }
+    return ai;
+}
+
+int cb_dial(const char *host_port, int timeout_s)
+{
+    char why[300];
+    struct addrinfo *ai = cb_resolve("", host_port, AF_UNSPEC, false, why, sizeof why);
+    if (!ai)
+        return -1;
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct timeval tv = {.tv_sec = timeout_s};
+    int one = 1;
+    if (fd >= 0 && (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0 ||
+                    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0 ||
+                    connect(fd, ai->ai_addr, ai->ai_addrlen) < 0)) {
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(ai);
+    return fd;
 }

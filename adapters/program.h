@@ -51,6 +51,15 @@ void cb_log_program(const char *name);
 void cb_program_signals(void);
 bool cb_program_stopping(void);
 
+/* HOST:PORT (split at the last colon) resolved for a TCP socket of family
+ * (AF_UNSPEC, AF_INET), passive for a listener. NULL otherwise, with why
+ * naming option: "--listen X is not HOST:PORT", "--listen X: <resolver's
+ * reason>". The caller freeaddrinfo()s it. */
+struct addrinfo *cb_resolve(const char *option, const char *host_port, int family, bool passive, char *why, size_t cap);
+/* A blocking TCP connection to HOST:PORT, with TCP_NODELAY and reads timing
+ * out after timeout_s (0: never); -1 when it cannot be made. */
+int cb_dial(const char *host_port, int timeout_s);
+
 /* mkdir -p, mode 0700 for what it creates. */
 bool cb_mkdirs(const char *path);
 /* dir/name holds bytes, or what it held before: written to a temporary

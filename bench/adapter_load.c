@@ -15,9 +15,6 @@
  * RssAnon at each tenth of the run. */
 #include <errno.h>
 #include <getopt.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -27,6 +24,8 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "program.h"
 
 #define MAX_CONNS 256
 #define MAX_DEPTH 64
@@ -48,29 +47,6 @@ static int64_t now_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static int dial(const char *host_port)
-{
-    char host[256];
-    const char *colon = strrchr(host_port, ':');
-    if (!colon || (size_t)(colon - host_port) >= sizeof host)
-        return -1;
-    memcpy(host, host_port, (size_t)(colon - host_port));
-    host[colon - host_port] = 0;
-    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *ai;
-    if (getaddrinfo(host, colon + 1, &hints, &ai))
-        return -1;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
-        close(fd);
-        fd = -1;
-    }
-    freeaddrinfo(ai);
-    int one = 1;
-    if (fd >= 0)
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    return fd;
 }
 
 static size_t make_message(char *out, size_t cap)
@@ -182,7 +158,7 @@ int main(int argc, char **argv)
     if (!cs || !lat || !fds)
         return 2;
     for (long i = 0; i < conns; i++)
-        if ((cs[i].fd = dial(target)) < 0) {
+        if ((cs[i].fd = cb_dial(target, 0)) < 0) {
             fprintf(stderr, "cb-bench-adapter: cannot connect to %s: %s\n", target, strerror(errno));
             return 2;
         }

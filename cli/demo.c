@@ -3,15 +3,14 @@
  * journey as the broker tells it. */
 #include <errno.h>
 #include <getopt.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "program.h"
 
 static const char usage[] =
     "Usage: carebridge demo [--health HOST:PORT] [--social HOST:PORT] [--inbox DIR] [--broker ENDPOINT]\n"
@@ -31,29 +30,6 @@ static const char usage[] =
     "broker cannot be reached.\n";
 
 #define NHS "9434765919"
-
-static int dial(const char *host_port)
-{
-    char host[256];
-    const char *colon = strrchr(host_port, ':');
-    if (!colon || (size_t)(colon - host_port) >= sizeof host)
-        return -1;
-    memcpy(host, host_port, (size_t)(colon - host_port));
-    host[colon - host_port] = 0;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai;
-    if (getaddrinfo(host, colon + 1, &hints, &ai))
-        return -1;
-    int fd = socket(ai->ai_family, SOCK_STREAM, 0);
-    struct timeval tv = {.tv_sec = 10};
-    if (fd >= 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
-        close(fd);
-        fd = -1;
-    }
-    freeaddrinfo(ai);
-    return fd;
-}
 
 /* Send bytes, read the answer until end (HTTP, Connection: close) or until stop appears (MLLP). */
 static size_t exchange(int fd, const char *out, size_t len, const char *stop, char *in, size_t cap)
@@ -83,7 +59,7 @@ static bool step_hl7(const char *health)
         "PV1|1|I|WARD7^^^GENHOSP||||C123^Consultant^A||||||||||||W7-2211||||||||||||||||||own home|||||||"
         "20261118090000|20261125110000\r"
         "PV2|||^hip replacement\r\x1c\r";
-    int fd = dial(health);
+    int fd = cb_dial(health, 10);
     if (fd < 0) {
         fprintf(stderr, "carebridge demo: cannot reach carebridge-health at %s (is `make run` running?)\n", health);
         return false;
@@ -111,7 +87,7 @@ static bool step_fhir(const char *social, const char *label, const char *type, c
                        "POST /fhir/%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/fhir+json\r\n"
                        "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
                        type, social, strlen(body), body);
-    int fd = dial(social);
+    int fd = cb_dial(social, 10);
     if (fd < 0) {
         fprintf(stderr, "carebridge demo: cannot reach carebridge-social at %s (is `make run` running?)\n", social);
         return false;

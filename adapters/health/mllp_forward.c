@@ -56,20 +56,9 @@ static int64_t now_ms(void)
 
 cb_mllp_forward *cb_mllp_forward_new(const char *host_port, cb_mllp_forwarded_fn fn, void *arg, char *why, size_t cap)
 {
-    const char *colon = strrchr(host_port, ':');
-    char host[256];
-    if (!colon || colon == host_port || !colon[1] || (size_t)(colon - host_port) >= sizeof host) {
-        snprintf(why, cap, "--forward %s is not HOST:PORT", host_port);
+    struct addrinfo *ai = cb_resolve("--forward", host_port, AF_UNSPEC, false, why, cap);
+    if (!ai)
         return NULL;
-    }
-    memcpy(host, host_port, (size_t)(colon - host_port));
-    host[colon - host_port] = 0;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai;
-    int rc = getaddrinfo(host, colon + 1, &hints, &ai);
-    if (rc) {
-        snprintf(why, cap, "--forward %s: %s", host_port, gai_strerror(rc));
-        return NULL;
-    }
     cb_mllp_forward *f = calloc(1, sizeof *f);
     if (!f || !(f->reader = cb_mllp_new(ANSWER_MAX))) {
         snprintf(why, cap, "out of memory");

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "mllp.h"
+#include "program.h"
 
 #define SLOT_BITS 12 /* tickets: slot | generation | message number */
 #define GEN_BITS  20
@@ -54,31 +55,12 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static bool split_host_port(const char *in, char *host, size_t cap, char *port, size_t pcap)
-{
-    const char *colon = strrchr(in, ':');
-    if (!colon || colon == in || !colon[1] || (size_t)(colon - in) >= cap || strlen(colon + 1) >= pcap)
-        return false;
-    memcpy(host, in, (size_t)(colon - in));
-    host[colon - in] = '\0';
-    strcpy(port, colon + 1);
-    return true;
-}
-
 cb_mllp_server *cb_mllp_server_open(const cb_mllp_server_opts *opts, cb_mllp_message_fn fn, void *arg, char *why,
                                     size_t cap)
 {
-    char host[256], port[16];
-    if (!split_host_port(opts->listen, host, sizeof host, port, sizeof port)) {
-        snprintf(why, cap, "--listen %s is not HOST:PORT", opts->listen);
+    struct addrinfo *ai = cb_resolve("--listen", opts->listen, AF_UNSPEC, true, why, cap);
+    if (!ai)
         return NULL;
-    }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai;
-    int rc = getaddrinfo(host, port, &hints, &ai);
-    if (rc) {
-        snprintf(why, cap, "--listen %s: %s", opts->listen, gai_strerror(rc));
-        return NULL;
-    }
     cb_mllp_server *s = calloc(1, sizeof *s);
     if (s)
         s->conns = calloc(opts->max_conns, sizeof *s->conns);

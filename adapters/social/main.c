@@ -567,20 +567,9 @@ static int parse(int argc, char **argv, social *s)
 
 static struct MHD_Daemon *start_http(social *s, char *why, size_t cap)
 {
-    const char *colon = strrchr(s->listen, ':');
-    char host[256];
-    if (!colon || colon == s->listen || (size_t)(colon - s->listen) >= sizeof host) {
-        snprintf(why, cap, "--listen %s is not HOST:PORT", s->listen);
+    struct addrinfo *ai = cb_resolve("--listen", s->listen, AF_INET, true, why, cap);
+    if (!ai)
         return NULL;
-    }
-    memcpy(host, s->listen, (size_t)(colon - s->listen));
-    host[colon - s->listen] = 0;
-    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai;
-    int rc = getaddrinfo(host, colon + 1, &hints, &ai);
-    if (rc) {
-        snprintf(why, cap, "--listen %s: %s", s->listen, gai_strerror(rc));
-        return NULL;
-    }
     struct sockaddr_in sa;
     memcpy(&sa, ai->ai_addr, sizeof sa);
     freeaddrinfo(ai);
