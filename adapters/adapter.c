@@ -234,13 +234,13 @@ static bool delivered(void *arg, const Carebridge__V1__Deliver *d)
         return false; /* redelivered until the broker parks it */
     cb_adapter_take take = a->handlers.delivered(a->arg, d->seq, id, event);
     json_decref(event);
-    if (take == CB_ADAPTER_TAKEN)
+    if (take == CB_ADAPTER_TAKEN) {
         push_taken(a, d->seq, id);
-    else {
+    } else if (take == CB_ADAPTER_LATER) {
         uint64_t *s = list_push(&a->later);
         if (s)
             *s = d->seq;
-    }
+    } /* NOT_TAKEN: nothing held, so its redelivery is handed over again */
     return false; /* acknowledged once the outbox knows it was taken */
 }
 

@@ -71,8 +71,10 @@ typedef struct {
 } cb_adapter_answer;
 
 typedef enum {
-    CB_ADAPTER_TAKEN, /* the agency system has it: acknowledge */
-    CB_ADAPTER_LATER, /* it will be taken later: cb_adapter_taken then */
+    CB_ADAPTER_TAKEN,     /* the agency system has it: acknowledge */
+    CB_ADAPTER_LATER,     /* it will be taken later: cb_adapter_taken (or _not_taken) then */
+    CB_ADAPTER_NOT_TAKEN, /* it cannot be taken now (a full disk): the broker delivers it again after
+                             its redelivery timeout, and parks it after its attempts */
 } cb_adapter_take;
 
 typedef struct {

@@ -279,7 +279,7 @@ static cb_adapter_take delivered(void *arg, uint64_t seq, const char *event_id, 
     char control[32], ts[16], *out = malloc(OUT_MAX);
     const char *why = NULL;
     if (!out)
-        return CB_ADAPTER_LATER; /* redelivered */
+        return CB_ADAPTER_NOT_TAKEN;
     snprintf(control, sizeof control, "CBD%" PRIu64, seq);
     hl7_now(ts);
     size_t len = cb_hl7_of_event(event, control, ts, out, OUT_MAX, &why);
@@ -288,9 +288,10 @@ static cb_adapter_take delivered(void *arg, uint64_t seq, const char *event_id, 
         free(out);
         return CB_ADAPTER_TAKEN;
     }
-    cb_adapter_take take = CB_ADAPTER_LATER;
+    cb_adapter_take take = CB_ADAPTER_NOT_TAKEN;
     if (h->fwd) {
         cb_mllp_forward_send(h->fwd, seq, event_id, out, len);
+        take = CB_ADAPTER_LATER;
     } else {
         char name[40];
         snprintf(name, sizeof name, "%020" PRIu64 ".hl7", seq);

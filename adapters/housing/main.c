@@ -348,7 +348,7 @@ static cb_adapter_take delivered(void *arg, uint64_t seq, const char *event_id, 
     if (!ok) {
         cb_log("delivery %" PRIu64 " (%s) could not be written to %s: %s; it will come again", seq, event_id, h->outbox,
                strerror(errno));
-        return CB_ADAPTER_LATER;
+        return CB_ADAPTER_NOT_TAKEN;
     }
     h->delivered++;
     return CB_ADAPTER_TAKEN;

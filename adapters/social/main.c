@@ -510,7 +510,7 @@ static cb_adapter_take delivered(void *arg, uint64_t seq, const char *event_id, 
     free(text);
     if (!kept) {
         cb_log("delivery %" PRIu64 " could not be kept: %s; it will come again", seq, err.text);
-        return CB_ADAPTER_LATER; /* never taken: the broker delivers it again */
+        return CB_ADAPTER_NOT_TAKEN;
     }
     return CB_ADAPTER_TAKEN;
 }

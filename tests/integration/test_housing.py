@@ -150,6 +150,22 @@ class Housing(AdapterTest):
         self.assertEqual(event["eventId"], "hx-9")
         self.assertEqual([f for f in os.listdir(outbox) if f.startswith(".")], [])  # no temp file left
 
+    def test_a_delivery_that_cannot_be_written_is_written_once_the_outbox_is_back(self):
+        self.start(broker=self.broker(redelivery_timeout_ms=500))
+        outbox = os.path.join(self.h.data, "outbox")
+        shutil.rmtree(outbox)
+        with open(outbox, "w"):  # a file where the directory was: every write fails
+            pass
+        r = self.b.send("health", [referral("hx-10", to=("housing",))])
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        wait_for(lambda: "could not be written" in self.h.log(), 10, "the failed write logged")
+        os.unlink(outbox)
+        os.mkdir(outbox)
+        files = wait_for(lambda: [f for f in os.listdir(outbox) if f.endswith(".json")], 15,
+                         "the delivery written when the broker delivered it again")
+        with open(os.path.join(outbox, files[0])) as f:
+            self.assertEqual(json.loads(f.read())["eventId"], "hx-10")
+
 
 if __name__ == "__main__":
     import unittest
