@@ -18,13 +18,14 @@
 
 #include "adapter.h"
 #include "fhir.h"
+#include "fhir_push.h"
 #include "fhir_search.h"
 #include "pending.h"
 #include "program.h"
 
 static const char usage[] = "Usage: carebridge-social [--broker ENDPOINT] [--as AGENCY] [--data DIR]\n"
                             "                         [--listen HOST:PORT] [--agencies A,B,...]\n"
-                            "                         [--max-body BYTES] [--ack-wait MS]\n"
+                            "                         [--max-body BYTES] [--ack-wait MS] [--push URL]\n"
                             "\n"
                             "The social care adapter: a FHIR R4 server (JSON) at /fhir.\n"
                             "  POST /fhir/ServiceRequest   a referral (README, \"FHIR R4 (social care)\")\n"
@@ -46,6 +47,11 @@ static const char usage[] = "Usage: carebridge-social [--broker ENDPOINT] [--as 
                             "over --max-body, 415 for a content type other than application/fhir+json or\n"
                             "application/json, 503 when the outbox cannot keep it: each with an\n"
                             "OperationOutcome naming the element by FHIRPath.\n"
+                            "What is delivered to social care is kept and served; with --push, each resource\n"
+                            "is also PUT to URL/<type>/<id> (the social care system's own FHIR server), one at\n"
+                            "a time, and the delivery acknowledged on its 2xx: 408, 429, 5xx and a server that\n"
+                            "cannot be reached are tried again, backing off to 30 s; another answer leaves the\n"
+                            "delivery for the broker to deliver again, and park after its attempts.\n"
                             "\n"
                             "Options:\n"
                             "  --broker ENDPOINT   the broker (default " CB_DEFAULT_BROKER ")\n"
@@ -56,6 +62,7 @@ static const char usage[] = "Usage: carebridge-social [--broker ENDPOINT] [--as 
                             "                      (default health,housing,social-care,voluntary)\n"
                             "  --max-body BYTES    larger bodies get 413 (default 1048576)\n"
                             "  --ack-wait MS       how long an answer waits for the broker (default 2000)\n"
+                            "  --push URL          a FHIR base (http:// or https://) to PUT deliveries to\n"
                             "  -h, --help          this text;  -V, --version  the version\n";
 
 #define FHIR_JSON "application/fhir+json; charset=utf-8"
@@ -64,13 +71,14 @@ typedef struct request request;
 
 typedef struct {
     cb_program_opts prog;
-    const char *listen;
+    const char *listen, *push_url;
     size_t max_body;
     int ack_wait_ms;
     cb_id_list agencies;
     cb_fhir_opts map;
     cb_adapter *adapter;
     struct MHD_Daemon *http;
+    cb_fhir_push *push;
     cb_adapter_batch *batch;
     cb_pending *owed;   /* answers waiting: for the batch, then for the broker */
     unsigned resumed;   /* connections resumed since MHD last ran */
@@ -507,25 +515,40 @@ static cb_adapter_take delivered(void *arg, uint64_t seq, const char *event_id, 
     json_decref(res);
     cb_adapter_error err = {0};
     bool kept = text && cb_adapter_keep(s->adapter, key, text, strlen(text), &err) == CB_ADAPTER_OK;
+    bool pushing = kept && s->push && cb_fhir_push_send(s->push, seq, event_id, key, text);
     free(text);
     if (!kept) {
         cb_log("delivery %" PRIu64 " could not be kept: %s; it will come again", seq, err.text);
         return CB_ADAPTER_NOT_TAKEN;
     }
-    return CB_ADAPTER_TAKEN;
+    if (s->push && !pushing)
+        return CB_ADAPTER_NOT_TAKEN; /* out of memory: it will come again */
+    return pushing ? CB_ADAPTER_LATER : CB_ADAPTER_TAKEN;
+}
+
+static void pushed(void *arg, uint64_t seq, const char *event_id, bool taken, const char *why)
+{
+    social *s = arg;
+    if (taken) {
+        cb_adapter_taken(s->adapter, seq, event_id);
+        return;
+    }
+    cb_log("push of delivery %" PRIu64 " (%s): %s; the broker will deliver it again", seq, event_id, why);
+    cb_adapter_not_taken(s->adapter, seq);
 }
 
 /* ---- the program */
 
 static int parse(int argc, char **argv, social *s)
 {
-    enum { O_LISTEN = 256, O_AGENCIES, O_MAX, O_WAIT };
+    enum { O_LISTEN = 256, O_AGENCIES, O_MAX, O_WAIT, O_PUSH };
     static const struct option opts[] = {
         CB_PROGRAM_LONG_OPTIONS,
         {"listen", required_argument, NULL, O_LISTEN},
         {"agencies", required_argument, NULL, O_AGENCIES},
         {"max-body", required_argument, NULL, O_MAX},
         {"ack-wait", required_argument, NULL, O_WAIT},
+        {"push", required_argument, NULL, O_PUSH},
         {0, 0, 0, 0},
     };
     int c, taken;
@@ -538,6 +561,7 @@ static int parse(int argc, char **argv, social *s)
         }
         switch (c) {
         case O_LISTEN: s->listen = optarg; break;
+        case O_PUSH: s->push_url = optarg; break;
         case O_AGENCIES:
             if (!cb_id_list_set(&s->agencies, optarg)) {
                 fprintf(stderr, "carebridge-social: --agencies needs 1 to %d agency ids, comma-separated\n",
@@ -587,18 +611,24 @@ static void loop(social *s)
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->http, MHD_DAEMON_INFO_EPOLL_FD);
     int http_fd = info ? info->epoll_fd : -1;
     while (!cb_program_stopping()) {
-        struct pollfd fds[2] = {{.fd = cb_adapter_fd(s->adapter), .events = POLLIN}, {.fd = http_fd, .events = POLLIN}};
+        struct pollfd fds[2 + 8] = {{.fd = cb_adapter_fd(s->adapter), .events = POLLIN},
+                                    {.fd = http_fd, .events = POLLIN}};
+        size_t n = 2 + (s->push ? cb_fhir_push_fds(s->push, fds + 2, 8) : 0);
         int timeout = cb_adapter_due_ms(s->adapter);
+        if (s->push && cb_fhir_push_due_ms(s->push) < timeout)
+            timeout = cb_fhir_push_due_ms(s->push);
         MHD_UNSIGNED_LONG_LONG mhd_ms;
         if (MHD_get_timeout(s->http, &mhd_ms) == MHD_YES && mhd_ms < (MHD_UNSIGNED_LONG_LONG)timeout)
             timeout = (int)mhd_ms;
         int owed_ms = cb_pending_due_ms(s->owed);
         timeout = owed_ms < timeout ? owed_ms : timeout;
-        if (poll(fds, 2, timeout) < 0 && errno != EINTR) {
+        if (poll(fds, n, timeout) < 0 && errno != EINTR) {
             cb_log("poll: %s", strerror(errno));
             return;
         }
         MHD_run(s->http);
+        if (s->push)
+            cb_fhir_push_handle(s->push, fds + 2, n - 2);
         commit(s);
         cb_adapter_error err = {0};
         cb_adapter_code code = cb_adapter_step(s->adapter, &err);
@@ -654,7 +684,14 @@ int main(int argc, char **argv)
         return 2;
     }
     char why[300];
+    if (s.push_url && !(s.push = cb_fhir_push_new(s.push_url, pushed, &s, why, sizeof why))) {
+        fprintf(stderr, "carebridge-social: %s\n", why);
+        cb_pending_end(&s.owed);
+        cb_adapter_close(&s.adapter);
+        return 2;
+    }
     if (!(s.http = start_http(&s, why, sizeof why))) {
+        cb_fhir_push_free(&s.push);
         fprintf(stderr, "carebridge-social: %s\n", why);
         cb_pending_end(&s.owed);
         cb_adapter_close(&s.adapter);
@@ -673,7 +710,8 @@ int main(int argc, char **argv)
     MHD_run(s.http);
     cb_log("stopped: %lu kept, %lu refused, %lu searches served", s.created, s.refused, s.served);
     MHD_stop_daemon(s.http);
-    cb_adapter_close(&s.adapter);
+    cb_adapter_close(&s.adapter); /* what is still being pushed goes back to the broker's queue */
+    cb_fhir_push_free(&s.push);
     cb_id_list_free(&s.agencies);
     return 0;
 }

@@ -11,12 +11,13 @@ import subprocess
 import sys
 import threading
 import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import hl7
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import SRC, AdapterTest, referral, response, wait_for  # noqa: E402
-from test_health import Mllp, a03, adt, msa  # noqa: E402
+from harness import BIN, SRC, AdapterTest, referral, response, wait_for  # noqa: E402
+from test_health import Mllp, a03, adt, msa, settled  # noqa: E402
 
 NHS = "9434765919"
 NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
@@ -271,6 +272,42 @@ class Social(AdapterTest):
         self.assertEqual((status, headers.get("Allow")), (405, "GET"), oo)
         self.assertIn("served", oo["issue"][0]["diagnostics"])
         self.assertEqual(oo["issue"][0]["code"], "not-supported")
+
+    def test_deliveries_are_pushed_to_the_social_care_system_and_taken_on_its_2xx(self):
+        answers, got = [503, 201, 400, 200], []  # the 503 tried again here, the 400 by the broker
+
+        class Fhir(BaseHTTPRequestHandler):
+            def do_PUT(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                got.append((self.path, self.headers["Content-Type"], json.loads(body)))
+                self.send_response(answers[len(got) - 1] if len(got) <= len(answers) else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        srv = ThreadingHTTPServer(("127.0.0.1", 0), Fhir)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        self.addCleanup(srv.server_close)
+        self.addCleanup(srv.shutdown)
+        b = self.broker(redelivery_timeout_ms=500)
+        r = subprocess.run([os.path.join(BIN, "carebridge-social"), "--push", "ftp://x"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--push ftp://x is not an http:// or https:// URL", r.stderr)
+        self.start("--push", f"http://127.0.0.1:{srv.server_port}/fhir/", broker=b)
+        r = b.send("health", [referral("hx-push-1", to=("social-care",)), referral("hx-push-2", to=("social-care",))])
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        wait_for(lambda: len(got) >= 4 and settled(b, "social-care"), 20, "both pushed and acknowledged")
+        self.assertEqual([g[0] for g in got], ["/fhir/ServiceRequest/hx-push-1"] * 2 + ["/fhir/ServiceRequest/hx-push-2"] * 2)
+        self.assertEqual({g[1] for g in got}, {"application/fhir+json"})
+        self.assertEqual(got[-1][2]["identifier"][0]["value"], "hx-push-2")
+        log = self.s.log()
+        self.assertIn("hx-push-1): the server answered 503; again in 1000 ms", log)
+        self.assertIn("hx-push-2): the server answered 400; the broker will deliver it again", log)
+        self.assertEqual(len(got), 4)  # each taken once its 2xx came: nothing pushed after
+        self.assertEqual(len(self.http.get("/fhir/ServiceRequest")[2]["entry"]), 2)  # and served here too
 
     def test_everything_served_is_valid_r4(self):
         self.start()
