@@ -709,7 +709,9 @@ json_t *cb_fhir_task_of(const json_t *ev)
     return task;
 }
 
-/* Where the person is: the location now active; the one before completed. */
+/* Where the person is: the location now active; the one before completed.
+ * Moving to where they are already changes nothing, so an update applied
+ * twice (its delivery redelivered) is applied once. */
 static void move_to(json_t *enc, const char *setting, const char *previous)
 {
     json_t *where = json_object_get(enc, "location");
@@ -717,6 +719,10 @@ static void move_to(json_t *enc, const char *setting, const char *previous)
         where = json_array();
         json_object_set_new(enc, "location", where);
     }
+    const json_t *last = json_array_get(where, json_array_size(where) - 1);
+    const char *now_at = str(json_object_get(last, "location"), "display");
+    if (setting && now_at && !strcmp(now_at, setting))
+        return;
     size_t i;
     json_t *l;
     json_array_foreach(where, i, l)
@@ -767,6 +773,7 @@ json_t *cb_fhir_encounter_of(const json_t *ev)
     return enc;
 }
 
+/* A note, unless the resource has it already (an update applied again). */
 static void add_note(json_t *sr, const char *label, const char *text)
 {
     char line[600];
@@ -775,6 +782,13 @@ static void add_note(json_t *sr, const char *label, const char *text)
     if (!json_is_array(notes)) {
         notes = json_array();
         json_object_set_new(sr, "note", notes);
+    }
+    size_t i;
+    const json_t *n;
+    json_array_foreach(notes, i, n)
+    {
+        if (str(n, "text") && !strcmp(str(n, "text"), line))
+            return;
     }
     json_array_append_new(notes, json_pack("{s:s}", "text", line));
 }

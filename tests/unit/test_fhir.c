@@ -364,6 +364,49 @@ static void test_a_delivered_discharge_is_served_as_a_service_request(void **sta
     json_decref(ev);
 }
 
+/* An admission is served as an Encounter; its transfer moves the active
+ * location; an update applied twice (redelivered) is applied once, to an
+ * Encounter and to a ServiceRequest. */
+static void test_an_admission_is_an_encounter_and_updates_apply_once(void **state)
+{
+    (void)state;
+    json_t *ev = json_loads("{\"eventId\":\"hl7:RXH:visit:V9:admission\",\"fromAgency\":\"health\","
+                            "\"person\":{\"nhsNumber\":\"9999999484\"},\"occurredAt\":\"2026-12-02T10:00:00Z\","
+                            "\"admission\":{\"setting\":\"AMU (RXH)\",\"emergency\":true,\"reason\":\"fall\"}}",
+                            0, NULL);
+    json_t *enc = cb_fhir_encounter_of(ev);
+    assert_non_null(enc);
+    assert_string_equal(json_string_value(json_object_get(enc, "resourceType")), "Encounter");
+    assert_string_equal(json_string_value(json_object_get(enc, "status")), "in-progress");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(enc, "period"), "start")),
+                        "2026-12-02T10:00:00Z");
+    assert_null(cb_fhir_service_request_of(ev));
+    json_t *moved = json_loads("{\"eventId\":\"m\",\"correlationId\":\"hl7:RXH:visit:V9:admission\","
+                               "\"update\":{\"admission\":{\"setting\":\"WARD7 (RXH)\"},\"note\":\"moved\"}}",
+                               0, NULL);
+    assert_true(cb_fhir_apply_update(enc, moved));
+    assert_true(cb_fhir_apply_update(enc, moved));
+    const json_t *where = json_object_get(enc, "location");
+    assert_int_equal(json_array_size(where), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(where, 0), "status")), "completed");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(where, 1), "status")), "active");
+    assert_null(json_object_get(enc, "note")); /* R4's Encounter has none */
+    json_t *dis = json_loads("{\"eventId\":\"d\",\"discharge\":{\"plannedDate\":\"2026-12-03\"}}", 0, NULL);
+    json_t *sr = cb_fhir_service_request_of(dis);
+    json_t *upd = json_loads("{\"eventId\":\"u\",\"correlationId\":\"d\",\"update\":{\"discharge\":"
+                             "{\"destination\":\"HOME\"},\"note\":\"discharged\"}}",
+                             0, NULL);
+    assert_true(cb_fhir_apply_update(sr, upd));
+    assert_true(cb_fhir_apply_update(sr, upd));
+    assert_int_equal(json_array_size(json_object_get(sr, "note")), 2); /* "to: HOME", "discharged": once each */
+    json_decref(upd);
+    json_decref(sr);
+    json_decref(dis);
+    json_decref(moved);
+    json_decref(enc);
+    json_decref(ev);
+}
+
 /* An answer delivered to social care is served as a Task that reads back
  * as the same answer: the status, the referral it answers, the reason. */
 static void test_a_delivered_answer_is_served_as_a_task(void **state)
@@ -418,6 +461,7 @@ int main(void)
         cmocka_unit_test(test_task_statuses_are_answers_the_broker_reads),
         cmocka_unit_test(test_a_task_that_says_nothing_to_carry_is_refused),
         cmocka_unit_test(test_a_delivered_referral_is_served_as_a_service_request),
+        cmocka_unit_test(test_an_admission_is_an_encounter_and_updates_apply_once),
         cmocka_unit_test(test_a_delivered_answer_is_served_as_a_task),
         cmocka_unit_test(test_a_delivered_discharge_is_served_as_a_service_request),
     };
