@@ -67,6 +67,12 @@ static bool usable(char c, const char *taken, size_t n)
  * characters; the rest take their usual values when those are free. */
 static bool read_delims(const char *t, size_t len, cb_hl7_delims *d, cb_hl7_error *err)
 {
+    if (len >= 3 && (!memcmp(t, "FHS", 3) || !memcmp(t, "BHS", 3))) {
+        fail(err, CB_HL7_SEGMENT_SEQUENCE, "MSH", 1, 0,
+             "the message does not begin with an MSH segment: a batch (FHS/BHS) is not taken; send one message per "
+             "MLLP frame");
+        return false;
+    }
     if (len < 4 || memcmp(t, "MSH", 3) != 0) {
         fail(err, CB_HL7_SEGMENT_SEQUENCE, "MSH", 1, 0, "the message does not begin with an MSH segment");
         return false;

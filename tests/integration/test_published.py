@@ -22,7 +22,7 @@ HL7 = {
     "uclh-emap-fork-adt-a16.hl7": ("AA", "39278859", None, None),
     "uclh-emap-adt-a08.hl7": ("AR", "31644ZZZ", "201", "A08 is not mapped"),
     "nhs-wales-readme-adt-a01.hl7": ("AA", "01052901", None, None),
-    "python-hl7-batch-adt-a04.hl7": ("AE", "", "100", "does not begin with an MSH segment"),
+    "python-hl7-batch-adt-a04.hl7": ("AE", "", "100", "a batch (FHS/BHS) is not taken; send one message per MLLP"),
 }
 
 # file: (HTTP status, OperationOutcome issue code, expression)
