@@ -181,7 +181,9 @@ cb_code cb_outbox_settle(cb_outbox *o, const cb_outbox_settlement *s, cb_error *
     uint64_t now = htobe64((uint64_t)cb_wall_ms());
     for (size_t i = 0; i < s->n_taken; i++)
         cb_kv_put(txn, KS_TAKEN, s->taken[i], strlen(s->taken[i]), &now, sizeof now);
-    cb_code code = cb_txn_commit(&txn, err);
+    /* Acknowledgements and refusals lost to a crash are sent again and answered
+     * again; a delivery taken is acknowledged to the broker only once synced. */
+    cb_code code = s->n_taken ? cb_txn_commit(&txn, err) : cb_txn_commit_unsynced(&txn, err);
     if (code != CB_OK)
         cb_store_reopen(o->store, NULL);
     return code;

@@ -83,7 +83,9 @@ typedef struct {
     cb_pending *owed;   /* answers waiting: for the batch, then for the broker */
     unsigned resumed;   /* connections resumed since MHD last ran */
     char base_url[300]; /* http://HOST:PORT/fhir, for a Bundle's fullUrls */
-    unsigned long created, refused, served;
+    unsigned long created, refused, served, batches;
+    unsigned conns, requests; /* connections open; requests begun and not yet completed on them */
+    int64_t batch_at_ms;      /* when the open batch took its first resource */
 } social;
 
 struct request {
@@ -100,6 +102,13 @@ struct request {
     bool fresh;
     char kind[16], id[65];
 };
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void instant_now(char out[32])
 {
@@ -227,6 +236,8 @@ static void take(social *s, request *r, const char *kind)
     const char *event_id = json_string_value(json_object_get(event, "eventId"));
     cb_fhir_id(event_id, r->id);
     cb_adapter_error aerr = {0};
+    if (!s->batch)
+        s->batch_at_ms = now_ms();
     if (!s->batch && !(s->batch = cb_adapter_begin(s->adapter, &aerr))) {
         json_decref(res);
         json_decref(event);
@@ -264,9 +275,26 @@ static void take(social *s, request *r, const char *kind)
 }
 
 /* The batch the last poll gathered, in one sync; then its requests may be answered. */
+/* Group commit: one sync for every resource the connections have in hand.
+ * While an open connection has not yet sent its request, the batch waits
+ * for it, at most GATHER_MS after its first resource: a system posting on
+ * several connections at once shares one sync instead of taking turns. */
+#define GATHER_MS 1
+
+static int gather_ms(const social *s)
+{
+    if (!s->batch || s->requests >= s->conns)
+        return 0;
+    int64_t left = s->batch_at_ms + GATHER_MS - now_ms();
+    return left > 0 ? (int)left : 0;
+}
+
 static void commit(social *s)
 {
+    if (gather_ms(s))
+        return;
     cb_adapter_error err = {0};
+    s->batches += s->batch != NULL;
     bool ok = !s->batch || cb_adapter_commit(&s->batch, &err) == CB_ADAPTER_OK;
     if (!ok)
         cb_log("the outbox could not keep a batch: %s: %s", cb_adapter_code_name(err.code), err.text);
@@ -398,6 +426,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_NO;
         r->conn = conn;
         *state = r;
+        s->requests++;
         if (!strcmp(method, "POST"))
             r->wrong_type = !json_content(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type"));
         return MHD_YES;
@@ -449,6 +478,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return send_answer(r);
 }
 
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    (void)conn, (void)socket_context;
+    social *s = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED)
+        s->conns++;
+    else if (s->conns)
+        s->conns--;
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **state, enum MHD_RequestTerminationCode why)
 {
     (void)conn;
@@ -456,6 +496,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **state, e
     social *s = cls;
     request *r = *state;
     if (r) {
+        s->requests--;
         cb_pending_drop(s->owed, r);
         free(r->body);
         free(r->out);
@@ -597,10 +638,11 @@ static struct MHD_Daemon *start_http(social *s, char *why, size_t cap)
     struct sockaddr_in sa;
     memcpy(&sa, ai->ai_addr, sizeof sa);
     freeaddrinfo(ai);
-    struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-                                            on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_TIMEOUT,
-                                            (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000, MHD_OPTION_END);
+    struct MHD_Daemon *d =
+        MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, s,
+                         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+                         MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000, MHD_OPTION_END);
     if (!d)
         snprintf(why, cap, "cannot listen on %s: %s", s->listen, strerror(errno));
     return d;
@@ -614,7 +656,9 @@ static void loop(social *s)
         struct pollfd fds[2 + 8] = {{.fd = cb_adapter_fd(s->adapter), .events = POLLIN},
                                     {.fd = http_fd, .events = POLLIN}};
         size_t n = 2 + (s->push ? cb_fhir_push_fds(s->push, fds + 2, 8) : 0);
-        int timeout = cb_adapter_due_ms(s->adapter);
+        /* While a batch gathers, the outbox's one write transaction is its:
+         * the adapter steps (settling answers, keeping deliveries) after it. */
+        int timeout = s->batch ? gather_ms(s) : cb_adapter_due_ms(s->adapter);
         if (s->push && cb_fhir_push_due_ms(s->push) < timeout)
             timeout = cb_fhir_push_due_ms(s->push);
         MHD_UNSIGNED_LONG_LONG mhd_ms;
@@ -631,7 +675,7 @@ static void loop(social *s)
             cb_fhir_push_handle(s->push, fds + 2, n - 2);
         commit(s);
         cb_adapter_error err = {0};
-        cb_adapter_code code = cb_adapter_step(s->adapter, &err);
+        cb_adapter_code code = s->batch ? CB_ADAPTER_OK : cb_adapter_step(s->adapter, &err);
         if (code == CB_ADAPTER_BROKER_REFUSED || code == CB_ADAPTER_CONNECTION_FAILED) {
             cb_log("stopping: %s", err.text);
             return;
@@ -708,7 +752,8 @@ int main(int argc, char **argv)
     cb_adapter_abort(&s.batch);
     cb_pending_end(&s.owed); /* kept ones answered 201; the rest 503, to be posted again */
     MHD_run(s.http);
-    cb_log("stopped: %lu kept, %lu refused, %lu searches served", s.created, s.refused, s.served);
+    cb_log("stopped: %lu kept in %lu batches, %lu refused, %lu searches served", s.created, s.batches, s.refused,
+           s.served);
     MHD_stop_daemon(s.http);
     cb_adapter_close(&s.adapter); /* what is still being pushed goes back to the broker's queue */
     cb_fhir_push_free(&s.push);
