@@ -694,6 +694,24 @@ static void loop(social *s)
     }
 }
 
+/* What main opened, closed in order: answers owed first (kept ones 201, the
+ * rest 503, to be posted again), so they go out in the server's last run. */
+static int close_all(social *s, int rc)
+{
+    cb_adapter_abort(&s->batch);
+    cb_pending_end(&s->owed);
+    if (s->http) {
+        MHD_run(s->http);
+        cb_log("stopped: %lu kept in %lu batches, %lu refused, %lu searches served", s->created, s->batches, s->refused,
+               s->served);
+        MHD_stop_daemon(s->http);
+    }
+    cb_adapter_close(&s->adapter); /* what is still being pushed goes back to the broker's queue */
+    cb_fhir_push_free(&s->push);
+    cb_id_list_free(&s->agencies);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     social s = {.prog = {CB_DEFAULT_BROKER, "social-care", "./var/social"},
@@ -710,7 +728,7 @@ int main(int argc, char **argv)
     char box[PATH_MAX];
     if (snprintf(box, sizeof box, "%s/outbox.lmdb", s.prog.data) >= (int)sizeof box || !cb_mkdirs(s.prog.data)) {
         fprintf(stderr, "carebridge-social: cannot create %s: %s\n", s.prog.data, strerror(errno));
-        return 2;
+        return close_all(&s, 2);
     }
     cb_program_signals();
     cb_adapter_opts aopts = {.broker = s.prog.broker,
@@ -724,22 +742,13 @@ int main(int argc, char **argv)
     if (!(s.adapter = cb_adapter_open(&aopts, &handlers, &s, &err)) ||
         !(s.owed = cb_pending_new(s.adapter, s.ack_wait_ms, &owing, &s))) {
         fprintf(stderr, "carebridge-social: %s\n", s.adapter ? "out of memory" : err.text);
-        cb_adapter_close(&s.adapter);
-        return 2;
+        return close_all(&s, 2);
     }
     char why[300];
-    if (s.push_url && !(s.push = cb_fhir_push_new(s.push_url, pushed, &s, why, sizeof why))) {
+    if ((s.push_url && !(s.push = cb_fhir_push_new(s.push_url, pushed, &s, why, sizeof why))) ||
+        !(s.http = start_http(&s, why, sizeof why))) {
         fprintf(stderr, "carebridge-social: %s\n", why);
-        cb_pending_end(&s.owed);
-        cb_adapter_close(&s.adapter);
-        return 2;
-    }
-    if (!(s.http = start_http(&s, why, sizeof why))) {
-        cb_fhir_push_free(&s.push);
-        fprintf(stderr, "carebridge-social: %s\n", why);
-        cb_pending_end(&s.owed);
-        cb_adapter_close(&s.adapter);
-        return 2;
+        return close_all(&s, 2);
     }
     const union MHD_DaemonInfo *port = MHD_get_daemon_info(s.http, MHD_DAEMON_INFO_BIND_PORT);
     char host[256];
@@ -749,14 +758,5 @@ int main(int argc, char **argv)
            " waiting for the broker",
            s.listen, port ? port->port : 0, s.prog.agency, s.prog.broker, box, cb_adapter_waiting(s.adapter));
     loop(&s);
-    cb_adapter_abort(&s.batch);
-    cb_pending_end(&s.owed); /* kept ones answered 201; the rest 503, to be posted again */
-    MHD_run(s.http);
-    cb_log("stopped: %lu kept in %lu batches, %lu refused, %lu searches served", s.created, s.batches, s.refused,
-           s.served);
-    MHD_stop_daemon(s.http);
-    cb_adapter_close(&s.adapter); /* what is still being pushed goes back to the broker's queue */
-    cb_fhir_push_free(&s.push);
-    cb_id_list_free(&s.agencies);
-    return 0;
+    return close_all(&s, 0);
 }
