@@ -154,6 +154,91 @@ static void to_agencies(json_t *ev, const char *const *list, size_t n)
     json_object_set_new(ev, "toAgencies", to);
 }
 
+/* A person's name in an XPN/XCN field, given names then family, from component first. */
+static void name_at(const cb_hl7 *m, long seg, unsigned field, unsigned first, char *out, size_t cap)
+{
+    char family[64], given[64];
+    get(m, seg, field, first, family, sizeof family);
+    get(m, seg, field, first + 1, given, sizeof given);
+    snprintf(out, cap, "%s%s%s", given, given[0] && family[0] ? " " : "", family);
+}
+
+/* A CE/CWE's words: its text (component 2), else its code. */
+static void words_at(const cb_hl7 *m, long seg, unsigned field, char *out, size_t cap)
+{
+    if (get(m, seg, field, 2, out, cap) != CB_HL7_VALUE)
+        get(m, seg, field, 1, out, cap);
+}
+
+static void append(char *buf, size_t cap, const char *s)
+{
+    size_t n = strlen(buf);
+    if (s[0] && n + 3 < cap)
+        snprintf(buf + n, cap - n, "%s%s", n ? "; " : "", s);
+}
+
+/* A Contact; NULL when the name is empty or not UTF-8 (a sender's own
+ * character set): a contact no one can name is no contact. */
+static json_t *contact(const char *name, const char *role, const char *phone)
+{
+    json_t *c = json_object();
+    set_text(c, "name", name);
+    if (!json_object_get(c, "name")) {
+        json_decref(c);
+        return NULL;
+    }
+    set_text(c, "role", role);
+    set_text(c, "phone", phone);
+    return c;
+}
+
+/* The clinician responsible: PV1-7 (attending doctor, an XCN), else the
+ * first ROL whose role (ROL-3, table 0443) is AT, with its phone (ROL-12).
+ * NULL when neither names anyone. */
+static json_t *attending(const cb_hl7 *m, long pv1)
+{
+    char name[140], phone[64] = "", role[8];
+    name_at(m, pv1, 7, 2, name, sizeof name); /* XCN: the id first, then family and given names */
+    for (long rol = cb_hl7_find(m, "ROL", 0); !name[0] && rol >= 0; rol = cb_hl7_find(m, "ROL", (size_t)rol + 1)) {
+        get(m, rol, 3, 1, role, sizeof role);
+        if (!strcmp(role, "AT")) {
+            name_at(m, rol, 4, 2, name, sizeof name);
+            get(m, rol, 12, 1, phone, sizeof phone);
+        }
+    }
+    return contact(name, "attending doctor", phone);
+}
+
+/* The person's informal contact for a referral: the first NK1 whose
+ * relationship (NK1-3, table 0063) is CGV, a caregiver; else the first next
+ * of kin (NK1-7 N, or no contact role). Name NK1-2, phone NK1-5. */
+static json_t *carer(const cb_hl7 *m)
+{
+    long chosen = -1;
+    char code[16], buf[140];
+    for (long nk1 = cb_hl7_find(m, "NK1", 0); nk1 >= 0; nk1 = cb_hl7_find(m, "NK1", (size_t)nk1 + 1)) {
+        get(m, nk1, 3, 1, code, sizeof code);
+        if (!strcmp(code, "CGV")) {
+            chosen = nk1;
+            break;
+        }
+        get(m, nk1, 7, 1, code, sizeof code);
+        if (chosen < 0 && (!code[0] || !strcmp(code, "N")))
+            chosen = nk1;
+    }
+    if (chosen < 0)
+        return NULL;
+    char name[140], phone[64], role[200] = "carer";
+    name_at(m, chosen, 2, 1, name, sizeof name);
+    get(m, chosen, 5, 1, phone, sizeof phone);
+    get(m, chosen, 3, 1, code, sizeof code);
+    if (strcmp(code, "CGV")) {
+        words_at(m, chosen, 3, buf, sizeof buf); /* "daughter", or the code itself */
+        snprintf(role, sizeof role, "next of kin%s%s", buf[0] ? ": " : "", buf);
+    }
+    return contact(name, role, phone);
+}
+
 /* A PL (person location) as "WARD7 (RXH)": point of care and facility. */
 static void location_at(const cb_hl7 *m, long seg, unsigned field, char *out, size_t cap)
 {
@@ -202,33 +287,13 @@ static json_t *discharge(const cb_hl7 *m, const cb_hl7_map_opts *o, bool done, j
     set_text(d, "destination", where);
     day_of(m, done ? pv1 : pv2, done ? 45 : 9, date);
     set_text(d, "plannedDate", date);
+    json_t *who = attending(m, pv1);
+    if (who)
+        json_object_set_new(d, "contact", who);
     to_agencies(ev, o->discharge_to, o->n_discharge_to);
     /* The ward a later message names is where the discharge is from, not a correction of it. */
     return of_visit(m, o, pv1, "discharge", d, "setting",
                     done ? "discharged (ADT^A03)" : "discharge planned again (ADT^A16)", ev);
-}
-
-/* A person's name in an XPN/XCN field, given names then family, from component first. */
-static void name_at(const cb_hl7 *m, long seg, unsigned field, unsigned first, char *out, size_t cap)
-{
-    char family[64], given[64];
-    get(m, seg, field, first, family, sizeof family);
-    get(m, seg, field, first + 1, given, sizeof given);
-    snprintf(out, cap, "%s%s%s", given, given[0] && family[0] ? " " : "", family);
-}
-
-/* A CE/CWE's words: its text (component 2), else its code. */
-static void words_at(const cb_hl7 *m, long seg, unsigned field, char *out, size_t cap)
-{
-    if (get(m, seg, field, 2, out, cap) != CB_HL7_VALUE)
-        get(m, seg, field, 1, out, cap);
-}
-
-static void append(char *buf, size_t cap, const char *s)
-{
-    size_t n = strlen(buf);
-    if (s[0] && n + 3 < cap)
-        snprintf(buf + n, cap - n, "%s%s", n ? "; " : "", s);
 }
 
 /* Every DG1's description (DG1-4), else its code's text (DG1-3), joined. */
@@ -268,9 +333,9 @@ static json_t *admission(const cb_hl7 *m, const cb_hl7_map_opts *o, bool transfe
         json_object_set_new(a, "emergency", json_true());
     day_of(m, pv2, 9, date);
     set_text(a, "expectedDischargeDate", date);
-    name_at(m, pv1, 7, 2, buf, sizeof buf); /* XCN: the id first, then family and given names */
-    if (buf[0])
-        json_object_set_new(a, "contact", json_pack("{s:s,s:s}", "name", buf, "role", "attending doctor"));
+    json_t *who = attending(m, pv1);
+    if (who)
+        json_object_set_new(a, "contact", who);
     to_agencies(ev, o->admission_to, o->n_admission_to);
     return of_visit(m, o, pv1, "admission", a, NULL, transfer ? "transferred (ADT^A02)" : "admitted again (ADT^A01)",
                     ev);
@@ -300,19 +365,32 @@ static json_t *referral(const cb_hl7 *m, const cb_hl7_map_opts *o, json_t *ev)
         char role[8], id[64];
         get(m, prd, 1, 1, role, sizeof role);
         if (!strcmp(role, "RP") && !json_object_get(r, "contact")) {
-            json_t *c = json_object();
+            char phone[64];
             name_at(m, prd, 2, 1, buf, sizeof buf);
-            set_text(c, "name", buf);
-            json_object_set_new(c, "role", json_string("referring provider"));
-            get(m, prd, 5, 1, buf, sizeof buf);
-            set_text(c, "phone", buf);
-            json_object_set_new(r, "contact", c);
+            get(m, prd, 5, 1, phone, sizeof phone);
+            json_t *c = contact(buf, "referring provider", phone);
+            if (c)
+                json_object_set_new(r, "contact", c);
         }
         get(m, prd, 7, 1, id, sizeof id);
         for (size_t a = 0; !strcmp(role, "RT") && a < o->n_agencies; a++)
             if (!strcmp(id, o->agencies[a]))
                 json_array_append_new(to, json_string(o->agencies[a]));
     }
+    for (long rol = cb_hl7_find(m, "ROL", 0); !json_object_get(r, "contact") && rol >= 0;
+         rol = cb_hl7_find(m, "ROL", (size_t)rol + 1)) { /* no PRD for the referring provider: its ROL */
+        char role[8];
+        get(m, rol, 3, 1, role, sizeof role);
+        name_at(m, rol, 4, 2, buf, sizeof buf);
+        char phone[64];
+        get(m, rol, 12, 1, phone, sizeof phone);
+        json_t *c = strcmp(role, "RP") ? NULL : contact(buf, "referring provider", phone);
+        if (c)
+            json_object_set_new(r, "contact", c);
+    }
+    json_t *nok = carer(m);
+    if (nok)
+        json_object_set_new(r, "carer", nok);
     for (size_t i = 0; !json_array_size(to) && i < o->n_referral_to; i++)
         json_array_append_new(to, json_string(o->referral_to[i]));
     long pid = cb_hl7_find(m, "PID", 0);

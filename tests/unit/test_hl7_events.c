@@ -249,6 +249,42 @@ static void test_a_referral_from_rf1_prd_and_dg1(void **state)
     cb_envelope_free(&e);
 }
 
+/* NK1 and ROL: the caregiver (NK1-3 CGV) before any next of kin as the
+ * referral's carer; a referring provider given only by ROL as its contact;
+ * a discharge's attending doctor from ROL when PV1-7 is empty; a name in
+ * another character set is left out, never a crash. */
+static void test_next_of_kin_and_roles(void **state)
+{
+    (void)state;
+    cb_envelope *e = event_of(MSH("REF^I12", "R3") "RF1|P|R\r" PID "NK1|1|Smith^Jane|DAU^daughter|||07700 900123|N\r"
+                                                   "NK1|2|Smith^Bob|CGV^care giver||07700 900456\r"
+                                                   "ROL|1|AD|RP|C9^Jones^Sam||||||||01234 567000\r");
+    assert_string_equal(e->referral->carer->name, "Bob Smith");
+    assert_string_equal(e->referral->carer->role, "carer");
+    assert_string_equal(e->referral->carer->phone, "07700 900456");
+    assert_string_equal(e->referral->contact->name, "Sam Jones");
+    assert_string_equal(e->referral->contact->role, "referring provider");
+    assert_string_equal(e->referral->contact->phone, "01234 567000");
+    cb_envelope_free(&e);
+    e = event_of(MSH("REF^I12", "R4") "RF1|P|R\r" PID "NK1|1|Smith^Jane|DAU^daughter||07700 900123||N\r"
+                                      "NK1|2|Acme^Ltd|EMP^employer||||E\r");
+    assert_string_equal(e->referral->carer->name, "Jane Smith");
+    assert_string_equal(e->referral->carer->role, "next of kin: daughter");
+    assert_null(e->referral->contact);
+    cb_envelope_free(&e);
+    known_id = NULL;
+    e = event_of(MSH("ADT^A03", "D5") PID "PV1|1|I|WARD7^^^RXH||||||||||||||||V77\r"
+                                          "ROL|1|AD|AT|C2^Patel^Priya||||||||01234 567111\r"
+                                          "NK1|1|M\xfcller^Hans|SON^son\r");
+    assert_string_equal(e->discharge->contact->name, "Priya Patel");
+    assert_string_equal(e->discharge->contact->role, "attending doctor");
+    assert_string_equal(e->discharge->contact->phone, "01234 567111");
+    cb_envelope_free(&e);
+    e = event_of(MSH("REF^I12", "R6") "RF1|P|R\r" PID "NK1|1|M\xfcller^Hans|SON^son\r");
+    assert_null(e->referral->carer); /* Latin-1, not UTF-8: left out */
+    cb_envelope_free(&e);
+}
+
 int main(void)
 {
     setenv("TZ", "Europe/London", 1); /* the sender's local time, as the adapter runs by default */
@@ -260,6 +296,7 @@ int main(void)
         cmocka_unit_test(test_an_exact_resend_has_the_same_id_and_a_reused_control_id_does_not),
         cmocka_unit_test(test_what_is_not_mapped_is_refused_with_its_err),
         cmocka_unit_test(test_a_referral_from_rf1_prd_and_dg1),
+        cmocka_unit_test(test_next_of_kin_and_roles),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
