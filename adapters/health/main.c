@@ -431,6 +431,24 @@ static void loop(health *h)
     }
 }
 
+/* What main opened, closed in order; rc returned. A batch not yet durable
+ * is answered AR, to be sent again. */
+static int close_all(health *h, int rc)
+{
+    cb_adapter_abort(&h->batch);
+    cb_pending_end(&h->owed);
+    if (h->server)
+        cb_log("stopped: %lu accepted, %lu refused, %lu delivered", h->accepted_in, h->refused_in, h->taken);
+    cb_mllp_forward_free(&h->fwd);
+    cb_mllp_server_close(&h->server);
+    cb_adapter_close(&h->adapter);
+    cb_id_list_free(&h->admission_to);
+    cb_id_list_free(&h->discharge_to);
+    cb_id_list_free(&h->referral_to);
+    cb_id_list_free(&h->agencies);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     health h = {.prog = {CB_DEFAULT_BROKER, "health", "./var/health"},
@@ -462,7 +480,7 @@ int main(int argc, char **argv)
         snprintf(h.outbox, sizeof h.outbox, "%s/outbox", h.prog.data) >= (int)sizeof h.outbox ||
         !cb_mkdirs(h.prog.data) || (!h.forward && !cb_mkdirs(h.outbox))) {
         fprintf(stderr, "carebridge-health: cannot create %s: %s\n", h.prog.data, strerror(errno));
-        return 2;
+        return close_all(&h, 2);
     }
     cb_program_signals();
     cb_adapter_error err = {0};
@@ -476,8 +494,7 @@ int main(int argc, char **argv)
     if (!(h.adapter = cb_adapter_open(&aopts, &handlers, &h, &err)) ||
         !(h.owed = cb_pending_new(h.adapter, h.ack_wait_ms, &owing, &h))) {
         fprintf(stderr, "carebridge-health: %s\n", h.adapter ? "out of memory" : err.text);
-        cb_adapter_close(&h.adapter);
-        return 2;
+        return close_all(&h, 2);
     }
     char why[300];
     cb_mllp_server_opts sopts = {.listen = h.listen,
@@ -485,31 +502,13 @@ int main(int argc, char **argv)
                                  .read_timeout_ms = h.read_timeout_ms,
                                  .max_pending = 64,
                                  .max_conns = 1024};
-    if (!(h.server = cb_mllp_server_open(&sopts, on_message, &h, why, sizeof why))) {
+    if (!(h.server = cb_mllp_server_open(&sopts, on_message, &h, why, sizeof why)) ||
+        (h.forward && !(h.fwd = cb_mllp_forward_new(h.forward, forwarded, &h, why, sizeof why)))) {
         fprintf(stderr, "carebridge-health: %s\n", why);
-        cb_pending_end(&h.owed);
-        cb_adapter_close(&h.adapter);
-        return 2;
-    }
-    if (h.forward && !(h.fwd = cb_mllp_forward_new(h.forward, forwarded, &h, why, sizeof why))) {
-        fprintf(stderr, "carebridge-health: %s\n", why);
-        cb_pending_end(&h.owed);
-        cb_mllp_server_close(&h.server);
-        cb_adapter_close(&h.adapter);
-        return 2;
+        return close_all(&h, 2);
     }
     cb_log("listening for MLLP on %s (port %d) as %s; broker %s; outbox %s; %" PRIu64 " waiting for the broker",
            h.listen, cb_mllp_server_port(h.server), h.prog.agency, h.prog.broker, box, cb_adapter_waiting(h.adapter));
     loop(&h);
-    cb_adapter_abort(&h.batch); /* not durable: answered AR, to be sent again */
-    cb_pending_end(&h.owed);
-    cb_log("stopped: %lu accepted, %lu refused, %lu delivered", h.accepted_in, h.refused_in, h.taken);
-    cb_mllp_forward_free(&h.fwd);
-    cb_mllp_server_close(&h.server);
-    cb_adapter_close(&h.adapter);
-    cb_id_list_free(&h.admission_to);
-    cb_id_list_free(&h.discharge_to);
-    cb_id_list_free(&h.referral_to);
-    cb_id_list_free(&h.agencies);
-    return 0;
+    return close_all(&h, 0);
 }
