@@ -725,6 +725,11 @@ int main(int argc, char **argv)
     if (!s.agencies.n)
         cb_id_list_set(&s.agencies, "health,housing,social-care,voluntary");
     s.map = (cb_fhir_opts){s.prog.agency, (const char *const *)s.agencies.items, s.agencies.n};
+    char why[300];
+    if (s.push_url && !(s.push = cb_fhir_push_new(s.push_url, pushed, &s, why, sizeof why))) {
+        fprintf(stderr, "carebridge-social: %s\n", why); /* before anything is made on disk */
+        return close_all(&s, 2);
+    }
     char box[PATH_MAX];
     if (snprintf(box, sizeof box, "%s/outbox.lmdb", s.prog.data) >= (int)sizeof box || !cb_mkdirs(s.prog.data)) {
         fprintf(stderr, "carebridge-social: cannot create %s: %s\n", s.prog.data, strerror(errno));
@@ -744,9 +749,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "carebridge-social: %s\n", s.adapter ? "out of memory" : err.text);
         return close_all(&s, 2);
     }
-    char why[300];
-    if ((s.push_url && !(s.push = cb_fhir_push_new(s.push_url, pushed, &s, why, sizeof why))) ||
-        !(s.http = start_http(&s, why, sizeof why))) {
+    if (!(s.http = start_http(&s, why, sizeof why))) {
         fprintf(stderr, "carebridge-social: %s\n", why);
         return close_all(&s, 2);
     }

@@ -292,10 +292,12 @@ class Social(AdapterTest):
         self.addCleanup(srv.server_close)
         self.addCleanup(srv.shutdown)
         b = self.broker(redelivery_timeout_ms=500)
-        r = subprocess.run([os.path.join(BIN, "carebridge-social"), "--push", "ftp://x"],
+        nowhere = os.path.join(self.tmp, "never-made")
+        r = subprocess.run([os.path.join(BIN, "carebridge-social"), "--push", "ftp://x", "--data", nowhere],
                            capture_output=True, text=True, timeout=30)
         self.assertEqual(r.returncode, 2)
         self.assertIn("--push ftp://x is not an http:// or https:// URL", r.stderr)
+        self.assertFalse(os.path.exists(nowhere))  # refused before anything was made on disk
         self.start("--push", f"http://127.0.0.1:{srv.server_port}/fhir/", broker=b)
         r = b.send("health", [referral("hx-push-1", to=("social-care",)), referral("hx-push-2", to=("social-care",))])
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
