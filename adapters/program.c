@@ -198,3 +198,10 @@ int cb_dial(const char *host_port, int timeout_s)
     freeaddrinfo(ai);
     return fd;
 }
+
+int64_t cb_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}

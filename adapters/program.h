@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <getopt.h>
 
 #define CB_DEFAULT_BROKER "tcp://127.0.0.1:5570"
@@ -59,6 +60,9 @@ struct addrinfo *cb_resolve(const char *option, const char *host_port, int famil
 /* A blocking TCP connection to HOST:PORT, with TCP_NODELAY and reads timing
  * out after timeout_s (0: never); -1 when it cannot be made. */
 int cb_dial(const char *host_port, int timeout_s);
+
+/* The monotonic clock in milliseconds, for deadlines and back-offs. */
+int64_t cb_now_ms(void);
 
 /* mkdir -p, mode 0700 for what it creates. */
 bool cb_mkdirs(const char *path);

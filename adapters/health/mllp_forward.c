@@ -47,13 +47,6 @@ struct cb_mllp_forward {
     cb_mllp *reader;
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 cb_mllp_forward *cb_mllp_forward_new(const char *host_port, cb_mllp_forwarded_fn fn, void *arg, char *why, size_t cap)
 {
     struct addrinfo *ai = cb_resolve("--forward", host_port, AF_UNSPEC, false, why, cap);
@@ -88,7 +81,7 @@ static void hang_up(cb_mllp_forward *f, const char *why)
     f->reader = cb_mllp_new(ANSWER_MAX);
     if (why) {
         cb_log("forward to %s: %s; trying again in %d ms", f->target, why, f->backoff_ms);
-        f->retry_at_ms = now_ms() + f->backoff_ms;
+        f->retry_at_ms = cb_now_ms() + f->backoff_ms;
         f->backoff_ms = f->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : f->backoff_ms * 2;
     }
 }
@@ -161,7 +154,7 @@ static void start(cb_mllp_forward *f)
 
 size_t cb_mllp_forward_fds(cb_mllp_forward *f, struct pollfd *fds, size_t cap)
 {
-    if (f->st == IDLE && f->n && now_ms() >= f->retry_at_ms)
+    if (f->st == IDLE && f->n && cb_now_ms() >= f->retry_at_ms)
         start(f);
     if (f->st == WAITING && f->n && f->sent < f->q[f->head].len)
         f->st = SENDING; /* one queued while the connection stood idle */
@@ -217,7 +210,7 @@ void cb_mllp_forward_handle(cb_mllp_forward *f, const struct pollfd *fds, size_t
         }
         if (put > 0 && (f->sent += (size_t)put) == it->len) {
             f->st = WAITING;
-            f->deadline_ms = now_ms() + ACK_TIMEOUT_MS;
+            f->deadline_ms = cb_now_ms() + ACK_TIMEOUT_MS;
         }
     } else if (f->st == SENDING && !f->n) {
         f->st = WAITING;
@@ -240,13 +233,13 @@ void cb_mllp_forward_handle(cb_mllp_forward *f, const struct pollfd *fds, size_t
                 on_answer(f, msg, len);
         }
     }
-    if (f->st == WAITING && f->n && f->sent == f->q[f->head].len && now_ms() >= f->deadline_ms)
+    if (f->st == WAITING && f->n && f->sent == f->q[f->head].len && cb_now_ms() >= f->deadline_ms)
         hang_up(f, "no answer in time");
 }
 
 int cb_mllp_forward_due_ms(const cb_mllp_forward *f)
 {
-    int64_t now = now_ms();
+    int64_t now = cb_now_ms();
     if (f->st == IDLE && f->n)
         return f->retry_at_ms <= now ? 0 : (int)(f->retry_at_ms - now);
     if (f->st == WAITING && f->n && f->sent == f->q[f->head].len)

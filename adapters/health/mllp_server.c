@@ -48,13 +48,6 @@ struct cb_mllp_server {
     uint32_t next_gen;
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 cb_mllp_server *cb_mllp_server_open(const cb_mllp_server_opts *opts, cb_mllp_message_fn fn, void *arg, char *why,
                                     size_t cap)
 {
@@ -196,7 +189,7 @@ static void accept_all(cb_mllp_server *s)
         *c = (conn){.fd = fd,
                     .gen = (++s->next_gen) & ((1u << GEN_BITS) - 1),
                     .mllp = cb_mllp_new(s->opts.max_message),
-                    .last_read_ms = now_ms()};
+                    .last_read_ms = cb_now_ms()};
         if (!c->mllp)
             drop(c);
     }
@@ -221,7 +214,7 @@ static void read_some(cb_mllp_server *s, conn *c)
             drop(c);
         return;
     }
-    c->last_read_ms = now_ms();
+    c->last_read_ms = cb_now_ms();
     size_t off = 0;
     uint32_t gen = c->gen;
     while (off < (size_t)got) {
@@ -281,7 +274,7 @@ void cb_mllp_server_handle(cb_mllp_server *s, const struct pollfd *fds, size_t n
         if (c->fd >= 0 && (fds[i].revents & POLLOUT))
             write_some(c);
     }
-    int64_t now = now_ms();
+    int64_t now = cb_now_ms();
     for (unsigned i = 0; i < s->opts.max_conns; i++) {
         conn *c = &s->conns[i];
         if (c->fd < 0)
@@ -295,7 +288,7 @@ void cb_mllp_server_handle(cb_mllp_server *s, const struct pollfd *fds, size_t n
 
 int cb_mllp_server_due_ms(const cb_mllp_server *s)
 {
-    int64_t now = now_ms(), due = now + 1000;
+    int64_t now = cb_now_ms(), due = now + 1000;
     for (unsigned i = 0; i < s->opts.max_conns; i++) {
         const conn *c = &s->conns[i];
         if (c->fd >= 0 && cb_mllp_in_frame(c->mllp) && c->last_read_ms + s->opts.read_timeout_ms < due)

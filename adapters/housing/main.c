@@ -81,13 +81,6 @@ typedef struct {
     bool failed;
 } reading;
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void reject(reading *r, unsigned long line, const char *why)
 {
     if (r->n_rej == r->cap_rej) {
@@ -306,7 +299,7 @@ static void scan(housing *h, int settle_s)
         if (!readable_name(e->d_name) || lstat(path, &st) < 0 || !S_ISREG(st.st_mode))
             continue;
         if (now - st.st_mtime < settle_s) { /* perhaps still being written: look again once it would have settled */
-            int64_t at = now_ms() + (int64_t)(st.st_mtime + settle_s - now + 1) * 1000;
+            int64_t at = cb_now_ms() + (int64_t)(st.st_mtime + settle_s - now + 1) * 1000;
             next = !next || at < next ? at : next;
             continue;
         }
@@ -314,7 +307,7 @@ static void scan(housing *h, int settle_s)
     }
     closedir(d);
     if (failed)
-        next = !next || now_ms() + RETRY_MS < next ? now_ms() + RETRY_MS : next;
+        next = !next || cb_now_ms() + RETRY_MS < next ? cb_now_ms() + RETRY_MS : next;
     h->retry_at_ms = next;
 }
 
@@ -327,7 +320,7 @@ static void on_inotify(housing *h)
         if (ev->mask & IN_Q_OVERFLOW)
             scan(h, h->settle_s); /* events were lost: look at what is there */
         else if (ev->len && readable_name(ev->name) && !(ev->mask & IN_ISDIR) && !take_file(h, ev->name))
-            h->retry_at_ms = now_ms() + RETRY_MS;
+            h->retry_at_ms = cb_now_ms() + RETRY_MS;
         p += sizeof *ev + ev->len;
     }
 }
@@ -453,14 +446,14 @@ int main(int argc, char **argv)
                                 {.fd = h.inotify, .events = POLLIN}};
         int timeout = cb_adapter_due_ms(h.adapter);
         if (h.retry_at_ms) {
-            int64_t left = h.retry_at_ms - now_ms();
+            int64_t left = h.retry_at_ms - cb_now_ms();
             timeout = left <= 0 ? 0 : left < timeout ? (int)left : timeout;
         }
         if (poll(fds, 2, timeout) < 0 && errno != EINTR)
             break;
         if (fds[1].revents & POLLIN)
             on_inotify(&h);
-        if (h.retry_at_ms && now_ms() >= h.retry_at_ms)
+        if (h.retry_at_ms && cb_now_ms() >= h.retry_at_ms)
             scan(&h, h.settle_s);
         cb_adapter_code code = cb_adapter_step(h.adapter, &err);
         if (code == CB_ADAPTER_BROKER_REFUSED || code == CB_ADAPTER_CONNECTION_FAILED) {

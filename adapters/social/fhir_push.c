@@ -39,13 +39,6 @@ struct cb_fhir_push {
     void *arg;
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
     (void)easy, (void)socketp;
@@ -71,7 +64,7 @@ static int on_timer(CURLM *multi, long timeout_ms, void *userp)
 {
     (void)multi;
     cb_fhir_push *p = userp;
-    p->timer_at_ms = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+    p->timer_at_ms = timeout_ms < 0 ? -1 : cb_now_ms() + timeout_ms;
     return 0;
 }
 
@@ -182,7 +175,7 @@ bool cb_fhir_push_send(cb_fhir_push *p, uint64_t seq, const char *event_id, cons
 /* The head's PUT, when none is in flight and its backoff is over. */
 static void start(cb_fhir_push *p)
 {
-    if (p->easy || !p->n || now_ms() < p->retry_at_ms)
+    if (p->easy || !p->n || cb_now_ms() < p->retry_at_ms)
         return;
     const item *it = &p->q[p->head];
     CURL *e = curl_easy_init();
@@ -227,7 +220,7 @@ static void finished(cb_fhir_push *p, CURLcode rc)
         p->backoff_ms = p->backoff_ms ? p->backoff_ms * 2 : BACKOFF_MIN_MS;
         if (p->backoff_ms > BACKOFF_MAX_MS)
             p->backoff_ms = BACKOFF_MAX_MS;
-        p->retry_at_ms = now_ms() + p->backoff_ms;
+        p->retry_at_ms = cb_now_ms() + p->backoff_ms;
         cb_log("push of delivery %" PRIu64 " (%s): %s; again in %d ms", it->seq, it->event_id, why, p->backoff_ms);
         return;
     }
@@ -253,7 +246,7 @@ void cb_fhir_push_handle(cb_fhir_push *p, const struct pollfd *fds, size_t n)
                      (fds[i].revents & (POLLERR | POLLHUP) ? CURL_CSELECT_ERR : 0);
             curl_multi_socket_action(p->multi, fds[i].fd, ev, &running);
         }
-    if (p->timer_at_ms >= 0 && now_ms() >= p->timer_at_ms) {
+    if (p->timer_at_ms >= 0 && cb_now_ms() >= p->timer_at_ms) {
         p->timer_at_ms = -1;
         curl_multi_socket_action(p->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     }
@@ -267,7 +260,7 @@ void cb_fhir_push_handle(cb_fhir_push *p, const struct pollfd *fds, size_t n)
 
 int cb_fhir_push_due_ms(const cb_fhir_push *p)
 {
-    int64_t now = now_ms(), at = -1;
+    int64_t now = cb_now_ms(), at = -1;
     if (p->timer_at_ms >= 0)
         at = p->timer_at_ms;
     if (!p->easy && p->n && (at < 0 || p->retry_at_ms < at))

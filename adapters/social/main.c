@@ -103,13 +103,6 @@ struct request {
     char kind[16], id[65];
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void instant_now(char out[32])
 {
     struct timespec ts;
@@ -237,7 +230,7 @@ static void take(social *s, request *r, const char *kind)
     cb_fhir_id(event_id, r->id);
     cb_adapter_error aerr = {0};
     if (!s->batch)
-        s->batch_at_ms = now_ms();
+        s->batch_at_ms = cb_now_ms();
     if (!s->batch && !(s->batch = cb_adapter_begin(s->adapter, &aerr))) {
         json_decref(res);
         json_decref(event);
@@ -285,7 +278,7 @@ static int gather_ms(const social *s)
 {
     if (!s->batch || s->requests >= s->conns)
         return 0;
-    int64_t left = s->batch_at_ms + GATHER_MS - now_ms();
+    int64_t left = s->batch_at_ms + GATHER_MS - cb_now_ms();
     return left > 0 ? (int)left : 0;
 }
 
