@@ -431,7 +431,7 @@ static cb_code commit(cb_txn **txn_p, cb_error *err, bool sync)
         txn->txn = NULL;
         if (rc != 0)
             classify(txn->store, rc, "commit", &txn->err);
-        else if (txn->write)
+        else if (txn->write && sync) /* the count says how many reached the disk */
             txn->store->commits++;
         txn->committed = rc == 0;
     }
