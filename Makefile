@@ -3,10 +3,11 @@
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
+RELEASE_BUILD ?= build-release
 JOBS       ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps test-deps build run test test-asan test-tsan test-fast bench clean docker-test
+.PHONY: all deps test-deps build run test test-asan test-tsan test-fast build-release bench clean docker-test
 
 all: build
 
@@ -27,11 +28,13 @@ build: deps $(BUILD)/CMakeCache.txt
 run: build
 	scripts/run-all $(BUILD)/bin
 
-# The whole suite, then the same suite under ASan+UBSan and under TSan.
+# The whole suite, then the same suite under ASan+UBSan and under TSan, and a
+# Release build (-O3: GCC finds truncations there that -O2 does not).
 test: build test-deps
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	$(MAKE) --no-print-directory test-asan
 	$(MAKE) --no-print-directory test-tsan
+	$(MAKE) --no-print-directory build-release
 
 test-fast: build test-deps
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
@@ -47,6 +50,10 @@ test-tsan: test-deps
 	cmake --build $(TSAN_BUILD) -j $(JOBS)
 	cd $(TSAN_BUILD) && ctest --output-on-failure -j $(JOBS)
 
+build-release: deps
+	cmake -S . -B $(RELEASE_BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
+	cmake --build $(RELEASE_BUILD) -j $(JOBS)
+
 bench: build
 	bench/run
 
@@ -55,7 +62,7 @@ docker-test:
 	docker/test
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(RELEASE_BUILD)
 
 # libFuzzer (clang) on each parser for FUZZ_SECONDS, on a copy of its corpus.
 FUZZ_BUILD   ?= build-fuzz

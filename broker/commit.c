@@ -273,7 +273,7 @@ static void refuse_publishes(cb_commit *c, cb_batch *b, cb_code code, const char
         bool rests_on_committed = pub->seq && pub->seq <= c->last_seq;
         if ((pub->code == CB_OK || pub->code == CB_DUPLICATE_ID) && !rests_on_committed) {
             pub->code = code;
-            snprintf(pub->reason, sizeof pub->reason, "%s", why);
+            snprintf(pub->reason, sizeof pub->reason, "%.*s", (int)sizeof pub->reason - 1, why); /* cut to fit */
         }
     }
 }

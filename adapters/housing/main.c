@@ -93,7 +93,7 @@ static void reject(reading *r, unsigned long line, const char *why)
     }
     rejection *x = &r->rej[r->n_rej++];
     snprintf(x->line, sizeof x->line, "%lu", line);
-    snprintf(x->why, sizeof x->why, "%s", why);
+    snprintf(x->why, sizeof x->why, "%.*s", (int)sizeof x->why - 1, why); /* cut to fit */
 }
 
 /* One row or object of the file: an event for the batch, unless it was kept before. */

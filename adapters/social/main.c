@@ -120,7 +120,7 @@ static char *outcome(const char *severity, const char *code, const char *express
     cb_fhir_error e = {0};
     snprintf(e.code, sizeof e.code, "%s", code);
     snprintf(e.expression, sizeof e.expression, "%s", expression ? expression : "");
-    snprintf(e.text, sizeof e.text, "%s", text);
+    snprintf(e.text, sizeof e.text, "%.*s", (int)sizeof e.text - 1, text); /* cut to fit, as meant */
     return cb_fhir_outcome(&e, 1, severity);
 }
 
