@@ -15,6 +15,9 @@
 #define RETRY_MS     1000 /* after the broker said "not now" (store full, busy) */
 #define ANSWER_MAX   32   /* flags or warnings named in one answer */
 #define WHY_MAX      300
+#define SETTLE_MS    200  /* an acknowledgement waits this long for a batch's sync to ride */
+#define SETTLE_MAX   4096 /* or until this many wait */
+#define SETTLE_TAKE  64   /* refusals and deliveries taken settled at once */
 
 typedef struct {
     uint64_t seq;
@@ -44,16 +47,24 @@ struct cb_adapter {
     uint64_t pumped;     /* the newest given to the client's window */
     uint64_t retry_from; /* pump again from after this at retry_at_ms */
     int64_t retry_at_ms;
-    list sent;    /* uint64_t: acknowledged by the broker, to settle */
-    list refused; /* refusal */
-    list taken;   /* taking: deliveries taken, to settle and then acknowledge */
-    list later;   /* uint64_t: deliveries the agency system has not yet taken */
+    list sent;             /* uint64_t: acknowledged by the broker, to settle */
+    int64_t sent_since_ms; /* when the oldest of them was */
+    list refused;          /* refusal */
+    list taken;            /* taking: deliveries taken, to settle and then acknowledge */
+    list later;            /* uint64_t: deliveries the agency system has not yet taken */
 };
+
+/* The batch's first events, held to go to the broker while the outbox
+ * syncs them; the rest are pumped from the outbox after. */
+#define AHEAD_MAX 256
 
 struct cb_adapter_batch {
     cb_adapter *a;
     cb_outbox_batch *b;
     uint64_t newest;
+    cb_envelope *ahead[AHEAD_MAX]; /* seqs newest-of-the-outbox + 1 on, in order */
+    size_t n_ahead;
+    bool ahead_closed; /* one could not be held: none after it is */
 };
 
 static const char *const code_names[] = {
@@ -115,18 +126,23 @@ static void drop_seq(list *l, uint64_t seq)
 
 /* ---- to the broker */
 
+/* A publish's tag in the client's window is its outbox seq. */
+static void *tag_of(uint64_t seq)
+{
+    return (void *)(uintptr_t)seq;
+}
+
 static bool pump_one(void *arg, uint64_t seq, const uint8_t *bytes, size_t len)
 {
     cb_adapter *a = arg;
     if (!cb_client_has_room(a->client))
         return false;
     cb_envelope *ev = cb_envelope_decode(bytes, len);
-    a->pumped = seq; /* one that no longer decodes cannot be sent: passed over, still kept */
-    if (ev) {
-        cb_client_publish(a->client, ev, (void *)(uintptr_t)seq);
-        cb_envelope_free(&ev);
-    }
-    return true;
+    bool sent = !ev || cb_client_publish(a->client, ev, tag_of(seq));
+    cb_envelope_free(&ev);
+    if (sent) /* one that no longer decodes cannot be sent: passed over, still kept */
+        a->pumped = seq;
+    return sent;
 }
 
 /* Fill the client's window from the outbox, oldest first. The window
@@ -157,6 +173,8 @@ static void answered(void *arg, void *tag, const Carebridge__V1__Ack *ack, const
     char warnings[ANSWER_MAX][160];
     const char *warning_ptrs[ANSWER_MAX];
     if (ack) {
+        if (!a->sent.n)
+            a->sent_since_ms = cb_client_now_ms();
         uint64_t *s = list_push(&a->sent);
         if (s)
             *s = seq;
@@ -240,7 +258,7 @@ static bool delivered(void *arg, const Carebridge__V1__Deliver *d)
         uint64_t *s = list_push(&a->later);
         if (s)
             *s = d->seq;
-    } /* NOT_TAKEN: nothing held, so its redelivery is handed over again */
+    }             /* NOT_TAKEN: nothing held, so its redelivery is handed over again */
     return false; /* acknowledged once the outbox knows it was taken */
 }
 
@@ -255,40 +273,78 @@ void cb_adapter_not_taken(cb_adapter *a, uint64_t seq)
     drop_seq(&a->later, seq);
 }
 
-/* What became of events and deliveries since the last step, to the outbox
- * in one sync; then the deliveries taken are acknowledged. */
-static cb_adapter_code settle(cb_adapter *a, cb_adapter_error *err)
+/* ---- what became of events and deliveries, to the outbox */
+
+typedef struct {
+    cb_outbox_settlement s;
+    cb_outbox_refusal refusals[SETTLE_TAKE];
+    const char *ids[SETTLE_TAKE];
+} settlement;
+
+static bool nothing_to_settle(const cb_adapter *a)
 {
-    if (!a->sent.n && !a->refused.n && !a->taken.n)
-        return CB_ADAPTER_OK;
-    cb_outbox_refusal refusals[64];
-    const char *ids[64];
-    size_t n_refused = a->refused.n < 64 ? a->refused.n : 64, n_taken = a->taken.n < 64 ? a->taken.n : 64;
+    return !a->sent.n && !a->refused.n && !a->taken.n;
+}
+
+/* Refusals are recorded at once (a resend of a refused event is answered
+ * from the record), deliveries taken too (their acknowledgements wait for
+ * it); acknowledgements wait a while for a batch's sync to share. */
+static int settle_due_ms(const cb_adapter *a)
+{
+    if (a->refused.n || a->taken.n || a->sent.n >= SETTLE_MAX)
+        return 0;
+    if (!a->sent.n)
+        return INT32_MAX;
+    int64_t left = a->sent_since_ms + SETTLE_MS - cb_client_now_ms();
+    return left < 0 ? 0 : (int)left;
+}
+
+static void gather(const cb_adapter *a, settlement *st)
+{
+    size_t n_refused = a->refused.n < SETTLE_TAKE ? a->refused.n : SETTLE_TAKE;
+    size_t n_taken = a->taken.n < SETTLE_TAKE ? a->taken.n : SETTLE_TAKE;
     const refusal *r = a->refused.items;
     const taking *t = a->taken.items;
     for (size_t i = 0; i < n_refused; i++)
-        refusals[i] = (cb_outbox_refusal){r[i].seq, r[i].why};
+        st->refusals[i] = (cb_outbox_refusal){r[i].seq, r[i].why};
     for (size_t i = 0; i < n_taken; i++)
-        ids[i] = t[i].event_id;
-    cb_outbox_settlement s = {a->sent.items, a->sent.n, refusals, n_refused, ids, n_taken};
+        st->ids[i] = t[i].event_id;
+    st->s = (cb_outbox_settlement){a->sent.items, a->sent.n, st->refusals, n_refused, st->ids, n_taken};
+}
+
+/* The settlement is in the outbox: forget it, and acknowledge the deliveries taken. */
+static void settled(cb_adapter *a, const settlement *st)
+{
+    a->sent.n = 0;
+    refusal *r = a->refused.items;
+    if (a->refused.n > st->s.n_refused)
+        memmove(r, r + st->s.n_refused, (a->refused.n - st->s.n_refused) * sizeof *r);
+    a->refused.n -= st->s.n_refused;
+    taking *t = a->taken.items;
+    for (size_t i = 0; i < st->s.n_taken; i++) {
+        cb_client_ack(a->client, t[i].seq);
+        free(t[i].event_id);
+    }
+    if (a->taken.n > st->s.n_taken)
+        memmove(t, t + st->s.n_taken, (a->taken.n - st->s.n_taken) * sizeof *t);
+    a->taken.n -= st->s.n_taken;
+}
+
+/* In a sync of its own: when due, or now (closing). */
+static cb_adapter_code settle(cb_adapter *a, bool now, cb_adapter_error *err)
+{
+    if (nothing_to_settle(a) || (!now && settle_due_ms(a) > 0))
+        return CB_ADAPTER_OK;
+    settlement st;
+    gather(a, &st);
     cb_error oerr = {0};
-    if (cb_outbox_settle(a->outbox, &s, &oerr) != CB_OK) {
+    if (cb_outbox_settle(a->outbox, &st.s, &oerr) != CB_OK) {
         /* An acknowledgement unrecorded costs a harmless resend; refusals
          * and deliveries taken wait for the next step. */
         a->sent.n = 0;
         return fail(err, CB_ADAPTER_OUTBOX_FAILED, "recording answers in the outbox: %s", oerr.reason);
     }
-    a->sent.n = 0;
-    if (a->refused.n > n_refused)
-        memmove(a->refused.items, r + n_refused, (a->refused.n - n_refused) * sizeof *r);
-    a->refused.n -= n_refused;
-    for (size_t i = 0; i < n_taken; i++) {
-        cb_client_ack(a->client, t[i].seq);
-        free(t[i].event_id);
-    }
-    if (a->taken.n > n_taken)
-        memmove(a->taken.items, t + n_taken, (a->taken.n - n_taken) * sizeof *t);
-    a->taken.n -= n_taken;
+    settled(a, &st);
     return CB_ADAPTER_OK;
 }
 
@@ -340,7 +396,7 @@ void cb_adapter_close(cb_adapter **a_p)
     cb_adapter *a = *a_p;
     if (a) {
         if (a->client)
-            settle(a, NULL);
+            settle(a, true, NULL);
         cb_client_destroy(&a->client);
         cb_outbox_close(&a->outbox);
         taking *t = a->taken.items;
@@ -402,6 +458,12 @@ cb_adapter_added cb_adapter_add(cb_adapter_batch *b, const json_t *event, const 
             case CB_OUTBOX_NEW:
                 added = CB_ADAPTER_NEW;
                 b->newest = *seq;
+                if (!b->ahead_closed && b->n_ahead < AHEAD_MAX) {
+                    b->ahead[b->n_ahead++] = ev;
+                    ev = NULL;
+                } else {
+                    b->ahead_closed = true;
+                }
                 break;
             case CB_OUTBOX_AGAIN: added = CB_ADAPTER_AGAIN; break;
             case CB_OUTBOX_CONFLICT:
@@ -419,17 +481,52 @@ cb_adapter_added cb_adapter_add(cb_adapter_batch *b, const json_t *event, const 
     return added;
 }
 
+/* The batch's first events go to the broker before the outbox syncs them,
+ * so the broker's commit and the outbox's sync overlap instead of taking
+ * turns. Only when nothing older is waiting to be sent: the broker sees
+ * an agency's events in outbox order. */
+static size_t send_ahead(cb_adapter *a, const cb_adapter_batch *b)
+{
+    if (a->pumped != a->newest || a->retry_at_ms)
+        return 0;
+    size_t n = 0;
+    while (n < b->n_ahead && cb_client_has_room(a->client) &&
+           cb_client_publish(a->client, b->ahead[n], tag_of(a->newest + 1 + n)))
+        n++;
+    a->pumped = a->newest + n;
+    return n;
+}
+
+static void free_batch(cb_adapter_batch **b_p)
+{
+    cb_adapter_batch *b = *b_p;
+    for (size_t i = 0; i < b->n_ahead; i++)
+        cb_envelope_free(&b->ahead[i]);
+    free(b);
+    *b_p = NULL;
+}
+
 cb_adapter_code cb_adapter_commit(cb_adapter_batch **b_p, cb_adapter_error *err)
 {
     cb_adapter_batch *b = *b_p;
     cb_adapter *a = b->a;
     cb_error oerr = {0};
+    settlement st;
+    gather(a, &st);
+    cb_outbox_batch_settle(b->b, &st.s);
+    size_t ahead = send_ahead(a, b);
     cb_code code = cb_outbox_commit(&b->b, &oerr);
     uint64_t newest = b->newest;
-    free(b);
-    *b_p = NULL;
-    if (code != CB_OK)
+    free_batch(b_p);
+    if (code != CB_OK) {
+        /* Not kept, so never to be sent again from here. The broker may
+         * have stored some already: a resend is then its duplicate. */
+        for (size_t i = 0; i < ahead; i++)
+            cb_client_withdraw(a->client, tag_of(a->newest + 1 + i));
+        a->pumped = a->newest;
         return fail(err, code == CB_STORE_FULL ? CB_ADAPTER_OUTBOX_FULL : CB_ADAPTER_OUTBOX_FAILED, "%s", oerr.reason);
+    }
+    settled(a, &st);
     if (newest > a->newest)
         a->newest = newest;
     pump(a);
@@ -440,8 +537,7 @@ void cb_adapter_abort(cb_adapter_batch **b_p)
 {
     if (*b_p) {
         cb_outbox_abort(&(*b_p)->b);
-        free(*b_p);
-        *b_p = NULL;
+        free_batch(b_p);
     }
 }
 
@@ -468,9 +564,9 @@ int cb_adapter_fd(const cb_adapter *a)
 
 int cb_adapter_due_ms(cb_adapter *a)
 {
-    int due = cb_client_due_ms(a->client);
-    if (a->sent.n || a->refused.n || a->taken.n)
-        return 0;
+    int due = cb_client_due_ms(a->client), settle_ms = settle_due_ms(a);
+    if (settle_ms < due)
+        due = settle_ms;
     if (a->retry_at_ms) {
         int64_t left = a->retry_at_ms - cb_client_now_ms();
         if (left < due)
@@ -487,7 +583,7 @@ cb_adapter_code cb_adapter_step(cb_adapter *a, cb_adapter_error *err)
                     "%s", why ? why : "the connection failed");
     }
     a->ever_connected |= cb_client_welcomed(a->client);
-    cb_adapter_code code = settle(a, err);
+    cb_adapter_code code = settle(a, false, err);
     pump(a);
     return code;
 }

@@ -111,7 +111,11 @@ typedef enum {
 cb_adapter_added cb_adapter_add(cb_adapter_batch *b, const json_t *event, const char *source, uint64_t *seq,
                                 cb_adapter_error *err);
 /* Sync: only after CB_ADAPTER_OK may the agency system be told "accepted".
- * Otherwise nothing of the batch is kept. Frees the batch either way. */
+ * Otherwise nothing of the batch is kept here, and the agency system is to
+ * send it again. The batch's events go to the broker while the outbox
+ * syncs, so the broker may hold some of a failed batch: a resend is then
+ * its duplicate, by event id. Answers received so far are recorded in the
+ * same sync. Frees the batch either way. */
 cb_adapter_code cb_adapter_commit(cb_adapter_batch **b_p, cb_adapter_error *err);
 void cb_adapter_abort(cb_adapter_batch **b_p);
 

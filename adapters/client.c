@@ -235,6 +235,16 @@ static void release(cb_client *c, slot *s)
     c->n_used--;
 }
 
+bool cb_client_withdraw(cb_client *c, void *tag)
+{
+    for (uint32_t i = 0; i < c->opts.window; i++)
+        if (c->slots[i].ref && c->slots[i].tag == tag) {
+            release(c, &c->slots[i]); /* its ref is never used again: a late answer finds no slot */
+            return true;
+        }
+    return false;
+}
+
 /* Resend what was sent at or before older_than. A scan also notes the
  * oldest send it leaves alone, so timers() scans again only when something
  * can be due: a window of thousands costs nothing per call in between. */

@@ -49,6 +49,9 @@ void cb_client_destroy(cb_client **client_p);
  * flight (two of LMDB's efficient batches of ~512) to keep the disk busy. */
 bool cb_client_publish(cb_client *c, const cb_envelope *ev, void *tag);
 size_t cb_client_unanswered(const cb_client *c);
+/* Forget the unanswered publish with this tag: it is not sent again, and
+ * an answer to it, should one come, is not handed on. False when none. */
+bool cb_client_withdraw(cb_client *c, void *tag);
 /* Acknowledge delivery seq (one the delivered handler left unacknowledged). */
 void cb_client_ack(cb_client *c, uint64_t seq);
 bool cb_client_has_room(const cb_client *c);

@@ -161,16 +161,13 @@ void cb_outbox_abort(cb_outbox_batch **b_p)
     end_batch(b_p);
 }
 
-cb_code cb_outbox_settle(cb_outbox *o, const cb_outbox_settlement *s, cb_error *err)
+static bool settlement_empty(const cb_outbox_settlement *s)
 {
-    cb_error mine;
-    if (!err)
-        err = &mine;
-    if (!s->n_sent && !s->n_refused && !s->n_taken)
-        return CB_OK;
-    cb_txn *txn = cb_txn_begin(o->store, true, err);
-    if (!txn)
-        return err->code;
+    return !s->n_sent && !s->n_refused && !s->n_taken;
+}
+
+static void settle_in(cb_txn *txn, const cb_outbox_settlement *s)
+{
     for (size_t i = 0; i < s->n_sent; i++)
         cb_store_ack(txn, TO_BROKER, s->sent[i]);
     for (size_t i = 0; i < s->n_refused; i++) {
@@ -181,12 +178,29 @@ cb_code cb_outbox_settle(cb_outbox *o, const cb_outbox_settlement *s, cb_error *
     uint64_t now = htobe64((uint64_t)cb_wall_ms());
     for (size_t i = 0; i < s->n_taken; i++)
         cb_kv_put(txn, KS_TAKEN, s->taken[i], strlen(s->taken[i]), &now, sizeof now);
-    /* Acknowledgements and refusals lost to a crash are sent again and answered
-     * again; a delivery taken is acknowledged to the broker only once synced. */
-    cb_code code = s->n_taken ? cb_txn_commit(&txn, err) : cb_txn_commit_unsynced(&txn, err);
+}
+
+cb_code cb_outbox_settle(cb_outbox *o, const cb_outbox_settlement *s, cb_error *err)
+{
+    cb_error mine;
+    if (!err)
+        err = &mine;
+    if (settlement_empty(s))
+        return CB_OK;
+    cb_txn *txn = cb_txn_begin(o->store, true, err);
+    if (!txn)
+        return err->code;
+    settle_in(txn, s);
+    cb_code code = cb_txn_commit(&txn, err);
     if (code != CB_OK)
         cb_store_reopen(o->store, NULL);
     return code;
+}
+
+void cb_outbox_batch_settle(cb_outbox_batch *b, const cb_outbox_settlement *s)
+{
+    if (!settlement_empty(s))
+        settle_in(b->txn, s); /* a failure is the batch's, at commit */
 }
 
 bool cb_outbox_find(cb_outbox *o, const char *event_id, uint64_t *seq)

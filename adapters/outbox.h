@@ -74,8 +74,13 @@ typedef struct {
     size_t n_taken;
 } cb_outbox_settlement;
 
-/* Settling one twice is no error: answers may come twice. */
+/* Settling one twice is no error: answers may come twice. In a
+ * transaction and a sync of its own, or in a batch's (kept when it
+ * commits): a busy adapter's settlements ride the syncs its input pays
+ * for anyway. Never without a sync: LMDB committing unsynced (MDB_NOSYNC)
+ * can leave the file corrupt after a power loss, not merely behind. */
 cb_code cb_outbox_settle(cb_outbox *o, const cb_outbox_settlement *s, cb_error *err);
+void cb_outbox_batch_settle(cb_outbox_batch *b, const cb_outbox_settlement *s);
 
 /* Whether an event with this id is kept (sent or not), with its seq. */
 bool cb_outbox_find(cb_outbox *o, const char *event_id, uint64_t *seq);

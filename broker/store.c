@@ -414,7 +414,7 @@ static void txn_free(cb_txn *txn)
 
 static void flush_counts(cb_txn *txn);
 
-static cb_code commit(cb_txn **txn_p, cb_error *err, bool sync)
+cb_code cb_txn_commit(cb_txn **txn_p, cb_error *err)
 {
     cb_txn *txn = *txn_p;
     if (txn->write) {
@@ -422,16 +422,11 @@ static cb_code commit(cb_txn **txn_p, cb_error *err, bool sync)
         flush_counts(txn);
     }
     if (txn_ok(txn)) {
-        /* LMDB lets MDB_NOSYNC change between transactions; one writer at a time. */
-        if (!sync)
-            mdb_env_set_flags(txn->store->env, MDB_NOSYNC, 1);
         int rc = mdb_txn_commit(txn->txn); /* ends the txn even when it fails */
-        if (!sync)
-            mdb_env_set_flags(txn->store->env, MDB_NOSYNC, 0);
         txn->txn = NULL;
         if (rc != 0)
             classify(txn->store, rc, "commit", &txn->err);
-        else if (txn->write && sync) /* the count says how many reached the disk */
+        else if (txn->write)
             txn->store->commits++;
         txn->committed = rc == 0;
     }
@@ -441,16 +436,6 @@ static cb_code commit(cb_txn **txn_p, cb_error *err, bool sync)
     txn_free(txn);
     *txn_p = NULL;
     return code;
-}
-
-cb_code cb_txn_commit(cb_txn **txn_p, cb_error *err)
-{
-    return commit(txn_p, err, true);
-}
-
-cb_code cb_txn_commit_unsynced(cb_txn **txn_p, cb_error *err)
-{
-    return commit(txn_p, err, false);
 }
 
 void cb_txn_abort(cb_txn **txn_p)

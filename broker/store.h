@@ -80,11 +80,6 @@ cb_txn *cb_txn_begin(cb_store *store, bool write, cb_error *err);
  * with err->reason naming the step.
  * A sticky error aborts instead and returns it. Frees the txn either way. */
 cb_code cb_txn_commit(cb_txn **txn_p, cb_error *err);
-/* The same without waiting for the disk: for what a crash may take back
- * without harm, because it would be done again (an outbox recording that
- * the broker acknowledged an event: it is resent, and the broker, knowing
- * its id, acknowledges it again). The next synced commit makes it durable. */
-cb_code cb_txn_commit_unsynced(cb_txn **txn_p, cb_error *err);
 void cb_txn_abort(cb_txn **txn_p);
 /* The sticky error so far (CB_OK if none). */
 cb_code cb_txn_failed(const cb_txn *txn);

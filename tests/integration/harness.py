@@ -289,8 +289,9 @@ class Adapter:
     data directory, talking to a broker. start() again after kill9() or
     stop() keeps the data directory: the outbox is what must survive."""
 
-    def __init__(self, name, workdir, broker, args=(), ready=r"port (\d+)"):
+    def __init__(self, name, workdir, broker, args=(), ready=r"port (\d+)", env=None):
         self.exe = os.path.join(BIN, name)
+        self.extra_env = env or {}
         self.workdir = workdir
         self.data = os.path.join(workdir, "data")
         self.broker = broker
@@ -313,7 +314,7 @@ class Adapter:
         listen_args = ["--listen", listen if self.port is None else f"127.0.0.1:{self.port}"] if listen else []
         self.proc, m = start_logged(
             [self.exe, "--broker", self.broker.endpoint, "--data", self.data] + listen_args + self.args,
-            self.log_path, self.ready, os.path.basename(self.exe))
+            self.log_path, self.ready, os.path.basename(self.exe), env=dict(os.environ, **self.extra_env))
         if m.groups():
             self.port = int(m.group(1))
         return self

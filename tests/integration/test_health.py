@@ -14,7 +14,7 @@ import time
 import hl7
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import AdapterTest, response, wait_for  # noqa: E402
+from harness import AdapterTest, fault_injection_env, response, wait_for  # noqa: E402
 
 NHS = "9434765919"
 VT, FS, CR = b"\x0b", b"\x1c", b"\r"
@@ -250,6 +250,48 @@ class Health(AdapterTest):
         r, got = self.b.recv("housing", "--count", "10", "--timeout", "20")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(sorted(e["eventId"] for e in got), sorted(f"hl7:RXH:visit:V{i}:discharge" for i in range(10)))
+
+    def test_a_message_whose_outbox_sync_fails_is_refused_and_its_resend_arrives_once(self):
+        # The adapter sends a batch to the broker while the outbox syncs it.
+        # With the broker up, the broker may store a message the PAS is told
+        # to send again: the resend is then the broker's duplicate. With it
+        # down, the refused message must never reach it from here, and what
+        # comes next must.
+        prefix = os.path.join(self.tmp, "fiu-ctrl")
+        self.b = self.broker()
+        h = self.adapter("carebridge-health", self.b, env=fault_injection_env(prefix)).start()
+
+        def fiu(command):
+            r = subprocess.run(["fiu-ctrl", "-f", prefix, "-c", command, str(h.proc.pid)],
+                               capture_output=True, text=True, timeout=10)
+            self.assertEqual(r.returncode, 0, r.stderr)
+
+        def refused_on_failed_sync(c, control, visit):
+            fiu("enable name=posix/io/sync/fdatasync,failinfo=5")
+            ack = c.ask(a03(control, visit))
+            fiu("disable name=posix/io/sync/fdatasync")
+            self.assertEqual(msa(ack), ("AR", control))
+            self.assertIn("could not be kept", str(ack))
+
+        def arrived(count):
+            r, got = self.b.recv("social-care", "--count", str(count + 1), "--timeout", "3")
+            return sorted(e["eventId"] for e in got)
+
+        c = Mllp(h.port)
+        self.assertEqual(msa(c.ask(a03("OK1", "V1"))), ("AA", "OK1"))
+        refused_on_failed_sync(c, "EIO1", "V2")
+        self.assertEqual(msa(c.ask(a03("EIO1", "V2"))), ("AA", "EIO1"))  # the PAS sends it again
+        self.assertEqual(arrived(2), ["hl7:RXH:visit:V1:discharge", "hl7:RXH:visit:V2:discharge"])
+
+        self.b.stop()
+        refused_on_failed_sync(c, "EIO2", "V3")
+        self.assertEqual(msa(c.ask(a03("OK2", "V4"))), ("AA", "OK2"))  # kept in the outbox
+        self.b.start()
+        self.assertEqual(arrived(1), ["hl7:RXH:visit:V4:discharge"])  # V3 was never kept
+        self.assertEqual(msa(c.ask(a03("EIO2", "V3"))), ("AA", "EIO2"))
+        self.assertEqual(arrived(1), ["hl7:RXH:visit:V3:discharge"])
+        c.close()
+        self.assertIn("could not keep", h.log())
 
     def test_a_delivery_to_health_is_written_as_hl7(self):
         h = self.start()

@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "client.h"
+#include "fixtures.h"
 
 static size_t publish_until_full(cb_client *c, size_t reason_bytes)
 {
@@ -182,6 +183,118 @@ static void test_run_returns_with_an_answer(void **state)
     zmq_ctx_term(ctx);
 }
 
+static void count_answer(void *arg, void *tag, const Carebridge__V1__Ack *ack, const Carebridge__V1__Nack *nack)
+{
+    (void)nack;
+    uintptr_t *answered = arg;
+    assert_non_null(ack);
+    answered[(uintptr_t)tag]++;
+}
+
+static void router_send_acks(void *router, zmq_msg_t *id, const uint64_t *refs, size_t n)
+{
+    Carebridge__V1__Ack acks[4], *ptrs[4];
+    for (size_t i = 0; i < n; i++) {
+        carebridge__v1__ack__init(&acks[i]);
+        acks[i].ref = refs[i];
+        acks[i].event_id = "ev-withdraw";
+        ptrs[i] = &acks[i];
+    }
+    Carebridge__V1__Acks a = CAREBRIDGE__V1__ACKS__INIT;
+    a.acks = ptrs;
+    a.n_acks = n;
+    cb_frame f = CAREBRIDGE__V1__FRAME__INIT;
+    f.kind_case = CAREBRIDGE__V1__FRAME__KIND_ACKS;
+    f.acks = &a;
+    uint8_t *buf = NULL;
+    size_t len = cb_pack(&f.base, &buf);
+    assert_non_null(buf);
+    assert_true(zmq_msg_send(id, router, ZMQ_SNDMORE) >= 0);
+    assert_true(zmq_send(router, buf, len, 0) >= 0);
+    free(buf);
+}
+
+/* A publish withdrawn (its batch did not reach the outbox's disk) is not
+ * sent again when its resend falls due, and its answer is not handed on:
+ * its outbox seq goes to another event next. The other publish is. */
+static void test_a_withdrawn_publish_is_neither_resent_nor_answered(void **state)
+{
+    (void)state;
+    void *ctx = zmq_ctx_new();
+    void *router = zmq_socket(ctx, ZMQ_ROUTER);
+    int linger = 0, timeout = 2000;
+    zmq_setsockopt(router, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(router, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    assert_int_equal(zmq_bind(router, "tcp://127.0.0.1:*"), 0);
+    char endpoint[64];
+    size_t n = sizeof endpoint;
+    assert_int_equal(zmq_getsockopt(router, ZMQ_LAST_ENDPOINT, endpoint, &n), 0);
+
+    uintptr_t answered[3] = {0};
+    cb_client_opts o = {.endpoint = endpoint, .agency = "health", .heartbeat_ms = 120000, .resend_ms = 100};
+    cb_client_handlers h = {.answered = count_answer};
+    cb_error err = {0};
+    cb_client *c = cb_client_new(&o, &h, answered, &err);
+    assert_non_null(c);
+    zmq_msg_t id, id_copy;
+    zmq_msg_init(&id);
+    cb_frame *f = router_recv(router, &id);
+    assert_int_equal(f->kind_case, CAREBRIDGE__V1__FRAME__KIND_HELLO);
+    cb_frame_free(&f);
+    zmq_msg_init(&id_copy);
+    zmq_msg_copy(&id_copy, &id);
+    router_send_welcome(router, &id_copy);
+    for (int i = 0; i < 100 && !cb_client_welcomed(c); i++)
+        cb_client_run(c, 50);
+    assert_true(cb_client_welcomed(c));
+
+    cb_test_event e;
+    cb_test_referral(&e, "ev-withdraw", "a reason");
+    assert_true(cb_client_publish(c, &e.ev, (void *)1));
+    assert_true(cb_client_publish(c, &e.ev, (void *)2));
+    uint64_t refs[2];
+    for (int i = 0; i < 2; i++) {
+        zmq_msg_t who;
+        zmq_msg_init(&who);
+        f = router_recv(router, &who);
+        assert_int_equal(f->kind_case, CAREBRIDGE__V1__FRAME__KIND_PUBLISH);
+        refs[i] = f->ref;
+        cb_frame_free(&f);
+        zmq_msg_close(&who);
+    }
+    assert_true(cb_client_withdraw(c, (void *)1));
+    assert_false(cb_client_withdraw(c, (void *)1));
+    assert_int_equal(cb_client_unanswered(c), 1);
+
+    /* Past the resend interval: only the second comes again. */
+    struct timespec pause = {0, 250 * 1000000L};
+    nanosleep(&pause, NULL);
+    cb_client_run(c, 0);
+    zmq_msg_t who;
+    zmq_msg_init(&who);
+    f = router_recv(router, &who);
+    assert_int_equal(f->kind_case, CAREBRIDGE__V1__FRAME__KIND_PUBLISH);
+    assert_true(f->ref == refs[1]);
+    cb_frame_free(&f);
+    zmq_msg_close(&who);
+
+    zmq_msg_init(&id_copy);
+    zmq_msg_copy(&id_copy, &id);
+    router_send_acks(router, &id_copy, refs, 2);
+    for (int i = 0; i < 100 && cb_client_unanswered(c); i++)
+        cb_client_run(c, 50);
+    cb_client_run(c, 100); /* the first's answer, had it been handed on, is in by now */
+    assert_int_equal(answered[1], 0);
+    assert_int_equal(answered[2], 1);
+    assert_int_equal(cb_client_unanswered(c), 0);
+
+    zmq_msg_close(&id);
+    zmq_msg_close(&id_copy);
+    cb_client_destroy(&c);
+    zmq_close(router);
+    zmq_ctx_term(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -189,6 +302,7 @@ int main(void)
         cmocka_unit_test(test_window_bounds_bytes),
         cmocka_unit_test(test_one_large_publish_fits),
         cmocka_unit_test(test_run_returns_with_an_answer),
+        cmocka_unit_test(test_a_withdrawn_publish_is_neither_resent_nor_answered),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -295,6 +295,47 @@ static void test_an_input_is_known_by_its_source(void **state)
     assert_int_equal(cb_test_remove_tree(d.root), 0);
 }
 
+/* A settlement can ride a batch: kept with it when it commits (one sync
+ * for both), and not at all when it does not. */
+static void test_a_settlement_rides_its_batch(void **state)
+{
+    (void)state;
+    box_dir d;
+    make_dir(&d);
+    cb_error err = {0};
+    cb_outbox *o = cb_outbox_open(d.dir, MAP, &err);
+    assert_non_null(o);
+    cb_outbox_batch *b = cb_outbox_begin(o, &err);
+    uint64_t s1, s2, s3;
+    assert_int_equal(add(b, "hl7-1", "one", &s1), CB_OUTBOX_NEW);
+    assert_int_equal(add(b, "hl7-2", "two", &s2), CB_OUTBOX_NEW);
+    assert_int_equal(cb_outbox_commit(&b, &err), CB_OK);
+
+    const char *taken[] = {"delivered-1"};
+    cb_outbox_settlement st = {.sent = &s1, .n_sent = 1, .taken = taken, .n_taken = 1};
+    b = cb_outbox_begin(o, &err);
+    cb_outbox_batch_settle(b, &st);
+    cb_outbox_abort(&b);
+    assert_int_equal(cb_outbox_count(o), 2); /* aborted: s1 still waits */
+    assert_false(cb_outbox_taken(o, "delivered-1"));
+
+    b = cb_outbox_begin(o, &err);
+    cb_outbox_batch_settle(b, &st);
+    assert_int_equal(add(b, "hl7-3", "three", &s3), CB_OUTBOX_NEW);
+    assert_int_equal(cb_outbox_commit(&b, &err), CB_OK);
+    cb_outbox_close(&o);
+
+    o = cb_outbox_open(d.dir, MAP, &err); /* what the commit kept, read afresh */
+    assert_non_null(o);
+    seen w = waiting(o, 0);
+    assert_int_equal(w.n, 2);
+    assert_int_equal(w.seqs[0], s2);
+    assert_int_equal(w.seqs[1], s3);
+    assert_true(cb_outbox_taken(o, "delivered-1"));
+    cb_outbox_close(&o);
+    assert_int_equal(cb_test_remove_tree(d.root), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -304,6 +345,7 @@ int main(void)
         cmocka_unit_test(test_what_was_committed_survives_kill_9),
         cmocka_unit_test(test_refused_kept_aside_and_taken_known),
         cmocka_unit_test(test_an_input_is_known_by_its_source),
+        cmocka_unit_test(test_a_settlement_rides_its_batch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
