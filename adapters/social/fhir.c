@@ -709,6 +709,31 @@ json_t *cb_fhir_task_of(const json_t *ev)
     return task;
 }
 
+/* R4's Encounter has no planned end; R5's Encounter.plannedEndDate ("the
+ * planned end date/time (or discharge date)") reaches R4 through HL7's
+ * cross-version extension for it (the xver-r5.r4 package). Set again, it
+ * is replaced. */
+#define PLANNED_END_URL "http://hl7.org/fhir/5.0/StructureDefinition/extension-Encounter.plannedEndDate"
+
+static void set_planned_end(json_t *enc, const char *date)
+{
+    json_t *exts = json_object_get(enc, "extension");
+    if (!json_is_array(exts)) {
+        exts = json_array();
+        json_object_set_new(enc, "extension", exts);
+    }
+    size_t i;
+    json_t *e;
+    json_array_foreach(exts, i, e)
+    {
+        if (str(e, "url") && !strcmp(str(e, "url"), PLANNED_END_URL)) {
+            json_object_set_new(e, "valueDateTime", json_string(date));
+            return;
+        }
+    }
+    json_array_append_new(exts, json_pack("{s:s,s:s}", "url", PLANNED_END_URL, "valueDateTime", date));
+}
+
 /* Where the person is: the location now active; the one before completed.
  * Moving to where they are already changes nothing, so an update applied
  * twice (its delivery redelivered) is applied once. */
@@ -764,6 +789,8 @@ json_t *cb_fhir_encounter_of(const json_t *ev)
         json_object_set_new(enc, "period", json_pack("{s:s}", "start", str(ev, "occurredAt")));
     if (str(a, "reason"))
         json_object_set_new(enc, "reasonCode", json_pack("[{s:s}]", "text", str(a, "reason")));
+    if (str(a, "expectedDischargeDate"))
+        set_planned_end(enc, str(a, "expectedDischargeDate"));
     move_to(enc, str(a, "setting"), str(a, "previousSetting"));
     if (str(ev, "fromAgency"))
         json_object_set_new(
@@ -798,10 +825,11 @@ bool cb_fhir_apply_update(json_t *sr, const json_t *ev)
     const json_t *u = json_object_get(ev, "update");
     if (!strcmp(str(sr, "resourceType") ? str(sr, "resourceType") : "", "Encounter")) {
         const json_t *a = json_object_get(u, "admission");
-        if (!str(a, "setting"))
-            return false;
-        move_to(sr, str(a, "setting"), NULL);
-        return true;
+        if (str(a, "setting"))
+            move_to(sr, str(a, "setting"), NULL);
+        if (str(a, "expectedDischargeDate"))
+            set_planned_end(sr, str(a, "expectedDischargeDate"));
+        return str(a, "setting") || str(a, "expectedDischargeDate");
     }
     const json_t *d = json_object_get(u, "discharge"), *r = json_object_get(u, "referral");
     bool changed = false;

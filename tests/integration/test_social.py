@@ -261,6 +261,9 @@ class Social(AdapterTest):
         self.assertEqual(enc["reasonCode"][0]["text"], "Fall at home")
         self.assertEqual(enc["participant"][0]["individual"]["display"], "Ann Doctor")
         self.assertEqual(enc["location"], [{"location": {"display": "AMU (RXH)"}, "status": "active"}])
+        self.assertEqual(enc["extension"], [  # PV2-9, by R5's cross-version extension
+            {"url": "http://hl7.org/fhir/5.0/StructureDefinition/extension-Encounter.plannedEndDate",
+             "valueDateTime": "2026-12-09"}])
         self.assertEqual(msa(c.ask(adt("A02", "ENC2", "V77", "WARD7^^^RXH|E||AMU^^^RXH|||||||||||||VISIT"))),
                          ("AA", "ENC2"))
         c.close()

@@ -364,6 +364,15 @@ static void test_a_delivered_discharge_is_served_as_a_service_request(void **sta
     json_decref(ev);
 }
 
+/* The expected discharge date an Encounter carries, by R5's cross-version extension. */
+static const char *planned_end(const json_t *enc)
+{
+    const json_t *e = json_array_get(json_object_get(enc, "extension"), 0);
+    assert_string_equal(json_string_value(json_object_get(e, "url")),
+                        "http://hl7.org/fhir/5.0/StructureDefinition/extension-Encounter.plannedEndDate");
+    return json_string_value(json_object_get(e, "valueDateTime"));
+}
+
 /* An admission is served as an Encounter; its transfer moves the active
  * location; an update applied twice (redelivered) is applied once, to an
  * Encounter and to a ServiceRequest. */
@@ -372,7 +381,8 @@ static void test_an_admission_is_an_encounter_and_updates_apply_once(void **stat
     (void)state;
     json_t *ev = json_loads("{\"eventId\":\"hl7:RXH:visit:V9:admission\",\"fromAgency\":\"health\","
                             "\"person\":{\"nhsNumber\":\"9999999484\"},\"occurredAt\":\"2026-12-02T10:00:00Z\","
-                            "\"admission\":{\"setting\":\"AMU (RXH)\",\"emergency\":true,\"reason\":\"fall\"}}",
+                            "\"admission\":{\"setting\":\"AMU (RXH)\",\"emergency\":true,\"reason\":\"fall\","
+                            "\"expectedDischargeDate\":\"2026-12-09\"}}",
                             0, NULL);
     json_t *enc = cb_fhir_encounter_of(ev);
     assert_non_null(enc);
@@ -380,9 +390,11 @@ static void test_an_admission_is_an_encounter_and_updates_apply_once(void **stat
     assert_string_equal(json_string_value(json_object_get(enc, "status")), "in-progress");
     assert_string_equal(json_string_value(json_object_get(json_object_get(enc, "period"), "start")),
                         "2026-12-02T10:00:00Z");
+    assert_string_equal(planned_end(enc), "2026-12-09");
     assert_null(cb_fhir_service_request_of(ev));
     json_t *moved = json_loads("{\"eventId\":\"m\",\"correlationId\":\"hl7:RXH:visit:V9:admission\","
-                               "\"update\":{\"admission\":{\"setting\":\"WARD7 (RXH)\"},\"note\":\"moved\"}}",
+                               "\"update\":{\"admission\":{\"setting\":\"WARD7 (RXH)\","
+                               "\"expectedDischargeDate\":\"2026-12-11\"},\"note\":\"moved\"}}",
                                0, NULL);
     assert_true(cb_fhir_apply_update(enc, moved));
     assert_true(cb_fhir_apply_update(enc, moved));
@@ -390,7 +402,9 @@ static void test_an_admission_is_an_encounter_and_updates_apply_once(void **stat
     assert_int_equal(json_array_size(where), 2);
     assert_string_equal(json_string_value(json_object_get(json_array_get(where, 0), "status")), "completed");
     assert_string_equal(json_string_value(json_object_get(json_array_get(where, 1), "status")), "active");
-    assert_null(json_object_get(enc, "note")); /* R4's Encounter has none */
+    assert_null(json_object_get(enc, "note"));                               /* R4's Encounter has none */
+    assert_int_equal(json_array_size(json_object_get(enc, "extension")), 1); /* replaced, not added */
+    assert_string_equal(planned_end(enc), "2026-12-11");
     json_t *dis = json_loads("{\"eventId\":\"d\",\"discharge\":{\"plannedDate\":\"2026-12-03\"}}", 0, NULL);
     json_t *sr = cb_fhir_service_request_of(dis);
     json_t *upd = json_loads("{\"eventId\":\"u\",\"correlationId\":\"d\",\"update\":{\"discharge\":"
