@@ -514,7 +514,8 @@ cb_adapter_code cb_adapter_commit(cb_adapter_batch **b_p, cb_adapter_error *err)
     settlement st;
     gather(a, &st);
     cb_outbox_batch_settle(b->b, &st.s);
-    size_t ahead = send_ahead(a, b);
+    uint64_t pumped = a->pumped;
+    size_t ahead = cb_outbox_batch_failed(b->b) ? 0 : send_ahead(a, b); /* a failed batch cannot commit */
     cb_code code = cb_outbox_commit(&b->b, &oerr);
     uint64_t newest = b->newest;
     free_batch(b_p);
@@ -523,7 +524,7 @@ cb_adapter_code cb_adapter_commit(cb_adapter_batch **b_p, cb_adapter_error *err)
          * have stored some already: a resend is then its duplicate. */
         for (size_t i = 0; i < ahead; i++)
             cb_client_withdraw(a->client, tag_of(a->newest + 1 + i));
-        a->pumped = a->newest;
+        a->pumped = pumped; /* not past committed ones still to send */
         return fail(err, code == CB_STORE_FULL ? CB_ADAPTER_OUTBOX_FULL : CB_ADAPTER_OUTBOX_FAILED, "%s", oerr.reason);
     }
     settled(a, &st);

@@ -153,6 +153,11 @@ cb_code cb_outbox_commit(cb_outbox_batch **b_p, cb_error *err)
     return code;
 }
 
+bool cb_outbox_batch_failed(const cb_outbox_batch *b)
+{
+    return cb_txn_failed(b->txn) != CB_OK;
+}
+
 void cb_outbox_abort(cb_outbox_batch **b_p)
 {
     if (!*b_p)

@@ -53,6 +53,8 @@ bool cb_outbox_source(cb_outbox *o, const char *source, uint64_t *seq);
  * then nothing of the batch is kept. Frees the batch either way. */
 cb_code cb_outbox_commit(cb_outbox_batch **b_p, cb_error *err);
 void cb_outbox_abort(cb_outbox_batch **b_p);
+/* Whether the batch has failed already (its commit will say why). */
+bool cb_outbox_batch_failed(const cb_outbox_batch *b);
 
 /* What became of events since the last settlement, written in one
  * transaction and one sync: the broker acknowledged some (they need not be
