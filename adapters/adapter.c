@@ -47,11 +47,12 @@ struct cb_adapter {
     uint64_t pumped;     /* the newest given to the client's window */
     uint64_t retry_from; /* pump again from after this at retry_at_ms */
     int64_t retry_at_ms;
-    list sent;             /* uint64_t: acknowledged by the broker, to settle */
-    int64_t sent_since_ms; /* when the oldest of them was */
-    list refused;          /* refusal */
-    list taken;            /* taking: deliveries taken, to settle and then acknowledge */
-    list later;            /* uint64_t: deliveries the agency system has not yet taken */
+    list sent;                  /* uint64_t: acknowledged by the broker, to settle */
+    int64_t sent_since_ms;      /* when the oldest of them was */
+    int64_t settle_retry_at_ms; /* a settlement failed: not again before this */
+    list refused;               /* refusal */
+    list taken;                 /* taking: deliveries taken, to settle and then acknowledge */
+    list later;                 /* uint64_t: deliveries the agency system has not yet taken */
 };
 
 /* The batch's first events, held to go to the broker while the outbox
@@ -291,12 +292,16 @@ static bool nothing_to_settle(const cb_adapter *a)
  * it); acknowledgements wait a while for a batch's sync to share. */
 static int settle_due_ms(const cb_adapter *a)
 {
+    int64_t now = cb_client_now_ms(), due;
     if (a->refused.n || a->taken.n || a->sent.n >= SETTLE_MAX)
-        return 0;
-    if (!a->sent.n)
+        due = now;
+    else if (a->sent.n)
+        due = a->sent_since_ms + SETTLE_MS;
+    else
         return INT32_MAX;
-    int64_t left = a->sent_since_ms + SETTLE_MS - cb_client_now_ms();
-    return left < 0 ? 0 : (int)left;
+    if (due < a->settle_retry_at_ms) /* a failing disk is not retried in a busy loop */
+        due = a->settle_retry_at_ms;
+    return due <= now ? 0 : (int)(due - now);
 }
 
 static void gather(const cb_adapter *a, settlement *st)
@@ -342,8 +347,10 @@ static cb_adapter_code settle(cb_adapter *a, bool now, cb_adapter_error *err)
         /* An acknowledgement unrecorded costs a harmless resend; refusals
          * and deliveries taken wait for the next step. */
         a->sent.n = 0;
+        a->settle_retry_at_ms = cb_client_now_ms() + RETRY_MS;
         return fail(err, CB_ADAPTER_OUTBOX_FAILED, "recording answers in the outbox: %s", oerr.reason);
     }
+    a->settle_retry_at_ms = 0;
     settled(a, &st);
     return CB_ADAPTER_OK;
 }

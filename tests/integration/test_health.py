@@ -309,6 +309,30 @@ class Health(AdapterTest):
         self.assertEqual(str(msg.segment("RF1")[6]), "hl7:RXH:visit:V0001:discharge")
         wait_for(lambda: settled(self.b, "health"), 10, "the delivery acknowledged")
 
+    def test_a_delivery_taken_while_the_outbox_cannot_record_it_is_retried_calmly(self):
+        # The delivery is written (write, fsync) but the outbox's record of
+        # it (LMDB's pwrite) fails: it is tried again once a second, not in
+        # a busy loop, and acknowledged once the disk is back.
+        prefix = os.path.join(self.tmp, "fiu-ctrl")
+        self.b = self.broker()
+        h = self.adapter("carebridge-health", self.b, env=fault_injection_env(prefix)).start()
+
+        def fiu(command):
+            r = subprocess.run(["fiu-ctrl", "-f", prefix, "-c", command, str(h.proc.pid)],
+                               capture_output=True, text=True, timeout=10)
+            self.assertEqual(r.returncode, 0, r.stderr)
+
+        fiu("enable name=posix/io/rw/pwrite,failinfo=5")
+        r = self.b.send("social-care", [response("sc-eio", "hl7:RXH:visit:V9:discharge", "ACCEPTED")])
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        outbox = os.path.join(h.data, "outbox")
+        wait_for(lambda: [f for f in os.listdir(outbox) if f.endswith(".hl7")], 10, "the HL7 file")
+        time.sleep(3)
+        failures = h.log().count("recording answers in the outbox")
+        fiu("disable name=posix/io/rw/pwrite")
+        self.assertTrue(1 <= failures <= 6, f"{failures} attempts in about 3 s")
+        wait_for(lambda: settled(self.b, "health"), 10, "the delivery acknowledged")
+
     def test_a_delivery_is_forwarded_over_mllp_and_taken_on_its_aa(self):
         got, srv = [], socket.socket()
         srv.bind(("127.0.0.1", 0))
