@@ -91,6 +91,18 @@ class Health(AdapterTest):
         self.h = self.adapter("carebridge-health", self.b, args).start()
         return self.h
 
+    def start_under_fiu(self):
+        """The adapter under libfiu, and a function that sends fiu-ctrl a command for it."""
+        prefix = os.path.join(self.tmp, "fiu-ctrl")
+        self.b = self.broker()
+        h = self.adapter("carebridge-health", self.b, env=fault_injection_env(prefix)).start()
+
+        def fiu(command):
+            r = subprocess.run(["fiu-ctrl", "-f", prefix, "-c", command, str(h.proc.pid)],
+                               capture_output=True, text=True, timeout=10)
+            self.assertEqual(r.returncode, 0, r.stderr)
+        return h, fiu
+
     def test_an_a03_from_a_real_client_is_acked_with_its_flags_and_reaches_both_agencies(self):
         h = self.start()
         path = os.path.join(self.tmp, "a03.mllp")
@@ -257,14 +269,7 @@ class Health(AdapterTest):
         # to send again: the resend is then the broker's duplicate. With it
         # down, the refused message must never reach it from here, and what
         # comes next must.
-        prefix = os.path.join(self.tmp, "fiu-ctrl")
-        self.b = self.broker()
-        h = self.adapter("carebridge-health", self.b, env=fault_injection_env(prefix)).start()
-
-        def fiu(command):
-            r = subprocess.run(["fiu-ctrl", "-f", prefix, "-c", command, str(h.proc.pid)],
-                               capture_output=True, text=True, timeout=10)
-            self.assertEqual(r.returncode, 0, r.stderr)
+        h, fiu = self.start_under_fiu()
 
         def refused_on_failed_sync(c, control, visit):
             fiu("enable name=posix/io/sync/fdatasync,failinfo=5")
@@ -313,14 +318,7 @@ class Health(AdapterTest):
         # The delivery is written (write, fsync) but the outbox's record of
         # it (LMDB's pwrite) fails: it is tried again once a second, not in
         # a busy loop, and acknowledged once the disk is back.
-        prefix = os.path.join(self.tmp, "fiu-ctrl")
-        self.b = self.broker()
-        h = self.adapter("carebridge-health", self.b, env=fault_injection_env(prefix)).start()
-
-        def fiu(command):
-            r = subprocess.run(["fiu-ctrl", "-f", prefix, "-c", command, str(h.proc.pid)],
-                               capture_output=True, text=True, timeout=10)
-            self.assertEqual(r.returncode, 0, r.stderr)
+        h, fiu = self.start_under_fiu()
 
         fiu("enable name=posix/io/rw/pwrite,failinfo=5")
         r = self.b.send("social-care", [response("sc-eio", "hl7:RXH:visit:V9:discharge", "ACCEPTED")])

@@ -94,18 +94,24 @@ static cb_frame *router_recv(void *router, zmq_msg_t *id)
     return f;
 }
 
+/* Send f to the client whose identity is id (the send empties id). */
+static void router_send(void *router, zmq_msg_t *id, const cb_frame *f)
+{
+    uint8_t *buf = NULL;
+    size_t len = cb_pack(&f->base, &buf);
+    assert_non_null(buf);
+    assert_true(zmq_msg_send(id, router, ZMQ_SNDMORE) >= 0);
+    assert_true(zmq_send(router, buf, len, 0) >= 0);
+    free(buf);
+}
+
 static void router_send_welcome(void *router, zmq_msg_t *id)
 {
     Carebridge__V1__Welcome w = CAREBRIDGE__V1__WELCOME__INIT;
     cb_frame f = CAREBRIDGE__V1__FRAME__INIT;
     f.kind_case = CAREBRIDGE__V1__FRAME__KIND_WELCOME;
     f.welcome = &w;
-    uint8_t *buf = NULL;
-    size_t len = cb_pack(&f.base, &buf);
-    assert_non_null(buf);
-    assert_true(zmq_msg_send(id, router, ZMQ_SNDMORE) >= 0);
-    assert_true(zmq_send(router, buf, len, 0) >= 0);
-    free(buf);
+    router_send(router, id, &f);
 }
 
 typedef struct {
@@ -206,12 +212,7 @@ static void router_send_acks(void *router, zmq_msg_t *id, const uint64_t *refs, 
     cb_frame f = CAREBRIDGE__V1__FRAME__INIT;
     f.kind_case = CAREBRIDGE__V1__FRAME__KIND_ACKS;
     f.acks = &a;
-    uint8_t *buf = NULL;
-    size_t len = cb_pack(&f.base, &buf);
-    assert_non_null(buf);
-    assert_true(zmq_msg_send(id, router, ZMQ_SNDMORE) >= 0);
-    assert_true(zmq_send(router, buf, len, 0) >= 0);
-    free(buf);
+    router_send(router, id, &f);
 }
 
 /* A publish withdrawn (its batch did not reach the outbox's disk) is not
