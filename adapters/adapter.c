@@ -253,13 +253,14 @@ static bool delivered(void *arg, const Carebridge__V1__Deliver *d)
         return false; /* redelivered until the broker parks it */
     cb_adapter_take take = a->handlers.delivered(a->arg, d->seq, id, event);
     json_decref(event);
+    /* NOT_TAKEN: nothing held, so its redelivery is handed over again */
     if (take == CB_ADAPTER_TAKEN) {
         push_taken(a, d->seq, id);
     } else if (take == CB_ADAPTER_LATER) {
         uint64_t *s = list_push(&a->later);
         if (s)
             *s = d->seq;
-    }             /* NOT_TAKEN: nothing held, so its redelivery is handed over again */
+    }
     return false; /* acknowledged once the outbox knows it was taken */
 }
 
@@ -320,6 +321,7 @@ static void gather(const cb_adapter *a, settlement *st)
 /* The settlement is in the outbox: forget it, and acknowledge the deliveries taken. */
 static void settled(cb_adapter *a, const settlement *st)
 {
+    a->settle_retry_at_ms = 0;
     a->sent.n = 0;
     refusal *r = a->refused.items;
     if (a->refused.n > st->s.n_refused)
@@ -350,7 +352,6 @@ static cb_adapter_code settle(cb_adapter *a, bool now, cb_adapter_error *err)
         a->settle_retry_at_ms = cb_client_now_ms() + RETRY_MS;
         return fail(err, CB_ADAPTER_OUTBOX_FAILED, "recording answers in the outbox: %s", oerr.reason);
     }
-    a->settle_retry_at_ms = 0;
     settled(a, &st);
     return CB_ADAPTER_OK;
 }
