@@ -18,6 +18,14 @@ PUBLISHED = os.path.join(SRC, "tests", "published")
 
 # file: (MSA-1, MSA-2, ERR code or None, text the answer must hold or None)
 HL7 = {
+    "hapi-adt-a03-empty-pv1.hl7": ("AA", "Q67084255T54052896X2", None, None),
+    "hapi-ref-i12-no-patient-id.hl7": ("AE", "", "101", "PID-3 holds no patient identifier"),
+    "nhs-hans-pkb-adt-a03.hl7": ("AA", "ABC0000000001", None, None),
+    "nhs-hans-simhosp-adt-a01.hl7": ("AA", "5", None, None),
+    "nhs-itk-adt-a01.hl7": ("AA", "1391320453338055", None, None),
+    "nhs-itk-adt-a03.hl7": ("AA", "13403891320453338089", None, None),
+    "uclh-emap-adt-a01.hl7": ("AA", "31644", None, None),
+    "uclh-emap-adt-a02.hl7": ("AA", "32049", None, None),
     "uclh-emap-adt-a03.hl7": ("AA", "eh", None, None),
     "uclh-emap-fork-adt-a16.hl7": ("AA", "39278859", None, None),
     "uclh-emap-adt-a08.hl7": ("AR", "31644ZZZ", "201", "A08 is not mapped"),
@@ -60,16 +68,31 @@ class Published(AdapterTest):
                     self.assertIn(says, text.replace("\\S\\", "^"))
                 self.assertEqual(msa(c.ask(a03(f"AFTER{n}", f"PUB{n}"))), ("AA", f"AFTER{n}"))
         c.close()
-        r, got = b.recv("social-care", "--count", "8", "--timeout", "5")
+        # Every message but three (the A08, the batch, the REF with no patient id)
+        # gave an event, and each good message after them one more.
+        expected = len(HL7) - 3 + len(HL7)
+        r, got = b.recv("social-care", "--count", str(expected + 1), "--timeout", "5")
+        self.assertEqual(len(got), expected, [e["eventId"] for e in got])
         ids = {e["eventId"]: e for e in got}
         discharge = ids["hl7:UCLH:visit:123412341234:discharge"]
         self.assertEqual(discharge["person"]["nhsNumber"], "9999999999")
         self.assertEqual(discharge["discharge"]["plannedDate"], "2013-02-11")
-        self.assertIn("hl7:UCLH:visit:123412341234:discharge", [e.get("correlationId") for e in got])  # the A16
-        (admission,) = [e["admission"] for e in got if "admission" in e]
-        self.assertEqual(admission["setting"], "W (UABH)")
-        self.assertEqual(admission["reason"], "CHEST PAIN, UNSPECIFIED")
-        self.assertEqual(admission["contact"], {"name": "REX MORGAN", "role": "attending doctor"})
+        correlated = [e.get("correlationId") for e in got]
+        self.assertIn("hl7:UCLH:visit:123412341234:discharge", correlated)  # the A16
+        self.assertIn("hl7:UCLH:visit:123412341234:admission", correlated)  # the A02
+        uclh = ids["hl7:UCLH:visit:123412341234:admission"]
+        self.assertEqual((uclh["person"]["nhsNumber"], uclh["admission"]["expectedDischargeDate"]),
+                         ("9999999999", "2013-02-11"))
+        (wales,) = [e["admission"] for e in got if "admission" in e and e["eventId"].startswith("hl7:XYZHospC:")]
+        self.assertEqual(wales["setting"], "W (UABH)")
+        self.assertEqual(wales["reason"], "CHEST PAIN, UNSPECIFIED")
+        self.assertEqual(wales["contact"], {"name": "REX MORGAN", "role": "attending doctor"})
+        itk = ids["hl7:RCB:visit:2139:admission"]  # the NHS number as ^^^NHS, with no identifier type
+        self.assertEqual((itk["person"]["nhsNumber"], itk["admission"]["reason"]), ("3333333333", "Stress Incontinence"))
+        self.assertEqual(ids["hl7:RCB:visit:11554:discharge"]["discharge"]["plannedDate"], "2010-03-31")
+        (simhosp,) = [e for e in got if e["eventId"].startswith("hl7:SFAC:")]  # NHSNBR^NHSNMBR, the second repetition
+        self.assertEqual(simhosp["person"]["nhsNumber"], "2478684691")
+        self.assertEqual(ids["hl7:SendingFacility:visit:V00001:discharge"]["discharge"]["plannedDate"], "2015-08-01")
 
     def test_published_fhir_gets_the_answer_it_must(self):
         b = self.broker()
