@@ -812,11 +812,12 @@ uint64_t cb_store_used_bytes(cb_txn *txn)
     if (txn->used_known)
         return txn->used;
     /* Every tree counts: the free list (DBI 0), the main DB (1) holding the
-     * names, and ours; plus the two meta pages. */
+     * names, ours and the caller's keyspaces; plus the two meta pages. */
+    const cb_store *s = txn->store;
     MDB_stat st = {0};
     uint64_t pages = 2;
-    for (int i = 0; i < 2 + IX_DB_COUNT && txn_ok(txn); i++) {
-        MDB_dbi dbi = i < 2 ? (MDB_dbi)i : txn->store->dbi[i - 2];
+    for (size_t i = 0; i < 2 + IX_DB_COUNT + s->n_spaces && txn_ok(txn); i++) {
+        MDB_dbi dbi = i < 2 ? (MDB_dbi)i : i < 2 + IX_DB_COUNT ? s->dbi[i - 2] : s->space_dbi[i - 2 - IX_DB_COUNT];
         if (cb_st_check(txn, mdb_stat(txn->txn, dbi, &st), "measure store"))
             pages += st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
     }
