@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static json_t *fail(cb_fhir_error *err, int status, const char *code, const char *expression, const char *fmt, ...)
 {
@@ -210,8 +211,8 @@ static const char *urgency_of(const char *priority)
     return LOOK_UP(map, priority);
 }
 
-/* The configured agency a Reference names by identifier.value or display, or NULL. */
-static const char *agency_named(const json_t *ref, const cb_fhir_opts *o)
+/* The agency an agency id given as a Reference's identifier.value or display names. */
+static const char *agency_by_id(const json_t *ref, const cb_fhir_opts *o)
 {
     const char *names[] = {str(json_object_get(ref, "identifier"), "value"), str(ref, "display")};
     for (size_t k = 0; k < 2; k++)
@@ -219,6 +220,50 @@ static const char *agency_named(const json_t *ref, const cb_fhir_opts *o)
             if (!strcmp(names[k], o->agencies[a]))
                 return o->agencies[a];
     return NULL;
+}
+
+/* The agency an Identifier stands for (--org), or NULL. */
+static const char *agency_by_org(const json_t *identifier, const cb_fhir_opts *o)
+{
+    const char *system = str(identifier, "system"), *value = str(identifier, "value");
+    for (size_t i = 0; value && i < o->n_orgs; i++)
+        if (!strcmp(value, o->orgs[i].value) && (!o->orgs[i].system || (system && !strcmp(system, o->orgs[i].system))))
+            return o->orgs[i].agency;
+    return NULL;
+}
+
+/* The configured agency a Reference in res names: by an agency id, by an
+ * organisation identifier configured for one, or through what it points at
+ * in res's contained resources (an Organization, or a PractitionerRole and
+ * its organization), as e-RS and BaRS write a requester. NULL when none. */
+static const char *agency_in(const json_t *res, const json_t *ref, const cb_fhir_opts *o, int depth)
+{
+    const char *named = agency_by_id(ref, o);
+    if (!named)
+        named = agency_by_org(json_object_get(ref, "identifier"), o);
+    const char *to = str(ref, "reference");
+    if (named || depth > 1 || !to || to[0] != '#')
+        return named;
+    size_t i, j;
+    const json_t *c, *id;
+    json_array_foreach(json_object_get(res, "contained"), i, c)
+    {
+        if (!str(c, "id") || strcmp(str(c, "id"), to + 1))
+            continue;
+        json_array_foreach(json_object_get(c, "identifier"), j, id)
+        {
+            if ((named = agency_by_org(id, o)))
+                return named;
+        }
+        const json_t *org = json_object_get(c, "organization");
+        return json_is_object(org) ? agency_in(res, org, o, depth + 1) : NULL;
+    }
+    return NULL;
+}
+
+static const char *agency_named(const json_t *res, const json_t *ref, const cb_fhir_opts *o)
+{
+    return json_is_object(ref) ? agency_in(res, ref, o, 0) : NULL;
 }
 
 static void configured_list(const cb_fhir_opts *o, char *list, size_t cap)
@@ -236,8 +281,9 @@ static json_t *recipients(const json_t *sr, const cb_fhir_opts *o, cb_fhir_error
     const json_t *p;
     json_array_foreach(json_object_get(sr, "performer"), i, p)
     {
-        if (agency_named(p, o))
-            json_array_append_new(to, json_string(agency_named(p, o)));
+        const char *a = agency_named(sr, p, o);
+        if (a)
+            json_array_append_new(to, json_string(a));
     }
     if (json_array_size(to))
         return to;
@@ -245,7 +291,9 @@ static json_t *recipients(const json_t *sr, const cb_fhir_opts *o, cb_fhir_error
     char list[300];
     configured_list(o, list, sizeof list);
     return fail(err, 422, json_object_get(sr, "performer") ? "value" : "required", "ServiceRequest.performer",
-                "no performer names a configured agency by identifier.value or display (configured: %s)", list);
+                "no performer names a configured agency, by its id as identifier.value or display or by an "
+                "organisation identifier configured for it (--org) (configured: %s)",
+                list);
 }
 
 /* Reasons in words, joined. */
@@ -320,15 +368,44 @@ static void take_communication(const json_t *sr, json_t *referral)
 static json_t *occurred(const char *dt)
 {
     char buf[64];
-    if (!dt)
-        return NULL;
-    if (strlen(dt) == 10)
+    size_t n = dt ? strlen(dt) : 0;
+    if (n == 10)
         snprintf(buf, sizeof buf, "%sT00:00:00Z", dt);
-    else if (strchr(dt, 'T'))
+    else if (n && n < sizeof buf && strchr(dt, 'T'))
         snprintf(buf, sizeof buf, "%s", dt);
     else
-        return NULL; /* a year or a month: too vague to count a deadline from */
+        return NULL; /* a year or a month is too vague to count a deadline from; longer is no dateTime */
     return json_string(buf);
+}
+
+/* ev's occurredAt, from the resource's own element (a date counts from
+ * midnight UTC); a resource that gives none (Task.lastModified and
+ * authoredOn are optional, and case systems leave them out) happened when
+ * its meta says it was last updated, else when it arrived here. false, with
+ * err, when the element is a year or a month only. */
+static bool set_occurred(json_t *ev, const json_t *res, const char *element, const char *path, cb_fhir_error *err)
+{
+    const char *dt = str(res, element);
+    if (!dt)
+        dt = str(json_object_get(res, "meta"), "lastUpdated");
+    json_t *at = occurred(dt);
+    if (!at && dt) {
+        fail(err, 422, "value", path,
+             "%s %s is not a date or a dateTime (a year or a month alone is too vague to count a deadline from)", path,
+             code_or(dt, "(not a dateTime)"));
+        return false;
+    }
+    if (!at) {
+        char now[32];
+        struct timespec ts;
+        struct tm tm;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        gmtime_r(&ts.tv_sec, &tm);
+        strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        at = json_string(now);
+    }
+    json_object_set_new(ev, "occurredAt", at);
+    return true;
 }
 
 json_t *cb_fhir_referral(const json_t *sr, const cb_fhir_opts *o, cb_fhir_error *err)
@@ -380,9 +457,10 @@ json_t *cb_fhir_referral(const json_t *sr, const cb_fhir_opts *o, cb_fhir_error 
     take_communication(sr, referral);
     json_t *ev = json_pack("{s:s,s:o,s:s,s:o,s:o}", "eventId", event_id, "person", person, "fromAgency", o->agency,
                            "toAgencies", to, "referral", referral);
-    json_t *at = occurred(str(sr, "authoredOn"));
-    if (at)
-        json_object_set_new(ev, "occurredAt", at);
+    if (!set_occurred(ev, sr, "authoredOn", "ServiceRequest.authoredOn", err)) {
+        json_decref(ev);
+        return NULL;
+    }
     const char *case_ref = str(json_object_get(sr, "requisition"), "value");
     if (case_ref)
         json_object_set_new(ev, "caseRef", json_string(case_ref));
@@ -416,7 +494,40 @@ static const char *focus_of(const json_t *task)
     return NULL;
 }
 
-json_t *cb_fhir_answer(const json_t *task, const cb_fhir_opts *o, cb_fhir_error *err)
+#define EVENT_ID_SYSTEM "urn:carebridge:event-id"
+
+/* The eventId a ServiceRequest this adapter serves was delivered under. */
+static const char *served_event_id(const json_t *sr)
+{
+    size_t i;
+    const json_t *id;
+    json_array_foreach(json_object_get(sr, "identifier"), i, id)
+    {
+        if (str(id, "system") && !strcmp(str(id, "system"), EVENT_ID_SYSTEM))
+            return str(id, "value");
+    }
+    return NULL;
+}
+
+bool cb_fhir_focus_id(const json_t *task, char out[65])
+{
+    const json_t *focus = json_object_get(task, "focus");
+    const char *ref = str(focus, "reference"), *id = str(json_object_get(focus, "identifier"), "value");
+    if (ref && !strncmp(ref, "ServiceRequest/", 15) && ref[15]) {
+        size_t n = strcspn(ref + 15, "/"); /* ServiceRequest/<id>/_history/<v> names the same one */
+        if (n > 64)
+            return false;
+        memcpy(out, ref + 15, n);
+        out[n] = 0;
+        return true;
+    }
+    if (!id)
+        return false;
+    cb_fhir_id(id, out);
+    return true;
+}
+
+json_t *cb_fhir_answer(const json_t *task, const json_t *referral, const cb_fhir_opts *o, cb_fhir_error *err)
 {
     const char *status = str(task, "status");
     if (!status)
@@ -434,21 +545,28 @@ json_t *cb_fhir_answer(const json_t *task, const cb_fhir_opts *o, cb_fhir_error 
     if (!event_id)
         return fail(err, 422, "required", "Task.identifier",
                     "the Task has neither an identifier nor an id to tell a resend by");
-    const char *focus = focus_of(task);
+    const char *focus = referral && served_event_id(referral) ? served_event_id(referral) : focus_of(task);
     if (!focus)
         return fail(err, 422, "required", "Task.focus",
                     "the Task names no referral: give focus.identifier.value (the referral's eventId) or "
                     "focus.reference ServiceRequest/<id>");
-    const char *to = agency_named(json_object_get(task, "requester"), o);
+    const char *to = agency_named(task, json_object_get(task, "requester"), o);
+    if (!to && referral) { /* the referral's own sender, unless that is us */
+        to = agency_named(referral, json_object_get(referral, "requester"), o);
+        if (to && !strcmp(to, o->agency))
+            to = NULL;
+    }
     if (!to) {
         char list[300];
         configured_list(o, list, sizeof list);
         return fail(err, 422, json_object_get(task, "requester") ? "value" : "required", "Task.requester",
-                    "the requester (the agency that referred) names no configured agency by identifier.value or "
-                    "display (configured: %s)",
+                    "the requester (the agency that referred) names no configured agency, by its id as "
+                    "identifier.value or display or by an organisation identifier configured for it (--org), and "
+                    "the referral the focus names is not one served here (configured: %s)",
                     list);
     }
-    json_t *person = person_of(task, "Task", "for", err);
+    json_t *person = !json_object_get(task, "for") && referral ? person_of(referral, "ServiceRequest", "subject", err)
+                                                               : person_of(task, "Task", "for", err);
     if (!person)
         return NULL;
     const char *why = concept_text(json_object_get(task, "statusReason"));
@@ -468,16 +586,15 @@ json_t *cb_fhir_answer(const json_t *task, const cb_fhir_opts *o, cb_fhir_error 
     json_t *ev = json_pack("{s:s,s:o,s:s,s:[s],s:s}", "eventId", event_id, "person", person, "fromAgency", o->agency,
                            "toAgencies", to, "correlationId", focus);
     json_object_set_new(ev, strcmp(answer, "closure") ? "response" : "closure", body);
-    const char *when = str(task, "lastModified") ? str(task, "lastModified") : str(task, "authoredOn");
-    json_t *at = occurred(when);
-    if (at)
-        json_object_set_new(ev, "occurredAt", at);
+    const char *when = str(task, "lastModified") ? "lastModified" : "authoredOn";
+    if (!set_occurred(ev, task, when, !strcmp(when, "lastModified") ? "Task.lastModified" : "Task.authoredOn", err)) {
+        json_decref(ev);
+        return NULL;
+    }
     return ev;
 }
 
 /* ---- serving: a delivered referral as a ServiceRequest */
-
-#define EVENT_ID_SYSTEM "urn:carebridge:event-id"
 
 const char *const cb_fhir_served[3] = {"ServiceRequest", "Task", "Encounter"};
 #define FHIR_ID_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-"

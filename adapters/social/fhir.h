@@ -23,10 +23,20 @@ typedef struct {
     char text[300];       /* diagnostics */
 } cb_fhir_error;
 
+/* An organisation identifier that stands for an agency: real resources name
+ * organisations by ODS code, not by carebridge's agency ids. */
+typedef struct {
+    const char *system; /* NULL: any system */
+    const char *value;
+    const char *agency;
+} cb_fhir_org;
+
 typedef struct {
     const char *agency;          /* the agency this adapter serves: the sender */
     const char *const *agencies; /* the configured agency ids a performer may name */
     size_t n_agencies;
+    const cb_fhir_org *orgs; /* identifiers that name an agency too */
+    size_t n_orgs;
 } cb_fhir_opts;
 
 /* The resource types served at /fhir/<type>: read and searched. */
@@ -44,8 +54,16 @@ json_t *cb_fhir_referral(const json_t *service_request, const cb_fhir_opts *opts
 /* A Task about a referral (focus) as the answer to it: received
  * ACKNOWLEDGED, accepted ACCEPTED, rejected DECLINED (statusReason the
  * reason), completed or cancelled a closure; to the agency its requester
- * names. README, "FHIR Task", has the rest. NULL with err (422) otherwise. */
-json_t *cb_fhir_answer(const json_t *task, const cb_fhir_opts *opts, cb_fhir_error *err);
+ * names. referral, when not NULL, is the ServiceRequest this adapter holds
+ * that the focus names: a Task that omits its requester or its patient
+ * takes them from it, and it correlates by the referral's own eventId.
+ * README, "FHIR Task", has the rest. NULL with err (422) otherwise. */
+json_t *cb_fhir_answer(const json_t *task, const json_t *referral, const cb_fhir_opts *opts, cb_fhir_error *err);
+
+/* The id a Task's focus gives its referral by ("ServiceRequest/<id>", or
+ * the id a focus.identifier's eventId is served under), into out; false
+ * when it names none. */
+bool cb_fhir_focus_id(const json_t *task, char out[65]);
 
 /* A referral event (carebridge JSON, as cb_json writes a delivered
  * Envelope) as the FHIR R4 ServiceRequest a social care system is served:

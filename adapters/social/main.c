@@ -25,6 +25,7 @@
 
 static const char usage[] = "Usage: carebridge-social [--broker ENDPOINT] [--as AGENCY] [--data DIR]\n"
                             "                         [--listen HOST:PORT] [--agencies A,B,...]\n"
+                            "                         [--org [SYSTEM|]VALUE=AGENCY ...]\n"
                             "                         [--max-body BYTES] [--ack-wait MS] [--push URL]\n"
                             "\n"
                             "The social care adapter: a FHIR R4 server (JSON) at /fhir.\n"
@@ -60,6 +61,11 @@ static const char usage[] = "Usage: carebridge-social [--broker ENDPOINT] [--as 
                             "  --listen HOST:PORT  HTTP (default 127.0.0.1:8090)\n"
                             "  --agencies LIST     the agency ids a performer or requester may name\n"
                             "                      (default health,housing,social-care,voluntary)\n"
+                            "  --org [SYSTEM|]VALUE=AGENCY\n"
+                            "                      an organisation identifier (an ODS code, say) that names\n"
+                            "                      AGENCY as a performer, requester or owner, directly or\n"
+                            "                      through a contained Organization or PractitionerRole\n"
+                            "                      (repeatable: --org RY6=health)\n"
                             "  --max-body BYTES    larger bodies get 413 (default 1048576)\n"
                             "  --ack-wait MS       how long an answer waits for the broker (default 2000)\n"
                             "  --push URL          a FHIR base (http:// or https://) to PUT deliveries to\n"
@@ -69,12 +75,16 @@ static const char usage[] = "Usage: carebridge-social [--broker ENDPOINT] [--as 
 
 typedef struct request request;
 
+#define ORGS_MAX 64
+
 typedef struct {
     cb_program_opts prog;
     const char *listen, *push_url;
     size_t max_body;
     int ack_wait_ms;
     cb_id_list agencies;
+    cb_fhir_org orgs[ORGS_MAX]; /* --org, each string its own copy */
+    size_t n_orgs;
     cb_fhir_opts map;
     cb_adapter *adapter;
     struct MHD_Daemon *http;
@@ -205,6 +215,15 @@ static void answered(void *arg, const cb_adapter_answer *ans)
 
 /* ---- resources in */
 
+static json_t *kept(social *s, const char *kind, const char *id);
+
+/* The ServiceRequest served here that a Task's focus names, if any. */
+static json_t *referral_of(social *s, const json_t *task)
+{
+    char id[65];
+    return cb_fhir_focus_id(task, id) ? kept(s, "ServiceRequest", id) : NULL;
+}
+
 static void take(social *s, request *r, const char *kind)
 {
     snprintf(r->kind, sizeof r->kind, "%s", kind);
@@ -217,10 +236,14 @@ static void take(social *s, request *r, const char *kind)
         return refuse(s, r, MHD_HTTP_CONTENT_TOO_LARGE, "too-costly", NULL, text);
     }
     cb_fhir_error err = {0};
-    json_t *res = cb_fhir_parse(r->body ? r->body : "", r->len, kind, &err);
-    json_t *event = !res                              ? NULL
-                    : !strcmp(kind, "ServiceRequest") ? cb_fhir_referral(res, &s->map, &err)
-                                                      : cb_fhir_answer(res, &s->map, &err);
+    json_t *res = cb_fhir_parse(r->body ? r->body : "", r->len, kind, &err), *event = NULL;
+    if (res && !strcmp(kind, "ServiceRequest")) {
+        event = cb_fhir_referral(res, &s->map, &err);
+    } else if (res) {
+        json_t *referral = referral_of(s, res);
+        event = cb_fhir_answer(res, referral, &s->map, &err);
+        json_decref(referral);
+    }
     if (!event) {
         json_decref(res);
         cb_log("refused a %s: %d %s at %s: %s", kind, err.http_status, err.code, err.expression, err.text);
@@ -325,6 +348,21 @@ static bool read_one(void *arg, const char *key, size_t key_len, const uint8_t *
     return false;
 }
 
+/* The resource kept as kind/id; NULL when none is (a longer id is another). */
+static json_t *kept(social *s, const char *kind, const char *id)
+{
+    char key[120];
+    reading rd = {NULL};
+    if (!id[0] || strchr(id, '/') || snprintf(key, sizeof key, "%s/%s", kind, id) >= (int)sizeof key)
+        return NULL;
+    cb_adapter_kept(s->adapter, key, read_one, &rd);
+    const char *found = json_string_value(json_object_get(rd.found, "id"));
+    if (found && !strcmp(found, id))
+        return rd.found;
+    json_decref(rd.found);
+    return NULL;
+}
+
 static enum MHD_Result query_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
 {
     (void)kind;
@@ -345,20 +383,14 @@ static void serve_get(social *s, request *r, const char *url)
         if (strncmp(url, base, n) || (url[n] && url[n] != '/'))
             continue;
         if (url[n] == '/') { /* a read */
-            char key[120];
-            snprintf(key, sizeof key, "%s/%s", kinds[k], url + n + 1);
-            reading rd = {NULL};
-            if (strchr(url + n + 1, '/') == NULL && url[n + 1])
-                cb_adapter_kept(s->adapter, key, read_one, &rd);
-            json_t *id = rd.found ? json_object_get(rd.found, "id") : NULL;
-            if (!id || strcmp(json_string_value(id), url + n + 1)) { /* a prefix is not the id */
-                json_decref(rd.found);
+            json_t *found = kept(s, kinds[k], url + n + 1);
+            if (!found) {
                 char text[120];
                 snprintf(text, sizeof text, "no %s with that id", kinds[k]);
                 return refuse(s, r, MHD_HTTP_NOT_FOUND, "not-found", NULL, text);
             }
-            set_answer(r, MHD_HTTP_OK, json_dumps(rd.found, JSON_COMPACT));
-            json_decref(rd.found);
+            set_answer(r, MHD_HTTP_OK, json_dumps(found, JSON_COMPACT));
+            json_decref(found);
             return;
         }
         fhir_query *q = fhir_query_new();
@@ -573,13 +605,54 @@ static void pushed(void *arg, uint64_t seq, const char *event_id, bool taken, co
 
 /* ---- the program */
 
+/* --org [SYSTEM|]VALUE=AGENCY; whether AGENCY is configured is checked once
+ * every option is read. */
+static bool add_org(social *s, const char *arg)
+{
+    const char *eq = strrchr(arg, '=');
+    if (s->n_orgs == ORGS_MAX || !eq || eq == arg || !eq[1]) {
+        fprintf(stderr,
+                "carebridge-social: --org takes [SYSTEM|]VALUE=AGENCY (an ODS code, say: --org RY6=health), "
+                "at most %d times\n",
+                ORGS_MAX);
+        return false;
+    }
+    const char *bar = memchr(arg, '|', (size_t)(eq - arg));
+    cb_fhir_org *o = &s->orgs[s->n_orgs++];
+    o->system = bar ? strndup(arg, (size_t)(bar - arg)) : NULL;
+    o->value = strndup(bar ? bar + 1 : arg, (size_t)(eq - (bar ? bar + 1 : arg)));
+    o->agency = strdup(eq + 1);
+    if (!o->value || !o->agency || (bar && !o->system) || !o->value[0]) {
+        fprintf(stderr, "carebridge-social: --org %s: %s\n", arg, o->value ? "the value is empty" : strerror(ENOMEM));
+        return false;
+    }
+    return true;
+}
+
+/* Every --org names a configured agency. */
+static bool orgs_configured(const social *s)
+{
+    for (size_t i = 0; i < s->n_orgs; i++) {
+        bool known = false;
+        for (size_t a = 0; a < s->agencies.n; a++)
+            known |= !strcmp(s->orgs[i].agency, s->agencies.items[a]);
+        if (!known) {
+            fprintf(stderr, "carebridge-social: --org %s=%s: %s is not one of the agencies (--agencies)\n",
+                    s->orgs[i].value, s->orgs[i].agency, s->orgs[i].agency);
+            return false;
+        }
+    }
+    return true;
+}
+
 static int parse(int argc, char **argv, social *s)
 {
-    enum { O_LISTEN = 256, O_AGENCIES, O_MAX, O_WAIT, O_PUSH };
+    enum { O_LISTEN = 256, O_AGENCIES, O_ORG, O_MAX, O_WAIT, O_PUSH };
     static const struct option opts[] = {
         CB_PROGRAM_LONG_OPTIONS,
         {"listen", required_argument, NULL, O_LISTEN},
         {"agencies", required_argument, NULL, O_AGENCIES},
+        {"org", required_argument, NULL, O_ORG},
         {"max-body", required_argument, NULL, O_MAX},
         {"ack-wait", required_argument, NULL, O_WAIT},
         {"push", required_argument, NULL, O_PUSH},
@@ -602,6 +675,10 @@ static int parse(int argc, char **argv, social *s)
                         CB_ID_LIST_MAX);
                 return 2;
             }
+            break;
+        case O_ORG:
+            if (!add_org(s, optarg))
+                return 2;
             break;
         case O_MAX:
             if (!cb_program_number("carebridge-social", "--max-body", optarg, 1, 64L << 20, &v))
@@ -702,6 +779,11 @@ static int close_all(social *s, int rc)
     cb_adapter_close(&s->adapter); /* what is still being pushed goes back to the broker's queue */
     cb_fhir_push_free(&s->push);
     cb_id_list_free(&s->agencies);
+    for (size_t i = 0; i < s->n_orgs; i++) {
+        free((char *)s->orgs[i].system);
+        free((char *)s->orgs[i].value);
+        free((char *)s->orgs[i].agency);
+    }
     return rc;
 }
 
@@ -714,10 +796,12 @@ int main(int argc, char **argv)
     cb_log_program("carebridge-social");
     int rc = parse(argc, argv, &s);
     if (rc >= 0)
-        return rc;
+        return close_all(&s, rc);
     if (!s.agencies.n)
         cb_id_list_set(&s.agencies, "health,housing,social-care,voluntary");
-    s.map = (cb_fhir_opts){s.prog.agency, (const char *const *)s.agencies.items, s.agencies.n};
+    if (!orgs_configured(&s))
+        return close_all(&s, 2);
+    s.map = (cb_fhir_opts){s.prog.agency, (const char *const *)s.agencies.items, s.agencies.n, s.orgs, s.n_orgs};
     char why[300];
     if (s.push_url && !(s.push = cb_fhir_push_new(s.push_url, pushed, &s, why, sizeof why))) {
         fprintf(stderr, "carebridge-social: %s\n", why); /* before anything is made on disk */

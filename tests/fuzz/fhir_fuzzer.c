@@ -26,14 +26,17 @@ static void outcome_is_json(const cb_fhir_error *err)
 static void try_as(const char *type, const uint8_t *data, size_t size)
 {
     static const char *const agencies[] = {"health", "housing", "social-care"};
-    static const cb_fhir_opts opts = {"social-care", agencies, 3};
+    static const cb_fhir_org orgs[] = {{"https://fhir.nhs.uk/Id/ods-organization-code", "RY6", "health"},
+                                       {NULL, "C81007", "housing"}};
+    static const cb_fhir_opts opts = {"social-care", agencies, 3, orgs, 2};
     cb_fhir_error err;
     json_t *r = cb_fhir_parse((const char *)data, size, type, &err);
     if (!r) {
         outcome_is_json(&err);
         return;
     }
-    json_t *ev = type[0] == 'T' ? cb_fhir_answer(r, &opts, &err) : cb_fhir_referral(r, &opts, &err);
+    json_t *ev =
+        type[0] == 'T' ? cb_fhir_answer(r, size % 2 ? r : NULL, &opts, &err) : cb_fhir_referral(r, &opts, &err);
     json_decref(r);
     if (!ev) {
         outcome_is_json(&err);

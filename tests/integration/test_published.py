@@ -33,14 +33,25 @@ HL7 = {
     "python-hl7-batch-adt-a04.hl7": ("AE", "", "100", "a batch (FHS/BHS) is not taken; send one message per MLLP"),
 }
 
-# file: (HTTP status, OperationOutcome issue code, expression)
+# file: (HTTP status, OperationOutcome issue code, expression); a 201 has no error
 FHIR = {
     "r4-servicerequest-example.json": (422, "value", "ServiceRequest.status"),
     "r4-servicerequest-lipid.json": (422, "not-found", "ServiceRequest.subject"),
     "r4-task-example3.json": (422, "value", "Task.status"),
     "r4-task-example6.json": (422, "value", "Task.requester"),
     "ukcore-servicerequest-callbackphonenumber.json": (422, "required", "ServiceRequest.performer"),
+    "nhse-frameworks-servicerequest-dpp.json": (201, None, None),
+    "nhse-frameworks-task-dpp-accepted.json": (422, "required", "Task.requester"),
+    "nhse-frameworks-task-dpp-requested.json": (422, "value", "Task.status"),
+    "ers-r4-servicerequest-create-initial-advice-and-guidance.json": (422, "required", "ServiceRequest.performer"),
+    "ers-r4-servicerequest-convert-to-referral-draft.json": (422, "value", "ServiceRequest.status"),
+    "sdohcc-servicerequest-hungervitalsign.json": (422, "not-found", "ServiceRequest.subject"),
+    "sdohcc-task-orderfulfillment.json": (422, "required", "Task.requester"),
 }
+
+# The organisations the published resources name, as a deployment maps them:
+# Leeds Community Healthcare (ODS RY6) is the health agency here.
+ORGS = ("--org", "https://fhir.nhs.uk/Id/ods-organization-code|RY6=health")
 
 
 class Published(AdapterTest):
@@ -96,7 +107,7 @@ class Published(AdapterTest):
 
     def test_published_fhir_gets_the_answer_it_must(self):
         b = self.broker()
-        s = self.adapter("carebridge-social", b).start()
+        s = self.adapter("carebridge-social", b, ORGS).start()
         http = Http(s.port)
         for name, (status, code, expression) in sorted(FHIR.items()):
             with self.subTest(file=name):
@@ -105,9 +116,19 @@ class Published(AdapterTest):
                 got, _, oo = http.post(resource["resourceType"], resource)
                 self.assertEqual(got, status, oo)
                 err = issues(oo, "error")
-                self.assertEqual((err[0]["code"], err[0]["expression"]), (code, [expression]), oo)
+                if code is None:
+                    self.assertEqual(err, [], oo)
+                else:
+                    self.assertEqual((err[0]["code"], err[0]["expression"]), (code, [expression]), oo)
                 self.assertNotIn("9449307873", json.dumps(oo))  # never a value back
         self.assertNotIn("9449307873", s.log())
+        # NHS England's DPP referral names its provider by ODS code: it reaches health.
+        r, got = b.recv("health", "--count", "1", "--timeout", "5")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        ev = got[0]
+        self.assertEqual(ev["eventId"], "677c4e35-3c49-4fd8-aae5-91bf63a49226")
+        self.assertEqual(ev["person"]["nhsNumber"], "9378954317")
+        self.assertEqual(ev["fromAgency"], "social-care")
 
 
 if __name__ == "__main__":

@@ -168,6 +168,35 @@ class Social(AdapterTest):
         status, _, cs = self.http.get("/fhir/metadata")
         self.assertEqual((status, cs["resourceType"], cs["fhirVersion"]), (200, "CapabilityStatement", "4.0.1"))
 
+    def test_a_task_naming_only_a_served_referral_answers_its_sender(self):
+        # A case system's Task often carries just its status, its own id and
+        # the focus: the referral served here says who sent it, about whom.
+        self.start()
+        r = self.b.send("health", [referral("hx:ref:77", to=("social-care",))])
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        served = {}
+
+        def found():
+            status, _, bundle = self.http.get("/fhir/ServiceRequest")
+            served.update({e["resource"]["identifier"][0]["value"]: e["resource"]["id"] for e in bundle.get("entry", [])})
+            return "hx:ref:77" in served
+
+        wait_for(found, 10, "the delivered referral served")
+        fhir_id = served["hx:ref:77"]  # its id is a hash: ':' is not a FHIR id character
+        self.assertNotEqual(fhir_id, "hx:ref:77")
+        task = {"resourceType": "Task", "id": "case-task-1", "status": "accepted", "intent": "order",
+                "focus": {"reference": f"ServiceRequest/{fhir_id}"}}
+        status, _, oo = self.http.post("Task", task)
+        self.assertEqual(status, 201, oo)
+        r, got = self.b.recv("health", "--count", "1", "--timeout", "5")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual((got[0]["correlationId"], got[0]["response"]["status"]), ("hx:ref:77", "ACCEPTED"))
+        self.assertEqual(got[0]["person"]["nhsNumber"], NHS)
+        # one that names a referral not served here is refused, naming the requester
+        task = dict(task, id="case-task-2", focus={"reference": "ServiceRequest/unknown-1"})
+        status, _, oo = self.http.post("Task", task)
+        self.assertEqual((status, issues(oo, "error")[0]["expression"]), (422, ["Task.requester"]), oo)
+
     def test_resources_taken_while_the_broker_is_down_and_by_a_killed_adapter_arrive_once(self):
         self.start("--ack-wait", "100")
         self.b.stop()

@@ -17,7 +17,7 @@
 #include "fhir.h"
 
 static const char *const agencies[] = {"health", "housing", "social-care"};
-static const cb_fhir_opts opts = {"social-care", agencies, 3};
+static const cb_fhir_opts opts = {"social-care", agencies, 3, NULL, 0};
 
 static const char full[] =
     "{\"resourceType\":\"ServiceRequest\",\"id\":\"sr1\",\"status\":\"active\",\"intent\":\"order\","
@@ -178,7 +178,7 @@ static json_t *answer(const char *text, cb_fhir_error *err)
     json_t *task = cb_fhir_parse(text, strlen(text), "Task", err);
     if (!task)
         return NULL;
-    json_t *ev = cb_fhir_answer(task, &opts, err);
+    json_t *ev = cb_fhir_answer(task, NULL, &opts, err);
     json_decref(task);
     return ev;
 }
@@ -446,10 +446,10 @@ static void test_a_delivered_answer_is_served_as_a_task(void **state)
         assert_null(strchr(id, ':')); /* a FHIR id */
         /* read back by the adapter's own Task mapping, as the health side would send it */
         static const char *const back[] = {"health", "housing", "social-care"};
-        cb_fhir_opts as_health = {"health", back, 3};
+        cb_fhir_opts as_health = {"health", back, 3, NULL, 0};
         json_object_set_new(task, "requester", json_pack("{s:{s:s}}", "identifier", "value", "social-care"));
         cb_fhir_error err = {0};
-        json_t *again = cb_fhir_answer(task, &as_health, &err);
+        json_t *again = cb_fhir_answer(task, NULL, &as_health, &err);
         if (!again)
             fail_msg("case %zu: %s (%s)", i, err.text, err.expression);
         assert_string_equal(json_string_value(json_object_get(again, "correlationId")), "sc-ref-1");
@@ -465,9 +465,133 @@ static void test_a_delivered_answer_is_served_as_a_task(void **state)
     json_decref(referral);
 }
 
+/* Real resources name organisations by ODS code (NHS England's DPP
+ * referral: a performer Reference with an ods-organization-code
+ * identifier; e-RS: a requester that is a contained PractitionerRole
+ * whose organization has one). With --org those name the agency. */
+static void test_organisation_identifiers_name_agencies(void **state)
+{
+    (void)state;
+    static const cb_fhir_org orgs[] = {{"https://fhir.nhs.uk/Id/ods-organization-code", "RY6", "health"},
+                                       {NULL, "C81007", "housing"}};
+    const cb_fhir_opts with_orgs = {"social-care", agencies, 3, orgs, 2};
+    static const char dpp[] =
+        SR("\"status\":\"active\",\"intent\":\"order\"," SUBJ ",\"performer\":[{\"reference\":\"Organization/af79\","
+           "\"identifier\":{\"system\":\"https://fhir.nhs.uk/Id/ods-organization-code\",\"value\":\"RY6\"},"
+           "\"display\":\"Leeds Community Healthcare Nhs Trust (RY6)\"}]");
+    cb_fhir_error err = {0};
+    json_t *sr = cb_fhir_parse(dpp, strlen(dpp), "ServiceRequest", &err);
+    json_t *ev = cb_fhir_referral(sr, &with_orgs, &err);
+    assert_non_null(ev);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(ev, "toAgencies"), 0)), "health");
+    json_decref(ev);
+    assert_null(cb_fhir_referral(sr, &opts, &err)); /* without the mapping the ODS code names no agency */
+    assert_string_equal(err.expression, "ServiceRequest.performer");
+    json_decref(sr);
+    /* the same value under another system is another organisation */
+    static const char other[] =
+        SR("\"status\":\"active\",\"intent\":\"order\"," SUBJ ",\"performer\":[{\"identifier\":{\"system\":"
+           "\"https://example.org/orgs\",\"value\":\"RY6\"}}]");
+    sr = cb_fhir_parse(other, strlen(other), "ServiceRequest", &err);
+    assert_null(cb_fhir_referral(sr, &with_orgs, &err));
+    json_decref(sr);
+    /* a Task whose requester is a contained PractitionerRole of a mapped organisation */
+    static const char task[] =
+        "{\"resourceType\":\"Task\",\"id\":\"t9\",\"status\":\"accepted\",\"intent\":\"order\","
+        "\"focus\":{\"identifier\":{\"value\":\"HX-REF-9\"}},\"requester\":{\"reference\":\"#requester\"},"
+        "\"for\":{\"identifier\":{\"system\":\"https://fhir.nhs.uk/Id/nhs-number\",\"value\":\"9999999484\"}},"
+        "\"contained\":[{\"resourceType\":\"PractitionerRole\",\"id\":\"requester\",\"practitioner\":{"
+        "\"identifier\":{\"system\":\"https://fhir.nhs.uk/Id/sds-user-id\",\"value\":\"921600556514\"}},"
+        "\"organization\":{\"identifier\":{\"system\":\"https://fhir.nhs.uk/Id/ods-organization-code\","
+        "\"value\":\"C81007\"}}}]}";
+    json_t *t = cb_fhir_parse(task, strlen(task), "Task", &err);
+    ev = cb_fhir_answer(t, NULL, &with_orgs, &err);
+    assert_non_null(ev);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(ev, "toAgencies"), 0)), "housing");
+    json_decref(ev);
+    json_decref(t);
+}
+
+/* A case system answering a referral it was served often sends only the
+ * status, its own id and the focus: who referred, and about whom, are in
+ * the ServiceRequest served here, and its eventId is what the answer
+ * correlates by (the served id can be a hash of it). */
+static void test_a_task_takes_what_it_omits_from_the_referral_served(void **state)
+{
+    (void)state;
+    json_t *ev = json_pack("{s:s,s:{s:s},s:s,s:[s],s:{s:s}}", "eventId", "hl7:RXH:visit:V1:referral", "person",
+                           "nhsNumber", "9999999484", "fromAgency", "health", "toAgencies", "social-care", "referral",
+                           "reason", "needs a care assessment");
+    json_t *served = cb_fhir_service_request_of(ev);
+    assert_non_null(served);
+    char id[65];
+    cb_fhir_id("hl7:RXH:visit:V1:referral", id);
+    assert_string_equal(json_string_value(json_object_get(served, "id")), id);
+    char text[400];
+    snprintf(text, sizeof text,
+             "{\"resourceType\":\"Task\",\"id\":\"t-7\",\"status\":\"accepted\",\"intent\":\"order\","
+             "\"focus\":{\"reference\":\"ServiceRequest/%s/_history/1\"}}",
+             id);
+    cb_fhir_error err = {0};
+    json_t *task = cb_fhir_parse(text, strlen(text), "Task", &err);
+    char focus[65];
+    assert_true(cb_fhir_focus_id(task, focus));
+    assert_string_equal(focus, id);
+    assert_null(cb_fhir_answer(task, NULL, &opts, &err)); /* alone it names neither */
+    assert_string_equal(err.expression, "Task.requester");
+    json_t *answer = cb_fhir_answer(task, served, &opts, &err);
+    if (!answer)
+        fail_msg("%s (%s)", err.text, err.expression);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(answer, "toAgencies"), 0)), "health");
+    assert_string_equal(json_string_value(json_object_get(answer, "correlationId")), "hl7:RXH:visit:V1:referral");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(answer, "person"), "nhsNumber")),
+                        "9999999484");
+    json_decref(answer);
+    /* a referral this adapter sent itself is not answered back to its sender, itself */
+    json_object_set_new(served, "requester", json_pack("{s:{s:s}}", "identifier", "value", "social-care"));
+    assert_null(cb_fhir_answer(task, served, &opts, &err));
+    assert_string_equal(err.expression, "Task.requester");
+    json_decref(task);
+    json_decref(served);
+    json_decref(ev);
+}
+
+/* When it happened: its own date, else meta.lastUpdated, else its arrival;
+ * a year alone is refused by name rather than stored as a vague moment. */
+static void test_a_resource_without_a_date_happened_when_it_arrived(void **state)
+{
+    (void)state;
+    cb_fhir_error err = {0};
+    static const char *const texts[] = {
+        SR("\"status\":\"active\",\"intent\":\"order\"," SUBJ ",\"performer\":[{\"display\":\"housing\"}]"),
+        SR("\"status\":\"active\",\"intent\":\"order\"," SUBJ ",\"performer\":[{\"display\":\"housing\"}],"
+           "\"meta\":{\"lastUpdated\":\"2025-05-06T07:08:09Z\"}"),
+        SR("\"status\":\"active\",\"intent\":\"order\"," SUBJ ",\"performer\":[{\"display\":\"housing\"}],"
+           "\"authoredOn\":\"2026\"")};
+    for (size_t i = 0; i < 3; i++) {
+        json_t *sr = cb_fhir_parse(texts[i], strlen(texts[i]), "ServiceRequest", &err);
+        json_t *ev = cb_fhir_referral(sr, &opts, &err);
+        const char *at = json_string_value(json_object_get(ev, "occurredAt"));
+        if (i == 0) {
+            assert_non_null(at);
+            assert_int_equal(strlen(at), 20); /* now, to the second: 2026-12-03T10:11:12Z */
+        } else if (i == 1) {
+            assert_string_equal(at, "2025-05-06T07:08:09Z");
+        } else {
+            assert_null(ev);
+            assert_string_equal(err.expression, "ServiceRequest.authoredOn");
+        }
+        json_decref(ev);
+        json_decref(sr);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_organisation_identifiers_name_agencies),
+        cmocka_unit_test(test_a_resource_without_a_date_happened_when_it_arrived),
+        cmocka_unit_test(test_a_task_takes_what_it_omits_from_the_referral_served),
         cmocka_unit_test(test_a_full_service_request_is_a_referral_the_broker_reads),
         cmocka_unit_test(test_the_subject_by_identifier_alone),
         cmocka_unit_test(test_what_cannot_be_a_referral_is_refused_by_element),
