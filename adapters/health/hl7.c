@@ -1,14 +1,19 @@
-/* The message is kept as sent, with a table of where each segment lies; a
+/* The message is kept as sent (in UTF-8: one in Windows-1252 or ISO 8859-1
+ * is converted first), with a table of where each segment lies; a
  * position is found by splitting at its separators when it is asked for,
  * and only then unescaped, so an escaped separator (\F\, \S\ ...) is never
  * taken for a real one. Messages are a few kilobytes: a scan per lookup
  * costs less than building a tree of every field no mapping reads. */
 #include "hl7.h"
 
+#include <iconv.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "cb_check.h"
 
 typedef struct {
     size_t at, len;
@@ -148,7 +153,7 @@ void cb_hl7_free(cb_hl7 **m_p)
     *m_p = NULL;
 }
 
-cb_hl7 *cb_hl7_parse(const void *bytes, size_t len, cb_hl7_error *err)
+static cb_hl7 *parse_text(const void *bytes, size_t len, cb_hl7_error *err)
 {
     const char *t = bytes;
     if (len >= 3 && memcmp(t, "\xEF\xBB\xBF", 3) == 0)
@@ -195,6 +200,55 @@ cb_hl7 *cb_hl7_parse(const void *bytes, size_t len, cb_hl7_error *err)
         at = end + 1; /* \r\n is a line end and an empty line */
     }
     return m;
+}
+
+/* Whether the message's text is Windows-1252 (of which ISO 8859-1's
+ * printable characters are a part): when MSH-18 names an 8859 set, and when
+ * it names none (or ASCII) but the text is not UTF-8, as UK PAS feeds send
+ * names like Zoë undeclared. UNICODE UTF-8 is taken at its word. */
+static bool latin_text(const cb_hl7 *m)
+{
+    char set[40];
+    if (cb_hl7_get(m, (cb_hl7_at){0, 18, 1, 1, 0}, set, sizeof set) != CB_HL7_VALUE)
+        set[0] = 0;
+    if (!strncmp(set, "8859", 4) || !strncmp(set, "ISO IR100", 9) || !strncmp(set, "ISO IR 100", 10))
+        return true;
+    const cb_hl7_delims *d = &m->d;
+    if (!strncmp(set, "UNICODE", 7) || ((d->field | d->component | d->repetition | d->escape | d->subcomponent) & 0x80))
+        return false; /* separators past ASCII would not survive the conversion: read as sent */
+    return !cb_utf8_valid(m->text, m->len);
+}
+
+/* text as UTF-8 (glibc's iconv); NULL when it cannot be converted. */
+static char *from_windows_1252(const char *text, size_t len, size_t *out_len)
+{
+    iconv_t cd = iconv_open("UTF-8", "WINDOWS-1252");
+    if (cd == (iconv_t)-1)
+        return NULL;
+    size_t cap = len * 3 + 1, left = cap; /* no character takes more than three bytes */
+    char *out = malloc(cap), *in = (char *)text, *o = out;
+    size_t in_left = len;
+    bool ok = out && iconv(cd, &in, &in_left, &o, &left) != (size_t)-1 && !in_left;
+    iconv_close(cd);
+    if (!ok) {
+        free(out);
+        return NULL;
+    }
+    *out_len = (size_t)(o - out);
+    return out;
+}
+
+cb_hl7 *cb_hl7_parse(const void *bytes, size_t len, cb_hl7_error *err)
+{
+    cb_hl7 *m = parse_text(bytes, len, err);
+    size_t n;
+    char *utf8 = m && latin_text(m) ? from_windows_1252(m->text, m->len, &n) : NULL;
+    cb_hl7 *converted = utf8 ? parse_text(utf8, n, NULL) : NULL; /* the same segments, ASCII kept as it was */
+    free(utf8);
+    if (!converted) /* UTF-8 already, or bytes Windows-1252 leaves undefined: read as they came */
+        return m;
+    cb_hl7_free(&m);
+    return converted;
 }
 
 const cb_hl7_delims *cb_hl7_delimiters(const cb_hl7 *m)

@@ -1,13 +1,14 @@
 /* The HL7 v2 reader on arbitrary bytes: never crashes, every value it
  * returns fits its buffer, and a value escaped with the message's own
  * separators, put into a message, reads back the same (line ends, which
- * would end a segment, as spaces). Whatever reads is mapped: to an event the
+ * would end a segment, as spaces; text that is not UTF-8 is converted). Whatever reads is mapped: to an event the
  * broker's JSON reader takes or refuses with a reason, or to a refusal whose
  * ACK can be written. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cb_check.h"
 #include "cb_codec.h"
 #include "cb_json.h"
 #include "hl7_ack.h"
@@ -17,7 +18,8 @@
 static void round_trip(const cb_hl7_delims *d, const char *value)
 {
     char esc[3 * 300 + 1], text[1100], back[301], want[301];
-    if (!cb_hl7_escape(d, value, esc, sizeof esc))
+    /* Text that is not UTF-8 is read as Windows-1252 and comes back converted. */
+    if (!cb_utf8_valid(value, strlen(value)) || !cb_hl7_escape(d, value, esc, sizeof esc))
         return;
     char *w = text;
     *w++ = 'M', *w++ = 'S', *w++ = 'H', *w++ = d->field;

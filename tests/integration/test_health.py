@@ -146,6 +146,23 @@ class Health(AdapterTest):
         self.assertEqual(sorted(e["eventId"] for e in got),
                          ["hl7:RXH:visit:V1:discharge", "hl7:RXH:visit:V2:discharge"])
 
+    def test_names_sent_in_latin_1_or_windows_1252_arrive_as_utf8(self):
+        # MSH-18 8859/1 as declared, and the same bytes undeclared (as many UK
+        # PAS feeds send them): the name is carried, not dropped as not UTF-8.
+        h = self.start()
+        c = Mllp(h.port)
+        declared = a03("LAT1", "VL1").replace("|P|2.4", "|P|2.4||||||8859/1", 1).replace("TEST^ANNE", "ZOË^ANNE")
+        undeclared = a03("LAT2", "VL2").replace("TEST^ANNE", "CHÂTEAU^ANNE")
+        self.assertEqual(msa(c.ask(declared.encode("latin-1"))), ("AA", "LAT1"))
+        self.assertEqual(msa(c.ask(undeclared.encode("cp1252"))), ("AA", "LAT2"))
+        c.close()
+        r, got = self.b.recv("social-care", "--count", "2", "--timeout", "10")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        names = sorted(e["person"].get("name", "") for e in got)
+        self.assertEqual(len(names), 2, got)
+        self.assertIn("CHÂTEAU", names[0])
+        self.assertIn("ZOË", names[1])
+
     def test_a_second_a03_for_a_visit_updates_its_discharge(self):
         h = self.start()
         c = Mllp(h.port)

@@ -19,7 +19,7 @@
     "EVN|A03|20261202101000\r"                                                                                         \
     "PID|1||M123456^^^RXH^MR~9999999484^^^NHS^NH||TEST^PATIENT^ONE^^MS||19400101|F|||1 Any Road^^Town^^AB1 2CD\r"      \
     "ZU1|local|stuff\r"                                                                                                \
-    "PV1|1|I|WARD7^^^RXH||||C1234^Doctor^A|||GER||||19|||||V0001|||||||||||||||||01|HOME|||||||20261201090000|"       \
+    "PV1|1|I|WARD7^^^RXH||||C1234^Doctor^A|||GER||||19|||||V0001|||||||||||||||||01|HOME|||||||20261201090000|"        \
     "20261202100000\r"
 
 static cb_hl7 *parse_ok(const char *text)
@@ -241,6 +241,37 @@ static void test_escaped_text_reads_back_as_written(void **state)
     cb_hl7_free(&m);
 }
 
+/* MSH-18 says which character set the text is in; UK PAS feeds often send
+ * Windows-1252 (or ISO 8859-1) and some do not say so. Either way a name
+ * reads as UTF-8; UTF-8 stays as it is. */
+static void test_names_in_latin_character_sets_read_as_utf8(void **state)
+{
+    (void)state;
+    static const char *const texts[] = {
+        "MSH|^~\\&|PAS|RXH|CB|C|20261202||ADT^A03|1|P|2.4||||||8859/1\rPID|1||1^^^RXH||ZO\xCB^CH\xC2TEAU\r",
+        "MSH|^~\\&|PAS|RXH|CB|C|20261202||ADT^A03|1|P|2.4\rPID|1||1^^^RXH||ZO\xCB^CH\xC2TEAU\r",
+        "MSH|^~\\&|PAS|RXH|CB|C|20261202||ADT^A03|1|P|2.4||||||UNICODE "
+        "UTF-8\rPID|1||1^^^RXH||ZO\xC3\x8B^CH\xC3\x82TEAU\r",
+        "MSH|^~\\&|PAS|RXH|CB|C|20261202||ADT^A03|1|P|2.4\rPID|1||1^^^RXH||ZO\xC3\x8B^CH\xC3\x82TEAU\r"};
+    for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
+        cb_hl7 *m = parse_ok(texts[i]);
+        char buf[64];
+        assert_int_equal(cb_hl7_get(m, (cb_hl7_at){1, 5, 1, 1, 0}, buf, sizeof buf), CB_HL7_VALUE);
+        assert_string_equal(buf, "ZO\xC3\x8B");
+        assert_int_equal(cb_hl7_get(m, (cb_hl7_at){1, 5, 1, 2, 0}, buf, sizeof buf), CB_HL7_VALUE);
+        assert_string_equal(buf, "CH\xC3\x82TEAU");
+        cb_hl7_free(&m);
+    }
+    /* Windows-1252's own characters: the euro sign and curly quotes */
+    cb_hl7 *m = parse_ok("MSH|^~\\&|PAS|RXH|CB|C|20261202||ADT^A03|1|P|2.4||||||8859/1\rNTE|1||\x80"
+                         "5 \x93ok\x94\r");
+    char buf[64];
+    assert_int_equal(cb_hl7_get(m, (cb_hl7_at){1, 3, 1, 0, 0}, buf, sizeof buf), CB_HL7_VALUE);
+    assert_string_equal(buf, "\xE2\x82\xAC"
+                             "5 \xE2\x80\x9Cok\xE2\x80\x9D");
+    cb_hl7_free(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -255,6 +286,7 @@ int main(void)
         cmocka_unit_test(test_what_is_not_hl7_gets_a_specific_error),
         cmocka_unit_test(test_short_and_long_encoding_characters),
         cmocka_unit_test(test_escaped_text_reads_back_as_written),
+        cmocka_unit_test(test_names_in_latin_character_sets_read_as_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
