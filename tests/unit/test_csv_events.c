@@ -125,6 +125,32 @@ static void test_quirks_of_real_exports_and_the_lines_rows_begin_on(void **state
     free_rows(&r);
 }
 
+/* Excel's "CSV (Comma delimited)" on a UK machine writes Windows-1252:
+ * a name like Zoë, rent in pounds. Each line that is not UTF-8 is read
+ * as 1252; one that is stays as it is. */
+static void test_a_windows_1252_export_reads_as_utf8(void **state)
+{
+    (void)state;
+    rows r;
+    char why[300];
+    assert_true(read_text("eventId,fromAgency,toAgencies,referral.reason\r\n"
+                          "A,housing,health,Zo\xEB owes \xA3"
+                          "200\r\n"
+                          "B,housing,health,Zo\xC3\xAB owes \xC2\xA3"
+                          "200\r\n",
+                          &r, why, sizeof why));
+    assert_int_equal(r.n, 2);
+    for (size_t i = 0; i < 2; i++) {
+        assert_string_equal(r.why[i], "");
+        cb_envelope *e = envelope(r.events[i]);
+        assert_string_equal(e->referral->reason, "Zo\xC3\xAB owes \xC2\xA3"
+                                                 "200");
+        cb_envelope_free(&e);
+    }
+    assert_int_equal(r.lines[1], 3);
+    free_rows(&r);
+}
+
 static void test_a_bad_row_is_reported_by_line_and_its_neighbours_go_through(void **state)
 {
     (void)state;
@@ -192,6 +218,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_row_is_an_event_with_its_lists),
         cmocka_unit_test(test_quirks_of_real_exports_and_the_lines_rows_begin_on),
+        cmocka_unit_test(test_a_windows_1252_export_reads_as_utf8),
         cmocka_unit_test(test_a_bad_row_is_reported_by_line_and_its_neighbours_go_through),
         cmocka_unit_test(test_a_header_no_field_answers_refuses_the_file),
     };
