@@ -202,30 +202,44 @@ static cb_hl7 *parse_text(const void *bytes, size_t len, cb_hl7_error *err)
     return m;
 }
 
-/* Whether the message's text is Windows-1252 (of which ISO 8859-1's
- * printable characters are a part): when MSH-18 names an 8859 set, and when
- * it names none (or ASCII) but the text is not UTF-8, as UK PAS feeds send
- * names like Zoë undeclared. UNICODE UTF-8 is taken at its word. */
-static bool latin_text(const cb_hl7 *m)
+/* The character set a message that is not UTF-8 is in, as iconv names it,
+ * into out; false when it is to be read as sent. Text that is UTF-8 is
+ * taken as UTF-8 whatever MSH-18 says (a template's 8859/1 over UTF-8 is a
+ * common slip; real Latin-1 text is almost never valid UTF-8). MSH-18
+ * 8859/1 (ISO IR100), none or ASCII: Windows-1252, of which 8859-1's
+ * printable characters are a part and which UK PAS feeds send undeclared;
+ * 8859/n: ISO-8859-n. Other sets (GB 18030, ISO IR87, ...), and
+ * separators past ASCII, which a conversion would change: as sent. */
+static bool charset_of(const cb_hl7 *m, char out[24])
 {
+    const cb_hl7_delims *d = &m->d;
+    if (cb_utf8_valid(m->text, m->len) ||
+        ((d->field | d->component | d->repetition | d->escape | d->subcomponent) & 0x80))
+        return false;
     char set[40];
     if (cb_hl7_get(m, (cb_hl7_at){0, 18, 1, 1, 0}, set, sizeof set) != CB_HL7_VALUE)
         set[0] = 0;
-    if (!strncmp(set, "8859", 4) || !strncmp(set, "ISO IR100", 9) || !strncmp(set, "ISO IR 100", 10))
+    unsigned n;
+    char end;
+    if (!set[0] || !strcmp(set, "ASCII") || !strcmp(set, "8859/1") || !strcmp(set, "ISO IR100") ||
+        !strcmp(set, "ISO IR 100")) {
+        snprintf(out, 24, "WINDOWS-1252");
         return true;
-    const cb_hl7_delims *d = &m->d;
-    if (!strncmp(set, "UNICODE", 7) || ((d->field | d->component | d->repetition | d->escape | d->subcomponent) & 0x80))
-        return false; /* separators past ASCII would not survive the conversion: read as sent */
-    return !cb_utf8_valid(m->text, m->len);
+    }
+    if (sscanf(set, "8859/%u%c", &n, &end) == 1 && n >= 2 && n <= 16) {
+        snprintf(out, 24, "ISO-8859-%u", n);
+        return true;
+    }
+    return false;
 }
 
-/* text as UTF-8 (glibc's iconv); NULL when it cannot be converted. */
-static char *from_windows_1252(const char *text, size_t len, size_t *out_len)
+/* text in charset as UTF-8 (glibc's iconv); NULL when it cannot be converted. */
+static char *to_utf8(const char *charset, const char *text, size_t len, size_t *out_len)
 {
-    iconv_t cd = iconv_open("UTF-8", "WINDOWS-1252");
+    iconv_t cd = iconv_open("UTF-8", charset);
     if (cd == (iconv_t)-1)
         return NULL;
-    size_t cap = len * 3 + 1, left = cap; /* no character takes more than three bytes */
+    size_t cap = len * 3 + 1, left = cap; /* no character of these sets takes more than three bytes */
     char *out = malloc(cap), *in = (char *)text, *o = out;
     size_t in_left = len;
     bool ok = out && iconv(cd, &in, &in_left, &o, &left) != (size_t)-1 && !in_left;
@@ -242,7 +256,8 @@ cb_hl7 *cb_hl7_parse(const void *bytes, size_t len, cb_hl7_error *err)
 {
     cb_hl7 *m = parse_text(bytes, len, err);
     size_t n;
-    char *utf8 = m && latin_text(m) ? from_windows_1252(m->text, m->len, &n) : NULL;
+    char charset[24];
+    char *utf8 = m && charset_of(m, charset) ? to_utf8(charset, m->text, m->len, &n) : NULL;
     cb_hl7 *converted = utf8 ? parse_text(utf8, n, NULL) : NULL; /* the same segments, ASCII kept as it was */
     free(utf8);
     if (!converted) /* UTF-8 already, or bytes Windows-1252 leaves undefined: read as they came */

@@ -67,12 +67,15 @@ static void text(writer *w, const char *s)
         w->over = true;
 }
 
-/* A field of m as written, or fallback. */
+/* A field of m as written, or fallback. Longer than any the standard
+ * allows (MSH-10 is 199 at most in v2.5), it is not echoed: an ACK always
+ * fits, whatever the message. */
+#define ECHO_MAX 256
 static void copy(writer *w, const cb_hl7 *m, unsigned field, const char *fallback)
 {
     const char *p;
     size_t len;
-    if (m && cb_hl7_raw(m, 0, field, &p, &len))
+    if (m && cb_hl7_raw(m, 0, field, &p, &len) && len <= ECHO_MAX)
         put(w, p, len);
     else
         puts_(w, fallback);

@@ -262,6 +262,21 @@ static void test_names_in_latin_character_sets_read_as_utf8(void **state)
         assert_string_equal(buf, "CH\xC3\x82TEAU");
         cb_hl7_free(&m);
     }
+    /* UTF-8 under a template's 8859/1 stays UTF-8; 8859/2 is 8859/2 (0xA3 is a capital L
+     * with stroke there, a pound sign in 1252); a set it does not convert is read as sent */
+    static const struct {
+        const char *text, *want;
+    } sets[] = {
+        {"MSH|^~\\&|PAS|RXH|CB|C|20261202||ADT^A03|1|P|2.4||||||8859/1\rPID|1||1^^^RXH||ZO\xC3\x8B\r", "ZO\xC3\x8B"},
+        {"MSH|^~\\&|PAS|RXH|CB|C|20261202||ADT^A03|1|P|2.4||||||8859/2\rPID|1||1^^^RXH||\xA3ODZ\r", "\xC5\x81ODZ"},
+        {"MSH|^~\\&|PAS|RXH|CB|C|20261202||ADT^A03|1|P|2.4||||||GB 18030\rPID|1||1^^^RXH||\xD5\xC5\r", "\xD5\xC5"}};
+    for (size_t i = 0; i < sizeof sets / sizeof *sets; i++) {
+        cb_hl7 *m = parse_ok(sets[i].text);
+        char buf[64];
+        assert_int_equal(cb_hl7_get(m, (cb_hl7_at){1, 5, 1, 1, 0}, buf, sizeof buf), CB_HL7_VALUE);
+        assert_string_equal(buf, sets[i].want);
+        cb_hl7_free(&m);
+    }
     /* Windows-1252's own characters: the euro sign and curly quotes */
     cb_hl7 *m = parse_ok("MSH|^~\\&|PAS|RXH|CB|C|20261202||ADT^A03|1|P|2.4||||||8859/1\rNTE|1||\x80"
                          "5 \x93ok\x94\r");

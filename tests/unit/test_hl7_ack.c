@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <string.h>
 
 #include "hl7_ack.h"
@@ -45,6 +46,25 @@ static void test_an_accept_swaps_the_sides_and_echoes_the_control_id(void **stat
     assert_string_equal(out, "MSH|^~\\&|CB|COUNCIL|PAS|RXH|20261202101113||ACK^A03^ACK|CB000001|P|2.4\rMSA|AA|MSG-7\r");
     cb_hl7 *ack = parse_ok(out);
     assert_at(ack, "MSA", 2, 0, 0, "MSG-7");
+    cb_hl7_free(&ack);
+    cb_hl7_free(&m);
+}
+
+/* A field longer than the standard allows is not echoed, so the answer
+ * always fits: before, a 5,000-byte MSH-10 left no room and no ACK went out. */
+static void test_an_answer_fits_whatever_the_message_holds(void **state)
+{
+    (void)state;
+    static char text[6000];
+    int n = snprintf(text, sizeof text, "MSH|^~\\&|PAS|RXH|CB|COUNCIL|20261202101112||ADT^A03|");
+    memset(text + n, 'X', 5000);
+    snprintf(text + n + 5000, sizeof text - (size_t)n - 5000, "|P|2.4\rEVN|A03\r");
+    cb_hl7 *m = parse_ok(text);
+    char out[1024];
+    assert_true(cb_hl7_ack(m, "AE", "CB000002", "20261202101113", NULL, 0, out, sizeof out) > 0);
+    cb_hl7 *ack = parse_ok(out);
+    assert_at(ack, "MSA", 1, 0, 0, "AE");
+    assert_at(ack, "MSA", 2, 0, 0, ""); /* the control id, too long to echo */
     cb_hl7_free(&ack);
     cb_hl7_free(&m);
 }
@@ -147,6 +167,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_an_accept_swaps_the_sides_and_echoes_the_control_id),
+        cmocka_unit_test(test_an_answer_fits_whatever_the_message_holds),
         cmocka_unit_test(test_errors_as_each_version_writes_them),
         cmocka_unit_test(test_a_warning_beside_an_accept),
         cmocka_unit_test(test_the_senders_separators_are_answered_in),
