@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static json_t *fail(cb_fhir_error *err, int status, const char *code, const char *expression, const char *fmt, ...)
 {
@@ -379,30 +378,30 @@ static json_t *occurred(const char *dt)
 }
 
 /* ev's occurredAt, from the resource's own element (a date counts from
- * midnight UTC); a resource that gives none (Task.lastModified and
- * authoredOn are optional, and case systems leave them out) happened when
- * its meta says it was last updated, else when it arrived here. false, with
- * err, when the element is a year or a month only. */
+ * midnight UTC), else from when its meta says it was last updated. None
+ * is refused rather than stamped with the time it arrived: a resend would
+ * then be another event under the same id. false, with err, for none and
+ * for a year or a month alone. */
 static bool set_occurred(json_t *ev, const json_t *res, const char *element, const char *path, cb_fhir_error *err)
 {
-    const char *dt = str(res, element);
-    if (!dt)
-        dt = str(json_object_get(res, "meta"), "lastUpdated");
+    const char *dt = str(res, element), *type = str(res, "resourceType");
+    char meta_path[64];
+    if (!dt && (dt = str(json_object_get(res, "meta"), "lastUpdated"))) {
+        snprintf(meta_path, sizeof meta_path, "%s.meta.lastUpdated", type ? type : "");
+        path = meta_path;
+    }
+    if (!dt) {
+        fail(err, 422, "required", path,
+             "the %s says not when it happened (%s, or meta.lastUpdated): carebridge counts deadlines from it", type,
+             path);
+        return false;
+    }
     json_t *at = occurred(dt);
-    if (!at && dt) {
+    if (!at) {
         fail(err, 422, "value", path,
              "%s %s is not a date or a dateTime (a year or a month alone is too vague to count a deadline from)", path,
              code_or(dt, "(not a dateTime)"));
         return false;
-    }
-    if (!at) {
-        char now[32];
-        struct timespec ts;
-        struct tm tm;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        gmtime_r(&ts.tv_sec, &tm);
-        strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", &tm);
-        at = json_string(now);
     }
     json_object_set_new(ev, "occurredAt", at);
     return true;
@@ -513,10 +512,8 @@ bool cb_fhir_focus_id(const json_t *task, char out[65])
 {
     const json_t *focus = json_object_get(task, "focus");
     const char *ref = str(focus, "reference"), *id = str(json_object_get(focus, "identifier"), "value");
-    if (ref && !strncmp(ref, "ServiceRequest/", 15) && ref[15]) {
-        size_t n = strcspn(ref + 15, "/"); /* ServiceRequest/<id>/_history/<v> names the same one */
-        if (n > 64)
-            return false;
+    size_t n = ref && !strncmp(ref, "ServiceRequest/", 15) ? strcspn(ref + 15, "/") : 0; /* /_history/<v> too */
+    if (n && n <= 64) {
         memcpy(out, ref + 15, n);
         out[n] = 0;
         return true;

@@ -63,7 +63,7 @@ static const char usage[] = "Usage: carebridge-social [--broker ENDPOINT] [--as 
                             "                      (default health,housing,social-care,voluntary)\n"
                             "  --org [SYSTEM|]VALUE=AGENCY\n"
                             "                      an organisation identifier (an ODS code, say) that names\n"
-                            "                      AGENCY as a performer, requester or owner, directly or\n"
+                            "                      AGENCY as a performer or requester, directly or\n"
                             "                      through a contained Organization or PractitionerRole\n"
                             "                      (repeatable: --org RY6=health)\n"
                             "  --max-body BYTES    larger bodies get 413 (default 1048576)\n"
@@ -622,8 +622,12 @@ static bool add_org(social *s, const char *arg)
     o->system = bar ? strndup(arg, (size_t)(bar - arg)) : NULL;
     o->value = strndup(bar ? bar + 1 : arg, (size_t)(eq - (bar ? bar + 1 : arg)));
     o->agency = strdup(eq + 1);
-    if (!o->value || !o->agency || (bar && !o->system) || !o->value[0]) {
-        fprintf(stderr, "carebridge-social: --org %s: %s\n", arg, o->value ? "the value is empty" : strerror(ENOMEM));
+    if (!o->value || !o->agency || (bar && !o->system)) {
+        fprintf(stderr, "carebridge-social: --org %s: %s\n", arg, strerror(ENOMEM));
+        return false;
+    }
+    if (!o->value[0]) {
+        fprintf(stderr, "carebridge-social: --org %s: the value is empty\n", arg);
         return false;
     }
     return true;

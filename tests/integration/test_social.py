@@ -185,7 +185,7 @@ class Social(AdapterTest):
         fhir_id = served["hx:ref:77"]  # its id is a hash: ':' is not a FHIR id character
         self.assertNotEqual(fhir_id, "hx:ref:77")
         task = {"resourceType": "Task", "id": "case-task-1", "status": "accepted", "intent": "order",
-                "focus": {"reference": f"ServiceRequest/{fhir_id}"}}
+                "lastModified": "2026-12-03T09:30:00Z", "focus": {"reference": f"ServiceRequest/{fhir_id}"}}
         status, _, oo = self.http.post("Task", task)
         self.assertEqual(status, 201, oo)
         r, got = self.b.recv("health", "--count", "1", "--timeout", "5")
