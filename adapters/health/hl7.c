@@ -6,7 +6,6 @@
  * costs less than building a tree of every field no mapping reads. */
 #include "hl7.h"
 
-#include <iconv.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -14,6 +13,7 @@
 #include <string.h>
 
 #include "cb_check.h"
+#include "charset.h"
 
 typedef struct {
     size_t at, len;
@@ -233,32 +233,14 @@ static bool charset_of(const cb_hl7 *m, char out[24])
     return false;
 }
 
-/* text in charset as UTF-8 (glibc's iconv); NULL when it cannot be converted. */
-static char *to_utf8(const char *charset, const char *text, size_t len, size_t *out_len)
-{
-    iconv_t cd = iconv_open("UTF-8", charset);
-    if (cd == (iconv_t)-1)
-        return NULL;
-    size_t cap = len * 3 + 1, left = cap; /* no character of these sets takes more than three bytes */
-    char *out = malloc(cap), *in = (char *)text, *o = out;
-    size_t in_left = len;
-    bool ok = out && iconv(cd, &in, &in_left, &o, &left) != (size_t)-1 && !in_left;
-    iconv_close(cd);
-    if (!ok) {
-        free(out);
-        return NULL;
-    }
-    *out_len = (size_t)(o - out);
-    return out;
-}
-
 cb_hl7 *cb_hl7_parse(const void *bytes, size_t len, cb_hl7_error *err)
 {
     cb_hl7 *m = parse_text(bytes, len, err);
-    size_t n;
-    char charset[24];
-    char *utf8 = m && charset_of(m, charset) ? to_utf8(charset, m->text, m->len, &n) : NULL;
-    cb_hl7 *converted = utf8 ? parse_text(utf8, n, NULL) : NULL; /* the same segments, ASCII kept as it was */
+    size_t n, cap = 0;
+    char charset[24], *utf8 = NULL;
+    cb_hl7 *converted = m && charset_of(m, charset) && cb_charset_to_utf8(charset, m->text, m->len, &utf8, &cap, &n)
+                            ? parse_text(utf8, n, NULL) /* the same segments, ASCII kept as it was */
+                            : NULL;
     free(utf8);
     if (!converted) /* UTF-8 already, or bytes Windows-1252 leaves undefined: read as they came */
         return m;

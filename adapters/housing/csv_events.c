@@ -6,7 +6,6 @@
 
 #include <csv.h>
 #include <errno.h>
-#include <iconv.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -14,6 +13,7 @@
 #include <strings.h>
 
 #include "cb_check.h"
+#include "charset.h"
 #include "cb_codec.h"
 #include "cb_fields.h"
 #include "cb_json.h"
@@ -321,29 +321,6 @@ static bool blank(const char *s, size_t n)
     return true;
 }
 
-/* A line that is not UTF-8 as Windows-1252, the code page Excel's "CSV
- * (Comma delimited)" writes on a UK machine, into *out (glibc's iconv,
- * opened on first use); false when it is not that either (bytes 1252
- * leaves undefined), to be read as it is and refused by column. */
-static bool from_windows_1252(iconv_t *cd, const char *s, size_t n, char **out, size_t *cap, ssize_t *out_n)
-{
-    if (*cd == (iconv_t)-1 && (*cd = iconv_open("UTF-8", "WINDOWS-1252")) == (iconv_t)-1)
-        return false;
-    if (*cap < 3 * n + 1) { /* no character takes more than three bytes */
-        char *grown = realloc(*out, 3 * n + 1);
-        if (!grown)
-            return false;
-        *out = grown, *cap = 3 * n + 1;
-    }
-    char *in = (char *)s, *o = *out;
-    size_t in_left = n, left = *cap;
-    iconv(*cd, NULL, NULL, NULL, NULL);
-    if (iconv(*cd, &in, &in_left, &o, &left) == (size_t)-1 || in_left)
-        return false;
-    *out_n = (ssize_t)(o - *out);
-    return true;
-}
-
 bool cb_csv_events_read(FILE *in, cb_csv_row_fn fn, void *arg, char *why, size_t cap)
 {
     struct csv_parser p;
@@ -361,15 +338,21 @@ bool cb_csv_events_read(FILE *in, cb_csv_row_fn fn, void *arg, char *why, size_t
     bool ok = true;
     char *utf8 = NULL;
     size_t utf8_cap = 0;
-    iconv_t cp1252 = (iconv_t)-1;
     while (!r->stop && (n = getline(&line, &line_cap, in)) >= 0) {
         r->line++;
         const char *s = line;
         if (r->line == 1 && n >= 3 && !memcmp(s, "\xEF\xBB\xBF", 3))
             s += 3, n -= 3;
-        /* A line is one or the other: a '\n' never falls inside a UTF-8 character. */
-        if (!cb_utf8_valid(s, (size_t)n) && from_windows_1252(&cp1252, s, (size_t)n, &utf8, &utf8_cap, &n))
+        /* A line that is not UTF-8 is Windows-1252, as Excel's "CSV (Comma
+         * delimited)" writes it on a UK machine; one that is neither is read as
+         * it is, to be refused by column. A '\n' never falls inside a UTF-8
+         * character, so a line is one or the other. */
+        size_t converted;
+        if (!cb_utf8_valid(s, (size_t)n) &&
+            cb_charset_to_utf8("WINDOWS-1252", s, (size_t)n, &utf8, &utf8_cap, &converted)) {
             s = utf8;
+            n = (ssize_t)converted;
+        }
         if (!r->row_line) {
             if (blank(s, (size_t)n))
                 continue; /* a blank line between rows */
@@ -392,8 +375,6 @@ bool cb_csv_events_read(FILE *in, cb_csv_row_fn fn, void *arg, char *why, size_t
     csv_free(&p);
     free(line);
     free(utf8);
-    if (cp1252 != (iconv_t)-1)
-        iconv_close(cp1252);
     if (ok && !r->have_header && !r->failed) {
         say(why, cap, "the file has no header row naming its columns");
         ok = false;
