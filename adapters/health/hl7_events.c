@@ -296,6 +296,31 @@ static json_t *discharge(const cb_hl7 *m, const cb_hl7_map_opts *o, bool done, j
                     done ? "discharged (ADT^A03)" : "discharge planned again (ADT^A16)", ev);
 }
 
+/* ADT^A11 (cancel admit), ADT^A13 (cancel discharge) and ADT^A25 (cancel
+ * pending discharge): the visit's admission or discharge is off, so those
+ * preparing for it hear so (domain.md: a discharge agreed and then
+ * cancelled on the day). A closure of that event, sent where it went. */
+static json_t *cancellation(const cb_hl7 *m, const cb_hl7_map_opts *o, const char *kind, const char *trigger,
+                            json_t *ev, cb_hl7_refusal *why)
+{
+    long pv1 = cb_hl7_find(m, "PV1", 0);
+    char id[128], reason[120];
+    if (pv1 < 0)
+        return refuse(why, CB_HL7_SEGMENT_SEQUENCE, "PV1", 0, "a cancellation needs its PV1 segment (the visit)");
+    if (!visit_event_id(m, pv1, kind, id, sizeof id))
+        return refuse(why, CB_HL7_REQUIRED_MISSING, "PV1", 19,
+                      "PV1-19 (the visit number) is empty: a cancellation names the visit whose %s it cancels", kind);
+    snprintf(reason, sizeof reason, "%s cancelled (ADT^%s)", !strcmp(trigger, "A25") ? "pending discharge" : kind,
+             trigger);
+    json_object_set_new(ev, "correlationId", json_string(id));
+    json_object_set_new(ev, "closure", json_pack("{s:s}", "reason", reason));
+    if (!strcmp(kind, "admission"))
+        to_agencies(ev, o->admission_to, o->n_admission_to);
+    else
+        to_agencies(ev, o->discharge_to, o->n_discharge_to);
+    return ev;
+}
+
 /* Every DG1's description (DG1-4), else its code's text (DG1-3), joined. */
 static void diagnoses(const cb_hl7 *m, char *out, size_t cap)
 {
@@ -428,13 +453,14 @@ json_t *cb_hl7_event(const cb_hl7 *m, const cb_hl7_map_opts *o, cb_hl7_refusal *
     bool a01 = adt && !strcmp(trigger, "A01"), a02 = adt && !strcmp(trigger, "A02");
     bool a03 = adt && !strcmp(trigger, "A03"), a16 = adt && !strcmp(trigger, "A16"),
          i12 = ref && !strcmp(trigger, "I12");
+    bool cancel = adt && (!strcmp(trigger, "A11") || !strcmp(trigger, "A13") || !strcmp(trigger, "A25"));
     if (!adt && !ref)
         return refuse(why, CB_HL7_UNSUPPORTED_TYPE, "MSH", 9, "message type %.8s is not mapped (ADT and REF are)",
                       type);
-    if (!a01 && !a02 && !a03 && !a16 && !i12)
+    if (!a01 && !a02 && !a03 && !a16 && !i12 && !cancel)
         return refuse(why, CB_HL7_UNSUPPORTED_EVENT, "MSH", 9,
                       "%s^%.8s is not mapped: ADT^A01 (admission), ADT^A02 (transfer), ADT^A03 (discharge), "
-                      "ADT^A16 (pending discharge) and REF^I12 (referral) are",
+                      "ADT^A16 (pending discharge), their cancellations A11, A13, A25, and REF^I12 (referral) are",
                       type, trigger);
     long pid = cb_hl7_find(m, "PID", 0);
     if (pid < 0)
@@ -454,7 +480,9 @@ json_t *cb_hl7_event(const cb_hl7 *m, const cb_hl7_map_opts *o, cb_hl7_refusal *
         set_text(ev, "caseRef", visit);
     if (i12)
         return referral(m, o, ev);
-    if (!(a01 || a02 ? admission(m, o, a02, ev, why) : discharge(m, o, a03, ev, why))) {
+    if (!(cancel       ? cancellation(m, o, !strcmp(trigger, "A11") ? "admission" : "discharge", trigger, ev, why)
+          : a01 || a02 ? admission(m, o, a02, ev, why)
+                       : discharge(m, o, a03, ev, why))) {
         json_decref(ev);
         return NULL;
     }

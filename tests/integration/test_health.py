@@ -163,6 +163,20 @@ class Health(AdapterTest):
         self.assertIn("CHÂTEAU", names[0])
         self.assertIn("ZOË", names[1])
 
+    def test_a_cancelled_discharge_reaches_those_preparing_for_it(self):
+        # domain.md's Wednesday: the discharge agreed, then called off on the day.
+        h = self.start()
+        c = Mllp(h.port)
+        self.assertEqual(msa(c.ask(a03("D1", "VC1"))), ("AA", "D1"))
+        a13 = a03("X1", "VC1").replace("ADT^A03^ADT_A03", "ADT^A13^ADT_A01").replace("EVN|A03", "EVN|A13")
+        self.assertEqual(msa(c.ask(a13)), ("AA", "X1"))
+        c.close()
+        r, got = self.b.recv("housing", "--count", "2", "--timeout", "10")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("discharge", got[0])
+        self.assertEqual(got[1]["correlationId"], "hl7:RXH:visit:VC1:discharge")
+        self.assertEqual(got[1]["closure"]["reason"], "discharge cancelled (ADT^A13)")
+
     def test_a_second_a03_for_a_visit_updates_its_discharge(self):
         h = self.start()
         c = Mllp(h.port)

@@ -285,6 +285,40 @@ static void test_next_of_kin_and_roles(void **state)
     cb_envelope_free(&e);
 }
 
+/* A discharge agreed and then called off (domain.md's Wednesday): ADT^A13
+ * and A25 close the visit's discharge where it went, A11 its admission. */
+static void test_a_cancellation_closes_the_visits_event(void **state)
+{
+    (void)state;
+    known_id = "hl7:RXH:visit:V0009:discharge";
+    static const struct {
+        const char *trigger, *correlation, *reason, *to;
+    } cases[] = {{"ADT^A13", "hl7:RXH:visit:V0009:discharge", "discharge cancelled (ADT^A13)", "housing"},
+                 {"ADT^A25", "hl7:RXH:visit:V0009:discharge", "pending discharge cancelled (ADT^A25)", "housing"},
+                 {"ADT^A11", "hl7:RXH:visit:V0009:admission", "admission cancelled (ADT^A11)", NULL}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char text[1024];
+        snprintf(text, sizeof text, MSH("%s", "C%zu") "EVN||20261202101000\r" PID PV1("V0009", ""), cases[i].trigger,
+                 i);
+        cb_envelope *e = event_of(text);
+        assert_non_null(e->closure);
+        assert_string_equal(e->correlation_id, cases[i].correlation);
+        assert_string_equal(e->closure->reason, cases[i].reason);
+        assert_int_equal(e->n_to_agencies, cases[i].to ? 2 : 1);
+        if (cases[i].to)
+            assert_string_equal(e->to_agencies[1], cases[i].to);
+        cb_envelope_free(&e);
+    }
+    /* without the visit number there is nothing to name */
+    cb_hl7 *m = parse(MSH("ADT^A13", "C9") PID "PV1|1|I|WARD7\r");
+    cb_hl7_refusal why;
+    assert_null(cb_hl7_event(m, &opts, &why));
+    assert_int_equal(why.issue.code, 101);
+    assert_string_equal(why.issue.segment, "PV1");
+    cb_hl7_free(&m);
+    known_id = NULL;
+}
+
 int main(void)
 {
     setenv("TZ", "Europe/London", 1); /* the sender's local time, as the adapter runs by default */
@@ -297,6 +331,7 @@ int main(void)
         cmocka_unit_test(test_what_is_not_mapped_is_refused_with_its_err),
         cmocka_unit_test(test_a_referral_from_rf1_prd_and_dg1),
         cmocka_unit_test(test_next_of_kin_and_roles),
+        cmocka_unit_test(test_a_cancellation_closes_the_visits_event),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
