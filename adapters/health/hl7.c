@@ -1,5 +1,5 @@
-/* The message is kept as sent (in UTF-8: one in Windows-1252 or ISO 8859-1
- * is converted first), with a table of where each segment lies; a
+/* The message is kept as sent (in UTF-8: one that is not, in a set
+ * charset_of names, is converted first), with a table of where each segment lies; a
  * position is found by splitting at its separators when it is asked for,
  * and only then unescaped, so an escaped separator (\F\, \S\ ...) is never
  * taken for a real one. Messages are a few kilobytes: a scan per lookup
@@ -242,7 +242,7 @@ cb_hl7 *cb_hl7_parse(const void *bytes, size_t len, cb_hl7_error *err)
                             ? parse_text(utf8, n, NULL) /* the same segments, ASCII kept as it was */
                             : NULL;
     free(utf8);
-    if (!converted) /* UTF-8 already, or bytes Windows-1252 leaves undefined: read as they came */
+    if (!converted) /* UTF-8 already, or bytes its set leaves undefined: read as they came */
         return m;
     cb_hl7_free(&m);
     return converted;

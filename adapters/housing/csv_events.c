@@ -13,10 +13,10 @@
 #include <strings.h>
 
 #include "cb_check.h"
-#include "charset.h"
 #include "cb_codec.h"
 #include "cb_fields.h"
 #include "cb_json.h"
+#include "charset.h"
 
 #define COLUMNS_MAX 256
 #define ROW_BYTES   (1u << 20)
