@@ -29,8 +29,10 @@ class Delivery(BrokerTest):
         be woken when the store thread takes it: once, a missed wake-up left
         everything unanswered for seconds. The load tool gives up (exit 1) if
         nothing is answered for a second; resends are off, so every event is
-        answered on its first send."""
-        b = self.broker()
+        answered on its first send. 60,000 events and their handoff flags take
+        about 60 MB, nine tenths of the harness's 64 MB map, where publishing
+        stops: a map four times that holds them with room to spare."""
+        b = self.broker(map_size_mb=256)
         r = subprocess.run([os.path.join(BIN, "cb-bench-load"), "--endpoint", b.endpoint, "--senders", "2",
                             "--window", "2048", "--events", "60000", "--resend-ms", "600000", "--stall-s", "1"],
                            capture_output=True, text=True, timeout=120)
