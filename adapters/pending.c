@@ -137,7 +137,7 @@ int cb_pending_due_ms(const cb_pending *p)
 
 void cb_pending_drop(cb_pending *p, void *item)
 {
-    for (size_t i = 0; i < p->n; i++)
+    for (size_t i = 0; p && i < p->n; i++)
         if (p->e[i].item == item) {
             take(p, i);
             return;

@@ -40,7 +40,9 @@ void cb_pending_answered(cb_pending *p, const cb_adapter_answer *ans);
 void cb_pending_expire(cb_pending *p);
 /* Until the next item's wait is over (1000 when none waits). */
 int cb_pending_due_ms(const cb_pending *p);
-/* Forget an item without answering it (its connection is gone). */
+/* Forget an item without answering it (its connection is gone). p may be
+ * NULL: after cb_pending_end nothing is owed, but the server still reports
+ * the end of each connection as it stops. */
 void cb_pending_drop(cb_pending *p, void *item);
 
 #endif

@@ -7,6 +7,7 @@ ServiceRequest, whose Task accept goes back to health as HL7."""
 import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -196,6 +197,19 @@ class Social(AdapterTest):
         task = dict(task, id="case-task-2", focus={"reference": "ServiceRequest/unknown-1"})
         status, _, oo = self.http.post("Task", task)
         self.assertEqual((status, issues(oo, "error")[0]["expression"]), (422, ["Task.requester"]), oo)
+
+    def test_stopping_with_a_request_half_sent_or_answered_exits_cleanly(self):
+        # SIGTERM while a connection holds a request MHD has not completed:
+        # its end is reported as the server stops, after the answers owed are.
+        self.start()
+        half = socket.create_connection(("127.0.0.1", self.s.port))
+        body = json.dumps(service_request("SC-HALF")).encode()
+        half.sendall(b"POST /fhir/ServiceRequest HTTP/1.1\r\nHost: x\r\nContent-Type: application/fhir+json\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(body) + body[:len(body) // 2])
+        self.assertEqual(self.http.post("ServiceRequest", service_request("SC-WHOLE"))[0], 201)
+        self.assertEqual(self.s.stop(), 0, self.s.log()[-2000:])
+        half.close()
+        self.assertIn("stopped: 1 kept", self.s.log())
 
     def test_resources_taken_while_the_broker_is_down_and_by_a_killed_adapter_arrive_once(self):
         self.start("--ack-wait", "100")
