@@ -5,11 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cb_check.h"
 #include "cb_json.h"
 #include "client.h"
 #include "outbox.h"
 
-#define EVENT_ID_MAX 128 /* the broker's (intake.h): longer is refused there, so here */
 #define SOURCE_MAX   200 /* fits an LMDB key (511) with room */
 #define OUTBOX_BYTES (1ULL << 30)
 #define RETRY_MS     1000 /* after the broker said "not now" (store full, busy) */
@@ -442,14 +442,13 @@ cb_adapter_added cb_adapter_add(cb_adapter_batch *b, const json_t *event, const 
         return CB_ADAPTER_REFUSED;
     }
     cb_adapter_added added = CB_ADAPTER_REFUSED;
-    size_t id_len = strlen(ev->event_id);
+    cb_error cerr = {0};
     if (source && strlen(source) > SOURCE_MAX)
         fail(err, CB_ADAPTER_NOT_AN_EVENT, "the source name is longer than %d bytes", SOURCE_MAX);
-    else if (!id_len || id_len > EVENT_ID_MAX)
-        fail(err, CB_ADAPTER_NOT_AN_EVENT, id_len ? "eventId is longer than %d bytes" : "eventId is missing",
-             EVENT_ID_MAX);
     else if (ev->from_agency[0] && strcmp(ev->from_agency, b->a->opts.agency))
         fail(err, CB_ADAPTER_NOT_AN_EVENT, "fromAgency is not the agency this adapter serves");
+    else if (cb_envelope_check(ev, &cerr)) /* what the broker would refuse, its sender hears of now */
+        fail(err, CB_ADAPTER_NOT_AN_EVENT, "%s", cerr.reason);
     else {
         if (!ev->from_agency[0]) { /* the adapter knows whom it speaks for */
             if (ev->from_agency != protobuf_c_empty_string)

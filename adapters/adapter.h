@@ -101,7 +101,8 @@ cb_adapter_batch *cb_adapter_begin(cb_adapter *a, cb_adapter_error *err);
 typedef enum {
     CB_ADAPTER_NEW,     /* kept under *seq once the batch commits */
     CB_ADAPTER_AGAIN,   /* the same event is in the outbox already, under *seq */
-    CB_ADAPTER_REFUSED, /* not kept: err says why (NOT_AN_EVENT, ID_CONFLICT) */
+    CB_ADAPTER_REFUSED, /* not kept: err says why (NOT_AN_EVENT: not the schema, or what the
+                         * broker refuses on its own terms, cb_envelope_check; ID_CONFLICT) */
     CB_ADAPTER_FAILED,  /* the batch has failed: cb_adapter_commit says why */
 } cb_adapter_added;
 /* source, when not NULL (at most 200 bytes), names the input the event

@@ -5,33 +5,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static cb_code check_person(const Carebridge__V1__Person *p, cb_error *err)
-{
-    if (!p || (!p->nhs_number[0] && !p->chi_number[0] && !p->n_local_ids))
-        return cb_fail(err, CB_MISSING_FIELD,
-                       "person needs at least one identifier: person.nhsNumber, person.chiNumber or person.localIds");
-    if (strlen(p->nhs_number) > CB_IDENTIFIER_MAX || !cb_printable(p->nhs_number))
-        return cb_fail(err, CB_INVALID_FIELD, "person.nhsNumber is longer than %d characters or has control characters",
-                       CB_IDENTIFIER_MAX);
-    if (strlen(p->chi_number) > CB_IDENTIFIER_MAX || !cb_printable(p->chi_number))
-        return cb_fail(err, CB_INVALID_FIELD, "person.chiNumber is longer than %d characters or has control characters",
-                       CB_IDENTIFIER_MAX);
-    if (p->n_local_ids > CB_PERSON_KEYS_MAX - 2)
-        return cb_fail(err, CB_INVALID_FIELD, "person.localIds has more than %d entries", CB_PERSON_KEYS_MAX - 2);
-    for (size_t i = 0; i < p->n_local_ids; i++) {
-        const Carebridge__V1__LocalId *l = p->local_ids[i];
-        if (!l->system[0] || !l->value[0])
-            return cb_fail(err, CB_MISSING_FIELD, "person.localIds[%zu] needs both system and value", i);
-        if (strlen(l->system) > CB_IDENTIFIER_MAX || strlen(l->value) > CB_IDENTIFIER_MAX || !cb_printable(l->system) ||
-            !cb_printable(l->value))
-            return cb_fail(
-                err, CB_INVALID_FIELD,
-                "person.localIds[%zu] system or value is longer than %d characters or has control characters", i,
-                CB_IDENTIFIER_MAX);
-    }
-    return CB_OK;
-}
-
 static cb_code check_agencies(const cb_config *cfg, const cb_agency *sender, const cb_envelope *ev, cb_error *err)
 {
     if (!ev->from_agency[0])
@@ -42,48 +15,17 @@ static cb_code check_agencies(const cb_config *cfg, const cb_agency *sender, con
     if (strcmp(ev->from_agency, sender->id) != 0)
         return cb_fail(err, CB_AGENCY_MISMATCH, "fromAgency is not '%s', the agency this connection serves",
                        sender->id);
-    if (!ev->n_to_agencies)
-        return cb_fail(err, CB_MISSING_FIELD, "toAgencies needs at least one agency");
-    for (size_t i = 0; i < ev->n_to_agencies; i++) {
+    for (size_t i = 0; i < ev->n_to_agencies; i++)
         if (!cb_config_agency(cfg, ev->to_agencies[i]))
             return cb_fail(err, CB_UNKNOWN_AGENCY, "toAgencies[%zu] names no configured agency (configured: %s)", i,
                            cfg->agency_list);
-        for (size_t j = 0; j < i; j++)
-            if (strcmp(ev->to_agencies[i], ev->to_agencies[j]) == 0)
-                return cb_fail(err, CB_INVALID_FIELD, "toAgencies[%zu] repeats toAgencies[%zu]", i, j);
-    }
     return CB_OK;
 }
 
 cb_code cb_intake_check(const cb_config *cfg, const cb_agency *sender, const cb_envelope *ev, cb_error *err)
 {
-    /* Every string is UTF-8 already: the codec refused the frame otherwise. */
-    if (!ev->event_id[0])
-        return cb_fail(err, CB_MISSING_FIELD, "eventId is missing");
-    if (strlen(ev->event_id) > CB_EVENT_ID_MAX || !cb_printable(ev->event_id))
-        return cb_fail(err, CB_INVALID_FIELD, "eventId is longer than %d bytes or has control characters",
-                       CB_EVENT_ID_MAX);
     cb_code code = check_agencies(cfg, sender, ev, err);
-    if (code)
-        return code;
-    if (!ev->occurred_at)
-        return cb_fail(err, CB_MISSING_FIELD, "occurredAt is missing");
-    if (ev->occurred_at->nanos < 0 || ev->occurred_at->nanos > 999999999 || ev->occurred_at->seconds < -62135596800LL ||
-        ev->occurred_at->seconds > 253402300799LL)
-        return cb_fail(err, CB_INVALID_FIELD, "occurredAt is outside 0001-01-01..9999-12-31");
-    if (ev->body_case == CAREBRIDGE__V1__ENVELOPE__BODY__NOT_SET)
-        return cb_fail(err, CB_MISSING_FIELD,
-                       "the body is missing: one of referral, discharge, handover, response, update, closure, "
-                       "admission");
-    if ((code = check_person(ev->person, err)))
-        return code;
-    if (strlen(ev->case_ref) > CB_CASE_REF_MAX || !cb_printable(ev->case_ref))
-        return cb_fail(err, CB_INVALID_FIELD, "caseRef is longer than %d bytes or has control characters",
-                       CB_CASE_REF_MAX);
-    if (strlen(ev->correlation_id) > CB_EVENT_ID_MAX || !cb_printable(ev->correlation_id))
-        return cb_fail(err, CB_INVALID_FIELD, "correlationId is longer than %d bytes or has control characters",
-                       CB_EVENT_ID_MAX);
-    return CB_OK;
+    return code ? code : cb_envelope_check(ev, err);
 }
 
 static const struct {

@@ -8,17 +8,14 @@
 #define CB_INTAKE_H
 
 #include <stddef.h>
+#include "cb_check.h"
 #include "cb_codec.h"
 #include "config.h"
 #include "store.h"
 
-#define CB_EVENT_ID_MAX    128
-#define CB_IDENTIFIER_MAX  64
-#define CB_CASE_REF_MAX    128
-#define CB_PERSON_KEYS_MAX 8
-
-/* CB_OK, or the code and a reason naming the field. `sender` is the agency the
- * connection said hello as. */
+/* CB_OK, or the code and a reason naming the field: the agencies against the
+ * configuration (`sender` is the agency the connection said hello as), then
+ * cb_envelope_check. */
 cb_code cb_intake_check(const cb_config *cfg, const cb_agency *sender, const cb_envelope *ev, cb_error *err);
 
 /* What an ACK warns the sending system about: an event it should put right,

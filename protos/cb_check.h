@@ -7,6 +7,24 @@
 #include <stddef.h>
 #include <protobuf-c/protobuf-c.h>
 
+#include "carebridge.pb-c.h"
+#include "cb_error.h"
+
+/* The contract's limits: what fits the store's keys. */
+#define CB_EVENT_ID_MAX    128
+#define CB_IDENTIFIER_MAX  64
+#define CB_CASE_REF_MAX    128
+#define CB_PERSON_KEYS_MAX 8
+
+/* Whether an envelope is admissible on its own: an eventId, recipients named
+ * once each, occurredAt, a body and a person identifier, within the limits
+ * and printable. CB_OK, or the code and a reason naming the field. What needs
+ * the broker's configuration (which agencies exist, whom a connection serves)
+ * is the broker's to check (intake.h); an adapter asks this before it keeps an
+ * event, so what the broker would refuse is refused to its sender at once.
+ * Completeness is never judged here: a body with missing fields is admitted. */
+cb_code cb_envelope_check(const Carebridge__V1__Envelope *ev, cb_error *err);
+
 /* True when every string in m, recursively, is valid UTF-8. Otherwise writes
  * the path of the first bad one in JSON names ("person.localIds[0].value"). */
 bool cb_check_utf8(const ProtobufCMessage *m, char *path, size_t cap);

@@ -42,12 +42,17 @@ class Housing(AdapterTest):
 
     def test_csv_rows_become_events_and_a_bad_row_is_rejected_with_its_line(self):
         self.start()
-        self.drop("export.csv", HEADER + row(1) + row(2, urgency="VERY") + row(3) + '"hms-4",,,,"a quoted\ncell",\n')
+        no_time = row(5).replace("2026-12-02T09:00:00Z", "")
+        self.drop("export.csv", HEADER + row(1) + row(2, urgency="VERY") + row(3) + '"hms-4",,,,"a quoted\ncell",\n'
+                  + no_time)
         self.done_with("export.csv")
         lines = self.rejected("export.csv")
-        self.assertEqual(len(lines), 1, lines)
+        self.assertEqual(len(lines), 3, lines)
         self.assertTrue(lines[0].startswith("line 3: "), lines)
         self.assertIn("referral.urgency", lines[0])
+        # What the broker would refuse is refused here, where the sender reads it: by
+        # the line each row began on (the quoted cell spans lines 5 and 6).
+        self.assertEqual(lines[1:], ["line 5: toAgencies needs at least one agency", "line 7: occurredAt is missing"])
         self.assertNotIn("VERY", self.h.log())  # the file's own values stay in its own directory
         self.assertFalse(os.path.exists(os.path.join(self.inbox, "export.csv")))
         r, got = self.b.recv("social-care", "--count", "2", "--timeout", "10")

@@ -6,7 +6,8 @@
  * already failed (its outbox is full) cannot commit, so none of it may be
  * sent: the broker would keep events the agency system was told were not.
  * And a failed batch must not make the adapter pass over events kept
- * before it that were still waiting for room in the client's window. */
+ * before it that were still waiting for room in the client's window. An event
+ * the broker would refuse on its own terms is refused before it is kept. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -124,8 +125,8 @@ static json_t *referral(int i, const char *reason)
 {
     char id[32];
     snprintf(id, sizeof id, "adapter-test-%d", i);
-    return json_pack("{s:s,s:{s:s},s:[s],s:{s:s}}", "eventId", id, "person", "nhsNumber", "9434765919", "toAgencies",
-                     "housing", "referral", "reason", reason);
+    return json_pack("{s:s,s:s,s:{s:s},s:[s],s:{s:s}}", "eventId", id, "occurredAt", "2026-12-03T09:00:00Z", "person",
+                     "nhsNumber", "9434765919", "toAgencies", "housing", "referral", "reason", reason);
 }
 
 /* An adapter on an outbox of map_bytes in root, welcomed by fb. */
@@ -204,6 +205,52 @@ static void test_a_batch_that_failed_is_never_sent(void **state)
     assert_int_equal(cb_test_remove_tree(root), 0);
 }
 
+/* What the broker would refuse on its own terms (no occurredAt, a recipient
+ * named twice, a control character in the eventId) is refused at the add,
+ * with the broker's reason, so the agency system hears of it from its
+ * adapter; none of it is kept or sent. */
+static void test_what_the_broker_would_refuse_is_refused_before_it_is_kept(void **state)
+{
+    (void)state;
+    char root[40], box[64];
+    fake_broker fb;
+    cb_adapter_error err = {0};
+    cb_adapter *a = connected(&fb, root, box, 1u << 20);
+    cb_adapter_batch *b = cb_adapter_begin(a, &err);
+    uint64_t seq;
+    static const struct {
+        const char *field, *value, *reason;
+    } bad[] = {
+        {"occurredAt", NULL, "occurredAt is missing"},
+        {"toAgencies", "twice", "toAgencies[1] repeats toAgencies[0]"},
+        {"eventId", "adapter-test-\x01", "eventId is longer than 128 bytes or has control characters"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        json_t *ev = referral(100 + (int)i, "a fall at home");
+        if (!bad[i].value)
+            json_object_del(ev, bad[i].field);
+        else if (!strcmp(bad[i].field, "toAgencies"))
+            json_object_set_new(ev, "toAgencies", json_pack("[s,s]", "housing", "housing"));
+        else
+            json_object_set_new(ev, bad[i].field, json_string("adapter-test-\x01"));
+        memset(&err, 0, sizeof err);
+        assert_int_equal(cb_adapter_add(b, ev, NULL, &seq, &err), CB_ADAPTER_REFUSED);
+        assert_int_equal(err.code, CB_ADAPTER_NOT_AN_EVENT);
+        assert_string_equal(err.text, bad[i].reason);
+        json_decref(ev);
+    }
+    json_t *ev = referral(0, "a fall at home");
+    assert_int_equal(cb_adapter_add(b, ev, NULL, &seq, &err), CB_ADAPTER_NEW);
+    json_decref(ev);
+    assert_int_equal(cb_adapter_commit(&b, &err), CB_ADAPTER_OK);
+    assert_int_equal(publishes_seen(&fb), 1);
+    assert_int_equal(cb_adapter_waiting(a), 1);
+
+    cb_adapter_close(&a);
+    broker_close(&fb);
+    assert_int_equal(cb_test_remove_tree(root), 0);
+}
+
 /* 1,100 events kept; the client's window holds 1,024 unanswered, so the
  * rest wait in the outbox for room. Then a batch fails (the map is full).
  * Once the broker answers, every one of the 1,100 must still reach it. */
@@ -256,6 +303,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_batch_that_failed_is_never_sent),
         cmocka_unit_test(test_a_failed_batch_passes_over_nothing_kept_before_it),
+        cmocka_unit_test(test_what_the_broker_would_refuse_is_refused_before_it_is_kept),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
