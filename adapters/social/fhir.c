@@ -481,16 +481,57 @@ static const char *answer_of(const char *status)
 }
 
 /* The referral's eventId: focus.identifier.value, else the id in focus.reference ("ServiceRequest/<id>"). */
-static const char *focus_of(const json_t *task)
+/* The id a literal reference gives a ServiceRequest: "ServiceRequest/<id>",
+ * absolute ("https://host/fhir/ServiceRequest/<id>") or with "/_history/<v>";
+ * its length (1..64), or 0 when it names none. */
+static size_t service_request_id(const char *ref, const char **id)
 {
-    const json_t *focus = json_object_get(task, "focus");
-    const char *id = str(json_object_get(focus, "identifier"), "value");
-    const char *ref = str(focus, "reference");
-    if (id)
-        return id;
-    if (ref && !strncmp(ref, "ServiceRequest/", 15) && ref[15])
-        return ref + 15;
+    static const char type[] = "ServiceRequest/";
+    const char *at = NULL;
+    for (const char *p = ref ? strstr(ref, type) : NULL; p; p = strstr(p + 1, type))
+        if (p == ref || p[-1] == '/')
+            at = p + sizeof type - 1;
+    if (!at)
+        return 0;
+    size_t n = strcspn(at, "/");
+    if (!n || n > 64 || (at[n] && strncmp(at + n, "/_history/", 10)))
+        return 0;
+    *id = at;
+    return n;
+}
+
+/* The Reference a Task names its referral by: focus ("the request being
+ * actioned"), else the first basedOn ("the request fulfilled") that names a
+ * ServiceRequest, by identifier or literal reference. */
+static const json_t *referral_reference(const json_t *task)
+{
+    const json_t *focus = json_object_get(task, "focus"), *ref;
+    const char *id;
+    if (focus)
+        return focus;
+    size_t i;
+    json_array_foreach(json_object_get(task, "basedOn"), i, ref)
+    {
+        const char *type = str(ref, "type");
+        if (service_request_id(str(ref, "reference"), &id) ||
+            (str(json_object_get(ref, "identifier"), "value") && (!type || !strcmp(type, "ServiceRequest"))))
+            return ref;
+    }
     return NULL;
+}
+
+/* The referral's eventId as the Task gives it (focus.identifier.value), else
+ * the id it references; n is that id's length. */
+static const char *focus_of(const json_t *task, size_t *n)
+{
+    const json_t *focus = referral_reference(task);
+    const char *id = str(json_object_get(focus, "identifier"), "value");
+    if (id) {
+        *n = strlen(id);
+        return id;
+    }
+    *n = service_request_id(str(focus, "reference"), &id);
+    return *n ? id : NULL;
 }
 
 #define EVENT_ID_SYSTEM "urn:carebridge:event-id"
@@ -510,15 +551,15 @@ static const char *served_event_id(const json_t *sr)
 
 bool cb_fhir_focus_id(const json_t *task, char out[65])
 {
-    const json_t *focus = json_object_get(task, "focus");
-    const char *ref = str(focus, "reference"), *id = str(json_object_get(focus, "identifier"), "value");
-    size_t n = ref && !strncmp(ref, "ServiceRequest/", 15) ? strcspn(ref + 15, "/") : 0; /* /_history/<v> too */
-    if (n && n <= 64) {
-        memcpy(out, ref + 15, n);
+    const json_t *focus = referral_reference(task);
+    const char *id;
+    size_t n = service_request_id(str(focus, "reference"), &id);
+    if (n) {
+        memcpy(out, id, n);
         out[n] = 0;
         return true;
     }
-    if (!id)
+    if (!(id = str(json_object_get(focus, "identifier"), "value")))
         return false;
     cb_fhir_id(id, out);
     return true;
@@ -542,11 +583,14 @@ json_t *cb_fhir_answer(const json_t *task, const json_t *referral, const cb_fhir
     if (!event_id)
         return fail(err, 422, "required", "Task.identifier",
                     "the Task has neither an identifier nor an id to tell a resend by");
-    const char *focus = referral && served_event_id(referral) ? served_event_id(referral) : focus_of(task);
-    if (!focus)
+    size_t n_focus = 0;
+    const char *named = referral && served_event_id(referral) ? served_event_id(referral) : focus_of(task, &n_focus);
+    if (!named)
         return fail(err, 422, "required", "Task.focus",
-                    "the Task names no referral: give focus.identifier.value (the referral's eventId) or "
-                    "focus.reference ServiceRequest/<id>");
+                    "the Task names no referral: give focus (or basedOn) identifier.value (the referral's eventId) "
+                    "or reference ServiceRequest/<id>");
+    char focus[256];
+    snprintf(focus, sizeof focus, "%.*s", (int)(n_focus ? n_focus : strlen(named)), named);
     const char *to = agency_named(task, json_object_get(task, "requester"), o);
     if (!to && referral) { /* the referral's own sender, unless that is us */
         to = agency_named(referral, json_object_get(referral, "requester"), o);

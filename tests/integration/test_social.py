@@ -193,6 +193,15 @@ class Social(AdapterTest):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual((got[0]["correlationId"], got[0]["response"]["status"]), ("hx:ref:77", "ACCEPTED"))
         self.assertEqual(got[0]["person"]["nhsNumber"], NHS)
+        # by basedOn and an absolute URL, as some case systems send it: the same referral
+        based = {k: v for k, v in task.items() if k != "focus"}
+        based.update(id="case-task-3", status="completed",
+                     basedOn=[{"reference": f"http://127.0.0.1:{self.s.port}/fhir/ServiceRequest/{fhir_id}/_history/1"}])
+        status, _, oo = self.http.post("Task", based)
+        self.assertEqual(status, 201, oo)
+        r, got = self.b.recv("health", "--count", "1", "--timeout", "5")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual((got[0]["correlationId"], "closure" in got[0]), ("hx:ref:77", True))
         # one that names a referral not served here is refused, naming the requester
         task = dict(task, id="case-task-2", focus={"reference": "ServiceRequest/unknown-1"})
         status, _, oo = self.http.post("Task", task)

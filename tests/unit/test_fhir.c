@@ -559,6 +559,55 @@ static void test_a_task_takes_what_it_omits_from_the_referral_served(void **stat
     json_decref(ev);
 }
 
+/* Systems name the referral a Task answers in every form R4 allows: a
+ * relative or absolute literal reference, with or without its version, by
+ * focus or, failing that, by basedOn (the request the Task fulfils). */
+static void test_a_task_names_its_referral_by_focus_or_based_on(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *names, *id; /* NULL: none */
+    } cases[] = {
+        {"\"focus\":{\"reference\":\"ServiceRequest/sr-1\"}", "sr-1"},
+        {"\"focus\":{\"reference\":\"https://sc.example.org/fhir/ServiceRequest/sr-2/_history/3\"}", "sr-2"},
+        {"\"basedOn\":[{\"reference\":\"CarePlan/cp-1\"},{\"reference\":\"http://h/fhir/ServiceRequest/sr-3\"}]",
+         "sr-3"},
+        {"\"basedOn\":[{\"type\":\"ServiceRequest\",\"identifier\":{\"value\":\"sr-4\"}}]", "sr-4"},
+        {"\"basedOn\":[{\"type\":\"CarePlan\",\"identifier\":{\"value\":\"cp-2\"}}]", NULL},
+        {"\"focus\":{\"reference\":\"ServiceRequest/sr-5/extra\"}", NULL},
+        {"\"focus\":{\"reference\":\"MyServiceRequest/sr-6\"}", NULL},
+        {"\"focus\":{\"reference\":\"urn:uuid:5b1c7a5e-6d2f-4f1a-9a57-3d1c2b0e4f10\"}", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char text[600];
+        snprintf(text, sizeof text,
+                 "{\"resourceType\":\"Task\",\"id\":\"t-%zu\",\"status\":\"accepted\",\"intent\":\"order\","
+                 "\"lastModified\":\"2026-12-03T09:00:00Z\",\"requester\":{\"display\":\"health\"},"
+                 "\"for\":{\"identifier\":{\"system\":\"https://fhir.nhs.uk/Id/nhs-number\",\"value\":"
+                 "\"9434765919\"}},%s}",
+                 i, cases[i].names);
+        cb_fhir_error err = {0};
+        json_t *task = cb_fhir_parse(text, strlen(text), "Task", &err);
+        assert_non_null(task);
+        char id[65];
+        if (!cases[i].id) {
+            assert_false(cb_fhir_focus_id(task, id));
+            assert_null(cb_fhir_answer(task, NULL, &opts, &err));
+            assert_string_equal(err.expression, "Task.focus");
+            json_decref(task);
+            continue;
+        }
+        assert_true(cb_fhir_focus_id(task, id));
+        assert_string_equal(id, cases[i].id);
+        json_t *answer = cb_fhir_answer(task, NULL, &opts, &err);
+        if (!answer)
+            fail_msg("%zu: %s (%s)", i, err.text, err.expression);
+        assert_string_equal(json_string_value(json_object_get(answer, "correlationId")), cases[i].id);
+        json_decref(answer);
+        json_decref(task);
+    }
+}
+
 /* When it happened: its own date, else meta.lastUpdated. None is refused
  * by name, not stamped with the moment it arrived (a resend would then be
  * another event under its id), and so is a year alone. */
@@ -596,6 +645,7 @@ int main(void)
         cmocka_unit_test(test_organisation_identifiers_name_agencies),
         cmocka_unit_test(test_a_resource_says_when_it_happened_or_is_refused),
         cmocka_unit_test(test_a_task_takes_what_it_omits_from_the_referral_served),
+        cmocka_unit_test(test_a_task_names_its_referral_by_focus_or_based_on),
         cmocka_unit_test(test_a_full_service_request_is_a_referral_the_broker_reads),
         cmocka_unit_test(test_the_subject_by_identifier_alone),
         cmocka_unit_test(test_what_cannot_be_a_referral_is_refused_by_element),
