@@ -26,6 +26,7 @@
 
 static const char usage[] = "Usage: carebridge-housing [--broker ENDPOINT] [--as AGENCY] [--data DIR]\n"
                             "                          [--inbox DIR] [--outbox DIR] [--settle S]\n"
+                            "                          [--ack-wait MS]\n"
                             "\n"
                             "The housing adapter. Watches the inbox (inotify) for files a housing management\n"
                             "system exports: .csv (a header row of event field paths; README, \"CSV drops\")\n"
@@ -34,10 +35,11 @@ static const char usage[] = "Usage: carebridge-housing [--broker ENDPOINT] [--as
                             "begin with '.' are not read (write to .name, then rename). Each row or object is\n"
                             "an event (eventId, if it has none: housing:<file digest>:<line>; fromAgency: the\n"
                             "agency served), kept in the durable outbox under DIR with one sync for the file,\n"
-                            "then sent on to the broker. The file then moves to INBOX/done/, and the rows\n"
-                            "that could not be events (what the broker would refuse on its own terms too)\n"
-                            "to INBOX/done/<file>.rejected beside it, one line each: 'line N: reason'; the\n"
-                            "rows around them go through. A file the adapter was killed while reading is\n"
+                            "then sent on to the broker, whose answers it waits for (--ack-wait). The file\n"
+                            "then moves to INBOX/done/, and the rows that could not be events, or that the\n"
+                            "broker refused, to INBOX/done/<file>.rejected beside it, one line each:\n"
+                            "'line N: reason'; the rows around them go through. A refusal that comes after\n"
+                            "the wait is only logged. A file the adapter was killed while reading is\n"
                             "read again on restart; what was kept from it is known by file digest and line,\n"
                             "and not sent twice. Events addressed to housing are written to the outbox\n"
                             "directory as <seq>.json (temp file, fsync, rename).\n"
@@ -50,6 +52,8 @@ static const char usage[] = "Usage: carebridge-housing [--broker ENDPOINT] [--as
                             "  --outbox DIR       deliveries out (default DATA/outbox)\n"
                             "  --settle S         at start, a file unchanged this long is taken as written\n"
                             "                     (default 2); after that only close and move events count\n"
+                            "  --ack-wait MS      how long a file waits for the broker's answers to its rows\n"
+                            "                     before it moves to done/ (default 2000; 0: not at all)\n"
                             "  -h, --help         this text;  -V, --version  the version\n";
 
 #define DIGEST_HEX 32
@@ -57,27 +61,38 @@ static const char usage[] = "Usage: carebridge-housing [--broker ENDPOINT] [--as
 #define RETRY_MS   5000
 
 typedef struct {
-    char line[40];
+    unsigned long line;
+    size_t order; /* as found: the sort by line keeps it among equals */
     char why[300];
 } rejection;
+
+/* A row kept fresh, until the broker answers it. */
+typedef struct {
+    uint64_t seq;
+    unsigned long line;
+    bool answered;
+} sent_row;
 
 typedef struct {
     cb_program_opts prog;
     char inbox[DIR_MAX], done[DIR_MAX], outbox[DIR_MAX];
-    int settle_s;
+    int settle_s, ack_wait_ms;
     cb_adapter *adapter;
+    struct reading *awaiting; /* the file whose rows' answers are waited for */
     int inotify;
     int64_t retry_at_ms; /* a file could not be kept: scan again then */
     unsigned long files, events, rejected, delivered;
 } housing;
 
 /* One file being read. */
-typedef struct {
+typedef struct reading {
     housing *h;
     cb_adapter_batch *batch;
     char digest[DIGEST_HEX + 1];
     rejection *rej;
     size_t n_rej, cap_rej;
+    sent_row *rows; /* seq order */
+    size_t n_rows, cap_rows, n_answered;
     unsigned long kept, known;
     bool failed;
 } reading;
@@ -92,9 +107,46 @@ static void reject(reading *r, unsigned long line, const char *why)
         r->rej = p;
         r->cap_rej = cap;
     }
-    rejection *x = &r->rej[r->n_rej++];
-    snprintf(x->line, sizeof x->line, "%lu", line);
+    rejection *x = &r->rej[r->n_rej];
+    x->line = line;
+    x->order = r->n_rej++;
     snprintf(x->why, sizeof x->why, "%.*s", (int)sizeof x->why - 1, why); /* cut to fit */
+}
+
+static void remember(reading *r, uint64_t seq, unsigned long line)
+{
+    if (r->n_rows == r->cap_rows) {
+        size_t cap = r->cap_rows ? r->cap_rows * 2 : 64;
+        sent_row *p = realloc(r->rows, cap * sizeof *p);
+        if (!p)
+            return; /* its answer is not waited for: a refusal is logged only */
+        r->rows = p;
+        r->cap_rows = cap;
+    }
+    r->rows[r->n_rows++] = (sent_row){seq, line, false};
+}
+
+static sent_row *row_of(reading *r, uint64_t seq)
+{
+    size_t lo = 0, hi = r->n_rows;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (r->rows[mid].seq < seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < r->n_rows && r->rows[lo].seq == seq ? &r->rows[lo] : NULL;
+}
+
+/* A row kept before (this file read again) that the broker refused then. */
+static void refused_before(reading *r, uint64_t seq, unsigned long line)
+{
+    char why[320], text[360];
+    if (cb_adapter_refusal(r->h->adapter, seq, why, sizeof why)) {
+        snprintf(text, sizeof text, "refused by carebridge: %s", why);
+        reject(r, line, text);
+    }
 }
 
 /* One row or object of the file: an event for the batch, unless it was kept before. */
@@ -105,6 +157,7 @@ static bool take_event(reading *r, unsigned long line, json_t *event)
     uint64_t seq;
     if (cb_adapter_source(r->h->adapter, source, &seq)) { /* read before the adapter was stopped */
         r->known++;
+        refused_before(r, seq, line);
         return true;
     }
     if (!json_is_object(event)) {
@@ -118,8 +171,14 @@ static bool take_event(reading *r, unsigned long line, json_t *event)
     }
     cb_adapter_error err = {0};
     switch (cb_adapter_add(r->batch, event, source, &seq, &err)) {
-    case CB_ADAPTER_NEW: r->kept++; break;
-    case CB_ADAPTER_AGAIN: r->known++; break;
+    case CB_ADAPTER_NEW:
+        r->kept++;
+        remember(r, seq, line);
+        break;
+    case CB_ADAPTER_AGAIN:
+        r->known++;
+        refused_before(r, seq, line);
+        break;
     case CB_ADAPTER_REFUSED: reject(r, line, err.text); break;
     case CB_ADAPTER_FAILED: r->failed = true; return false;
     }
@@ -211,19 +270,51 @@ static void done_name(const housing *h, const char *name, char *out, size_t cap)
     }
 }
 
-static void write_rejected(const housing *h, const char *done, const reading *r)
+static int by_line(const void *a, const void *b)
 {
+    const rejection *x = a, *y = b;
+    if (x->line != y->line)
+        return x->line < y->line ? -1 : 1;
+    return x->order < y->order ? -1 : x->order > y->order;
+}
+
+static void write_rejected(const housing *h, const char *done, reading *r)
+{
+    qsort(r->rej, r->n_rej, sizeof *r->rej, by_line); /* the broker's refusals came after the file's own */
     size_t cap = 64 + r->n_rej * 360, len = 0;
     char *text = malloc(cap);
     if (!text)
         return;
     for (size_t i = 0; i < r->n_rej; i++)
-        len += (size_t)snprintf(text + len, cap - len, "line %s: %s\n", r->rej[i].line, r->rej[i].why);
+        len += (size_t)snprintf(text + len, cap - len, "line %lu: %s\n", r->rej[i].line, r->rej[i].why);
     char name[NAME_MAX + 1];
     snprintf(name, sizeof name, "%.*s.rejected", NAME_MAX - 10, done);
     if (!cb_write_atomic(h->done, name, text, len))
         cb_log("could not write %s/%s: %s", h->done, name, strerror(errno));
     free(text);
+}
+
+/* The broker's answers to the file's fresh rows, for at most --ack-wait
+ * while it is connected: what it refuses goes to .rejected with the rest.
+ * (Deliveries that come meanwhile are taken as ever.) */
+static void await_answers(housing *h, reading *r)
+{
+    int64_t until = cb_now_ms() + h->ack_wait_ms;
+    h->awaiting = r;
+    while (r->n_answered < r->n_rows && cb_adapter_answers_expected(h->adapter) && !cb_program_stopping()) {
+        int64_t left = until - cb_now_ms();
+        if (left <= 0)
+            break;
+        int timeout = cb_adapter_due_ms(h->adapter);
+        struct pollfd p = {.fd = cb_adapter_fd(h->adapter), .events = POLLIN};
+        if (poll(&p, 1, timeout < left ? timeout : (int)left) < 0 && errno != EINTR)
+            break;
+        cb_adapter_error err = {0};
+        cb_adapter_code code = cb_adapter_step(h->adapter, &err);
+        if (code == CB_ADAPTER_BROKER_REFUSED || code == CB_ADAPTER_CONNECTION_FAILED)
+            break; /* the main loop says so and stops */
+    }
+    h->awaiting = NULL;
 }
 
 /* Read one file of the inbox to the outbox, then move it to done/. False
@@ -260,6 +351,7 @@ static bool take_file(housing *h, const char *name)
     }
     cb_adapter_abort(&r.batch);
     if (ok) {
+        await_answers(h, &r);
         char done[NAME_MAX + 1], to[PATH_MAX];
         done_name(h, name, done, sizeof done);
         snprintf(to, sizeof to, "%s/%s", h->done, done);
@@ -274,6 +366,7 @@ static bool take_file(housing *h, const char *name)
         h->rejected += r.n_rej;
     }
     free(r.rej);
+    free(r.rows);
     return ok;
 }
 
@@ -350,22 +443,33 @@ static cb_adapter_take delivered(void *arg, uint64_t seq, const char *event_id, 
 
 static void answered(void *arg, const cb_adapter_answer *ans)
 {
-    (void)arg;
+    housing *h = arg;
+    sent_row *row = h->awaiting ? row_of(h->awaiting, ans->seq) : NULL;
+    if (row && !row->answered) {
+        row->answered = true;
+        h->awaiting->n_answered++;
+        if (!ans->accepted) {
+            char text[360];
+            snprintf(text, sizeof text, "refused by carebridge: %s: %s", ans->code, ans->reason);
+            reject(h->awaiting, row->line, text);
+        }
+    }
     if (!ans->accepted)
-        cb_log("the broker refused outbox event %" PRIu64 " (%s): %s: %s", ans->seq, ans->event_id, ans->code,
-               ans->reason);
+        cb_log("the broker refused outbox event %" PRIu64 " (%s): %s: %s%s", ans->seq, ans->event_id, ans->code,
+               ans->reason, row ? "" : " (its file is done: only this log says so)");
 }
 
 /* ---- the program */
 
 static int parse(int argc, char **argv, housing *h, const char **inbox, const char **outbox)
 {
-    enum { O_INBOX = 256, O_OUTBOX, O_SETTLE };
+    enum { O_INBOX = 256, O_OUTBOX, O_SETTLE, O_WAIT };
     static const struct option opts[] = {
         CB_PROGRAM_LONG_OPTIONS,
         {"inbox", required_argument, NULL, O_INBOX},
         {"outbox", required_argument, NULL, O_OUTBOX},
         {"settle", required_argument, NULL, O_SETTLE},
+        {"ack-wait", required_argument, NULL, O_WAIT},
         {0, 0, 0, 0},
     };
     int c, taken;
@@ -384,6 +488,11 @@ static int parse(int argc, char **argv, housing *h, const char **inbox, const ch
                 return 2;
             h->settle_s = (int)v;
             break;
+        case O_WAIT:
+            if (!cb_program_number("carebridge-housing", "--ack-wait", optarg, 0, 60000, &v))
+                return 2;
+            h->ack_wait_ms = (int)v;
+            break;
         default: fputs(usage, stderr); return 2;
         }
     }
@@ -396,7 +505,8 @@ static int parse(int argc, char **argv, housing *h, const char **inbox, const ch
 
 int main(int argc, char **argv)
 {
-    housing h = {.prog = {CB_DEFAULT_BROKER, "housing", "./var/housing"}, .settle_s = 2, .inotify = -1};
+    housing h = {
+        .prog = {CB_DEFAULT_BROKER, "housing", "./var/housing"}, .settle_s = 2, .ack_wait_ms = 2000, .inotify = -1};
     const char *inbox = NULL, *outbox = NULL;
     cb_log_program("carebridge-housing");
     int rc = parse(argc, argv, &h, &inbox, &outbox);

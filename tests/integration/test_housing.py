@@ -61,6 +61,27 @@ class Housing(AdapterTest):
         self.assertEqual(got[0]["fromAgency"], "housing")
         self.assertNotIn(NHS, self.h.log())
 
+    def test_a_row_the_broker_refuses_is_rejected_with_its_line_and_its_neighbours_go_through(self):
+        # A typo in an agency id only the broker can judge: the file waits for
+        # its answers, so the housing system reads the refusal where it reads
+        # its own; the same export dropped again says so again.
+        self.start()
+        text = HEADER + row(1) + row(2, to="social_care") + row(3)
+        self.drop("typo.csv", text)
+        self.done_with("typo.csv")
+        lines = self.rejected("typo.csv")
+        self.assertEqual(len(lines), 1, lines)
+        self.assertTrue(lines[0].startswith("line 3: refused by carebridge: UNKNOWN_AGENCY: toAgencies[0] names no "
+                                            "configured agency"), lines)
+        r, got = self.b.recv("social-care", "--count", "2", "--timeout", "10")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual([e["eventId"] for e in got], ["hms-1", "hms-3"])
+        self.drop("typo-again.csv", text)
+        self.done_with("typo-again.csv")
+        self.assertEqual(self.rejected("typo-again.csv"), lines)
+        r, more = self.b.recv("social-care", "--timeout", "2")
+        self.assertEqual(more, [])
+
     def test_json_drops_an_array_and_ndjson_with_a_broken_line(self):
         self.start()
         events = [referral(f"j-{i}", sender="housing") for i in range(3)]
