@@ -34,15 +34,16 @@ static const char usage[] = "Usage: carebridge-housing [--broker ENDPOINT] [--as
                             "A file is read once it is closed after writing, or moved in; files whose names\n"
                             "begin with '.' are not read (write to .name, then rename). Each row or object is\n"
                             "an event (eventId, if it has none: housing:<file digest>:<line>; fromAgency: the\n"
-                            "agency served), kept in the durable outbox under DIR with one sync for the file,\n"
-                            "then sent on to the broker, whose answers it waits for (--ack-wait). The file\n"
-                            "then moves to INBOX/done/, and the rows that could not be events, or that the\n"
-                            "broker refused, to INBOX/done/<file>.rejected beside it, one line each:\n"
-                            "'line N: reason'; the rows around them go through. A refusal that comes after\n"
-                            "the wait is only logged. A file the adapter was killed while reading is\n"
-                            "read again on restart; what was kept from it is known by file digest and line,\n"
-                            "and not sent twice. Events addressed to housing are written to the outbox\n"
-                            "directory as <seq>.json (temp file, fsync, rename).\n"
+                            "agency served), kept in the durable outbox under DIR with one sync for the file\n"
+                            "(one for every 4096 rows of a larger one), then sent on to the broker, whose\n"
+                            "answers it waits for (--ack-wait). The file then moves to INBOX/done/, and the\n"
+                            "rows that could not be events, or that the broker refused, to\n"
+                            "INBOX/done/<file>.rejected beside it, one line each: 'line N: reason'; the rows\n"
+                            "around them go through. A refusal that comes after the wait is only logged. A\n"
+                            "file the adapter was stopped or killed while reading is read again at the next\n"
+                            "start; what was kept from it is known by file digest and line, and not sent\n"
+                            "twice. Events addressed to housing are written to the outbox directory as\n"
+                            "<seq>.json (temp file, fsync, rename).\n"
                             "\n"
                             "Options:\n"
                             "  --broker ENDPOINT  the broker (default " CB_DEFAULT_BROKER ")\n"
@@ -59,6 +60,12 @@ static const char usage[] = "Usage: carebridge-housing [--broker ENDPOINT] [--as
 #define DIGEST_HEX 32
 #define DIR_MAX    (PATH_MAX - NAME_MAX - 2) /* a directory, so that DIR/NAME fits PATH_MAX */
 #define RETRY_MS   5000
+/* Rows in one outbox batch: a file of more commits as it goes, so a nightly
+ * full export neither holds the loop (heartbeats, answers, a stop) for
+ * minutes nor grows one transaction past what the outbox's index and LMDB
+ * take cheaply. A file's rows are known by digest and line, so one read
+ * again after a kill between batches sends none of them twice. */
+#define ROWS_PER_BATCH 4096
 
 typedef struct {
     unsigned long line;
@@ -93,8 +100,8 @@ typedef struct reading {
     size_t n_rej, cap_rej;
     sent_row *rows; /* seq order */
     size_t n_rows, cap_rows, n_answered;
-    unsigned long kept, known;
-    bool failed;
+    unsigned long kept, known, in_batch;
+    bool failed, stopped; /* the outbox failed; the adapter is stopping */
 } reading;
 
 static void reject(reading *r, unsigned long line, const char *why)
@@ -149,6 +156,31 @@ static void refused_before(reading *r, uint64_t seq, unsigned long line)
     }
 }
 
+/* The batch so far committed, and the next begun, with the adapter stepped
+ * between (answers, heartbeats, the window). False when the file cannot go
+ * on now: the outbox failed, or the adapter is stopping. */
+static bool next_batch(reading *r)
+{
+    cb_adapter_error err = {0};
+    if (cb_adapter_commit(&r->batch, &err) != CB_ADAPTER_OK) {
+        cb_log("the outbox could not keep rows: %s: %s", cb_adapter_code_name(err.code), err.text);
+        r->failed = true;
+        return false;
+    }
+    r->in_batch = 0;
+    cb_adapter_step(r->h->adapter, &err); /* a failed connection is the main loop's to report */
+    if (cb_program_stopping()) {
+        r->stopped = true;
+        return false;
+    }
+    if (!(r->batch = cb_adapter_begin(r->h->adapter, &err))) {
+        cb_log("the outbox cannot take rows: %s", err.text);
+        r->failed = true;
+        return false;
+    }
+    return true;
+}
+
 /* One row or object of the file: an event for the batch, unless it was kept before. */
 static bool take_event(reading *r, unsigned long line, json_t *event)
 {
@@ -174,6 +206,8 @@ static bool take_event(reading *r, unsigned long line, json_t *event)
     case CB_ADAPTER_NEW:
         r->kept++;
         remember(r, seq, line);
+        if (++r->in_batch == ROWS_PER_BATCH)
+            return next_batch(r);
         break;
     case CB_ADAPTER_AGAIN:
         r->known++;
@@ -300,7 +334,6 @@ static void write_rejected(const housing *h, const char *done, reading *r)
 static void await_answers(housing *h, reading *r)
 {
     int64_t until = cb_now_ms() + h->ack_wait_ms;
-    h->awaiting = r;
     while (r->n_answered < r->n_rows && cb_adapter_answers_expected(h->adapter) && !cb_program_stopping()) {
         int64_t left = until - cb_now_ms();
         if (left <= 0)
@@ -314,7 +347,6 @@ static void await_answers(housing *h, reading *r)
         if (code == CB_ADAPTER_BROKER_REFUSED || code == CB_ADAPTER_CONNECTION_FAILED)
             break; /* the main loop says so and stops */
     }
-    h->awaiting = NULL;
 }
 
 /* Read one file of the inbox to the outbox, then move it to done/. False
@@ -328,14 +360,16 @@ static bool take_file(housing *h, const char *name)
         return errno == ENOENT; /* gone already: nothing to do */
     reading r = {.h = h};
     cb_adapter_error err = {0};
+    h->awaiting = &r; /* answers to rows of earlier batches come while it is read */
     if (!digest_of(f, r.digest) || !(r.batch = cb_adapter_begin(h->adapter, &err))) {
         cb_log("cannot read %s now: %s", name, err.text[0] ? err.text : strerror(errno));
         fclose(f);
+        h->awaiting = NULL;
         return false;
     }
     char why[300] = "";
     if (has_suffix(name, ".csv")) {
-        if (!cb_csv_events_read(f, csv_row, &r, why, sizeof why) && !r.failed)
+        if (!cb_csv_events_read(f, csv_row, &r, why, sizeof why) && !r.failed && !r.stopped)
             reject(&r, 1, why); /* the header: no row of it is an event */
     } else if (has_suffix(name, ".json") || has_suffix(name, ".ndjson") || has_suffix(name, ".jsonl")) {
         read_json(&r, f);
@@ -343,13 +377,17 @@ static bool take_file(housing *h, const char *name)
         reject(&r, 1, "not a file this adapter reads: .csv, .json, .ndjson or .jsonl");
     }
     fclose(f);
-    bool ok = !r.failed;
-    if (ok && cb_adapter_commit(&r.batch, &err) != CB_ADAPTER_OK) {
-        cb_log("the outbox could not keep %s: %s: %s; it stays in the inbox", name, cb_adapter_code_name(err.code),
-               err.text);
+    bool ok = !r.failed && !r.stopped;
+    if (r.batch && !r.failed && cb_adapter_commit(&r.batch, &err) != CB_ADAPTER_OK) {
+        cb_log("the outbox could not keep %s: %s: %s", name, cb_adapter_code_name(err.code), err.text);
+        r.failed = true;
         ok = false;
     }
     cb_adapter_abort(&r.batch);
+    if (r.failed)
+        cb_log("%s stays in the inbox, to be read again: what of it was kept is not sent twice", name);
+    else if (r.stopped)
+        cb_log("stopping: %s is read again at the next start (%lu rows kept so far)", name, r.kept);
     if (ok) {
         await_answers(h, &r);
         char done[NAME_MAX + 1], to[PATH_MAX];
@@ -365,9 +403,10 @@ static bool take_file(housing *h, const char *name)
         h->events += r.kept;
         h->rejected += r.n_rej;
     }
+    h->awaiting = NULL;
     free(r.rej);
     free(r.rows);
-    return ok;
+    return ok || r.stopped; /* stopped: not a failure to retry */
 }
 
 static bool readable_name(const char *name)

@@ -148,6 +148,26 @@ class Housing(AdapterTest):
         self.assertEqual(more, [])
         self.assertIn("0 events kept, 20000 kept before", self.h.log())
 
+    def test_a_full_export_is_kept_in_batches_stopped_part_way_and_resumed_exactly_once(self):
+        # A nightly full export: the adapter stays connected while it reads
+        # (one sync per 4096 rows, the broker answered between), stops cleanly
+        # wherever SIGTERM finds it, and a restart sends the rest. (Its flags
+        # take 1.5 KB an event: the store is sized for them.)
+        self.start(broker=self.broker(map_size_mb=256))
+        n = 60000
+        self.drop("full.csv", HEADER + "".join(row(i) for i in range(n)))
+        time.sleep(0.3)
+        self.assertEqual(self.h.stop(), 0, self.h.log()[-2000:])
+        self.h.start(listen=None)
+        self.done_with("full.csv")
+        r, got = self.b.recv("social-care", "--count", str(n), "--timeout", "60", timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        ids = [e["eventId"] for e in got]
+        self.assertEqual((len(ids), len(set(ids))), (n, n))
+        r, more = self.b.recv("social-care", "--timeout", "2")
+        self.assertEqual(more, [])
+        self.assertNotIn("forgetting it", self.b.log())  # its heartbeats went on while it read
+
     def test_the_broker_killed_mid_drops_loses_nothing_and_stores_nothing_twice(self):
         self.start()
         for f in range(20):
