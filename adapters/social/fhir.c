@@ -65,9 +65,44 @@ static bool has_wrong_type(const json_t *o, const char *key, json_type want)
     return v && json_typeof(v) != want;
 }
 
+/* The FHIRPath of the first modifierExtension under v (path so far in
+ * path), true when there is one. A modifier extension can change what an
+ * element means ("not to be acted on"): FHIR lets no server that does not
+ * know it process the resource as if it were not there. */
+static bool modifier_at(const json_t *v, char *path, size_t cap)
+{
+    size_t len = strlen(path);
+    if (json_is_array(v)) {
+        size_t i;
+        const json_t *item;
+        json_array_foreach(v, i, item)
+        {
+            snprintf(path + len, cap - len, "[%zu]", i);
+            if (modifier_at(item, path, cap))
+                return true;
+        }
+    } else if (json_is_object(v)) {
+        const char *key;
+        const json_t *item;
+        json_object_foreach((json_t *)v, key, item)
+        {
+            snprintf(path + len, cap - len, ".%s", key);
+            if (!strcmp(key, "modifierExtension") || modifier_at(item, path, cap))
+                return true;
+        }
+    }
+    path[len] = 0;
+    return false;
+}
+
 json_t *cb_fhir_parse(const char *body, size_t len, const char *resource_type, cb_fhir_error *err)
 {
     json_error_t je;
+    if (len >= 3 && !memcmp(body, "\xEF\xBB\xBF",
+                            3)) { /* a byte-order mark, as some .NET clients send: RFC 8259 lets it be ignored */
+        body += 3;
+        len -= 3;
+    }
     json_t *r = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
     if (!r)
         return fail(err, 400, "structure", "", "the body is not JSON (from line %d, column %d)", je.line, je.column);
@@ -79,6 +114,15 @@ json_t *cb_fhir_parse(const char *body, size_t len, const char *resource_type, c
     if (!type || strcmp(type, resource_type)) {
         fail(err, 400, "structure", "resourceType", "resourceType is %s, not %s",
              type ? code_or(type, "not a resource type") : "missing", resource_type);
+        json_decref(r);
+        return NULL;
+    }
+    char path[128];
+    snprintf(path, sizeof path, "%s", resource_type);
+    if (modifier_at(r, path, sizeof path)) {
+        fail(err, 422, "extension", path,
+             "a modifierExtension changes what the resource means, and this server knows none: it is not "
+             "processed (send it without, or as an extension)");
         json_decref(r);
         return NULL;
     }

@@ -18,7 +18,8 @@
 
 typedef struct {
     int http_status;      /* 400 or 422 */
-    char code[24];        /* OperationOutcome.issue.code: structure, required, value, not-found, not-supported */
+    char code[24];        /* OperationOutcome.issue.code: structure, required, value, not-found, not-supported,
+                           * extension */
     char expression[128]; /* FHIRPath: "ServiceRequest.subject" */
     char text[300];       /* diagnostics */
 } cb_fhir_error;
@@ -42,8 +43,10 @@ typedef struct {
 /* The resource types served at /fhir/<type>: read and searched. */
 extern const char *const cb_fhir_served[3];
 
-/* body as a resource of resource_type; 400 when it is not JSON, not an
- * object or another type. The caller json_decref()s it. */
+/* body as a resource of resource_type (a leading byte-order mark ignored);
+ * 400 when it is not JSON, not an object or another type, 422 `extension`
+ * naming the first modifierExtension (none is known here). The caller
+ * json_decref()s it. */
 json_t *cb_fhir_parse(const char *body, size_t len, const char *resource_type, cb_fhir_error *err);
 
 /* A ServiceRequest (status active) as a referral event: README, "FHIR

@@ -608,6 +608,42 @@ static void test_a_task_names_its_referral_by_focus_or_based_on(void **state)
     }
 }
 
+/* A modifier extension can turn a referral into "not to be acted on": a
+ * server that knows none may not process the resource (FHIR's rule), so it
+ * is refused where it stands, at any depth. An ordinary extension is not;
+ * nor is the byte-order mark some clients put before the JSON. */
+static void test_a_modifier_extension_is_refused_where_it_stands(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text, *path; /* NULL: taken */
+    } cases[] = {
+        {SR("\"modifierExtension\":[{\"url\":\"https://x.org/not-to-act\",\"valueBoolean\":true}]"),
+         "ServiceRequest.modifierExtension"},
+        {SR("\"contained\":[{\"resourceType\":\"Patient\",\"id\":\"p\"},{\"resourceType\":\"Consent\","
+            "\"id\":\"c\",\"modifierExtension\":[{\"url\":\"https://x.org/m\",\"valueCode\":\"no\"}]}]"),
+         "ServiceRequest.contained[1].modifierExtension"},
+        {SR("\"subject\":{\"identifier\":{\"value\":\"1\",\"modifierExtension\":[]}}"),
+         "ServiceRequest.subject.identifier.modifierExtension"},
+        {SR("\"extension\":[{\"url\":\"https://x.org/plain\",\"valueString\":\"y\"}]"), NULL},
+        {"\xEF\xBB\xBF" SR("\"status\":\"active\""), NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        cb_fhir_error err = {0};
+        json_t *r = cb_fhir_parse(cases[i].text, strlen(cases[i].text), "ServiceRequest", &err);
+        if (!cases[i].path) {
+            if (!r)
+                fail_msg("%zu: %s", i, err.text);
+            json_decref(r);
+            continue;
+        }
+        assert_null(r);
+        assert_int_equal(err.http_status, 422);
+        assert_string_equal(err.code, "extension");
+        assert_string_equal(err.expression, cases[i].path);
+    }
+}
+
 /* When it happened: its own date, else meta.lastUpdated. None is refused
  * by name, not stamped with the moment it arrived (a resend would then be
  * another event under its id), and so is a year alone. */
@@ -646,6 +682,7 @@ int main(void)
         cmocka_unit_test(test_a_resource_says_when_it_happened_or_is_refused),
         cmocka_unit_test(test_a_task_takes_what_it_omits_from_the_referral_served),
         cmocka_unit_test(test_a_task_names_its_referral_by_focus_or_based_on),
+        cmocka_unit_test(test_a_modifier_extension_is_refused_where_it_stands),
         cmocka_unit_test(test_a_full_service_request_is_a_referral_the_broker_reads),
         cmocka_unit_test(test_the_subject_by_identifier_alone),
         cmocka_unit_test(test_what_cannot_be_a_referral_is_refused_by_element),
