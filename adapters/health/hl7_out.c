@@ -54,16 +54,57 @@ static const char *str(const json_t *o, const char *path)
     return json_string_value(v);
 }
 
-/* 2026-12-01T10:15:00Z -> 20261201101500; YYYY-MM-DD -> YYYYMMDD. */
+/* 2026-12-01T10:15:00Z -> 20261201101500+0000 (its offset kept: without
+ * one a receiver reads the time as its own local time, an hour out in a UK
+ * summer); 2026-12-01T10:15:00.250+01:00 -> 20261201101500+0100;
+ * YYYY-MM-DD -> YYYYMMDD. */
 static void hl7_time(writer *w, const char *iso)
 {
-    char out[16];
+    char out[24];
     size_t n = 0;
-    for (const char *p = iso; p && *p && *p != 'Z' && *p != '+' && *p != '.' && n < 14; p++)
+    const char *p = iso;
+    for (; p && *p && *p != 'Z' && *p != '+' && *p != '.' && !(*p == '-' && n >= 8) && n < 14; p++)
         if (*p >= '0' && *p <= '9')
             out[n++] = *p;
+    while (p && *p >= '0' && *p <= '9')
+        p++; /* digits past the seconds */
+    if (p && *p == '.')
+        for (p++; *p >= '0' && *p <= '9'; p++)
+            ; /* fractions of a second: HL7 has room, the receivers seldom use it */
+    if (n > 8 && p && *p == 'Z') {
+        memcpy(out + n, "+0000", 5);
+        n += 5;
+    } else if (n > 8 && p && (*p == '+' || *p == '-') && strlen(p) == 6 && p[3] == ':') {
+        out[n++] = *p;
+        out[n++] = p[1], out[n++] = p[2], out[n++] = p[4], out[n++] = p[5];
+    }
     out[n] = 0;
     raw(w, out);
+}
+
+/* PRD (table 0286's role, the agency as the provider's name): a REF or RRI
+ * carries one at least, before the PID. */
+static void provider(writer *w, const char *role, const char *agency)
+{
+    raw(w, "PRD|");
+    raw(w, role);
+    raw(w, "^HL70286|");
+    if (agency)
+        text(w, agency);
+    raw(w, "\r");
+}
+
+/* Who referred and to whom: for an answer, those it answers are the referrer. */
+static void providers(writer *w, const json_t *event, bool answer)
+{
+    const char *referring = "RP^Referring Provider", *referred = "RT^Referred to Provider";
+    provider(w, answer ? referred : referring, str(event, "fromAgency"));
+    size_t i;
+    const json_t *to;
+    json_array_foreach(json_object_get(event, "toAgencies"), i, to)
+    {
+        provider(w, answer ? referring : referred, json_string_value(to));
+    }
 }
 
 static void person(writer *w, const json_t *p)
@@ -186,6 +227,7 @@ size_t cb_hl7_of_event(const json_t *event, const char *control_id, const char *
     raw(&w, "|||");
     hl7_time(&w, str(event, "occurredAt"));
     raw(&w, "\r");
+    providers(&w, event, !strcmp(body_key, "response"));
     person(&w, json_object_get(event, "person"));
     unsigned n = 0;
     note(&w, &n, "", str(body, "reason"));

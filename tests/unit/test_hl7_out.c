@@ -54,6 +54,11 @@ static void test_a_referral_is_a_ref_i12_with_the_patient(void **state)
     expect(m, "MSH", 12, 1, 0, "2.5.1");
     expect(m, "RF1", 2, 1, 0, "S"); /* urgent */
     expect(m, "RF1", 6, 1, 0, "sc-9");
+    expect(m, "RF1", 9, 1, 0, "20261201093000+0000"); /* UTC said so: read as local, a UK summer is an hour out */
+    /* REF_I12 needs a PRD before the PID: who referred, and to whom */
+    assert_true(cb_hl7_find(m, "PRD", 0) >= 0 && cb_hl7_find(m, "PRD", 0) < cb_hl7_find(m, "PID", 0));
+    expect(m, "PRD", 1, 1, 1, "RP");
+    expect(m, "PRD", 2, 1, 1, "social-care");
     expect(m, "PID", 3, 1, 1, "9434765919");
     expect(m, "PID", 3, 1, 5, "NH");
     expect(m, "PID", 3, 2, 1, "C-77");
@@ -73,14 +78,26 @@ static void test_an_answer_is_an_rri_i12_with_its_status(void **state)
         char json[512];
         snprintf(json, sizeof json,
                  "{\"eventId\":\"r-%zu\",\"correlationId\":\"hl7:RXH:referral:R1\",\"fromAgency\":\"social-care\","
-                 "\"person\":{\"nhsNumber\":\"9434765919\"},\"response\":{\"status\":\"%s\",\"reason\":\"full\"}}",
+                 "\"toAgencies\":[\"health\"],\"occurredAt\":\"2026-07-01T09:30:00.250+01:00\",\"person\":{"
+                 "\"nhsNumber\":\"9434765919\"},\"response\":{\"status\":\"%s\",\"reason\":\"full\"}}",
                  i, cases[i][0]);
         const char *why = NULL;
         cb_hl7 *m = written(json, &why);
         assert_non_null(m);
         expect(m, "MSH", 9, 1, 0, "RRI^I12^RRI_I12");
         expect(m, "RF1", 1, 1, 0, cases[i][1]);
+        expect(m, "RF1", 9, 1, 0, "20260701093000+0100");
         expect(m, "RF1", 6, 1, 0, "hl7:RXH:referral:R1"); /* the referral it answers */
+        /* RRI_I12 too: the answerer is the one referred to, health the referrer */
+        long prd = cb_hl7_find(m, "PRD", 0);
+        assert_true(prd >= 0 && prd < cb_hl7_find(m, "PID", 0));
+        char buf[64];
+        assert_int_equal(cb_hl7_get(m, (cb_hl7_at){(size_t)prd, 1, 1, 1, 0}, buf, sizeof buf), CB_HL7_VALUE);
+        assert_string_equal(buf, "RT");
+        assert_int_equal(cb_hl7_get(m, (cb_hl7_at){(size_t)prd + 1, 1, 1, 1, 0}, buf, sizeof buf), CB_HL7_VALUE);
+        assert_string_equal(buf, "RP");
+        assert_int_equal(cb_hl7_get(m, (cb_hl7_at){(size_t)prd + 1, 2, 1, 1, 0}, buf, sizeof buf), CB_HL7_VALUE);
+        assert_string_equal(buf, "health");
         cb_hl7_free(&m);
     }
 }
