@@ -91,12 +91,12 @@ typedef struct {
     unsigned long taken, refused_in, accepted_in;
 } health;
 
-static void hl7_now(char out[16])
+static void hl7_now(char out[24])
 {
     time_t t = time(NULL);
     struct tm tm;
     gmtime_r(&t, &tm);
-    strftime(out, 16, "%Y%m%d%H%M%S", &tm);
+    strftime(out, 24, "%Y%m%d%H%M%S+0000", &tm); /* UTC, and said so: a receiver reads a bare time as its own */
 }
 
 /* ---- answers */
@@ -104,7 +104,7 @@ static void hl7_now(char out[16])
 static void answer(health *h, cb_mllp_ticket ticket, const cb_hl7 *m, const char *code, const cb_hl7_issue *issues,
                    size_t n)
 {
-    char control[32], ts[16], out[ACK_MAX];
+    char control[32], ts[24], out[ACK_MAX];
     snprintf(control, sizeof control, "CB%" PRIu64, ++h->control_no);
     hl7_now(ts);
     size_t len = cb_hl7_ack(m, code, control, ts, issues, n, out, sizeof out);
@@ -277,7 +277,7 @@ static void commit(health *h)
 static cb_adapter_take delivered(void *arg, uint64_t seq, const char *event_id, const json_t *event)
 {
     health *h = arg;
-    char control[32], ts[16], *out = malloc(OUT_MAX);
+    char control[32], ts[24], *out = malloc(OUT_MAX);
     const char *why = NULL;
     if (!out)
         return CB_ADAPTER_NOT_TAKEN;

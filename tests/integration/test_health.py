@@ -115,6 +115,7 @@ class Health(AdapterTest):
         self.assertEqual(msa(ack), ("AA", "MSG1"))
         self.assertEqual(str(ack.segment("MSH")[9]), "ACK^A03^ACK")
         self.assertEqual(str(ack.segment("MSH")[12]), "2.4")  # in the version it answers
+        self.assertRegex(str(ack.segment("MSH")[7]), r"^\d{14}\+0000$")  # UTC, and says so
         self.assertIn("MISSING_INFORMATION", str(ack.segment("MSA")[3]))  # the flags, where v2.4 has room
         for agency in ("social-care", "housing"):
             r, got = self.b.recv(agency, "--count", "1", "--timeout", "10")

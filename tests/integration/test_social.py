@@ -282,6 +282,12 @@ class Social(AdapterTest):
         self.assertEqual(str(msg.segment("MSH")[9]), "RRI^I12^RRI_I12")
         self.assertEqual(str(msg.segment("RF1")[1]), "A")
         self.assertEqual(str(msg.segment("RF1")[6]), discharge_id)
+        # the PRDs RRI_I12 requires before the PID, and times that say they are UTC
+        names = [str(seg[0]) for seg in msg]
+        self.assertLess(names.index("PRD"), names.index("PID"), names)
+        providers = [(str(p[1]).split("^")[0], str(p[2])) for p in msg.segments("PRD")]
+        self.assertEqual(providers, [("RT", "social-care"), ("RP", "health")])
+        self.assertTrue(str(msg.segment("MSH")[7]).endswith("+0000"), str(msg.segment("MSH")[7]))
         r, got = b.recv("housing", "--count", "1", "--timeout", "10")
         self.assertEqual(got[0]["eventId"], discharge_id)  # and housing had it too
         # The hospital moves the day: a second A03 for the visit updates what social care is served.
