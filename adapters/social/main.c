@@ -3,6 +3,7 @@
  * posted is a referral, a Task posted answers one, each kept in the durable
  * outbox before 201 and sent on to the broker; what is delivered to social
  * care is served back as ServiceRequests and Tasks. */
+#define _GNU_SOURCE /* strcasestr */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
@@ -40,14 +41,15 @@ static const char usage[] = "Usage: carebridge-social [--broker ENDPOINT] [--as 
                             "  GET  /fhir/Encounter        admissions to hospital, as the broker delivered them\n"
                             "  GET  /fhir/ServiceRequest/ID, /fhir/Task/ID, /fhir/Encounter/ID\n"
                             "  GET  /fhir/metadata         the CapabilityStatement\n"
-                            "A resource posted is kept in the durable outbox under DIR before the answer:\n"
-                            "201 Created (200 for a resend of one already kept) with an OperationOutcome whose\n"
-                            "warnings are the flags the event raised, when the broker answers within\n"
-                            "--ack-wait; 400 for what is not JSON or not the resource type, 422 for a resource\n"
-                            "that cannot be mapped, 409 for another resource under the same identifier, 413\n"
-                            "over --max-body, 415 for a content type other than application/fhir+json or\n"
-                            "application/json, 503 when the outbox cannot keep it: each with an\n"
-                            "OperationOutcome naming the element by FHIRPath.\n"
+                            "A resource posted is kept in the durable outbox under DIR before the answer: 201\n"
+                            "Created (200 for a resend of one already kept) with an OperationOutcome whose\n"
+                            "warnings are the flags the event raised, when the broker answers within --ack-wait\n"
+                            "(Prefer: return=representation answers with the resource as served instead,\n"
+                            "return=minimal with nothing); 400 for what is not JSON or not the resource type,\n"
+                            "422 for a resource that cannot be mapped, 409 for another resource under the same\n"
+                            "identifier, 413 over --max-body, 415 for a content type other than\n"
+                            "application/fhir+json or application/json, 503 when the outbox cannot keep it:\n"
+                            "each with an OperationOutcome naming the element by FHIRPath.\n"
                             "What is delivered to social care is kept and served; with --push, each resource\n"
                             "is also PUT to URL/<type>/<id> (the social care system's own FHIR server), one at\n"
                             "a time, and the delivery acknowledged on its 2xx: 408, 429, 5xx and a server that\n"
@@ -98,8 +100,13 @@ typedef struct {
     int64_t batch_at_ms;      /* when the open batch took its first resource */
 } social;
 
+/* What a POST's answer carries (FHIR's Prefer: return=...): by default the
+ * OperationOutcome, which alone has room for the flags raised. */
+typedef enum { RETURN_OUTCOME, RETURN_MINIMAL, RETURN_REPRESENTATION } returning;
+
 struct request {
     struct MHD_Connection *conn;
+    returning prefer;
     char *body;
     size_t len, cap;
     bool too_big, wrong_type, suspended;
@@ -147,9 +154,22 @@ static void refuse(social *s, request *r, unsigned status, const char *code, con
     s->refused++;
 }
 
-/* The answer to a resource kept: information that it was, and a warning per flag raised. */
+static json_t *kept(social *s, const char *kind, const char *id);
+
+/* The answer to a resource kept: information that it was, and a warning per
+ * flag raised; or, as the client prefers, nothing, or the resource as it is
+ * served here (its id, meta.lastUpdated). */
 static void created(social *s, request *r, const cb_adapter_answer *ans)
 {
+    snprintf(r->location, sizeof r->location, "/fhir/%s/%s", r->kind, r->id);
+    unsigned status = r->fresh ? MHD_HTTP_CREATED : MHD_HTTP_OK;
+    json_t *res = r->prefer == RETURN_REPRESENTATION ? kept(s, r->kind, r->id) : NULL;
+    if (res || r->prefer == RETURN_MINIMAL) {
+        set_answer(r, status, res ? json_dumps(res, JSON_COMPACT) : NULL);
+        json_decref(res);
+        s->created++;
+        return;
+    }
     json_t *issues = json_array();
     char text[200];
     snprintf(text, sizeof text, "%s %s kept%s", r->kind, r->id,
@@ -168,9 +188,8 @@ static void created(social *s, request *r, const cb_adapter_answer *ans)
             issues, json_pack("{s:s,s:s,s:s}", "severity", "warning", "code", "business-rule", "diagnostics", text));
     }
     json_t *oo = json_pack("{s:s,s:o}", "resourceType", "OperationOutcome", "issue", issues);
-    set_answer(r, r->fresh ? MHD_HTTP_CREATED : MHD_HTTP_OK, json_dumps(oo, JSON_COMPACT));
+    set_answer(r, status, json_dumps(oo, JSON_COMPACT));
     json_decref(oo);
-    snprintf(r->location, sizeof r->location, "/fhir/%s/%s", r->kind, r->id);
     s->created++;
 }
 
@@ -214,8 +233,6 @@ static void answered(void *arg, const cb_adapter_answer *ans)
 }
 
 /* ---- resources in */
-
-static json_t *kept(social *s, const char *kind, const char *id);
 
 /* The ServiceRequest served here that a Task's focus names, if any. */
 static json_t *referral_of(social *s, const json_t *task)
@@ -421,7 +438,8 @@ static enum MHD_Result send_answer(request *r)
     struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
     if (!resp)
         return MHD_NO;
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, FHIR_JSON);
+    if (*body)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, FHIR_JSON);
     if (r->location[0])
         MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, r->location);
     if (r->status == MHD_HTTP_METHOD_NOT_ALLOWED)
@@ -440,6 +458,22 @@ static bool json_content(const char *type)
            (n == 16 && !strncasecmp(type, "application/json", n));
 }
 
+/* Prefer: return=minimal | representation | OperationOutcome (RFC 7240, among
+ * other preferences); anything else, the OperationOutcome. */
+static returning preferred(const char *prefer)
+{
+    const char *at = prefer ? strcasestr(prefer, "return=") : NULL;
+    if (!at)
+        return RETURN_OUTCOME;
+    at += 7;
+    size_t n = strcspn(at, " ,;");
+    if (n == 7 && !strncasecmp(at, "minimal", n))
+        return RETURN_MINIMAL;
+    if (n == 14 && !strncasecmp(at, "representation", n))
+        return RETURN_REPRESENTATION;
+    return RETURN_OUTCOME;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                   const char *version, const char *upload, size_t *upload_len, void **state)
 {
@@ -452,8 +486,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->conn = conn;
         *state = r;
         s->requests++;
-        if (!strcmp(method, "POST"))
+        if (!strcmp(method, "POST")) {
             r->wrong_type = !json_content(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type"));
+            r->prefer = preferred(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Prefer"));
+        }
         return MHD_YES;
     }
     if (r->status)

@@ -61,9 +61,11 @@ class Http:
     def __init__(self, port):
         self.port = port
 
-    def request(self, method, path, body=None, content_type=FHIR):
+    def request(self, method, path, body=None, content_type=FHIR, prefer=None):
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
         headers = {"Content-Type": content_type} if body is not None else {}
+        if prefer:
+            headers["Prefer"] = prefer
         if isinstance(body, (dict, list)):
             body = json.dumps(body)
         c.request(method, path, body=body, headers=headers)
@@ -115,6 +117,27 @@ class Social(AdapterTest):
         self.assertEqual(got[0]["fromAgency"], "social-care")
         self.assertEqual(got[0]["referral"]["urgency"], "URGENT")
         self.assertNotIn(NHS, self.s.log())
+
+    def test_a_post_answers_as_the_client_prefers(self):
+        # FHIR clients ask for the created resource (Prefer: return=representation),
+        # for nothing, or for the OperationOutcome, which alone carries the flags.
+        self.start()
+        status, headers, body = self.http.post("ServiceRequest", service_request("SC-REP"),
+                                               prefer="return=representation, handling=lenient")
+        self.assertEqual((status, headers["Location"]), (201, "/fhir/ServiceRequest/SC-REP"))
+        self.assertEqual((body["resourceType"], body["id"]), ("ServiceRequest", "SC-REP"))
+        self.assertIn("lastUpdated", body["meta"])
+        self.assertEqual(self.http.get("/fhir/ServiceRequest/SC-REP")[2], body)  # as it is served
+        status, headers, body = self.http.post("ServiceRequest", service_request("SC-MIN"), prefer="return=minimal")
+        self.assertEqual((status, headers["Location"], body), (201, "/fhir/ServiceRequest/SC-MIN", None))
+        self.assertNotIn("Content-Type", headers)
+        status, _, body = self.http.post("ServiceRequest", service_request("SC-REP"), prefer="return=representation")
+        self.assertEqual((status, body["id"]), (200, "SC-REP"))  # a resend: the one kept
+        status, _, body = self.http.post("ServiceRequest", service_request("SC-OO"), prefer="return=OperationOutcome")
+        self.assertEqual((status, body["resourceType"]), (201, "OperationOutcome"))
+        self.assertTrue(issues(body, "warning"), body)  # the flags
+        status, _, body = self.http.post("ServiceRequest", {"resourceType": "ServiceRequest"}, prefer="return=minimal")
+        self.assertEqual((status, body["resourceType"]), (422, "OperationOutcome"))  # a refusal says why, always
 
     def test_each_bad_request_gets_its_status_and_the_element_and_a_good_one_follows(self):
         self.start("--max-body", "4096")
