@@ -16,6 +16,10 @@ typedef struct {
 struct fhir_query {
     char *patient[MAX_TERMS]; /* system|value tokens: any one matches */
     size_t n_patient;
+    char *ident[MAX_TERMS]; /* the resource's own identifier, as tokens */
+    size_t n_ident;
+    char *ids[MAX_TERMS]; /* _id */
+    size_t n_ids;
     char *status[MAX_TERMS];
     size_t n_status;
     date_term updated[MAX_TERMS]; /* all must hold */
@@ -40,6 +44,10 @@ void fhir_query_free(fhir_query **q_p)
             free(q->patient[i]);
         for (size_t i = 0; i < q->n_status; i++)
             free(q->status[i]);
+        for (size_t i = 0; i < q->n_ident; i++)
+            free(q->ident[i]);
+        for (size_t i = 0; i < q->n_ids; i++)
+            free(q->ids[i]);
         free(q);
     }
     *q_p = NULL;
@@ -87,8 +95,12 @@ static void add_date(fhir_query *q, const char *value)
 void fhir_query_add(fhir_query *q, const char *key, const char *value)
 {
     if (!strcmp(key, "patient:identifier") || !strcmp(key, "subject:identifier") ||
-        !strcmp(key, "patient.identifier") || !strcmp(key, "subject.identifier") || !strcmp(key, "identifier"))
+        !strcmp(key, "patient.identifier") || !strcmp(key, "subject.identifier"))
         split(q->patient, &q->n_patient, value);
+    else if (!strcmp(key, "identifier")) /* the resource's own, as FHIR defines it: not the patient's */
+        split(q->ident, &q->n_ident, value);
+    else if (!strcmp(key, "_id"))
+        split(q->ids, &q->n_ids, value);
     else if (!strcmp(key, "status"))
         split(q->status, &q->n_status, value);
     else if (!strcmp(key, "_lastUpdated"))
@@ -163,9 +175,29 @@ static bool date_holds(const date_term *t, const char *updated)
     return cmp <= 0;
 }
 
+static bool own_identifier_matches(const fhir_query *q, const json_t *res)
+{
+    size_t i;
+    const json_t *one;
+    for (size_t t = 0; t < q->n_ident; t++)
+        json_array_foreach(json_object_get(res, "identifier"), i, one) if (token_matches(q->ident[t], one)) return true;
+    return false;
+}
+
+static bool id_matches(const fhir_query *q, const json_t *res)
+{
+    const char *id = json_string_value(json_object_get(res, "id"));
+    for (size_t t = 0; id && t < q->n_ids; t++)
+        if (!strcmp(id, q->ids[t]))
+            return true;
+    return false;
+}
+
 bool fhir_query_matches(const fhir_query *q, const json_t *res)
 {
     if (q->n_patient && !patient_matches(q, res))
+        return false;
+    if ((q->n_ident && !own_identifier_matches(q, res)) || (q->n_ids && !id_matches(q, res)))
         return false;
     if (q->n_status) {
         const char *status = json_string_value(json_object_get(res, "status"));
@@ -209,10 +241,11 @@ char *fhir_capability_statement(void)
         json_t *does = json_pack("[{s:s},{s:s}]", "code", "read", "code", "search-type");
         if (strcmp(cb_fhir_served[i], "Encounter")) /* served, never posted */
             json_array_insert_new(does, 0, json_pack("{s:s}", "code", "create"));
-        json_array_append_new(resources,
-                              json_pack("{s:s,s:o,s:[{s:s,s:s},{s:s,s:s},{s:s,s:s}]}", "type", cb_fhir_served[i],
-                                        "interaction", does, "searchParam", "name", "patient", "type", "reference",
-                                        "name", "status", "type", "token", "name", "_lastUpdated", "type", "date"));
+        json_array_append_new(resources, json_pack("{s:s,s:o,s:[{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s}]}",
+                                                   "type", cb_fhir_served[i], "interaction", does, "searchParam",
+                                                   "name", "patient", "type", "reference", "name", "identifier", "type",
+                                                   "token", "name", "_id", "type", "token", "name", "status", "type",
+                                                   "token", "name", "_lastUpdated", "type", "date"));
     }
     json_t *cs = json_pack("{s:s,s:s,s:s,s:s,s:{s:s,s:s},s:{s:s},s:s,s:[s,s],s:[{s:s,s:o}]}", "resourceType",
                            "CapabilityStatement", "status", "active", "date", "2026-12-02", "kind", "instance",

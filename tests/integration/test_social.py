@@ -182,6 +182,11 @@ class Social(AdapterTest):
         self.assertEqual(served(), ["SC-1", "SC-2", "hx-ref-1"])
         self.assertEqual(served(**{"patient:identifier": f"{NHS_SYSTEM}|{NHS}"}), ["SC-1", "hx-ref-1"])
         self.assertEqual(served(**{"subject:identifier": "9999999484"}), ["SC-2"])
+        # identifier is the resource's own, as FHIR defines it (how a client finds what it posted)
+        self.assertEqual(served(identifier="SC-1"), ["SC-1"])
+        self.assertEqual(served(identifier="urn:carebridge:event-id|hx-ref-1"), ["hx-ref-1"])
+        self.assertEqual(served(identifier=NHS), [])  # not the patient's
+        self.assertEqual(served(_id="SC-2,hx-ref-1"), ["SC-2", "hx-ref-1"])
         self.assertEqual(served(status="revoked"), [])
         self.assertEqual(served(_lastUpdated="gt2020-01-01"), ["SC-1", "SC-2", "hx-ref-1"])
         self.assertEqual(served(_lastUpdated="lt2020-01-01"), [])
