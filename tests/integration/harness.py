@@ -1,12 +1,15 @@
 """What every integration test needs: the real broker process in a temporary
-data directory on loopback ports it picks itself, the real CLI, and a few
-event builders. Every wait polls with a deadline; nothing sleeps blindly."""
+data directory on free loopback ports below the ephemeral range (quiet_port),
+the real CLI, and a few event builders. Every wait polls with a deadline;
+nothing sleeps blindly."""
 
 import json
 import os
+import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -36,6 +39,35 @@ def fault_injection_env(fifo_prefix):
     runtimes = ("libasan.so", "libtsan.so")
     preload = [line.split("=>")[1].split()[0] for line in ldd.splitlines() if any(r in line for r in runtimes)] + preload
     return {"FIU_ENABLE": "", "FIU_CTRL_FIFO": fifo_prefix, "LD_PRELOAD": " ".join(preload)}
+
+
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def quiet_port():
+    """A free loopback port below the kernel's ephemeral range. A process
+    restarted on the port it had (the broker, an adapter) must find it
+    free: one the kernel picked (bind to port 0) it may give meanwhile to
+    any outgoing connection of a test running beside it."""
+    high = _ephemeral_low() - 1
+    low = max(1025, high - 12000)
+    for _ in range(200):
+        port = random.randint(low, high)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise AssertionError("no free loopback port below the ephemeral range")
+
+
+IN_USE = "Address already in use"
 
 
 def wait_for(predicate, timeout, what):
@@ -77,9 +109,7 @@ class Broker:
         self.wrapper = list(wrapper)
         self.args = list(args)
         self.proc = None
-        self.endpoint = "tcp://127.0.0.1:*"
-        self.feed = "tcp://127.0.0.1:*"
-        self.queries = "tcp://127.0.0.1:*"
+        self._pick_ports()
         self.starts = 0
         lim = dict(DEFAULT_LIMITS, **limits)
         with open(self.config, "w") as f:
@@ -105,14 +135,24 @@ class Broker:
                 out += f.read()
         return out
 
+    def _pick_ports(self):
+        self.endpoint, self.feed, self.queries = (f"tcp://127.0.0.1:{quiet_port()}" for _ in range(3))
+
     def start(self):
         self.starts += 1
-        self.proc, m = start_logged(
-            self.wrapper
-            + [BROKER, "--config", self.config, "--data", self.data,
-               "--endpoint", self.endpoint, "--feed", self.feed, "--queries", self.queries] + self.args,
-            self.log_path, r"ready endpoint=(\S+) feed=(\S+) queries=(\S+)", "the broker",
-            env=dict(os.environ, **self.extra_env))
+        for attempt in range(5):
+            try:
+                self.proc, m = start_logged(
+                    self.wrapper
+                    + [BROKER, "--config", self.config, "--data", self.data,
+                       "--endpoint", self.endpoint, "--feed", self.feed, "--queries", self.queries] + self.args,
+                    self.log_path, r"ready endpoint=(\S+) feed=(\S+) queries=(\S+)", "the broker",
+                    env=dict(os.environ, **self.extra_env))
+                break
+            except AssertionError as e:  # a port taken since it was picked: at the first start, others
+                if self.starts > 1 or attempt == 4 or IN_USE not in str(e):
+                    raise
+                self._pick_ports()
         self.endpoint, self.feed, self.queries = m.group(1), m.group(2), m.group(3)
         return self
 
@@ -311,10 +351,18 @@ class Adapter:
 
     def start(self, listen="127.0.0.1:0"):
         self.starts += 1
-        listen_args = ["--listen", listen if self.port is None else f"127.0.0.1:{self.port}"] if listen else []
-        self.proc, m = start_logged(
-            [self.exe, "--broker", self.broker.endpoint, "--data", self.data] + listen_args + self.args,
-            self.log_path, self.ready, os.path.basename(self.exe), env=dict(os.environ, **self.extra_env))
+        for attempt in range(5):
+            # A restart listens where the first start did: a quiet port, not one the kernel picked.
+            port = self.port if self.port is not None else quiet_port() if listen == "127.0.0.1:0" else None
+            listen_args = ["--listen", f"127.0.0.1:{port}" if port is not None else listen] if listen else []
+            try:
+                self.proc, m = start_logged(
+                    [self.exe, "--broker", self.broker.endpoint, "--data", self.data] + listen_args + self.args,
+                    self.log_path, self.ready, os.path.basename(self.exe), env=dict(os.environ, **self.extra_env))
+                break
+            except AssertionError as e:
+                if self.port is not None or attempt == 4 or IN_USE not in str(e) and "cannot listen" not in str(e):
+                    raise
         if m.groups():
             self.port = int(m.group(1))
         return self
