@@ -33,8 +33,8 @@ class Housing(AdapterTest):
             f.write(text)
         os.rename(tmp, os.path.join(self.inbox, name))
 
-    def done_with(self, name):
-        return wait_for(lambda: os.path.exists(os.path.join(self.done, name)), 15, f"{name} in done/")
+    def done_with(self, name, timeout=15):
+        return wait_for(lambda: os.path.exists(os.path.join(self.done, name)), timeout, f"{name} in done/")
 
     def rejected(self, name):
         with open(os.path.join(self.done, name + ".rejected")) as f:
@@ -159,8 +159,8 @@ class Housing(AdapterTest):
         time.sleep(0.3)
         self.assertEqual(self.h.stop(), 0, self.h.log()[-2000:])
         self.h.start(listen=None)
-        self.done_with("full.csv")
-        r, got = self.b.recv("social-care", "--count", str(n), "--timeout", "60", timeout=120)
+        self.done_with("full.csv", 180)  # under ThreadSanitizer too
+        r, got = self.b.recv("social-care", "--count", str(n), "--timeout", "120", timeout=240)
         self.assertEqual(r.returncode, 0, r.stderr)
         ids = [e["eventId"] for e in got]
         self.assertEqual((len(ids), len(set(ids))), (n, n))
