@@ -1,5 +1,7 @@
 #include "fhir.h"
 
+#include "cb_check.h"
+
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -1054,18 +1056,81 @@ bool cb_fhir_apply_update(json_t *sr, const json_t *ev)
     return changed;
 }
 
+/* s as a JSON string: its plain runs written whole. */
+static void put_string(FILE *f, const char *s)
+{
+    bool utf8 = cb_utf8_valid(s, strlen(s));
+    putc('"', f);
+    for (const unsigned char *c = (const unsigned char *)s; *c;) {
+        const unsigned char *run = c;
+        while (*c >= 0x20 && *c != '"' && *c != '\\' && (*c < 0x80 || utf8))
+            c++;
+        fwrite(run, 1, (size_t)(c - run), f);
+        if (!*c)
+            break;
+        if (*c == '"' || *c == '\\')
+            fprintf(f, "\\%c", *c);
+        else if (*c < 0x20)
+            fprintf(f, "\\u%04x", *c);
+        else
+            putc('?', f);
+        c++;
+    }
+    putc('"', f);
+}
+
+static void put_member(FILE *f, const char *key, const char *value)
+{
+    fprintf(f, ",\"%s\":", key);
+    put_string(f, value);
+}
+
+char *cb_fhir_outcome_of(const cb_fhir_issue *issues, size_t n)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return NULL;
+    fputs("{\"resourceType\":\"OperationOutcome\",\"issue\":[", f);
+    for (size_t i = 0; i < n; i++) {
+        const cb_fhir_issue *is = &issues[i];
+        fprintf(f, "%s{\"severity\":", i ? "," : "");
+        put_string(f, is->severity);
+        put_member(f, "code", is->code ? is->code : "processing");
+        if (is->flag) {
+            fputs(",\"details\":{\"coding\":[{\"system\":\"urn:carebridge:flag-type\",\"code\":", f);
+            put_string(f, is->flag);
+            fputs("}]}", f);
+        }
+        if (is->diagnostics)
+            put_member(f, "diagnostics", is->diagnostics);
+        if (is->expression) {
+            fputs(",\"expression\":[", f);
+            put_string(f, is->expression);
+            putc(']', f);
+        }
+        putc('}', f);
+    }
+    fputs("]}", f);
+    if (ferror(f) | fclose(f)) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
 char *cb_fhir_outcome(const cb_fhir_error *errors, size_t n, const char *severity)
 {
-    json_t *issues = json_array();
-    for (size_t i = 0; i < n; i++) {
-        json_t *is = json_pack("{s:s,s:s,s:s}", "severity", severity, "code",
-                               errors[i].code[0] ? errors[i].code : "processing", "diagnostics", errors[i].text);
-        if (errors[i].expression[0])
-            json_object_set_new(is, "expression", json_pack("[s]", errors[i].expression));
-        json_array_append_new(issues, is);
-    }
-    json_t *oo = json_pack("{s:s,s:o}", "resourceType", "OperationOutcome", "issue", issues);
-    char *text = json_dumps(oo, JSON_COMPACT);
-    json_decref(oo);
+    cb_fhir_issue *issues = calloc(n ? n : 1, sizeof *issues);
+    if (!issues)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        issues[i] = (cb_fhir_issue){.severity = severity,
+                                    .code = errors[i].code[0] ? errors[i].code : NULL,
+                                    .expression = errors[i].expression[0] ? errors[i].expression : NULL,
+                                    .diagnostics = errors[i].text};
+    char *text = cb_fhir_outcome_of(issues, n);
+    free(issues);
     return text;
 }

@@ -104,6 +104,21 @@ bool cb_fhir_apply_update(json_t *service_request, const json_t *update_event);
  * itself when it is one, else its fit characters and a hash. */
 void cb_fhir_id(const char *event_id, char out[65]);
 
+/* One OperationOutcome.issue. */
+typedef struct {
+    const char *severity;    /* fatal, error, warning, information */
+    const char *code;        /* the issue type: processing, business-rule, ...; NULL: processing */
+    const char *expression;  /* FHIRPath of the element, or NULL */
+    const char *diagnostics; /* NULL: none */
+    const char *flag;        /* a carebridge flag type, as details.coding, or NULL */
+} cb_fhir_issue;
+
+/* An OperationOutcome with these issues; the caller frees the text. It is
+ * written out directly, not built as a tree: every POST is answered with one,
+ * and jansson's tree cost a sixth of the adapter's time. A string that is not
+ * valid UTF-8 (a text cut to fit) has its bytes past ASCII written as '?'. */
+char *cb_fhir_outcome_of(const cb_fhir_issue *issues, size_t n);
+
 /* An OperationOutcome with one issue per error, each of severity
  * ("error", "warning"); the caller frees the text. */
 char *cb_fhir_outcome(const cb_fhir_error *errors, size_t n, const char *severity);

@@ -170,26 +170,29 @@ static void created(social *s, request *r, const cb_adapter_answer *ans)
         s->created++;
         return;
     }
-    json_t *issues = json_array();
-    char text[200];
-    snprintf(text, sizeof text, "%s %s kept%s", r->kind, r->id,
+    size_t most = 1 + (ans ? ans->n_flags + ans->n_warnings : 0), n = 0;
+    cb_fhir_issue *issues = calloc(most, sizeof *issues);
+    char(*texts)[200] = calloc(most, sizeof *texts);
+    if (!issues || !texts) {
+        free(issues);
+        free(texts);
+        return set_answer(r, MHD_HTTP_SERVICE_UNAVAILABLE, NULL); /* answered with no body: post again */
+    }
+    snprintf(texts[n], sizeof texts[n], "%s %s kept%s", r->kind, r->id,
              ans ? " and stored by carebridge" : "; carebridge will have it once it is reachable");
-    json_array_append_new(
-        issues, json_pack("{s:s,s:s,s:s}", "severity", "information", "code", "informational", "diagnostics", text));
-    for (size_t i = 0; ans && i < ans->n_flags; i++) {
-        snprintf(text, sizeof text, "carebridge flag %s raised for this event", ans->flags[i]);
-        json_array_append_new(issues, json_pack("{s:s,s:s,s:s,s:{s:[{s:s,s:s}]}}", "severity", "warning", "code",
-                                                "business-rule", "diagnostics", text, "details", "coding", "system",
-                                                "urn:carebridge:flag-type", "code", ans->flags[i]));
+    issues[n] = (cb_fhir_issue){"information", "informational", NULL, texts[n], NULL};
+    n++;
+    for (size_t i = 0; ans && i < ans->n_flags; i++, n++) {
+        snprintf(texts[n], sizeof texts[n], "carebridge flag %s raised for this event", ans->flags[i]);
+        issues[n] = (cb_fhir_issue){"warning", "business-rule", NULL, texts[n], ans->flags[i]};
     }
-    for (size_t i = 0; ans && i < ans->n_warnings; i++) {
-        snprintf(text, sizeof text, "carebridge warning %s", ans->warnings[i]);
-        json_array_append_new(
-            issues, json_pack("{s:s,s:s,s:s}", "severity", "warning", "code", "business-rule", "diagnostics", text));
+    for (size_t i = 0; ans && i < ans->n_warnings; i++, n++) {
+        snprintf(texts[n], sizeof texts[n], "carebridge warning %s", ans->warnings[i]);
+        issues[n] = (cb_fhir_issue){"warning", "business-rule", NULL, texts[n], NULL};
     }
-    json_t *oo = json_pack("{s:s,s:o}", "resourceType", "OperationOutcome", "issue", issues);
-    set_answer(r, status, json_dumps(oo, JSON_COMPACT));
-    json_decref(oo);
+    set_answer(r, status, cb_fhir_outcome_of(issues, n));
+    free(issues);
+    free(texts);
     s->created++;
 }
 

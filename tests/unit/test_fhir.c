@@ -151,6 +151,38 @@ static void test_what_cannot_be_a_referral_is_refused_by_element(void **state)
            422, "required", "ServiceRequest.identifier");
 }
 
+/* The answer to every POST is written out by hand: it must still be JSON that
+ * says what it was given, whatever the strings hold. */
+static void test_an_operation_outcome_is_json_whatever_its_strings_hold(void **state)
+{
+    (void)state;
+    cb_fhir_issue issues[] = {
+        {"information", "informational", NULL, "ServiceRequest \"SC-1\" kept \\ \t\x01 caf\xc3\xa9", NULL},
+        {"warning", "business-rule", NULL, "carebridge flag raised", "MISSING_INFORMATION"},
+        {"error", NULL, "Task.statusReason", "cut mid-character \xc3", NULL},
+    };
+    char *text = cb_fhir_outcome_of(issues, 3);
+    assert_non_null(text);
+    json_error_t je;
+    json_t *oo = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+    assert_non_null(oo);
+    assert_string_equal(json_string_value(json_object_get(oo, "resourceType")), "OperationOutcome");
+    json_t *is = json_object_get(oo, "issue");
+    assert_int_equal(json_array_size(is), 3);
+    json_t *first = json_array_get(is, 0), *flag = json_array_get(is, 1), *last = json_array_get(is, 2);
+    assert_string_equal(json_string_value(json_object_get(first, "diagnostics")),
+                        "ServiceRequest \"SC-1\" kept \\ \t\x01 caf\xc3\xa9");
+    assert_null(json_object_get(first, "details"));
+    json_t *coding = json_array_get(json_object_get(json_object_get(flag, "details"), "coding"), 0);
+    assert_string_equal(json_string_value(json_object_get(coding, "system")), "urn:carebridge:flag-type");
+    assert_string_equal(json_string_value(json_object_get(coding, "code")), "MISSING_INFORMATION");
+    assert_string_equal(json_string_value(json_object_get(last, "code")), "processing");
+    assert_string_equal(json_string_value(json_object_get(last, "diagnostics")), "cut mid-character ?");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(last, "expression"), 0)), "Task.statusReason");
+    json_decref(oo);
+    free(text);
+}
+
 static void test_an_operation_outcome_names_each_element(void **state)
 {
     (void)state;
@@ -687,6 +719,7 @@ int main(void)
         cmocka_unit_test(test_the_subject_by_identifier_alone),
         cmocka_unit_test(test_what_cannot_be_a_referral_is_refused_by_element),
         cmocka_unit_test(test_an_operation_outcome_names_each_element),
+        cmocka_unit_test(test_an_operation_outcome_is_json_whatever_its_strings_hold),
         cmocka_unit_test(test_task_statuses_are_answers_the_broker_reads),
         cmocka_unit_test(test_a_task_that_says_nothing_to_carry_is_refused),
         cmocka_unit_test(test_a_delivered_referral_is_served_as_a_service_request),
