@@ -19,6 +19,7 @@
 
 #include "adapter.h"
 #include "fhir.h"
+#include "kept.h"
 #include "fhir_push.h"
 #include "fhir_search.h"
 #include "pending.h"
@@ -287,12 +288,11 @@ static void take(social *s, request *r, const char *kind)
         /* Served back as posted, with the id it goes by here. */
         char when[32], key[120];
         instant_now(when);
-        json_object_set_new(res, "id", json_string(r->id));
-        json_object_set_new(res, "meta", json_pack("{s:s}", "lastUpdated", when));
-        char *text = json_dumps(res, JSON_COMPACT);
+        size_t len;
+        char *text = cb_kept_text(r->id, when, r->body, r->len, &len);
         snprintf(key, sizeof key, "%s/%s", kind, r->id);
         if (text)
-            cb_adapter_batch_keep(s->batch, key, text, strlen(text));
+            cb_adapter_batch_keep(s->batch, key, text, len);
         free(text);
     }
     json_decref(res);
@@ -349,7 +349,7 @@ static bool collect(void *arg, const char *key, size_t key_len, const uint8_t *b
     (void)key;
     (void)key_len;
     searching *w = arg;
-    json_t *res = json_loadb((const char *)bytes, len, 0, NULL);
+    json_t *res = cb_kept_resource(bytes, len);
     if (res && fhir_query_matches(w->q, res))
         json_array_append(w->entries, res);
     json_decref(res);
@@ -364,7 +364,7 @@ static bool read_one(void *arg, const char *key, size_t key_len, const uint8_t *
 {
     (void)key;
     (void)key_len;
-    ((reading *)arg)->found = json_loadb((const char *)bytes, len, 0, NULL);
+    ((reading *)arg)->found = cb_kept_resource(bytes, len);
     return false;
 }
 
@@ -615,11 +615,15 @@ static cb_adapter_take delivered(void *arg, uint64_t seq, const char *event_id, 
     char when[32], key[120];
     instant_now(when);
     json_object_set_new(res, "meta", json_pack("{s:s}", "lastUpdated", when));
-    snprintf(key, sizeof key, "%s/%s", kind, json_string_value(json_object_get(res, "id")));
+    const char *id = json_string_value(json_object_get(res, "id"));
+    snprintf(key, sizeof key, "%s/%s", kind, id);
     char *text = json_dumps(res, JSON_COMPACT);
+    size_t len = 0;
+    char *keep = text && id ? cb_kept_text(id, when, text, strlen(text), &len) : NULL;
     json_decref(res);
     cb_adapter_error err = {0};
-    bool kept = text && cb_adapter_keep(s->adapter, key, text, strlen(text), &err) == CB_ADAPTER_OK;
+    bool kept = keep && cb_adapter_keep(s->adapter, key, keep, len, &err) == CB_ADAPTER_OK;
+    free(keep);
     bool pushing = kept && s->push && cb_fhir_push_send(s->push, seq, event_id, key, text);
     free(text);
     if (!kept) {

@@ -15,6 +15,7 @@
 #include "cb_codec.h"
 #include "cb_json.h"
 #include "fhir.h"
+#include "kept.h"
 
 static const char *const agencies[] = {"health", "housing", "social-care"};
 static const cb_fhir_opts opts = {"social-care", agencies, 3, NULL, 0};
@@ -149,6 +150,36 @@ static void test_what_cannot_be_a_referral_is_refused_by_element(void **state)
     expect("{\"resourceType\":\"ServiceRequest\",\"status\":\"active\",\"intent\":\"order\"," SUBJ
            ",\"performer\":[{\"display\":\"health\"}]}",
            422, "required", "ServiceRequest.identifier");
+}
+
+/* A resource is kept as it came, and served with the id and lastUpdated it
+ * goes by here, never the sender's. */
+static void test_a_kept_resource_is_served_with_its_own_id_and_time(void **state)
+{
+    (void)state;
+    const char body[] = "\xEF\xBB\xBF {\"resourceType\":\"ServiceRequest\",\"id\":\"theirs\","
+                        "\"meta\":{\"versionId\":\"7\"},\"status\":\"active\"}\n";
+    size_t len;
+    char *text = cb_kept_text("SC-1", "2026-12-04T10:11:12.345Z", body, sizeof body - 1, &len);
+    assert_non_null(text);
+    assert_int_equal(len, strlen(text));
+    json_t *res = cb_kept_resource((const uint8_t *)text, len);
+    assert_non_null(res);
+    assert_string_equal(json_string_value(json_object_get(res, "id")), "SC-1");
+    assert_string_equal(json_string_value(json_object_get(res, "status")), "active");
+    json_t *meta = json_object_get(res, "meta");
+    assert_int_equal(json_object_size(meta), 1);
+    assert_string_equal(json_string_value(json_object_get(meta, "lastUpdated")), "2026-12-04T10:11:12.345Z");
+    json_decref(res);
+    free(text);
+
+    const char *earlier = "{\"resourceType\":\"Task\",\"id\":\"T-1\",\"meta\":{\"lastUpdated\":\"x\"}}";
+    res = cb_kept_resource((const uint8_t *)earlier, strlen(earlier)); /* an earlier adapter's form */
+    assert_string_equal(json_string_value(json_object_get(res, "id")), "T-1");
+    json_decref(res);
+    const char *bad[] = {"", "SC-1", "SC-1\n2026", "\n2026\n{}", "SC-1\n2026\n[1]", "SC-1\n2026\n{"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        assert_null(cb_kept_resource((const uint8_t *)bad[i], strlen(bad[i])));
 }
 
 /* The answer to every POST is written out by hand: it must still be JSON that
@@ -720,6 +751,7 @@ int main(void)
         cmocka_unit_test(test_what_cannot_be_a_referral_is_refused_by_element),
         cmocka_unit_test(test_an_operation_outcome_names_each_element),
         cmocka_unit_test(test_an_operation_outcome_is_json_whatever_its_strings_hold),
+        cmocka_unit_test(test_a_kept_resource_is_served_with_its_own_id_and_time),
         cmocka_unit_test(test_task_statuses_are_answers_the_broker_reads),
         cmocka_unit_test(test_a_task_that_says_nothing_to_carry_is_refused),
         cmocka_unit_test(test_a_delivered_referral_is_served_as_a_service_request),
