@@ -67,19 +67,20 @@ static bool has_wrong_type(const json_t *o, const char *key, json_type want)
     return v && json_typeof(v) != want;
 }
 
-/* The FHIRPath of the first modifierExtension under v (path so far in
- * path), true when there is one. A modifier extension can change what an
- * element means ("not to be acted on"): FHIR lets no server that does not
- * know it process the resource as if it were not there. */
+/* Whether there is a modifierExtension under v, and (when path is not NULL)
+ * its FHIRPath, the path so far in path. A modifier extension can change
+ * what an element means ("not to be acted on"): FHIR lets no server that
+ * does not know it process the resource as if it were not there. */
 static bool modifier_at(const json_t *v, char *path, size_t cap)
 {
-    size_t len = strlen(path);
+    size_t len = path ? strlen(path) : 0;
     if (json_is_array(v)) {
         size_t i;
         const json_t *item;
         json_array_foreach(v, i, item)
         {
-            snprintf(path + len, cap - len, "[%zu]", i);
+            if (path)
+                snprintf(path + len, cap - len, "[%zu]", i);
             if (modifier_at(item, path, cap))
                 return true;
         }
@@ -88,12 +89,14 @@ static bool modifier_at(const json_t *v, char *path, size_t cap)
         const json_t *item;
         json_object_foreach((json_t *)v, key, item)
         {
-            snprintf(path + len, cap - len, ".%s", key);
+            if (path)
+                snprintf(path + len, cap - len, ".%s", key);
             if (!strcmp(key, "modifierExtension") || modifier_at(item, path, cap))
                 return true;
         }
     }
-    path[len] = 0;
+    if (path)
+        path[len] = 0;
     return false;
 }
 
@@ -121,7 +124,7 @@ json_t *cb_fhir_parse(const char *body, size_t len, const char *resource_type, c
     }
     char path[128];
     snprintf(path, sizeof path, "%s", resource_type);
-    if (modifier_at(r, path, sizeof path)) {
+    if (modifier_at(r, NULL, 0) && modifier_at(r, path, sizeof path)) { /* the path only when there is one */
         fail(err, 422, "extension", path,
              "a modifierExtension changes what the resource means, and this server knows none: it is not "
              "processed (send it without, or as an extension)");
