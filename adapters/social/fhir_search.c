@@ -1,6 +1,7 @@
 #include "fhir_search.h"
 
 #include <stdio.h>
+#include <strings.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -255,4 +256,57 @@ char *fhir_capability_statement(void)
     char *text = json_dumps(cs, JSON_COMPACT);
     json_decref(cs);
     return text;
+}
+
+/* A media type (no parameters) FHIR JSON is served as. */
+static bool json_media_type(const char *type, size_t n)
+{
+    static const char *const json[] = {"application/fhir+json", "application/json", "application/json+fhir"};
+    for (size_t i = 0; i < sizeof json / sizeof *json; i++)
+        if (n == strlen(json[i]) && !strncasecmp(type, json[i], n))
+            return true;
+    return false;
+}
+
+bool fhir_json_content(const char *content_type)
+{
+    if (!content_type)
+        return false;
+    content_type += strspn(content_type, " \t");
+    return json_media_type(content_type, strcspn(content_type, "; \t"));
+}
+
+/* The q of a media range's parameters (";q=0.5"), 1 when it has none. */
+static double quality(const char *params, size_t n)
+{
+    for (const char *p = params; p && p < params + n; p = memchr(p + 1, ';', (size_t)(params + n - p - 1))) {
+        const char *at = p + 1 + strspn(p + 1, " \t");
+        if ((at[0] == 'q' || at[0] == 'Q') && at[1] == '=')
+            return strtod(at + 2, NULL);
+    }
+    return 1;
+}
+
+bool fhir_json_acceptable(const char *accept, const char *format)
+{
+    if (format && format[0]) { /* '+' may have come as a space: the query is form-encoded */
+        char f[64];
+        snprintf(f, sizeof f, "%s", format);
+        for (char *c = f; *c; c++)
+            *c = *c == ' ' ? '+' : *c;
+        size_t n = strcspn(f, ";");
+        return (n == 4 && !strncasecmp(f, "json", 4)) || json_media_type(f, n);
+    }
+    if (!accept || !accept[strspn(accept, " \t")])
+        return true;
+    for (const char *range = accept; range; range = strchr(range, ',')) {
+        range += strspn(range, ", \t");
+        size_t len = strcspn(range, ","), type = strcspn(range, ";, \t");
+        const char *params = memchr(range, ';', len);
+        bool json = json_media_type(range, type) || (type == 3 && !strncmp(range, "*/*", 3)) ||
+                    (type == 13 && !strncasecmp(range, "application/*", 13));
+        if (json && quality(params, params ? len - (size_t)(params - range) : 0) > 0)
+            return true;
+    }
+    return false;
 }

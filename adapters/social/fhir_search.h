@@ -24,4 +24,14 @@ bool fhir_query_matches(const fhir_query *q, const json_t *resource);
 char *fhir_searchset(const json_t *entries, const char *base);
 char *fhir_capability_statement(void);
 
+/* Whether a body of this Content-Type is FHIR JSON: application/fhir+json,
+ * application/json, or DSTU2's application/json+fhir, which older clients
+ * still send. */
+bool fhir_json_content(const char *content_type);
+/* Whether a client that sent this Accept header and _format parameter
+ * (either may be NULL) takes FHIR JSON, the one format served here. As FHIR
+ * R4's HTTP page has it, _format overrides Accept ("json" or a JSON type);
+ * in Accept, a JSON type or a wildcard with q above 0 is enough. */
+bool fhir_json_acceptable(const char *accept, const char *format);
+
 #endif

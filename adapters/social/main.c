@@ -110,7 +110,7 @@ struct request {
     returning prefer;
     char *body;
     size_t len, cap;
-    bool too_big, wrong_type, suspended;
+    bool too_big, wrong_type, unacceptable, suspended;
     /* the answer, once there is one */
     unsigned status;
     char *out;
@@ -153,6 +153,14 @@ static void refuse(social *s, request *r, unsigned status, const char *code, con
 {
     set_answer(r, status, outcome("error", code, expression, text));
     s->refused++;
+}
+
+/* FHIR JSON is the one format served: a client that takes no other is told so. */
+static void not_acceptable(social *s, request *r)
+{
+    refuse(s, r, MHD_HTTP_NOT_ACCEPTABLE, "not-supported", NULL,
+           "only FHIR JSON is served here (application/fhir+json); the Accept header or _format asks for another "
+           "format");
 }
 
 static json_t *kept(social *s, const char *kind, const char *id);
@@ -452,15 +460,6 @@ static enum MHD_Result send_answer(request *r)
     return ok;
 }
 
-static bool json_content(const char *type)
-{
-    if (!type)
-        return false;
-    size_t n = strcspn(type, "; ");
-    return (n == 21 && !strncasecmp(type, "application/fhir+json", n)) ||
-           (n == 16 && !strncasecmp(type, "application/json", n));
-}
-
 /* Prefer: return=minimal | representation | OperationOutcome (RFC 7240, among
  * other preferences); anything else, the OperationOutcome. */
 static returning preferred(const char *prefer)
@@ -489,8 +488,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->conn = conn;
         *state = r;
         s->requests++;
+        r->unacceptable = !fhir_json_acceptable(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept"),
+                                                MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "_format"));
         if (!strcmp(method, "POST")) {
-            r->wrong_type = !json_content(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type"));
+            r->wrong_type = !fhir_json_content(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type"));
             r->prefer = preferred(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Prefer"));
         }
         return MHD_YES;
@@ -521,7 +522,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             *upload_len = 0;
             return MHD_YES;
         }
-        if (!strcmp(url, "/fhir/ServiceRequest") || !strcmp(url, "/fhir/Task"))
+        if (r->unacceptable && r->prefer != RETURN_MINIMAL) /* nothing kept: it could not be answered */
+            not_acceptable(s, r);
+        else if (!strcmp(url, "/fhir/ServiceRequest") || !strcmp(url, "/fhir/Task"))
             take(s, r, url + 6);
         else if (!strcmp(url, "/fhir/Encounter"))
             refuse(s, r, MHD_HTTP_METHOD_NOT_ALLOWED, "not-supported", NULL,
@@ -535,7 +538,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         MHD_suspend_connection(conn);
         return MHD_YES;
     }
-    if (!strcmp(method, "GET") || !strcmp(method, "HEAD"))
+    if ((!strcmp(method, "GET") || !strcmp(method, "HEAD")) && r->unacceptable)
+        not_acceptable(s, r);
+    else if (!strcmp(method, "GET") || !strcmp(method, "HEAD"))
         serve_get(s, r, url);
     else
         refuse(s, r, MHD_HTTP_METHOD_NOT_ALLOWED, "not-supported", NULL, "GET and POST only");

@@ -61,11 +61,13 @@ class Http:
     def __init__(self, port):
         self.port = port
 
-    def request(self, method, path, body=None, content_type=FHIR, prefer=None):
+    def request(self, method, path, body=None, content_type=FHIR, prefer=None, accept=None):
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
         headers = {"Content-Type": content_type} if body is not None else {}
         if prefer:
             headers["Prefer"] = prefer
+        if accept:
+            headers["Accept"] = accept
         if isinstance(body, (dict, list)):
             body = json.dumps(body)
         c.request(method, path, body=body, headers=headers)
@@ -77,9 +79,9 @@ class Http:
     def post(self, kind, resource, **kw):
         return self.request("POST", f"/fhir/{kind}", resource, **kw)
 
-    def get(self, path, **params):
+    def get(self, path, accept=None, **params):
         q = urllib.parse.urlencode(params)
-        return self.request("GET", path + (f"?{q}" if q else ""))
+        return self.request("GET", path + (f"?{q}" if q else ""), accept=accept)
 
 
 def validate(documents):
@@ -138,6 +140,37 @@ class Social(AdapterTest):
         self.assertTrue(issues(body, "warning"), body)  # the flags
         status, _, body = self.http.post("ServiceRequest", {"resourceType": "ServiceRequest"}, prefer="return=minimal")
         self.assertEqual((status, body["resourceType"]), (422, "OperationOutcome"))  # a refusal says why, always
+
+    def test_formats_are_negotiated_as_fhir_clients_ask(self):
+        # HAPI's client asks for XML and JSON alike, and for DSTU2's types; with an
+        # encoding set it adds _format to every request. Only JSON is served here.
+        self.start()
+        hapi = ("application/fhir+xml;q=1.0, application/fhir+json;q=1.0, application/xml+fhir;q=0.9, "
+                "application/json+fhir;q=0.9")
+        status, _, oo = self.http.post("ServiceRequest", service_request("SC-F1"), content_type="application/json+fhir",
+                                       accept=hapi)
+        self.assertEqual(status, 201, oo)
+        for accept, params in ((None, {"_format": "json"}), ("application/fhir+xml", {"_format": "json"}),
+                               ("*/*", {}), ("text/html, application/*;q=0.2", {}),
+                               (None, {"_format": "application/fhir+json"})):
+            with self.subTest(accept=accept, params=params):
+                status, headers, body = self.http.get("/fhir/ServiceRequest/SC-F1", accept=accept, **params)
+                self.assertEqual((status, body["id"]), (200, "SC-F1"))
+                self.assertTrue(headers["Content-Type"].startswith("application/fhir+json"))
+        for accept, params in (("application/fhir+xml", {}), ("application/fhir+json;q=0, application/xml", {}),
+                               (None, {"_format": "xml"}), ("application/fhir+json", {"_format": "application/fhir+xml"})):
+            with self.subTest(accept=accept, params=params):
+                status, _, oo = self.http.get("/fhir/ServiceRequest/SC-F1", accept=accept, **params)
+                self.assertEqual(status, 406, oo)
+                self.assertEqual(issues(oo, "error")[0]["code"], "not-supported")
+        status, _, oo = self.http.post("ServiceRequest", service_request("SC-F2"), accept="application/fhir+xml")
+        self.assertEqual(status, 406, oo)
+        self.assertEqual(self.http.get("/fhir/ServiceRequest/SC-F2")[0], 404)  # nothing kept that was refused
+        status, _, body = self.http.post("ServiceRequest", service_request("SC-F3"), accept="application/fhir+xml",
+                                         prefer="return=minimal")
+        self.assertEqual((status, body), (201, None))  # no body: nothing to be in the wrong format
+        status, _, oo = self.http.post("ServiceRequest", service_request("SC-F4"), content_type="application/fhir+xml")
+        self.assertEqual(status, 415, oo)
 
     def test_each_bad_request_gets_its_status_and_the_element_and_a_good_one_follows(self):
         self.start("--max-body", "4096")

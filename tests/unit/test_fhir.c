@@ -15,6 +15,7 @@
 #include "cb_codec.h"
 #include "cb_json.h"
 #include "fhir.h"
+#include "fhir_search.h"
 #include "kept.h"
 
 static const char *const agencies[] = {"health", "housing", "social-care"};
@@ -150,6 +151,36 @@ static void test_what_cannot_be_a_referral_is_refused_by_element(void **state)
     expect("{\"resourceType\":\"ServiceRequest\",\"status\":\"active\",\"intent\":\"order\"," SUBJ
            ",\"performer\":[{\"display\":\"health\"}]}",
            422, "required", "ServiceRequest.identifier");
+}
+
+/* Content negotiation as FHIR clients really send it. */
+static void test_formats_are_negotiated(void **state)
+{
+    (void)state;
+    assert_true(fhir_json_content("application/fhir+json; charset=UTF-8"));
+    assert_true(fhir_json_content(" Application/JSON"));
+    assert_true(fhir_json_content("application/json+fhir;charset=utf-8"));
+    assert_false(fhir_json_content("application/fhir+xml"));
+    assert_false(fhir_json_content("application/jsonx"));
+    assert_false(fhir_json_content(NULL));
+    const char *yes[][2] = {
+        {NULL, NULL},
+        {"", NULL},
+        {"application/fhir+json", NULL},
+        {"application/fhir+xml;q=1.0, application/fhir+json;q=1.0, application/json+fhir;q=0.9", NULL},
+        {"text/html, application/*; q=0.2", NULL},
+        {"*/*", NULL},
+        {"application/fhir+json; fhirVersion=4.0", NULL},
+        {"application/fhir+xml", "json"},
+        {NULL, "application/fhir json"}, /* the '+' of a form-encoded query */
+        {NULL, "application/json+fhir"}};
+    for (size_t i = 0; i < sizeof yes / sizeof *yes; i++)
+        assert_true(fhir_json_acceptable(yes[i][0], yes[i][1]));
+    const char *no[][2] = {{"application/fhir+xml", NULL},         {"application/fhir+json;q=0, application/xml", NULL},
+                           {"application/fhir+json; q=0.0", NULL}, {"text/html", NULL},
+                           {"application/fhir+json", "xml"},       {NULL, "text/turtle"}};
+    for (size_t i = 0; i < sizeof no / sizeof *no; i++)
+        assert_false(fhir_json_acceptable(no[i][0], no[i][1]));
 }
 
 /* A resource is kept as it came, and served with the id and lastUpdated it
@@ -752,6 +783,7 @@ int main(void)
         cmocka_unit_test(test_an_operation_outcome_names_each_element),
         cmocka_unit_test(test_an_operation_outcome_is_json_whatever_its_strings_hold),
         cmocka_unit_test(test_a_kept_resource_is_served_with_its_own_id_and_time),
+        cmocka_unit_test(test_formats_are_negotiated),
         cmocka_unit_test(test_task_statuses_are_answers_the_broker_reads),
         cmocka_unit_test(test_a_task_that_says_nothing_to_carry_is_refused),
         cmocka_unit_test(test_a_delivered_referral_is_served_as_a_service_request),
