@@ -1,5 +1,6 @@
 #include "fhir_search.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <strings.h>
 #include <stdlib.h>
@@ -93,7 +94,7 @@ static void add_date(fhir_query *q, const char *value)
     q->updated[q->n_updated++] = t;
 }
 
-void fhir_query_add(fhir_query *q, const char *key, const char *value)
+bool fhir_query_add(fhir_query *q, const char *key, const char *value)
 {
     if (!strcmp(key, "patient:identifier") || !strcmp(key, "subject:identifier") ||
         !strcmp(key, "patient.identifier") || !strcmp(key, "subject.identifier"))
@@ -108,6 +109,67 @@ void fhir_query_add(fhir_query *q, const char *key, const char *value)
         add_date(q, value);
     else if (!strcmp(key, "_count"))
         q->count = strtol(value, NULL, 10);
+    else
+        return false;
+    return true;
+}
+
+/* %XX decoded in place. */
+static void unescape(char *s)
+{
+    char *out = s;
+    for (; *s; s++) {
+        unsigned hex;
+        if (*s == '%' && isxdigit((unsigned char)s[1]) && isxdigit((unsigned char)s[2]) &&
+            sscanf(s + 1, "%2x", &hex) == 1 && hex) {
+            *out++ = (char)hex;
+            s += 2;
+        } else {
+            *out++ = *s;
+        }
+    }
+    *out = 0;
+}
+
+fhir_query *fhir_query_parse(const char *text, char *why, size_t cap)
+{
+    fhir_query *q = fhir_query_new();
+    char *copy = strdup(text ? text : "");
+    if (!q || !copy) {
+        snprintf(why, cap, "out of memory");
+        fhir_query_free(&q);
+        free(copy);
+        return NULL;
+    }
+    size_t known = 0;
+    char *save = NULL;
+    for (char *pair = strtok_r(copy + (copy[0] == '?'), "&", &save); pair; pair = strtok_r(NULL, "&", &save)) {
+        char *eq = strchr(pair, '=');
+        if (eq)
+            *eq = 0;
+        unescape(pair);
+        if (eq)
+            unescape(eq + 1);
+        if (!eq || !eq[1] || !fhir_query_add(q, pair, eq + 1) || !strcmp(pair, "_count")) {
+            snprintf(why, cap,
+                     "%.60s%s is not a search this server makes: it searches by identifier, patient:identifier, _id, "
+                     "status and _lastUpdated",
+                     pair, eq ? "" : " (no value)");
+            fhir_query_free(&q);
+            break;
+        }
+        known++;
+    }
+    free(copy);
+    if (q && !known) {
+        snprintf(why, cap, "no search parameters");
+        fhir_query_free(&q);
+    }
+    if (q && fhir_query_error(q)) {
+        snprintf(why, cap, "%s", fhir_query_error(q));
+        fhir_query_free(&q);
+    }
+    return q;
 }
 
 const char *fhir_query_error(const fhir_query *q)
@@ -240,13 +302,16 @@ char *fhir_capability_statement(void)
     json_t *resources = json_array();
     for (size_t i = 0; i < sizeof cb_fhir_served / sizeof *cb_fhir_served; i++) {
         json_t *does = json_pack("[{s:s},{s:s}]", "code", "read", "code", "search-type");
-        if (strcmp(cb_fhir_served[i], "Encounter")) /* served, never posted */
+        bool posted = strcmp(cb_fhir_served[i], "Encounter"); /* Encounters are served, never posted */
+        if (posted)
             json_array_insert_new(does, 0, json_pack("{s:s}", "code", "create"));
-        json_array_append_new(resources, json_pack("{s:s,s:o,s:[{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s}]}",
-                                                   "type", cb_fhir_served[i], "interaction", does, "searchParam",
-                                                   "name", "patient", "type", "reference", "name", "identifier", "type",
-                                                   "token", "name", "_id", "type", "token", "name", "status", "type",
-                                                   "token", "name", "_lastUpdated", "type", "date"));
+        json_t *res = json_pack("{s:s,s:o,s:[{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s}]}", "type",
+                                cb_fhir_served[i], "interaction", does, "searchParam", "name", "patient", "type",
+                                "reference", "name", "identifier", "type", "token", "name", "_id", "type", "token",
+                                "name", "status", "type", "token", "name", "_lastUpdated", "type", "date");
+        if (posted)
+            json_object_set_new(res, "conditionalCreate", json_true());
+        json_array_append_new(resources, res);
     }
     json_t *cs = json_pack("{s:s,s:s,s:s,s:s,s:{s:s,s:s},s:{s:s},s:s,s:[s,s],s:[{s:s,s:o}]}", "resourceType",
                            "CapabilityStatement", "status", "active", "date", "2026-12-02", "kind", "instance",

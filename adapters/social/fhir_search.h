@@ -12,9 +12,15 @@ typedef struct fhir_query fhir_query;
 
 fhir_query *fhir_query_new(void);
 void fhir_query_free(fhir_query **q_p);
-/* One search parameter as given (key, value URL-decoded). Those it does
- * not know are ignored, as a lenient FHIR server does; _count limits. */
-void fhir_query_add(fhir_query *q, const char *key, const char *value);
+/* One search parameter as given (key, value URL-decoded); false for one it
+ * does not know, which a search ignores, as a lenient FHIR server does.
+ * _count limits. */
+bool fhir_query_add(fhir_query *q, const char *key, const char *value);
+/* A search given as query text ("identifier=sys%7Cval&status=active", as
+ * If-None-Exist gives one), strictly: NULL with why when a parameter is not
+ * one it searches by (ignoring it would match what it was meant to tell
+ * apart), has no value, or there is none. */
+fhir_query *fhir_query_parse(const char *text, char *why, size_t cap);
 /* Why the query cannot be answered (a _lastUpdated it cannot read), or NULL. */
 const char *fhir_query_error(const fhir_query *q);
 bool fhir_query_matches(const fhir_query *q, const json_t *resource);

@@ -19,7 +19,7 @@
 
 #include "adapter.h"
 #include "fhir.h"
-#include "kept.h"
+#include "fhir_kept.h"
 #include "fhir_push.h"
 #include "fhir_search.h"
 #include "pending.h"
@@ -110,6 +110,7 @@ struct request {
     returning prefer;
     char *body;
     size_t len, cap;
+    char *if_none_exist; /* FHIR's conditional create: the search that must find nothing */
     bool too_big, wrong_type, unacceptable, suspended;
     /* the answer, once there is one */
     unsigned status;
@@ -117,7 +118,7 @@ struct request {
     char location[160];
     /* while owed */
     uint64_t seq;
-    bool fresh;
+    bool fresh, existing; /* existing: the resource If-None-Exist found, nothing kept */
     char kind[16], id[65];
 };
 
@@ -187,8 +188,10 @@ static void created(social *s, request *r, const cb_adapter_answer *ans)
         free(texts);
         return set_answer(r, MHD_HTTP_SERVICE_UNAVAILABLE, NULL); /* answered with no body: post again */
     }
-    snprintf(texts[n], sizeof texts[n], "%s %s kept%s", r->kind, r->id,
-             ans ? " and stored by carebridge" : "; carebridge will have it once it is reachable");
+    snprintf(texts[n], sizeof texts[n], "%s %s %s", r->kind, r->id,
+             r->existing ? "exists already (If-None-Exist found it): nothing was created"
+             : ans       ? "kept and stored by carebridge"
+                         : "kept; carebridge will have it once it is reachable");
     issues[n] = (cb_fhir_issue){"information", "informational", NULL, texts[n], NULL};
     n++;
     for (size_t i = 0; ans && i < ans->n_flags; i++, n++) {
@@ -253,6 +256,54 @@ static json_t *referral_of(social *s, const json_t *task)
     return cb_fhir_focus_id(task, id) ? kept(s, "ServiceRequest", id) : NULL;
 }
 
+typedef struct {
+    fhir_query *q;
+    size_t matches;
+    char id[65];
+} matching;
+
+static bool count_match(void *arg, const char *key, size_t key_len, const uint8_t *bytes, size_t len)
+{
+    (void)key;
+    (void)key_len;
+    matching *m = arg;
+    json_t *res = cb_fhir_kept_resource(bytes, len);
+    if (res && fhir_query_matches(m->q, res) && m->matches++ == 0)
+        snprintf(m->id, sizeof m->id, "%s", json_string_value(json_object_get(res, "id")));
+    json_decref(res);
+    return m->matches < 2;
+}
+
+/* FHIR's conditional create (If-None-Exist: a search): when the search finds
+ * one resource, that one is the answer (200, nothing kept); two, 412; a
+ * search it cannot make, 400. True when it has answered. It searches what
+ * is served, as GET does. */
+static bool exists(social *s, request *r, const char *kind)
+{
+    char why[200], prefix[40];
+    matching m = {fhir_query_parse(r->if_none_exist, why, sizeof why), 0, ""};
+    if (!m.q) {
+        char text[260];
+        snprintf(text, sizeof text, "If-None-Exist: %s", why);
+        refuse(s, r, MHD_HTTP_BAD_REQUEST, "not-supported", NULL, text);
+        return true;
+    }
+    snprintf(prefix, sizeof prefix, "%s/", kind);
+    cb_adapter_kept(s->adapter, prefix, count_match, &m);
+    fhir_query_free(&m.q);
+    if (m.matches > 1) {
+        refuse(s, r, MHD_HTTP_PRECONDITION_FAILED, "multiple-matches", NULL,
+               "If-None-Exist: the search finds more than one resource, so this one is not created");
+        return true;
+    }
+    if (!m.matches)
+        return false;
+    snprintf(r->id, sizeof r->id, "%s", m.id);
+    r->existing = true;
+    created(s, r, NULL);
+    return true;
+}
+
 static void take(social *s, request *r, const char *kind)
 {
     snprintf(r->kind, sizeof r->kind, "%s", kind);
@@ -266,6 +317,10 @@ static void take(social *s, request *r, const char *kind)
     }
     cb_fhir_error err = {0};
     json_t *res = cb_fhir_parse(r->body ? r->body : "", r->len, kind, &err), *event = NULL;
+    if (res && r->if_none_exist && exists(s, r, kind)) {
+        json_decref(res);
+        return;
+    }
     if (res && !strcmp(kind, "ServiceRequest")) {
         event = cb_fhir_referral(res, &s->map, &err);
     } else if (res) {
@@ -297,7 +352,7 @@ static void take(social *s, request *r, const char *kind)
         char when[32], key[120];
         instant_now(when);
         size_t len;
-        char *text = cb_kept_text(r->id, when, r->body, r->len, &len);
+        char *text = cb_fhir_kept_text(r->id, when, r->body, r->len, &len);
         snprintf(key, sizeof key, "%s/%s", kind, r->id);
         if (text)
             cb_adapter_batch_keep(s->batch, key, text, len);
@@ -357,7 +412,7 @@ static bool collect(void *arg, const char *key, size_t key_len, const uint8_t *b
     (void)key;
     (void)key_len;
     searching *w = arg;
-    json_t *res = cb_kept_resource(bytes, len);
+    json_t *res = cb_fhir_kept_resource(bytes, len);
     if (res && fhir_query_matches(w->q, res))
         json_array_append(w->entries, res);
     json_decref(res);
@@ -372,7 +427,7 @@ static bool read_one(void *arg, const char *key, size_t key_len, const uint8_t *
 {
     (void)key;
     (void)key_len;
-    ((reading *)arg)->found = cb_kept_resource(bytes, len);
+    ((reading *)arg)->found = cb_fhir_kept_resource(bytes, len);
     return false;
 }
 
@@ -493,6 +548,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!strcmp(method, "POST")) {
             r->wrong_type = !fhir_json_content(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type"));
             r->prefer = preferred(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Prefer"));
+            const char *ine = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "If-None-Exist");
+            if (ine && ine[strspn(ine, " \t")] && !(r->if_none_exist = strdup(ine)))
+                return MHD_NO;
         }
         return MHD_YES;
     }
@@ -568,6 +626,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **state, e
         s->requests--;
         cb_pending_drop(s->owed, r);
         free(r->body);
+        free(r->if_none_exist);
         free(r->out);
         free(r);
     }
@@ -624,7 +683,7 @@ static cb_adapter_take delivered(void *arg, uint64_t seq, const char *event_id, 
     snprintf(key, sizeof key, "%s/%s", kind, id);
     char *text = json_dumps(res, JSON_COMPACT);
     size_t len = 0;
-    char *keep = text && id ? cb_kept_text(id, when, text, strlen(text), &len) : NULL;
+    char *keep = text && id ? cb_fhir_kept_text(id, when, text, strlen(text), &len) : NULL;
     json_decref(res);
     cb_adapter_error err = {0};
     bool kept = keep && cb_adapter_keep(s->adapter, key, keep, len, &err) == CB_ADAPTER_OK;

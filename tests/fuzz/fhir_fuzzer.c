@@ -1,7 +1,9 @@
 /* The FHIR ServiceRequest and Task mappings on arbitrary bytes: never crashes; what
  * it refuses has an OperationOutcome that is JSON; what it maps is JSON the
  * broker's reader either takes or refuses with a reason, and a referral,
- * served back as a ServiceRequest, reads as a referral again. */
+ * served back as a ServiceRequest, reads as a referral again. The same bytes as
+ * HTTP header values (Accept, Content-Type, If-None-Exist) and as a kept
+ * resource are read without a crash: a search either parses or says why. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +11,8 @@
 #include "cb_codec.h"
 #include "cb_json.h"
 #include "fhir.h"
+#include "fhir_search.h"
+#include "fhir_kept.h"
 #include "fuzz_check.h"
 
 static void outcome_is_json(const cb_fhir_error *err)
@@ -59,8 +63,23 @@ static void try_as(const char *type, const uint8_t *data, size_t size)
     json_decref(ev);
 }
 
+static void as_headers(const uint8_t *data, size_t size)
+{
+    char *text = strndup((const char *)data, size);
+    CHECK(text);
+    (void)fhir_json_content(text);
+    (void)fhir_json_acceptable(text, size % 3 ? NULL : text);
+    char why[200] = "";
+    fhir_query *q = fhir_query_parse(text, why, sizeof why);
+    CHECK(q || why[0]);
+    fhir_query_free(&q);
+    free(text);
+    json_decref(cb_fhir_kept_resource(data, size));
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    as_headers(data, size);
     try_as("ServiceRequest", data, size);
     try_as("Task", data, size);
     return 0;

@@ -61,9 +61,9 @@ class Http:
     def __init__(self, port):
         self.port = port
 
-    def request(self, method, path, body=None, content_type=FHIR, prefer=None, accept=None):
+    def request(self, method, path, body=None, content_type=FHIR, prefer=None, accept=None, headers=None):
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
-        headers = {"Content-Type": content_type} if body is not None else {}
+        headers = dict(headers or {}, **({"Content-Type": content_type} if body is not None else {}))
         if prefer:
             headers["Prefer"] = prefer
         if accept:
@@ -140,6 +140,35 @@ class Social(AdapterTest):
         self.assertTrue(issues(body, "warning"), body)  # the flags
         status, _, body = self.http.post("ServiceRequest", {"resourceType": "ServiceRequest"}, prefer="return=minimal")
         self.assertEqual((status, body["resourceType"]), (422, "OperationOutcome"))  # a refusal says why, always
+
+    def test_a_conditional_create_finds_what_exists_instead_of_creating(self):
+        # An integration engine retrying with a resource it built again (a new
+        # authoredOn) asks If-None-Exist, and must get the one kept, not a 409.
+        self.start()
+        ident = "https://council.example/referrals|SC-C1"
+        self.assertEqual(self.http.post("ServiceRequest", service_request("SC-C1"))[0], 201)
+        again = service_request("SC-C1", authoredOn="2026-12-02T10:15:00Z")
+        self.assertEqual(self.http.post("ServiceRequest", again)[0], 409)  # unconditionally: another resource
+        for header in (f"identifier={ident}", "identifier=" + urllib.parse.quote(ident, safe="")):
+            with self.subTest(header=header):
+                status, headers, oo = self.http.post("ServiceRequest", again, headers={"If-None-Exist": header})
+                self.assertEqual((status, headers["Location"]), (200, "/fhir/ServiceRequest/SC-C1"), oo)
+                self.assertIn("exists already", issues(oo, "information")[0]["diagnostics"])
+        status, _, oo = self.http.post("ServiceRequest", service_request("SC-C2"),
+                                       headers={"If-None-Exist": "identifier=https://council.example/referrals|SC-C2"})
+        self.assertEqual(status, 201, oo)  # nothing found: created
+        status, _, oo = self.http.post("ServiceRequest", service_request("SC-C3"),
+                                       headers={"If-None-Exist": f"patient:identifier={NHS_SYSTEM}|{NHS}"})
+        self.assertEqual((status, issues(oo, "error")[0]["code"]), (412, "multiple-matches"), oo)
+        for header in ("colour=blue", "identifier", "_count=1"):
+            with self.subTest(header=header):
+                status, _, oo = self.http.post("ServiceRequest", service_request("SC-C4"),
+                                               headers={"If-None-Exist": header})
+                self.assertEqual((status, issues(oo, "error")[0]["code"]), (400, "not-supported"), oo)
+        for kept in ("SC-C3", "SC-C4"):
+            self.assertEqual(self.http.get(f"/fhir/ServiceRequest/{kept}")[0], 404)  # refused: nothing kept
+        r, got = self.b.recv("housing", "--count", "3", "--timeout", "3")
+        self.assertEqual(sorted(e["eventId"] for e in got), ["SC-C1", "SC-C2"])  # each once
 
     def test_formats_are_negotiated_as_fhir_clients_ask(self):
         # HAPI's client asks for XML and JSON alike, and for DSTU2's types; with an
@@ -229,6 +258,8 @@ class Social(AdapterTest):
         self.assertEqual(self.http.get("/fhir/ServiceRequest", _lastUpdated="yesterday")[0], 400)
         status, _, cs = self.http.get("/fhir/metadata")
         self.assertEqual((status, cs["resourceType"], cs["fhirVersion"]), (200, "CapabilityStatement", "4.0.1"))
+        self.assertEqual({r["type"]: r.get("conditionalCreate", False) for r in cs["rest"][0]["resource"]},
+                         {"ServiceRequest": True, "Task": True, "Encounter": False})
 
     def test_a_task_naming_only_a_served_referral_answers_its_sender(self):
         # A case system's Task often carries just its status, its own id and

@@ -16,7 +16,7 @@
 #include "cb_json.h"
 #include "fhir.h"
 #include "fhir_search.h"
-#include "kept.h"
+#include "fhir_kept.h"
 
 static const char *const agencies[] = {"health", "housing", "social-care"};
 static const cb_fhir_opts opts = {"social-care", agencies, 3, NULL, 0};
@@ -153,6 +153,32 @@ static void test_what_cannot_be_a_referral_is_refused_by_element(void **state)
            422, "required", "ServiceRequest.identifier");
 }
 
+/* If-None-Exist's search is read strictly: a parameter ignored would match
+ * what it was meant to tell apart. */
+static void test_a_conditional_search_is_read_strictly(void **state)
+{
+    (void)state;
+    char why[200];
+    json_t *sr = json_loads("{\"resourceType\":\"ServiceRequest\",\"id\":\"a\",\"status\":\"active\","
+                            "\"identifier\":[{\"system\":\"https://x.org/r\",\"value\":\"R 1\"}]}",
+                            0, NULL);
+    fhir_query *q = fhir_query_parse("?identifier=https%3A%2F%2Fx.org%2Fr%7CR%201&status=active", why, sizeof why);
+    assert_non_null(q);
+    assert_true(fhir_query_matches(q, sr));
+    fhir_query_free(&q);
+    q = fhir_query_parse("identifier=https://x.org/r|R 2", why, sizeof why);
+    assert_false(fhir_query_matches(q, sr));
+    fhir_query_free(&q);
+    const char *bad[] = {"colour=blue", "identifier", "identifier=",           "_count=1", "",
+                         "&",           NULL,         "_lastUpdated=yesterday"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        why[0] = 0;
+        assert_null(fhir_query_parse(bad[i], why, sizeof why));
+        assert_true(why[0]);
+    }
+    json_decref(sr);
+}
+
 /* Content negotiation as FHIR clients really send it. */
 static void test_formats_are_negotiated(void **state)
 {
@@ -191,10 +217,10 @@ static void test_a_kept_resource_is_served_with_its_own_id_and_time(void **state
     const char body[] = "\xEF\xBB\xBF {\"resourceType\":\"ServiceRequest\",\"id\":\"theirs\","
                         "\"meta\":{\"versionId\":\"7\"},\"status\":\"active\"}\n";
     size_t len;
-    char *text = cb_kept_text("SC-1", "2026-12-04T10:11:12.345Z", body, sizeof body - 1, &len);
+    char *text = cb_fhir_kept_text("SC-1", "2026-12-04T10:11:12.345Z", body, sizeof body - 1, &len);
     assert_non_null(text);
     assert_int_equal(len, strlen(text));
-    json_t *res = cb_kept_resource((const uint8_t *)text, len);
+    json_t *res = cb_fhir_kept_resource((const uint8_t *)text, len);
     assert_non_null(res);
     assert_string_equal(json_string_value(json_object_get(res, "id")), "SC-1");
     assert_string_equal(json_string_value(json_object_get(res, "status")), "active");
@@ -205,12 +231,12 @@ static void test_a_kept_resource_is_served_with_its_own_id_and_time(void **state
     free(text);
 
     const char *earlier = "{\"resourceType\":\"Task\",\"id\":\"T-1\",\"meta\":{\"lastUpdated\":\"x\"}}";
-    res = cb_kept_resource((const uint8_t *)earlier, strlen(earlier)); /* an earlier adapter's form */
+    res = cb_fhir_kept_resource((const uint8_t *)earlier, strlen(earlier)); /* an earlier adapter's form */
     assert_string_equal(json_string_value(json_object_get(res, "id")), "T-1");
     json_decref(res);
     const char *bad[] = {"", "SC-1", "SC-1\n2026", "\n2026\n{}", "SC-1\n2026\n[1]", "SC-1\n2026\n{"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
-        assert_null(cb_kept_resource((const uint8_t *)bad[i], strlen(bad[i])));
+        assert_null(cb_fhir_kept_resource((const uint8_t *)bad[i], strlen(bad[i])));
 }
 
 /* The answer to every POST is written out by hand: it must still be JSON that
@@ -784,6 +810,7 @@ int main(void)
         cmocka_unit_test(test_an_operation_outcome_is_json_whatever_its_strings_hold),
         cmocka_unit_test(test_a_kept_resource_is_served_with_its_own_id_and_time),
         cmocka_unit_test(test_formats_are_negotiated),
+        cmocka_unit_test(test_a_conditional_search_is_read_strictly),
         cmocka_unit_test(test_task_statuses_are_answers_the_broker_reads),
         cmocka_unit_test(test_a_task_that_says_nothing_to_carry_is_refused),
         cmocka_unit_test(test_a_delivered_referral_is_served_as_a_service_request),

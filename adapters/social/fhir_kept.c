@@ -1,10 +1,10 @@
-#include "kept.h"
+#include "fhir_kept.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-char *cb_kept_text(const char *id, const char *last_updated, const char *json, size_t len, size_t *out_len)
+char *cb_fhir_kept_text(const char *id, const char *last_updated, const char *json, size_t len, size_t *out_len)
 {
     if (len >= 3 && !memcmp(json, "\xEF\xBB\xBF", 3)) {
         json += 3;
@@ -21,7 +21,7 @@ char *cb_kept_text(const char *id, const char *last_updated, const char *json, s
     return text;
 }
 
-json_t *cb_kept_resource(const uint8_t *bytes, size_t len)
+json_t *cb_fhir_kept_resource(const uint8_t *bytes, size_t len)
 {
     const char *text = (const char *)bytes;
     if (len && text[0] == '{')
