@@ -598,6 +598,127 @@ static const char *served_event_id(const json_t *sr)
     return NULL;
 }
 
+/* ---- FHIR messages */
+
+#define MESSAGE_INLINED 32 /* resources a message's focus brings along, at most */
+
+/* The Bundle entry a reference names: by fullUrl, as "Type/id" (or a
+ * fullUrl ending so), or, as some senders write one, by the bare id. */
+static const json_t *entry_named(const json_t *entries, const char *ref)
+{
+    size_t i, n = strlen(ref);
+    const json_t *e;
+    json_array_foreach(entries, i, e)
+    {
+        const char *url = str(e, "fullUrl");
+        const json_t *res = json_object_get(e, "resource");
+        const char *type = str(res, "resourceType"), *id = str(res, "id");
+        size_t ul = url ? strlen(url) : 0;
+        if (!json_is_object(res))
+            continue;
+        if (url && (!strcmp(url, ref) || (ul > n && url[ul - n - 1] == '/' && !strcmp(url + ul - n, ref))))
+            return res;
+        if (type && id) {
+            size_t tl = strlen(type);
+            if ((n > tl && !strncmp(ref, type, tl) && ref[tl] == '/' && !strcmp(ref + tl + 1, id)) || !strcmp(ref, id))
+                return res;
+        }
+        if (url && !strncmp(url, "urn:uuid:", 9) && !strcmp(url + 9, ref))
+            return res;
+    }
+    return NULL;
+}
+
+typedef struct {
+    const json_t *entries, *focus_entry;
+    json_t *contained;
+    const json_t *from[MESSAGE_INLINED];
+    char ids[MESSAGE_INLINED][16];
+    size_t n;
+} inlining;
+
+/* Every reference under v to an entry of the message: that entry inlined
+ * (once) and the reference made local. Entries inlined are walked too. */
+static void inline_references(inlining *in, json_t *v)
+{
+    size_t i;
+    json_t *item;
+    const char *key;
+    if (json_is_array(v)) {
+        json_array_foreach(v, i, item) inline_references(in, item);
+        return;
+    }
+    if (!json_is_object(v))
+        return;
+    const char *ref = str(v, "reference");
+    const json_t *to = ref && ref[0] != '#' ? entry_named(in->entries, ref) : NULL;
+    if (to && to != in->focus_entry) {
+        size_t k = 0;
+        while (k < in->n && in->from[k] != to)
+            k++;
+        if (k == in->n && in->n < MESSAGE_INLINED) {
+            in->from[k] = to;
+            snprintf(in->ids[k], sizeof in->ids[k], "m%zu", k + 1);
+            json_t *copy = json_deep_copy(to);
+            json_object_set_new(copy, "id", json_string(in->ids[k]));
+            json_object_del(copy, "contained"); /* a contained resource contains none */
+            json_array_append_new(in->contained, copy);
+            in->n++;
+            inline_references(in, copy);
+        }
+        if (k < in->n) {
+            char local[20];
+            snprintf(local, sizeof local, "#%s", in->ids[k]);
+            json_object_set_new(v, "reference", json_string(local));
+        }
+    }
+    json_object_foreach(v, key, item)
+    {
+        if (strcmp(key, "contained"))
+            inline_references(in, item);
+    }
+}
+
+json_t *cb_fhir_message_focus(const json_t *bundle, char kind[16], cb_fhir_error *err)
+{
+    const char *type = str(bundle, "type");
+    if (!type || strcmp(type, "message"))
+        return fail(err, 422, type ? "value" : "required", "Bundle.type",
+                    "a message is a Bundle of type message (this one is %s)",
+                    type ? code_or(type, "another") : "untyped");
+    const json_t *entries = json_object_get(bundle, "entry");
+    const json_t *header = json_object_get(json_array_get(entries, 0), "resource");
+    const char *first = str(header, "resourceType");
+    if (!first || strcmp(first, "MessageHeader"))
+        return fail(err, 422, "required", "Bundle.entry[0].resource",
+                    "a message's first entry is its MessageHeader (this one is %s)",
+                    first ? code_or(first, "another resource") : "none");
+    const char *ref = str(json_array_get(json_object_get(header, "focus"), 0), "reference");
+    const json_t *focus = ref ? entry_named(entries, ref) : NULL;
+    if (!focus)
+        return fail(err, 422, ref ? "not-found" : "required", "MessageHeader.focus",
+                    ref ? "the MessageHeader's focus names no entry of the message"
+                        : "the MessageHeader names no focus: the ServiceRequest or Task it is about");
+    const char *focus_type = str(focus, "resourceType");
+    if (!focus_type || (strcmp(focus_type, "ServiceRequest") && strcmp(focus_type, "Task")))
+        return fail(err, 422, "not-supported", "MessageHeader.focus",
+                    "the message is about a %s: only a ServiceRequest (a referral) or a Task (its answer) is taken",
+                    focus_type ? code_or(focus_type, "resource of another type") : "resource of no type");
+    json_t *res = json_deep_copy(focus);
+    inlining in = {.entries = entries, .focus_entry = focus, .contained = json_array()};
+    inline_references(&in, res);
+    if (in.n) {
+        json_t *had = json_object_get(res, "contained");
+        if (json_is_array(had))
+            json_array_extend(had, in.contained);
+        else
+            json_object_set(res, "contained", in.contained);
+    }
+    json_decref(in.contained);
+    snprintf(kind, 16, "%s", focus_type);
+    return res;
+}
+
 bool cb_fhir_focus_id(const json_t *task, char out[65])
 {
     const json_t *focus = referral_reference(task);

@@ -63,6 +63,16 @@ json_t *cb_fhir_referral(const json_t *service_request, const cb_fhir_opts *opts
  * README, "FHIR Task", has the rest. NULL with err (422) otherwise. */
 json_t *cb_fhir_answer(const json_t *task, const json_t *referral, const cb_fhir_opts *opts, cb_fhir_error *err);
 
+/* The resource a FHIR message (a Bundle of type message, as BaRS sends one to
+ * $process-message) is about: its MessageHeader's focus, a ServiceRequest or
+ * a Task, with what it references in the Bundle (the Patient, the
+ * performer's Organization, a PractitionerRole and its organization)
+ * inlined as contained resources and the references rewritten to them, so
+ * it maps as a resource posted alone does. Its type into kind. NULL with err
+ * (422, the element) when the Bundle is no such message. The caller
+ * json_decref()s it. */
+json_t *cb_fhir_message_focus(const json_t *bundle, char kind[16], cb_fhir_error *err);
+
 /* The id a Task's focus gives its referral by ("ServiceRequest/<id>", or
  * the id a focus.identifier's eventId is served under), into out; false
  * when it names none. */

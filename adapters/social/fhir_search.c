@@ -318,6 +318,9 @@ char *fhir_capability_statement(void)
                            "software", "name", "carebridge-social", "version", CB_VERSION, "implementation",
                            "description", "carebridge social care adapter", "fhirVersion", "4.0.1", "format",
                            "application/fhir+json", "json", "rest", "mode", "server", "resource", resources);
+    json_object_set_new(json_array_get(json_object_get(cs, "rest"), 0), "operation",
+                        json_pack("[{s:s,s:s}]", "name", "process-message", "definition",
+                                  "http://hl7.org/fhir/OperationDefinition/MessageHeader-process-message"));
     char *text = json_dumps(cs, JSON_COMPACT);
     json_decref(cs);
     return text;

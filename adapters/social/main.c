@@ -373,6 +373,34 @@ static void take(social *s, request *r, const char *kind)
         refuse(s, r, MHD_HTTP_SERVICE_UNAVAILABLE, "transient", NULL, "the resource could not be kept; try again");
 }
 
+/* FHIR messaging, as BaRS sends a referral: a message Bundle posted to
+ * $process-message is taken as a POST of its focus (a ServiceRequest or a
+ * Task), with what it references in the Bundle inlined, and answered so. */
+static void take_message(social *s, request *r)
+{
+    if (r->wrong_type || r->too_big)
+        return take(s, r, "Bundle"); /* refused for that before it is read */
+    cb_fhir_error err = {0};
+    char kind[16];
+    json_t *bundle = cb_fhir_parse(r->body ? r->body : "", r->len, "Bundle", &err);
+    json_t *focus = bundle ? cb_fhir_message_focus(bundle, kind, &err) : NULL;
+    json_decref(bundle);
+    if (!focus) {
+        cb_log("refused a message: %d %s at %s: %s", err.http_status, err.code, err.expression, err.text);
+        return refuse(s, r, (unsigned)err.http_status, err.code, err.expression, err.text);
+    }
+    char *text = json_dumps(focus, JSON_COMPACT);
+    json_decref(focus);
+    if (!text)
+        return refuse(s, r, MHD_HTTP_SERVICE_UNAVAILABLE, "transient", NULL,
+                      "the message could not be read; try again");
+    free(r->body);
+    r->body = text;
+    r->len = strlen(text);
+    r->cap = r->len + 1;
+    take(s, r, kind);
+}
+
 /* The batch the last poll gathered, in one sync; then its requests may be answered. */
 /* Group commit: one sync for every resource the connections have in hand.
  * While an open connection has not yet sent its request, the batch waits
@@ -584,12 +612,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             not_acceptable(s, r);
         else if (!strcmp(url, "/fhir/ServiceRequest") || !strcmp(url, "/fhir/Task"))
             take(s, r, url + 6);
+        else if (!strcmp(url, "/fhir/$process-message"))
+            take_message(s, r);
         else if (!strcmp(url, "/fhir/Encounter"))
             refuse(s, r, MHD_HTTP_METHOD_NOT_ALLOWED, "not-supported", NULL,
                    "Encounters are served (admissions the broker delivered), not posted");
         else
             refuse(s, r, MHD_HTTP_NOT_FOUND, "not-supported", NULL,
-                   "resources are posted to /fhir/ServiceRequest or /fhir/Task");
+                   "resources are posted to /fhir/ServiceRequest or /fhir/Task, messages to /fhir/$process-message");
         if (r->status)
             return send_answer(r);
         r->suspended = true; /* until it is durable, and the broker has answered or the wait is over */

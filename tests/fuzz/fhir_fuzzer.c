@@ -3,7 +3,8 @@
  * broker's reader either takes or refuses with a reason, and a referral,
  * served back as a ServiceRequest, reads as a referral again. The same bytes as
  * HTTP header values (Accept, Content-Type, If-None-Exist) and as a kept
- * resource are read without a crash: a search either parses or says why. */
+ * resource are read without a crash: a search either parses or says why. As
+ * a FHIR message, its focus either maps as a resource does or is refused. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,9 +78,28 @@ static void as_headers(const uint8_t *data, size_t size)
     json_decref(cb_fhir_kept_resource(data, size));
 }
 
+/* As a message: its focus, when it has one, maps like a resource posted alone. */
+static void as_message(const uint8_t *data, size_t size)
+{
+    cb_fhir_error err;
+    json_t *bundle = cb_fhir_parse((const char *)data, size, "Bundle", &err);
+    char kind[16];
+    json_t *focus = bundle ? cb_fhir_message_focus(bundle, kind, &err) : NULL;
+    CHECK(!bundle || focus || err.http_status == 422);
+    if (focus) {
+        char *text = json_dumps(focus, JSON_COMPACT);
+        CHECK(text);
+        try_as(kind, (const uint8_t *)text, strlen(text));
+        free(text);
+    }
+    json_decref(focus);
+    json_decref(bundle);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     as_headers(data, size);
+    as_message(data, size);
     try_as("ServiceRequest", data, size);
     try_as("Task", data, size);
     return 0;

@@ -47,6 +47,7 @@ FHIR = {
     "ers-r4-servicerequest-convert-to-referral-draft.json": (422, "value", "ServiceRequest.status"),
     "sdohcc-servicerequest-hungervitalsign.json": (422, "not-found", "ServiceRequest.subject"),
     "sdohcc-task-orderfulfillment.json": (422, "required", "Task.requester"),
+    "nhsd-bars-message-999-to-cas.json": (422, "value", "ServiceRequest.performer"),
 }
 
 # The organisations the published resources name, as a deployment maps them:
@@ -113,7 +114,9 @@ class Published(AdapterTest):
             with self.subTest(file=name):
                 with open(os.path.join(PUBLISHED, "fhir", name)) as f:
                     resource = json.load(f)
-                got, _, oo = http.post(resource["resourceType"], resource)
+                # A message (BaRS) goes to $process-message; a resource to its type.
+                got, _, oo = http.post("$process-message" if resource["resourceType"] == "Bundle"
+                                       else resource["resourceType"], resource)
                 self.assertEqual(got, status, oo)
                 err = issues(oo, "error")
                 if code is None:

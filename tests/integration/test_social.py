@@ -170,6 +170,64 @@ class Social(AdapterTest):
         r, got = self.b.recv("housing", "--count", "3", "--timeout", "3")
         self.assertEqual(sorted(e["eventId"] for e in got), ["SC-C1", "SC-C2"])  # each once
 
+    def test_a_message_is_taken_as_its_focus_with_what_it_references(self):
+        # NHS England's BaRS sends a referral as a message Bundle to $process-message:
+        # the MessageHeader's focus is the ServiceRequest, its patient and performer
+        # entries of the Bundle by urn:uuid (or a bare id, as one published example has).
+        self.start("--org", "https://fhir.nhs.uk/Id/ods-organization-code|RY6=health")
+        sr = {"resourceType": "ServiceRequest", "id": "sr-1", "status": "active", "intent": "plan",
+              "subject": {"reference": "urn:uuid:pat-1"}, "performer": [{"reference": "org-1"}],
+              "requester": {"reference": "urn:uuid:role-1"}, "authoredOn": "2026-12-04T09:00:00Z"}
+        entries = [
+            {"fullUrl": "urn:uuid:hdr-1", "resource": {"resourceType": "MessageHeader", "id": "hdr-1",
+                                                       "eventCoding": {"code": "servicerequest-request"},
+                                                       "source": {"endpoint": "https://sender.example"},
+                                                       "focus": [{"reference": "urn:uuid:sr-1"}]}},
+            {"fullUrl": "urn:uuid:sr-1", "resource": sr},
+            {"fullUrl": "urn:uuid:pat-1", "resource": {"resourceType": "Patient", "id": "pat-1", "identifier": [
+                {"system": NHS_SYSTEM, "value": NHS}]}},
+            {"fullUrl": "urn:uuid:org-1", "resource": {"resourceType": "Organization", "id": "org-1", "identifier": [
+                {"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "RY6"}]}},
+            {"fullUrl": "urn:uuid:role-1", "resource": {"resourceType": "PractitionerRole", "id": "role-1",
+                                                        "organization": {"reference": "urn:uuid:org-2"}}},
+            {"fullUrl": "urn:uuid:org-2", "resource": {"resourceType": "Organization", "id": "org-2",
+                                                       "identifier": [{"value": "social-care"}]}},
+        ]
+        message = {"resourceType": "Bundle", "type": "message", "entry": entries}
+        status, headers, oo = self.http.post("$process-message", message)
+        self.assertEqual((status, headers.get("Location")), (201, "/fhir/ServiceRequest/sr-1"), oo)
+        self.assertEqual(self.http.post("$process-message", message)[0], 200)  # a resend: kept once
+        r, got = self.b.recv("health", "--count", "2", "--timeout", "3")
+        self.assertEqual([(e["eventId"], e["person"]["nhsNumber"]) for e in got], [("sr-1", NHS)])
+        kept = self.http.get("/fhir/ServiceRequest/sr-1")[2]
+        self.assertEqual([c["resourceType"] for c in kept["contained"]], ["Patient", "Organization",
+                                                                         "PractitionerRole", "Organization"])
+        self.assertEqual(kept["subject"]["reference"], "#" + kept["contained"][0]["id"])
+        self.assertEqual(kept["contained"][2]["organization"]["reference"], "#" + kept["contained"][3]["id"])
+        rc, out = validate([kept, oo])
+        self.assertEqual(rc, 0, out)
+
+        def bad(**change):
+            return dict(message, **change)
+        header = entries[0]["resource"]
+        cases = [
+            (bad(type="transaction"), 422, "Bundle.type"),
+            (bad(entry=entries[1:]), 422, "Bundle.entry[0].resource"),
+            (bad(entry=[{"resource": dict(header, focus=[])}] + entries[1:]), 422, "MessageHeader.focus"),
+            (bad(entry=[{"resource": dict(header, focus=[{"reference": "urn:uuid:none"}])}] + entries[1:]), 422,
+             "MessageHeader.focus"),
+            (bad(entry=[{"resource": dict(header, focus=[{"reference": "urn:uuid:pat-1"}])}] + entries[1:]), 422,
+             "MessageHeader.focus"),
+            (service_request("SC-M1"), 400, None),  # a resource, not a message
+        ]
+        for n, (body, want, element) in enumerate(cases):
+            with self.subTest(case=n):
+                status, _, oo = self.http.post("$process-message", body)
+                self.assertEqual(status, want, oo)
+                if element:
+                    self.assertEqual(issues(oo, "error")[0]["expression"], [element], oo)
+        self.assertEqual(self.http.post("ServiceRequest", service_request("SC-M2"))[0], 201)
+
     def test_formats_are_negotiated_as_fhir_clients_ask(self):
         # HAPI's client asks for XML and JSON alike, and for DSTU2's types; with an
         # encoding set it adds _format to every request. Only JSON is served here.
@@ -260,6 +318,7 @@ class Social(AdapterTest):
         self.assertEqual((status, cs["resourceType"], cs["fhirVersion"]), (200, "CapabilityStatement", "4.0.1"))
         self.assertEqual({r["type"]: r.get("conditionalCreate", False) for r in cs["rest"][0]["resource"]},
                          {"ServiceRequest": True, "Task": True, "Encounter": False})
+        self.assertEqual([o["name"] for o in cs["rest"][0]["operation"]], ["process-message"])
 
     def test_a_task_naming_only_a_served_referral_answers_its_sender(self):
         # A case system's Task often carries just its status, its own id and

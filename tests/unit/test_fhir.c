@@ -153,6 +153,72 @@ static void test_what_cannot_be_a_referral_is_refused_by_element(void **state)
            422, "required", "ServiceRequest.identifier");
 }
 
+/* A message's focus comes out as a resource posted alone would be: what it
+ * references in the Bundle contained, however the reference is written. */
+static void test_a_message_focus_brings_what_it_references(void **state)
+{
+    (void)state;
+    json_t *bundle = json_loads(
+        "{\"resourceType\":\"Bundle\",\"type\":\"message\",\"entry\":["
+        "{\"resource\":{\"resourceType\":\"MessageHeader\",\"focus\":[{\"reference\":\"Task/t1\"}]}},"
+        "{\"fullUrl\":\"https://x.org/fhir/Task/t1\",\"resource\":{\"resourceType\":\"Task\",\"id\":\"t1\","
+        "\"contained\":[{\"resourceType\":\"Goal\",\"id\":\"g\"}],"
+        "\"for\":{\"reference\":\"urn:uuid:p\"},\"owner\":{\"reference\":\"o1\"},"
+        "\"requester\":{\"reference\":\"Organization/o1\"},\"focus\":{\"reference\":\"#g\"},"
+        "\"basedOn\":[{\"reference\":\"ServiceRequest/elsewhere\"}]}},"
+        "{\"fullUrl\":\"urn:uuid:p\",\"resource\":{\"resourceType\":\"Patient\",\"id\":\"p\","
+        "\"managingOrganization\":{\"reference\":\"urn:uuid:o1\"},\"contained\":[{\"resourceType\":\"X\"}]}},"
+        "{\"fullUrl\":\"urn:uuid:o1\",\"resource\":{\"resourceType\":\"Organization\",\"id\":\"o1\"}}]}",
+        0, NULL);
+    assert_non_null(bundle);
+    char kind[16];
+    cb_fhir_error err;
+    json_t *task = cb_fhir_message_focus(bundle, kind, &err);
+    assert_non_null(task);
+    assert_string_equal(kind, "Task");
+    json_t *c = json_object_get(task, "contained");
+    assert_int_equal(json_array_size(c), 3); /* its own Goal, then the Patient and the Organization, once */
+    assert_string_equal(json_string_value(json_object_get(json_array_get(c, 1), "resourceType")), "Patient");
+    assert_null(json_object_get(json_array_get(c, 1), "contained"));
+    const char *patient = json_string_value(json_object_get(json_array_get(c, 1), "id"));
+    const char *org = json_string_value(json_object_get(json_array_get(c, 2), "id"));
+    char want[24];
+    snprintf(want, sizeof want, "#%s", patient);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(task, "for"), "reference")), want);
+    snprintf(want, sizeof want, "#%s", org);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(task, "owner"), "reference")), want);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(task, "requester"), "reference")), want);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(json_array_get(c, 1), "managingOrganization"), "reference")),
+        want);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(task, "focus"), "reference")), "#g");
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(json_object_get(task, "basedOn"), 0), "reference")),
+        "ServiceRequest/elsewhere"); /* not in the message: as it was */
+    json_decref(task);
+    json_decref(bundle);
+
+    const char *bad[][2] = {
+        {"{\"resourceType\":\"Bundle\",\"type\":\"collection\"}", "Bundle.type"},
+        {"{\"resourceType\":\"Bundle\",\"type\":\"message\",\"entry\":[]}", "Bundle.entry[0].resource"},
+        {"{\"resourceType\":\"Bundle\",\"type\":\"message\",\"entry\":[{\"resource\":{\"resourceType\":"
+         "\"MessageHeader\"}}]}",
+         "MessageHeader.focus"},
+        {"{\"resourceType\":\"Bundle\",\"type\":\"message\",\"entry\":[{\"resource\":{\"resourceType\":"
+         "\"MessageHeader\",\"focus\":[{\"reference\":\"urn:uuid:x\"}]}},{\"fullUrl\":\"urn:uuid:x\",\"resource\":"
+         "{\"resourceType\":\"Patient\"}}]}",
+         "MessageHeader.focus"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        json_t *b = json_loads(bad[i][0], 0, NULL);
+        assert_non_null(b);
+        assert_null(cb_fhir_message_focus(b, kind, &err));
+        assert_int_equal(err.http_status, 422);
+        assert_string_equal(err.expression, bad[i][1]);
+        json_decref(b);
+    }
+}
+
 /* If-None-Exist's search is read strictly: a parameter ignored would match
  * what it was meant to tell apart. */
 static void test_a_conditional_search_is_read_strictly(void **state)
@@ -811,6 +877,7 @@ int main(void)
         cmocka_unit_test(test_a_kept_resource_is_served_with_its_own_id_and_time),
         cmocka_unit_test(test_formats_are_negotiated),
         cmocka_unit_test(test_a_conditional_search_is_read_strictly),
+        cmocka_unit_test(test_a_message_focus_brings_what_it_references),
         cmocka_unit_test(test_task_statuses_are_answers_the_broker_reads),
         cmocka_unit_test(test_a_task_that_says_nothing_to_carry_is_refused),
         cmocka_unit_test(test_a_delivered_referral_is_served_as_a_service_request),
