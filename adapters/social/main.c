@@ -256,23 +256,7 @@ static json_t *referral_of(social *s, const json_t *task)
     return cb_fhir_focus_id(task, id) ? kept(s, "ServiceRequest", id) : NULL;
 }
 
-typedef struct {
-    fhir_query *q;
-    size_t matches;
-    char id[65];
-} matching;
-
-static bool count_match(void *arg, const char *key, size_t key_len, const uint8_t *bytes, size_t len)
-{
-    (void)key;
-    (void)key_len;
-    matching *m = arg;
-    json_t *res = cb_fhir_kept_resource(bytes, len);
-    if (res && fhir_query_matches(m->q, res) && m->matches++ == 0)
-        snprintf(m->id, sizeof m->id, "%s", json_string_value(json_object_get(res, "id")));
-    json_decref(res);
-    return m->matches < 2;
-}
+static json_t *search(social *s, const char *kind, fhir_query *q, size_t most);
 
 /* FHIR's conditional create (If-None-Exist: a search): when the search finds
  * one resource, that one is the answer (200, nothing kept); two, 412; a
@@ -280,28 +264,27 @@ static bool count_match(void *arg, const char *key, size_t key_len, const uint8_
  * is served, as GET does. */
 static bool exists(social *s, request *r, const char *kind)
 {
-    char why[200], prefix[40];
-    matching m = {fhir_query_parse(r->if_none_exist, why, sizeof why), 0, ""};
-    if (!m.q) {
+    char why[200];
+    fhir_query *q = fhir_query_parse(r->if_none_exist, why, sizeof why);
+    if (!q) {
         char text[260];
         snprintf(text, sizeof text, "If-None-Exist: %s", why);
         refuse(s, r, MHD_HTTP_BAD_REQUEST, "not-supported", NULL, text);
         return true;
     }
-    snprintf(prefix, sizeof prefix, "%s/", kind);
-    cb_adapter_kept(s->adapter, prefix, count_match, &m);
-    fhir_query_free(&m.q);
-    if (m.matches > 1) {
+    json_t *found = search(s, kind, q, 2);
+    fhir_query_free(&q);
+    size_t matches = json_array_size(found);
+    if (matches == 1) {
+        snprintf(r->id, sizeof r->id, "%s", json_string_value(json_object_get(json_array_get(found, 0), "id")));
+        r->existing = true;
+        created(s, r, NULL);
+    } else if (matches > 1) {
         refuse(s, r, MHD_HTTP_PRECONDITION_FAILED, "multiple-matches", NULL,
                "If-None-Exist: the search finds more than one resource, so this one is not created");
-        return true;
     }
-    if (!m.matches)
-        return false;
-    snprintf(r->id, sizeof r->id, "%s", m.id);
-    r->existing = true;
-    created(s, r, NULL);
-    return true;
+    json_decref(found);
+    return matches > 0;
 }
 
 static void take(social *s, request *r, const char *kind)
@@ -433,6 +416,7 @@ static void commit(social *s)
 typedef struct {
     fhir_query *q;
     json_t *entries;
+    size_t most;
 } searching;
 
 static bool collect(void *arg, const char *key, size_t key_len, const uint8_t *bytes, size_t len)
@@ -444,7 +428,17 @@ static bool collect(void *arg, const char *key, size_t key_len, const uint8_t *b
     if (res && fhir_query_matches(w->q, res))
         json_array_append(w->entries, res);
     json_decref(res);
-    return true;
+    return json_array_size(w->entries) < w->most;
+}
+
+/* The resources of kind served here that q finds, at most `most`, in id order. */
+static json_t *search(social *s, const char *kind, fhir_query *q, size_t most)
+{
+    char prefix[40];
+    snprintf(prefix, sizeof prefix, "%s/", kind);
+    searching w = {q, json_array(), most};
+    cb_adapter_kept(s->adapter, prefix, collect, &w);
+    return w.entries;
 }
 
 typedef struct {
@@ -512,13 +506,10 @@ static void serve_get(social *s, request *r, const char *url)
             fhir_query_free(&q);
             return refuse(s, r, MHD_HTTP_BAD_REQUEST, "not-supported", NULL, bad);
         }
-        char prefix[40];
-        snprintf(prefix, sizeof prefix, "%s/", kinds[k]);
-        searching w = {q, json_array()};
-        cb_adapter_kept(s->adapter, prefix, collect, &w);
+        json_t *found = search(s, kinds[k], q, SIZE_MAX);
         fhir_query_free(&q);
-        set_answer(r, MHD_HTTP_OK, fhir_searchset(w.entries, s->base_url));
-        json_decref(w.entries);
+        set_answer(r, MHD_HTTP_OK, fhir_searchset(found, s->base_url));
+        json_decref(found);
         s->served++;
         return;
     }
