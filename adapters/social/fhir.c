@@ -631,11 +631,24 @@ static const json_t *entry_named(const json_t *entries, const char *ref)
 
 typedef struct {
     const json_t *entries, *focus_entry;
+    const json_t *had; /* the focus's own contained resources, whose ids are taken */
     json_t *contained;
     const json_t *from[MESSAGE_INLINED];
     char ids[MESSAGE_INLINED][16];
     size_t n;
 } inlining;
+
+static bool contained_id_taken(const json_t *contained, const char *id)
+{
+    size_t i;
+    const json_t *c;
+    json_array_foreach(contained, i, c)
+    {
+        if (str(c, "id") && !strcmp(str(c, "id"), id))
+            return true;
+    }
+    return false;
+}
 
 /* Every reference under v to an entry of the message: that entry inlined
  * (once) and the reference made local. Entries inlined are walked too. */
@@ -658,7 +671,8 @@ static void inline_references(inlining *in, json_t *v)
             k++;
         if (k == in->n && in->n < MESSAGE_INLINED) {
             in->from[k] = to;
-            snprintf(in->ids[k], sizeof in->ids[k], "m%zu", k + 1);
+            for (size_t n = k + 1; n == k + 1 || contained_id_taken(in->had, in->ids[k]); n += MESSAGE_INLINED)
+                snprintf(in->ids[k], sizeof in->ids[k], "m%zu", n);
             json_t *copy = json_deep_copy(to);
             json_object_set_new(copy, "id", json_string(in->ids[k]));
             json_object_del(copy, "contained"); /* a contained resource contains none */
@@ -705,7 +719,8 @@ json_t *cb_fhir_message_focus(const json_t *bundle, char kind[16], cb_fhir_error
                     "the message is about a %s: only a ServiceRequest (a referral) or a Task (its answer) is taken",
                     focus_type ? code_or(focus_type, "resource of another type") : "resource of no type");
     json_t *res = json_deep_copy(focus);
-    inlining in = {.entries = entries, .focus_entry = focus, .contained = json_array()};
+    inlining in = {
+        .entries = entries, .focus_entry = focus, .had = json_object_get(res, "contained"), .contained = json_array()};
     inline_references(&in, res);
     if (in.n) {
         json_t *had = json_object_get(res, "contained");

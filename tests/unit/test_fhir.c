@@ -162,7 +162,7 @@ static void test_a_message_focus_brings_what_it_references(void **state)
         "{\"resourceType\":\"Bundle\",\"type\":\"message\",\"entry\":["
         "{\"resource\":{\"resourceType\":\"MessageHeader\",\"focus\":[{\"reference\":\"Task/t1\"}]}},"
         "{\"fullUrl\":\"https://x.org/fhir/Task/t1\",\"resource\":{\"resourceType\":\"Task\",\"id\":\"t1\","
-        "\"contained\":[{\"resourceType\":\"Goal\",\"id\":\"g\"}],"
+        "\"contained\":[{\"resourceType\":\"Goal\",\"id\":\"g\"},{\"resourceType\":\"Goal\",\"id\":\"m1\"}],"
         "\"for\":{\"reference\":\"urn:uuid:p\"},\"owner\":{\"reference\":\"o1\"},"
         "\"requester\":{\"reference\":\"Organization/o1\"},\"focus\":{\"reference\":\"#g\"},"
         "\"basedOn\":[{\"reference\":\"ServiceRequest/elsewhere\"}]}},"
@@ -177,11 +177,14 @@ static void test_a_message_focus_brings_what_it_references(void **state)
     assert_non_null(task);
     assert_string_equal(kind, "Task");
     json_t *c = json_object_get(task, "contained");
-    assert_int_equal(json_array_size(c), 3); /* its own Goal, then the Patient and the Organization, once */
-    assert_string_equal(json_string_value(json_object_get(json_array_get(c, 1), "resourceType")), "Patient");
-    assert_null(json_object_get(json_array_get(c, 1), "contained"));
-    const char *patient = json_string_value(json_object_get(json_array_get(c, 1), "id"));
-    const char *org = json_string_value(json_object_get(json_array_get(c, 2), "id"));
+    assert_int_equal(json_array_size(c), 4); /* its own Goals, then the Patient and the Organization, once */
+    assert_string_equal(json_string_value(json_object_get(json_array_get(c, 2), "resourceType")), "Patient");
+    assert_null(json_object_get(json_array_get(c, 2), "contained"));
+    const char *patient = json_string_value(json_object_get(json_array_get(c, 2), "id"));
+    const char *org = json_string_value(json_object_get(json_array_get(c, 3), "id"));
+    assert_string_not_equal(patient, "m1"); /* the focus had one of that id */
+    assert_string_not_equal(org, "m1");
+    assert_string_not_equal(patient, org);
     char want[24];
     snprintf(want, sizeof want, "#%s", patient);
     assert_string_equal(json_string_value(json_object_get(json_object_get(task, "for"), "reference")), want);
@@ -189,7 +192,7 @@ static void test_a_message_focus_brings_what_it_references(void **state)
     assert_string_equal(json_string_value(json_object_get(json_object_get(task, "owner"), "reference")), want);
     assert_string_equal(json_string_value(json_object_get(json_object_get(task, "requester"), "reference")), want);
     assert_string_equal(
-        json_string_value(json_object_get(json_object_get(json_array_get(c, 1), "managingOrganization"), "reference")),
+        json_string_value(json_object_get(json_object_get(json_array_get(c, 2), "managingOrganization"), "reference")),
         want);
     assert_string_equal(json_string_value(json_object_get(json_object_get(task, "focus"), "reference")), "#g");
     assert_string_equal(
