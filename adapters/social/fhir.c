@@ -600,7 +600,8 @@ static const char *served_event_id(const json_t *sr)
 
 /* ---- FHIR messages */
 
-#define MESSAGE_INLINED 32 /* resources a message's focus brings along, at most */
+#define MESSAGE_INLINED 32  /* resources a message's focus brings along, at most */
+#define MESSAGE_LOOKUPS 512 /* references looked up among its entries, at most: each look reads them all */
 
 /* The Bundle entry a reference names: by fullUrl, as "Type/id" (or a
  * fullUrl ending so), or, as some senders write one, by the bare id. */
@@ -633,6 +634,7 @@ typedef struct {
     const json_t *entries, *focus_entry;
     const json_t *had; /* the focus's own contained resources, whose ids are taken */
     json_t *contained;
+    size_t lookups; /* left */
     const json_t *from[MESSAGE_INLINED];
     char ids[MESSAGE_INLINED][16];
     size_t n;
@@ -664,7 +666,7 @@ static void inline_references(inlining *in, json_t *v)
     if (!json_is_object(v))
         return;
     const char *ref = str(v, "reference");
-    const json_t *to = ref && ref[0] != '#' ? entry_named(in->entries, ref) : NULL;
+    const json_t *to = ref && ref[0] != '#' && in->lookups && in->lookups-- ? entry_named(in->entries, ref) : NULL;
     if (to && to != in->focus_entry) {
         size_t k = 0;
         while (k < in->n && in->from[k] != to)
@@ -719,8 +721,11 @@ json_t *cb_fhir_message_focus(const json_t *bundle, char kind[16], cb_fhir_error
                     "the message is about a %s: only a ServiceRequest (a referral) or a Task (its answer) is taken",
                     focus_type ? code_or(focus_type, "resource of another type") : "resource of no type");
     json_t *res = json_deep_copy(focus);
-    inlining in = {
-        .entries = entries, .focus_entry = focus, .had = json_object_get(res, "contained"), .contained = json_array()};
+    inlining in = {.entries = entries,
+                   .focus_entry = focus,
+                   .had = json_object_get(res, "contained"),
+                   .contained = json_array(),
+                   .lookups = MESSAGE_LOOKUPS};
     inline_references(&in, res);
     if (in.n) {
         json_t *had = json_object_get(res, "contained");
