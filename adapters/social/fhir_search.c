@@ -1,6 +1,7 @@
 #include "fhir_search.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <strings.h>
 #include <stdlib.h>
@@ -26,7 +27,7 @@ struct fhir_query {
     size_t n_status;
     date_term updated[MAX_TERMS]; /* all must hold */
     size_t n_updated;
-    long count;
+    long count, offset; /* the page: -1 for the default size; where it starts among the matches */
     char error[200];
 };
 
@@ -36,6 +37,12 @@ fhir_query *fhir_query_new(void)
     if (q)
         q->count = -1;
     return q;
+}
+
+size_t fhir_query_page(const fhir_query *q, size_t *offset)
+{
+    *offset = (size_t)q->offset;
+    return q->count < 0 ? FHIR_PAGE_DEFAULT : (size_t)q->count;
 }
 
 void fhir_query_free(fhir_query **q_p)
@@ -94,6 +101,22 @@ static void add_date(fhir_query *q, const char *value)
     q->updated[q->n_updated++] = t;
 }
 
+/* _count or _offset: a whole number from 0; a larger _count is cut to the most a page holds. */
+static void page_term(fhir_query *q, const char *key, const char *value)
+{
+    char *end = NULL;
+    errno = 0;
+    long n = strtol(value, &end, 10);
+    if (!value[0] || *end || n < 0 || errno) {
+        snprintf(q->error, sizeof q->error, "%s must be a whole number from 0", key);
+        return;
+    }
+    if (key[1] == 'c')
+        q->count = n < FHIR_PAGE_MOST ? n : FHIR_PAGE_MOST;
+    else
+        q->offset = n;
+}
+
 bool fhir_query_add(fhir_query *q, const char *key, const char *value)
 {
     if (!strcmp(key, "patient:identifier") || !strcmp(key, "subject:identifier") ||
@@ -107,8 +130,8 @@ bool fhir_query_add(fhir_query *q, const char *key, const char *value)
         split(q->status, &q->n_status, value);
     else if (!strcmp(key, "_lastUpdated"))
         add_date(q, value);
-    else if (!strcmp(key, "_count"))
-        q->count = strtol(value, NULL, 10);
+    else if (!strcmp(key, "_count") || !strcmp(key, "_offset"))
+        page_term(q, key, value);
     else
         return false;
     return true;
@@ -150,7 +173,7 @@ fhir_query *fhir_query_parse(const char *text, char *why, size_t cap)
         unescape(pair);
         if (eq)
             unescape(eq + 1);
-        if (!eq || !eq[1] || !fhir_query_add(q, pair, eq + 1) || !strcmp(pair, "_count")) {
+        if (!eq || !eq[1] || !fhir_query_add(q, pair, eq + 1) || !strcmp(pair, "_count") || !strcmp(pair, "_offset")) {
             snprintf(why, cap,
                      "%.60s%s is not a search this server makes: it searches by identifier, patient:identifier, _id, "
                      "status and _lastUpdated",
@@ -277,7 +300,7 @@ bool fhir_query_matches(const fhir_query *q, const json_t *res)
     return true;
 }
 
-char *fhir_searchset(const json_t *entries, const char *base)
+char *fhir_searchset(const json_t *entries, size_t total, const char *base, const char *self, const char *next)
 {
     json_t *list = json_array();
     size_t i;
@@ -290,8 +313,17 @@ char *fhir_searchset(const json_t *entries, const char *base)
         json_array_append_new(
             list, json_pack("{s:s,s:O,s:{s:s}}", "fullUrl", url, "resource", res, "search", "mode", "match"));
     }
-    json_t *bundle = json_pack("{s:s,s:s,s:I,s:o}", "resourceType", "Bundle", "type", "searchset", "total",
-                               (json_int_t)json_array_size(list), "entry", list);
+    json_t *links = json_array();
+    if (self)
+        json_array_append_new(links, json_pack("{s:s,s:s}", "relation", "self", "url", self));
+    if (next)
+        json_array_append_new(links, json_pack("{s:s,s:s}", "relation", "next", "url", next));
+    json_t *bundle = json_pack("{s:s,s:s,s:I,s:o,s:o}", "resourceType", "Bundle", "type", "searchset", "total",
+                               (json_int_t)total, "link", links, "entry", list);
+    if (!json_array_size(links)) /* FHIR's JSON has no empty arrays */
+        json_object_del(bundle, "link");
+    if (!json_array_size(list))
+        json_object_del(bundle, "entry");
     char *text = json_dumps(bundle, JSON_COMPACT);
     json_decref(bundle);
     return text;

@@ -10,11 +10,16 @@
 
 typedef struct fhir_query fhir_query;
 
+/* A searchset's page: _count entries (this many when it is not given, at
+ * most the other), from _offset among the matches. */
+#define FHIR_PAGE_DEFAULT 100
+#define FHIR_PAGE_MOST    1000
+
 fhir_query *fhir_query_new(void);
 void fhir_query_free(fhir_query **q_p);
 /* One search parameter as given (key, value URL-decoded); false for one it
  * does not know, which a search ignores, as a lenient FHIR server does.
- * _count limits. */
+ * _count and _offset choose the page. */
 bool fhir_query_add(fhir_query *q, const char *key, const char *value);
 /* A search given as query text ("identifier=sys%7Cval&status=active", as
  * If-None-Exist gives one), strictly: NULL with why when a parameter is not
@@ -24,10 +29,14 @@ fhir_query *fhir_query_parse(const char *text, char *why, size_t cap);
 /* Why the query cannot be answered (a _lastUpdated it cannot read), or NULL. */
 const char *fhir_query_error(const fhir_query *q);
 bool fhir_query_matches(const fhir_query *q, const json_t *resource);
+/* The page's size, and where it starts among the matches into *offset. */
+size_t fhir_query_page(const fhir_query *q, size_t *offset);
 
-/* A searchset Bundle of entries (resources), fullUrl base/<type>/<id>;
- * the caller frees the text. */
-char *fhir_searchset(const json_t *entries, const char *base);
+/* A searchset Bundle of entries (one page of the resources found), total
+ * the matches in all, fullUrl base/<type>/<id>, and links self and next
+ * (when not NULL: the URLs of this page and the one after); the caller frees
+ * the text. */
+char *fhir_searchset(const json_t *entries, size_t total, const char *base, const char *self, const char *next);
 char *fhir_capability_statement(void);
 
 /* Whether a body of this Content-Type is FHIR JSON: application/fhir+json,

@@ -5,6 +5,7 @@
  * care is served back as ServiceRequests and Tasks. */
 #define _GNU_SOURCE /* strcasestr */
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -41,7 +42,9 @@ static const char usage[] = "Usage: carebridge-social [--broker ENDPOINT] [--as 
                             "  GET  /fhir/Task             answers to its referrals, and what it posted: searchset\n"
                             "                              Bundles, by patient:identifier (or subject:identifier,\n"
                             "                              patient.identifier), identifier (the resource's own),\n"
-                            "                              _id, status and _lastUpdated (gt, ge, lt, le, eq)\n"
+                            "                              _id, status and _lastUpdated (gt, ge, lt, le, eq);\n"
+                            "                              _count a page (100, at most 1000) from _offset, with\n"
+                            "                              total and a next link\n"
                             "  GET  /fhir/Encounter        admissions to hospital, as the broker delivered them\n"
                             "  GET  /fhir/ServiceRequest/ID, /fhir/Task/ID, /fhir/Encounter/ID\n"
                             "  GET  /fhir/metadata         the CapabilityStatement\n"
@@ -261,7 +264,7 @@ static json_t *referral_of(social *s, const json_t *task)
     return cb_fhir_focus_id(task, id) ? kept(s, "ServiceRequest", id) : NULL;
 }
 
-static json_t *search(social *s, const char *kind, fhir_query *q, size_t most);
+static size_t search(social *s, const char *kind, fhir_query *q, size_t skip, size_t limit, size_t stop, json_t **page);
 
 /* FHIR's conditional create (If-None-Exist: a search): when the search finds
  * one resource, that one is the answer (200, nothing kept); two, 412; a
@@ -277,9 +280,9 @@ static bool exists(social *s, request *r, const char *kind)
         refuse(s, r, MHD_HTTP_BAD_REQUEST, "not-supported", NULL, text);
         return true;
     }
-    json_t *found = search(s, kind, q, 2);
+    json_t *found;
+    size_t matches = search(s, kind, q, 0, 1, 2, &found);
     fhir_query_free(&q);
-    size_t matches = json_array_size(found);
     if (matches == 1) {
         snprintf(r->id, sizeof r->id, "%s", json_string_value(json_object_get(json_array_get(found, 0), "id")));
         r->existing = true;
@@ -420,8 +423,10 @@ static void commit(social *s)
 
 typedef struct {
     fhir_query *q;
-    json_t *entries;
-    size_t most;
+    json_t *entries;    /* the matches from the skip-th, at most limit of them */
+    size_t skip, limit; /* the page */
+    size_t matched;     /* all so far */
+    size_t stop;        /* matches after which to look no further; 0: look at all */
 } searching;
 
 static bool collect(void *arg, const char *key, size_t key_len, const uint8_t *bytes, size_t len)
@@ -430,20 +435,64 @@ static bool collect(void *arg, const char *key, size_t key_len, const uint8_t *b
     (void)key_len;
     searching *w = arg;
     json_t *res = cb_fhir_kept_resource(bytes, len);
-    if (res && fhir_query_matches(w->q, res))
+    if (res && fhir_query_matches(w->q, res) && w->matched++ >= w->skip && json_array_size(w->entries) < w->limit)
         json_array_append(w->entries, res);
     json_decref(res);
-    return json_array_size(w->entries) < w->most;
+    return !w->stop || w->matched < w->stop;
 }
 
-/* The resources of kind served here that q finds, at most `most`, in id order. */
-static json_t *search(social *s, const char *kind, fhir_query *q, size_t most)
+/* The resources of kind served here that q finds, in id order: a page of
+ * them (limit from the skip-th) into *page, and how many there are in all
+ * (or stop, when it finds that many first: then it looks no further). */
+static size_t search(social *s, const char *kind, fhir_query *q, size_t skip, size_t limit, size_t stop, json_t **page)
 {
     char prefix[40];
     snprintf(prefix, sizeof prefix, "%s/", kind);
-    searching w = {q, json_array(), most};
+    searching w = {q, json_array(), skip, limit, 0, stop};
     cb_adapter_kept(s->adapter, prefix, collect, &w);
-    return w.entries;
+    *page = w.entries;
+    return w.matched;
+}
+
+typedef struct {
+    char *text;
+    size_t len;
+    FILE *f;
+} query_text;
+
+static enum MHD_Result add_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    query_text *t = cls;
+    if (!strcmp(key, "_offset"))
+        return MHD_YES;
+    char *k = curl_easy_escape(NULL, key, 0), *v = curl_easy_escape(NULL, value ? value : "", 0);
+    if (k && v)
+        fprintf(t->f, "%s%s=%s", ftell(t->f) ? "&" : "", k, v);
+    curl_free(k);
+    curl_free(v);
+    return MHD_YES;
+}
+
+/* The URL of the search r asked for, at offset among its matches: a page's
+ * self or next link. The caller frees it. */
+static char *page_url(const social *s, request *r, const char *kind, size_t offset)
+{
+    query_text t = {NULL, 0, NULL};
+    if (!(t.f = open_memstream(&t.text, &t.len)))
+        return NULL;
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, add_arg, &t);
+    if (offset)
+        fprintf(t.f, "%s_offset=%zu", ftell(t.f) ? "&" : "", offset);
+    if (fclose(t.f)) {
+        free(t.text);
+        return NULL;
+    }
+    char *url = NULL;
+    if (asprintf(&url, "%s/%s%s%s", s->base_url, kind, t.len ? "?" : "", t.text) < 0)
+        url = NULL;
+    free(t.text);
+    return url;
 }
 
 typedef struct {
@@ -511,9 +560,15 @@ static void serve_get(social *s, request *r, const char *url)
             fhir_query_free(&q);
             return refuse(s, r, MHD_HTTP_BAD_REQUEST, "not-supported", NULL, bad);
         }
-        json_t *found = search(s, kinds[k], q, SIZE_MAX);
+        size_t offset, count = fhir_query_page(q, &offset);
+        json_t *found;
+        size_t total = search(s, kinds[k], q, offset, count, 0, &found);
         fhir_query_free(&q);
-        set_answer(r, MHD_HTTP_OK, fhir_searchset(found, s->base_url));
+        char *self = page_url(s, r, kinds[k], offset);
+        char *next = offset + count < total && count ? page_url(s, r, kinds[k], offset + count) : NULL;
+        set_answer(r, MHD_HTTP_OK, fhir_searchset(found, total, s->base_url, self, next));
+        free(self);
+        free(next);
         json_decref(found);
         s->served++;
         return;

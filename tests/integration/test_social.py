@@ -228,6 +228,36 @@ class Social(AdapterTest):
                     self.assertEqual(issues(oo, "error")[0]["expression"], [element], oo)
         self.assertEqual(self.http.post("ServiceRequest", service_request("SC-M2"))[0], 201)
 
+    def test_a_search_is_answered_a_page_at_a_time_with_a_link_to_the_next(self):
+        # A client pages through a busy adapter's searchset by its next links,
+        # as HAPI's loadPage().next() does; it never gets all at once.
+        self.start()
+        for n in range(105):
+            self.assertEqual(self.http.post("ServiceRequest", service_request(f"SC-P{n:03}"))[0], 201)
+        bundle = self.http.get("/fhir/ServiceRequest")[2]
+        self.assertEqual((bundle["total"], len(bundle["entry"])), (105, 100))  # the default page
+        seen, path, pages = [], "/fhir/ServiceRequest?status=active&_count=40", []
+        while path:
+            status, _, page = self.http.get(path)
+            self.assertEqual(status, 200, page)
+            pages.append(page)
+            self.assertEqual(page["total"], 105)
+            seen += [e["resource"]["identifier"][0]["value"] for e in page["entry"]]
+            links = {link["relation"]: link["url"] for link in page.get("link", [])}
+            self.assertIn("status=active", links["self"])
+            path = urllib.parse.urlsplit(links["next"])._replace(scheme="", netloc="").geturl() if "next" in links \
+                else None
+        self.assertEqual(len(pages), 3)
+        self.assertEqual(seen, [f"SC-P{n:03}" for n in range(105)])  # each once, in order
+        count_only = self.http.get("/fhir/ServiceRequest", _count="0")[2]
+        self.assertEqual((count_only["total"], count_only.get("entry", [])), (105, []))
+        self.assertEqual(len(self.http.get("/fhir/ServiceRequest", _count="5000")[2]["entry"]), 105)  # cut to 1000
+        for bad in ({"_count": "lots"}, {"_offset": "-1"}):
+            with self.subTest(query=bad):
+                self.assertEqual(self.http.get("/fhir/ServiceRequest", **bad)[0], 400)
+        rc, out = validate(pages + [count_only])
+        self.assertEqual(rc, 0, out)
+
     def test_formats_are_negotiated_as_fhir_clients_ask(self):
         # HAPI's client asks for XML and JSON alike, and for DSTU2's types; with an
         # encoding set it adds _format to every request. Only JSON is served here.

@@ -153,6 +153,34 @@ static void test_what_cannot_be_a_referral_is_refused_by_element(void **state)
            422, "required", "ServiceRequest.identifier");
 }
 
+/* A search's page: _count cut to the most a page holds, _offset where it
+ * starts; anything else in them an error, never a silent whole set. */
+static void test_a_search_has_a_page(void **state)
+{
+    (void)state;
+    size_t offset;
+    fhir_query *q = fhir_query_new();
+    assert_int_equal(fhir_query_page(q, &offset), FHIR_PAGE_DEFAULT);
+    assert_int_equal(offset, 0);
+    fhir_query_add(q, "_count", "7");
+    fhir_query_add(q, "_offset", "14");
+    assert_int_equal(fhir_query_page(q, &offset), 7);
+    assert_int_equal(offset, 14);
+    fhir_query_add(q, "_count", "100000");
+    assert_int_equal(fhir_query_page(q, &offset), FHIR_PAGE_MOST);
+    assert_null(fhir_query_error(q));
+    fhir_query_free(&q);
+    const char *bad[][2] = {{"_count", "x"}, {"_count", "-1"}, {"_count", ""}, {"_offset", "3x"}, {"_offset", "-2"}};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        q = fhir_query_new();
+        fhir_query_add(q, bad[i][0], bad[i][1]);
+        assert_non_null(fhir_query_error(q));
+        fhir_query_free(&q);
+    }
+    char why[200];
+    assert_null(fhir_query_parse("identifier=x&_offset=1", why, sizeof why)); /* not a condition */
+}
+
 /* A message's focus comes out as a resource posted alone would be: what it
  * references in the Bundle contained, however the reference is written. */
 static void test_a_message_focus_brings_what_it_references(void **state)
@@ -881,6 +909,7 @@ int main(void)
         cmocka_unit_test(test_formats_are_negotiated),
         cmocka_unit_test(test_a_conditional_search_is_read_strictly),
         cmocka_unit_test(test_a_message_focus_brings_what_it_references),
+        cmocka_unit_test(test_a_search_has_a_page),
         cmocka_unit_test(test_task_statuses_are_answers_the_broker_reads),
         cmocka_unit_test(test_a_task_that_says_nothing_to_carry_is_refused),
         cmocka_unit_test(test_a_delivered_referral_is_served_as_a_service_request),
