@@ -2,6 +2,7 @@
 
 #include <iconv.h>
 #include <stdlib.h>
+#include <string.h>
 
 bool cb_charset_to_utf8(const char *charset, const char *text, size_t len, char **out, size_t *cap, size_t *out_len)
 {
@@ -24,4 +25,9 @@ bool cb_charset_to_utf8(const char *charset, const char *text, size_t len, char 
     *o = 0;
     *out_len = (size_t)(o - *out);
     return true;
+}
+
+size_t cb_charset_bom(const char *text, size_t len)
+{
+    return len >= 3 && !memcmp(text, "\xEF\xBB\xBF", 3) ? 3 : 0;
 }

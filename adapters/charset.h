@@ -14,4 +14,9 @@
  * meaning. */
 bool cb_charset_to_utf8(const char *charset, const char *text, size_t len, char **out, size_t *cap, size_t *out_len);
 
+/* The bytes of the UTF-8 byte-order mark text begins with: 3, or 0 for none.
+ * Excel's CSV, .NET's JSON and some HL7 senders write one; the text is the
+ * rest (RFC 8259 lets JSON's be ignored). */
+size_t cb_charset_bom(const char *text, size_t len);
+
 #endif

@@ -156,8 +156,8 @@ void cb_hl7_free(cb_hl7 **m_p)
 static cb_hl7 *parse_text(const void *bytes, size_t len, cb_hl7_error *err)
 {
     const char *t = bytes;
-    if (len >= 3 && memcmp(t, "\xEF\xBB\xBF", 3) == 0)
-        t += 3, len -= 3;
+    size_t bom = cb_charset_bom(t, len);
+    t += bom, len -= bom;
     while (len && (is_line_end(*t) || *t == ' ' || *t == '\t'))
         t++, len--;
     if (memchr(t, 0, len)) {

@@ -341,8 +341,10 @@ bool cb_csv_events_read(FILE *in, cb_csv_row_fn fn, void *arg, char *why, size_t
     while (!r->stop && (n = getline(&line, &line_cap, in)) >= 0) {
         r->line++;
         const char *s = line;
-        if (r->line == 1 && n >= 3 && !memcmp(s, "\xEF\xBB\xBF", 3))
-            s += 3, n -= 3;
+        if (r->line == 1) {
+            size_t bom = cb_charset_bom(s, (size_t)n);
+            s += bom, n -= (ssize_t)bom;
+        }
         /* A line that is not UTF-8 is Windows-1252, as Excel's "CSV (Comma
          * delimited)" writes it on a UK machine; one that is neither is read as
          * it is, to be refused by column. A '\n' never falls inside a UTF-8

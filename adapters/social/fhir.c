@@ -1,6 +1,7 @@
 #include "fhir.h"
 
 #include "cb_check.h"
+#include "charset.h"
 
 #include <stdarg.h>
 #include <stdbool.h>
@@ -103,11 +104,9 @@ static bool modifier_at(const json_t *v, char *path, size_t cap)
 json_t *cb_fhir_parse(const char *body, size_t len, const char *resource_type, cb_fhir_error *err)
 {
     json_error_t je;
-    if (len >= 3 && !memcmp(body, "\xEF\xBB\xBF",
-                            3)) { /* a byte-order mark, as some .NET clients send: RFC 8259 lets it be ignored */
-        body += 3;
-        len -= 3;
-    }
+    size_t bom = cb_charset_bom(body, len); /* as some .NET clients send */
+    body += bom;
+    len -= bom;
     json_t *r = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
     if (!r)
         return fail(err, 400, "structure", "", "the body is not JSON (from line %d, column %d)", je.line, je.column);

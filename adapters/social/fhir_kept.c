@@ -1,15 +1,16 @@
 #include "fhir_kept.h"
 
+#include "charset.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 char *cb_fhir_kept_text(const char *id, const char *last_updated, const char *json, size_t len, size_t *out_len)
 {
-    if (len >= 3 && !memcmp(json, "\xEF\xBB\xBF", 3)) {
-        json += 3;
-        len -= 3;
-    }
+    size_t bom = cb_charset_bom(json, len);
+    json += bom;
+    len -= bom;
     size_t head = strlen(id) + 1 + strlen(last_updated) + 1;
     char *text = malloc(head + len + 1);
     if (!text)
