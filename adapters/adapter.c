@@ -387,7 +387,9 @@ cb_adapter *cb_adapter_open(const cb_adapter_opts *opts, const cb_adapter_handle
                             .agency = opts->agency,
                             .receive = opts->receive,
                             .credit = opts->credit,
-                            .name = opts->name};
+                            .name = opts->name,
+                            .key_file = opts->key_file,
+                            .broker_key = opts->broker_key};
     cb_client_handlers ch = {.answered = answered, .delivered = delivered};
     cb_error cerr = {0};
     if (!(a->client = cb_client_new(&copts, &ch, a, &cerr))) {
@@ -587,8 +589,8 @@ cb_adapter_code cb_adapter_step(cb_adapter *a, cb_adapter_error *err)
 {
     if (cb_client_run(a->client, 0) < 0) {
         const char *why = cb_client_failure(a->client);
-        return fail(err, why && strstr(why, "refused hello") ? CB_ADAPTER_BROKER_REFUSED : CB_ADAPTER_CONNECTION_FAILED,
-                    "%s", why ? why : "the connection failed");
+        return fail(err, why && strstr(why, "refused") ? CB_ADAPTER_BROKER_REFUSED : CB_ADAPTER_CONNECTION_FAILED, "%s",
+                    why ? why : "the connection failed");
     }
     a->ever_connected |= cb_client_welcomed(a->client);
     cb_adapter_code code = settle(a, false, err);

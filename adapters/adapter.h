@@ -27,7 +27,7 @@
     X(OUTBOX_FULL, "the outbox has no room; nothing was kept")                                                         \
     X(OUTBOX_FAILED, "the outbox could not be written or read; nothing was kept")                                      \
     X(OUTBOX_IN_USE, "another process holds the outbox")                                                               \
-    X(BROKER_REFUSED, "the broker refused this adapter's hello")                                                       \
+    X(BROKER_REFUSED, "the broker refused this adapter's hello, or its key at the handshake")                          \
     X(CONNECTION_FAILED, "the connection to the broker cannot be used")                                                \
     X(NO_MEMORY, "out of memory")
 
@@ -54,6 +54,8 @@ typedef struct {
     bool receive;           /* take the agency's deliveries */
     uint32_t credit;        /* deliveries in flight at once; 0: the broker's limit */
     const char *name;       /* software name and version, for the broker's log */
+    const char *key_file;   /* CURVE: the adapter's secret key file, and ... */
+    const char *broker_key; /* ... the broker's public key (text or file); both NULL: no CURVE */
 } cb_adapter_opts;
 
 /* The broker's answer to an event from the outbox. */

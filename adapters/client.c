@@ -9,6 +9,8 @@
 #include <time.h>
 #include <zmq.h>
 
+#include "curve.h"
+
 #define SLOT_BITS      16
 #define SLOT_MASK      ((1u << SLOT_BITS) - 1)
 #define REQUEST_REF    (1ULL << 63) /* query refs never collide with publish refs */
@@ -27,7 +29,9 @@ struct cb_client {
     cb_client_handlers handlers;
     void *arg;
     void *zmq, *sock;
-    int fd; /* the socket's ZMQ_FD, for waits shorter than a millisecond */
+    int fd;        /* the socket's ZMQ_FD, for waits shorter than a millisecond */
+    void *monitor; /* the socket's handshake failures: a refused key is final */
+    int monitor_fd;
     bool welcomed;
     int64_t hello_sent_ms, hello_retry_ms, last_heard_ms, last_sent_ms;
     uint32_t heartbeat_ms; /* the broker's, from its welcome; opts.heartbeat_ms until then */
@@ -90,6 +94,49 @@ static void say_hello(cb_client *c)
     c->hello_sent_ms = cb_client_now_ms();
 }
 
+/* The broker's ZAP handler refuses a key it does not know, and a CURVE
+ * broker any client without keys: the handshake fails each time ZeroMQ
+ * reconnects, and waiting longer cannot help. */
+static bool watch_handshake(cb_client *c)
+{
+    char ep[64];
+    size_t len = sizeof c->monitor_fd;
+    snprintf(ep, sizeof ep, "inproc://cb-client-handshake-%p", (void *)c);
+    if (zmq_socket_monitor(c->sock, ep,
+                           ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) < 0)
+        return false;
+    c->monitor = zmq_socket(c->zmq, ZMQ_PAIR);
+    return c->monitor && zmq_connect(c->monitor, ep) == 0 &&
+           zmq_getsockopt(c->monitor, ZMQ_FD, &c->monitor_fd, &len) == 0;
+}
+
+static void check_handshake(cb_client *c)
+{
+    uint8_t ev[6];
+    char endpoint[256];
+    while (!c->failure[0] && zmq_recv(c->monitor, ev, sizeof ev, ZMQ_DONTWAIT) == sizeof ev) {
+        zmq_recv(c->monitor, endpoint, sizeof endpoint, ZMQ_DONTWAIT);
+        uint16_t event = (uint16_t)(ev[0] | ev[1] << 8);
+        uint32_t value = (uint32_t)ev[2] | (uint32_t)ev[3] << 8 | (uint32_t)ev[4] << 16 | (uint32_t)ev[5] << 24;
+        char detail[64] = "no detail";
+        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+            snprintf(detail, sizeof detail, "ZAP status %u", value);
+        else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+            snprintf(detail, sizeof detail, "ZMTP protocol error 0x%x", value);
+        if (c->opts.key_file)
+            snprintf(c->failure, sizeof c->failure,
+                     "the broker at %s refused this client's key at the handshake (%s): is its public key in the "
+                     "broker's configuration, and --broker-key the broker's own?",
+                     c->opts.endpoint, detail);
+        else
+            snprintf(c->failure, sizeof c->failure,
+                     "the broker at %s refused the handshake (%s): it may require CURVE keys (--key FILE and "
+                     "--broker-key KEY)",
+                     c->opts.endpoint, detail);
+    }
+}
+
 cb_client *cb_client_new(const cb_client_opts *opts, const cb_client_handlers *handlers, void *arg, cb_error *err)
 {
     cb_client *c = calloc(1, sizeof *c);
@@ -127,8 +174,14 @@ cb_client *cb_client_new(const cb_client_opts *opts, const cb_client_handlers *h
     zmq_setsockopt(c->sock, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
     zmq_setsockopt(c->sock, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
     size_t fd_len = sizeof c->fd;
-    if (zmq_getsockopt(c->sock, ZMQ_FD, &c->fd, &fd_len) < 0) {
+    if (zmq_getsockopt(c->sock, ZMQ_FD, &c->fd, &fd_len) < 0 || !watch_handshake(c)) {
         cb_fail(err, CB_BAD_REQUEST, "cannot read the ZeroMQ socket's fd: %s", zmq_strerror(errno));
+        cb_client_destroy(&c);
+        return NULL;
+    }
+    char why[300];
+    if (!cb_curve_client(c->sock, opts->key_file, opts->broker_key, why, sizeof why)) {
+        cb_fail(err, CB_BAD_REQUEST, "%s", why);
         cb_client_destroy(&c);
         return NULL;
     }
@@ -157,6 +210,10 @@ void cb_client_destroy(cb_client **c_p)
             free(c->slots[i].frame);
         free(c->slots);
         cb_frame_free(&c->reply);
+        if (c->monitor) {
+            zmq_socket_monitor(c->sock, NULL, 0);
+            zmq_close(c->monitor);
+        }
         if (c->sock)
             zmq_close(c->sock);
         if (c->zmq)
@@ -372,9 +429,12 @@ static int wait_readable(cb_client *c, int64_t timeout_us)
         int64_t left = deadline - now_us();
         if (left <= 0)
             return 0;
-        struct pollfd p = {.fd = c->fd, .events = POLLIN};
+        check_handshake(c);
+        if (c->failure[0])
+            return 0;
+        struct pollfd p[2] = {{.fd = c->fd, .events = POLLIN}, {.fd = c->monitor_fd, .events = POLLIN}};
         struct timespec ts = {.tv_sec = left / 1000000, .tv_nsec = left % 1000000 * 1000};
-        if (ppoll(&p, 1, &ts, NULL) < 0)
+        if (ppoll(p, 2, &ts, NULL) < 0)
             return -1;
     }
 }
@@ -431,6 +491,7 @@ int cb_client_run_us(cb_client *c, int64_t timeout_us)
         }
     }
     timers(c, cb_client_now_ms());
+    check_handshake(c);
     return c->failure[0] ? -1 : handled;
 }
 
@@ -453,6 +514,9 @@ cb_frame *cb_client_request(cb_client *c, cb_frame *request, int timeout_ms, cb_
             return reply;
         }
     }
-    cb_fail(err, CB_BAD_REQUEST, "no answer from %s within %d ms", c->opts.endpoint, timeout_ms);
+    if (c->failure[0])
+        cb_fail(err, CB_BAD_REQUEST, "%s", c->failure);
+    else
+        cb_fail(err, CB_BAD_REQUEST, "no answer from %s within %d ms", c->opts.endpoint, timeout_ms);
     return NULL;
 }

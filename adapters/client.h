@@ -17,14 +17,16 @@ typedef struct cb_client cb_client;
 
 typedef struct {
     const char *endpoint;
-    const char *agency;    /* NULL: a connection for queries only */
-    bool receive;          /* ask for the agency's deliveries */
-    uint32_t credit;       /* deliveries wanted in flight at once; 0: the broker's limit */
-    uint32_t window;       /* publishes awaiting an answer; default 1024, at most 65536 */
-    size_t window_bytes;   /* and their packed bytes (one publish may pass it); default 8 MiB */
-    uint32_t resend_ms;    /* resend a publish unanswered this long; default 2000 */
-    uint32_t heartbeat_ms; /* until the broker's welcome gives its own interval; default 1000 */
-    const char *name;      /* software name for the broker's log */
+    const char *agency;     /* NULL: a connection for queries only */
+    bool receive;           /* ask for the agency's deliveries */
+    uint32_t credit;        /* deliveries wanted in flight at once; 0: the broker's limit */
+    uint32_t window;        /* publishes awaiting an answer; default 1024, at most 65536 */
+    size_t window_bytes;    /* and their packed bytes (one publish may pass it); default 8 MiB */
+    uint32_t resend_ms;     /* resend a publish unanswered this long; default 2000 */
+    uint32_t heartbeat_ms;  /* until the broker's welcome gives its own interval; default 1000 */
+    const char *name;       /* software name for the broker's log */
+    const char *key_file;   /* CURVE: this client's secret key file (NAME.key) ... */
+    const char *broker_key; /* ... and the broker's public key, as text or a file; both NULL: no CURVE */
 } cb_client_opts;
 
 typedef struct {
@@ -71,8 +73,8 @@ int cb_client_run_us(cb_client *c, int64_t timeout_us);
 int cb_client_fd(const cb_client *c);
 int cb_client_due_ms(cb_client *c);
 
-/* Why the connection cannot go on (the broker refused the hello, or the
- * socket failed), or NULL while it can. run() returns -1 once this is set. */
+/* Why the connection cannot go on (the broker refused the hello or the
+ * key at the handshake, or the socket failed), or NULL while it can. run() returns -1 once this is set. */
 const char *cb_client_failure(const cb_client *c);
 
 /* True once the broker has welcomed the current hello. */

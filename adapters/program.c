@@ -25,10 +25,22 @@ int cb_program_option(int c, const char *arg, cb_program_opts *p, const char *na
     case 'b': p->broker = arg; return 1;
     case 'a': p->agency = arg; return 1;
     case 'd': p->data = arg; return 1;
+    case CB_OPT_KEY: p->key_file = arg; return 1;
+    case CB_OPT_BROKER_KEY: p->broker_key = arg; return 1;
     case 'h': fputs(usage, stdout); return 0;
     case 'V': printf("%s %s\n", name, CB_VERSION); return 0;
     default: return -1;
     }
+}
+
+const char *cb_program_key(const cb_program_opts *p)
+{
+    return p->key_file ? p->key_file : getenv("CAREBRIDGE_KEY");
+}
+
+const char *cb_program_broker_key(const cb_program_opts *p)
+{
+    return p->broker_key ? p->broker_key : getenv("CAREBRIDGE_BROKER_KEY");
 }
 
 bool cb_program_number(const char *name, const char *option, const char *text, long lo, long hi, long *out)
@@ -104,6 +116,18 @@ void cb_program_signals(void)
 bool cb_program_stopping(void)
 {
     return stopping;
+}
+
+static int exit_status;
+
+void cb_program_refused(void)
+{
+    exit_status = 2;
+}
+
+int cb_program_exit_status(void)
+{
+    return exit_status;
 }
 
 bool cb_mkdirs(const char *path)

@@ -11,20 +11,36 @@
 
 #define CB_DEFAULT_BROKER "tcp://127.0.0.1:5570"
 
-/* --broker, --as and --data, as every adapter takes them. */
+/* --broker, --as, --data, --key and --broker-key, as every adapter takes them. */
 typedef struct {
     const char *broker;
     const char *agency;
     const char *data;
+    const char *key_file;   /* --key, else $CAREBRIDGE_KEY (cb_program_key) */
+    const char *broker_key; /* --broker-key, else $CAREBRIDGE_BROKER_KEY */
 } cb_program_opts;
+
+enum { CB_OPT_KEY = 0x300, CB_OPT_BROKER_KEY };
 
 /* The long options every adapter takes, first in its table. */
 #define CB_PROGRAM_LONG_OPTIONS                                                                                        \
     {"broker", required_argument, NULL, 'b'}, {"as", required_argument, NULL, 'a'},                                    \
         {"data", required_argument, NULL, 'd'}, {"help", no_argument, NULL, 'h'},                                      \
+        {"key", required_argument, NULL, CB_OPT_KEY}, {"broker-key", required_argument, NULL, CB_OPT_BROKER_KEY},      \
     {                                                                                                                  \
         "version", no_argument, NULL, 'V'                                                                              \
     }
+
+/* The usage lines for --key and --broker-key, the same in every adapter. */
+#define CB_PROGRAM_KEY_USAGE                                                                                           \
+    "  --key FILE             this adapter's CURVE secret key file (default $CAREBRIDGE_KEY),\n"                       \
+    "                         for a broker with broker.key_file set; with --broker-key\n"                              \
+    "  --broker-key KEY       the broker's public key: 40 Z85 characters, or a file holding\n"                         \
+    "                         them (default $CAREBRIDGE_BROKER_KEY)\n"
+
+/* The keys to connect with: the options, else the environment. */
+const char *cb_program_key(const cb_program_opts *p);
+const char *cb_program_broker_key(const cb_program_opts *p);
 
 /* getopt_long's c if it is one of those: 1 taken; 0 for --help or
  * --version, printed (exit 0); -1 when it is not one of them. */
@@ -51,6 +67,10 @@ void cb_log_program(const char *name);
  * connection is an error on the write, not the end of the process). */
 void cb_program_signals(void);
 bool cb_program_stopping(void);
+/* The connection to the broker cannot go on (a refused hello or key): the
+ * program stops, and exits 2. */
+void cb_program_refused(void);
+int cb_program_exit_status(void);
 
 /* HOST:PORT (split at the last colon) resolved for a TCP socket of family
  * (AF_UNSPEC, AF_INET), passive for a listener. NULL otherwise, with why

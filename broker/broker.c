@@ -15,6 +15,7 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "access.h"
 #include "batch.h"
 #include "cb_check.h"
 #include "cb_codec.h"
@@ -23,10 +24,12 @@
 #include "dirlock.h"
 #include "flagbook.h"
 #include "intake.h"
+#include "keyring.h"
 #include "log.h"
 #include "reader.h"
 #include "sockets.h"
 #include "store.h"
+#include "zap.h"
 
 #define BROKER_LOCK    "broker.lock" /* in the data directory: one broker per store */
 #define SLOT_BITS      13
@@ -50,6 +53,8 @@ typedef struct {
     int64_t heartbeat_answered_ms; /* a flood of heartbeats gets a few answers, not one each */
     unsigned generation;           /* bumped each time the slot is reused */
     bool in_use;
+    bool proven; /* with CURVE: who is the principal its key proved */
+    cb_principal who;
 } peer;
 
 struct cb_broker {
@@ -73,6 +78,12 @@ struct cb_broker {
 
     cb_batch *filling; /* the open batch, between cb_committer_open and _release */
     cb_dirlock *lock;  /* the data directory, held until the store is closed */
+
+    /* CURVE (broker.key_file): the keys, and the handler that checks them
+     * at each handshake on this thread's context. NULL without CURVE. */
+    cb_keyring *ring;
+    cb_zap *zap;
+    cb_keypair keypair;
 };
 
 static int agency_index(const cb_config *cfg, const char *id)
@@ -153,6 +164,12 @@ static int peer_for(cb_broker *b, const uint8_t *rid, size_t len, int64_t now)
     *p = (peer){.rid_len = len, .agency = -1, .seen_ms = now, .generation = p->generation + 1, .in_use = true};
     memcpy(p->rid, rid, len);
     return b->last_peer = free_slot;
+}
+
+/* The principal a proven connection is; NULL without CURVE (README, "Trust"). */
+static const cb_principal *who(const cb_broker *b, int p)
+{
+    return b->ring && b->peers[p].proven ? &b->peers[p].who : NULL;
 }
 
 static const char *peer_name(const cb_broker *b, int p)
@@ -245,6 +262,11 @@ static void on_hello(cb_broker *b, int p, const cb_frame *f)
 {
     const Carebridge__V1__Hello *h = f->hello;
     int a = agency_index(b->cfg, h->agency);
+    cb_error err = {0};
+    if (cb_access_hello(b->cfg, who(b, p), h->agency, h->receive, &err)) {
+        send_nack(b, p, f->ref, "", err.code, err.reason, 0);
+        return;
+    }
     if (a < 0) {
         char reason[240];
         snprintf(reason, sizeof reason, "hello.agency names no configured agency (configured: %s)",
@@ -278,6 +300,10 @@ static void on_publish(cb_broker *b, int p, cb_frame *f)
     /* Intake refuses an id that is not printable; until then, never echo it. */
     const char *id = ev && cb_printable(ev->event_id) ? ev->event_id : "";
     cb_error err = {0};
+    if (cb_access_agency_frame(who(b, p), "publish", &err)) {
+        send_nack(b, p, f->ref, id, err.code, err.reason, 0);
+        return;
+    }
     if (b->peers[p].agency < 0) {
         send_nack(b, p, f->ref, id, CB_HELLO_REQUIRED, "say hello as your agency before publishing", 0);
         return;
@@ -297,6 +323,11 @@ static void on_publish(cb_broker *b, int p, cb_frame *f)
 
 static void on_delivery_ack(cb_broker *b, int p, const cb_frame *f)
 {
+    cb_error err = {0};
+    if (cb_access_agency_frame(who(b, p), "acknowledge a delivery", &err)) {
+        send_nack(b, p, f->ref, "", err.code, err.reason, 0);
+        return;
+    }
     if (b->peers[p].agency < 0) {
         send_nack(b, p, f->ref, "", CB_HELLO_REQUIRED, "say hello as your agency before acknowledging", 0);
         return;
@@ -375,8 +406,8 @@ static bool answered_from_bytes(cb_broker *b, int p, const uint8_t *buf, size_t 
         on_heartbeat(b, p, ref);
         return true;
     }
-    if (b->peers[p].agency >= 0)
-        return false;
+    if (b->peers[p].agency >= 0 || who(b, p))
+        return false; /* a proven key's frames are decoded: its refusals name its role */
     switch (kind) {
     case CAREBRIDGE__V1__FRAME__KIND_PUBLISH:
         cb_peek_publish(buf, len, &ref, id, sizeof id);
@@ -412,6 +443,10 @@ static void dispatch(cb_broker *b, int p, const uint8_t *buf, size_t len)
     case CAREBRIDGE__V1__FRAME__KIND_HEARTBEAT: on_heartbeat(b, p, f->ref); break;
     case CAREBRIDGE__V1__FRAME__KIND_GOODBYE: on_goodbye(b, p); break;
     case CAREBRIDGE__V1__FRAME__KIND_REPLAY_REQUEST:
+        if (cb_access_replay(b->cfg, who(b, p), agency_index(b->cfg, f->replay_request->agency), &err)) {
+            send_nack(b, p, f->ref, "", err.code, err.reason, 0);
+            break;
+        }
         b->filling->reqs[b->filling->n_reqs++] = (cb_request){.peer = token_of(b, p), .ref = f->ref, .frame = f};
         break;
     default:
@@ -424,9 +459,34 @@ static void dispatch(cb_broker *b, int p, const uint8_t *buf, size_t len)
     }
 }
 
-static void on_frame(cb_broker *b, const uint8_t *rid, size_t rid_len, const uint8_t *buf, size_t len, int64_t now)
+/* With CURVE, a connection is the principal its key proved at the handshake
+ * (the User-Id and Fingerprint ZAP gave it), checked on every frame: a
+ * routing id a closed connection had may come back on another's. False when the key
+ * is no longer known (revoked since the handshake): the frame is dropped.
+ * (A proven agency still says hello: that is what makes it connected, and
+ * asks for its queue.) */
+static bool identify(cb_broker *b, int *p, const uint8_t *rid, size_t rid_len, const char *uid, const char *fp,
+                     int64_t now)
+{
+    peer *pe = &b->peers[*p];
+    if (pe->proven && uid && fp && !strcmp(pe->who.name, uid) && !strcmp(pe->who.fingerprint, fp))
+        return true;
+    if (pe->proven) {
+        forget_peer(b, *p);
+        pe = &b->peers[ *p = peer_for(b, rid, rid_len, now)];
+    }
+    if (!uid || !fp || !cb_keyring_find_named(b->ring, uid, fp, &pe->who))
+        return false;
+    pe->proven = true;
+    return true;
+}
+
+static void on_frame(cb_broker *b, const uint8_t *rid, size_t rid_len, const uint8_t *buf, size_t len, const char *uid,
+                     const char *fp, int64_t now)
 {
     int p = peer_for(b, rid, rid_len, now);
+    if (b->ring && !identify(b, &p, rid, rid_len, uid, fp, now))
+        return;
     if (answered_from_bytes(b, p, buf, len))
         return;
     /* Decoded into the batch's arena, freed all at once when the batch is
@@ -452,8 +512,14 @@ static void read_batch(cb_broker *b, int64_t now)
             answer_queries(b);
         cb_routed m;
         bool got = cb_recv_routed(b->router, &m);
+        const char *uid = NULL, *fp = NULL;
+        if (got && m.single && b->ring) {
+            uid = zmq_msg_gets(&m.body, "User-Id");
+            fp = zmq_msg_gets(&m.body, "Fingerprint");
+        }
         if (got && m.single)
-            on_frame(b, zmq_msg_data(&m.rid), zmq_msg_size(&m.rid), zmq_msg_data(&m.body), zmq_msg_size(&m.body), now);
+            on_frame(b, zmq_msg_data(&m.rid), zmq_msg_size(&m.rid), zmq_msg_data(&m.body), zmq_msg_size(&m.body), uid,
+                     fp, now);
         cb_routed_close(&m);
         if (!got)
             return;
@@ -716,11 +782,13 @@ static void expire_peers(cb_broker *b, int64_t now)
     }
 }
 
-int cb_broker_run(cb_broker *b, volatile sig_atomic_t *stop)
+int cb_broker_run(cb_broker *b, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload)
 {
     int64_t next_expiry = cb_mono_ms() + b->cfg->heartbeat_ms;
     bool room = true;
     while (!*stop && !b->exit_status) {
+        if (reload && *reload)
+            return CB_BROKER_RELOAD; /* the store thread goes on committing meanwhile */
         int64_t now = cb_mono_ms();
         /* The network only while the open batch has room, so a full batch
          * waits for the store thread without this thread spinning. */
@@ -806,6 +874,49 @@ static bool lock_data(cb_broker *b, bool may_create, int *exit_status, cb_error 
     return true;
 }
 
+/* Without CURVE anyone who can reach an endpoint can claim any agency: so
+ * then only this machine may reach them. */
+static bool exposure_allowed(const cb_config *cfg, cb_error *err)
+{
+    const char *names[] = {"broker.endpoint", "broker.feed", "broker.queries"};
+    const char *eps[] = {cfg->endpoint, cfg->feed, cfg->queries};
+    for (size_t i = 0; i < 3 && !cfg->key_file; i++)
+        if (!cb_endpoint_local(eps[i])) {
+            cb_fail(err, CB_BAD_REQUEST,
+                    "%s %s is reachable from other machines, and CURVE is off: set broker.key_file (its key pair from "
+                    "`carebridge keys new`) and each agency's keys, or bind to 127.0.0.1 or ipc://",
+                    names[i], eps[i]);
+            return false;
+        }
+    return true;
+}
+
+/* CURVE on, from broker.key_file: the broker's key pair, the keyring, and
+ * the ZAP handler, running before any socket that needs it binds. */
+static bool start_curve(cb_broker *b, cb_error *err)
+{
+    char why[400];
+    if (!b->cfg->key_file)
+        return true;
+    if (!cb_keypair_read(b->cfg->key_file, &b->keypair, why, sizeof why)) {
+        cb_fail(err, CB_BAD_REQUEST, "broker.key_file: %s", why);
+        return false;
+    }
+    if (!(b->ring = cb_keyring_new(b->cfg, b->cfg))) {
+        cb_fail(err, CB_STORE_UNAVAILABLE, "out of memory");
+        return false;
+    }
+    /* For the test that a broker whose handler is missing still lets no one
+     * in (ZMQ_ZAP_ENFORCE_DOMAIN): it can only make the broker refuse more. */
+    if (getenv("CAREBRIDGE_TEST_NO_ZAP"))
+        cb_log(CB_LOG_WARN, "CAREBRIDGE_TEST_NO_ZAP is set: no ZAP handler, so every handshake will fail");
+    else if (!(b->zap = cb_zap_start(b->zmq, b->ring, "cb-zap", err)))
+        return false;
+    cb_log(CB_LOG_INFO, "curve on: broker key %s, %zu client keys known", b->keypair.public_z85,
+           cb_keyring_size(b->ring));
+    return true;
+}
+
 cb_broker *cb_broker_new(const cb_config *cfg, int *exit_status, cb_error *err)
 {
     *exit_status = 1;
@@ -816,21 +927,30 @@ cb_broker *cb_broker_new(const cb_config *cfg, int *exit_status, cb_error *err)
     }
     b->cfg = cfg;
     cb_store *store = NULL;
+    if (!exposure_allowed(cfg, err)) {
+        *exit_status = 2;
+        goto fail;
+    }
     if (!lock_data(b, false, exit_status, err))
         goto fail;
     if (!(b->zmq = zmq_ctx_new())) {
         cb_fail(err, CB_STORE_UNAVAILABLE, "zmq_ctx_new: %s", zmq_strerror(errno));
         goto fail;
     }
+    if (!start_curve(b, err)) {
+        *exit_status = 2;
+        goto fail;
+    }
+    const char *secret = b->ring ? b->keypair.secret_z85 : NULL;
     if (!(b->connected = calloc(cfg->n_agencies, sizeof *b->connected))) {
         cb_fail(err, CB_STORE_UNAVAILABLE, "out of memory");
         goto fail;
     }
     for (unsigned a = 0; a < cfg->n_agencies; a++)
         atomic_init(&b->connected[a], 0);
-    if (!(b->router = cb_bind(b->zmq, ZMQ_ROUTER, cfg->endpoint, cfg->max_event_bytes, b->endpoint, err)) ||
-        !(b->feed = cb_bind(b->zmq, ZMQ_XPUB, cfg->feed, cfg->max_event_bytes, b->feed_endpoint, err)) ||
-        !(b->reader = cb_reader_start(cfg, b->queries_endpoint, err)))
+    if (!(b->router = cb_bind(b->zmq, ZMQ_ROUTER, cfg->endpoint, cfg->max_event_bytes, secret, b->endpoint, err)) ||
+        !(b->feed = cb_bind(b->zmq, ZMQ_XPUB, cfg->feed, cfg->max_event_bytes, secret, b->feed_endpoint, err)) ||
+        !(b->reader = cb_reader_start(cfg, secret, b->ring, b->queries_endpoint, err)))
         goto fail;
     if (!b->lock && !lock_data(b, true, exit_status, err))
         goto fail;
@@ -861,8 +981,11 @@ void cb_broker_destroy(cb_broker **b_p)
             zmq_close(b->feed);
         cb_reader_stop(&b->reader); /* before the store it reads is closed */
         cb_committer_stop(&b->committer);
+        cb_zap_stop(&b->zap); /* its socket too must close before the context can end */
         if (b->zmq)
             zmq_ctx_term(b->zmq);
+        cb_keyring_free(&b->ring);
+        sodium_memzero(&b->keypair, sizeof b->keypair);
         cb_dirlock_release(&b->lock); /* last: the store is closed */
         free(b->connected);
         free(b);
@@ -883,4 +1006,39 @@ const char *cb_broker_feed(const cb_broker *b)
 const char *cb_broker_queries(const cb_broker *b)
 {
     return b->queries_endpoint;
+}
+
+bool cb_broker_rekey(cb_broker *b, const cb_config *next, cb_error *err)
+{
+    if (!b->ring) {
+        if (next->key_file)
+            cb_log(CB_LOG_WARN, "reload: broker.key_file is set, but this broker started without CURVE: restart it to "
+                                "turn CURVE on");
+        return true;
+    }
+    cb_keyring *ring = cb_keyring_new(b->cfg, next);
+    if (!ring) {
+        cb_fail(err, CB_STORE_UNAVAILABLE, "out of memory");
+        return false;
+    }
+    for (unsigned a = 0; a < next->n_agencies; a++)
+        if (!cb_config_agency(b->cfg, next->agencies[a].id))
+            cb_log(CB_LOG_WARN, "reload: agency %s is new: its keys take effect when the broker restarts",
+                   next->agencies[a].id);
+    size_t known = cb_keyring_size(ring);
+    bool revoked = cb_keyring_replace(b->ring, &ring);
+    cb_log(CB_LOG_INFO, "reload: %zu client keys known%s", known,
+           revoked ? "; a key was revoked or changed hands: closing every connection, so each shakes hands again" : "");
+    if (!revoked)
+        return true;
+    /* ZeroMQ cannot close one connection of a ROUTER: unbinding closes them
+     * all, and the clients whose keys are still known reconnect at once. */
+    b->filling = cb_committer_open(b->committer); /* where forgetting a receiver's lane is written */
+    for (int p = 0; p < PEERS_MAX; p++)
+        if (b->peers[p].in_use)
+            forget_peer(b, p);
+    b->filling = NULL;
+    cb_committer_release(b->committer);
+    return cb_rebind(b->router, b->endpoint, err) && cb_rebind(b->feed, b->feed_endpoint, err) &&
+           cb_reader_rebind(b->reader, err);
 }

@@ -30,7 +30,15 @@ const char *cb_broker_endpoint(const cb_broker *b);
 const char *cb_broker_feed(const cb_broker *b);
 const char *cb_broker_queries(const cb_broker *b);
 
-/* Serve until *stop is set (by a signal handler). Returns a process exit status. */
-int cb_broker_run(cb_broker *b, volatile sig_atomic_t *stop);
+/* Serve until *stop is set (by a signal handler): returns a process exit
+ * status. Or until *reload is set (SIGHUP; reload may be NULL): returns
+ * CB_BROKER_RELOAD, to be called again once the caller has reloaded. */
+#define CB_BROKER_RELOAD (-1)
+int cb_broker_run(cb_broker *b, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload);
+
+/* Take the keys and people of next, a reloaded configuration (its other
+ * settings wait for a restart). A key revoked, or now another principal's,
+ * closes every connection, so each must shake hands again. */
+bool cb_broker_rekey(cb_broker *b, const cb_config *next, cb_error *err);
 
 #endif

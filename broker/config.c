@@ -13,6 +13,7 @@
 
 #include "cb_codec.h"
 #include "cb_fields.h"
+#include "curve.h"
 
 #define MAX_AGENCIES    256
 #define MAX_ID_LEN      63
@@ -75,10 +76,10 @@ static const cb_required default_required[] = {
 #undef NEEDS
 
 static const cb_agency default_agencies[] = {
-    {"health", CB_AGENCY_HEALTH, "General Hospital discharge team (demo)"},
-    {"housing", CB_AGENCY_HOUSING, "City Council housing options (demo)"},
-    {"social-care", CB_AGENCY_SOCIAL_CARE, "Adult social care (demo)"},
-    {"voluntary", CB_AGENCY_VOLUNTARY, "Community befriending service (demo)"},
+    {"health", CB_AGENCY_HEALTH, "General Hospital discharge team (demo)", NULL, 0},
+    {"housing", CB_AGENCY_HOUSING, "City Council housing options (demo)", NULL, 0},
+    {"social-care", CB_AGENCY_SOCIAL_CARE, "Adult social care (demo)", NULL, 0},
+    {"voluntary", CB_AGENCY_VOLUNTARY, "Community befriending service (demo)", NULL, 0},
 };
 
 /* One table names the kinds for the YAML schema, for messages and for
@@ -91,13 +92,21 @@ static const cyaml_strval_t kind_names[] = {
 };
 #define N_KINDS (sizeof kind_names / sizeof kind_names[0])
 
+static const cyaml_strval_t role_names[] = {
+    {"agency", CB_ROLE_AGENCY},
+    {"coordinator", CB_ROLE_COORDINATOR},
+    {"lead", CB_ROLE_LEAD},
+    {"operator", CB_ROLE_OPERATOR},
+};
+#define N_ROLES (sizeof role_names / sizeof role_names[0])
+
 /* ---- What the file says, before defaults ------------------------------- */
 
 /* A NULL member means the key was absent. Numbers are loaded as text and
  * parsed here, because libcyaml 1.3.1's integer parser takes "1.5" as 1,
  * "12abc" as 12 and "010" as octal 8 without complaint. */
 struct raw_broker {
-    char *endpoint, *feed, *queries;
+    char *endpoint, *feed, *queries, *key_file;
 };
 
 struct raw_store {
@@ -123,6 +132,8 @@ struct raw_config {
     struct raw_flags *flags;
     cb_agency *agencies;
     unsigned n_agencies;
+    cb_person *people;
+    unsigned n_people;
 };
 
 #define OPTIONAL_TEXT(key, type, member)                                                                               \
@@ -134,6 +145,7 @@ static const cyaml_schema_field_t broker_fields[] = {
     OPTIONAL_TEXT("endpoint", struct raw_broker, endpoint),
     OPTIONAL_TEXT("feed", struct raw_broker, feed),
     OPTIONAL_TEXT("queries", struct raw_broker, queries),
+    OPTIONAL_TEXT("key_file", struct raw_broker, key_file),
     CYAML_FIELD_END,
 };
 
@@ -158,12 +170,33 @@ static const cyaml_schema_value_t field_path_schema = {
     CYAML_VALUE_STRING(CYAML_FLAG_POINTER, char, 1, CYAML_UNLIMITED),
 };
 
+static const cyaml_schema_value_t text_schema = {
+    CYAML_VALUE_STRING(CYAML_FLAG_POINTER, char, 0, CYAML_UNLIMITED),
+};
+
 /* Strict: without it libcyaml also accepts a kind's number ("kind: 2"). */
 static const cyaml_schema_field_t agency_fields[] = {
     REQUIRED_TEXT("id", cb_agency, id),
     CYAML_FIELD_ENUM("kind", CYAML_FLAG_CASE_SENSITIVE | CYAML_FLAG_STRICT, cb_agency, kind, kind_names, N_KINDS),
     REQUIRED_TEXT("name", cb_agency, name),
+    CYAML_FIELD_SEQUENCE_COUNT("keys", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, cb_agency, keys, n_keys, &text_schema,
+                               0, CYAML_UNLIMITED),
     CYAML_FIELD_END,
+};
+
+/* "agency" is no person's role: an agency's keys are listed with it. */
+static const cyaml_schema_field_t person_fields[] = {
+    REQUIRED_TEXT("name", cb_person, name),
+    CYAML_FIELD_ENUM("role", CYAML_FLAG_CASE_SENSITIVE | CYAML_FLAG_STRICT, cb_person, role, role_names + 1,
+                     N_ROLES - 1),
+    CYAML_FIELD_SEQUENCE_COUNT("agencies", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, cb_person, agencies, n_agencies,
+                               &text_schema, 0, CYAML_UNLIMITED),
+    REQUIRED_TEXT("key", cb_person, key),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_value_t person_schema = {
+    CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, cb_person, person_fields),
 };
 
 static const cyaml_schema_value_t agency_schema = {
@@ -210,6 +243,8 @@ static const cyaml_schema_field_t root_fields[] = {
     CYAML_FIELD_MAPPING_PTR("flags", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, struct raw_config, flags, flags_fields),
     CYAML_FIELD_SEQUENCE_COUNT("agencies", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, struct raw_config, agencies,
                                n_agencies, &agency_schema, 1, CYAML_UNLIMITED),
+    CYAML_FIELD_SEQUENCE_COUNT("people", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, struct raw_config, people, n_people,
+                               &person_schema, 0, CYAML_UNLIMITED),
     CYAML_FIELD_END,
 };
 
@@ -388,7 +423,11 @@ static void explain_cyaml(struct report *r, const struct cyaml_log *log, cyaml_e
         snprintf(says, sizeof says, "%s", cyaml_messages[i].says);
     } else {
         char kinds[128];
-        kind_choices(kinds, sizeof kinds);
+        size_t len = strlen(path);
+        if (len >= 4 && !strcmp(path + len - 4, "role"))
+            snprintf(kinds, sizeof kinds, "coordinator, lead, operator");
+        else
+            kind_choices(kinds, sizeof kinds);
         snprintf(says, sizeof says, "must be one of %s (got '%s')", kinds, rest);
     }
     if (log->n_frames && log->frames[0].line)
@@ -495,6 +534,11 @@ static void copy_agencies(struct report *r, cb_config *cfg, const cb_agency *lis
         cfg->agencies[i].id = copy(r, list[i].id);
         cfg->agencies[i].kind = list[i].kind;
         cfg->agencies[i].name = copy(r, list[i].name);
+        cfg->agencies[i].keys = calloc(list[i].n_keys + 1, sizeof *cfg->agencies[i].keys);
+        if (!cfg->agencies[i].keys)
+            fail(r, "out of memory");
+        for (unsigned k = 0; k < list[i].n_keys && cfg->agencies[i].keys; k++)
+            cfg->agencies[i].keys[cfg->agencies[i].n_keys++] = copy(r, list[i].keys[k]);
         /* Room is kept for ", ..." after the last name that fits. */
         const char *sep = i ? ", " : "";
         if (used + strlen(sep) + strlen(list[i].id) + sizeof ", ..." <= cap)
@@ -502,6 +546,96 @@ static void copy_agencies(struct report *r, cb_config *cfg, const cb_agency *lis
         else if (used + sizeof ", ..." <= cap)
             used += (size_t)snprintf(cfg->agency_list + used, cap - used, ", ...");
     }
+}
+
+/* A person's name is the audit's "who": printable, and never an agency's id,
+ * so a record cannot be read as the other. */
+static bool valid_person_name(const char *name)
+{
+    size_t len = strlen(name);
+    return len >= 1 && len <= MAX_ID_LEN && name[0] != '.' && name[0] != '-' &&
+           strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == len;
+}
+
+static void copy_people(struct report *r, cb_config *cfg, const cb_person *list, unsigned n)
+{
+    cfg->people = calloc(n + 1, sizeof *cfg->people);
+    if (!cfg->people) {
+        fail(r, "out of memory");
+        return;
+    }
+    for (unsigned i = 0; i < n && !r->failed; i++) {
+        const cb_person *q = &list[i];
+        if (!valid_person_name(q->name))
+            fail(r, "people[%u].name: '%s' must be letters, digits, '.', '_' and '-', at most %d", i, q->name,
+                 MAX_ID_LEN);
+        if (cb_config_agency(cfg, q->name))
+            fail(r, "people[%u].name: '%s' is an agency's id; a person needs a name of their own", i, q->name);
+        for (unsigned j = 0; j < i; j++)
+            if (!strcmp(list[j].name, q->name))
+                fail(r, "people[%u].name: '%s' is listed twice (first as people[%u])", i, q->name, j);
+        if (q->role == CB_ROLE_COORDINATOR && !q->n_agencies)
+            fail(r, "people[%u].agencies: a coordinator must be tied to at least one agency", i);
+        if (q->role != CB_ROLE_COORDINATOR && q->n_agencies)
+            fail(r, "people[%u].agencies: only a coordinator is tied to agencies (this role is %s)", i,
+                 cb_role_name(q->role));
+        cb_person *to = &cfg->people[cfg->n_people++];
+        to->name = copy(r, q->name);
+        to->role = q->role;
+        to->key = copy(r, q->key);
+        to->agencies = calloc(q->n_agencies + 1, sizeof *to->agencies);
+        if (!to->agencies) {
+            fail(r, "out of memory");
+            return;
+        }
+        for (unsigned k = 0; k < q->n_agencies && !r->failed; k++) {
+            if (!cb_config_agency(cfg, q->agencies[k]))
+                fail(r, "people[%u].agencies[%u]: '%s' names no configured agency (configured: %s)", i, k,
+                     q->agencies[k], cfg->agency_list);
+            to->agencies[to->n_agencies++] = copy(r, q->agencies[k]);
+        }
+    }
+}
+
+/* Where the key text is listed: "agencies[1].keys[0]" or "people[2].key". */
+struct key_at {
+    const char *text;
+    char where[48];
+};
+
+/* Every key is a Z85 public key, listed once: a key shared by two
+ * principals would let one act as the other. Keys without CURVE would not
+ * be checked at all, so they are refused rather than ignored. */
+static void check_keys(struct report *r, const cb_config *cfg)
+{
+    size_t n = 0, cap = cfg->n_people;
+    for (unsigned a = 0; a < cfg->n_agencies; a++)
+        cap += cfg->agencies[a].n_keys;
+    struct key_at *all = calloc(cap + 1, sizeof *all);
+    if (!all) {
+        fail(r, "out of memory");
+        return;
+    }
+    for (unsigned a = 0; a < cfg->n_agencies; a++)
+        for (unsigned k = 0; k < cfg->agencies[a].n_keys; k++) {
+            all[n].text = cfg->agencies[a].keys[k];
+            snprintf(all[n++].where, sizeof all->where, "agencies[%u].keys[%u]", a, k);
+        }
+    for (unsigned p = 0; p < cfg->n_people; p++) {
+        all[n].text = cfg->people[p].key;
+        snprintf(all[n++].where, sizeof all->where, "people[%u].key", p);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!cb_z85_key(all[i].text, NULL))
+            fail(r, "%s: not a CURVE public key (40 Z85 characters, as `carebridge keys new` prints)", all[i].where);
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(all[i].text, all[j].text))
+                fail(r, "%s: the same key is already listed as %s", all[i].where, all[j].where);
+    }
+    if (n && !cfg->key_file)
+        fail(r, "%s: keys are listed but CURVE is off: set broker.key_file to the broker's secret key file",
+             all[0].where);
+    free(all);
 }
 
 static bool boolean(struct report *r, const char *key, const char *given, bool dflt)
@@ -586,6 +720,8 @@ static cb_config *build(struct report *r, const struct raw_config *raw)
     cfg->endpoint = text(r, "broker.endpoint", b->endpoint, defaults.endpoint);
     cfg->feed = text(r, "broker.feed", b->feed, defaults.feed);
     cfg->queries = text(r, "broker.queries", b->queries, defaults.queries);
+    if (b->key_file)
+        cfg->key_file = text(r, "broker.key_file", b->key_file, "");
     cfg->data_dir = text(r, "store.path", s->path, defaults.data_dir);
     cfg->map_size_mb = (uint64_t)number(r, "store.map_size_mb", s->map_size_mb, defaults.map_size_mb, 1, 1048576);
     cfg->publish_fill_percent = (uint32_t)number(r, "store.publish_fill_percent", s->publish_fill_percent,
@@ -610,6 +746,10 @@ static cb_config *build(struct report *r, const struct raw_config *raw)
         copy_agencies(r, cfg, raw->agencies, raw->n_agencies);
     else
         copy_agencies(r, cfg, default_agencies, sizeof default_agencies / sizeof default_agencies[0]);
+    if (!r->failed)
+        copy_people(r, cfg, raw->people, raw->n_people);
+    if (!r->failed)
+        check_keys(r, cfg);
 
     if (r->failed)
         cb_config_free(&cfg);
@@ -662,11 +802,23 @@ void cb_config_free(cb_config **cfg_p)
     free(cfg->feed);
     free(cfg->queries);
     free(cfg->data_dir);
+    free(cfg->key_file);
     for (unsigned i = 0; i < cfg->n_agencies; i++) {
         free(cfg->agencies[i].id);
         free(cfg->agencies[i].name);
+        for (unsigned k = 0; k < cfg->agencies[i].n_keys; k++)
+            free(cfg->agencies[i].keys[k]);
+        free(cfg->agencies[i].keys);
     }
     free(cfg->agencies);
+    for (unsigned i = 0; i < cfg->n_people; i++) {
+        free(cfg->people[i].name);
+        free(cfg->people[i].key);
+        for (unsigned k = 0; k < cfg->people[i].n_agencies; k++)
+            free(cfg->people[i].agencies[k]);
+        free(cfg->people[i].agencies);
+    }
+    free(cfg->people);
     for (unsigned i = 0; i < cfg->flags.n_required; i++) {
         for (unsigned k = 0; k < cfg->flags.required[i].n_fields; k++)
             free(cfg->flags.required[i].fields[k]);
@@ -694,4 +846,12 @@ const char *cb_agency_kind_name(cb_agency_kind kind)
         if (kind_names[i].val == (int64_t)kind)
             return kind_names[i].str;
     return "UNKNOWN";
+}
+
+const char *cb_role_name(cb_role role)
+{
+    for (size_t i = 0; i < N_ROLES; i++)
+        if (role_names[i].val == (int64_t)role)
+            return role_names[i].str;
+    return "unknown";
 }

@@ -17,8 +17,27 @@ typedef enum {
 typedef struct {
     char *id; /* [a-z0-9][a-z0-9-]{0,62}: used in keys and feed topics */
     cb_agency_kind kind;
-    char *name; /* display name */
+    char *name;  /* display name */
+    char **keys; /* its CURVE public keys (Z85), several while one is rotated */
+    unsigned n_keys;
 } cb_agency;
+
+/* Who a connection is, once CURVE has proved its key: an agency, or a person
+ * with a role (README, "Trust"). */
+typedef enum {
+    CB_ROLE_AGENCY = 1,
+    CB_ROLE_COORDINATOR, /* sees what its agencies see */
+    CB_ROLE_LEAD,        /* the report and status: never a person */
+    CB_ROLE_OPERATOR,    /* status and replay: never a person */
+} cb_role;
+
+typedef struct {
+    char *name; /* [A-Za-z0-9._-], not an agency's id: the audit's "who" */
+    cb_role role;
+    char **agencies; /* a coordinator's agencies */
+    unsigned n_agencies;
+    char *key; /* Z85 public key */
+} cb_person;
 
 /* Fields an event must carry for its recipients, by JSON path from the
  * envelope ("referral.consent"): for every recipient, or only when one of
@@ -56,8 +75,11 @@ typedef struct {
     uint32_t max_attempts;          /* deliveries before an entry is parked */
     uint32_t heartbeat_ms;
     cb_flags_config flags;
+    char *key_file; /* broker.key_file: the broker's CURVE secret key; NULL: CURVE off */
     cb_agency *agencies;
     unsigned n_agencies;
+    cb_person *people;
+    unsigned n_people;
     /* "health, housing, social-care, voluntary" (", ..." when too many to
      * list): what an UNKNOWN_AGENCY reason offers instead. */
     char agency_list[160];
@@ -70,6 +92,7 @@ void cb_config_free(cb_config **cfg_p);
 
 const cb_agency *cb_config_agency(const cb_config *cfg, const char *id);
 const char *cb_agency_kind_name(cb_agency_kind kind); /* "HEALTH", ... */
+const char *cb_role_name(cb_role role);               /* "agency", "coordinator", ... */
 
 /* The embedded default YAML text, for --help and tests. */
 extern const char cb_config_default_yaml[];

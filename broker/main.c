@@ -10,12 +10,29 @@
 #include "config.h"
 #include "log.h"
 
-static volatile sig_atomic_t stop;
+static volatile sig_atomic_t stop, reload;
 
 static void on_signal(int sig)
 {
-    (void)sig;
-    stop = 1;
+    if (sig == SIGHUP)
+        reload = 1;
+    else
+        stop = 1;
+}
+
+/* SIGHUP: the keys and people of the configuration file again. A file that
+ * does not load changes nothing. */
+static void reload_keys(cb_broker *b, const char *config_path)
+{
+    char err_text[512];
+    cb_config *next = cb_config_load(config_path, err_text, sizeof err_text);
+    cb_error err = {0};
+    if (!next)
+        cb_log(CB_LOG_ERROR, "reload refused, nothing changed: %s", err_text);
+    else if (!cb_broker_rekey(b, next, &err))
+        cb_log(CB_LOG_ERROR, "reload: %s", err.reason);
+    cb_config_free(&next);
+    cb_log_flush();
 }
 
 static const char usage[] =
@@ -44,7 +61,12 @@ static const char usage[] =
     "\n"
     "Logs go to stderr, one line per event and per error; people appear only as keyed\n"
     "pseudonyms. A line 'ready endpoint=... feed=... queries=...' says the broker is serving.\n"
-    "SIGTERM or SIGINT stops it cleanly.\n"
+    "SIGTERM or SIGINT stops it cleanly. SIGHUP reloads the keys and people from the\n"
+    "configuration file (the rest waits for a restart); a revoked key's connections close.\n"
+    "\n"
+    "With broker.key_file set, every connection must prove a configured CURVE key\n"
+    "(README, \"Trust\"). Without it the broker binds only 127.0.0.1, localhost,\n"
+    "[::1], ipc:// and inproc:// endpoints, and refuses to start on any other.\n"
     "\n"
     "One broker per data directory: it holds DIR/broker.lock while it runs, and a\n"
     "second broker on the same directory refuses to start, naming the pid holding it.\n"
@@ -123,6 +145,7 @@ int main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     cb_error err = {0};
@@ -137,7 +160,11 @@ int main(int argc, char **argv)
     cb_log(CB_LOG_INFO, "ready endpoint=%s feed=%s queries=%s data=%s agencies=%u", cb_broker_endpoint(b),
            cb_broker_feed(b), cb_broker_queries(b), cfg->data_dir, cfg->n_agencies);
     cb_log_flush();
-    int status = cb_broker_run(b, &stop);
+    int status;
+    while ((status = cb_broker_run(b, &stop, &reload)) == CB_BROKER_RELOAD) {
+        reload = 0;
+        reload_keys(b, config_path);
+    }
     cb_broker_destroy(&b);
     cb_config_free(&cfg);
     return status;

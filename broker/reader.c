@@ -14,6 +14,7 @@
 #include "flagquery.h"
 #include "log.h"
 #include "thread.h"
+#include "zap.h"
 
 #define ENDPOINT_BURST    64 /* query endpoint frames answered before looking at the network thread's */
 #define REFUSALS_LOGGED_S 20 /* refusals on the query endpoint logged a second; the rest are counted */
@@ -39,7 +40,12 @@ struct cb_reader {
     void *live_arg;
 
     void *zmq, *sock; /* the thread's own; touched only by it */
-    int submitted;    /* eventfd: the network thread queued a request, or stop */
+    const char *curve_secret;
+    cb_keyring *ring;
+    cb_zap *zap;
+    bool rebind_asked, rebind_done; /* under mu */
+    cb_error rebind_err;
+    int submitted; /* eventfd: the network thread queued a request, or stop */
     request pending[CB_READER_WAITING];
     size_t pending_head, n_pending;
     int answered; /* eventfd: an answer for the network thread is ready */
@@ -272,8 +278,39 @@ static bool bind_endpoint(cb_reader *r, char *bound, cb_error *err)
         cb_fail(err, CB_STORE_UNAVAILABLE, "zmq_ctx_new: %s", zmq_strerror(errno));
         return false;
     }
-    r->sock = cb_bind(r->zmq, ZMQ_ROUTER, r->cfg->queries, r->cfg->max_event_bytes, bound, err);
+    if (r->curve_secret && !getenv("CAREBRIDGE_TEST_NO_ZAP") &&
+        !(r->zap = cb_zap_start(r->zmq, r->ring, "cb-query-zap", err)))
+        return false;
+    r->sock = cb_bind(r->zmq, ZMQ_ROUTER, r->cfg->queries, r->cfg->max_event_bytes, r->curve_secret, bound, err);
     return r->sock != NULL;
+}
+
+static void rebind_if_asked(cb_reader *r)
+{
+    pthread_mutex_lock(&r->mu);
+    if (r->rebind_asked) {
+        r->rebind_asked = false;
+        r->rebind_err = (cb_error){0};
+        cb_rebind(r->sock, r->bound, &r->rebind_err);
+        r->rebind_done = true;
+        pthread_cond_broadcast(&r->changed);
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+bool cb_reader_rebind(cb_reader *r, cb_error *err)
+{
+    pthread_mutex_lock(&r->mu);
+    r->rebind_asked = true;
+    r->rebind_done = false;
+    eventfd_write(r->submitted, 1);
+    while (!r->rebind_done && !r->stopping)
+        pthread_cond_wait(&r->changed, &r->mu);
+    bool ok = !r->rebind_err.code;
+    if (!ok)
+        *err = r->rebind_err;
+    pthread_mutex_unlock(&r->mu);
+    return ok;
 }
 
 static void *run(void *arg)
@@ -301,16 +338,19 @@ static void *run(void *arg)
         }
         serve_endpoint(r);
         serve_submitted(r);
+        rebind_if_asked(r);
         cb_log_flush();
     }
     if (r->sock)
         zmq_close(r->sock);
+    cb_zap_stop(&r->zap);
     if (r->zmq)
         zmq_ctx_term(r->zmq);
     return NULL;
 }
 
-cb_reader *cb_reader_start(const cb_config *cfg, char bound[CB_ENDPOINT_MAX], cb_error *err)
+cb_reader *cb_reader_start(const cb_config *cfg, const char *curve_secret, cb_keyring *ring,
+                           char bound[CB_ENDPOINT_MAX], cb_error *err)
 {
     cb_reader *r = calloc(1, sizeof *r);
     if (!r) {
@@ -318,6 +358,8 @@ cb_reader *cb_reader_start(const cb_config *cfg, char bound[CB_ENDPOINT_MAX], cb
         return NULL;
     }
     r->cfg = cfg;
+    r->curve_secret = curve_secret;
+    r->ring = ring;
     r->bound = bound;
     r->submitted = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     r->answered = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

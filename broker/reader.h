@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include "batch.h"
 #include "config.h"
+#include "keyring.h"
 #include "query.h"
 #include "sockets.h"
 #include "store.h"
@@ -40,8 +41,14 @@ typedef struct {
 
 /* Start the thread and bind cfg->queries (what was bound is copied to
  * bound), so a busy endpoint refuses the start before the store is opened.
+ * With curve_secret, a CURVE server whose handshakes a ZAP handler on the
+ * thread's own context checks against ring.
  * Nothing is answered until cb_reader_serve. */
-cb_reader *cb_reader_start(const cb_config *cfg, char bound[CB_ENDPOINT_MAX], cb_error *err);
+cb_reader *cb_reader_start(const cb_config *cfg, const char *curve_secret, cb_keyring *ring,
+                           char bound[CB_ENDPOINT_MAX], cb_error *err);
+/* Close every connection to the query endpoint (a key was revoked), waiting
+ * until the thread has bound it again. */
+bool cb_reader_rebind(cb_reader *r, cb_error *err);
 /* Answer from store, which the thread reads but never writes; stop the
  * thread before the store is closed. */
 void cb_reader_serve(cb_reader *r, cb_store *store, cb_live_fn *live, void *live_arg);

@@ -1,9 +1,12 @@
 #include "sockets.h"
 
 #include <errno.h>
+#include <string.h>
 
-void *cb_bind(void *ctx, int type, const char *endpoint, uint32_t max_event_bytes, char bound[CB_ENDPOINT_MAX],
-              cb_error *err)
+#include "zap.h"
+
+void *cb_bind(void *ctx, int type, const char *endpoint, uint32_t max_event_bytes, const char *curve_secret,
+              char bound[CB_ENDPOINT_MAX], cb_error *err)
 {
     void *s = zmq_socket(ctx, type);
     int linger = 0, hwm = 100000;
@@ -18,6 +21,10 @@ void *cb_bind(void *ctx, int type, const char *endpoint, uint32_t max_event_byte
     zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
     if (type == ZMQ_ROUTER)
         zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg);
+    if (curve_secret && !cb_zap_serve_curve(s, curve_secret, err)) {
+        zmq_close(s);
+        return NULL;
+    }
     if (zmq_bind(s, endpoint) < 0 || zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, bound, &len) < 0) {
         cb_fail(err, CB_BAD_REQUEST, "cannot bind %s: %s", endpoint, zmq_strerror(errno));
         zmq_close(s);
@@ -44,4 +51,30 @@ void cb_routed_close(cb_routed *m)
 {
     zmq_msg_close(&m->body);
     zmq_msg_close(&m->rid);
+}
+
+bool cb_rebind(void *s, const char *bound, cb_error *err)
+{
+    zmq_unbind(s, bound);
+    if (zmq_bind(s, bound) < 0) {
+        cb_fail(err, CB_BAD_REQUEST, "cannot bind %s again: %s", bound, zmq_strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+bool cb_endpoint_local(const char *ep)
+{
+    if (!strncmp(ep, "ipc://", 6) || !strncmp(ep, "inproc://", 9))
+        return true;
+    if (strncmp(ep, "tcp://", 6))
+        return false;
+    const char *host = ep + 6;
+    if (!strncmp(host, "localhost:", 10) || !strncmp(host, "[::1]:", 6))
+        return true;
+    /* 127.a.b.c: digits and dots up to the port's colon. */
+    if (strncmp(host, "127.", 4))
+        return false;
+    size_t len = strspn(host, "0123456789.");
+    return host[len] == ':';
 }

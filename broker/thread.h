@@ -13,14 +13,16 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-/* Start fn(arg) with SIGINT and SIGTERM blocked in the new thread, so a stop
- * request always reaches the network thread and wakes its poll at once. */
+/* Start fn(arg) with SIGINT, SIGTERM and SIGHUP blocked in the new thread,
+ * so a stop or reload request always reaches the network thread and wakes
+ * its poll at once. */
 static inline bool cb_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg)
 {
     sigset_t stop_signals, before;
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGINT);
     sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stop_signals, &before);
     bool started = pthread_create(thread, NULL, fn, arg) == 0;
     pthread_sigmask(SIG_SETMASK, &before, NULL);

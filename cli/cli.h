@@ -12,9 +12,22 @@
 enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2 };
 
 typedef struct {
-    const char *broker; /* --broker, else $CAREBRIDGE_BROKER, else the default */
-    const char *feed;   /* --feed, else $CAREBRIDGE_FEED, else the default */
+    const char *broker;     /* --broker, else $CAREBRIDGE_BROKER, else the default */
+    const char *feed;       /* --feed, else $CAREBRIDGE_FEED, else the default */
+    const char *key_file;   /* --key, else $CAREBRIDGE_KEY: CURVE, with ... */
+    const char *broker_key; /* --broker-key, else $CAREBRIDGE_BROKER_KEY */
 } cli_globals;
+
+/* --key FILE and --broker-key KEY|FILE, which every command takes. */
+enum { CLI_OPT_KEY = 0x200, CLI_OPT_BROKER_KEY };
+#define CLI_KEY_OPTIONS                                                                                                \
+    {"key", required_argument, 0, CLI_OPT_KEY},                                                                        \
+    {                                                                                                                  \
+        "broker-key", required_argument, 0, CLI_OPT_BROKER_KEY                                                         \
+    }
+
+/* A client's options for the broker g names, with its keys. */
+cb_client_opts cli_client_opts(const cli_globals *g);
 
 int cli_send(const cli_globals *g, int argc, char **argv);
 int cli_recv(const cli_globals *g, int argc, char **argv);
@@ -25,6 +38,7 @@ int cli_tail(const cli_globals *g, int argc, char **argv);
 int cli_flags(const cli_globals *g, int argc, char **argv);
 int cli_report(const cli_globals *g, int argc, char **argv);
 int cli_demo(const cli_globals *g, int argc, char **argv);
+int cli_keys(const cli_globals *g, int argc, char **argv);
 
 /* Parse a positive number of seconds; false on anything else. */
 bool cli_seconds(const char *text, double *out);

@@ -126,11 +126,17 @@ static void print_flag(const Carebridge__V1__Flag *f)
 int cli_flags(const cli_globals *g, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"open", no_argument, 0, 'o'},         {"type", required_argument, 0, 't'},
-        {"agency", required_argument, 0, 'a'}, {"person", required_argument, 0, 'p'},
-        {"since", required_argument, 0, 's'},  {"limit", required_argument, 0, 'n'},
-        {"json", no_argument, 0, 'j'},         {"broker", required_argument, 0, 'b'},
-        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0},
+        {"open", no_argument, 0, 'o'},
+        {"type", required_argument, 0, 't'},
+        {"agency", required_argument, 0, 'a'},
+        {"person", required_argument, 0, 'p'},
+        {"since", required_argument, 0, 's'},
+        {"limit", required_argument, 0, 'n'},
+        {"json", no_argument, 0, 'j'},
+        {"broker", required_argument, 0, 'b'},
+        CLI_KEY_OPTIONS,
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
     cli_globals globals = *g;
     Carebridge__V1__FlagsRequest req = CAREBRIDGE__V1__FLAGS_REQUEST__INIT;
@@ -172,6 +178,8 @@ int cli_flags(const cli_globals *g, int argc, char **argv)
         }
         case 'j': json = true; break;
         case 'b': globals.broker = optarg; break;
+        case CLI_OPT_KEY: globals.key_file = optarg; break;
+        case CLI_OPT_BROKER_KEY: globals.broker_key = optarg; break;
         case 'h': fputs(flags_usage, stdout); return CLI_OK;
         default: fputs(flags_usage, stderr); return CLI_USAGE;
         }
@@ -233,8 +241,13 @@ static void print_pair(const Carebridge__V1__AgencyPairReport *p)
 int cli_report(const cli_globals *g, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"since", required_argument, 0, 's'},  {"until", required_argument, 0, 'u'}, {"json", no_argument, 0, 'j'},
-        {"broker", required_argument, 0, 'b'}, {"help", no_argument, 0, 'h'},        {0, 0, 0, 0},
+        {"since", required_argument, 0, 's'},
+        {"until", required_argument, 0, 'u'},
+        {"json", no_argument, 0, 'j'},
+        {"broker", required_argument, 0, 'b'},
+        CLI_KEY_OPTIONS,
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
     cli_globals globals = *g;
     Carebridge__V1__ReportRequest req = CAREBRIDGE__V1__REPORT_REQUEST__INIT;
@@ -258,6 +271,8 @@ int cli_report(const cli_globals *g, int argc, char **argv)
             break;
         case 'j': json = true; break;
         case 'b': globals.broker = optarg; break;
+        case CLI_OPT_KEY: globals.key_file = optarg; break;
+        case CLI_OPT_BROKER_KEY: globals.broker_key = optarg; break;
         case 'h': fputs(report_usage, stdout); return CLI_OK;
         default: fputs(report_usage, stderr); return CLI_USAGE;
         }

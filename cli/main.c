@@ -39,6 +39,9 @@ static const char usage[] =
     "        queue a stored (or parked) event again for one recipient\n"
     "  tail [--agency AGENCY] [--type TYPE] [--count N] [--timeout S]\n"
     "        print the live feed of committed events as JSON {seq, event}\n"
+    "  keys new --name NAME --out DIR\n"
+    "        write a CURVE key pair: DIR/NAME.key (the secret, mode 0600) and\n"
+    "        DIR/NAME.pub; prints the public key to list in the broker's configuration\n"
     "  demo [--health HOST:PORT] [--social HOST:PORT] [--inbox DIR]\n"
     "        play Margaret's discharge through the running adapters (`make run`): HL7\n"
     "        over MLLP, FHIR over HTTP, a housing CSV; then print her journey\n"
@@ -46,6 +49,10 @@ static const char usage[] =
     "Options:\n"
     "  --broker ENDPOINT   broker endpoint (default $CAREBRIDGE_BROKER or " CLI_DEFAULT_BROKER ")\n"
     "  --feed ENDPOINT     feed endpoint for tail (default $CAREBRIDGE_FEED or " CLI_DEFAULT_FEED ")\n"
+    "  --key FILE          this user's CURVE secret key file (default $CAREBRIDGE_KEY), for a\n"
+    "                      broker with broker.key_file set; with --broker-key\n"
+    "  --broker-key KEY    the broker's public key, as its 40 Z85 characters or a file\n"
+    "                      holding them (default $CAREBRIDGE_BROKER_KEY)\n"
     "  -h, --help          this text;  -V, --version  the version\n"
     "Every command also takes --help.\n";
 
@@ -53,9 +60,8 @@ static const struct {
     const char *name;
     int (*run)(const cli_globals *, int, char **);
 } commands[] = {
-    {"send", cli_send},     {"recv", cli_recv}, {"journey", cli_journey}, {"status", cli_status},
-    {"replay", cli_replay}, {"tail", cli_tail}, {"flags", cli_flags},     {"report", cli_report},
-    {"demo", cli_demo},
+    {"send", cli_send}, {"recv", cli_recv},   {"journey", cli_journey}, {"status", cli_status}, {"replay", cli_replay},
+    {"tail", cli_tail}, {"flags", cli_flags}, {"report", cli_report},   {"demo", cli_demo},     {"keys", cli_keys},
 };
 
 bool cli_seconds(const char *text, double *out)
@@ -87,17 +93,24 @@ void cli_no_broker(const char *command, const char *endpoint, double seconds)
             seconds, endpoint);
 }
 
+cb_client_opts cli_client_opts(const cli_globals *g)
+{
+    return (cb_client_opts){.endpoint = g->broker, .key_file = g->key_file, .broker_key = g->broker_key};
+}
+
 cb_frame *cli_request(const cli_globals *g, const char *command, cb_frame *request, int timeout_ms)
 {
     cb_error err = {0};
-    cb_client_opts opts = {.endpoint = g->broker};
+    cb_client_opts opts = cli_client_opts(g);
     cb_client *c = cb_client_new(&opts, NULL, NULL, &err);
     if (!c) {
-        fprintf(stderr, "carebridge: %s\n", err.reason);
+        fprintf(stderr, "carebridge %s: %s\n", command, err.reason);
         return NULL;
     }
     cb_frame *reply = cb_client_request(c, request, timeout_ms, &err);
-    if (!reply)
+    if (!reply && cb_client_failure(c))
+        fprintf(stderr, "carebridge %s: %s\n", command, cb_client_failure(c));
+    else if (!reply)
         cli_no_broker(command, g->broker, timeout_ms / 1000.0);
     cb_client_destroy(&c);
     return reply;
@@ -105,7 +118,8 @@ cb_frame *cli_request(const cli_globals *g, const char *command, cb_frame *reque
 
 int main(int argc, char **argv)
 {
-    cli_globals g = {getenv("CAREBRIDGE_BROKER"), getenv("CAREBRIDGE_FEED")};
+    cli_globals g = {getenv("CAREBRIDGE_BROKER"), getenv("CAREBRIDGE_FEED"), getenv("CAREBRIDGE_KEY"),
+                     getenv("CAREBRIDGE_BROKER_KEY")};
     if (!g.broker)
         g.broker = CLI_DEFAULT_BROKER;
     if (!g.feed)
@@ -121,9 +135,13 @@ int main(int argc, char **argv)
             puts("carebridge " CB_VERSION);
             return CLI_OK;
         }
-        if ((!strcmp(argv[i], "--broker") || !strcmp(argv[i], "--feed")) && i + 1 < argc) {
-            *(argv[i][2] == 'b' ? &g.broker : &g.feed) = argv[i + 1];
-            i++;
+        const char **global = !strcmp(argv[i], "--broker")       ? &g.broker
+                              : !strcmp(argv[i], "--feed")       ? &g.feed
+                              : !strcmp(argv[i], "--key")        ? &g.key_file
+                              : !strcmp(argv[i], "--broker-key") ? &g.broker_key
+                                                                 : NULL;
+        if (global && i + 1 < argc) {
+            *global = argv[++i];
             continue;
         }
         fprintf(stderr, "carebridge: unknown option '%s'\n\n%s", argv[i], usage);

@@ -62,9 +62,13 @@ enum { TAKES_TO = 1, TAKES_LOCAL = 2 };
 
 static int parse(const cli_globals *g, int argc, char **argv, const char *usage, int takes, query_args *q)
 {
-    static const struct option opts[] = {{"json", no_argument, 0, 'j'},        {"to", required_argument, 0, 't'},
-                                         {"local", required_argument, 0, 'l'}, {"broker", required_argument, 0, 'b'},
-                                         {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
+    static const struct option opts[] = {{"json", no_argument, 0, 'j'},
+                                         {"to", required_argument, 0, 't'},
+                                         {"local", required_argument, 0, 'l'},
+                                         {"broker", required_argument, 0, 'b'},
+                                         CLI_KEY_OPTIONS,
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     *q = (query_args){.g = *g};
     int c;
     while ((c = getopt_long(argc, argv, "jt:l:b:h", opts, NULL)) != -1) {
@@ -81,6 +85,8 @@ static int parse(const cli_globals *g, int argc, char **argv, const char *usage,
             q->locals[q->n_locals++] = optarg;
             break;
         case 'b': q->g.broker = optarg; break;
+        case CLI_OPT_KEY: q->g.key_file = optarg; break;
+        case CLI_OPT_BROKER_KEY: q->g.broker_key = optarg; break;
         case 'h': fputs(usage, stdout); return CLI_OK;
         default: goto bad;
         }

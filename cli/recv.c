@@ -44,10 +44,15 @@ static bool delivered(void *arg, const Carebridge__V1__Deliver *d)
 
 int cli_recv(const cli_globals *g_in, int argc, char **argv)
 {
-    static const struct option opts[] = {{"as", required_argument, 0, 'a'},      {"count", required_argument, 0, 'n'},
-                                         {"timeout", required_argument, 0, 't'}, {"broker", required_argument, 0, 'b'},
-                                         {"no-ack", no_argument, 0, 'N'},        {"flags", no_argument, 0, 'F'},
-                                         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+    static const struct option opts[] = {{"as", required_argument, 0, 'a'},
+                                         {"count", required_argument, 0, 'n'},
+                                         {"timeout", required_argument, 0, 't'},
+                                         {"broker", required_argument, 0, 'b'},
+                                         CLI_KEY_OPTIONS,
+                                         {"no-ack", no_argument, 0, 'N'},
+                                         {"flags", no_argument, 0, 'F'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     cli_globals g = *g_in;
     const char *agency = NULL;
     double timeout_s = 0;
@@ -60,6 +65,8 @@ int cli_recv(const cli_globals *g_in, int argc, char **argv)
         case 'F': flags = true; break;
         case 'a': agency = optarg; break;
         case 'b': g.broker = optarg; break;
+        case CLI_OPT_KEY: g.key_file = optarg; break;
+        case CLI_OPT_BROKER_KEY: g.broker_key = optarg; break;
         case 'n':
             count = strtol(optarg, NULL, 10);
             if (count < 1) {
@@ -85,11 +92,11 @@ int cli_recv(const cli_globals *g_in, int argc, char **argv)
     cb_error err = {0};
     /* With --count N, take only N: what a receiver holds but does not print
      * would come back as a failed attempt if it went away uncleanly. */
-    cb_client_opts copts = {.endpoint = g.broker,
-                            .agency = agency,
-                            .receive = true,
-                            .credit = (uint32_t)count,
-                            .name = "carebridge recv " CB_VERSION};
+    cb_client_opts copts = cli_client_opts(&g);
+    copts.agency = agency;
+    copts.receive = true;
+    copts.credit = (uint32_t)count;
+    copts.name = "carebridge recv " CB_VERSION;
     cb_client_handlers h = {.delivered = delivered};
     cb_client *client = cb_client_new(&copts, &h, &p, &err);
     if (!client) {

@@ -100,9 +100,13 @@ static cb_envelope *next_event(cli_input *in, unsigned long *line, tally *t, boo
 
 int cli_send(const cli_globals *g_in, int argc, char **argv)
 {
-    static const struct option opts[] = {{"as", required_argument, 0, 'a'},     {"timeout", required_argument, 0, 't'},
-                                         {"window", required_argument, 0, 'w'}, {"broker", required_argument, 0, 'b'},
-                                         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+    static const struct option opts[] = {{"as", required_argument, 0, 'a'},
+                                         {"timeout", required_argument, 0, 't'},
+                                         {"window", required_argument, 0, 'w'},
+                                         {"broker", required_argument, 0, 'b'},
+                                         CLI_KEY_OPTIONS,
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     cli_globals g = *g_in;
     const char *agency = NULL;
     double timeout_s = 5;
@@ -112,6 +116,8 @@ int cli_send(const cli_globals *g_in, int argc, char **argv)
         switch (c) {
         case 'a': agency = optarg; break;
         case 'b': g.broker = optarg; break;
+        case CLI_OPT_KEY: g.key_file = optarg; break;
+        case CLI_OPT_BROKER_KEY: g.broker_key = optarg; break;
         case 't':
             if (!cli_seconds(optarg, &timeout_s)) {
                 fprintf(stderr, "carebridge send: --timeout needs a positive number of seconds\n");
@@ -148,8 +154,10 @@ int cli_send(const cli_globals *g_in, int argc, char **argv)
 
     tally t = {0, 0, cb_client_now_ms()};
     cb_error err = {0};
-    cb_client_opts copts = {
-        .endpoint = g.broker, .agency = agency, .window = (uint32_t)window, .name = "carebridge send " CB_VERSION};
+    cb_client_opts copts = cli_client_opts(&g);
+    copts.agency = agency;
+    copts.window = (uint32_t)window;
+    copts.name = "carebridge send " CB_VERSION;
     cb_client_handlers h = {.answered = answered};
     cb_client *client = cb_client_new(&copts, &h, &t, &err);
     if (!client) {

@@ -7,6 +7,7 @@
 #include <zmq.h>
 
 #include "cli.h"
+#include "curve.h"
 
 static const char usage[] =
     "Usage: carebridge tail [--flags] [--agency AGENCY] [--type TYPE] [--count N] [--timeout S]\n"
@@ -122,6 +123,7 @@ int cli_tail(const cli_globals *g_in, int argc, char **argv)
                                          {"timeout", required_argument, 0, 't'},
                                          {"feed", required_argument, 0, 'f'},
                                          {"broker", required_argument, 0, 'b'},
+                                         CLI_KEY_OPTIONS,
                                          {"flags", no_argument, 0, 'F'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
@@ -138,6 +140,8 @@ int cli_tail(const cli_globals *g_in, int argc, char **argv)
         case 'F': flags = true; break;
         case 'f': g.feed = optarg; break;
         case 'b': g.broker = optarg; break;
+        case CLI_OPT_KEY: g.key_file = optarg; break;
+        case CLI_OPT_BROKER_KEY: g.broker_key = optarg; break;
         case 'n': count = strtol(optarg, NULL, 10); break;
         case 't':
             if (!cli_seconds(optarg, &timeout_s)) {
@@ -175,6 +179,12 @@ int cli_tail(const cli_globals *g_in, int argc, char **argv)
     void *sub = zmq_socket(ctx, ZMQ_SUB);
     int status = CLI_OK;
     long seen = 0;
+    char why[300];
+    if (!cb_curve_client(sub, g.key_file, g.broker_key, why, sizeof why)) {
+        fprintf(stderr, "carebridge tail: %s\n", why);
+        status = CLI_USAGE;
+        goto out;
+    }
     int reached = feed_connect(ctx, sub, g.feed);
     if (reached < 0) {
         fprintf(stderr, "carebridge tail: cannot connect to %s: %s\n", g.feed, zmq_strerror(errno));

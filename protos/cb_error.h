@@ -22,7 +22,9 @@
     X(UNKNOWN_EVENT, "no stored event has that id")                                                                    \
     X(BAD_REQUEST, "the broker does not accept that frame here")                                                       \
     X(NOT_IN_FLIGHT, "that delivery is not in flight to this connection; nothing was deleted")                         \
-    X(BUSY, "the broker has too many queries waiting; retry shortly")
+    X(BUSY, "the broker has too many queries waiting; retry shortly")                                                  \
+    X(NOT_PERMITTED, "this connection's key does not permit that")                                                     \
+    X(NOT_YOUR_QUEUE, "this connection's key may take its own agency's queue only")
 
 typedef enum {
     CB_OK = CAREBRIDGE__V1__ERROR_CODE__ERROR_CODE_UNSPECIFIED,

@@ -24,6 +24,7 @@
 #include "program.h"
 
 static const char usage[] = "Usage: carebridge-health [--broker ENDPOINT] [--as AGENCY] [--data DIR]\n"
+                            "                         [--key FILE --broker-key KEY]\n"
                             "                         [--listen HOST:PORT] [--forward HOST:PORT]\n"
                             "                         [--admission-to A,B] [--discharge-to A,B] [--referral-to A,B]\n"
                             "                         [--agencies A,B,...]\n"
@@ -48,7 +49,7 @@ static const char usage[] = "Usage: carebridge-health [--broker ENDPOINT] [--as 
                             "Options:\n"
                             "  --broker ENDPOINT    the broker (default " CB_DEFAULT_BROKER ")\n"
                             "  --as AGENCY          the agency served (default health)\n"
-                            "  --data DIR           outbox and state (default ./var/health)\n"
+                            "  --data DIR           outbox and state (default ./var/health)\n" CB_PROGRAM_KEY_USAGE
                             "  --listen HOST:PORT   MLLP in (default 127.0.0.1:2575)\n"
                             "  --forward HOST:PORT  MLLP out, for events addressed to health\n"
                             "  --admission-to LIST  who an admission goes to (default social-care,housing)\n"
@@ -424,6 +425,7 @@ static void loop(health *h)
         cb_adapter_code code = cb_adapter_step(h->adapter, &err);
         if (code == CB_ADAPTER_BROKER_REFUSED || code == CB_ADAPTER_CONNECTION_FAILED) {
             cb_log("stopping: %s", err.text);
+            cb_program_refused();
             return;
         }
         if (code != CB_ADAPTER_OK)
@@ -486,6 +488,8 @@ int main(int argc, char **argv)
     cb_program_signals();
     cb_adapter_error err = {0};
     cb_adapter_opts aopts = {.broker = h.prog.broker,
+                             .key_file = cb_program_key(&h.prog),
+                             .broker_key = cb_program_broker_key(&h.prog),
                              .agency = h.prog.agency,
                              .outbox_dir = box,
                              .receive = true,
@@ -511,5 +515,5 @@ int main(int argc, char **argv)
     cb_log("listening for MLLP on %s (port %d) as %s; broker %s; outbox %s; %" PRIu64 " waiting for the broker",
            h.listen, cb_mllp_server_port(h.server), h.prog.agency, h.prog.broker, box, cb_adapter_waiting(h.adapter));
     loop(&h);
-    return close_all(&h, 0);
+    return close_all(&h, cb_program_exit_status());
 }

@@ -25,6 +25,7 @@
 #include "program.h"
 
 static const char usage[] = "Usage: carebridge-housing [--broker ENDPOINT] [--as AGENCY] [--data DIR]\n"
+                            "                          [--key FILE --broker-key KEY]\n"
                             "                          [--inbox DIR] [--outbox DIR] [--settle S]\n"
                             "                          [--ack-wait MS]\n"
                             "\n"
@@ -48,7 +49,7 @@ static const char usage[] = "Usage: carebridge-housing [--broker ENDPOINT] [--as
                             "Options:\n"
                             "  --broker ENDPOINT  the broker (default " CB_DEFAULT_BROKER ")\n"
                             "  --as AGENCY        the agency served (default housing)\n"
-                            "  --data DIR         outbox and state (default ./var/housing)\n"
+                            "  --data DIR         outbox and state (default ./var/housing)\n" CB_PROGRAM_KEY_USAGE
                             "  --inbox DIR        files in (default DATA/inbox)\n"
                             "  --outbox DIR       deliveries out (default DATA/outbox)\n"
                             "  --settle S         at start, a file unchanged this long is taken as written\n"
@@ -572,6 +573,8 @@ int main(int argc, char **argv)
         return 2;
     cb_program_signals();
     cb_adapter_opts aopts = {.broker = h.prog.broker,
+                             .key_file = cb_program_key(&h.prog),
+                             .broker_key = cb_program_broker_key(&h.prog),
                              .agency = h.prog.agency,
                              .outbox_dir = box,
                              .receive = true,
@@ -608,6 +611,7 @@ int main(int argc, char **argv)
         cb_adapter_code code = cb_adapter_step(h.adapter, &err);
         if (code == CB_ADAPTER_BROKER_REFUSED || code == CB_ADAPTER_CONNECTION_FAILED) {
             cb_log("stopping: %s", err.text);
+            cb_program_refused();
             break;
         }
         if (code != CB_ADAPTER_OK)
@@ -617,5 +621,5 @@ int main(int argc, char **argv)
            h.delivered);
     close(h.inotify);
     cb_adapter_close(&h.adapter);
-    return 0;
+    return cb_program_exit_status();
 }

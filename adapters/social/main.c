@@ -26,61 +26,63 @@
 #include "pending.h"
 #include "program.h"
 
-static const char usage[] = "Usage: carebridge-social [--broker ENDPOINT] [--as AGENCY] [--data DIR]\n"
-                            "                         [--listen HOST:PORT] [--agencies A,B,...]\n"
-                            "                         [--org [SYSTEM|]VALUE=AGENCY ...]\n"
-                            "                         [--max-body BYTES] [--ack-wait MS] [--push URL]\n"
-                            "\n"
-                            "The social care adapter: a FHIR R4 server (JSON) at /fhir.\n"
-                            "  POST /fhir/ServiceRequest   a referral (README, \"FHIR R4 (social care)\")\n"
-                            "  POST /fhir/Task             the answer to one: received, accepted, rejected,\n"
-                            "                              completed, cancelled\n"
-                            "  POST /fhir/$process-message a FHIR message (as NHS England's BaRS sends a\n"
-                            "                              referral): taken as a POST of its MessageHeader's\n"
-                            "                              focus, what that references in the Bundle contained\n"
-                            "  GET  /fhir/ServiceRequest   what was referred to social care, and what it posted;\n"
-                            "  GET  /fhir/Task             answers to its referrals, and what it posted: searchset\n"
-                            "                              Bundles, by patient:identifier (or subject:identifier,\n"
-                            "                              patient.identifier), identifier (the resource's own),\n"
-                            "                              _id, status and _lastUpdated (gt, ge, lt, le, eq);\n"
-                            "                              _count a page (100, at most 1000) from _offset, with\n"
-                            "                              total and a next link\n"
-                            "  GET  /fhir/Encounter        admissions to hospital, as the broker delivered them\n"
-                            "  GET  /fhir/ServiceRequest/ID, /fhir/Task/ID, /fhir/Encounter/ID\n"
-                            "  GET  /fhir/metadata         the CapabilityStatement\n"
-                            "A resource posted is kept in the durable outbox under DIR before the answer: 201\n"
-                            "Created (200 for a resend of one already kept) with an OperationOutcome whose\n"
-                            "warnings are the flags the event raised, when the broker answers within --ack-wait\n"
-                            "(Prefer: return=representation answers with the resource as served instead,\n"
-                            "return=minimal with nothing); 400 for what is not JSON or not the resource type,\n"
-                            "422 for a resource that cannot be mapped, 409 for another resource under the same\n"
-                            "identifier, 413 over --max-body, 415 for a content type other than\n"
-                            "application/fhir+json, application/json or application/json+fhir, 406 for a\n"
-                            "client whose Accept or _format takes no JSON, 503 when the outbox cannot keep it:\n"
-                            "each with an OperationOutcome naming the element by FHIRPath. If-None-Exist (a\n"
-                            "search) makes a create conditional: one found is the answer (200), two are 412.\n"
-                            "What is delivered to social care is kept and served; with --push, each resource\n"
-                            "is also PUT to URL/<type>/<id> (the social care system's own FHIR server), one at\n"
-                            "a time, and the delivery acknowledged on its 2xx: 408, 429, 5xx and a server that\n"
-                            "cannot be reached are tried again, backing off to 30 s; another answer leaves the\n"
-                            "delivery for the broker to deliver again, and park after its attempts.\n"
-                            "\n"
-                            "Options:\n"
-                            "  --broker ENDPOINT   the broker (default " CB_DEFAULT_BROKER ")\n"
-                            "  --as AGENCY         the agency served (default social-care)\n"
-                            "  --data DIR          outbox and served resources (default ./var/social)\n"
-                            "  --listen HOST:PORT  HTTP (default 127.0.0.1:8090)\n"
-                            "  --agencies LIST     the agency ids a performer or requester may name\n"
-                            "                      (default health,housing,social-care,voluntary)\n"
-                            "  --org [SYSTEM|]VALUE=AGENCY\n"
-                            "                      an organisation identifier (an ODS code, say) that names\n"
-                            "                      AGENCY as a performer or requester, directly or\n"
-                            "                      through a contained Organization or PractitionerRole\n"
-                            "                      (repeatable: --org RY6=health)\n"
-                            "  --max-body BYTES    larger bodies get 413 (default 1048576)\n"
-                            "  --ack-wait MS       how long an answer waits for the broker (default 2000)\n"
-                            "  --push URL          a FHIR base (http:// or https://) to PUT deliveries to\n"
-                            "  -h, --help          this text;  -V, --version  the version\n";
+static const char usage[] =
+    "Usage: carebridge-social [--broker ENDPOINT] [--as AGENCY] [--data DIR]\n"
+    "                         [--key FILE --broker-key KEY]\n"
+    "                         [--listen HOST:PORT] [--agencies A,B,...]\n"
+    "                         [--org [SYSTEM|]VALUE=AGENCY ...]\n"
+    "                         [--max-body BYTES] [--ack-wait MS] [--push URL]\n"
+    "\n"
+    "The social care adapter: a FHIR R4 server (JSON) at /fhir.\n"
+    "  POST /fhir/ServiceRequest   a referral (README, \"FHIR R4 (social care)\")\n"
+    "  POST /fhir/Task             the answer to one: received, accepted, rejected,\n"
+    "                              completed, cancelled\n"
+    "  POST /fhir/$process-message a FHIR message (as NHS England's BaRS sends a\n"
+    "                              referral): taken as a POST of its MessageHeader's\n"
+    "                              focus, what that references in the Bundle contained\n"
+    "  GET  /fhir/ServiceRequest   what was referred to social care, and what it posted;\n"
+    "  GET  /fhir/Task             answers to its referrals, and what it posted: searchset\n"
+    "                              Bundles, by patient:identifier (or subject:identifier,\n"
+    "                              patient.identifier), identifier (the resource's own),\n"
+    "                              _id, status and _lastUpdated (gt, ge, lt, le, eq);\n"
+    "                              _count a page (100, at most 1000) from _offset, with\n"
+    "                              total and a next link\n"
+    "  GET  /fhir/Encounter        admissions to hospital, as the broker delivered them\n"
+    "  GET  /fhir/ServiceRequest/ID, /fhir/Task/ID, /fhir/Encounter/ID\n"
+    "  GET  /fhir/metadata         the CapabilityStatement\n"
+    "A resource posted is kept in the durable outbox under DIR before the answer: 201\n"
+    "Created (200 for a resend of one already kept) with an OperationOutcome whose\n"
+    "warnings are the flags the event raised, when the broker answers within --ack-wait\n"
+    "(Prefer: return=representation answers with the resource as served instead,\n"
+    "return=minimal with nothing); 400 for what is not JSON or not the resource type,\n"
+    "422 for a resource that cannot be mapped, 409 for another resource under the same\n"
+    "identifier, 413 over --max-body, 415 for a content type other than\n"
+    "application/fhir+json, application/json or application/json+fhir, 406 for a\n"
+    "client whose Accept or _format takes no JSON, 503 when the outbox cannot keep it:\n"
+    "each with an OperationOutcome naming the element by FHIRPath. If-None-Exist (a\n"
+    "search) makes a create conditional: one found is the answer (200), two are 412.\n"
+    "What is delivered to social care is kept and served; with --push, each resource\n"
+    "is also PUT to URL/<type>/<id> (the social care system's own FHIR server), one at\n"
+    "a time, and the delivery acknowledged on its 2xx: 408, 429, 5xx and a server that\n"
+    "cannot be reached are tried again, backing off to 30 s; another answer leaves the\n"
+    "delivery for the broker to deliver again, and park after its attempts.\n"
+    "\n"
+    "Options:\n"
+    "  --broker ENDPOINT   the broker (default " CB_DEFAULT_BROKER ")\n"
+    "  --as AGENCY         the agency served (default social-care)\n"
+    "  --data DIR          outbox and served resources (default ./var/social)\n" CB_PROGRAM_KEY_USAGE
+    "  --listen HOST:PORT  HTTP (default 127.0.0.1:8090)\n"
+    "  --agencies LIST     the agency ids a performer or requester may name\n"
+    "                      (default health,housing,social-care,voluntary)\n"
+    "  --org [SYSTEM|]VALUE=AGENCY\n"
+    "                      an organisation identifier (an ODS code, say) that names\n"
+    "                      AGENCY as a performer or requester, directly or\n"
+    "                      through a contained Organization or PractitionerRole\n"
+    "                      (repeatable: --org RY6=health)\n"
+    "  --max-body BYTES    larger bodies get 413 (default 1048576)\n"
+    "  --ack-wait MS       how long an answer waits for the broker (default 2000)\n"
+    "  --push URL          a FHIR base (http:// or https://) to PUT deliveries to\n"
+    "  -h, --help          this text;  -V, --version  the version\n";
 
 #define FHIR_JSON "application/fhir+json; charset=utf-8"
 
@@ -940,6 +942,7 @@ static void loop(social *s)
         cb_adapter_code code = s->batch ? CB_ADAPTER_OK : cb_adapter_step(s->adapter, &err);
         if (code == CB_ADAPTER_BROKER_REFUSED || code == CB_ADAPTER_CONNECTION_FAILED) {
             cb_log("stopping: %s", err.text);
+            cb_program_refused();
             return;
         }
         if (code != CB_ADAPTER_OK)
@@ -1006,6 +1009,8 @@ int main(int argc, char **argv)
     }
     cb_program_signals();
     cb_adapter_opts aopts = {.broker = s.prog.broker,
+                             .key_file = cb_program_key(&s.prog),
+                             .broker_key = cb_program_broker_key(&s.prog),
                              .agency = s.prog.agency,
                              .outbox_dir = box,
                              .receive = true,
@@ -1030,5 +1035,5 @@ int main(int argc, char **argv)
            " waiting for the broker",
            s.listen, port ? port->port : 0, s.prog.agency, s.prog.broker, box, cb_adapter_waiting(s.adapter));
     loop(&s);
-    return close_all(&s, 0);
+    return close_all(&s, cb_program_exit_status());
 }

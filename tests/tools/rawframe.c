@@ -9,7 +9,8 @@
  * canonical JSON of a carebridge.v1.Frame, one line per frame, or "TIMEOUT".
  * With --flood it sends HEX N times as fast as the socket takes them, counts
  * the answers until none has come for a second, and prints
- * {"sent": N, "answers": M, "seconds": S}. */
+ * {"sent": N, "answers": M, "seconds": S}. With CAREBRIDGE_KEY and
+ * CAREBRIDGE_BROKER_KEY set, it connects with those CURVE keys. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 
 #include "cb_codec.h"
 #include "cb_json.h"
+#include "curve.h"
 
 static size_t unhex(const char *hex, uint8_t **out)
 {
@@ -112,6 +114,11 @@ int main(int argc, char **argv)
     void *ctx = zmq_ctx_new(), *sock = zmq_socket(ctx, ZMQ_DEALER);
     int linger = 0, i = 2;
     zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+    char why[300];
+    if (!cb_curve_client(sock, getenv("CAREBRIDGE_KEY"), getenv("CAREBRIDGE_BROKER_KEY"), why, sizeof why)) {
+        fprintf(stderr, "cb-test-rawframe: %s\n", why);
+        return 2;
+    }
     if (zmq_connect(sock, argv[1]) < 0)
         return 2;
     if (argc > 3 && !strcmp(argv[2], "--as")) {

@@ -14,6 +14,9 @@
 #include <unistd.h>
 
 #define ERR_CAP 512
+/* Z85 public keys, as `carebridge keys new` prints them. */
+#define KEY_A "rq:Ggz9:g4!Chp5v0#[X]xcR7!*]+Hr?D+TOz&ze"
+#define KEY_B "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID"
 
 /* Writes yaml to a fresh temporary file; the caller unlinks path. */
 static void write_temp(const char *yaml, char *path, size_t cap)
@@ -408,9 +411,72 @@ static struct invalid_case invalid_cases[] = {
     {"flags_required_unknown_kind",
      "flags:\n  required:\n    - {event: referral, recipient_kind: NHS, fields: [referral.reason]}\n",
      "flags.required[0].recipient_kind: must be one of HEALTH"},
+    {"key_not_z85", "broker: {key_file: b.key}\nagencies:\n  - {id: a, kind: HEALTH, name: A, keys: [\"short\"]}\n",
+     "agencies[0].keys[0]: not a CURVE public key (40 Z85 characters"},
+    {"key_listed_twice",
+     "broker: {key_file: b.key}\nagencies:\n  - {id: a, kind: HEALTH, name: A, keys: [\"" KEY_A "\"]}\n"
+     "people:\n  - {name: ann, role: operator, key: \"" KEY_A "\"}\n",
+     "people[0].key: the same key is already listed as agencies[0].keys[0]"},
+    {"keys_without_curve", "agencies:\n  - {id: a, kind: HEALTH, name: A, keys: [\"" KEY_A "\"]}\n",
+     "agencies[0].keys[0]: keys are listed but CURVE is off: set broker.key_file"},
+    {"person_role_unknown", "broker: {key_file: b.key}\npeople:\n  - {name: ann, role: admin, key: \"" KEY_A "\"}\n",
+     "people[0].role: must be one of coordinator, lead, operator (got 'admin')"},
+    {"person_role_agency", "broker: {key_file: b.key}\npeople:\n  - {name: ann, role: agency, key: \"" KEY_A "\"}\n",
+     "people[0].role: must be one of coordinator, lead, operator (got 'agency')"},
+    {"person_named_as_an_agency",
+     "broker: {key_file: b.key}\npeople:\n  - {name: health, role: operator, key: \"" KEY_A "\"}\n",
+     "people[0].name: 'health' is an agency's id"},
+    {"coordinator_without_agencies",
+     "broker: {key_file: b.key}\npeople:\n  - {name: ann, role: coordinator, key: \"" KEY_A "\"}\n",
+     "people[0].agencies: a coordinator must be tied to at least one agency"},
+    {"coordinator_of_an_unknown_agency",
+     "broker: {key_file: b.key}\npeople:\n  - {name: ann, role: coordinator, agencies: [nowhere], key: \"" KEY_A
+     "\"}\n",
+     "people[0].agencies[0]: 'nowhere' names no configured agency"},
+    {"operator_with_agencies",
+     "broker: {key_file: b.key}\npeople:\n  - {name: ann, role: operator, agencies: [health], key: \"" KEY_A "\"}\n",
+     "people[0].agencies: only a coordinator is tied to agencies (this role is operator)"},
+    {"person_without_key", "broker: {key_file: b.key}\npeople:\n  - {name: ann, role: lead}\n",
+     "people[0].key: is required"},
     {"not_yaml", "limits:\n  window: 3\n heartbeat_ms: 4\n", "not valid YAML: "},
     {"unterminated_quote", "broker: {endpoint: \"tcp://\n", "not valid YAML: "},
 };
+
+static void keys_and_people_are_loaded(void **state)
+{
+    (void)state;
+    char err[ERR_CAP] = "";
+    cb_config *cfg =
+        load_text("broker: {key_file: keys/broker.key}\n"
+                  "agencies:\n  - {id: health, kind: HEALTH, name: H, keys: [\"" KEY_A "\", \"" KEY_B "\"]}\n"
+                  "  - {id: housing, kind: HOUSING, name: Ho}\n"
+                  "people:\n  - {name: ann.lee, role: coordinator, agencies: [health, housing], key: \"" KEY_B "x\"}\n",
+                  err);
+    assert_null(cfg); /* KEY_B with a character more is not a key */
+    assert_non_null(strstr(err, "people[0].key: not a CURVE public key"));
+    cfg =
+        load_text("broker: {key_file: keys/broker.key}\n"
+                  "agencies:\n  - {id: health, kind: HEALTH, name: H, keys: [\"" KEY_A "\"]}\n"
+                  "  - {id: housing, kind: HOUSING, name: Ho}\n"
+                  "people:\n  - {name: ann.lee, role: coordinator, agencies: [health, housing], key: \"" KEY_B "\"}\n",
+                  err);
+    assert_non_null(cfg);
+    assert_string_equal(cfg->key_file, "keys/broker.key");
+    assert_int_equal(cfg->agencies[0].n_keys, 1);
+    assert_string_equal(cfg->agencies[0].keys[0], KEY_A);
+    assert_int_equal(cfg->agencies[1].n_keys, 0);
+    assert_int_equal(cfg->n_people, 1);
+    assert_string_equal(cfg->people[0].name, "ann.lee");
+    assert_int_equal(cfg->people[0].role, CB_ROLE_COORDINATOR);
+    assert_int_equal(cfg->people[0].n_agencies, 2);
+    assert_string_equal(cfg->people[0].agencies[1], "housing");
+    assert_string_equal(cfg->people[0].key, KEY_B);
+    cb_config_free(&cfg);
+    cfg = cb_config_load(NULL, err, sizeof err);
+    assert_null(cfg->key_file); /* the embedded default: CURVE off, loopback only */
+    assert_int_equal(cfg->n_people, 0);
+    cb_config_free(&cfg);
+}
 
 static void invalid_file_is_explained(void **state)
 {
@@ -443,6 +509,7 @@ int main(void)
         cmocka_unit_test(too_many_agencies_is_refused),
         cmocka_unit_test(agency_lookup_finds_and_misses),
         cmocka_unit_test(kind_names_match_the_yaml_spelling),
+        cmocka_unit_test(keys_and_people_are_loaded),
     };
     /* Each invalid case is its own named test, so a failure says which. */
     struct CMUnitTest tests[sizeof fixed / sizeof fixed[0] + N_INVALID];

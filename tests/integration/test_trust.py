@@ -1,0 +1,206 @@
+"""Trust: with broker.key_file set, every connection proves a configured CURVE
+key at the handshake (a ZAP handler decides), and what it may do follows from
+whose key it is: the real broker, real CURVE sockets on loopback."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import BIN, BROKER, CLI, RAWFRAME, BrokerTest, field, ndjson, parse_send, referral, wait_for  # noqa: E402
+
+TRIES = 5
+REFUSED_KEY = "refused this client's key"
+REFUSED_HANDSHAKE = "refused the handshake"
+
+
+def make_key(directory, name):
+    r = subprocess.run([CLI, "keys", "new", "--name", name, "--out", directory], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    with open(os.path.join(directory, f"{name}.pub")) as f:
+        public = f.read().strip()
+    assert r.stdout.startswith(f'"{public}"'), r.stdout
+    return os.path.join(directory, f"{name}.key"), public
+
+
+def trust_config(keys, agencies, people=()):
+    """The YAML for a CURVE broker: agencies {id: [names of their keys]}, people (name, role, [agencies])."""
+    kinds = {"health": "HEALTH", "housing": "HOUSING", "social-care": "SOCIAL_CARE"}
+    out = f"broker:\n  key_file: {keys['broker'][0]}\nagencies:\n"
+    for agency, names in agencies.items():
+        listed = ", ".join(f'"{keys[n][1]}"' for n in names)
+        out += f"  - {{id: {agency}, kind: {kinds[agency]}, name: {agency}, keys: [{listed}]}}\n"
+    if people:
+        out += "people:\n"
+        for name, role, of in people:
+            tied = f", agencies: [{', '.join(of)}]" if of else ""
+            out += f'  - {{name: {name}, role: {role}{tied}, key: "{keys[name][1]}"}}\n'
+    return out
+
+
+class Trust(BrokerTest):
+    def setUp(self):
+        super().setUp()
+        self.keydir = os.path.join(self.tmp, "keys")
+        self.keys = {n: make_key(self.keydir, n) for n in
+                     ("broker", "health", "housing", "social", "alice", "olive", "mallory")}
+        self.agencies = {"health": ["health"], "housing": ["housing"], "social-care": ["social"]}
+        self.people = [("alice", "coordinator", ["health"]), ("olive", "operator", [])]
+
+    def start(self, env=None):
+        self.b = self.broker(config=trust_config(self.keys, self.agencies, self.people), env=env)
+        return self.b
+
+    def as_key(self, name, *args, endpoint=None, input=None, timeout=30):
+        """The CLI with name's key (None: no keys at all)."""
+        keys = ["--key", self.keys[name][0], "--broker-key", self.keys["broker"][1]] if name else []
+        return self.b.cli("--broker", endpoint or self.b.endpoint, *keys, *args, input=input, timeout=timeout)
+
+    def accepted(self, name, endpoint=None):
+        """How many of TRIES status requests with name's key were answered."""
+        n = 0
+        for _ in range(TRIES):
+            r = self.as_key(name, "status", "--json", endpoint=endpoint)
+            if r.returncode == 0:
+                n += 1
+            else:
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertIn(REFUSED_KEY if name else REFUSED_HANDSHAKE, r.stderr)
+        return n
+
+    def test_only_registered_keys_get_past_the_handshake(self):
+        self.start()
+        for where, endpoint in (("endpoint", self.b.endpoint), ("queries", self.b.queries)):
+            registered, unregistered, null = (self.accepted(k, endpoint) for k in ("health", "mallory", None))
+            print(f"\nhandshake on broker.{where}: registered accepted {registered}/{TRIES}, "
+                  f"unregistered accepted {unregistered}/{TRIES}, NULL security accepted {null}/{TRIES}")
+            self.assertEqual((registered, unregistered, null), (TRIES, 0, 0))
+        self.assertIn("zap: refused a handshake from 127.0.0.1: the key is not in the configuration", self.b.log())
+        # The published key's owner is named in the log by fingerprint only, never by key or secret.
+        with open(self.keys["mallory"][0]) as f:
+            self.assertNotIn(f.read().split()[-1], self.b.log())
+
+    def test_an_adapter_with_an_unknown_key_exits_2_saying_so(self):
+        self.start()
+        r = subprocess.run([os.path.join(BIN, "carebridge-housing"), "--broker", self.b.endpoint,
+                            "--data", os.path.join(self.tmp, "housing"), "--inbox", os.path.join(self.tmp, "inbox"),
+                            "--key", self.keys["mallory"][0], "--broker-key", self.keys["broker"][1]],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn(REFUSED_KEY, r.stderr)
+
+    def test_without_its_zap_handler_the_broker_lets_no_one_in(self):
+        self.start(env={"CAREBRIDGE_TEST_NO_ZAP": "1"})
+        registered, unregistered, null = (self.accepted(k) for k in ("health", "mallory", None))
+        print(f"\nno ZAP handler: registered accepted {registered}/{TRIES}, unregistered accepted "
+              f"{unregistered}/{TRIES}, NULL security accepted {null}/{TRIES}")
+        self.assertEqual((registered, unregistered, null), (0, 0, 0))
+
+    def test_a_reload_adds_and_revokes_keys_without_a_restart(self):
+        self.start()
+        receiver = subprocess.Popen(
+            [CLI, "--broker", self.b.endpoint, "--key", self.keys["housing"][0], "--broker-key",
+             self.keys["broker"][1], "recv", "--as", "housing", "--timeout", "60"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(lambda: self.status_of("health")["housing"].get("connected"), 20, "housing's receiver")
+            self.assertEqual(self.accepted("mallory"), 0)
+            # mallory's key becomes social care's second key; housing's is revoked.
+            self.agencies = {"health": ["health"], "housing": [], "social-care": ["social", "mallory"]}
+            self.rewrite_config()
+            self.b.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: "key was revoked" in self.b.log(), 20, "the reload's log line")
+            out, err = receiver.communicate(timeout=30)
+            self.assertEqual(receiver.returncode, 2, err)
+            self.assertIn(REFUSED_KEY, err)
+        finally:
+            if receiver.poll() is None:
+                receiver.kill()
+                receiver.wait()
+        revoked, added, kept = self.accepted("housing"), self.accepted("mallory"), self.accepted("health")
+        print(f"\nafter a reload: revoked reconnect accepted {revoked}/{TRIES}, added accepted {added}/{TRIES}, "
+              f"kept accepted {kept}/{TRIES}")
+        self.assertEqual((revoked, added, kept), (0, TRIES, TRIES))
+        self.assertFalse(self.status_of("health")["housing"].get("connected"))
+        self.assertEqual(self.b.proc.poll(), None)
+
+    def rewrite_config(self):
+        with open(self.b.config) as f:
+            text = f.read()
+        head = text[:text.index("broker:\n")]
+        with open(self.b.config, "w") as f:
+            f.write(head + trust_config(self.keys, self.agencies, self.people))
+
+    def status_of(self, name):
+        r = self.as_key(name, "status", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return {a["id"]: a for a in json.loads(r.stdout)["agencies"]}
+
+    def test_a_key_acts_only_as_its_own_agency(self):
+        self.start()
+        events_before = self.events()
+        sent = self.as_key("health", "send", "--as", "housing", "--timeout", "5", "-",
+                           input=ndjson([referral("as-housing-1", sender="housing", to=("health",))]))
+        self.assertEqual(sent.returncode, 2, sent.stdout + sent.stderr)
+        self.assertIn("AGENCY_MISMATCH", sent.stderr)
+        sent = self.as_key("health", "send", "--as", "health", "-",
+                           input=ndjson([referral("as-housing-2", sender="housing", to=("health",))]))
+        self.assertEqual(sent.returncode, 1, sent.stdout + sent.stderr)
+        self.assertEqual(parse_send(sent.stdout)["as-housing-2"][:2], ("NACK", "AGENCY_MISMATCH"))
+        taken = self.as_key("health", "recv", "--as", "housing", "--timeout", "3")
+        self.assertEqual(taken.returncode, 2, taken.stderr)
+        self.assertIn("NOT_YOUR_QUEUE", taken.stderr)
+        for person in ("alice", "olive"):
+            hello = self.as_key(person, "recv", "--as", "health", "--timeout", "3")
+            self.assertEqual(hello.returncode, 2, hello.stderr)
+            self.assertIn("NOT_PERMITTED", hello.stderr)
+        self.assertEqual(self.events(), events_before)
+        # An event really for housing, and an acknowledgement of it from health's key.
+        sent = self.as_key("social", "send", "--as", "social-care", "-",
+                           input=ndjson([referral("for-housing", sender="social-care", to=("housing",))]))
+        self.assertEqual(sent.returncode, 0, sent.stdout + sent.stderr)
+        seq = parse_send(sent.stdout)["for-housing"][1]
+        env = dict(os.environ, CAREBRIDGE_KEY=self.keys["health"][0], CAREBRIDGE_BROKER_KEY=self.keys["broker"][1])
+        r = subprocess.run([RAWFRAME, self.b.endpoint, "--as", "health",
+                            (field(1, 7) + field(16, field(1, seq))).hex()],
+                           capture_output=True, text=True, timeout=30, env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn('"code":"NOT_IN_FLIGHT"', r.stdout.replace(" ", ""))
+        self.assertEqual(self.status_of("health")["housing"]["queued"], "1")
+
+    def events(self):
+        r = self.as_key("olive", "status", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return json.loads(r.stdout).get("events", "0")
+
+
+class Exposure(BrokerTest):
+    def test_without_curve_the_broker_binds_loopback_only(self):
+        workdir = os.path.join(self.tmp, "open")
+        os.makedirs(workdir)
+        r = subprocess.run([BROKER, "--data", os.path.join(workdir, "data"), "--endpoint", "tcp://0.0.0.0:*",
+                            "--feed", "tcp://127.0.0.1:*", "--queries", "tcp://127.0.0.1:*"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("broker.endpoint tcp://0.0.0.0:* is reachable from other machines, and CURVE is off", r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(workdir, "data")))
+
+    def test_a_broker_key_open_to_others_stops_start_up_naming_it(self):
+        keydir = os.path.join(self.tmp, "keys")
+        key, _ = make_key(keydir, "broker")
+        os.chmod(key, 0o644)
+        config = os.path.join(self.tmp, "c.yaml")
+        with open(config, "w") as f:
+            f.write(f"broker:\n  key_file: {key}\n")
+        r = subprocess.run([BROKER, "--config", config, "--data", os.path.join(self.tmp, "data"),
+                            "--endpoint", "tcp://127.0.0.1:*", "--feed", "tcp://127.0.0.1:*",
+                            "--queries", "tcp://127.0.0.1:*"], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn(f"the key file {key} is open to others (mode 644)", r.stderr)
+
+
+if __name__ == "__main__":
+    import unittest
+    unittest.main()
