@@ -26,6 +26,7 @@
 #include "batch.h"
 #include "commit.h"
 #include "config.h"
+#include "audit.h"
 #include "flagbook.h"
 #include "flagquery.h"
 #include "intake.h"
@@ -178,7 +179,7 @@ int main(int argc, char **argv)
     snprintf(dir, sizeof dir, "%s/data", root);
     cb_error err = {0};
     uint64_t map = (n_events * 3000 > (4ull << 30) ? n_events * 3000 : (4ull << 30));
-    cb_store *store = cb_store_open_with(dir, map, 0.99, cb_flagbook_keyspaces, CB_FLAGBOOK_KEYSPACES, &err);
+    cb_store *store = cb_store_open_with(dir, map, 0.99, cb_broker_keyspaces, CB_BROKER_KEYSPACES, &err);
     cb_commit *commit = store ? cb_commit_new(cfg, store, &err) : NULL;
     cb_batch *b = commit ? cb_batch_new(cb_commit_max_out(commit)) : NULL;
     event *evs = calloc(BATCH, sizeof *evs);

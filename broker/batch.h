@@ -16,6 +16,7 @@
 #include <stdlib.h>
 
 #include "cb_arena.h"
+#include "audit.h"
 #include "cb_codec.h"
 #include "log.h"
 #include "rules.h"
@@ -26,8 +27,9 @@
  * the network thread goes on reading while a commit runs; queries above all,
  * which the query thread answers beside the commit. */
 #define BATCH_MAX        4096
-#define BATCH_REPLAYS    256 /* replay requests in one transaction */
-#define CB_REPLAY_ID_MAX 128 /* an event id's longest (intake.h: CB_EVENT_ID_MAX) */
+#define BATCH_REPLAYS    256  /* replay requests (and refusals to record) in one transaction */
+#define BATCH_AUDITS     1024 /* audit records handed in by the threads, beside those the commit makes */
+#define CB_REPLAY_ID_MAX 128  /* an event id's longest (intake.h: CB_EVENT_ID_MAX) */
 
 /* A connection as the store thread knows it: its slot in the network thread's
  * peer table and that slot's generation, so a delivery planned for a
@@ -41,7 +43,7 @@ typedef struct {
     uint8_t *bytes;  /* the canonical packed Envelope: the stored form */
     size_t len;
     uint8_t digest[CB_DIGEST_BYTES];
-    uint32_t warnings; /* a cb_warnings set (intake.h): intake's, then the store thread's */
+    uint32_t warnings;             /* a cb_warnings set (intake.h): intake's, then the store thread's */
     char person[CB_PSEUDONYM_LEN]; /* its person's pseudonym, for the log and the flags */
     /* results */
     uint32_t flags; /* the flag types its commit raised, as 1u << type: its ACK lists them */
@@ -61,10 +63,15 @@ typedef struct {
     bool refused; /* result */
 } cb_delivery_ack;
 
+/* A replay request, or a refusal to answer once its audit record is
+ * committed (refusal: err is set, and audit says what was refused). */
 typedef struct {
     cb_peer_token peer;
     uint64_t ref;
-    cb_frame *frame; /* a replay request */
+    cb_frame *frame; /* a replay request; NULL with refusal */
+    bool refusal;
+    bool audited;         /* write audit for it in the commit */
+    cb_audit_entry audit; /* who asked, and what: the commit fills in the outcome */
     /* results: a packed reply frame, or a refusal */
     uint8_t *reply;
     size_t reply_len;
@@ -86,6 +93,7 @@ typedef struct {
     unsigned agency; /* attach only */
     uint32_t window; /* attach only: the peer's credit, 0 for the broker's limit */
     cb_peer_token peer;
+    char fingerprint[CB_FINGERPRINT_LEN + 1]; /* attach only: its key's, for the deliveries' audit */
 } cb_lane_op;
 
 typedef struct {
@@ -106,12 +114,16 @@ typedef struct {
     size_t n_reqs;
     cb_lane_op ops[2 * BATCH_MAX];
     size_t n_ops;
+    cb_audit_entry audits[BATCH_AUDITS]; /* written in the commit, as they are */
+    size_t n_audits;
+    uint64_t generation; /* which batch: whoever handed in audits waits for it (committer.h) */
+    bool audits_written; /* result: the commit that holds them succeeded */
 
     /* results of the store thread */
     cb_outbound *out; /* capacity: cb_delivery_max_steps */
     size_t n_out;
     cb_flag_feed feed; /* flags raised and resolved, for the feed (wanted: set by the network thread) */
-    int exit_status; /* non-zero: the store is lost, stop */
+    int exit_status;   /* non-zero: the store is lost, stop */
 } cb_batch;
 
 /* A batch whose out holds max_out deliveries; NULL when out of memory. */
@@ -136,7 +148,7 @@ static inline void cb_batch_free_out(cb_batch *b)
 /* True when the batch carries anything for the store thread. */
 static inline bool cb_batch_has_input(const cb_batch *b)
 {
-    return b->n_pubs || b->n_acks || b->n_reqs || b->n_ops;
+    return b->n_pubs || b->n_acks || b->n_reqs || b->n_ops || b->n_audits;
 }
 
 /* True while the network thread may read another frame into the batch (a
@@ -144,7 +156,7 @@ static inline bool cb_batch_has_input(const cb_batch *b)
 static inline bool cb_batch_has_room(const cb_batch *b)
 {
     return b->n_pubs < BATCH_MAX && b->n_acks < BATCH_MAX && b->n_reqs < BATCH_REPLAYS &&
-           b->n_ops + 2 <= sizeof b->ops / sizeof b->ops[0];
+           b->n_ops + 2 <= sizeof b->ops / sizeof b->ops[0] && b->n_audits < BATCH_AUDITS;
 }
 
 #endif

@@ -106,11 +106,17 @@ static int peer_of(const cb_broker *b, cb_peer_token t)
     return b->peers[p].in_use && token_of(b, p) == t ? p : -1;
 }
 
+static const cb_principal *who(const cb_broker *b, int p);
+
 static void lane_op(cb_broker *b, cb_lane_op_kind kind, int agency, uint32_t window, int p)
 {
     cb_batch *f = b->filling;
-    if (f->n_ops < sizeof f->ops / sizeof f->ops[0])
-        f->ops[f->n_ops++] = (cb_lane_op){kind, (unsigned)agency, window, token_of(b, p)};
+    if (f->n_ops == sizeof f->ops / sizeof f->ops[0])
+        return;
+    cb_lane_op *op = &f->ops[f->n_ops++];
+    *op = (cb_lane_op){.kind = kind, .agency = (unsigned)agency, .window = window, .peer = token_of(b, p)};
+    if (b->peers[p].proven)
+        memcpy(op->fingerprint, b->peers[p].who.fingerprint, sizeof op->fingerprint);
 }
 
 /* Which agency peer p serves from now on (-1: none), kept in the per-agency
@@ -256,6 +262,25 @@ static void send_nack(cb_broker *b, int p, uint64_t ref, const char *event_id, c
     send_nack_frame(b, p, ref, &nack);
 }
 
+/* A refusal the audit records: answered only once its record is committed,
+ * so no refusal leaves unrecorded (README, "Trust"). */
+static void refuse_audited(cb_broker *b, int p, uint64_t ref, const char *event_id, const cb_error *err,
+                           const char *action, const char *agency)
+{
+    cb_batch *bt = b->filling;
+    if (bt->n_reqs == BATCH_REPLAYS) { /* cannot happen: the batch had room for this frame */
+        send_nack(b, p, ref, event_id, CB_BUSY, "the broker is busy; retry shortly", 0);
+        return;
+    }
+    cb_request *r = &bt->reqs[bt->n_reqs++];
+    *r = (cb_request){.peer = token_of(b, p), .ref = ref, .refusal = true, .audited = true, .err = *err};
+    snprintf(r->replay_id, sizeof r->replay_id, "%s", event_id);
+    r->audit = cb_audit_of(who(b, p), peer_name(b, p), action);
+    r->audit.permitted = false;
+    r->audit.code = err->code;
+    snprintf(r->audit.detail, sizeof r->audit.detail, "asked for agency=%.63s", agency ? agency : "-");
+}
+
 /* ------------------------------------------------------------------ intake */
 
 static void on_hello(cb_broker *b, int p, const cb_frame *f)
@@ -264,7 +289,7 @@ static void on_hello(cb_broker *b, int p, const cb_frame *f)
     int a = agency_index(b->cfg, h->agency);
     cb_error err = {0};
     if (cb_access_hello(b->cfg, who(b, p), h->agency, h->receive, &err)) {
-        send_nack(b, p, f->ref, "", err.code, err.reason, 0);
+        refuse_audited(b, p, f->ref, "", &err, "hello", cb_printable(h->agency) ? h->agency : "?");
         return;
     }
     if (a < 0) {
@@ -301,7 +326,7 @@ static void on_publish(cb_broker *b, int p, cb_frame *f)
     const char *id = ev && cb_printable(ev->event_id) ? ev->event_id : "";
     cb_error err = {0};
     if (cb_access_agency_frame(who(b, p), "publish", &err)) {
-        send_nack(b, p, f->ref, id, err.code, err.reason, 0);
+        refuse_audited(b, p, f->ref, id, &err, "publish", NULL);
         return;
     }
     if (b->peers[p].agency < 0) {
@@ -314,7 +339,10 @@ static void on_publish(cb_broker *b, int p, cb_frame *f)
     }
     cb_warnings warnings = cb_intake_normalise(ev);
     if (cb_intake_check(b->cfg, &b->cfg->agencies[b->peers[p].agency], ev, &err)) {
-        send_nack(b, p, f->ref, id, err.code, err.reason, 0);
+        if (err.code == CB_AGENCY_MISMATCH) /* acting as another agency: recorded, like a mismatched hello */
+            refuse_audited(b, p, f->ref, id, &err, "publish", cb_printable(ev->from_agency) ? ev->from_agency : "?");
+        else
+            send_nack(b, p, f->ref, id, err.code, err.reason, 0);
         return;
     }
     if (!cb_batch_add_publish(b->filling, token_of(b, p), f->ref, f, warnings))
@@ -325,7 +353,7 @@ static void on_delivery_ack(cb_broker *b, int p, const cb_frame *f)
 {
     cb_error err = {0};
     if (cb_access_agency_frame(who(b, p), "acknowledge a delivery", &err)) {
-        send_nack(b, p, f->ref, "", err.code, err.reason, 0);
+        refuse_audited(b, p, f->ref, "", &err, "deliveryAck", NULL);
         return;
     }
     if (b->peers[p].agency < 0) {
@@ -383,9 +411,17 @@ static void live_of(void *arg, cb_agency_live *live)
     cb_committer_live(b->committer, live);
 }
 
+/* The query thread's audit records, written by the store thread before
+ * their reads are answered. On the query thread. */
+static bool audit_of(void *arg, const cb_audit_entry *entries, size_t n)
+{
+    cb_broker *b = arg;
+    return cb_committer_audit(b->committer, entries, n);
+}
+
 static void submit_query(cb_broker *b, int p, uint64_t ref, const uint8_t *buf, size_t len)
 {
-    if (!cb_reader_submit(b->reader, token_of(b, p), ref, buf, len)) {
+    if (!cb_reader_submit(b->reader, token_of(b, p), ref, buf, len, who(b, p))) {
         char reason[96];
         snprintf(reason, sizeof reason, "the broker has %d queries waiting; retry shortly", CB_READER_WAITING);
         send_nack(b, p, ref, "", CB_BUSY, reason, 0);
@@ -442,13 +478,18 @@ static void dispatch(cb_broker *b, int p, const uint8_t *buf, size_t len)
     case CAREBRIDGE__V1__FRAME__KIND_DELIVERY_ACK: on_delivery_ack(b, p, f); break;
     case CAREBRIDGE__V1__FRAME__KIND_HEARTBEAT: on_heartbeat(b, p, f->ref); break;
     case CAREBRIDGE__V1__FRAME__KIND_GOODBYE: on_goodbye(b, p); break;
-    case CAREBRIDGE__V1__FRAME__KIND_REPLAY_REQUEST:
-        if (cb_access_replay(b->cfg, who(b, p), agency_index(b->cfg, f->replay_request->agency), &err)) {
-            send_nack(b, p, f->ref, "", err.code, err.reason, 0);
+    case CAREBRIDGE__V1__FRAME__KIND_REPLAY_REQUEST: {
+        const char *to = f->replay_request->agency;
+        if (cb_access_replay(b->cfg, who(b, p), agency_index(b->cfg, to), &err)) {
+            refuse_audited(b, p, f->ref, "", &err, "replay", cb_printable(to) ? to : "?");
             break;
         }
-        b->filling->reqs[b->filling->n_reqs++] = (cb_request){.peer = token_of(b, p), .ref = f->ref, .frame = f};
+        cb_request *r = &b->filling->reqs[b->filling->n_reqs++];
+        *r = (cb_request){.peer = token_of(b, p), .ref = f->ref, .frame = f, .audited = true};
+        r->audit = cb_audit_of(who(b, p), peer_name(b, p), "replay");
+        snprintf(r->audit.detail, sizeof r->audit.detail, "asked for agency=%.63s", cb_printable(to) ? to : "?");
         break;
+    }
     default:
         if (cb_reader_answers(f->kind_case))
             submit_query(b, p, f->ref, buf, len);
@@ -543,8 +584,53 @@ static void log_event(const cb_publish *pub)
 
 /* XPUB passes on the first subscription to a topic and the last
  * unsubscription from it: their difference says whether anyone listens. */
+/* With CURVE the feed is ZMQ_XPUB_MANUAL: a subscription takes effect only
+ * when the subscriber's key may see what it asks for (its own agency's
+ * topics, or a coordinator's agencies'), and each is audited. Anything is
+ * packed then, as who listens is not counted. Read only while the batch is
+ * open, where the audit records go. */
+static void judge_subscriptions(cb_broker *b)
+{
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    while (b->filling && cb_batch_has_room(b->filling) && zmq_msg_recv(&m, b->feed, ZMQ_DONTWAIT) > 0) {
+        const char *topic = zmq_msg_data(&m);
+        size_t len = zmq_msg_size(&m) - 1;
+        const char *uid = zmq_msg_gets(&m, "User-Id"), *fp = zmq_msg_gets(&m, "Fingerprint");
+        cb_principal who;
+        bool known = uid && fp && cb_keyring_find_named(b->ring, uid, fp, &who);
+        if (topic[0] == 0) { /* an unsubscription, the subscriber's own or its connection's end */
+            zmq_setsockopt(b->feed, ZMQ_UNSUBSCRIBE, topic + 1, len);
+            continue;
+        }
+        char asked[128];
+        snprintf(asked, sizeof asked, "%.*s", (int)(len < 100 ? len : 100), topic + 1);
+        cb_error err = {0};
+        bool ok = known && cb_access_subscribe(b->cfg, &who, asked, &err);
+        if (ok)
+            zmq_setsockopt(b->feed, ZMQ_SUBSCRIBE, topic + 1, len);
+        else if (!known)
+            cb_fail(&err, CB_NOT_PERMITTED, "the subscriber's key is no longer known");
+        cb_audit_entry *a = &b->filling->audits[b->filling->n_audits++];
+        *a = cb_audit_of(known ? &who : NULL, NULL, "subscribe");
+        a->permitted = ok;
+        a->code = err.code;
+        cb_log_text_buf t;
+        snprintf(a->detail, sizeof a->detail, "topic=%.80s", cb_log_text(asked, t));
+        if (!ok)
+            cb_log(CB_LOG_WARN, "feed: refused a subscription to '%s' by %s: %s", cb_log_text(asked, t),
+                   known ? who.name : "-", err.reason);
+    }
+    zmq_msg_close(&m);
+}
+
 static void count_subscriptions(cb_broker *b)
 {
+    if (b->ring) {
+        judge_subscriptions(b);
+        b->feed_topics = 1;
+        return;
+    }
     uint8_t msg[256];
     int n;
     while ((n = zmq_recv(b->feed, msg, sizeof msg, ZMQ_DONTWAIT)) > 0)
@@ -677,7 +763,7 @@ static void answer_requests(cb_broker *b, cb_batch *bt)
         cb_request *r = &bt->reqs[i];
         int p = peer_of(b, r->peer);
         if (p >= 0 && r->err.code)
-            send_nack(b, p, r->ref, "", r->err.code, r->err.reason, 0);
+            send_nack(b, p, r->ref, r->refusal ? r->replay_id : "", r->err.code, r->err.reason, 0);
         else if (p >= 0 && r->reply)
             send_bytes(b, p, r->reply, r->reply_len);
         free(r->reply);
@@ -739,7 +825,7 @@ static void finish(cb_broker *b, cb_batch *bt)
     answer_requests(b, bt);
     send_deliveries(b, bt);
     send_flag_notes(b, bt);
-    bt->n_acks = bt->n_ops = 0;
+    bt->n_acks = bt->n_ops = bt->n_audits = 0;
     cb_arena_reset(bt->arena);
     if (bt->exit_status)
         b->exit_status = bt->exit_status;
@@ -955,7 +1041,7 @@ cb_broker *cb_broker_new(const cb_config *cfg, int *exit_status, cb_error *err)
     if (!b->lock && !lock_data(b, true, exit_status, err))
         goto fail;
     store = cb_store_open_with(cfg->data_dir, cfg->map_size_mb << 20, cfg->publish_fill_percent / 100.0,
-                               cb_flagbook_keyspaces, CB_FLAGBOOK_KEYSPACES, err);
+                               cb_broker_keyspaces, CB_BROKER_KEYSPACES, err);
     if (!store || !load_identity(store, err)) {
         cb_store_destroy(&store);
         goto fail;
@@ -963,7 +1049,7 @@ cb_broker *cb_broker_new(const cb_config *cfg, int *exit_status, cb_error *err)
     b->committer = cb_committer_start(cfg, store, err);
     if (!b->committer)
         goto fail;
-    cb_reader_serve(b->reader, cb_committer_store(b->committer), live_of, b);
+    cb_reader_serve(b->reader, cb_committer_store(b->committer), live_of, audit_of, b);
     *exit_status = 0;
     return b;
 fail:

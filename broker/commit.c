@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
 #include "broker.h"
 #include "cb_check.h"
 #include "cb_wire.h"
@@ -45,6 +46,9 @@ struct cb_commit {
     cb_rules *rules;
     int64_t next_tick_ms; /* monotonic: when the time-based rules next run */
     bool ticking;         /* this batch runs them */
+    /* Each lane's consumer's key, as its attach gave it: who a delivery's
+     * audit record names. */
+    char (*consumer_key)[CB_FINGERPRINT_LEN + 1];
 };
 
 _Static_assert(CB_REPLAY_ID_MAX == CB_EVENT_ID_MAX, "a replay's id holds any event id");
@@ -147,6 +151,22 @@ static void replay(cb_commit *c, cb_txn *txn, cb_request *r, uint64_t wall_ms)
         cb_store_queue_put(txn, q->agency, &(cb_queue_entry){r->replay_seq, wall_ms, 0});
 }
 
+/* A replay, or a refusal, as its audit record says it went. */
+static void audit_request(cb_txn *txn, cb_request *r, uint64_t wall_ms)
+{
+    cb_audit_entry a = r->audit;
+    a.permitted = !r->err.code;
+    a.code = r->err.code;
+    const uint8_t *bytes;
+    size_t len;
+    if (r->replay_seq && cb_store_get_event(txn, r->replay_seq, &bytes, &len))
+        cb_audit_person_of_event(bytes, len, a.person);
+    if (!r->refusal && r->frame)
+        snprintf(a.detail, sizeof a.detail, "seq=%llu to=%.63s", (unsigned long long)r->replay_seq,
+                 r->frame->replay_request->agency);
+    cb_audit_put(txn, &a, wall_ms);
+}
+
 static size_t pack_replay_reply(cb_request *r)
 {
     Carebridge__V1__ReplayReply rr = CAREBRIDGE__V1__REPLAY_REPLY__INIT;
@@ -195,8 +215,15 @@ static void pack_deliveries(cb_commit *c, cb_txn *txn, cb_batch *b)
         size_t flags_len = pack_open_flags(c, txn, s->seq, &flags);
         o->len = cb_pack_deliver_with(s->seq, s->attempt, event, len, flags, flags_len, &o->frame);
         free(flags);
-        if (o->len)
-            b->n_out++;
+        if (!o->len)
+            continue;
+        b->n_out++;
+        /* Sent only if this transaction commits, so its record is in it. */
+        cb_audit_entry a = cb_audit_of(NULL, c->cfg->agencies[s->agency].id, "delivery");
+        memcpy(a.fingerprint, c->consumer_key[s->agency], sizeof a.fingerprint);
+        cb_audit_person_of_event(event, len, a.person);
+        snprintf(a.detail, sizeof a.detail, "seq=%llu attempt=%u", (unsigned long long)s->seq, s->attempt);
+        cb_audit_put(txn, &a, b->wall_ms);
     }
 }
 
@@ -231,9 +258,15 @@ static cb_code commit(cb_commit *c, cb_batch *b, bool with_publishes, cb_error *
     give_back_attempts(c, txn);
     for (size_t i = 0; i < b->n_reqs; i++) {
         cb_request *r = &b->reqs[i];
-        r->err.code = CB_OK;
-        replay(c, txn, r, b->wall_ms);
+        if (!r->refusal) {
+            r->err.code = CB_OK;
+            replay(c, txn, r, b->wall_ms);
+        }
+        if (r->audited)
+            audit_request(txn, r, b->wall_ms);
     }
+    for (size_t i = 0; i < b->n_audits; i++)
+        cb_audit_put(txn, &b->audits[i], b->wall_ms);
     if (c->ticking && with_publishes && cb_store_room(txn) == CB_ROOM &&
         cb_rules_tick(c->rules, txn, b->wall_ms, TICK_BUDGET, &b->feed))
         c->next_tick_ms = b->now_ms; /* more are due: go on at the next batch */
@@ -255,7 +288,7 @@ static cb_code commit(cb_commit *c, cb_batch *b, bool with_publishes, cb_error *
     c->last_seq = seq;
     for (size_t i = 0; i < b->n_reqs; i++) {
         cb_request *r = &b->reqs[i];
-        if (!r->err.code && !pack_replay_reply(r))
+        if (!r->refusal && !r->err.code && !pack_replay_reply(r))
             cb_fail(&r->err, CB_STORE_UNAVAILABLE, "out of memory");
     }
     return CB_OK;
@@ -292,7 +325,7 @@ static void recover(cb_commit *c, cb_batch *b, cb_code code, const cb_error *err
                      full ? "the store is full; nothing was written, retry later"
                           : "the store failed to commit or sync; nothing was acknowledged");
     for (size_t i = 0; i < b->n_reqs; i++)
-        if (!b->reqs[i].err.code)
+        if (!b->reqs[i].err.code || b->reqs[i].refusal) /* a refusal not recorded is not answered as one */
             cb_fail(&b->reqs[i].err, code, "the store failed to commit: %s", err->reason);
     c->n_steps = 0;
     if (full)
@@ -329,7 +362,7 @@ static void committed(cb_commit *c, cb_batch *b)
     }
     for (size_t i = 0; i < b->n_reqs; i++) {
         const cb_request *r = &b->reqs[i];
-        if (r->err.code)
+        if (r->err.code || r->refusal)
             continue;
         const Carebridge__V1__ReplayRequest *q = r->frame->replay_request;
         cb_delivery_enqueued(c->delivery, agency_index(c->cfg, q->agency), r->replay_seq);
@@ -361,6 +394,7 @@ static void commit_batch(cb_commit *c, cb_batch *b)
         refuse_publishes(c, b, CB_STORE_FULL, err.reason);
         code = commit(c, b, false, &err); /* acks and deliveries still go through */
     }
+    b->audits_written = !code;
     if (code)
         recover(c, b, code, &err);
     else
@@ -387,8 +421,10 @@ static void apply_lane_ops(cb_commit *c, const cb_batch *b)
         else if (op->kind == CB_LANE_RELEASE)
             c->n_released += cb_delivery_release_peer(c->delivery, op->peer, c->released + c->n_released,
                                                       cb_delivery_max_steps(c->delivery) - c->n_released);
-        else if (cb_delivery_consumer(c->delivery, op->agency) != op->peer)
+        else if (cb_delivery_consumer(c->delivery, op->agency) != op->peer) {
             cb_delivery_attach(c->delivery, op->agency, op->peer, op->window); /* a repeated hello keeps its window */
+            memcpy(c->consumer_key[op->agency], op->fingerprint, sizeof op->fingerprint);
+        }
     }
 }
 
@@ -402,9 +438,10 @@ cb_commit *cb_commit_new(const cb_config *cfg, cb_store *store, cb_error *err)
         c->steps = c->delivery ? calloc(cb_delivery_max_steps(c->delivery), sizeof *c->steps) : NULL;
         c->released = c->delivery ? calloc(cb_delivery_max_steps(c->delivery), sizeof *c->released) : NULL;
         c->refused_acks = calloc(cfg->n_agencies, sizeof *c->refused_acks);
+        c->consumer_key = calloc(cfg->n_agencies, sizeof *c->consumer_key);
         c->rules = cb_rules_new(cfg, store, cb_flagbook_broker());
     }
-    if (!c || !c->steps || !c->released || !c->refused_acks || !c->rules) {
+    if (!c || !c->steps || !c->released || !c->refused_acks || !c->consumer_key || !c->rules) {
         cb_fail(err, CB_STORE_UNAVAILABLE, "out of memory");
         cb_commit_free(&c);
         return NULL;
@@ -431,6 +468,7 @@ void cb_commit_free(cb_commit **c_p)
         free(c->steps);
         free(c->released);
         free(c->refused_acks);
+        free(c->consumer_key);
         cb_rules_free(&c->rules);
         cb_delivery_destroy(&c->delivery);
         free(c);

@@ -59,6 +59,14 @@ struct cb_committer {
     cb_batch *done[N_BATCHES]; /* committed, to be answered, oldest first */
     size_t n_done;
     bool stopping, stopped;
+    /* Audit records handed in by the query thread wait, under mu, for the
+     * batch that holds them (by generation) to commit. */
+    pthread_cond_t audited;
+    uint64_t next_generation, committed_generation;
+    struct {
+        uint64_t generation;
+        bool written;
+    } outcomes[64]; /* by generation: a waiter may wake a few commits late */
     pthread_t thread;
     bool running;
     int64_t reserve_retry_ms; /* no growth before this (the disk refused) */
@@ -147,6 +155,7 @@ static void *run(void *arg)
             cb_batch *b = c->open;
             bool was_full = !cb_batch_has_room(b);
             c->open = c->spare[--c->n_spare];
+            c->open->generation = ++c->next_generation;
             pthread_mutex_unlock(&c->mu);
             /* A network thread that found the batch full stopped reading the
              * network and waits on wake_fd: tell it there is room again. */
@@ -157,6 +166,10 @@ static void *run(void *arg)
             c->last_work_ms = now;
             process(c, b);
             pthread_mutex_lock(&c->mu);
+            c->outcomes[b->generation % 64].generation = b->generation;
+            c->outcomes[b->generation % 64].written = b->audits_written;
+            c->committed_generation = b->generation;
+            pthread_cond_broadcast(&c->audited);
             c->done[c->n_done++] = b;
             pthread_mutex_unlock(&c->mu);
             eventfd_write(c->wake_fd, 1);
@@ -186,6 +199,7 @@ static void *run(void *arg)
         }
     }
     c->stopped = true; /* everything done is in c->done */
+    pthread_cond_broadcast(&c->audited);
     pthread_mutex_unlock(&c->mu);
     eventfd_write(c->wake_fd, 1);
     return NULL;
@@ -208,6 +222,7 @@ cb_committer *cb_committer_start(const cb_config *cfg, cb_store *store, cb_error
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC); /* the clock cb_mono_ms reads */
     pthread_cond_init(&c->wake, &attr);
     pthread_condattr_destroy(&attr);
+    pthread_cond_init(&c->audited, NULL);
     c->commit = cb_commit_new(cfg, store, err);
     c->live_in_flight = calloc(cfg->n_agencies, sizeof *c->live_in_flight);
     c->live_refused = calloc(cfg->n_agencies, sizeof *c->live_refused);
@@ -216,6 +231,7 @@ cb_committer *cb_committer_start(const cb_config *cfg, cb_store *store, cb_error
         made = (c->batches[i] = cb_batch_new(cb_commit_max_out(c->commit))) != NULL;
     if (made) {
         c->open = c->batches[0];
+        c->open->generation = c->next_generation = 1;
         for (size_t i = 1; i < N_BATCHES; i++)
             c->spare[c->n_spare++] = c->batches[i];
     }
@@ -286,6 +302,7 @@ void cb_committer_stop(cb_committer **c_p)
         cb_commit_free(&c->commit);
         cb_store_destroy(&c->store);
         pthread_cond_destroy(&c->wake);
+        pthread_cond_destroy(&c->audited);
         pthread_mutex_destroy(&c->mu);
         pthread_mutex_destroy(&c->live_mu);
         free(c);
@@ -355,4 +372,27 @@ void cb_committer_live(cb_committer *c, cb_agency_live *live)
         live[a].refused_acks = c->live_refused[a];
     }
     pthread_mutex_unlock(&c->live_mu);
+}
+
+bool cb_committer_audit(cb_committer *c, const cb_audit_entry *entries, size_t n)
+{
+    if (n > BATCH_AUDITS)
+        return false;
+    pthread_mutex_lock(&c->mu);
+    while (!c->stopped && !c->stopping && c->open->n_audits + n > BATCH_AUDITS)
+        pthread_cond_wait(&c->audited, &c->mu); /* the open batch is full of them: wait for the next */
+    if (c->stopped || c->stopping) {
+        pthread_mutex_unlock(&c->mu);
+        return false;
+    }
+    memcpy(&c->open->audits[c->open->n_audits], entries, n * sizeof *entries);
+    c->open->n_audits += n;
+    uint64_t ticket = c->open->generation;
+    pthread_cond_signal(&c->wake);
+    while (!c->stopped && c->committed_generation < ticket)
+        pthread_cond_wait(&c->audited, &c->mu);
+    bool written = c->committed_generation >= ticket && c->outcomes[ticket % 64].generation == ticket &&
+                   c->outcomes[ticket % 64].written;
+    pthread_mutex_unlock(&c->mu);
+    return written;
 }

@@ -38,6 +38,13 @@ cb_batch *cb_committer_done(cb_committer *c);
 /* Give back an answered, emptied batch. */
 void cb_committer_recycle(cb_committer *c, cb_batch *b);
 
+/* Have entries written to the store before the caller answers what they
+ * record: they go in the next commit, and this waits until it is done. False
+ * when that commit failed, or the store thread is stopping: then nothing may
+ * be answered. For the query thread; the network thread puts its own in the
+ * batch it fills. */
+bool cb_committer_audit(cb_committer *c, const cb_audit_entry *entries, size_t n);
+
 /* The store it owns, for the query thread's read transactions. */
 cb_store *cb_committer_store(const cb_committer *c);
 /* Each agency's deliveries in flight and refused acks, as of the last batch. */

@@ -1,5 +1,7 @@
 #include "query.h"
 
+#include "access.h"
+
 #include "flagquery.h"
 #include "handoff.h"
 
@@ -376,14 +378,45 @@ static bool names_person(const cb_envelope *ev, cb_person_key *asked, size_t n_a
     return false;
 }
 
+/* Need-to-know (access.h): each identifier asked for that names events
+ * names one involving an agency who sees for, and some identifier names
+ * events at all. */
+static bool may_see(const cb_config *cfg, const cb_principal *who, const stored *evs, size_t n, cb_person_key *keys,
+                    size_t n_keys)
+{
+    for (size_t k = 0; k < n_keys; k++) {
+        bool named = false, involved = false;
+        for (size_t i = 0; i < n && !involved; i++)
+            if (names_person(evs[i].ev, &keys[k], 1)) {
+                named = true;
+                involved = cb_access_involved(cfg, who, evs[i].ev);
+            }
+        if (named && !involved)
+            return false;
+    }
+    return n > 0;
+}
+
 Carebridge__V1__JourneyReply *cb_query_journey(const cb_config *cfg, cb_txn *txn,
                                                const Carebridge__V1__JourneyRequest *req, cb_error *err)
 {
-    (void)cfg;
+    char person[CB_PSEUDONYM_LEN];
+    return cb_query_journey_for(cfg, txn, req, NULL, person, err);
+}
+
+Carebridge__V1__JourneyReply *cb_query_journey_for(const cb_config *cfg, cb_txn *txn,
+                                                   const Carebridge__V1__JourneyRequest *req, const cb_principal *who,
+                                                   char pseudonym[CB_PSEUDONYM_LEN], cb_error *err)
+{
     char number[CB_IDENTIFIER_MAX + 1];
     Carebridge__V1__Person person;
+    strcpy(pseudonym, "p-none");
     if (!requested_person(req, number, &person, err))
         return NULL;
+    /* As asked, an NHS number: the scheme most journeys are asked by. */
+    Carebridge__V1__Person asked = person;
+    asked.chi_number = "";
+    cb_log_person(&asked, pseudonym);
     cb_person_key keys[CB_PERSON_KEYS_MAX];
     size_t n_keys = cb_intake_person_keys(&person, keys, CB_PERSON_KEYS_MAX);
     seq_list seqs = {0};
@@ -415,6 +448,16 @@ Carebridge__V1__JourneyReply *cb_query_journey(const cb_config *cfg, cb_txn *txn
             cb_envelope_free(&ev);
     }
     free(seqs.seqs);
+    if (n)
+        cb_log_person(evs[0].ev->person, pseudonym);
+    if (who && (!evs || !may_see(cfg, who, evs, n, keys, n_keys))) {
+        for (size_t i = 0; evs && i < n; i++)
+            cb_envelope_free(&evs[i].ev);
+        free(evs);
+        free(r);
+        cb_access_not_their_person(who, err);
+        return NULL;
+    }
     if (evs)
         build(r, evs, n, txn);
     free(evs);

@@ -8,6 +8,8 @@
 #include "carebridge.pb-c.h"
 #include "cb_error.h"
 #include "config.h"
+#include "keyring.h"
+#include "log.h"
 #include "store.h"
 
 /* What only the running broker knows about each agency, indexed like cfg->agencies. */
@@ -31,5 +33,14 @@ Carebridge__V1__StatusReply *cb_query_status(const cb_config *cfg, cb_txn *txn, 
  * reached. */
 Carebridge__V1__JourneyReply *cb_query_journey(const cb_config *cfg, cb_txn *txn,
                                                const Carebridge__V1__JourneyRequest *req, cb_error *err);
+/* The same, for who (NULL: anyone), with the person's pseudonym in person
+ * (as their events name them, else as asked). NULL with NOT_PERMITTED
+ * unless every identifier asked for that names stored events names one sent
+ * by or to an agency who sees for: so a journey cannot borrow a person who
+ * sees to show another, and an unknown person is refused like one of
+ * somebody else's. */
+Carebridge__V1__JourneyReply *cb_query_journey_for(const cb_config *cfg, cb_txn *txn,
+                                                   const Carebridge__V1__JourneyRequest *req, const cb_principal *who,
+                                                   char person[CB_PSEUDONYM_LEN], cb_error *err);
 
 #endif

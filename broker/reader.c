@@ -13,6 +13,7 @@
 #include "clock.h"
 #include "flagquery.h"
 #include "log.h"
+#include "access.h"
 #include "thread.h"
 #include "zap.h"
 
@@ -24,6 +25,8 @@ typedef struct {
     uint64_t ref;
     uint8_t *frame;
     size_t len;
+    bool proven; /* who asked, when CURVE proved it */
+    cb_principal who;
 } request;
 
 /* Requests and answers share one bound: a request is counted from its
@@ -37,6 +40,7 @@ struct cb_reader {
     char *bound;
     cb_store *store;
     cb_live_fn *live;
+    cb_audit_fn *audit;
     void *live_arg;
 
     void *zmq, *sock; /* the thread's own; touched only by it */
@@ -82,11 +86,68 @@ static void pack_reply(uint64_t ref, cb_frame *reply, cb_answer *a)
  * message and returns the message, to be freed once packed (NULL with err
  * set on failure). */
 
-typedef ProtobufCMessage *read_fn(cb_reader *r, cb_txn *txn, const cb_frame *f, cb_frame *reply, cb_error *err);
+/* Each read names who asked (NULL without CURVE) and adds the audit records
+ * its answer or refusal needs to *audit (room for READ_AUDITS). */
+#define READ_AUDITS 64
+typedef struct {
+    const cb_principal *who;
+    cb_audit_entry entries[READ_AUDITS];
+    size_t n;
+} audit_list;
 
-static ProtobufCMessage *read_status(cb_reader *r, cb_txn *txn, const cb_frame *f, cb_frame *reply, cb_error *err)
+typedef ProtobufCMessage *read_fn(cb_reader *r, cb_txn *txn, const cb_frame *f, cb_frame *reply, audit_list *audit,
+                                  cb_error *err);
+
+/* One record of this read, of person (NULL: none). */
+static void record(audit_list *a, const char *action, const char *person, const cb_error *refused, const char *detail)
 {
-    (void)f;
+    if (a->n == READ_AUDITS)
+        return;
+    cb_audit_entry *e = &a->entries[a->n++];
+    *e = cb_audit_of(a->who, NULL, action);
+    if (person)
+        snprintf(e->person, sizeof e->person, "%s", person);
+    e->permitted = !refused;
+    e->code = refused ? refused->code : CB_OK;
+    snprintf(e->detail, sizeof e->detail, "%s", detail ? detail : "");
+}
+
+/* The pseudonym of the person a request names (as its journey finds them),
+ * for the record of a read refused; "" when it names none. */
+static void asked_person(cb_reader *r, cb_txn *txn, const char *person_id, Carebridge__V1__LocalId **local_ids,
+                         size_t n_local_ids, char person[CB_PSEUDONYM_LEN])
+{
+    person[0] = 0;
+    if (!person_id[0] && !n_local_ids)
+        return;
+    Carebridge__V1__JourneyRequest jr = CAREBRIDGE__V1__JOURNEY_REQUEST__INIT;
+    jr.person_id = (char *)person_id;
+    jr.local_ids = local_ids;
+    jr.n_local_ids = n_local_ids;
+    cb_error ignored = {0};
+    Carebridge__V1__JourneyReply *j = cb_query_journey_for(r->cfg, txn, &jr, NULL, person, &ignored);
+    if (j)
+        protobuf_c_message_free_unpacked(&j->base, NULL);
+}
+
+static void person_of_request(cb_reader *r, cb_txn *txn, const cb_frame *f, char person[CB_PSEUDONYM_LEN])
+{
+    person[0] = 0;
+    if (f->kind_case == CAREBRIDGE__V1__FRAME__KIND_JOURNEY_REQUEST)
+        asked_person(r, txn, f->journey_request->person_id, f->journey_request->local_ids,
+                     f->journey_request->n_local_ids, person);
+    else if (f->kind_case == CAREBRIDGE__V1__FRAME__KIND_FLAGS_REQUEST)
+        asked_person(r, txn, f->flags_request->person_id, f->flags_request->local_ids, f->flags_request->n_local_ids,
+                     person);
+    else if (f->kind_case == CAREBRIDGE__V1__FRAME__KIND_AUDIT_REQUEST)
+        asked_person(r, txn, f->audit_request->person_id, f->audit_request->local_ids, f->audit_request->n_local_ids,
+                     person);
+}
+
+static ProtobufCMessage *read_status(cb_reader *r, cb_txn *txn, const cb_frame *f, cb_frame *reply, audit_list *audit,
+                                     cb_error *err)
+{
+    (void)f, (void)audit;
     cb_agency_live live[r->cfg->n_agencies];
     memset(live, 0, sizeof live);
     r->live(r->live_arg, live);
@@ -95,22 +156,64 @@ static ProtobufCMessage *read_status(cb_reader *r, cb_txn *txn, const cb_frame *
     return (ProtobufCMessage *)reply->status_reply;
 }
 
-static ProtobufCMessage *read_journey(cb_reader *r, cb_txn *txn, const cb_frame *f, cb_frame *reply, cb_error *err)
+static ProtobufCMessage *read_journey(cb_reader *r, cb_txn *txn, const cb_frame *f, cb_frame *reply, audit_list *audit,
+                                      cb_error *err)
 {
+    char person[CB_PSEUDONYM_LEN];
     reply->kind_case = CAREBRIDGE__V1__FRAME__KIND_JOURNEY_REPLY;
-    reply->journey_reply = cb_query_journey(r->cfg, txn, f->journey_request, err);
+    reply->journey_reply = cb_query_journey_for(r->cfg, txn, f->journey_request, audit->who, person, err);
+    char detail[64] = "";
+    if (reply->journey_reply)
+        snprintf(detail, sizeof detail, "steps=%zu", reply->journey_reply->n_steps);
+    record(audit, "journey", person, reply->journey_reply ? NULL : err, detail);
     return (ProtobufCMessage *)reply->journey_reply;
 }
 
-static ProtobufCMessage *read_flags(cb_reader *r, cb_txn *txn, const cb_frame *f, cb_frame *reply, cb_error *err)
+/* One record per person the answer names a flag of (or one, naming none). */
+static ProtobufCMessage *read_flags(cb_reader *r, cb_txn *txn, const cb_frame *f, cb_frame *reply, audit_list *audit,
+                                    cb_error *err)
 {
+    const Carebridge__V1__FlagsRequest *q = f->flags_request;
     reply->kind_case = CAREBRIDGE__V1__FRAME__KIND_FLAGS_REPLY;
-    reply->flags_reply = cb_flags_query(r->cfg, txn, f->flags_request, err);
-    return (ProtobufCMessage *)reply->flags_reply;
+    Carebridge__V1__FlagsReply *fr = reply->flags_reply = cb_flags_query_for(r->cfg, txn, q, audit->who, err);
+    if (!fr) {
+        char person[CB_PSEUDONYM_LEN];
+        person_of_request(r, txn, f, person);
+        record(audit, "flags", person, err, NULL);
+        return NULL;
+    }
+    size_t before = audit->n;
+    for (size_t i = 0; i < fr->n_flags; i++) {
+        bool seen = false;
+        for (size_t k = before; k < audit->n && !seen; k++)
+            seen = !strcmp(audit->entries[k].person, fr->flags[i]->person);
+        if (!seen)
+            record(audit, "flags", fr->flags[i]->person, NULL, "flags of this person answered");
+    }
+    if (audit->n == before)
+        record(audit, "flags", NULL, NULL, "no flags answered");
+    return (ProtobufCMessage *)fr;
 }
 
-static ProtobufCMessage *read_report(cb_reader *r, cb_txn *txn, const cb_frame *f, cb_frame *reply, cb_error *err)
+static ProtobufCMessage *read_audit(cb_reader *r, cb_txn *txn, const cb_frame *f, cb_frame *reply, audit_list *audit,
+                                    cb_error *err)
 {
+    const Carebridge__V1__AuditRequest *q = f->audit_request;
+    reply->kind_case = CAREBRIDGE__V1__FRAME__KIND_AUDIT_REPLY;
+    reply->audit_reply = cb_audit_query(r->cfg, txn, q, audit->who, err);
+    char person[CB_PSEUDONYM_LEN];
+    person_of_request(r, txn, f, person);
+    char detail[64] = "";
+    if (reply->audit_reply)
+        snprintf(detail, sizeof detail, "records=%zu", reply->audit_reply->n_records);
+    record(audit, "audit", person[0] ? person : NULL, reply->audit_reply ? NULL : err, detail);
+    return (ProtobufCMessage *)reply->audit_reply;
+}
+
+static ProtobufCMessage *read_report(cb_reader *r, cb_txn *txn, const cb_frame *f, cb_frame *reply, audit_list *audit,
+                                     cb_error *err)
+{
+    (void)audit;
     reply->kind_case = CAREBRIDGE__V1__FRAME__KIND_REPORT_REPLY;
     reply->report_reply = cb_flags_report(r->cfg, txn, f->report_request, cb_wall_ms(), err);
     return (ProtobufCMessage *)reply->report_reply;
@@ -124,6 +227,7 @@ static const struct {
     {CAREBRIDGE__V1__FRAME__KIND_JOURNEY_REQUEST, read_journey},
     {CAREBRIDGE__V1__FRAME__KIND_FLAGS_REQUEST, read_flags},
     {CAREBRIDGE__V1__FRAME__KIND_REPORT_REQUEST, read_report},
+    {CAREBRIDGE__V1__FRAME__KIND_AUDIT_REQUEST, read_audit},
 };
 
 static read_fn *read_of(uint32_t kind)
@@ -139,22 +243,51 @@ bool cb_reader_answers(uint32_t frame_kind)
     return read_of(frame_kind) != NULL;
 }
 
-/* A request of one of the kinds above, answered from a read transaction begun now. */
-static void answer(cb_reader *r, const uint8_t *frame, size_t len, cb_answer *a)
+static const char *action_of(uint32_t kind)
+{
+    return kind == CAREBRIDGE__V1__FRAME__KIND_JOURNEY_REQUEST ? "journey"
+           : kind == CAREBRIDGE__V1__FRAME__KIND_FLAGS_REQUEST ? "flags"
+           : kind == CAREBRIDGE__V1__FRAME__KIND_AUDIT_REQUEST ? "audit"
+                                                               : "report";
+}
+
+/* A request of one of the kinds above, asked by who (NULL without CURVE),
+ * answered from a read transaction begun now. What it reads of people is
+ * answered only once its audit records are in the store: a read that
+ * cannot be recorded is not answered. */
+static void answer(cb_reader *r, const uint8_t *frame, size_t len, const cb_principal *who, cb_answer *a)
 {
     cb_frame *f = cb_frame_decode(frame, len, len, &a->err);
     read_fn *fn = f ? read_of(f->kind_case) : NULL;
+    audit_list audit = {.who = who};
+    cb_error refused = {0};
+    bool allowed = fn && !cb_access_read(who, f->kind_case, &refused);
     cb_txn *txn = fn ? cb_txn_begin(r->store, false, &a->err) : NULL;
-    if (txn) {
-        cb_frame reply = CAREBRIDGE__V1__FRAME__INIT;
-        ProtobufCMessage *m = fn(r, txn, f, &reply, &a->err);
-        cb_txn_abort(&txn);
-        if (m) {
-            pack_reply(f->ref, &reply, a);
-            protobuf_c_message_free_unpacked(m, NULL);
+    ProtobufCMessage *m = NULL;
+    cb_frame reply = CAREBRIDGE__V1__FRAME__INIT;
+    if (txn && !allowed) {
+        a->err = refused;
+        if (f->kind_case != CAREBRIDGE__V1__FRAME__KIND_REPORT_REQUEST) { /* the report names no one */
+            char person[CB_PSEUDONYM_LEN];
+            person_of_request(r, txn, f, person);
+            record(&audit, action_of(f->kind_case), person, &a->err, "refused by role");
         }
+        cb_txn_abort(&txn);
+    } else if (txn) {
+        m = fn(r, txn, f, &reply, &audit, &a->err);
+        cb_txn_abort(&txn);
     } else if (f && !fn && !a->err.code) {
         cb_fail(&a->err, CB_BAD_REQUEST, "not a request the query thread answers");
+    }
+    if (audit.n && !r->audit(r->live_arg, audit.entries, audit.n)) {
+        cb_fail(&a->err, CB_STORE_UNAVAILABLE, "the read could not be recorded in the audit, so it is not answered");
+        if (m)
+            protobuf_c_message_free_unpacked(m, NULL);
+        m = NULL;
+    }
+    if (m) {
+        pack_reply(f->ref, &reply, a);
+        protobuf_c_message_free_unpacked(m, NULL);
     }
     cb_frame_free(&f);
 }
@@ -180,13 +313,13 @@ static void log_refusal(cb_reader *r, const cb_error *err)
         r->refusals_unlogged++;
 }
 
-static void answer_endpoint_frame(cb_reader *r, const uint8_t *frame, size_t len, cb_answer *a)
+static void answer_endpoint_frame(cb_reader *r, const uint8_t *frame, size_t len, const cb_principal *who, cb_answer *a)
 {
     uint64_t ref;
     cb_peek_publish(frame, len, &ref, NULL, 0);
     cb_frame reply = CAREBRIDGE__V1__FRAME__INIT;
     if (cb_reader_answers(cb_peek_kind(frame, len))) {
-        answer(r, frame, len, a);
+        answer(r, frame, len, who, a);
     } else {
         /* Bytes that are not a Frame are named as such, as on the main endpoint. */
         cb_frame *f = cb_frame_decode(frame, len, r->cfg->max_event_bytes, &a->err);
@@ -208,6 +341,12 @@ static void answer_endpoint_frame(cb_reader *r, const uint8_t *frame, size_t len
     pack_reply(ref, &reply, a);
 }
 
+static bool proven(cb_reader *r, zmq_msg_t *msg, cb_principal *who)
+{
+    const char *uid = zmq_msg_gets(msg, "User-Id"), *fp = zmq_msg_gets(msg, "Fingerprint");
+    return uid && fp && cb_keyring_find_named(r->ring, uid, fp, who);
+}
+
 /* What has arrived on the query endpoint, ENDPOINT_BURST frames at most.
  * Each is answered at once, before the next is read. */
 static void serve_endpoint(cb_reader *r)
@@ -216,8 +355,12 @@ static void serve_endpoint(cb_reader *r)
         cb_routed m;
         bool got = cb_recv_routed(r->sock, &m);
         cb_answer a = {0};
-        if (got && m.single)
-            answer_endpoint_frame(r, zmq_msg_data(&m.body), zmq_msg_size(&m.body), &a);
+        /* With CURVE, who the handshake proved the connection to be; a key
+         * revoked since is answered nothing. */
+        cb_principal who;
+        bool known = got && m.single && (!r->ring || proven(r, &m.body, &who));
+        if (known)
+            answer_endpoint_frame(r, zmq_msg_data(&m.body), zmq_msg_size(&m.body), r->ring ? &who : NULL, &a);
         if (a.reply && zmq_send(r->sock, zmq_msg_data(&m.rid), zmq_msg_size(&m.rid), ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0)
             zmq_send(r->sock, a.reply, a.len, ZMQ_DONTWAIT);
         free(a.reply);
@@ -258,7 +401,7 @@ static void serve_submitted(cb_reader *r)
     request q;
     while (take_request(r, &q)) {
         cb_answer a = {.peer = q.peer, .ref = q.ref};
-        answer(r, q.frame, q.len, &a);
+        answer(r, q.frame, q.len, q.proven ? &q.who : NULL, &a);
         free(q.frame);
         pthread_mutex_lock(&r->mu);
         r->answers[(r->answers_head + r->n_answers++) % CB_READER_WAITING] = a;
@@ -383,10 +526,11 @@ cb_reader *cb_reader_start(const cb_config *cfg, const char *curve_secret, cb_ke
     return r;
 }
 
-void cb_reader_serve(cb_reader *r, cb_store *store, cb_live_fn *live, void *live_arg)
+void cb_reader_serve(cb_reader *r, cb_store *store, cb_live_fn *live, cb_audit_fn *audit, void *live_arg)
 {
     pthread_mutex_lock(&r->mu);
     r->live = live;
+    r->audit = audit;
     r->live_arg = live_arg;
     r->store = store;
     pthread_cond_broadcast(&r->changed);
@@ -425,14 +569,17 @@ int cb_reader_fd(const cb_reader *r)
     return r->answered;
 }
 
-bool cb_reader_submit(cb_reader *r, cb_peer_token peer, uint64_t ref, const uint8_t *frame, size_t len)
+bool cb_reader_submit(cb_reader *r, cb_peer_token peer, uint64_t ref, const uint8_t *frame, size_t len,
+                      const cb_principal *who)
 {
     pthread_mutex_lock(&r->mu);
     bool room = r->n_pending + r->n_answers < CB_READER_WAITING;
     pthread_mutex_unlock(&r->mu);
     if (!room)
         return false;
-    request q = {.peer = peer, .ref = ref, .frame = malloc(len ? len : 1), .len = len};
+    request q = {.peer = peer, .ref = ref, .frame = malloc(len ? len : 1), .len = len, .proven = who != NULL};
+    if (who)
+        q.who = *who;
     if (!q.frame)
         return false;
     memcpy(q.frame, frame, len);

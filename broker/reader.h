@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include "batch.h"
 #include "config.h"
+#include "audit.h"
 #include "keyring.h"
 #include "query.h"
 #include "sockets.h"
@@ -30,6 +31,9 @@ typedef struct cb_reader cb_reader;
 /* Fills cfg->n_agencies entries with what only the running broker knows;
  * called on the query thread. */
 typedef void cb_live_fn(void *arg, cb_agency_live *live);
+/* Write audit records before the reads they record are answered; false when
+ * they could not be (then the read is refused). Called on the query thread. */
+typedef bool cb_audit_fn(void *arg, const cb_audit_entry *entries, size_t n);
 
 typedef struct {
     cb_peer_token peer;
@@ -51,7 +55,7 @@ cb_reader *cb_reader_start(const cb_config *cfg, const char *curve_secret, cb_ke
 bool cb_reader_rebind(cb_reader *r, cb_error *err);
 /* Answer from store, which the thread reads but never writes; stop the
  * thread before the store is closed. */
-void cb_reader_serve(cb_reader *r, cb_store *store, cb_live_fn *live, void *live_arg);
+void cb_reader_serve(cb_reader *r, cb_store *store, cb_live_fn *live, cb_audit_fn *audit, void *arg);
 void cb_reader_stop(cb_reader **r_p);
 
 /* True for a Frame kind (kind_case) the query thread answers: the reads. */
@@ -59,9 +63,11 @@ bool cb_reader_answers(uint32_t frame_kind);
 
 /* Readable when an answer for the network thread is ready. */
 int cb_reader_fd(const cb_reader *r);
-/* Queue a packed Frame of a kind cb_reader_answers (copied). False
+/* Queue a packed Frame of a kind cb_reader_answers (copied), asked by who
+ * (NULL without CURVE), whose need-to-know it is answered within. False
  * when CB_READER_WAITING requests are already held: refuse it as BUSY. */
-bool cb_reader_submit(cb_reader *r, cb_peer_token peer, uint64_t ref, const uint8_t *frame, size_t len);
+bool cb_reader_submit(cb_reader *r, cb_peer_token peer, uint64_t ref, const uint8_t *frame, size_t len,
+                      const cb_principal *who);
 /* The oldest answer, false when there is none. The caller frees a->reply. */
 bool cb_reader_answer(cb_reader *r, cb_answer *a);
 

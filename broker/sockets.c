@@ -25,6 +25,9 @@ void *cb_bind(void *ctx, int type, const char *endpoint, uint32_t max_event_byte
         zmq_close(s);
         return NULL;
     }
+    int one = 1; /* with CURVE, the broker judges each subscription (broker.c) */
+    if (curve_secret && type == ZMQ_XPUB)
+        zmq_setsockopt(s, ZMQ_XPUB_MANUAL, &one, sizeof one);
     if (zmq_bind(s, endpoint) < 0 || zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, bound, &len) < 0) {
         cb_fail(err, CB_BAD_REQUEST, "cannot bind %s: %s", endpoint, zmq_strerror(errno));
         zmq_close(s);

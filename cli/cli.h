@@ -39,6 +39,7 @@ int cli_flags(const cli_globals *g, int argc, char **argv);
 int cli_report(const cli_globals *g, int argc, char **argv);
 int cli_demo(const cli_globals *g, int argc, char **argv);
 int cli_keys(const cli_globals *g, int argc, char **argv);
+int cli_audit(const cli_globals *g, int argc, char **argv);
 
 /* Parse a positive number of seconds; false on anything else. */
 bool cli_seconds(const char *text, double *out);

@@ -1,5 +1,5 @@
-/* carebridge flags and report: the handoff flags, and the gap report per
- * agency pair. */
+/* carebridge flags, report and audit: the handoff flags, the gap report per
+ * agency pair, and who has read what. */
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -313,6 +313,138 @@ int cli_report(const cli_globals *g, int argc, char **argv)
             print_pair(r->pairs[i]);
     if (!json && !r->n_pairs)
         puts("No handoffs in that period.");
+    cb_frame_free(&reply);
+    return CLI_OK;
+}
+
+static const char audit_usage[] =
+    "Usage: carebridge audit [--person NHS-or-CHI] [--agency WHO] [--since DATE] [--limit N] [--json]\n"
+    "                        [--broker ENDPOINT] [--key FILE --broker-key KEY]\n"
+    "\n"
+    "Who has seen this person's record? The broker's audit, newest first: every read of\n"
+    "personal data (journeys, flags, deliveries, replays, feed subscriptions) and every\n"
+    "refusal, each with when, who (an agency's id or a person's name, and their key's\n"
+    "fingerprint), their role, what they did, the person as a pseudonym, and the decision.\n"
+    "--person those about the person; --agency those by that agency or person; --since\n"
+    "those on or after DATE (YYYY-MM-DD, or an RFC 3339 time). At most N (default and most\n"
+    "1000). With CURVE, an operator's key reads all of it; an agency's or coordinator's\n"
+    "reads one person's (--person), when it may see that person's journey.\n"
+    "--json prints one JSON object per record per line, with at least at, who, role,\n"
+    "action, person, decision (PERMITTED or REFUSED), code and detail.\n";
+
+/* Every key a script reads is there, also when proto3 would leave it out. */
+static void print_audit_line(const Carebridge__V1__AuditRecord *r)
+{
+    cb_error err = {0};
+    json_t *j = cb_json_from_message(&r->base, &err);
+    if (!j) {
+        fprintf(stderr, "carebridge: cannot print a message as JSON: %s\n", err.reason);
+        return;
+    }
+    static const char *const texts[] = {"who", "role", "fingerprint", "action", "person", "detail"};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
+        if (!json_object_get(j, texts[i]))
+            json_object_set_new(j, texts[i], json_string(""));
+    if (!json_object_get(j, "code"))
+        json_object_set_new(j, "code", json_string("ERROR_CODE_UNSPECIFIED"));
+    if (!json_object_get(j, "at"))
+        json_object_set_new(j, "at", json_null());
+    char *text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (text)
+        puts(text);
+    free(text);
+    json_decref(j);
+}
+
+static void print_record(const Carebridge__V1__AuditRecord *r)
+{
+    char when[32] = "-";
+    if (r->at) {
+        time_t t = (time_t)r->at->seconds;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    }
+    bool permitted = r->decision == CAREBRIDGE__V1__AUDIT_RECORD__DECISION__PERMITTED;
+    printf("%s  %-10s %-20s %-11s %-14s %s", when, r->action, r->who, r->role, r->person[0] ? r->person : "-",
+           permitted ? "PERMITTED" : "REFUSED");
+    if (!permitted)
+        printf(" %s", cb_code_name((cb_code)r->code));
+    printf("%s%s\n", r->detail[0] ? "  " : "", r->detail);
+}
+
+int cli_audit(const cli_globals *g, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"person", required_argument, 0, 'p'},
+        {"agency", required_argument, 0, 'a'},
+        {"since", required_argument, 0, 's'},
+        {"limit", required_argument, 0, 'n'},
+        {"json", no_argument, 0, 'j'},
+        {"broker", required_argument, 0, 'b'},
+        CLI_KEY_OPTIONS,
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    cli_globals globals = *g;
+    Carebridge__V1__AuditRequest req = CAREBRIDGE__V1__AUDIT_REQUEST__INIT;
+    Google__Protobuf__Timestamp since;
+    bool json = false;
+    int c;
+    while ((c = getopt_long(argc, argv, "p:a:s:n:jb:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'p': req.person_id = optarg; break;
+        case 'a': req.agency = optarg; break;
+        case 's':
+            if (!parse_date(optarg, &since)) {
+                fprintf(stderr, "carebridge audit: --since must be YYYY-MM-DD or an RFC 3339 time (got '%s')\n",
+                        optarg);
+                return CLI_USAGE;
+            }
+            req.since = &since;
+            break;
+        case 'n': {
+            char *end;
+            long n = strtol(optarg, &end, 10);
+            if (*end || n < 1 || n > 1000) {
+                fputs("carebridge audit: --limit must be 1 to 1000\n", stderr);
+                return CLI_USAGE;
+            }
+            req.limit = (uint32_t)n;
+            break;
+        }
+        case 'j': json = true; break;
+        case 'b': globals.broker = optarg; break;
+        case CLI_OPT_KEY: globals.key_file = optarg; break;
+        case CLI_OPT_BROKER_KEY: globals.broker_key = optarg; break;
+        case 'h': fputs(audit_usage, stdout); return CLI_OK;
+        default: fputs(audit_usage, stderr); return CLI_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fputs(audit_usage, stderr);
+        return CLI_USAGE;
+    }
+    cb_frame f = CAREBRIDGE__V1__FRAME__INIT;
+    f.kind_case = CAREBRIDGE__V1__FRAME__KIND_AUDIT_REQUEST;
+    f.audit_request = &req;
+    cb_frame *reply = cli_request(&globals, "audit", &f, REQUEST_TIMEOUT_MS);
+    if (!reply)
+        return CLI_USAGE;
+    if (refused(reply, "audit")) {
+        cb_frame_free(&reply);
+        return CLI_FAILED;
+    }
+    const Carebridge__V1__AuditReply *r = reply->audit_reply;
+    for (size_t i = 0; i < r->n_records; i++)
+        if (json)
+            print_audit_line(r->records[i]);
+        else
+            print_record(r->records[i]);
+    if (!json && !r->n_records)
+        puts("No audit records match.");
+    if (!json && r->truncated)
+        printf("(more match than the %zu shown: narrow the filters)\n", r->n_records);
     cb_frame_free(&reply);
     return CLI_OK;
 }

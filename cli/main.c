@@ -39,6 +39,9 @@ static const char usage[] =
     "        queue a stored (or parked) event again for one recipient\n"
     "  tail [--agency AGENCY] [--type TYPE] [--count N] [--timeout S]\n"
     "        print the live feed of committed events as JSON {seq, event}\n"
+    "  audit [--person N] [--agency WHO] [--since DATE] [--limit N] [--json]\n"
+    "        who has read what: every read of personal data and every refusal,\n"
+    "        newest first, people as pseudonyms\n"
     "  keys new --name NAME --out DIR\n"
     "        write a CURVE key pair: DIR/NAME.key (the secret, mode 0600) and\n"
     "        DIR/NAME.pub; prints the public key to list in the broker's configuration\n"
@@ -60,8 +63,9 @@ static const struct {
     const char *name;
     int (*run)(const cli_globals *, int, char **);
 } commands[] = {
-    {"send", cli_send}, {"recv", cli_recv},   {"journey", cli_journey}, {"status", cli_status}, {"replay", cli_replay},
-    {"tail", cli_tail}, {"flags", cli_flags}, {"report", cli_report},   {"demo", cli_demo},     {"keys", cli_keys},
+    {"send", cli_send},     {"recv", cli_recv}, {"journey", cli_journey}, {"status", cli_status},
+    {"replay", cli_replay}, {"tail", cli_tail}, {"flags", cli_flags},     {"report", cli_report},
+    {"demo", cli_demo},     {"keys", cli_keys}, {"audit", cli_audit},
 };
 
 bool cli_seconds(const char *text, double *out)

@@ -7,7 +7,7 @@
 #include "explain.h"
 #include "keys.h"
 
-const char *const cb_flagbook_keyspaces[] = {"flags", "flag_ix", "handoffs", "due", "person", "people", "early"};
+const char *const cb_flagbook_keyspaces[] = {CB_FLAGBOOK_KEYSPACE_NAMES};
 
 _Static_assert(sizeof cb_flagbook_keyspaces / sizeof *cb_flagbook_keyspaces == CB_FLAGBOOK_KEYSPACES &&
                    sizeof(cb_flagbook) == CB_FLAGBOOK_KEYSPACES * sizeof(cb_keyspace),

@@ -41,7 +41,8 @@ typedef Carebridge__V1__HandoffRecord cb_handoff_record;
 /* The keyspaces, in the order cb_store_open_with is given them after
  * whatever the caller opens before: pass cb_flagbook_keyspaces and the base. */
 extern const char *const cb_flagbook_keyspaces[];
-#define CB_FLAGBOOK_KEYSPACES 7
+#define CB_FLAGBOOK_KEYSPACES      7
+#define CB_FLAGBOOK_KEYSPACE_NAMES "flags", "flag_ix", "handoffs", "due", "person", "people", "early"
 
 typedef struct {
     cb_keyspace flags, ix, handoffs, due, person, people, early;

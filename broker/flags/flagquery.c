@@ -104,13 +104,14 @@ static int newest_first(const void *a, const void *b)
 }
 
 /* A person's flags: those of every event in their journey. */
-static bool person_flags(const cb_config *cfg, cb_txn *txn, query *q, cb_error *err)
+static bool person_flags(const cb_config *cfg, cb_txn *txn, query *q, const cb_principal *who, cb_error *err)
 {
     Carebridge__V1__JourneyRequest jr = CAREBRIDGE__V1__JOURNEY_REQUEST__INIT;
     jr.person_id = q->req->person_id;
     jr.local_ids = q->req->local_ids;
     jr.n_local_ids = q->req->n_local_ids;
-    Carebridge__V1__JourneyReply *j = cb_query_journey(cfg, txn, &jr, err);
+    char person[CB_PSEUDONYM_LEN];
+    Carebridge__V1__JourneyReply *j = cb_query_journey_for(cfg, txn, &jr, who, person, err);
     if (!j)
         return false;
     for (size_t i = 0; i < j->n_steps; i++) {
@@ -128,21 +129,28 @@ static bool person_flags(const cb_config *cfg, cb_txn *txn, query *q, cb_error *
 Carebridge__V1__FlagsReply *cb_flags_query(const cb_config *cfg, cb_txn *txn, const Carebridge__V1__FlagsRequest *req,
                                            cb_error *err)
 {
+    return cb_flags_query_for(cfg, txn, req, NULL, err);
+}
+
+Carebridge__V1__FlagsReply *cb_flags_query_for(const cb_config *cfg, cb_txn *txn,
+                                               const Carebridge__V1__FlagsRequest *req, const cb_principal *who,
+                                               cb_error *err)
+{
     if (req->agency[0] && !cb_config_agency(cfg, req->agency)) {
         cb_fail(err, CB_UNKNOWN_AGENCY, "flags.agency names no configured agency (configured: %s)", cfg->agency_list);
         return NULL;
     }
     query q = {.req = req, .limit = req->limit && req->limit < CB_FLAGS_LIMIT ? req->limit : CB_FLAGS_LIMIT};
     if (req->person_id[0] || req->n_local_ids) {
-        if (!person_flags(cfg, txn, &q, err))
+        if (!person_flags(cfg, txn, &q, who, err))
             return NULL;
     } else {
         /* Each agency's index, newest first, open then resolved; a flag
          * involving several agencies is met under each and kept once. */
         for (unsigned a = 0; a < cfg->n_agencies; a++) {
             const char *agency = cfg->agencies[a].id;
-            if (req->agency[0] && strcmp(agency, req->agency))
-                continue;
+            if ((req->agency[0] && strcmp(agency, req->agency)) || (who && !cb_principal_sees(who, a)))
+                continue; /* need-to-know: only the flags of the agencies who sees for */
             for (int open = 1; open >= (req->open_only ? 1 : 0); open--) {
                 query one = {.req = req, .limit = q.limit};
                 cb_flagbook fb = cb_flagbook_broker();

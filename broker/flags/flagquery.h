@@ -6,6 +6,7 @@
 
 #include "cb_codec.h"
 #include "config.h"
+#include "keyring.h"
 #include "flagbook.h"
 #include "store.h"
 
@@ -13,6 +14,12 @@
 
 Carebridge__V1__FlagsReply *cb_flags_query(const cb_config *cfg, cb_txn *txn, const Carebridge__V1__FlagsRequest *req,
                                            cb_error *err);
+/* The same, for who (NULL: anyone): a person's only when the journey's rule
+ * lets who see them (query.h), else only flags involving an agency who
+ * sees for. */
+Carebridge__V1__FlagsReply *cb_flags_query_for(const cb_config *cfg, cb_txn *txn,
+                                               const Carebridge__V1__FlagsRequest *req, const cb_principal *who,
+                                               cb_error *err);
 
 /* now_ms: the wall clock, for the open flags' ages. */
 Carebridge__V1__ReportReply *cb_flags_report(const cb_config *cfg, cb_txn *txn,

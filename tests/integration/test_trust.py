@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import BIN, BROKER, CLI, RAWFRAME, BrokerTest, field, ndjson, parse_send, referral, wait_for  # noqa: E402
@@ -45,9 +46,9 @@ class Trust(BrokerTest):
         super().setUp()
         self.keydir = os.path.join(self.tmp, "keys")
         self.keys = {n: make_key(self.keydir, n) for n in
-                     ("broker", "health", "housing", "social", "alice", "olive", "mallory")}
+                     ("broker", "health", "housing", "social", "alice", "olive", "lena", "mallory")}
         self.agencies = {"health": ["health"], "housing": ["housing"], "social-care": ["social"]}
-        self.people = [("alice", "coordinator", ["health"]), ("olive", "operator", [])]
+        self.people = [("alice", "coordinator", ["health"]), ("olive", "operator", []), ("lena", "lead", [])]
 
     def start(self, env=None):
         self.b = self.broker(config=trust_config(self.keys, self.agencies, self.people), env=env)
@@ -169,6 +170,137 @@ class Trust(BrokerTest):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn('"code":"NOT_IN_FLIGHT"', r.stdout.replace(" ", ""))
         self.assertEqual(self.status_of("health")["housing"]["queued"], "1")
+        # Each refusal above is in the audit, as the operator reads it.
+        refused = [(a["who"], a["action"], a["code"]) for a in self.audit("olive") if a["decision"] == "REFUSED"]
+        for expected in [("health", "hello", "AGENCY_MISMATCH"), ("health", "hello", "NOT_YOUR_QUEUE"),
+                         ("health", "publish", "AGENCY_MISMATCH"), ("alice", "hello", "NOT_PERMITTED"),
+                         ("olive", "hello", "NOT_PERMITTED")]:
+            self.assertIn(expected, refused)
+
+    def audit(self, name, *args):
+        r = self.as_key(name, "audit", "--json", *args)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return [json.loads(line) for line in r.stdout.splitlines()]
+
+    def journey(self, name, *who):
+        return self.as_key(name, "journey", *who, "--json")
+
+    def test_a_journey_is_answered_only_within_need_to_know(self):
+        self.start()
+        p, q = "9434765919", "4010232137"
+        sent = self.as_key("health", "send", "--as", "health", "-",
+                           input=ndjson([referral("p-ref", sender="health", to=("social-care",), nhs=p)]))
+        self.assertEqual(sent.returncode, 0, sent.stdout + sent.stderr)
+        sent = self.as_key("social", "send", "--as", "social-care", "-",
+                           input=ndjson([referral("q-ref", sender="social-care", to=("housing",), nhs=q)]))
+        self.assertEqual(sent.returncode, 0, sent.stdout + sent.stderr)
+        answered = {}
+        for name in ("health", "social", "housing", "alice", "olive", "lena"):
+            answered[name] = 0
+            for _ in range(TRIES):
+                r = self.journey(name, p)
+                if r.returncode == 0:
+                    answered[name] += 1
+                    self.assertEqual([s["event"]["eventId"] for s in json.loads(r.stdout)["steps"]], ["p-ref"])
+                else:
+                    self.assertEqual(r.returncode, 1, r.stderr)
+                    self.assertIn("NOT_PERMITTED", r.stderr)
+        print(f"\njourneys for a person known only to health and social care ({TRIES} each): "
+              + ", ".join(f"{k} answered {v}" for k, v in answered.items()))
+        self.assertEqual(answered, {"health": TRIES, "social": TRIES, "housing": 0, "alice": TRIES, "olive": 0,
+                                    "lena": 0})
+        # Nothing about whether a person exists: someone else's and no one's are refused alike.
+        theirs, nobodys = self.journey("housing", p), self.journey("housing", "9999999999")
+        self.assertEqual(theirs.stderr, nobodys.stderr)
+        # A person housing may see cannot carry in one it may not.
+        self.assertEqual(self.journey("housing", q).returncode, 0)
+        mixed = self.journey("housing", q, "--local", "x:y")
+        self.assertEqual(mixed.returncode, 0, mixed.stderr)
+        sent = self.as_key("health", "send", "--as", "health", "-", input=ndjson([
+            referral("p-local", sender="health", to=("social-care",), nhs=p,
+                     person={"nhsNumber": p, "localIds": [{"system": "pas", "value": "H1"}]})]))
+        self.assertEqual(sent.returncode, 0, sent.stdout + sent.stderr)
+        borrowed = self.journey("housing", q, "--local", "pas:H1")
+        self.assertEqual(borrowed.returncode, 1, borrowed.stdout)
+        self.assertIn("NOT_PERMITTED", borrowed.stderr)
+        # Flags: a person's only within need-to-know, the rest only the key's agencies'.
+        self.assertNotEqual(self.as_key("housing", "flags", "--person", p).returncode, 0)
+        r = self.as_key("housing", "flags", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        flags = [json.loads(line) for line in r.stdout.splitlines()]
+        self.assertTrue(flags)
+        self.assertTrue(all("housing" in f["agencies"] for f in flags), flags)
+        # Every answer and refusal above is one audit record.
+        records = [a for a in self.audit("olive", "--person", p) if a["action"] == "journey"]
+        by = {}
+        for a in records:
+            by.setdefault((a["who"], a["decision"]), 0)
+            by[(a["who"], a["decision"])] += 1
+        print(f"audit records of those journeys: {sorted(by.items())}")
+        self.assertEqual(by[("health", "PERMITTED")], TRIES)
+        self.assertEqual(by[("social-care", "PERMITTED")], TRIES)
+        self.assertEqual(by[("alice", "PERMITTED")], TRIES)
+        self.assertEqual(by[("housing", "REFUSED")], TRIES + 1)
+        self.assertEqual(by[("olive", "REFUSED")], TRIES)
+        self.assertEqual(by[("lena", "REFUSED")], TRIES)
+        self.assertTrue(all(a["person"].startswith("p-") and p not in json.dumps(a) for a in records))
+        # Who may read the audit: an operator all; an agency one of its people; a lead nothing.
+        self.assertEqual(self.as_key("health", "audit", "--person", p).returncode, 0)
+        self.assertEqual(self.as_key("housing", "audit", "--person", p).returncode, 1)
+        self.assertEqual(self.as_key("health", "audit").returncode, 1)
+        self.assertEqual(self.as_key("lena", "audit").returncode, 1)
+
+    def test_every_read_is_audited_before_it_is_answered_even_across_kill_9(self):
+        self.start()
+        p = "9434765919"
+        sent = self.as_key("health", "send", "--as", "health", "-",
+                           input=ndjson([referral("k-ref", sender="health", to=("social-care",), nhs=p)]))
+        self.assertEqual(sent.returncode, 0, sent.stdout + sent.stderr)
+        answered = 0
+        for round_ in range(3):
+            for _ in range(TRIES):
+                answered += self.journey("social", p).returncode == 0
+            self.assertEqual(self.journey("housing", p).returncode, 1)
+            self.b.kill9()
+            self.b.start()
+        records = [a for a in self.audit("olive", "--person", p) if a["action"] == "journey"]
+        permitted = sum(a["decision"] == "PERMITTED" for a in records)
+        refused = sum(a["decision"] == "REFUSED" for a in records)
+        print(f"\nacross 3 kill -9s: {answered} journeys answered, {permitted} audited as permitted; "
+              f"3 refused, {refused} audited as refused")
+        self.assertEqual((permitted, refused), (answered, 3))
+        # A delivery is a read too: social care's receiver, audited with its key.
+        r = self.as_key("social", "recv", "--as", "social-care", "--count", "1", "--timeout", "10")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        deliveries = [a for a in self.audit("olive", "--person", p) if a["action"] == "delivery"]
+        self.assertTrue(deliveries)
+        self.assertEqual(deliveries[0]["who"], "social-care")
+        self.assertEqual(len(deliveries[0]["fingerprint"]), 16)
+
+    def test_the_feed_carries_only_what_the_key_may_see(self):
+        self.start()
+        def tail(name, agency, count):
+            return subprocess.Popen([CLI, "--broker", self.b.endpoint, "--feed", self.b.feed, "--key",
+                                     self.keys[name][0], "--broker-key", self.keys["broker"][1], "tail",
+                                     "--agency", agency, "--count", str(count), "--timeout", "4"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        own, others = tail("housing", "housing", 1), tail("housing", "health", 1)
+        time.sleep(1.5)  # the subscriptions reach the broker (tail's connection is up once it has said so)
+        sent = self.as_key("social", "send", "--as", "social-care", "-", input=ndjson([
+            referral("f-1", sender="social-care", to=("housing", "health"))]))
+        self.assertEqual(sent.returncode, 0, sent.stdout + sent.stderr)
+        out_own, _ = own.communicate(timeout=30)
+        out_others, _ = others.communicate(timeout=30)
+        print(f"\nfeed: housing's key on housing's topic got {len(out_own.splitlines())}, "
+              f"on health's got {len(out_others.splitlines())}")
+        self.assertEqual(own.returncode, 0)
+        self.assertEqual(len(out_own.splitlines()), 1)
+        self.assertEqual(out_others, "")
+        self.assertEqual(others.returncode, 1)
+        self.assertIn("feed: refused a subscription to 'health.' by housing", self.b.log())
+        subs = [(a["who"], a["decision"]) for a in self.audit("olive") if a["action"] == "subscribe"]
+        self.assertIn(("housing", "PERMITTED"), subs)
+        self.assertIn(("housing", "REFUSED"), subs)
 
     def events(self):
         r = self.as_key("olive", "status", "--json")

@@ -6,6 +6,7 @@
 
 #include "fixtures.h"
 
+#include "audit.h"
 #include "flagbook.h"
 
 #include <dirent.h>
@@ -44,8 +45,7 @@ bool cb_test_store_open(cb_test_store *t, uint64_t map_bytes, double publish_fra
     snprintf(t->dir, sizeof t->dir, "%s/db", t->root);
     cb_error err = {0};
     /* As the broker opens it: with the flags' keyspaces. */
-    t->store =
-        cb_store_open_with(t->dir, map_bytes, publish_fraction, cb_flagbook_keyspaces, CB_FLAGBOOK_KEYSPACES, &err);
+    t->store = cb_store_open_with(t->dir, map_bytes, publish_fraction, cb_broker_keyspaces, CB_BROKER_KEYSPACES, &err);
     if (t->store)
         return true;
     print_error("open store: %s\n", err.reason);
