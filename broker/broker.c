@@ -1017,6 +1017,12 @@ cb_broker *cb_broker_new(const cb_config *cfg, int *exit_status, cb_error *err)
         *exit_status = 2;
         goto fail;
     }
+    char why[600];
+    if (!cb_dir_private(cfg->data_dir, why, sizeof why)) {
+        cb_fail(err, CB_BAD_REQUEST, "%s", why);
+        *exit_status = 2;
+        goto fail;
+    }
     if (!lock_data(b, false, exit_status, err))
         goto fail;
     if (!(b->zmq = zmq_ctx_new())) {

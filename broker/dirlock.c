@@ -1,5 +1,7 @@
 #include "dirlock.h"
 
+#include <dirent.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -91,4 +93,34 @@ void cb_dirlock_release(cb_dirlock **lock_p)
         free(lock);
     }
     *lock_p = NULL;
+}
+
+bool cb_dir_private(const char *dir, char *why, size_t cap)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return true; /* created 0700 when the broker starts */
+    if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+        snprintf(why, cap, "the data directory %s is open to others (mode %03o): chmod 700 it", dir,
+                 (unsigned)(st.st_mode & 0777));
+        return false;
+    }
+    DIR *d = opendir(dir);
+    if (!d)
+        return true; /* the lock says why, next */
+    bool ok = true;
+    struct dirent *e;
+    while (ok && (e = readdir(d))) {
+        char path[4096];
+        if (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2])))
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (lstat(path, &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)) && !S_ISLNK(st.st_mode)) {
+            snprintf(why, cap, "%s in the data directory is open to others (mode %03o): chmod 600 it", path,
+                     (unsigned)(st.st_mode & 0777));
+            ok = false;
+        }
+    }
+    closedir(d);
+    return ok;
 }

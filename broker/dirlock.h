@@ -14,6 +14,7 @@
 #define CB_DIRLOCK_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/types.h>
 
 typedef struct cb_dirlock cb_dirlock;
@@ -29,6 +30,10 @@ typedef enum {
 cb_dirlock_result cb_dirlock_try(const char *dir, const char *name, cb_dirlock **lock_p, pid_t *holder);
 /* Create dir (mode 0700) and its lock file name as needed, and lock it. */
 cb_dirlock_result cb_dirlock_take(const char *dir, const char *name, cb_dirlock **lock_p, pid_t *holder);
+/* Whether dir (if it exists) and every file in it are closed to group and
+ * others, as the store makes them (0700, 0600): personal data must not be
+ * readable by other users. False with why naming the path and its mode. */
+bool cb_dir_private(const char *dir, char *why, size_t cap);
 /* Release the lock (the file stays: the next broker reuses it). */
 void cb_dirlock_release(cb_dirlock **lock_p);
 

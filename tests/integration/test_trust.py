@@ -333,6 +333,30 @@ class Exposure(BrokerTest):
         self.assertIn(f"the key file {key} is open to others (mode 644)", r.stderr)
 
 
+class DataAtRest(BrokerTest):
+    def test_the_store_is_private_and_a_broker_refuses_one_that_is_not(self):
+        b = self.broker()
+        self.assertEqual(b.send("health", [referral("at-rest-1")]).returncode, 0)
+        self.assertEqual(b.stop(), 0)
+        self.assertEqual(os.stat(b.data).st_mode & 0o777, 0o700)
+        files = sorted(os.listdir(b.data))
+        self.assertIn("data.mdb", files)
+        for name in files:
+            self.assertEqual(os.stat(os.path.join(b.data, name)).st_mode & 0o077, 0, name)
+        os.chmod(b.data, 0o755)
+        with self.assertRaises(AssertionError) as refused:
+            b.start()
+        self.assertIn(f"the data directory {b.data} is open to others (mode 755)", str(refused.exception))
+        os.chmod(b.data, 0o700)
+        os.chmod(os.path.join(b.data, "data.mdb"), 0o644)
+        with self.assertRaises(AssertionError) as refused:
+            b.start()
+        self.assertIn(f"{b.data}/data.mdb in the data directory is open to others (mode 644)", str(refused.exception))
+        os.chmod(os.path.join(b.data, "data.mdb"), 0o600)
+        b.start()
+        self.assertEqual(b.send("health", [referral("at-rest-2")]).returncode, 0)
+
+
 if __name__ == "__main__":
     import unittest
     unittest.main()
