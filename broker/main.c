@@ -11,6 +11,7 @@
 #include "log.h"
 
 static volatile sig_atomic_t stop, reload;
+static int failed;
 
 static void on_signal(int sig)
 {
@@ -29,8 +30,13 @@ static void reload_keys(cb_broker *b, const char *config_path)
     cb_error err = {0};
     if (!next)
         cb_log(CB_LOG_ERROR, "reload refused, nothing changed: %s", err_text);
-    else if (!cb_broker_rekey(b, next, &err))
-        cb_log(CB_LOG_ERROR, "reload: %s", err.reason);
+    else if (!cb_broker_rekey(b, next, &err)) {
+        /* An endpoint it could not bind again serves no one: stop, for the
+         * supervisor to start the broker afresh. */
+        cb_log(CB_LOG_ERROR, "reload: %s; stopping", err.reason);
+        stop = 1;
+        failed = 1;
+    }
     cb_config_free(&next);
     cb_log_flush();
 }
@@ -165,6 +171,8 @@ int main(int argc, char **argv)
         reload = 0;
         reload_keys(b, config_path);
     }
+    if (failed)
+        status = 1;
     cb_broker_destroy(&b);
     cb_config_free(&cfg);
     return status;

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 
 #include "zap.h"
 
@@ -59,11 +60,17 @@ void cb_routed_close(cb_routed *m)
 bool cb_rebind(void *s, const char *bound, cb_error *err)
 {
     zmq_unbind(s, bound);
-    if (zmq_bind(s, bound) < 0) {
-        cb_fail(err, CB_BAD_REQUEST, "cannot bind %s again: %s", bound, zmq_strerror(errno));
-        return false;
+    /* The listener closes on ZeroMQ's I/O thread, a moment after unbind
+     * returns: until then the address is still in use. */
+    for (int tries = 0; tries < 400; tries++) {
+        if (zmq_bind(s, bound) == 0)
+            return true;
+        if (errno != EADDRINUSE)
+            break;
+        nanosleep(&(struct timespec){.tv_nsec = 5000000}, NULL);
     }
-    return true;
+    cb_fail(err, CB_BAD_REQUEST, "cannot bind %s again: %s", bound, zmq_strerror(errno));
+    return false;
 }
 
 bool cb_endpoint_local(const char *ep)
