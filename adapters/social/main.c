@@ -24,12 +24,14 @@
 #include "fhir_push.h"
 #include "fhir_search.h"
 #include "pending.h"
+#include "https.h"
 #include "program.h"
 
 static const char usage[] =
     "Usage: carebridge-social [--broker ENDPOINT] [--as AGENCY] [--data DIR]\n"
     "                         [--key FILE --broker-key KEY]\n"
     "                         [--listen HOST:PORT] [--agencies A,B,...]\n"
+    "                         [--tls-cert FILE --tls-key FILE] [--token-file FILE] [--client-ca FILE]\n"
     "                         [--org [SYSTEM|]VALUE=AGENCY ...]\n"
     "                         [--max-body BYTES] [--ack-wait MS] [--push URL]\n"
     "\n"
@@ -71,7 +73,14 @@ static const char usage[] =
     "  --broker ENDPOINT   the broker (default " CB_DEFAULT_BROKER ")\n"
     "  --as AGENCY         the agency served (default social-care)\n"
     "  --data DIR          outbox and served resources (default ./var/social)\n" CB_PROGRAM_KEY_USAGE
-    "  --listen HOST:PORT  HTTP (default 127.0.0.1:8090)\n"
+    "  --listen HOST:PORT  HTTP (default 127.0.0.1:8090); plain HTTP on loopback only\n"
+    "  --tls-cert FILE     serve HTTPS (TLS 1.2 or 1.3) with this PEM certificate ...\n"
+    "  --tls-key FILE      ... and its key (mode 0600); an expired certificate, a key\n"
+    "                      open to others or not the certificate's stops start-up\n"
+    "  --token-file FILE   callers must send 'Authorization: Bearer T', T a line of\n"
+    "                      FILE (mode 0600), or ...\n"
+    "  --client-ca FILE    ... present a client certificate this PEM CA signed; with\n"
+    "                      TLS one of the two is required, and others get 401\n"
     "  --agencies LIST     the agency ids a performer or requester may name\n"
     "                      (default health,housing,social-care,voluntary)\n"
     "  --org [SYSTEM|]VALUE=AGENCY\n"
@@ -93,6 +102,8 @@ typedef struct request request;
 typedef struct {
     cb_program_opts prog;
     const char *listen, *push_url;
+    cb_https_opts tls_opts;
+    cb_https *https;
     size_t max_body;
     int ack_wait_ms;
     cb_id_list agencies;
@@ -121,7 +132,7 @@ struct request {
     char *body;
     size_t len, cap;
     char *if_none_exist; /* FHIR's conditional create: the search that must find nothing */
-    bool too_big, wrong_type, unacceptable, suspended;
+    bool too_big, wrong_type, unacceptable, suspended, unauthorized;
     /* the answer, once there is one */
     unsigned status;
     char *out;
@@ -164,6 +175,12 @@ static void refuse(social *s, request *r, unsigned status, const char *code, con
 {
     set_answer(r, status, outcome("error", code, expression, text));
     s->refused++;
+}
+
+static void unauthorized(social *s, request *r)
+{
+    refuse(s, r, MHD_HTTP_UNAUTHORIZED, "login", NULL,
+           "this server needs a bearer token (Authorization: Bearer ...) or a client certificate it trusts");
 }
 
 /* FHIR JSON is the one format served: a client that takes no other is told so. */
@@ -591,6 +608,8 @@ static enum MHD_Result send_answer(request *r)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, r->location);
     if (r->status == MHD_HTTP_METHOD_NOT_ALLOWED)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET");
+    if (r->status == MHD_HTTP_UNAUTHORIZED)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"carebridge\"");
     enum MHD_Result ok = MHD_queue_response(r->conn, r->status, resp);
     MHD_destroy_response(resp);
     return ok;
@@ -624,6 +643,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->conn = conn;
         *state = r;
         s->requests++;
+        r->unauthorized = cb_https_required(s->https) && !cb_https_authorized(s->https, conn);
         r->unacceptable = !fhir_json_acceptable(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept"),
                                                 MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "_format"));
         if (!strcmp(method, "POST")) {
@@ -661,7 +681,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             *upload_len = 0;
             return MHD_YES;
         }
-        if (r->unacceptable && r->prefer != RETURN_MINIMAL) /* nothing kept: it could not be answered */
+        if (r->unauthorized)
+            unauthorized(s, r);
+        else if (r->unacceptable && r->prefer != RETURN_MINIMAL) /* nothing kept: it could not be answered */
             not_acceptable(s, r);
         else if (!strcmp(url, "/fhir/ServiceRequest") || !strcmp(url, "/fhir/Task"))
             take(s, r, url + 6);
@@ -679,7 +701,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         MHD_suspend_connection(conn);
         return MHD_YES;
     }
-    if ((!strcmp(method, "GET") || !strcmp(method, "HEAD")) && r->unacceptable)
+    if (r->unauthorized)
+        unauthorized(s, r);
+    else if ((!strcmp(method, "GET") || !strcmp(method, "HEAD")) && r->unacceptable)
         not_acceptable(s, r);
     else if (!strcmp(method, "GET") || !strcmp(method, "HEAD"))
         serve_get(s, r, url);
@@ -841,10 +865,14 @@ static bool orgs_configured(const social *s)
 
 static int parse(int argc, char **argv, social *s)
 {
-    enum { O_LISTEN = 256, O_AGENCIES, O_ORG, O_MAX, O_WAIT, O_PUSH };
+    enum { O_LISTEN = 256, O_AGENCIES, O_ORG, O_MAX, O_WAIT, O_PUSH, O_CERT, O_KEY, O_CA, O_TOKENS };
     static const struct option opts[] = {
         CB_PROGRAM_LONG_OPTIONS,
         {"listen", required_argument, NULL, O_LISTEN},
+        {"tls-cert", required_argument, NULL, O_CERT},
+        {"tls-key", required_argument, NULL, O_KEY},
+        {"client-ca", required_argument, NULL, O_CA},
+        {"token-file", required_argument, NULL, O_TOKENS},
         {"agencies", required_argument, NULL, O_AGENCIES},
         {"org", required_argument, NULL, O_ORG},
         {"max-body", required_argument, NULL, O_MAX},
@@ -862,6 +890,10 @@ static int parse(int argc, char **argv, social *s)
         }
         switch (c) {
         case O_LISTEN: s->listen = optarg; break;
+        case O_CERT: s->tls_opts.cert = optarg; break;
+        case O_KEY: s->tls_opts.key = optarg; break;
+        case O_CA: s->tls_opts.client_ca = optarg; break;
+        case O_TOKENS: s->tls_opts.token_file = optarg; break;
         case O_PUSH: s->push_url = optarg; break;
         case O_AGENCIES:
             if (!cb_id_list_set(&s->agencies, optarg)) {
@@ -894,6 +926,30 @@ static int parse(int argc, char **argv, social *s)
     return -1;
 }
 
+/* Checked before anything is made on disk. Without TLS, what a caller sends
+ * (tokens, people's records) crosses the wire in the clear: so only on
+ * loopback. With it, callers must prove who they are. */
+static bool exposure_allowed(const social *s, char *why, size_t cap)
+{
+    struct addrinfo *ai = cb_resolve("--listen", s->listen, AF_INET, true, why, cap);
+    if (!ai)
+        return false;
+    bool loopback = (ntohl(((struct sockaddr_in *)ai->ai_addr)->sin_addr.s_addr) >> 24) == 127;
+    freeaddrinfo(ai);
+    if (!cb_https_tls(s->https) && !loopback) {
+        snprintf(why, cap,
+                 "--listen %s is not loopback: plain HTTP is served on 127.0.0.1 only; give --tls-cert and "
+                 "--tls-key",
+                 s->listen);
+        return false;
+    }
+    if (cb_https_tls(s->https) && !cb_https_required(s->https)) {
+        snprintf(why, cap, "with TLS, callers must prove who they are: give --token-file or --client-ca");
+        return false;
+    }
+    return true;
+}
+
 static struct MHD_Daemon *start_http(social *s, char *why, size_t cap)
 {
     struct addrinfo *ai = cb_resolve("--listen", s->listen, AF_INET, true, why, cap);
@@ -902,11 +958,20 @@ static struct MHD_Daemon *start_http(social *s, char *why, size_t cap)
     struct sockaddr_in sa;
     memcpy(&sa, ai->ai_addr, sizeof sa);
     freeaddrinfo(ai);
-    struct MHD_Daemon *d =
-        MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, s,
-                         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
-                         MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000, MHD_OPTION_END);
+    bool tls = cb_https_tls(s->https);
+    const char *trust = cb_https_trust_pem(s->https);
+    struct MHD_OptionItem tls_options[] = {
+        {tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, (void *)cb_https_cert_pem(s->https)},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)cb_https_key_pem(s->https)},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)CB_HTTPS_PRIORITIES},
+        {trust ? MHD_OPTION_HTTPS_MEM_TRUST : MHD_OPTION_END, 0, (void *)trust},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    struct MHD_Daemon *d = MHD_start_daemon(
+        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | (tls ? MHD_USE_TLS : 0), 0, NULL, NULL,
+        on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000, MHD_OPTION_ARRAY, tls_options, MHD_OPTION_END);
     if (!d)
         snprintf(why, cap, "cannot listen on %s: %s", s->listen, strerror(errno));
     return d;
@@ -973,6 +1038,8 @@ static int close_all(social *s, int rc)
     }
     cb_adapter_close(&s->adapter); /* what is still being pushed goes back to the broker's queue */
     cb_fhir_push_free(&s->push);
+    if (s->https)
+        cb_https_free(&s->https);
     cb_id_list_free(&s->agencies);
     for (size_t i = 0; i < s->n_orgs; i++) {
         free((char *)s->orgs[i].system);
@@ -997,7 +1064,11 @@ int main(int argc, char **argv)
     if (!orgs_configured(&s))
         return close_all(&s, 2);
     s.map = (cb_fhir_opts){s.prog.agency, (const char *const *)s.agencies.items, s.agencies.n, s.orgs, s.n_orgs};
-    char why[300];
+    char why[600];
+    if (!(s.https = cb_https_load(&s.tls_opts, why, sizeof why)) || !exposure_allowed(&s, why, sizeof why)) {
+        fprintf(stderr, "carebridge-social: %s\n", why);
+        return close_all(&s, 2);
+    }
     if (s.push_url && !(s.push = cb_fhir_push_new(s.push_url, pushed, &s, why, sizeof why))) {
         fprintf(stderr, "carebridge-social: %s\n", why); /* before anything is made on disk */
         return close_all(&s, 2);
@@ -1030,10 +1101,12 @@ int main(int argc, char **argv)
     const union MHD_DaemonInfo *port = MHD_get_daemon_info(s.http, MHD_DAEMON_INFO_BIND_PORT);
     char host[256];
     snprintf(host, sizeof host, "%.*s", (int)(strrchr(s.listen, ':') - s.listen), s.listen);
-    snprintf(s.base_url, sizeof s.base_url, "http://%s:%u/fhir", host, port ? port->port : 0);
-    cb_log("serving FHIR R4 at http://%s/fhir (port %u) as %s; broker %s; outbox %s; %" PRIu64
-           " waiting for the broker",
-           s.listen, port ? port->port : 0, s.prog.agency, s.prog.broker, box, cb_adapter_waiting(s.adapter));
+    const char *scheme = cb_https_tls(s.https) ? "https" : "http";
+    snprintf(s.base_url, sizeof s.base_url, "%s://%s:%u/fhir", scheme, host, port ? port->port : 0);
+    cb_log("serving FHIR R4 at %s://%s/fhir (port %u) as %s; broker %s; outbox %s; %" PRIu64
+           " waiting for the broker%s",
+           scheme, s.listen, port ? port->port : 0, s.prog.agency, s.prog.broker, box, cb_adapter_waiting(s.adapter),
+           cb_https_required(s.https) ? "; callers must prove who they are" : "");
     loop(&s);
     return close_all(&s, cb_program_exit_status());
 }
