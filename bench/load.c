@@ -64,7 +64,9 @@ static const char usage[] =
     "                 person, or status) --probe-rate times a second (default 50) and\n"
     "                 report the answers' latency as probe_p50_ms, probe_p99_ms\n"
     "  --probe-endpoint EP  ask there (the broker's query endpoint, broker.queries)\n"
-    "                 rather than at --endpoint\n";
+    "                 rather than at --endpoint\n"
+    "With CAREBRIDGE_KEY and CAREBRIDGE_BROKER_KEY set, every connection uses those\n"
+    "CURVE keys (a broker with broker.key_file).\n";
 
 typedef struct {
     int senders;
@@ -311,8 +313,13 @@ static void *sender_main(void *arg)
     cb_error err = {0};
     char name[64];
     snprintf(name, sizeof name, "cb-bench-load %d", s->index);
-    cb_client_opts copts = {
-        .endpoint = o->endpoint, .agency = o->from, .window = o->window, .resend_ms = o->resend_ms, .name = name};
+    cb_client_opts copts = {.endpoint = o->endpoint,
+                            .agency = o->from,
+                            .window = o->window,
+                            .resend_ms = o->resend_ms,
+                            .name = name,
+                            .key_file = getenv("CAREBRIDGE_KEY"),
+                            .broker_key = getenv("CAREBRIDGE_BROKER_KEY")};
     cb_client_handlers h = {.answered = answered};
     bool ready = event_init(&ev, o, s);
     if (ready)
@@ -443,8 +450,12 @@ static void *drain_main(void *arg)
 {
     drain *d = arg;
     cb_error err = {0};
-    cb_client_opts copts = {
-        .endpoint = d->o->endpoint, .agency = d->o->drain, .receive = true, .name = "cb-bench-load drain"};
+    cb_client_opts copts = {.endpoint = d->o->endpoint,
+                            .agency = d->o->drain,
+                            .receive = true,
+                            .name = "cb-bench-load drain",
+                            .key_file = getenv("CAREBRIDGE_KEY"),
+                            .broker_key = getenv("CAREBRIDGE_BROKER_KEY")};
     cb_client_handlers h = {.delivered = drained};
     cb_client *c = cb_client_new(&copts, &h, d, &err);
     if (!c) {
@@ -511,7 +522,9 @@ static void *probe_main(void *arg)
      * client (and so the client's I/O thread) is made. */
     cb_thread_prefer_short_slice();
     cb_client_opts copts = {.endpoint = o->probe_endpoint ? o->probe_endpoint : o->endpoint,
-                            .name = "cb-bench-load probe"};
+                            .name = "cb-bench-load probe",
+                            .key_file = getenv("CAREBRIDGE_KEY"),
+                            .broker_key = getenv("CAREBRIDGE_BROKER_KEY")};
     cb_client_handlers h = {0};
     cb_client *c = cb_client_new(&copts, &h, p, &err);
     if (!c) {
