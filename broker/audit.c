@@ -231,3 +231,61 @@ Carebridge__V1__AuditReply *cb_audit_query(const cb_config *cfg, cb_txn *txn, co
     }
     return r;
 }
+
+typedef struct {
+    cb_key *keys;
+    char (*people)[CB_PSEUDONYM_LEN];
+    size_t n, cap;
+    bool more;
+} expiring;
+
+static bool expired(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val, size_t len)
+{
+    expiring *x = arg;
+    if (x->n == x->cap) {
+        x->more = true;
+        return false;
+    }
+    memcpy(x->keys[x->n].b, key, key_len);
+    x->keys[x->n].len = key_len;
+    x->people[x->n][0] = 0;
+    Carebridge__V1__AuditRecord *r = carebridge__v1__audit_record__unpack(NULL, len, val);
+    if (r) {
+        snprintf(x->people[x->n], CB_PSEUDONYM_LEN, "%s", r->person);
+        carebridge__v1__audit_record__free_unpacked(r, NULL);
+    }
+    x->n++;
+    return true;
+}
+
+size_t cb_audit_expire(cb_txn *txn, uint64_t before_ms, size_t budget, bool *more)
+{
+    *more = false;
+    if (!before_ms || !budget)
+        return 0;
+    /* Newest first: a record older than before_ms has its inverted time at
+     * or above ~(before_ms - 1), so they are the keys from there to the end. */
+    cb_key from;
+    if (!cb_key_make(&from, "QQ", ~(before_ms - 1), (uint64_t)0))
+        return 0;
+    expiring x = {.keys = malloc(budget * sizeof *x.keys), .people = malloc(budget * sizeof *x.people), .cap = budget};
+    if (!x.keys || !x.people) {
+        free(x.keys);
+        free(x.people);
+        *more = true;
+        return 0;
+    }
+    cb_kv_scan(txn, KS_AUDIT, NULL, 0, from.b, from.len, expired, &x);
+    for (size_t i = 0; i < x.n; i++) {
+        uint64_t at, n;
+        cb_key k;
+        cb_kv_del(txn, KS_AUDIT, x.keys[i].b, x.keys[i].len);
+        if (x.people[i][0] && cb_key_parse(x.keys[i].b, x.keys[i].len, "QQ", &at, &n) &&
+            cb_key_make(&k, "SQQ", x.people[i], at, n))
+            cb_kv_del(txn, KS_PERSON, k.b, k.len);
+    }
+    free(x.keys);
+    free(x.people);
+    *more = x.more;
+    return x.n;
+}

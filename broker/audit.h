@@ -43,6 +43,11 @@ cb_audit_entry cb_audit_of(const cb_principal *who, const char *agency, const ch
 /* Write e as of wall_ms. Only the store thread writes. */
 void cb_audit_put(cb_txn *txn, const cb_audit_entry *e, uint64_t wall_ms);
 
+/* Retention: remove audit records written before before_ms (wall clock),
+ * at most budget of them in this transaction; returns how many, and sets
+ * *more when expired ones remain. Only the store thread calls it. */
+size_t cb_audit_expire(cb_txn *txn, uint64_t before_ms, size_t budget, bool *more);
+
 /* The person a stored event is about, as a pseudonym: only its person is
  * decoded. "p-none" when it has none. */
 void cb_audit_person_of_event(const uint8_t *bytes, size_t len, char out[CB_PSEUDONYM_LEN]);

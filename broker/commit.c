@@ -30,6 +30,11 @@
 /* Handoff records a tick's transaction judges: a bounded write, the rest
  * left for the next tick, which then comes at once. */
 #define TICK_BUDGET 512
+/* Retention runs this often, and removes at most this many records a
+ * transaction: a long backlog of expired records is worked off a batch at a
+ * time, never in one long write that would hold the ACKs back. */
+#define RETENTION_EVERY_MS 60000
+#define RETENTION_BUDGET   1000
 /* Open flags a delivery carries at most. */
 #define DELIVERY_FLAGS 32
 
@@ -44,14 +49,21 @@ struct cb_commit {
     size_t n_released;
     uint64_t *refused_acks; /* per agency, since start: for status */
     cb_rules *rules;
-    int64_t next_tick_ms; /* monotonic: when the time-based rules next run */
-    bool ticking;         /* this batch runs them */
+    int64_t next_tick_ms;      /* monotonic: when the time-based rules next run */
+    bool ticking;              /* this batch runs them */
+    int64_t next_retention_ms; /* monotonic: when retention next runs */
+    bool retaining;            /* this batch runs it */
     /* Each lane's consumer's key, as its attach gave it: who a delivery's
      * audit record names. */
     char (*consumer_key)[CB_FINGERPRINT_LEN + 1];
 };
 
 _Static_assert(CB_REPLAY_ID_MAX == CB_EVENT_ID_MAX, "a replay's id holds any event id");
+
+static bool retention_due(const cb_commit *c, int64_t now_ms)
+{
+    return c->cfg->retention.audit_days && now_ms >= c->next_retention_ms;
+}
 
 static unsigned agency_index(const cb_config *cfg, const char *id)
 {
@@ -149,6 +161,28 @@ static void replay(cb_commit *c, cb_txn *txn, cb_request *r, uint64_t wall_ms)
     r->was_queued = !r->was_parked && cb_store_queue_get(txn, q->agency, r->replay_seq, &e);
     if (!r->was_parked && !r->was_queued)
         cb_store_queue_put(txn, q->agency, &(cb_queue_entry){r->replay_seq, wall_ms, 0});
+}
+
+/* What has outlived its retention period goes, a budget at a time; each run
+ * that removes anything is itself recorded in the audit. */
+static void retain(cb_commit *c, cb_txn *txn, cb_batch *b)
+{
+    uint64_t period = (uint64_t)c->cfg->retention.audit_days * 86400000u;
+    if (!period || b->wall_ms <= period)
+        return;
+    bool more;
+    uint64_t before = b->wall_ms - period;
+    size_t n = cb_audit_expire(txn, before, RETENTION_BUDGET, &more);
+    if (more)
+        c->next_retention_ms = b->now_ms; /* more expired: go on at the next batch */
+    if (!n)
+        return;
+    cb_audit_entry a = cb_audit_of(NULL, "carebridge-broker", "retention");
+    a.role = CB_ROLE_OPERATOR;
+    snprintf(a.detail, sizeof a.detail, "removed %zu audit records older than %u days%s", n,
+             c->cfg->retention.audit_days, more ? " (more to go)" : "");
+    cb_audit_put(txn, &a, b->wall_ms);
+    cb_log(CB_LOG_INFO, "retention: %s", a.detail);
 }
 
 /* A replay, or a refusal, as its audit record says it went. */
@@ -267,6 +301,8 @@ static cb_code commit(cb_commit *c, cb_batch *b, bool with_publishes, cb_error *
     }
     for (size_t i = 0; i < b->n_audits; i++)
         cb_audit_put(txn, &b->audits[i], b->wall_ms);
+    if (c->retaining && with_publishes)
+        retain(c, txn, b);
     if (c->ticking && with_publishes && cb_store_room(txn) == CB_ROOM &&
         cb_rules_tick(c->rules, txn, b->wall_ms, TICK_BUDGET, &b->feed))
         c->next_tick_ms = b->now_ms; /* more are due: go on at the next batch */
@@ -486,23 +522,28 @@ void cb_commit_batch(cb_commit *c, cb_batch *b)
         c->ticking = c->cfg->flags.enabled && b->now_ms >= c->next_tick_ms;
         if (c->ticking)
             c->next_tick_ms = b->now_ms + (int64_t)c->cfg->flags.tick_seconds * 1000;
+        c->retaining = retention_due(c, b->now_ms);
+        if (c->retaining)
+            c->next_retention_ms = b->now_ms + RETENTION_EVERY_MS;
         commit_batch(c, b);
         c->n_released = 0; /* given back, or after a failed commit left counted: the safe side */
-        c->ticking = false;
+        c->ticking = c->retaining = false;
     }
 }
 
 bool cb_commit_has_work(const cb_commit *c, int64_t now_ms)
 {
     return c->n_released || cb_delivery_has_work(c->delivery, now_ms) ||
-           (c->cfg->flags.enabled && now_ms >= c->next_tick_ms);
+           (c->cfg->flags.enabled && now_ms >= c->next_tick_ms) || retention_due(c, now_ms);
 }
 
 int64_t cb_commit_next_deadline(const cb_commit *c)
 {
     int64_t redelivery = cb_delivery_next_deadline(c->delivery);
     int64_t tick = c->cfg->flags.enabled ? c->next_tick_ms : INT64_MAX;
-    return tick < redelivery ? tick : redelivery;
+    int64_t retention = c->cfg->retention.audit_days ? c->next_retention_ms : INT64_MAX;
+    int64_t next = tick < redelivery ? tick : redelivery;
+    return retention < next ? retention : next;
 }
 
 size_t cb_commit_max_out(const cb_commit *c)

@@ -29,6 +29,7 @@ static const struct {
     int64_t max_attempts, heartbeat_ms;
     int64_t acknowledge_hours, acknowledge_urgent_hours, decide_hours, decide_urgent_hours;
     int64_t bounce_days, bounce_agencies, discharge_confirm_hours, tick_seconds;
+    int64_t audit_days;
 } defaults = {
     .endpoint = "tcp://127.0.0.1:5570",
     .feed = "tcp://127.0.0.1:5571",
@@ -50,6 +51,7 @@ static const struct {
     .bounce_agencies = 3,
     .discharge_confirm_hours = 24,
     .tick_seconds = 60,
+    .audit_days = 0,
 };
 
 /* What each kind of event must carry (domain.md, "The events"). */
@@ -125,8 +127,13 @@ struct raw_flags {
     unsigned n_required;
 };
 
+struct raw_retention {
+    char *audit_days;
+};
+
 struct raw_config {
     struct raw_broker *broker;
+    struct raw_retention *retention;
     struct raw_store *store;
     struct raw_limits *limits;
     struct raw_flags *flags;
@@ -231,6 +238,11 @@ static const cyaml_schema_field_t flags_fields[] = {
     CYAML_FIELD_END,
 };
 
+static const cyaml_schema_field_t retention_fields[] = {
+    OPTIONAL_TEXT("audit_days", struct raw_retention, audit_days),
+    CYAML_FIELD_END,
+};
+
 /* At least one entry: an empty list would otherwise look like no list and
  * silently bring back the demo agencies. The upper bound is checked later,
  * with a clearer message than libcyaml's. */
@@ -241,6 +253,8 @@ static const cyaml_schema_field_t root_fields[] = {
     CYAML_FIELD_MAPPING_PTR("limits", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, struct raw_config, limits,
                             limits_fields),
     CYAML_FIELD_MAPPING_PTR("flags", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, struct raw_config, flags, flags_fields),
+    CYAML_FIELD_MAPPING_PTR("retention", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, struct raw_config, retention,
+                            retention_fields),
     CYAML_FIELD_SEQUENCE_COUNT("agencies", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, struct raw_config, agencies,
                                n_agencies, &agency_schema, 1, CYAML_UNLIMITED),
     CYAML_FIELD_SEQUENCE_COUNT("people", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, struct raw_config, people, n_people,
@@ -742,6 +756,9 @@ static cb_config *build(struct report *r, const struct raw_config *raw)
         (uint32_t)number(r, "limits.max_attempts", l->max_attempts, defaults.max_attempts, 1, UINT32_MAX);
     cfg->heartbeat_ms = (uint32_t)number(r, "limits.heartbeat_ms", l->heartbeat_ms, defaults.heartbeat_ms, 50, 600000);
     build_flags(r, &cfg->flags, raw->flags ? raw->flags : &(struct raw_flags){0});
+    const struct raw_retention *ret = raw->retention ? raw->retention : &(struct raw_retention){0};
+    cfg->retention.audit_days =
+        (uint32_t)number(r, "retention.audit_days", ret->audit_days, defaults.audit_days, 0, 36500);
     if (raw->agencies)
         copy_agencies(r, cfg, raw->agencies, raw->n_agencies);
     else

@@ -61,6 +61,11 @@ typedef struct {
     unsigned n_required;
 } cb_flags_config;
 
+/* How long records are kept (README, "Trust": retention); 0 keeps them for ever. */
+typedef struct {
+    uint32_t audit_days;
+} cb_retention_config;
+
 typedef struct {
     char *endpoint; /* ROUTER: agencies and the CLI connect here */
     char *feed;     /* XPUB: every committed event, for SUB sockets */
@@ -75,6 +80,7 @@ typedef struct {
     uint32_t max_attempts;          /* deliveries before an entry is parked */
     uint32_t heartbeat_ms;
     cb_flags_config flags;
+    cb_retention_config retention;
     char *key_file; /* broker.key_file: the broker's CURVE secret key; NULL: CURVE off */
     cb_agency *agencies;
     unsigned n_agencies;

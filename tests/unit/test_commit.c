@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
 #include "batch.h"
 #include "commit.h"
 #include "config.h"
@@ -117,7 +118,7 @@ static void next_batch(fixture *f)
 {
     cb_batch *b = f->batch;
     cb_batch_free_out(b);
-    b->n_pubs = b->n_acks = b->n_reqs = b->n_ops = 0;
+    b->n_pubs = b->n_acks = b->n_reqs = b->n_ops = b->n_audits = 0;
 }
 
 /* Whether seq is queued for social-care, and when it was queued. */
@@ -241,6 +242,89 @@ static void test_full_store_refuses_publishes(void **state)
     assert_int_equal(cb_commit_last_seq(f->commit), 0);
 }
 
+/* ---------------------------------------------------------------- retention */
+
+#define DAY_MS 86400000ull
+
+static bool count(void *arg, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
+{
+    (void)k, (void)kl, (void)v, (void)vl;
+    ++*(size_t *)arg;
+    return true;
+}
+
+static size_t count_keys(fixture *f, cb_keyspace ks)
+{
+    size_t n = 0;
+    cb_txn *txn = cb_test_begin(f->store, false);
+    cb_kv_scan(txn, ks, NULL, 0, NULL, 0, count, &n);
+    cb_txn_abort(&txn);
+    return n;
+}
+
+/* One batch of n audit records about person, committed at wall and now. */
+static void audit_batch(fixture *f, size_t n, const char *person, uint64_t wall, int64_t now)
+{
+    for (size_t i = 0; i < n; i++) {
+        cb_audit_entry *a = &f->batch->audits[f->batch->n_audits++];
+        *a = cb_audit_of(NULL, "health", "journey");
+        snprintf(a->person, sizeof a->person, "%s", person);
+    }
+    f->batch->now_ms = now;
+    f->batch->wall_ms = wall;
+    cb_commit_batch(f->commit, f->batch);
+    assert_int_equal(f->batch->exit_status, 0);
+    next_batch(f);
+}
+
+/* With the clock moved past the period, every expired record goes (and its
+ * person index entry), none unexpired, at most a budget a transaction, and
+ * each run that removed any is in the audit itself. */
+static void test_audit_retention(void **state)
+{
+    fixture *f = *state;
+    f->cfg->retention.audit_days = 30;
+    cb_keyspace records = CB_AUDIT_BASE, by_person = CB_AUDIT_BASE + 1;
+    int64_t now = NOW;
+    for (int i = 0; i < 3; i++) /* 2,400 old records: more than one run's budget */
+        audit_batch(f, BATCH_AUDITS - 224, "p-0000000old", WALL + (uint64_t)i, now += 1);
+    audit_batch(f, 5, "p-0000000new", WALL + 20 * DAY_MS, now += 1);
+    assert_int_equal(count_keys(f, records), 2405);
+    assert_int_equal(count_keys(f, by_person), 2405);
+
+    /* 31 days on: the old records have expired, the new have 19 days to go. */
+    uint64_t later = WALL + 31 * DAY_MS;
+    size_t before = count_keys(f, records), runs = 0;
+    while (count_keys(f, records) > 5 + runs && runs < 10) {
+        audit_batch(f, 0, "", later, now += 61000); /* each batch a run */
+        size_t left = count_keys(f, records);
+        runs++;
+        assert_true(before - left <= 1000); /* a budget a transaction, plus the run's own record */
+        before = left;
+    }
+    assert_int_equal(runs, 3);
+    assert_int_equal(count_keys(f, by_person), 5); /* the new ones' entries, and only theirs */
+    cb_txn *txn = cb_test_begin(f->store, false);
+    Carebridge__V1__AuditRequest req = CAREBRIDGE__V1__AUDIT_REQUEST__INIT;
+    cb_error err = {0};
+    Carebridge__V1__AuditReply *r = cb_audit_query(f->cfg, txn, &req, NULL, &err);
+    cb_txn_abort(&txn);
+    assert_non_null(r);
+    size_t retention = 0, kept = 0;
+    for (size_t i = 0; i < r->n_records; i++) {
+        retention += !strcmp(r->records[i]->action, "retention");
+        kept += !strcmp(r->records[i]->person, "p-0000000new");
+        assert_string_not_equal(r->records[i]->person, "p-0000000old");
+    }
+    assert_int_equal(retention, 3);
+    assert_int_equal(kept, 5);
+    carebridge__v1__audit_reply__free_unpacked(r, NULL);
+
+    /* Once the new ones are old too, they go the same way. */
+    audit_batch(f, 0, "", WALL + 51 * DAY_MS, now += 61000);
+    assert_int_equal(count_keys(f, by_person), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -248,6 +332,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dedupe_by_event_id, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delivery_and_who_may_acknowledge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_store_refuses_publishes, setup_full, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_retention, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

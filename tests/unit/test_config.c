@@ -115,6 +115,8 @@ static void embedded_default_states_every_key(void **state)
         "\n  discharge_confirm_hours: ",
         "\n  tick_seconds: ",
         "\n  required:\n",
+        "\nretention:\n",
+        "\n  audit_days: ",
         "\nagencies:\n",
     };
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
