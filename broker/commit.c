@@ -163,6 +163,28 @@ static void replay(cb_commit *c, cb_txn *txn, cb_request *r, uint64_t wall_ms)
         cb_store_queue_put(txn, q->agency, &(cb_queue_entry){r->replay_seq, wall_ms, 0});
 }
 
+/* Acknowledgements refused (not in flight to the connection that sent them:
+ * another agency's delivery, say), one record per agency a batch, as the log
+ * has them, so a flood of them cannot flood the audit. */
+static void audit_refused_acks(cb_commit *c, cb_txn *txn, const cb_batch *b)
+{
+    for (unsigned ag = 0; ag < c->cfg->n_agencies; ag++) {
+        size_t n = 0;
+        uint64_t first = 0;
+        for (size_t i = 0; i < b->n_acks; i++)
+            if (b->acks[i].refused && b->acks[i].agency == ag && !n++)
+                first = b->acks[i].seq;
+        if (!n)
+            continue;
+        cb_audit_entry a = cb_audit_of(NULL, c->cfg->agencies[ag].id, "deliveryAck");
+        a.permitted = false;
+        a.code = CB_NOT_IN_FLIGHT;
+        snprintf(a.detail, sizeof a.detail, "refused %zu deliveryAck(s), first seq=%llu: not in flight to the sender",
+                 n, (unsigned long long)first);
+        cb_audit_put(txn, &a, b->wall_ms);
+    }
+}
+
 /* What has outlived its retention period goes, a budget at a time; each run
  * that removes anything is itself recorded in the audit. */
 static void retain(cb_commit *c, cb_txn *txn, cb_batch *b)
@@ -289,6 +311,7 @@ static cb_code commit(cb_commit *c, cb_batch *b, bool with_publishes, cb_error *
     for (size_t i = 0; i < b->n_acks; i++)
         if (!b->acks[i].refused)
             cb_store_ack(txn, c->cfg->agencies[b->acks[i].agency].id, b->acks[i].seq);
+    audit_refused_acks(c, txn, b);
     give_back_attempts(c, txn);
     for (size_t i = 0; i < b->n_reqs; i++) {
         cb_request *r = &b->reqs[i];

@@ -174,7 +174,7 @@ class Trust(BrokerTest):
         refused = [(a["who"], a["action"], a["code"]) for a in self.audit("olive") if a["decision"] == "REFUSED"]
         for expected in [("health", "hello", "AGENCY_MISMATCH"), ("health", "hello", "NOT_YOUR_QUEUE"),
                          ("health", "publish", "AGENCY_MISMATCH"), ("alice", "hello", "NOT_PERMITTED"),
-                         ("olive", "hello", "NOT_PERMITTED")]:
+                         ("olive", "hello", "NOT_PERMITTED"), ("health", "deliveryAck", "NOT_IN_FLIGHT")]:
             self.assertIn(expected, refused)
 
     def audit(self, name, *args):
