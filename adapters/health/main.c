@@ -3,7 +3,10 @@
  * ACK once its event is durable in the adapter's outbox (and, when the
  * broker answers within --ack-wait, carrying the flags it raised); events
  * addressed to health out as HL7 v2, to --forward over MLLP or as files. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -22,10 +25,12 @@
 #include "mllp_server.h"
 #include "pending.h"
 #include "program.h"
+#include "tls.h"
 
 static const char usage[] = "Usage: carebridge-health [--broker ENDPOINT] [--as AGENCY] [--data DIR]\n"
                             "                         [--key FILE --broker-key KEY]\n"
                             "                         [--listen HOST:PORT] [--forward HOST:PORT]\n"
+                            "                         [--tls-cert FILE --tls-key FILE --client-ca FILE]\n"
                             "                         [--admission-to A,B] [--discharge-to A,B] [--referral-to A,B]\n"
                             "                         [--agencies A,B,...]\n"
                             "                         [--max-message BYTES] [--read-timeout S] [--ack-wait MS]\n"
@@ -50,7 +55,12 @@ static const char usage[] = "Usage: carebridge-health [--broker ENDPOINT] [--as 
                             "  --broker ENDPOINT    the broker (default " CB_DEFAULT_BROKER ")\n"
                             "  --as AGENCY          the agency served (default health)\n"
                             "  --data DIR           outbox and state (default ./var/health)\n" CB_PROGRAM_KEY_USAGE
-                            "  --listen HOST:PORT   MLLP in (default 127.0.0.1:2575)\n"
+                            "  --listen HOST:PORT   MLLP in (default 127.0.0.1:2575); plain MLLP on loopback only\n"
+                            "  --tls-cert FILE      MLLP over TLS (1.2 or 1.3) with this PEM certificate ...\n"
+                            "  --tls-key FILE       ... and its key (mode 0600); an expired certificate, a key\n"
+                            "                       open to others or not the certificate's stops start-up\n"
+                            "  --client-ca FILE     with TLS, required: each sender presents a certificate\n"
+                            "                       this PEM CA signed, or its connection is closed\n"
                             "  --forward HOST:PORT  MLLP out, for events addressed to health\n"
                             "  --admission-to LIST  who an admission goes to (default social-care,housing)\n"
                             "  --discharge-to LIST  who a discharge goes to (default social-care,housing)\n"
@@ -78,6 +88,8 @@ typedef struct {
 typedef struct {
     cb_program_opts prog;
     const char *listen, *forward;
+    cb_tls_opts tls_opts;
+    cb_tls *tls;
     size_t max_message;
     int read_timeout_ms, ack_wait_ms;
     cb_id_list admission_to, discharge_to, referral_to, agencies;
@@ -324,10 +336,26 @@ static void forwarded(void *arg, uint64_t seq, const char *event_id, bool taken)
 
 static int parse(int argc, char **argv, health *h)
 {
-    enum { O_LISTEN = 256, O_FORWARD, O_ADMISSION, O_DISCHARGE, O_REFERRAL, O_AGENCIES, O_MAX, O_TIMEOUT, O_WAIT };
+    enum {
+        O_LISTEN = 256,
+        O_FORWARD,
+        O_ADMISSION,
+        O_DISCHARGE,
+        O_REFERRAL,
+        O_AGENCIES,
+        O_MAX,
+        O_TIMEOUT,
+        O_WAIT,
+        O_CERT,
+        O_KEY,
+        O_CA
+    };
     static const struct option opts[] = {
         CB_PROGRAM_LONG_OPTIONS,
         {"listen", required_argument, NULL, O_LISTEN},
+        {"tls-cert", required_argument, NULL, O_CERT},
+        {"tls-key", required_argument, NULL, O_KEY},
+        {"client-ca", required_argument, NULL, O_CA},
         {"forward", required_argument, NULL, O_FORWARD},
         {"admission-to", required_argument, NULL, O_ADMISSION},
         {"discharge-to", required_argument, NULL, O_DISCHARGE},
@@ -348,6 +376,9 @@ static int parse(int argc, char **argv, health *h)
         }
         switch (c) {
         case O_LISTEN: h->listen = optarg; break;
+        case O_CERT: h->tls_opts.cert = optarg; break;
+        case O_KEY: h->tls_opts.key = optarg; break;
+        case O_CA: h->tls_opts.client_ca = optarg; break;
         case O_FORWARD: h->forward = optarg; break;
         case O_ADMISSION:
         case O_DISCHARGE:
@@ -436,6 +467,35 @@ static void loop(health *h)
 
 /* What main opened, closed in order; rc returned. A batch not yet durable
  * is answered AR, to be sent again. */
+/* Without TLS the messages, people's records, cross the wire in the clear:
+ * so only on loopback. With it, each sender proves itself by certificate. */
+static bool exposure_allowed(const health *h, char *why, size_t cap)
+{
+    struct addrinfo *ai = cb_resolve("--listen", h->listen, AF_UNSPEC, true, why, cap);
+    if (!ai)
+        return false;
+    bool loopback = ai->ai_family == AF_INET
+                        ? (ntohl(((struct sockaddr_in *)ai->ai_addr)->sin_addr.s_addr) >> 24) == 127
+                        : IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr);
+    freeaddrinfo(ai);
+    if (!cb_tls_on(h->tls) && !loopback) {
+        snprintf(why, cap,
+                 "--listen %s is not loopback: plain MLLP is served on 127.0.0.1 only; give --tls-cert, "
+                 "--tls-key and --client-ca",
+                 h->listen);
+        return false;
+    }
+    if (cb_tls_on(h->tls) && !cb_tls_trust_pem(h->tls)) {
+        snprintf(why, cap, "with TLS, each sender must prove itself: give --client-ca");
+        return false;
+    }
+    if (h->tls_opts.token_file || (!cb_tls_on(h->tls) && h->tls_opts.client_ca)) {
+        snprintf(why, cap, "--client-ca needs --tls-cert and --tls-key");
+        return false;
+    }
+    return true;
+}
+
 static int close_all(health *h, int rc)
 {
     cb_adapter_abort(&h->batch);
@@ -444,6 +504,8 @@ static int close_all(health *h, int rc)
         cb_log("stopped: %lu accepted, %lu refused, %lu delivered", h->accepted_in, h->refused_in, h->taken);
     cb_mllp_forward_free(&h->fwd);
     cb_mllp_server_close(&h->server);
+    if (h->tls)
+        cb_tls_free(&h->tls);
     cb_adapter_close(&h->adapter);
     cb_id_list_free(&h->admission_to);
     cb_id_list_free(&h->discharge_to);
@@ -463,6 +525,12 @@ int main(int argc, char **argv)
     int rc = parse(argc, argv, &h);
     if (rc >= 0)
         return rc;
+    char unusable[600];
+    if (!(h.tls = cb_tls_load(&h.tls_opts, unusable, sizeof unusable)) ||
+        !exposure_allowed(&h, unusable, sizeof unusable)) {
+        fprintf(stderr, "carebridge-health: %s\n", unusable); /* before anything is made on disk */
+        return close_all(&h, 2);
+    }
     set_default(&h.admission_to, "social-care,housing");
     set_default(&h.discharge_to, "social-care,housing");
     set_default(&h.referral_to, "social-care");
@@ -506,7 +574,8 @@ int main(int argc, char **argv)
                                  .max_message = h.max_message,
                                  .read_timeout_ms = h.read_timeout_ms,
                                  .max_pending = 64,
-                                 .max_conns = 1024};
+                                 .max_conns = 1024,
+                                 .tls = cb_tls_on(h.tls) ? h.tls : NULL};
     if (!(h.server = cb_mllp_server_open(&sopts, on_message, &h, why, sizeof why)) ||
         (h.forward && !(h.fwd = cb_mllp_forward_new(h.forward, forwarded, &h, why, sizeof why)))) {
         fprintf(stderr, "carebridge-health: %s\n", why);

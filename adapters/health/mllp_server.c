@@ -35,7 +35,10 @@ typedef struct {
     uint8_t *out;          /* framed answers not yet written */
     size_t out_len, out_off, out_cap;
     int64_t last_read_ms;
-    bool eof; /* the sender closed: answer what is owed, then close */
+    bool eof;             /* the sender closed: answer what is owed, then close */
+    gnutls_session_t tls; /* with TLS: until handshaken, nothing else is read */
+    bool handshaken;
+    size_t tls_sending; /* a record send GnuTLS has yet to finish: its length */
 } conn;
 
 struct cb_mllp_server {
@@ -114,6 +117,8 @@ static bool owe_one_more(conn *c)
 
 static void drop(conn *c)
 {
+    if (c->tls)
+        gnutls_deinit(c->tls);
     close(c->fd);
     c->fd = -1;
     cb_mllp_free(&c->mllp);
@@ -164,6 +169,8 @@ size_t cb_mllp_server_fds(cb_mllp_server *s, struct pollfd *fds, size_t cap)
             ev |= POLLIN;
         if (c->out_off < c->out_len)
             ev |= POLLOUT;
+        if (c->tls && !c->handshaken) /* the handshake waits for whichever way GnuTLS says */
+            ev = gnutls_record_get_direction(c->tls) ? POLLOUT : POLLIN;
         fds[n++] = (struct pollfd){.fd = c->fd, .events = ev};
     }
     return n;
@@ -189,7 +196,9 @@ static void accept_all(cb_mllp_server *s)
                     .gen = (++s->next_gen) & ((1u << GEN_BITS) - 1),
                     .mllp = cb_mllp_new(s->opts.max_message),
                     .last_read_ms = cb_now_ms()};
-        if (!c->mllp)
+        if (s->opts.tls && !(c->tls = cb_tls_accept(s->opts.tls, fd)))
+            drop(c);
+        else if (!c->mllp)
             drop(c);
     }
 }
@@ -200,10 +209,73 @@ static cb_mllp_ticket ticket_of(const cb_mllp_server *s, const conn *c, uint32_t
     return slot << (GEN_BITS + 32) | (uint64_t)c->gen << 32 | no;
 }
 
+/* With TLS: the handshake, then the sender's certificate checked against
+ * the client CA. 1 done, 0 to be continued when the fd is ready, -1 failed. */
+static int handshake(cb_mllp_server *s, conn *c)
+{
+    int rc = gnutls_handshake(c->tls);
+    if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED)
+        return 0;
+    if (rc < 0 || !cb_tls_peer_verified(s->opts.tls, c->tls)) {
+        cb_log("mllp: refused a TLS connection: %s",
+               rc < 0 ? gnutls_strerror(rc) : "its certificate is not signed by --client-ca");
+        return -1;
+    }
+    c->handshaken = true;
+    return 1;
+}
+
+/* Bytes in, plain or through TLS: as recv(2), errno EAGAIN when none yet. */
+static ssize_t conn_recv(conn *c, uint8_t *buf, size_t cap)
+{
+    if (!c->tls)
+        return recv(c->fd, buf, cap, 0);
+    ssize_t got = gnutls_record_recv(c->tls, buf, cap);
+    if (got == GNUTLS_E_AGAIN || got == GNUTLS_E_INTERRUPTED) {
+        errno = EAGAIN;
+        return -1;
+    }
+    if (got < 0) {
+        errno = EPROTO;
+        return -1;
+    }
+    return got;
+}
+
+static ssize_t conn_send(conn *c, const uint8_t *buf, size_t len)
+{
+    if (!c->tls)
+        return send(c->fd, buf, len, MSG_NOSIGNAL);
+    /* GnuTLS finishes a record it began: asked again with nothing, it says when. */
+    ssize_t put = c->tls_sending ? gnutls_record_send(c->tls, NULL, 0) : gnutls_record_send(c->tls, buf, len);
+    if (put == GNUTLS_E_AGAIN || put == GNUTLS_E_INTERRUPTED) {
+        if (!c->tls_sending)
+            c->tls_sending = len;
+        errno = EAGAIN;
+        return -1;
+    }
+    if (put < 0) {
+        errno = EPROTO;
+        return -1;
+    }
+    if (c->tls_sending) {
+        put = (ssize_t)c->tls_sending;
+        c->tls_sending = 0;
+    }
+    return put;
+}
+
 static void read_some(cb_mllp_server *s, conn *c)
 {
+    if (c->tls && !c->handshaken) {
+        int rc = handshake(s, c);
+        if (rc < 0)
+            drop(c);
+        if (rc <= 0)
+            return;
+    }
     uint8_t buf[READ_MAX];
-    ssize_t got = recv(c->fd, buf, sizeof buf, 0);
+    ssize_t got = conn_recv(c, buf, sizeof buf);
     if (got == 0) {
         c->eof = true;
         return;
@@ -237,12 +309,16 @@ static void read_some(cb_mllp_server *s, conn *c)
         if (c->fd < 0 || c->gen != gen)
             return; /* the handler's answer failed the connection */
     }
+    /* TLS may hold decrypted bytes the fd will not signal again. */
+    if (c->tls && gnutls_record_check_pending(c->tls) && owes_room(s, c))
+        read_some(s, c);
 }
 
 static void write_some(conn *c)
 {
     while (c->out_off < c->out_len) {
-        ssize_t put = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        size_t left = c->out_len - c->out_off;
+        ssize_t put = conn_send(c, c->out + c->out_off, c->tls && left > 16384 ? 16384 : left);
         if (put < 0) {
             if (errno != EAGAIN && errno != EINTR)
                 drop(c);
@@ -268,7 +344,7 @@ void cb_mllp_server_handle(cb_mllp_server *s, const struct pollfd *fds, size_t n
                 c = &s->conns[k];
         if (!c)
             continue;
-        if (fds[i].revents & (POLLIN | POLLHUP | POLLERR))
+        if ((fds[i].revents & (POLLIN | POLLHUP | POLLERR)) || (c->tls && !c->handshaken))
             read_some(s, c);
         if (c->fd >= 0 && (fds[i].revents & POLLOUT))
             write_some(c);
@@ -279,8 +355,10 @@ void cb_mllp_server_handle(cb_mllp_server *s, const struct pollfd *fds, size_t n
         if (c->fd < 0)
             continue;
         bool owed = c->issued != c->sent || c->out_off < c->out_len;
-        /* Idle between messages is how feeds wait; silent mid-message is a stalled sender. */
-        if ((c->eof && !owed) || (cb_mllp_in_frame(c->mllp) && now - c->last_read_ms > s->opts.read_timeout_ms))
+        /* Idle between messages is how feeds wait; silent mid-message, or
+         * mid-handshake, is a stalled sender. */
+        bool midway = cb_mllp_in_frame(c->mllp) || (c->tls && !c->handshaken);
+        if ((c->eof && !owed) || (midway && now - c->last_read_ms > s->opts.read_timeout_ms))
             drop(c);
     }
 }
@@ -290,7 +368,8 @@ int cb_mllp_server_due_ms(const cb_mllp_server *s)
     int64_t now = cb_now_ms(), due = now + 1000;
     for (unsigned i = 0; i < s->opts.max_conns; i++) {
         const conn *c = &s->conns[i];
-        if (c->fd >= 0 && cb_mllp_in_frame(c->mllp) && c->last_read_ms + s->opts.read_timeout_ms < due)
+        if (c->fd >= 0 && (cb_mllp_in_frame(c->mllp) || (c->tls && !c->handshaken)) &&
+            c->last_read_ms + s->opts.read_timeout_ms < due)
             due = c->last_read_ms + s->opts.read_timeout_ms;
     }
     return due <= now ? 0 : (int)(due - now);

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tls.h"
+
 typedef struct cb_mllp_server cb_mllp_server;
 typedef uint64_t cb_mllp_ticket;
 
@@ -22,6 +24,7 @@ typedef struct {
     int read_timeout_ms;  /* a connection silent this long mid-message is closed (idle between messages, it stays) */
     unsigned max_pending; /* answers owed on one connection before it is read no more */
     unsigned max_conns;
+    cb_tls *tls; /* MLLP over TLS (with its client CA, each sender's certificate verified); NULL: plain */
 } cb_mllp_server_opts;
 
 /* A message arrived (msg valid during the call only); too_big: msg is only

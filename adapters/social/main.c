@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "adapter.h"
@@ -24,8 +25,8 @@
 #include "fhir_push.h"
 #include "fhir_search.h"
 #include "pending.h"
-#include "https.h"
 #include "program.h"
+#include "tls.h"
 
 static const char usage[] =
     "Usage: carebridge-social [--broker ENDPOINT] [--as AGENCY] [--data DIR]\n"
@@ -102,8 +103,8 @@ typedef struct request request;
 typedef struct {
     cb_program_opts prog;
     const char *listen, *push_url;
-    cb_https_opts tls_opts;
-    cb_https *https;
+    cb_tls_opts tls_opts;
+    cb_tls *https;
     size_t max_body;
     int ack_wait_ms;
     cb_id_list agencies;
@@ -175,6 +176,16 @@ static void refuse(social *s, request *r, unsigned status, const char *code, con
 {
     set_answer(r, status, outcome("error", code, expression, text));
     s->refused++;
+}
+
+/* A configured bearer token, or a client certificate the client CA signed. */
+static bool authorized(const social *s, struct MHD_Connection *conn)
+{
+    const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (auth && !strncasecmp(auth, "Bearer ", 7) && cb_tls_token_known(s->https, auth + 7 + strspn(auth + 7, " ")))
+        return true;
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    return info && cb_tls_peer_verified(s->https, info->tls_session);
 }
 
 static void unauthorized(social *s, request *r)
@@ -643,7 +654,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->conn = conn;
         *state = r;
         s->requests++;
-        r->unauthorized = cb_https_required(s->https) && !cb_https_authorized(s->https, conn);
+        r->unauthorized = cb_tls_required(s->https) && !authorized(s, conn);
         r->unacceptable = !fhir_json_acceptable(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept"),
                                                 MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "_format"));
         if (!strcmp(method, "POST")) {
@@ -936,14 +947,14 @@ static bool exposure_allowed(const social *s, char *why, size_t cap)
         return false;
     bool loopback = (ntohl(((struct sockaddr_in *)ai->ai_addr)->sin_addr.s_addr) >> 24) == 127;
     freeaddrinfo(ai);
-    if (!cb_https_tls(s->https) && !loopback) {
+    if (!cb_tls_on(s->https) && !loopback) {
         snprintf(why, cap,
                  "--listen %s is not loopback: plain HTTP is served on 127.0.0.1 only; give --tls-cert and "
                  "--tls-key",
                  s->listen);
         return false;
     }
-    if (cb_https_tls(s->https) && !cb_https_required(s->https)) {
+    if (cb_tls_on(s->https) && !cb_tls_required(s->https)) {
         snprintf(why, cap, "with TLS, callers must prove who they are: give --token-file or --client-ca");
         return false;
     }
@@ -958,12 +969,12 @@ static struct MHD_Daemon *start_http(social *s, char *why, size_t cap)
     struct sockaddr_in sa;
     memcpy(&sa, ai->ai_addr, sizeof sa);
     freeaddrinfo(ai);
-    bool tls = cb_https_tls(s->https);
-    const char *trust = cb_https_trust_pem(s->https);
+    bool tls = cb_tls_on(s->https);
+    const char *trust = cb_tls_trust_pem(s->https);
     struct MHD_OptionItem tls_options[] = {
-        {tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, (void *)cb_https_cert_pem(s->https)},
-        {MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)cb_https_key_pem(s->https)},
-        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)CB_HTTPS_PRIORITIES},
+        {tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, (void *)cb_tls_cert_pem(s->https)},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)cb_tls_key_pem(s->https)},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)CB_TLS_PRIORITIES},
         {trust ? MHD_OPTION_HTTPS_MEM_TRUST : MHD_OPTION_END, 0, (void *)trust},
         {MHD_OPTION_END, 0, NULL},
     };
@@ -1039,7 +1050,7 @@ static int close_all(social *s, int rc)
     cb_adapter_close(&s->adapter); /* what is still being pushed goes back to the broker's queue */
     cb_fhir_push_free(&s->push);
     if (s->https)
-        cb_https_free(&s->https);
+        cb_tls_free(&s->https);
     cb_id_list_free(&s->agencies);
     for (size_t i = 0; i < s->n_orgs; i++) {
         free((char *)s->orgs[i].system);
@@ -1065,7 +1076,7 @@ int main(int argc, char **argv)
         return close_all(&s, 2);
     s.map = (cb_fhir_opts){s.prog.agency, (const char *const *)s.agencies.items, s.agencies.n, s.orgs, s.n_orgs};
     char why[600];
-    if (!(s.https = cb_https_load(&s.tls_opts, why, sizeof why)) || !exposure_allowed(&s, why, sizeof why)) {
+    if (!(s.https = cb_tls_load(&s.tls_opts, why, sizeof why)) || !exposure_allowed(&s, why, sizeof why)) {
         fprintf(stderr, "carebridge-social: %s\n", why);
         return close_all(&s, 2);
     }
@@ -1101,12 +1112,12 @@ int main(int argc, char **argv)
     const union MHD_DaemonInfo *port = MHD_get_daemon_info(s.http, MHD_DAEMON_INFO_BIND_PORT);
     char host[256];
     snprintf(host, sizeof host, "%.*s", (int)(strrchr(s.listen, ':') - s.listen), s.listen);
-    const char *scheme = cb_https_tls(s.https) ? "https" : "http";
+    const char *scheme = cb_tls_on(s.https) ? "https" : "http";
     snprintf(s.base_url, sizeof s.base_url, "%s://%s:%u/fhir", scheme, host, port ? port->port : 0);
     cb_log("serving FHIR R4 at %s://%s/fhir (port %u) as %s; broker %s; outbox %s; %" PRIu64
            " waiting for the broker%s",
            scheme, s.listen, port ? port->port : 0, s.prog.agency, s.prog.broker, box, cb_adapter_waiting(s.adapter),
-           cb_https_required(s.https) ? "; callers must prove who they are" : "");
+           cb_tls_required(s.https) ? "; callers must prove who they are" : "");
     loop(&s);
     return close_all(&s, cb_program_exit_status());
 }

@@ -4,11 +4,15 @@ loopback only, and a certificate or key that cannot be trusted stopping
 start-up. Certificates made with openssl, fetched with curl."""
 
 import os
+import socket
+import ssl
 import subprocess
 import sys
+import warnings
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import BIN, AdapterTest  # noqa: E402
+from test_health import a03, frame  # noqa: E402
 
 SOCIAL = os.path.join(BIN, "carebridge-social")
 TOKEN = "a-token-from-the-configuration"
@@ -19,7 +23,10 @@ def openssl(*args, cwd):
     assert r.returncode == 0, r.stderr
 
 
-class Tls(AdapterTest):
+class Pki(AdapterTest):
+    """Certificates for each test: the server's, an expired one, a key of no
+    certificate's, a CA with its client, and a stranger."""
+
     def setUp(self):
         super().setUp()
         self.pki = os.path.join(self.tmp, "pki")
@@ -53,6 +60,9 @@ class Tls(AdapterTest):
     def pem(self, name):
         return os.path.join(self.pki, name)
 
+
+
+class Tls(Pki):
     def social(self, *args):
         a = self.adapter("carebridge-social", self.b, args=list(args))
         return a.start()
@@ -125,6 +135,76 @@ class Tls(AdapterTest):
         url = f"http://127.0.0.1:{s.port}/fhir/metadata"
         self.assertEqual(self.curl(url), (0, "401"))
         self.assertEqual(self.curl(url, "-H", f"Authorization: Bearer {TOKEN}"), (0, "200"))
+
+
+class MllpTls(Pki):
+    """MLLP over TLS (carebridge-health): each sender's certificate checked."""
+
+    def health(self):
+        a = self.adapter("carebridge-health", self.b, args=[
+            "--tls-cert", self.pem("server.pem"), "--tls-key", self.pem("server.key"),
+            "--client-ca", self.pem("ca.pem")])
+        return a.start()
+
+    def send_over_tls(self, port, cert=None, key=None, max_version=None, control="TLS1"):
+        """The ACK to an A03 sent over TLS, or the exception that ended the try."""
+        ctx = ssl.create_default_context(cafile=self.pem("server.pem"))
+        if cert:
+            ctx.load_cert_chain(self.pem(cert), self.pem(key))
+        if max_version:
+            with warnings.catch_warnings():  # an old TLS on purpose
+                warnings.simplefilter("ignore", DeprecationWarning)
+                ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+                ctx.maximum_version = max_version
+            ctx.set_ciphers("ALL:@SECLEVEL=0")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+                with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                    tls.sendall(frame(a03(control=control)))
+                    got = b""
+                    while b"\x1c\r" not in got:
+                        chunk = tls.recv(4096)
+                        if not chunk:
+                            return "closed"
+                        got += chunk
+                    return got.decode(errors="replace")
+        except (ssl.SSLError, OSError) as e:
+            return type(e).__name__
+
+    def test_mllp_over_tls_answers_senders_with_a_certificate_the_ca_signed(self):
+        h = self.health()
+        ok = self.send_over_tls(h.port, "client.pem", "client.key")
+        stranger = self.send_over_tls(h.port, "stranger.pem", "stranger.key", control="TLS2")
+        nobody = self.send_over_tls(h.port, control="TLS3")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            tls_1_1 = ssl.TLSVersion.TLSv1_1
+        old = self.send_over_tls(h.port, "client.pem", "client.key", max_version=tls_1_1, control="TLS4")
+        with socket.create_connection(("127.0.0.1", h.port), timeout=10) as plain:
+            plain.sendall(frame(a03(control="TLS5")))
+            try:
+                answer = plain.recv(4096)
+            except OSError:
+                answer = b""
+        print(f"\n  client certificate: {'AA' if 'MSA|AA|TLS1' in ok else ok}; a stranger's: {stranger}; "
+              f"none: {nobody}; TLS 1.1: {old}; plain MLLP: {answer!r}")
+        self.assertIn("MSA|AA|TLS1", ok)
+        for refused in (stranger, nobody, old):
+            self.assertNotIn("MSA|", refused)
+        self.assertNotIn(b"MSA|", answer)
+        self.assertIn("mllp: refused a TLS connection", h.log())
+
+    def test_plain_mllp_is_served_on_loopback_only_and_tls_needs_a_client_ca(self):
+        for args, says in ((["--listen", "0.0.0.0:0"], "plain MLLP is served on 127.0.0.1 only"),
+                           (["--tls-cert", self.pem("server.pem"), "--tls-key", self.pem("server.key")],
+                            "each sender must prove itself: give --client-ca")):
+            r = subprocess.run([os.path.join(BIN, "carebridge-health"), "--broker", self.b.endpoint, "--data",
+                                os.path.join(self.tmp, "refused")] + (["--listen", "127.0.0.1:0"] if "--listen"
+                                                                      not in args else []) + args,
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn(says, r.stderr)
+            self.assertFalse(os.path.exists(os.path.join(self.tmp, "refused")))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
-#include "https.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 #include <sodium.h>
+#include <strings.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,8 +14,9 @@
 #define TOKENS_MAX 64
 #define TOKEN_MAX  256
 
-struct cb_https {
+struct cb_tls {
     char *cert, *key, *trust;
+    gnutls_certificate_credentials_t cred; /* for cb_tls_accept, made at load */
     char *tokens[TOKENS_MAX];
     size_t n_tokens;
 };
@@ -47,7 +49,7 @@ static char *slurp(const char *option, const char *path, bool secret, char *why,
     return text;
 }
 
-static bool check_pair(const cb_https_opts *o, const char *cert, const char *key, char *why, size_t cap)
+static bool check_pair(const cb_tls_opts *o, const char *cert, const char *key, char *why, size_t cap)
 {
     gnutls_datum_t c = {(unsigned char *)cert, (unsigned)strlen(cert)};
     gnutls_datum_t k = {(unsigned char *)key, (unsigned)strlen(key)};
@@ -88,7 +90,7 @@ static bool check_pair(const cb_https_opts *o, const char *cert, const char *key
     return true;
 }
 
-static bool read_tokens(cb_https *h, const char *path, char *why, size_t cap)
+static bool read_tokens(cb_tls *h, const char *path, char *why, size_t cap)
 {
     char *text = slurp("--token-file", path, true, why, cap);
     if (!text)
@@ -115,9 +117,29 @@ static bool read_tokens(cb_https *h, const char *path, char *why, size_t cap)
     return true;
 }
 
-cb_https *cb_https_load(const cb_https_opts *o, char *why, size_t cap)
+static bool make_credentials(cb_tls *h, const cb_tls_opts *o, char *why, size_t cap)
 {
-    cb_https *h = calloc(1, sizeof *h);
+    gnutls_datum_t c = {(unsigned char *)h->cert, (unsigned)strlen(h->cert)};
+    gnutls_datum_t k = {(unsigned char *)h->key, (unsigned)strlen(h->key)};
+    int rc = gnutls_certificate_allocate_credentials(&h->cred);
+    if (rc >= 0)
+        rc = gnutls_certificate_set_x509_key_mem(h->cred, &c, &k, GNUTLS_X509_FMT_PEM);
+    if (rc >= 0 && h->trust) {
+        gnutls_datum_t t = {(unsigned char *)h->trust, (unsigned)strlen(h->trust)};
+        rc = gnutls_certificate_set_x509_trust_mem(h->cred, &t, GNUTLS_X509_FMT_PEM);
+        if (rc == 0)
+            rc = GNUTLS_E_NO_CERTIFICATE_FOUND;
+    }
+    if (rc < 0) {
+        snprintf(why, cap, "%s: %s", rc == GNUTLS_E_NO_CERTIFICATE_FOUND ? o->client_ca : o->cert, gnutls_strerror(rc));
+        return false;
+    }
+    return true;
+}
+
+cb_tls *cb_tls_load(const cb_tls_opts *o, char *why, size_t cap)
+{
+    cb_tls *h = calloc(1, sizeof *h);
     if (!h) {
         snprintf(why, cap, "out of memory");
         return NULL;
@@ -138,21 +160,25 @@ cb_https *cb_https_load(const cb_https_opts *o, char *why, size_t cap)
         goto fail;
     if (o->token_file && !read_tokens(h, o->token_file, why, cap))
         goto fail;
+    if (h->cert && !make_credentials(h, o, why, cap))
+        goto fail;
     return h;
 fail:
-    cb_https_free(&h);
+    cb_tls_free(&h);
     return NULL;
 }
 
-void cb_https_free(cb_https **h_p)
+void cb_tls_free(cb_tls **h_p)
 {
-    cb_https *h = *h_p;
+    cb_tls *h = *h_p;
     if (h) {
         if (h->key)
             sodium_memzero(h->key, strlen(h->key));
         free(h->cert);
         free(h->key);
         free(h->trust);
+        if (h->cred)
+            gnutls_certificate_free_credentials(h->cred);
         for (size_t i = 0; i < h->n_tokens; i++) {
             sodium_memzero(h->tokens[i], strlen(h->tokens[i]));
             free(h->tokens[i]);
@@ -162,33 +188,33 @@ void cb_https_free(cb_https **h_p)
     *h_p = NULL;
 }
 
-bool cb_https_tls(const cb_https *h)
+bool cb_tls_on(const cb_tls *h)
 {
     return h->cert != NULL;
 }
 
-const char *cb_https_cert_pem(const cb_https *h)
+const char *cb_tls_cert_pem(const cb_tls *h)
 {
     return h->cert;
 }
 
-const char *cb_https_key_pem(const cb_https *h)
+const char *cb_tls_key_pem(const cb_tls *h)
 {
     return h->key;
 }
 
-const char *cb_https_trust_pem(const cb_https *h)
+const char *cb_tls_trust_pem(const cb_tls *h)
 {
     return h->trust;
 }
 
-bool cb_https_required(const cb_https *h)
+bool cb_tls_required(const cb_tls *h)
 {
     return h->n_tokens || h->trust;
 }
 
 /* Compared in constant time, so a guess learns nothing from how long it took. */
-static bool token_known(const cb_https *h, const char *given)
+bool cb_tls_token_known(const cb_tls *h, const char *given)
 {
     size_t len = strlen(given);
     bool known = false;
@@ -197,15 +223,24 @@ static bool token_known(const cb_https *h, const char *given)
     return known;
 }
 
-bool cb_https_authorized(const cb_https *h, struct MHD_Connection *conn)
+bool cb_tls_peer_verified(const cb_tls *h, gnutls_session_t session)
 {
-    const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (auth && h->n_tokens && !strncasecmp(auth, "Bearer ", 7) && token_known(h, auth + 7 + strspn(auth + 7, " ")))
-        return true;
-    if (!h->trust)
-        return false;
-    const union MHD_ConnectionInfo *info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
     unsigned status = 1;
-    return info && info->tls_session && gnutls_certificate_verify_peers2(info->tls_session, &status) == 0 &&
-           status == 0;
+    return h->trust && session && gnutls_certificate_verify_peers2(session, &status) == 0 && status == 0;
+}
+
+gnutls_session_t cb_tls_accept(cb_tls *h, int fd)
+{
+    gnutls_session_t s;
+    if (!h->cred || gnutls_init(&s, GNUTLS_SERVER | GNUTLS_NONBLOCK) < 0)
+        return NULL;
+    if (gnutls_priority_set_direct(s, CB_TLS_PRIORITIES, NULL) < 0 ||
+        gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, h->cred) < 0) {
+        gnutls_deinit(s);
+        return NULL;
+    }
+    if (h->trust)
+        gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUIRE);
+    gnutls_transport_set_int(s, fd);
+    return s;
 }
