@@ -8,6 +8,7 @@
 #include "cb_check.h"
 #include "cb_json.h"
 #include "client.h"
+#include "dirlock.h"
 #include "outbox.h"
 
 #define SOURCE_MAX   200 /* fits an LMDB key (511) with room */
@@ -374,6 +375,13 @@ cb_adapter *cb_adapter_open(const cb_adapter_opts *opts, const cb_adapter_handle
     a->refused.size = sizeof(refusal);
     a->taken.size = sizeof(taking);
     cb_error oerr = {0};
+    char why[600];
+    /* The outbox holds people's records: closed to other users, as the broker's store is. */
+    if (!cb_dir_private(opts->outbox_dir, "the outbox", why, sizeof why)) {
+        fail(err, CB_ADAPTER_OUTBOX_FAILED, "%s", why);
+        free(a);
+        return NULL;
+    }
     if (!(a->outbox =
               cb_outbox_open(opts->outbox_dir, opts->outbox_bytes ? opts->outbox_bytes : OUTBOX_BYTES, &oerr))) {
         fail(err, strstr(oerr.reason, "in use") ? CB_ADAPTER_OUTBOX_IN_USE : CB_ADAPTER_OUTBOX_FAILED, "%s",

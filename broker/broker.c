@@ -1018,7 +1018,7 @@ cb_broker *cb_broker_new(const cb_config *cfg, int *exit_status, cb_error *err)
         goto fail;
     }
     char why[600];
-    if (!cb_dir_private(cfg->data_dir, why, sizeof why)) {
+    if (!cb_dir_private(cfg->data_dir, "the data directory", why, sizeof why)) {
         cb_fail(err, CB_BAD_REQUEST, "%s", why);
         *exit_status = 2;
         goto fail;

@@ -95,13 +95,13 @@ void cb_dirlock_release(cb_dirlock **lock_p)
     *lock_p = NULL;
 }
 
-bool cb_dir_private(const char *dir, char *why, size_t cap)
+bool cb_dir_private(const char *dir, const char *what, char *why, size_t cap)
 {
     struct stat st;
     if (stat(dir, &st) != 0)
         return true; /* created 0700 when the broker starts */
     if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-        snprintf(why, cap, "the data directory %s is open to others (mode %03o): chmod 700 it", dir,
+        snprintf(why, cap, "%s %s is open to others (mode %03o): chmod 700 it", what, dir,
                  (unsigned)(st.st_mode & 0777));
         return false;
     }
@@ -116,7 +116,7 @@ bool cb_dir_private(const char *dir, char *why, size_t cap)
             continue;
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         if (lstat(path, &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)) && !S_ISLNK(st.st_mode)) {
-            snprintf(why, cap, "%s in the data directory is open to others (mode %03o): chmod 600 it", path,
+            snprintf(why, cap, "%s in %s is open to others (mode %03o): chmod 600 it", path, what,
                      (unsigned)(st.st_mode & 0777));
             ok = false;
         }

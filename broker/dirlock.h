@@ -32,8 +32,9 @@ cb_dirlock_result cb_dirlock_try(const char *dir, const char *name, cb_dirlock *
 cb_dirlock_result cb_dirlock_take(const char *dir, const char *name, cb_dirlock **lock_p, pid_t *holder);
 /* Whether dir (if it exists) and every file in it are closed to group and
  * others, as the store makes them (0700, 0600): personal data must not be
- * readable by other users. False with why naming the path and its mode. */
-bool cb_dir_private(const char *dir, char *why, size_t cap);
+ * readable by other users. False with why naming what it is ("the data
+ * directory"), the path and its mode. */
+bool cb_dir_private(const char *dir, const char *what, char *why, size_t cap);
 /* Release the lock (the file stays: the next broker reuses it). */
 void cb_dirlock_release(cb_dirlock **lock_p);
 

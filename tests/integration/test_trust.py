@@ -356,6 +356,22 @@ class DataAtRest(BrokerTest):
         b.start()
         self.assertEqual(b.send("health", [referral("at-rest-2")]).returncode, 0)
 
+    def test_an_adapter_refuses_an_outbox_others_may_read(self):
+        b = self.broker()
+        data = os.path.join(self.tmp, "housing")
+        argv = [os.path.join(BIN, "carebridge-housing"), "--broker", b.endpoint, "--data", data,
+                "--inbox", os.path.join(self.tmp, "inbox")]
+        proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+        box = os.path.join(data, "outbox.lmdb")
+        wait_for(lambda: os.path.exists(os.path.join(box, "data.mdb")), 20, "the outbox")
+        proc.terminate()
+        proc.communicate(timeout=20)
+        self.assertEqual(os.stat(box).st_mode & 0o777, 0o700)
+        os.chmod(box, 0o755)
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn(f"the outbox {box} is open to others (mode 755)", r.stderr)
+
 
 if __name__ == "__main__":
     import unittest
