@@ -1,5 +1,6 @@
 #include "program.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -202,6 +203,18 @@ struct addrinfo *cb_resolve(const char *option, const char *host_port, int famil
         return NULL;
     }
     return ai;
+}
+
+int cb_listen_loopback(const char *option, const char *host_port, char *why, size_t cap)
+{
+    struct addrinfo *ai = cb_resolve(option, host_port, AF_UNSPEC, true, why, cap);
+    if (!ai)
+        return -1;
+    bool loopback = ai->ai_family == AF_INET
+                        ? (ntohl(((struct sockaddr_in *)ai->ai_addr)->sin_addr.s_addr) >> 24) == 127
+                        : IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr);
+    freeaddrinfo(ai);
+    return loopback;
 }
 
 int cb_dial(const char *host_port, int timeout_s)

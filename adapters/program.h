@@ -77,6 +77,9 @@ int cb_program_exit_status(void);
  * naming option: "--listen X is not HOST:PORT", "--listen X: <resolver's
  * reason>". The caller freeaddrinfo()s it. */
 struct addrinfo *cb_resolve(const char *option, const char *host_port, int family, bool passive, char *why, size_t cap);
+/* Whether HOST:PORT resolves to a loopback address (127.0.0.0/8, ::1), where
+ * a plain listener is allowed: -1 with why when it does not resolve. */
+int cb_listen_loopback(const char *option, const char *host_port, char *why, size_t cap);
 /* A blocking TCP connection to HOST:PORT, with TCP_NODELAY and reads timing
  * out after timeout_s (0: never); -1 when it cannot be made. */
 int cb_dial(const char *host_port, int timeout_s);

@@ -19,20 +19,24 @@
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"dir", required_argument, 0, 'd'},      {"records", required_argument, 0, 'n'},
-        {"days-ago", required_argument, 0, 'a'}, {"map-mb", required_argument, 0, 'm'},
-        {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
+    static const struct option opts[] = {{"dir", required_argument, 0, 'd'},
+                                         {"records", required_argument, 0, 'n'},
+                                         {"days-ago", required_argument, 0, 'a'},
+                                         {"map-mb", required_argument, 0, 'm'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {"version", no_argument, 0, 'V'},
+                                         {0, 0, 0, 0}};
     const char *dir = NULL;
     unsigned long long n = 0, days = 0, map_mb = 4096;
     int c;
-    while ((c = getopt_long(argc, argv, "d:n:a:m:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "d:n:a:m:hV", opts, NULL)) != -1) {
         switch (c) {
         case 'd': dir = optarg; break;
         case 'n': n = strtoull(optarg, NULL, 10); break;
         case 'a': days = strtoull(optarg, NULL, 10); break;
         case 'm': map_mb = strtoull(optarg, NULL, 10); break;
         case 'h': puts("Usage: cb-bench-audit-fill --dir DIR --records N --days-ago D [--map-mb M]"); return 0;
+        case 'V': puts("cb-bench-audit-fill " CB_VERSION); return 0;
         default: return 2;
         }
     }

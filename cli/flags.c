@@ -66,6 +66,30 @@ static bool refused(const cb_frame *reply, const char *command)
     return true;
 }
 
+/* The broker's answer to f, or NULL with *status the exit status (a NACK
+ * printed: 1; no answer: 2). */
+static cb_frame *ask(const cli_globals *g, const char *command, cb_frame *f, int *status)
+{
+    cb_frame *reply = cli_request(g, command, f, REQUEST_TIMEOUT_MS);
+    *status = reply ? CLI_FAILED : CLI_USAGE;
+    if (reply && refused(reply, command))
+        cb_frame_free(&reply);
+    return reply;
+}
+
+/* --limit N: 1 to 1000. */
+static bool limit_of(const char *command, const char *text, uint32_t *out)
+{
+    char *end;
+    unsigned long n = strtoul(text, &end, 10);
+    if (end == text || *end || !n || n > 1000) {
+        fprintf(stderr, "carebridge %s: --limit must be 1 to 1000\n", command);
+        return false;
+    }
+    *out = (uint32_t)n;
+    return true;
+}
+
 /* The message's canonical JSON with the keys a script reads always there:
  * numbers as numbers (proto3 writes 64-bit ones as strings), missing ones as
  * 0, or null, or []. */
@@ -166,16 +190,10 @@ int cli_flags(const cli_globals *g, int argc, char **argv)
             }
             req.since = &since;
             break;
-        case 'n': {
-            char *end;
-            unsigned long n = strtoul(optarg, &end, 10);
-            if (end == optarg || *end || !n || n > 1000) {
-                fprintf(stderr, "carebridge flags: --limit must be 1 to 1000\n");
+        case 'n':
+            if (!limit_of("flags", optarg, &req.limit))
                 return CLI_USAGE;
-            }
-            req.limit = (uint32_t)n;
             break;
-        }
         case 'j': json = true; break;
         case 'b': globals.broker = optarg; break;
         case CLI_OPT_KEY: globals.key_file = optarg; break;
@@ -191,13 +209,10 @@ int cli_flags(const cli_globals *g, int argc, char **argv)
     cb_frame f = CAREBRIDGE__V1__FRAME__INIT;
     f.kind_case = CAREBRIDGE__V1__FRAME__KIND_FLAGS_REQUEST;
     f.flags_request = &req;
-    cb_frame *reply = cli_request(&globals, "flags", &f, REQUEST_TIMEOUT_MS);
+    int status;
+    cb_frame *reply = ask(&globals, "flags", &f, &status);
     if (!reply)
-        return CLI_USAGE;
-    if (refused(reply, "flags")) {
-        cb_frame_free(&reply);
-        return CLI_FAILED;
-    }
+        return status;
     const Carebridge__V1__FlagsReply *r = reply->flags_reply;
     static const char *const numbers[] = {"id", "lateByMs", NULL};
     static const char *const nulls[] = {"resolvedAt", "resolvedBy", NULL};
@@ -284,13 +299,10 @@ int cli_report(const cli_globals *g, int argc, char **argv)
     cb_frame f = CAREBRIDGE__V1__FRAME__INIT;
     f.kind_case = CAREBRIDGE__V1__FRAME__KIND_REPORT_REQUEST;
     f.report_request = &req;
-    cb_frame *reply = cli_request(&globals, "report", &f, REQUEST_TIMEOUT_MS);
+    int status;
+    cb_frame *reply = ask(&globals, "report", &f, &status);
     if (!reply)
-        return CLI_USAGE;
-    if (refused(reply, "report")) {
-        cb_frame_free(&reply);
-        return CLI_FAILED;
-    }
+        return status;
     const Carebridge__V1__ReportReply *r = reply->report_reply;
     static const char *const numbers[] = {"sent",
                                           "ackMedianMs",
@@ -403,16 +415,10 @@ int cli_audit(const cli_globals *g, int argc, char **argv)
             }
             req.since = &since;
             break;
-        case 'n': {
-            char *end;
-            long n = strtol(optarg, &end, 10);
-            if (*end || n < 1 || n > 1000) {
-                fputs("carebridge audit: --limit must be 1 to 1000\n", stderr);
+        case 'n':
+            if (!limit_of("audit", optarg, &req.limit))
                 return CLI_USAGE;
-            }
-            req.limit = (uint32_t)n;
             break;
-        }
         case 'j': json = true; break;
         case 'b': globals.broker = optarg; break;
         case CLI_OPT_KEY: globals.key_file = optarg; break;
@@ -428,13 +434,10 @@ int cli_audit(const cli_globals *g, int argc, char **argv)
     cb_frame f = CAREBRIDGE__V1__FRAME__INIT;
     f.kind_case = CAREBRIDGE__V1__FRAME__KIND_AUDIT_REQUEST;
     f.audit_request = &req;
-    cb_frame *reply = cli_request(&globals, "audit", &f, REQUEST_TIMEOUT_MS);
+    int status;
+    cb_frame *reply = ask(&globals, "audit", &f, &status);
     if (!reply)
-        return CLI_USAGE;
-    if (refused(reply, "audit")) {
-        cb_frame_free(&reply);
-        return CLI_FAILED;
-    }
+        return status;
     const Carebridge__V1__AuditReply *r = reply->audit_reply;
     for (size_t i = 0; i < r->n_records; i++)
         if (json)

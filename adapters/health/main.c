@@ -3,10 +3,7 @@
  * ACK once its event is durable in the adapter's outbox (and, when the
  * broker answers within --ack-wait, carrying the flags it raised); events
  * addressed to health out as HL7 v2, to --forward over MLLP or as files. */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -471,13 +468,9 @@ static void loop(health *h)
  * so only on loopback. With it, each sender proves itself by certificate. */
 static bool exposure_allowed(const health *h, char *why, size_t cap)
 {
-    struct addrinfo *ai = cb_resolve("--listen", h->listen, AF_UNSPEC, true, why, cap);
-    if (!ai)
+    int loopback = cb_listen_loopback("--listen", h->listen, why, cap);
+    if (loopback < 0)
         return false;
-    bool loopback = ai->ai_family == AF_INET
-                        ? (ntohl(((struct sockaddr_in *)ai->ai_addr)->sin_addr.s_addr) >> 24) == 127
-                        : IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr);
-    freeaddrinfo(ai);
     if (!cb_tls_on(h->tls) && !loopback) {
         snprintf(why, cap,
                  "--listen %s is not loopback: plain MLLP is served on 127.0.0.1 only; give --tls-cert, "

@@ -942,11 +942,9 @@ static int parse(int argc, char **argv, social *s)
  * loopback. With it, callers must prove who they are. */
 static bool exposure_allowed(const social *s, char *why, size_t cap)
 {
-    struct addrinfo *ai = cb_resolve("--listen", s->listen, AF_INET, true, why, cap);
-    if (!ai)
+    int loopback = cb_listen_loopback("--listen", s->listen, why, cap);
+    if (loopback < 0)
         return false;
-    bool loopback = (ntohl(((struct sockaddr_in *)ai->ai_addr)->sin_addr.s_addr) >> 24) == 127;
-    freeaddrinfo(ai);
     if (!cb_tls_on(s->https) && !loopback) {
         snprintf(why, cap,
                  "--listen %s is not loopback: plain HTTP is served on 127.0.0.1 only; give --tls-cert and "

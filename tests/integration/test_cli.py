@@ -29,7 +29,7 @@ class Cli(BrokerTest):
                 r = run(exe, "--version")
                 self.assertEqual(r.returncode, 0)
                 self.assertRegex(r.stdout, r"^[a-z-]+ \d+\.\d+\.\d+\n$")
-        for cmd in ("send", "recv", "journey", "status", "replay", "tail", "flags", "report", "demo"):
+        for cmd in ("send", "recv", "journey", "status", "replay", "tail", "flags", "report", "audit", "demo"):
             with self.subTest(cmd=cmd):
                 r = run(CLI, cmd, "--help")
                 self.assertEqual(r.returncode, 0)
