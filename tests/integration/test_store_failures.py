@@ -161,7 +161,8 @@ class StoreFailures(BrokerTest):
             # within five seconds), as a sender retrying STORE_FULL finds.
             os.unlink(ballast)
             again = [e for e in events if e["eventId"] in refused][:500]
-            wait_for(lambda: b.send("health", again[:1], "--window", "1", timeout=30).returncode == 0, 30,
+            # Under ThreadSanitizer, beside other tests, one try can take seconds: a minute in all.
+            wait_for(lambda: b.send("health", again[:1], "--window", "1", timeout=30).returncode == 0, 60,
                      "a publish accepted once the freed space is counted")
             r = b.send("health", again, "--window", "64", timeout=60)
             self.assertEqual(r.returncode, 0, r.stdout[-600:])
