@@ -26,6 +26,18 @@ enum { CLI_OPT_KEY = 0x200, CLI_OPT_BROKER_KEY };
         "broker-key", required_argument, 0, CLI_OPT_BROKER_KEY                                                         \
     }
 
+/* Local ids given as --local SYSTEM:VALUE (split at the last ':', so
+ * housing:hms:T-20417 is system housing:hms), as a request carries them. */
+#define CLI_LOCALS_MAX 6 /* the broker's limit for one person */
+typedef struct {
+    Carebridge__V1__LocalId ids[CLI_LOCALS_MAX];
+    Carebridge__V1__LocalId *ptrs[CLI_LOCALS_MAX];
+    char systems[CLI_LOCALS_MAX][256]; /* longer than the broker takes: it names the limit */
+    size_t n;
+} cli_locals;
+/* False when arg has no ':', or CLI_LOCALS_MAX are given already. */
+bool cli_local_add(cli_locals *l, const char *arg);
+
 /* A client's options for the broker g names, with its keys. */
 cb_client_opts cli_client_opts(const cli_globals *g);
 

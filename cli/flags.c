@@ -330,14 +330,16 @@ int cli_report(const cli_globals *g, int argc, char **argv)
 }
 
 static const char audit_usage[] =
-    "Usage: carebridge audit [--person NHS-or-CHI] [--agency WHO] [--since DATE] [--limit N] [--json]\n"
+    "Usage: carebridge audit [--person NHS-or-CHI] [--local SYSTEM:VALUE]... [--agency WHO] [--since DATE]\n"
+    "                        [--limit N] [--json]\n"
     "                        [--broker ENDPOINT] [--key FILE --broker-key KEY]\n"
     "\n"
     "Who has seen this person's record? The broker's audit, newest first: every read of\n"
     "personal data (journeys, flags, deliveries, replays, feed subscriptions) and every\n"
     "refusal, each with when, who (an agency's id or a person's name, and their key's\n"
     "fingerprint), their role, what they did, the person as a pseudonym, and the decision.\n"
-    "--person those about the person; --agency those by that agency or person; --since\n"
+    "--person those about the person (or --local, a local system's id, as for journey);\n"
+    "--agency those by that agency or person; --since\n"
     "those on or after DATE (YYYY-MM-DD, or an RFC 3339 time). At most N (default and most\n"
     "1000). With CURVE, an operator's key reads all of it; an agency's or coordinator's\n"
     "reads one person's (--person), when it may see that person's journey.\n"
@@ -388,24 +390,29 @@ static void print_record(const Carebridge__V1__AuditRecord *r)
 int cli_audit(const cli_globals *g, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"person", required_argument, 0, 'p'},
-        {"agency", required_argument, 0, 'a'},
-        {"since", required_argument, 0, 's'},
-        {"limit", required_argument, 0, 'n'},
-        {"json", no_argument, 0, 'j'},
-        {"broker", required_argument, 0, 'b'},
-        CLI_KEY_OPTIONS,
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
+        {"person", required_argument, 0, 'p'}, {"local", required_argument, 0, 'l'},
+        {"agency", required_argument, 0, 'a'}, {"since", required_argument, 0, 's'},
+        {"limit", required_argument, 0, 'n'},  {"json", no_argument, 0, 'j'},
+        {"broker", required_argument, 0, 'b'}, CLI_KEY_OPTIONS,
+        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0},
     };
     cli_globals globals = *g;
+    cli_locals locals = {0};
     Carebridge__V1__AuditRequest req = CAREBRIDGE__V1__AUDIT_REQUEST__INIT;
     Google__Protobuf__Timestamp since;
     bool json = false;
     int c;
-    while ((c = getopt_long(argc, argv, "p:a:s:n:jb:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "p:l:a:s:n:jb:h", opts, NULL)) != -1) {
         switch (c) {
         case 'p': req.person_id = optarg; break;
+        case 'l':
+            if (!cli_local_add(&locals, optarg)) {
+                fprintf(stderr, "carebridge audit: --local needs SYSTEM:VALUE, at most %d times\n", CLI_LOCALS_MAX);
+                return CLI_USAGE;
+            }
+            req.local_ids = locals.ptrs;
+            req.n_local_ids = locals.n;
+            break;
         case 'a': req.agency = optarg; break;
         case 's':
             if (!parse_date(optarg, &since)) {

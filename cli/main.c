@@ -97,6 +97,20 @@ void cli_no_broker(const char *command, const char *endpoint, double seconds)
             seconds, endpoint);
 }
 
+bool cli_local_add(cli_locals *l, const char *arg)
+{
+    const char *colon = strrchr(arg, ':');
+    if (!colon || l->n == CLI_LOCALS_MAX)
+        return false;
+    Carebridge__V1__LocalId *id = &l->ids[l->n];
+    carebridge__v1__local_id__init(id);
+    snprintf(l->systems[l->n], sizeof l->systems[l->n], "%.*s", (int)(colon - arg), arg);
+    id->system = l->systems[l->n];
+    id->value = (char *)colon + 1;
+    l->ptrs[l->n++] = id;
+    return true;
+}
+
 cb_client_opts cli_client_opts(const cli_globals *g)
 {
     return (cb_client_opts){.endpoint = g->broker, .key_file = g->key_file, .broker_key = g->broker_key};

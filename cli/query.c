@@ -8,8 +8,7 @@
 
 #include "cli.h"
 
-#define REQUEST_TIMEOUT_MS    5000
-#define CB_JOURNEY_SYSTEM_MAX 256
+#define REQUEST_TIMEOUT_MS 5000
 
 static const char journey_usage[] =
     "Usage: carebridge journey [NHS-or-CHI-number] [--local SYSTEM:VALUE]... [--json] [--broker ENDPOINT]\n"
@@ -45,16 +44,13 @@ static const char replay_usage[] =
     "its seq (as status lists parked entries); a number is tried as an event id first.\n"
     "Prints 'REPLAYED <eventId> seq=<n> to <agency>'. Exit 1 if the broker refuses.\n";
 
-#define LOCALS_MAX 6 /* local ids one journey may name (the broker's limit) */
-
 /* Options shared by the three: --json, --to, --local, --broker, --help. */
 typedef struct {
     cli_globals g;
     bool json;
     const char *to;
     const char *arg;
-    const char *locals[LOCALS_MAX];
-    size_t n_locals;
+    cli_locals locals;
 } query_args;
 
 /* Which options a command takes besides --json, --broker and --help. */
@@ -80,9 +76,8 @@ static int parse(const cli_globals *g, int argc, char **argv, const char *usage,
             q->to = optarg;
             break;
         case 'l':
-            if (!(takes & TAKES_LOCAL) || q->n_locals == LOCALS_MAX || !strchr(optarg, ':'))
+            if (!(takes & TAKES_LOCAL) || !cli_local_add(&q->locals, optarg))
                 goto bad;
-            q->locals[q->n_locals++] = optarg;
             break;
         case 'b': q->g.broker = optarg; break;
         case CLI_OPT_KEY: q->g.key_file = optarg; break;
@@ -317,24 +312,14 @@ int cli_journey(const cli_globals *g, int argc, char **argv)
     int rc = parse(g, argc, argv, journey_usage, TAKES_LOCAL, &q);
     if (rc >= 0)
         return rc;
-    if (!q.arg && !q.n_locals) {
+    if (!q.arg && !q.locals.n) {
         fputs(journey_usage, stderr);
         return CLI_USAGE;
     }
     Carebridge__V1__JourneyRequest req = CAREBRIDGE__V1__JOURNEY_REQUEST__INIT;
     req.person_id = (char *)(q.arg ? q.arg : "");
-    Carebridge__V1__LocalId locals[LOCALS_MAX], *local_ptrs[LOCALS_MAX];
-    char systems[LOCALS_MAX][CB_JOURNEY_SYSTEM_MAX];
-    for (size_t i = 0; i < q.n_locals; i++) {
-        const char *colon = strrchr(q.locals[i], ':');
-        carebridge__v1__local_id__init(&locals[i]);
-        snprintf(systems[i], sizeof systems[i], "%.*s", (int)(colon - q.locals[i]), q.locals[i]);
-        locals[i].system = systems[i];
-        locals[i].value = (char *)colon + 1;
-        local_ptrs[i] = &locals[i];
-    }
-    req.n_local_ids = q.n_locals;
-    req.local_ids = local_ptrs;
+    req.n_local_ids = q.locals.n;
+    req.local_ids = q.locals.ptrs;
     cb_frame f = CAREBRIDGE__V1__FRAME__INIT;
     f.kind_case = CAREBRIDGE__V1__FRAME__KIND_JOURNEY_REQUEST;
     f.journey_request = &req;

@@ -244,6 +244,10 @@ class Trust(BrokerTest):
         self.assertEqual(by[("olive", "REFUSED")], TRIES)
         self.assertEqual(by[("lena", "REFUSED")], TRIES)
         self.assertTrue(all(a["person"].startswith("p-") and p not in json.dumps(a) for a in records))
+        # The same person found by a local system's id: the same records.
+        by_local = [a for a in self.audit("olive", "--local", "pas:H1") if a["action"] == "journey"]
+        self.assertEqual(sorted(json.dumps(a, sort_keys=True) for a in by_local),
+                         sorted(json.dumps(a, sort_keys=True) for a in records))
         # Who may read the audit: an operator all; an agency one of its people; a lead nothing.
         self.assertEqual(self.as_key("health", "audit", "--person", p).returncode, 0)
         self.assertEqual(self.as_key("housing", "audit", "--person", p).returncode, 1)
