@@ -21,7 +21,10 @@ KILLS = 8
 
 class Crash(BrokerTest):
     def test_kill9_during_send_loses_and_duplicates_nothing(self):
-        b = self.broker(redelivery_timeout_ms=2000, heartbeat_ms=500)
+        # Room for every event with its flags, queue entries and delivery
+        # audits (about 3 KB an event here): a full store would refuse the
+        # send for a reason that is not this test's.
+        b = self.broker(redelivery_timeout_ms=2000, heartbeat_ms=500, map_size_mb=256)
         rng = random.Random(20261124)
         events = [referral(f"k-{i:05}", to=("social-care", "housing"), nhs=str(9000000000 + i % 97)) for i in range(TOTAL)]
         with tempfile.NamedTemporaryFile("w", dir=self.tmp, suffix=".ndjson", delete=False) as f:
