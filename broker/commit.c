@@ -33,8 +33,9 @@
 /* Retention runs this often, and removes at most this many records a
  * transaction: a long backlog of expired records is worked off a batch at a
  * time, never in one long write that would hold the ACKs back. */
-#define RETENTION_EVERY_MS 60000
-#define RETENTION_BUDGET   1000
+#define RETENTION_EVERY_MS     60000
+#define RETENTION_BUDGET       1000
+#define RETENTION_EVENT_BUDGET 250 /* an event goes with its indexes, queue entries and flags */
 /* Open flags a delivery carries at most. */
 #define DELIVERY_FLAGS 32
 
@@ -60,9 +61,14 @@ struct cb_commit {
 
 _Static_assert(CB_REPLAY_ID_MAX == CB_EVENT_ID_MAX, "a replay's id holds any event id");
 
+static bool retains(const cb_config *cfg)
+{
+    return cfg->retention.audit_days || cfg->retention.event_days || cfg->retention.closed_flag_days;
+}
+
 static bool retention_due(const cb_commit *c, int64_t now_ms)
 {
-    return c->cfg->retention.audit_days && now_ms >= c->next_retention_ms;
+    return retains(c->cfg) && now_ms >= c->next_retention_ms;
 }
 
 static unsigned agency_index(const cb_config *cfg, const char *id)
@@ -185,26 +191,53 @@ static void audit_refused_acks(cb_commit *c, cb_txn *txn, const cb_batch *b)
     }
 }
 
-/* What has outlived its retention period goes, a budget at a time; each run
- * that removes anything is itself recorded in the audit. */
+/* What the rules keep about an expired event goes with it. */
+static void expire_event(void *arg, uint64_t seq, const uint8_t *bytes, size_t len)
+{
+    cb_commit *c = ((void **)arg)[0];
+    cb_txn *txn = ((void **)arg)[1];
+    cb_envelope *ev = cb_envelope_decode(bytes, len);
+    cb_rules_expire_event(c->rules, txn, seq, ev);
+    cb_envelope_free(&ev);
+}
+
+static uint64_t expiry(uint32_t days, uint64_t wall_ms)
+{
+    uint64_t period = (uint64_t)days * 86400000u;
+    return period && wall_ms > period ? wall_ms - period : 0;
+}
+
+/* What has outlived its retention period goes, a budget at a time, one kind
+ * after another (a kind with more to go leaves the rest for the next batch,
+ * which then comes at once); each run that removes anything is itself
+ * recorded in the audit. */
 static void retain(cb_commit *c, cb_txn *txn, cb_batch *b)
 {
-    uint64_t period = (uint64_t)c->cfg->retention.audit_days * 86400000u;
-    if (!period || b->wall_ms <= period)
-        return;
-    bool more;
-    uint64_t before = b->wall_ms - period;
-    size_t n = cb_audit_expire(txn, before, RETENTION_BUDGET, &more);
+    const cb_retention_config *rc = &c->cfg->retention;
+    cb_expired events = {0};
+    size_t flags = 0, audits = 0;
+    bool more = false;
+    uint64_t before = expiry(rc->event_days, b->wall_ms);
+    if (before) {
+        cb_store_expire(txn, before, RETENTION_EVENT_BUDGET, expire_event, (void *[]){c, txn}, &events);
+        more = events.more;
+        if (events.events)
+            cb_rules_forget(c->rules);
+    }
+    if (!more && (before = expiry(rc->closed_flag_days, b->wall_ms)))
+        flags = cb_rules_expire_closed(c->rules, txn, before, RETENTION_BUDGET, &more);
+    if (!more && (before = expiry(rc->audit_days, b->wall_ms)))
+        audits = cb_audit_expire(txn, before, RETENTION_BUDGET, &more);
     if (more)
         c->next_retention_ms = b->now_ms; /* more expired: go on at the next batch */
-    if (!n)
+    if (!events.events && !flags && !audits)
         return;
     cb_audit_entry a = cb_audit_of(NULL, "carebridge-broker", "retention");
     a.role = CB_ROLE_OPERATOR;
-    snprintf(a.detail, sizeof a.detail, "removed %zu audit records older than %u days%s", n,
-             c->cfg->retention.audit_days, more ? " (more to go)" : "");
+    snprintf(a.detail, sizeof a.detail, "removed %zu events (%zu undelivered), %zu closed flags, %zu audit records%s",
+             events.events, events.undelivered, flags, audits, more ? "; more to go" : "");
     cb_audit_put(txn, &a, b->wall_ms);
-    cb_log(CB_LOG_INFO, "retention: %s", a.detail);
+    cb_log(events.undelivered ? CB_LOG_WARN : CB_LOG_INFO, "retention: %s", a.detail);
 }
 
 /* A replay, or a refusal, as its audit record says it went. */
@@ -564,7 +597,7 @@ int64_t cb_commit_next_deadline(const cb_commit *c)
 {
     int64_t redelivery = cb_delivery_next_deadline(c->delivery);
     int64_t tick = c->cfg->flags.enabled ? c->next_tick_ms : INT64_MAX;
-    int64_t retention = c->cfg->retention.audit_days ? c->next_retention_ms : INT64_MAX;
+    int64_t retention = retains(c->cfg) ? c->next_retention_ms : INT64_MAX;
     int64_t next = tick < redelivery ? tick : redelivery;
     return retention < next ? retention : next;
 }

@@ -29,7 +29,7 @@ static const struct {
     int64_t max_attempts, heartbeat_ms;
     int64_t acknowledge_hours, acknowledge_urgent_hours, decide_hours, decide_urgent_hours;
     int64_t bounce_days, bounce_agencies, discharge_confirm_hours, tick_seconds;
-    int64_t audit_days;
+    int64_t audit_days, event_days, closed_flag_days;
 } defaults = {
     .endpoint = "tcp://127.0.0.1:5570",
     .feed = "tcp://127.0.0.1:5571",
@@ -52,6 +52,8 @@ static const struct {
     .discharge_confirm_hours = 24,
     .tick_seconds = 60,
     .audit_days = 0,
+    .event_days = 0,
+    .closed_flag_days = 0,
 };
 
 /* What each kind of event must carry (domain.md, "The events"). */
@@ -129,6 +131,8 @@ struct raw_flags {
 
 struct raw_retention {
     char *audit_days;
+    char *event_days;
+    char *closed_flag_days;
 };
 
 struct raw_config {
@@ -240,6 +244,8 @@ static const cyaml_schema_field_t flags_fields[] = {
 
 static const cyaml_schema_field_t retention_fields[] = {
     OPTIONAL_TEXT("audit_days", struct raw_retention, audit_days),
+    OPTIONAL_TEXT("event_days", struct raw_retention, event_days),
+    OPTIONAL_TEXT("closed_flag_days", struct raw_retention, closed_flag_days),
     CYAML_FIELD_END,
 };
 
@@ -759,6 +765,10 @@ static cb_config *build(struct report *r, const struct raw_config *raw)
     const struct raw_retention *ret = raw->retention ? raw->retention : &(struct raw_retention){0};
     cfg->retention.audit_days =
         (uint32_t)number(r, "retention.audit_days", ret->audit_days, defaults.audit_days, 0, 36500);
+    cfg->retention.event_days =
+        (uint32_t)number(r, "retention.event_days", ret->event_days, defaults.event_days, 0, 36500);
+    cfg->retention.closed_flag_days =
+        (uint32_t)number(r, "retention.closed_flag_days", ret->closed_flag_days, defaults.closed_flag_days, 0, 36500);
     if (raw->agencies)
         copy_agencies(r, cfg, raw->agencies, raw->n_agencies);
     else

@@ -64,6 +64,8 @@ typedef struct {
 /* How long records are kept (README, "Trust": retention); 0 keeps them for ever. */
 typedef struct {
     uint32_t audit_days;
+    uint32_t event_days;       /* events, with their indexes, queue entries and the flags' records of them */
+    uint32_t closed_flag_days; /* a resolved flag, from when it was resolved */
 } cb_retention_config;
 
 typedef struct {

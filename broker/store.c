@@ -13,7 +13,7 @@
 #include "cb_check.h"
 #include "cb_wire.h"
 
-static const char *const fixed_names[DB_FIXED] = {"events", "queue", "parked", "meta", "filters"};
+static const char *const fixed_names[DB_FIXED] = {"events", "queue", "parked", "meta", "filters", "stored"};
 /* Databases of the first layout (one B-tree per index), before the layered
  * indexes of store_index.c: a store that has them is refused, not misread. */
 static const char *const old_layout_names[] = {"ids", "persons", "cases"};
@@ -227,6 +227,10 @@ static bool env_open(cb_store *s, cb_error *err)
     if ((rc = mdb_env_open(s->env, s->dir, MDB_NOTLS, 0600)) != 0 || (rc = mdb_env_info(s->env, &info)) != 0)
         goto fail;
     s->map_bytes = info.me_mapsize; /* LMDB grows the map to fit existing data */
+    /* A reader slot left by a process that died holds its snapshot's pages
+     * from reuse; LMDB resets the table only when no process has it open. */
+    int dead;
+    mdb_reader_check(s->env, &dead);
     step = "open databases";
     if ((rc = open_databases(s, &step)) == 0)
         return true;
@@ -418,6 +422,12 @@ cb_code cb_txn_commit(cb_txn **txn_p, cb_error *err)
 {
     cb_txn *txn = *txn_p;
     if (txn->write) {
+        if (txn->floor_moved) {
+            uint8_t b[8];
+            cb_be64_put(b, txn->floor);
+            cb_store_meta_put(txn, "floor", b, sizeof b);
+            cb_st_index_drop_expired(txn);
+        }
         cb_st_index_flush(txn);
         flush_counts(txn);
     }
@@ -464,11 +474,16 @@ uint64_t cb_store_last_seq(cb_txn *txn)
         return 0;
     int rc = mdb_cursor_get(c, &k, &data, MDB_LAST);
     mdb_cursor_close(c);
+    /* Retention may have removed every event: seqs go on above the floor. */
+    uint64_t removed = cb_store_floor(txn) - 1;
     if (rc == MDB_NOTFOUND)
-        return 0;
+        return removed;
     if (rc == 0 && k.mv_size != 8)
         rc = MDB_CORRUPTED;
-    return cb_st_check(txn, rc, "find last event") ? cb_be64_get(k.mv_data) : 0;
+    if (!cb_st_check(txn, rc, "find last event"))
+        return 0;
+    uint64_t last = cb_be64_get(k.mv_data);
+    return last > removed ? last : removed;
 }
 
 uint64_t cb_store_event_count(cb_txn *txn)
@@ -545,9 +560,137 @@ bool cb_store_find_id(cb_txn *txn, const char *event_id, uint64_t *seq, uint8_t 
     return false;
 }
 
+/* ---- when each seq was stored, to the minute */
+
+#define STORED_BUCKET_MS 60000
+
+static bool first_seq(cb_txn *txn, int db, uint64_t *key, MDB_val *data, const char *step)
+{
+    MDB_cursor *c;
+    MDB_val k;
+    if (!cb_st_check(txn, mdb_cursor_open(txn->txn, txn->store->dbi[db], &c), step))
+        return false;
+    int rc = mdb_cursor_get(c, &k, data, MDB_FIRST);
+    mdb_cursor_close(c);
+    if (rc == 0 && k.mv_size != 8)
+        rc = MDB_CORRUPTED;
+    if (rc == MDB_NOTFOUND || !cb_st_check(txn, rc, step))
+        return false;
+    *key = cb_be64_get(k.mv_data);
+    return true;
+}
+
+/* The first put in a minute later than the last stamped notes the minute
+ * and its seq. A clock that has not moved on (or went back) stamps
+ * nothing: those events count as stored in the latest minute, so they are
+ * kept longer, never shorter. The first stamp of a store names its oldest
+ * event, so events stored before stamps were kept count as stored now. */
+static void stamp(cb_txn *txn, uint64_t seq, uint64_t minute)
+{
+    MDB_cursor *c;
+    MDB_val k, data;
+    if (!cb_st_check(txn, mdb_cursor_open(txn->txn, txn->store->dbi[DB_STORED], &c), "note stored time"))
+        return;
+    int rc = mdb_cursor_get(c, &k, &data, MDB_LAST);
+    mdb_cursor_close(c);
+    if (rc == 0 && k.mv_size == 8 && cb_be64_get(k.mv_data) >= minute)
+        txn->stamped_minute = cb_be64_get(k.mv_data);
+    if (rc == 0 && (k.mv_size != 8 || cb_be64_get(k.mv_data) >= minute))
+        return;
+    if (rc != 0 && !(rc == MDB_NOTFOUND && txn_ok(txn)))
+        return (void)cb_st_check(txn, rc, "note stored time");
+    txn->stamped_minute = minute;
+    uint64_t oldest;
+    if (rc == MDB_NOTFOUND && first_seq(txn, DB_EVENTS, &oldest, &data, "note stored time"))
+        seq = oldest;
+    uint8_t kb[8], vb[8];
+    cb_be64_put(kb, minute);
+    cb_be64_put(vb, seq);
+    db_put_flags(txn, DB_STORED, val(kb, 8), val(vb, 8), MDB_APPEND, "note stored time");
+}
+
+/* The minute seq counts as stored in; false when none is noted (keep it).
+ * A write txn forgets the first stamp once no kept seq is below the next. */
+static bool stored_minute(cb_txn *txn, uint64_t seq, uint64_t *minute)
+{
+    for (;;) {
+        MDB_cursor *c;
+        MDB_val k, v, k2, v2;
+        if (!cb_st_check(txn, mdb_cursor_open(txn->txn, txn->store->dbi[DB_STORED], &c), "read stored times"))
+            return false;
+        int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+        int rc2 = rc == 0 ? mdb_cursor_get(c, &k2, &v2, MDB_NEXT) : rc;
+        mdb_cursor_close(c);
+        if (rc == 0 && (k.mv_size != 8 || v.mv_size != 8 || (rc2 == 0 && v2.mv_size != 8)))
+            rc = MDB_CORRUPTED;
+        if (rc != 0 || (rc2 != 0 && rc2 != MDB_NOTFOUND)) {
+            if (rc != MDB_NOTFOUND)
+                cb_st_check(txn, rc ? rc : rc2, "read stored times");
+            return false;
+        }
+        if (cb_be64_get(v.mv_data) > seq)
+            return false;
+        if (rc2 == 0 && cb_be64_get(v2.mv_data) <= seq && txn->write) {
+            db_del(txn, DB_STORED, k, "forget stored time");
+            if (!txn_ok(txn))
+                return false;
+            continue;
+        }
+        *minute = cb_be64_get(k.mv_data);
+        return true;
+    }
+}
+
+uint64_t cb_store_floor(cb_txn *txn)
+{
+    if (!txn->floor_known) {
+        uint8_t b[8];
+        size_t len = 0;
+        txn->floor = cb_store_meta_get(txn, "floor", b, sizeof b, &len) && len == 8 ? cb_be64_get(b) : 1;
+        txn->floor_known = txn_ok(txn);
+    }
+    return txn->floor;
+}
+
+static size_t expire_entries(cb_txn *txn, int db, uint64_t floor);
+
+void cb_store_expire(cb_txn *txn, uint64_t before_ms, size_t budget, cb_expire_fn fn, void *arg, cb_expired *out)
+{
+    size_t n = 0;
+    *out = (cb_expired){0};
+    bool *more = &out->more;
+    while (txn_ok(txn)) {
+        uint64_t seq, minute;
+        MDB_val data;
+        if (!first_seq(txn, DB_EVENTS, &seq, &data, "find oldest event") || !stored_minute(txn, seq, &minute) ||
+            minute + STORED_BUCKET_MS > before_ms)
+            break;
+        if (n == budget) {
+            *more = true;
+            break;
+        }
+        fn(arg, seq, data.mv_data, data.mv_size);
+        cb_key k;
+        cb_key_make(&k, "Q", seq);
+        db_del(txn, DB_EVENTS, val(k.b, k.len), "remove expired event");
+        cb_st_index_remove_seq(txn, seq);
+        txn->floor = seq + 1;
+        txn->floor_known = txn->floor_moved = true;
+        n++;
+    }
+    out->events = n;
+    if (n)
+        out->undelivered = expire_entries(txn, DB_QUEUE, txn->floor) + expire_entries(txn, DB_PARKED, txn->floor);
+}
+
 void cb_store_put_event(cb_txn *txn, const cb_stored_event *ev, uint64_t now_ms)
 {
     cb_key k;
+    uint64_t minute = now_ms / STORED_BUCKET_MS * STORED_BUCKET_MS;
+    if (!txn->stamped || minute > txn->stamped_minute) {
+        txn->stamped = true;
+        stamp(txn, ev->seq, minute);
+    }
     cb_queue_entry entry = {.seq = ev->seq, .enqueued_ms = now_ms};
     cb_key_make(&k, "Q", ev->seq);
     /* Every seq is above the last: appending leaves full pages behind,
@@ -720,6 +863,46 @@ static bool entry_del(cb_txn *txn, int db, const char *agency, uint64_t seq, con
     if (deleted)
         count_change(txn, db, agency, -1);
     return deleted;
+}
+
+/* Queue or parked entries of events below the floor (replays included,
+ * whoever they were queued for): each agency's entries begin its range of
+ * keys (agency 0 seq), so a seek an agency finds them. */
+static size_t expire_entries(cb_txn *txn, int db, uint64_t floor)
+{
+    size_t n = 0;
+    uint8_t from[CB_KEY_MAX + 2];
+    size_t from_len = 0;
+    while (txn_ok(txn)) {
+        MDB_cursor *c;
+        MDB_val k = val(from, from_len), data;
+        if (!cb_st_check(txn, mdb_cursor_open(txn->txn, txn->store->dbi[db], &c), "remove expired entries"))
+            break;
+        int rc = mdb_cursor_get(c, &k, &data, from_len ? MDB_SET_RANGE : MDB_FIRST);
+        mdb_cursor_close(c);
+        const char *agency;
+        uint64_t seq;
+        if (rc == 0 && !cb_key_parse(k.mv_data, k.mv_size, "SQ", &agency, &seq))
+            rc = MDB_CORRUPTED;
+        if (rc != 0) {
+            if (rc != MDB_NOTFOUND)
+                cb_st_check(txn, rc, "remove expired entries");
+            break;
+        }
+        char name[CB_KEY_MAX + 1];
+        size_t len = strlen(agency);
+        if (len > CB_KEY_MAX)
+            break;
+        memcpy(name, agency, len + 1); /* the key's bytes go with the delete */
+        if (seq < floor) {
+            n += entry_del(txn, db, name, seq, "remove expired entries");
+            continue;
+        }
+        memcpy(from, name, len); /* past this agency's keys: "agency\1" */
+        from[len] = 1;
+        from_len = len + 1;
+    }
+    return n;
 }
 
 bool cb_store_queue_get(cb_txn *txn, const char *agency, uint64_t seq, cb_queue_entry *out)

@@ -7,7 +7,9 @@
  *   queue    agency + 0 + seq              -> enqueued_ms(u64) attempts(u32)
  *   parked   agency + 0 + seq              -> enqueued_ms(u64) attempts(u32)
  *   meta     name                          -> bytes (with each agency's queue
- *                                             counts and the index directories)
+ *                                             counts, the index directories
+ *                                             and the retention floor)
+ *   stored   minute(u64)                   -> the first seq stored in it
  *   ks.NAME  the callers' keyspaces (below): keys and values of their own
  * and three layered indexes (store_index.c), each of (hash, seq) entries:
  *   ids      hash(event_id)
@@ -114,6 +116,30 @@ bool cb_store_get_event(cb_txn *txn, uint64_t seq, const uint8_t **bytes, size_t
  * until fn returns false. The match is by hash: check the event. */
 void cb_store_person_seqs(cb_txn *txn, const char *person_key, cb_seq_fn fn, void *arg);
 void cb_store_case_seqs(cb_txn *txn, const char *from_agency, const char *case_ref, cb_seq_fn fn, void *arg);
+
+/* ---- retention
+ *
+ * The store notes, to the minute, when each seq was stored, so what has
+ * outlived a period is found without reading an event. Events go oldest
+ * first: the floor is the oldest seq kept, and no lookup (ids, persons,
+ * cases, records) ever gives one below it. A removed event's index entries
+ * are deleted from the tails at once; in a sealed run they stay, skipped,
+ * until the floor has passed the whole run, which is then dropped. */
+
+/* The oldest seq kept: 1 until retention has removed any. */
+uint64_t cb_store_floor(cb_txn *txn);
+/* Given each expired event just before it is removed (bytes valid until
+ * fn returns), to remove what is kept about it in keyspaces. */
+typedef void (*cb_expire_fn)(void *arg, uint64_t seq, const uint8_t *bytes, size_t len);
+typedef struct {
+    size_t events;      /* removed */
+    size_t undelivered; /* queue and parked entries removed with them */
+    bool more;          /* the budget stopped it */
+} cb_expired;
+/* Remove up to budget of the oldest events stored before before_ms (whole
+ * minutes before it: an event is never removed early), each with its index
+ * and queue entries (replays' too), once fn has seen it. Needs a write txn. */
+void cb_store_expire(cb_txn *txn, uint64_t before_ms, size_t budget, cb_expire_fn fn, void *arg, cb_expired *out);
 
 /* ---- the layered indexes (store_index.c) */
 

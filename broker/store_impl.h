@@ -11,7 +11,7 @@
 #include "store.h"
 
 /* The fixed databases. Each index also has IX_SLOTS databases of its own. */
-enum { DB_EVENTS, DB_QUEUE, DB_PARKED, DB_META, DB_FILTERS, DB_FIXED };
+enum { DB_EVENTS, DB_QUEUE, DB_PARKED, DB_META, DB_FILTERS, DB_STORED, DB_FIXED };
 
 /* ---- the layered index (store_index.c says why and how)
  *
@@ -42,6 +42,9 @@ typedef struct {
     uint8_t level[IX_SLOTS];
     uint32_t filter_blocks[IX_SLOTS]; /* a run's filter size (0: none) */
     ix_merge merges[IX_MERGES];
+    /* No entry of a run has a seq above its max_seq: once the store's floor
+     * has passed it, the whole run has expired and is dropped. */
+    uint64_t max_seq[IX_SLOTS];
 } ix_dir;
 
 /* A run's filter is written in key order, a chunk of FILTER_CHUNK_BLOCKS
@@ -129,6 +132,11 @@ struct cb_txn {
     bool room_known; /* room as last measured, and bytes put since */
     cb_room room;
     uint64_t put_since_room;
+    bool stamped; /* the time index is known up to stamped_minute */
+    uint64_t stamped_minute;
+    bool floor_known; /* the oldest seq kept (cb_store_floor), read once */
+    bool floor_moved; /* this txn removed events: runs may have expired */
+    uint64_t floor;
 };
 
 static inline MDB_val val(const void *p, size_t n)
@@ -150,5 +158,9 @@ bool cb_st_meta_get(cb_txn *txn, const char *name, MDB_val *out);
 /* store_index.c: write back the directories a write txn changed; forget them. */
 void cb_st_index_flush(cb_txn *txn);
 void cb_st_index_forget(cb_txn *txn);
+/* Drop the runs the floor has passed. */
+void cb_st_index_drop_expired(cb_txn *txn);
+/* Delete seq's entries from every index's tail (keyed seq first). */
+void cb_st_index_remove_seq(cb_txn *txn, uint64_t seq);
 
 #endif

@@ -33,11 +33,12 @@
 #include "store_impl.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define IX_VERSION  4
+#define IX_VERSION  5
 #define IX_LEVELS   32   /* far more than 40 slots can fill: six runs a level */
 #define IX_TAIL_MAX 8192 /* entries before the tail is sealed: ~60 leaves, each dirtied once a batch */
 
@@ -88,6 +89,18 @@ static void fresh_dir(ix_dir *d)
         d->merges[m].out = IX_NONE;
 }
 
+/* A directory of version 4 had no max_seq: its runs are kept until merged. */
+static bool upgrade_dir(ix_dir *d, const void *stored)
+{
+    memcpy(d, stored, offsetof(ix_dir, max_seq));
+    if (d->version != 4)
+        return false;
+    d->version = IX_VERSION;
+    for (unsigned s = 0; s < IX_SLOTS; s++)
+        d->max_seq[s] = UINT64_MAX;
+    return true;
+}
+
 /* The directory as this txn sees it; NULL only after a failure. */
 static ix_dir *dir_of(cb_txn *txn, cb_index ix)
 {
@@ -103,9 +116,15 @@ static ix_dir *dir_of(cb_txn *txn, cb_index ix)
     MDB_val v;
     if (cb_st_meta_get(txn, name, &v)) {
         /* Copied before it is read: LMDB values have no alignment. */
-        if (v.mv_size == sizeof *d)
+        bool known = false;
+        if (v.mv_size == sizeof *d) {
             memcpy(d, v.mv_data, sizeof *d);
-        if (v.mv_size != sizeof *d || d->version != IX_VERSION) {
+            known = d->version == IX_VERSION;
+        } else if (v.mv_size == offsetof(ix_dir, max_seq) && upgrade_dir(d, v.mv_data)) {
+            known = true;
+            txn->dirs_dirty[ix] = txn->write; /* written back as the new version */
+        }
+        if (!known) {
             free(d);
             cb_st_fail(txn, MDB_CORRUPTED, "read index directory");
             return NULL;
@@ -527,8 +546,25 @@ static bool seek_hash(cb_txn *txn, MDB_dbi dbi, uint64_t hash, cb_seq_fn fn, voi
     return go_on;
 }
 
-void cb_store_index_find(cb_txn *txn, cb_index ix, uint64_t hash, cb_seq_fn fn, void *arg)
+/* Entries of removed events stay in their runs until the whole run has
+ * expired: no lookup gives a seq below the floor. */
+typedef struct {
+    cb_seq_fn fn;
+    void *arg;
+    uint64_t floor;
+} above_floor;
+
+static bool if_kept(void *arg, uint64_t seq)
 {
+    above_floor *a = arg;
+    return seq < a->floor || a->fn(a->arg, seq);
+}
+
+void cb_store_index_find(cb_txn *txn, cb_index ix, uint64_t hash, cb_seq_fn user_fn, void *user_arg)
+{
+    above_floor kept = {user_fn, user_arg, cb_store_floor(txn)};
+    cb_seq_fn fn = if_kept;
+    void *arg = &kept;
     ix_dir *d = dir_of(txn, ix);
     for (unsigned s = 0; d && s < IX_SLOTS && txn_ok(txn); s++)
         if (d->state[s] == SLOT_TAIL ? !find_in_tail(txn, ix, d, hash, fn, arg)
@@ -598,11 +634,13 @@ static void seal(cb_txn *txn, cb_index ix, ix_dir *d)
         free(keys);
         return;
     }
+    uint64_t max_seq = 0;
     int rc = mdb_cursor_get(c, &k, &data, MDB_FIRST);
     for (; rc == 0 && got < n && k.mv_size == IX_KEY; rc = mdb_cursor_get(c, &k, &data, MDB_NEXT), got++) {
         const uint8_t *tk = k.mv_data; /* (seq, hash) becomes (hash, seq) */
         memcpy(keys[got], tk + 8, 8);
         memcpy(keys[got] + 8, tk, 8);
+        max_seq = cb_be64_get(tk); /* in seq order: the last is the highest */
     }
     mdb_cursor_close(c);
     if (got != n) {
@@ -638,6 +676,7 @@ static void seal(cb_txn *txn, cb_index ix, ix_dir *d)
         txn->store->writer_tails[ix].built = false; /* the same slot, emptied */
     d->state[out] = SLOT_RUN;
     d->level[out] = 0;
+    d->max_seq[out] = max_seq;
     txn->dirs_dirty[ix] = true;
 }
 
@@ -681,8 +720,12 @@ static void start_merge(cb_txn *txn, cb_index ix, ix_dir *d)
     d->state[out] = SLOT_BUILD;
     d->level[out] = (uint8_t)(level + 1);
     uint64_t entries = 0;
-    for (unsigned i = 0; i < n; i++)
+    d->max_seq[out] = 0;
+    for (unsigned i = 0; i < n; i++) {
         entries += slot_entries(txn, ix, src[i]);
+        if (d->max_seq[src[i]] > d->max_seq[out])
+            d->max_seq[out] = d->max_seq[src[i]];
+    }
     d->filter_blocks[out] = filtered(ix) ? filter_blocks_for(entries) : 0;
     txn->dirs_dirty[ix] = true;
 }
@@ -777,6 +820,60 @@ static uint64_t merge_step(cb_txn *txn, cb_index ix, ix_dir *d, ix_merge *m, uin
     return written;
 }
 
+/* ---- retention: what the floor leaves behind */
+
+/* Runs the floor has passed (a merge's, once it is finished). */
+static void drop_expired(cb_txn *txn, cb_index ix, ix_dir *d)
+{
+    uint64_t floor = cb_store_floor(txn);
+    for (unsigned s = 0; s < IX_SLOTS && txn_ok(txn); s++) {
+        if (d->state[s] != SLOT_RUN || d->max_seq[s] >= floor || merging(d, s))
+            continue;
+        filter_drop(txn, ix, d, s);
+        if (!cb_st_check(txn, mdb_drop(txn->txn, slot_dbi(txn, ix, s), 0), "drop expired index run"))
+            return;
+        d->state[s] = SLOT_FREE;
+        txn->dirs_dirty[ix] = true;
+    }
+}
+
+void cb_st_index_drop_expired(cb_txn *txn)
+{
+    for (int ix = 0; ix < CB_INDEX_COUNT && txn_ok(txn); ix++) {
+        ix_dir *d = dir_of(txn, (cb_index)ix);
+        if (d)
+            drop_expired(txn, (cb_index)ix, d);
+    }
+}
+
+void cb_st_index_remove_seq(cb_txn *txn, uint64_t seq)
+{
+    for (int ix = 0; ix < CB_INDEX_COUNT && txn_ok(txn); ix++) {
+        ix_dir *d = dir_of(txn, (cb_index)ix);
+        MDB_cursor *c;
+        if (!d || !cb_st_check(txn, mdb_cursor_open(txn->txn, slot_dbi(txn, (cb_index)ix, d->tail), &c),
+                               "remove index entries"))
+            return;
+        uint8_t from[IX_KEY];
+        tail_key(from, seq, 0);
+        for (;;) {
+            MDB_val k = val(from, sizeof from), data;
+            int rc = mdb_cursor_get(c, &k, &data, MDB_SET_RANGE);
+            if (rc == 0 && (k.mv_size != IX_KEY || memcmp(k.mv_data, from, 8) != 0))
+                rc = MDB_NOTFOUND;
+            if (rc == 0)
+                rc = mdb_cursor_del(c, 0);
+            if (rc != 0) {
+                if (rc != MDB_NOTFOUND)
+                    cb_st_check(txn, rc, "remove index entries");
+                break;
+            }
+        }
+        if (txn_ok(txn))
+            mdb_cursor_close(c);
+    }
+}
+
 static ix_merge *lowest_merge(ix_dir *d)
 {
     ix_merge *low = NULL;
@@ -793,6 +890,8 @@ static void work_on(cb_txn *txn, cb_index ix, uint64_t budget, bool *more)
     if (!d)
         return;
     seal(txn, ix, d);
+    if (cb_store_floor(txn) > 1)
+        drop_expired(txn, ix, d);
     for (uint64_t left = budget;;) {
         start_merge(txn, ix, d);
         ix_merge *m = lowest_merge(d);

@@ -17,7 +17,7 @@ enum { IX_OPEN = 1, IX_RESOLVED = 2 };
 
 cb_flagbook cb_flagbook_at(cb_keyspace base)
 {
-    return (cb_flagbook){base, base + 1, base + 2, base + 3, base + 4, base + 5, base + 6};
+    return (cb_flagbook){base, base + 1, base + 2, base + 3, base + 4, base + 5, base + 6, base + 7};
 }
 
 /* ---- handoff records */
@@ -145,6 +145,28 @@ static void index_person(const cb_flagbook *fb, cb_txn *txn, uint64_t person_has
         cb_kv_del(txn, fb->person, k.b, k.len);
 }
 
+static void index_closed(const cb_flagbook *fb, cb_txn *txn, uint64_t resolved_ms, uint64_t id, bool add)
+{
+    cb_key k;
+    cb_key_make(&k, "QQ", resolved_ms, id);
+    if (add)
+        cb_kv_put(txn, fb->closed, k.b, k.len, "", 0);
+    else
+        cb_kv_del(txn, fb->closed, k.b, k.len);
+}
+
+static uint64_t timestamp_ms(const Google__Protobuf__Timestamp *t)
+{
+    return t && t->seconds > 0 ? (uint64_t)t->seconds * 1000 + (uint64_t)t->nanos / 1000000 : 0;
+}
+
+/* When a resolved stored flag counts as resolved from. */
+static uint64_t resolved_ms(const cb_flag *f)
+{
+    uint64_t at = timestamp_ms(f->resolved_at);
+    return at ? at : timestamp_ms(f->raised_at);
+}
+
 void cb_flagbook_add(const cb_flagbook *fb, cb_txn *txn, const cb_flag *f, uint64_t person_hash)
 {
     bool open = f->status == CAREBRIDGE__V1__FLAG__STATUS__OPEN;
@@ -153,6 +175,8 @@ void cb_flagbook_add(const cb_flagbook *fb, cb_txn *txn, const cb_flag *f, uint6
         index_one(fb, txn, f->agencies[i], open ? IX_OPEN : IX_RESOLVED, f->id, true);
     if (open)
         index_person(fb, txn, person_hash, f->id, true);
+    else
+        index_closed(fb, txn, resolved_ms(f), f->id, true);
 }
 
 void cb_flagbook_update(const cb_flagbook *fb, cb_txn *txn, const cb_flag *f, bool was_open, uint64_t person_hash)
@@ -160,18 +184,21 @@ void cb_flagbook_update(const cb_flagbook *fb, cb_txn *txn, const cb_flag *f, bo
     put_flag(fb, txn, f);
     if (!was_open || f->status == CAREBRIDGE__V1__FLAG__STATUS__OPEN)
         return;
-    cb_flagbook_index_handoff(fb, txn, f->id, (const char *const *)f->agencies, f->n_agencies, false, true);
+    cb_flagbook_index_handoff(fb, txn, f->id, (const char *const *)f->agencies, f->n_agencies, false, true,
+                              resolved_ms(f));
     index_person(fb, txn, person_hash, f->id, false);
 }
 
 void cb_flagbook_index_handoff(const cb_flagbook *fb, cb_txn *txn, uint64_t id, const char *const *agencies,
-                               size_t n_agencies, bool now_open, bool was_open)
+                               size_t n_agencies, bool now_open, bool was_open, uint64_t resolved_at)
 {
     for (size_t i = 0; i < n_agencies; i++) {
         if (was_open && !now_open)
             index_one(fb, txn, agencies[i], IX_OPEN, id, false);
         index_one(fb, txn, agencies[i], now_open ? IX_OPEN : IX_RESOLVED, id, true);
     }
+    if (!now_open)
+        index_closed(fb, txn, resolved_at, id, true);
 }
 
 /* An event's ids share their first six bytes (seq < 2^48): one prefix scan. */
@@ -205,7 +232,7 @@ void cb_flag_free(cb_flag **f_p)
 
 cb_flag *cb_flagbook_handoff_flag(const cb_handoff_record *rec, uint64_t seq, size_t i)
 {
-    if (i >= rec->n_recipients)
+    if (i >= rec->n_recipients || rec->recipients[i]->flag_removed)
         return NULL;
     const Carebridge__V1__HandoffRecord__Recipient *r = rec->recipients[i];
     cb_flag *f = malloc(sizeof *f);
@@ -339,4 +366,142 @@ void cb_flagbook_agency_flags(const cb_flagbook *fb, cb_txn *txn, const char *ag
         return;
     by_index b = {fb, txn, {fn, arg, false}, "SBQ"};
     cb_kv_scan(txn, fb->ix, prefix.b, prefix.len, before ? from.b : NULL, before ? from.len : 0, visit_indexed, &b);
+}
+
+/* ---- retention */
+
+static void unindex(const cb_flagbook *fb, cb_txn *txn, uint64_t id, const char *const *agencies, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        index_one(fb, txn, agencies[i], IX_OPEN, id, false);
+        index_one(fb, txn, agencies[i], IX_RESOLVED, id, false);
+    }
+}
+
+typedef struct {
+    uint64_t *ids;
+    size_t n, cap;
+} id_list;
+
+static bool collect_id(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val, size_t len)
+{
+    (void)val, (void)len;
+    id_list *l = arg;
+    uint64_t id;
+    if (!cb_key_parse(key, key_len, "Q", &id))
+        return true;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 16;
+        uint64_t *ids = realloc(l->ids, cap * sizeof *ids);
+        if (!ids)
+            return false; /* what is not collected stays: skipped by nothing, found by the next run */
+        l->ids = ids;
+        l->cap = cap;
+    }
+    l->ids[l->n++] = id;
+    return true;
+}
+
+/* A stored flag and its index entries. */
+static void remove_flag(const cb_flagbook *fb, cb_txn *txn, uint64_t id, uint64_t person_hash)
+{
+    cb_flag *f = cb_flagbook_get(fb, txn, id);
+    if (f) {
+        unindex(fb, txn, id, (const char *const *)f->agencies, f->n_agencies);
+        if (f->status == CAREBRIDGE__V1__FLAG__STATUS__OPEN)
+            index_person(fb, txn, person_hash, id, false);
+        else
+            index_closed(fb, txn, resolved_ms(f), id, false);
+        cb_flag_free(&f);
+    }
+    cb_key k;
+    cb_key_make(&k, "Q", id);
+    cb_kv_del(txn, fb->flags, k.b, k.len);
+}
+
+void cb_flagbook_forget_event(const cb_flagbook *fb, cb_txn *txn, uint64_t seq, const cb_handoff_record *rec,
+                              uint64_t person_hash, const char *answered_id)
+{
+    cb_key k;
+    for (size_t i = 0; rec && i < rec->n_recipients; i++) {
+        const Carebridge__V1__HandoffRecord__Recipient *r = rec->recipients[i];
+        const char *agencies[] = {r->agency, rec->from_agency};
+        uint64_t id = cb_flag_id(seq, (unsigned)i);
+        unindex(fb, txn, id, agencies, 2);
+        if (r->resolved_ms)
+            index_closed(fb, txn, (uint64_t)r->resolved_ms, id, false);
+    }
+    cb_key_make(&k, "Q", seq);
+    cb_kv_del(txn, fb->handoffs, k.b, k.len);
+    cb_kv_del(txn, fb->people, k.b, k.len);
+
+    id_list l = {0};
+    cb_key from;
+    cb_key_make(&from, "Q", cb_flag_id(seq, CB_FLAG_STORED));
+    cb_kv_scan(txn, fb->flags, from.b, EVENT_PREFIX, from.b, from.len, collect_id, &l);
+    for (size_t i = 0; i < l.n; i++)
+        remove_flag(fb, txn, l.ids[i], person_hash);
+    free(l.ids);
+
+    if (answered_id && cb_key_make(&k, "SQ", answered_id, seq))
+        cb_kv_del(txn, fb->early, k.b, k.len);
+}
+
+typedef struct {
+    uint64_t before_ms;
+    uint64_t ms[256], ids[256];
+    size_t n, cap;
+} closed_scan;
+
+static bool collect_closed(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val, size_t len)
+{
+    (void)val, (void)len;
+    closed_scan *c = arg;
+    uint64_t ms, id;
+    if (!cb_key_parse(key, key_len, "QQ", &ms, &id) || ms >= c->before_ms || c->n == c->cap)
+        return false;
+    c->ms[c->n] = ms;
+    c->ids[c->n++] = id;
+    return true;
+}
+
+/* A handoff flag lives in its event's record: retention marks it removed
+ * there, so it is built no more, and takes its index entries away. */
+static void remove_handoff_flag(const cb_flagbook *fb, cb_txn *txn, uint64_t id)
+{
+    uint64_t seq = cb_flag_seq(id);
+    size_t i = (size_t)(id & (CB_FLAG_PER_EVENT - 1));
+    cb_handoff_record *rec = cb_flagbook_record(fb, txn, seq);
+    if (rec && i < rec->n_recipients) {
+        Carebridge__V1__HandoffRecord__Recipient *r = rec->recipients[i];
+        const char *agencies[] = {r->agency, rec->from_agency};
+        unindex(fb, txn, id, agencies, 2);
+        r->flag_removed = true;
+        cb_flagbook_put_record(fb, txn, seq, rec, false, 0, 0);
+    }
+    cb_flagbook_free_record(&rec);
+}
+
+size_t cb_flagbook_expire_closed(const cb_flagbook *fb, cb_txn *txn, uint64_t before_ms, size_t budget, bool *more)
+{
+    size_t removed = 0;
+    *more = false;
+    while (removed < budget && cb_txn_failed(txn) == CB_OK) {
+        closed_scan c = {.before_ms = before_ms, .n = 0};
+        c.cap = budget - removed < 256 ? budget - removed : 256;
+        cb_kv_scan(txn, fb->closed, NULL, 0, NULL, 0, collect_closed, &c);
+        for (size_t i = 0; i < c.n; i++) {
+            if ((c.ids[i] & (CB_FLAG_PER_EVENT - 1)) < CB_FLAG_STORED)
+                remove_handoff_flag(fb, txn, c.ids[i]);
+            else
+                remove_flag(fb, txn, c.ids[i], 0);
+            index_closed(fb, txn, c.ms[i], c.ids[i], false);
+        }
+        removed += c.n;
+        if (c.n < c.cap)
+            return removed;
+    }
+    /* The budget is spent: whether more have expired is the next run's to find. */
+    *more = removed == budget;
+    return removed;
 }

@@ -12,6 +12,8 @@
  *   people    seq(u64)                  -> packed PersonRecord, as the event left it (person.c)
  *   early     event id 0 seq(u64)       -> nothing: a response stored before the event it
  *                                          answers, applied when that event arrives
+ *   closed    resolved_ms(u64) id(u64)  -> nothing: resolved flags, oldest first, for
+ *                                          retention.closed_flag_days
  *
  * A flag's id is its event's seq << 16 and a number within the event, so an
  * event's flags are one key range. An INTER_AGENCY_HANDOFF is not stored as a
@@ -41,11 +43,11 @@ typedef Carebridge__V1__HandoffRecord cb_handoff_record;
 /* The keyspaces, in the order cb_store_open_with is given them after
  * whatever the caller opens before: pass cb_flagbook_keyspaces and the base. */
 extern const char *const cb_flagbook_keyspaces[];
-#define CB_FLAGBOOK_KEYSPACES      7
-#define CB_FLAGBOOK_KEYSPACE_NAMES "flags", "flag_ix", "handoffs", "due", "person", "people", "early"
+#define CB_FLAGBOOK_KEYSPACES      8
+#define CB_FLAGBOOK_KEYSPACE_NAMES "flags", "flag_ix", "handoffs", "due", "person", "people", "early", "closed"
 
 typedef struct {
-    cb_keyspace flags, ix, handoffs, due, person, people, early;
+    cb_keyspace flags, ix, handoffs, due, person, people, early, closed;
 } cb_flagbook;
 
 /* The keyspaces from `base`, the position of the first in the store's list. */
@@ -92,9 +94,9 @@ void cb_flagbook_add(const cb_flagbook *fb, cb_txn *txn, const cb_flag *f, uint6
  * entries move to resolved. */
 void cb_flagbook_update(const cb_flagbook *fb, cb_txn *txn, const cb_flag *f, bool was_open, uint64_t person_hash);
 
-/* A handoff flag's index entries: open (indexed) or resolved. */
+/* A handoff flag's index entries: open (indexed) or resolved (at resolved_ms). */
 void cb_flagbook_index_handoff(const cb_flagbook *fb, cb_txn *txn, uint64_t id, const char *const *agencies,
-                               size_t n_agencies, bool now_open, bool was_open);
+                               size_t n_agencies, bool now_open, bool was_open, uint64_t resolved_ms);
 
 /* The first number free for a stored flag of seq. */
 unsigned cb_flagbook_next_number(const cb_flagbook *fb, cb_txn *txn, uint64_t seq);
@@ -115,7 +117,22 @@ void cb_flagbook_agency_flags(const cb_flagbook *fb, cb_txn *txn, const char *ag
 cb_flag *cb_flagbook_get(const cb_flagbook *fb, cb_txn *txn, uint64_t id);
 void cb_flag_free(cb_flag **f_p);
 
-/* The INTER_AGENCY_HANDOFF flag of recipient i of a record, built from it. */
+/* ---- retention */
+
+/* Everything kept about event seq, which retention is removing: its handoff
+ * record (rec, NULL: none; its due entry is the caller's), its flags with
+ * their index entries (person_hash: the event's person), its person record,
+ * and the early answer it is to answered_id (NULL: none). */
+void cb_flagbook_forget_event(const cb_flagbook *fb, cb_txn *txn, uint64_t seq, const cb_handoff_record *rec,
+                              uint64_t person_hash, const char *answered_id);
+/* Remove up to budget flags resolved before before_ms: a stored flag goes
+ * with its index entries; a handoff flag's index entries go and its record
+ * notes it removed (the record stays with its event). The number removed;
+ * *more when the budget stopped it. */
+size_t cb_flagbook_expire_closed(const cb_flagbook *fb, cb_txn *txn, uint64_t before_ms, size_t budget, bool *more);
+
+/* The INTER_AGENCY_HANDOFF flag of recipient i of a record, built from it
+ * (NULL once retention has removed it). */
 cb_flag *cb_flagbook_handoff_flag(const cb_handoff_record *rec, uint64_t seq, size_t i);
 
 #endif

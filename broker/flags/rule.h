@@ -149,6 +149,8 @@ void cb_timed_record(cb_rule_ctx *ctx);
 void cb_timed_response(cb_rule_ctx *ctx);
 void cb_timed_update(cb_rule_ctx *ctx);
 void cb_timed_due(cb_rule_ctx *ctx, uint64_t seq, uint64_t due_ms);
+/* When a record's next time-based rule falls due (0: none): its due entry. */
+uint64_t cb_timed_next_due(const cb_flags_config *c, const cb_handoff_record *rec);
 /* Responses stored before this handed-off event, applied to its record now. */
 void cb_rules_early_answers(cb_rule_ctx *ctx);
 

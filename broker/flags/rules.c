@@ -414,6 +414,23 @@ bool cb_rules_tick(cb_rules *r, cb_txn *txn, uint64_t wall_ms, size_t budget, cb
     return n == cap;
 }
 
+void cb_rules_expire_event(cb_rules *r, cb_txn *txn, uint64_t seq, const cb_envelope *ev)
+{
+    cb_handoff_record *rec = cb_flagbook_record(&r->fb, txn, seq);
+    uint64_t due = rec ? cb_timed_next_due(&r->cfg->flags, rec) : 0;
+    if (due)
+        cb_flagbook_drop_due(&r->fb, txn, seq, due);
+    bool answers = ev && ev->body_case == CAREBRIDGE__V1__ENVELOPE__BODY_RESPONSE && ev->correlation_id[0];
+    cb_flagbook_forget_event(&r->fb, txn, seq, rec, ev ? person_hash(r, ev->person) : 0,
+                             answers ? ev->correlation_id : NULL);
+    cb_flagbook_free_record(&rec);
+}
+
+size_t cb_rules_expire_closed(cb_rules *r, cb_txn *txn, uint64_t before_ms, size_t budget, bool *more)
+{
+    return cb_flagbook_expire_closed(&r->fb, txn, before_ms, budget, more);
+}
+
 typedef struct {
     cb_flag **out;
     size_t n, cap;

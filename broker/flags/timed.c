@@ -44,7 +44,7 @@ static bool is_discharge(const cb_handoff_record *rec)
 }
 
 /* Each deadline of a record that can still pass: the same predicates decide
- * what is due (next_due) and what a tick raises (judge). */
+ * what is due (cb_timed_next_due) and what a tick raises (judge). */
 static bool ack_pending(const cb_recipient *r)
 {
     return !r->acknowledged_ms && !(r->raised & BIT(TYPE(NOT_ACKNOWLEDGED)));
@@ -68,7 +68,7 @@ static int64_t confirm_due(const cb_flags_config *c, const cb_handoff_record *re
     return day_ms(rec->planned_date) - c->discharge_confirm_hours * HOUR_MS;
 }
 
-static uint64_t next_due(const cb_flags_config *c, const cb_handoff_record *rec)
+uint64_t cb_timed_next_due(const cb_flags_config *c, const cb_handoff_record *rec)
 {
     int64_t due = INT64_MAX;
 #define SOONER(t) (due = (t) < due ? (t) : due)
@@ -170,12 +170,12 @@ void cb_timed_record(cb_rule_ctx *ctx)
         rec.planned_date = ev->discharge->planned_date;
         note_items(&rec, ev->discharge);
     }
-    cb_flagbook_put_record(ctx->fb, ctx->txn, ctx->seq, &rec, true, 0, next_due(ctx->cfg, &rec));
+    cb_flagbook_put_record(ctx->fb, ctx->txn, ctx->seq, &rec, true, 0, cb_timed_next_due(ctx->cfg, &rec));
     for (size_t i = 0; i < n; i++) {
         if (rs[i].stage == STAGE(ACCEPTED))
             continue;
         const char *agencies[] = {rs[i].agency, rec.from_agency};
-        cb_flagbook_index_handoff(ctx->fb, ctx->txn, cb_flag_id(ctx->seq, (unsigned)i), agencies, 2, true, false);
+        cb_flagbook_index_handoff(ctx->fb, ctx->txn, cb_flag_id(ctx->seq, (unsigned)i), agencies, 2, true, false, 0);
         note_handoff(ctx, &rec, ctx->seq, i);
     }
     ctx->raised |= BIT(TYPE(INTER_AGENCY_HANDOFF));
@@ -285,7 +285,7 @@ void cb_timed_due(cb_rule_ctx *ctx, uint64_t seq, uint64_t due_ms)
             cb_rule_raise(ctx, f, false);
         }
     }
-    uint64_t next = next_due(c, rec);
+    uint64_t next = cb_timed_next_due(c, rec);
     /* Every deadline due by now was raised or no longer holds, so the next
      * lies ahead; were it not, dropping it keeps a tick from spinning. */
     cb_flagbook_put_record(ctx->fb, ctx->txn, seq, rec, false, due_ms, next > ctx->wall_ms ? next : 0);
@@ -357,7 +357,7 @@ void cb_timed_response(cb_rule_ctx *ctx)
         return; /* an answer from an agency it was not sent to hands nothing over */
     }
     r = rec->recipients[i];
-    uint64_t old_due = next_due(ctx->cfg, rec);
+    uint64_t old_due = cb_timed_next_due(ctx->cfg, rec);
     int64_t t = ctx->occurred_ms ? ctx->occurred_ms : (int64_t)ctx->wall_ms;
     bool was_open = r->stage != STAGE(ACCEPTED);
     if (!r->acknowledged_ms) {
@@ -378,14 +378,14 @@ void cb_timed_response(cb_rule_ctx *ctx)
         cb_rule_set(&r->accepted_by, cb_explain_dup(ctx->ev->event_id));
         r->resolved_ms = (int64_t)ctx->wall_ms;
         const char *agencies[] = {r->agency, rec->from_agency};
-        cb_flagbook_index_handoff(ctx->fb, ctx->txn, cb_flag_id(ctx->target_seq, (unsigned)i), agencies, 2, false,
-                                  true);
+        cb_flagbook_index_handoff(ctx->fb, ctx->txn, cb_flag_id(ctx->target_seq, (unsigned)i), agencies, 2, false, true,
+                                  (uint64_t)r->resolved_ms);
         note_handoff(ctx, rec, ctx->target_seq, i);
         char *how = cb_explain("%s accepted it", r->agency);
         resolve_at_risk(ctx, r->agency, how);
         free(how);
     }
-    cb_flagbook_put_record(ctx->fb, ctx->txn, ctx->target_seq, rec, false, old_due, next_due(ctx->cfg, rec));
+    cb_flagbook_put_record(ctx->fb, ctx->txn, ctx->target_seq, rec, false, old_due, cb_timed_next_due(ctx->cfg, rec));
     cb_flagbook_free_record(&rec);
 }
 
@@ -401,7 +401,7 @@ void cb_timed_update(cb_rule_ctx *ctx)
         cb_flagbook_free_record(&rec);
         return;
     }
-    uint64_t old_due = next_due(ctx->cfg, rec);
+    uint64_t old_due = cb_timed_next_due(ctx->cfg, rec);
     const Carebridge__V1__Discharge *d = u->discharge;
     if (d->planned_date[0] && strcmp(d->planned_date, rec->planned_date)) {
         char when[24];
@@ -423,6 +423,6 @@ void cb_timed_update(cb_rule_ctx *ctx)
             cb_flag_free(&f);
         }
     }
-    cb_flagbook_put_record(ctx->fb, ctx->txn, ctx->target_seq, rec, false, old_due, next_due(ctx->cfg, rec));
+    cb_flagbook_put_record(ctx->fb, ctx->txn, ctx->target_seq, rec, false, old_due, cb_timed_next_due(ctx->cfg, rec));
     cb_flagbook_free_record(&rec);
 }

@@ -103,3 +103,16 @@ void cb_test_referral(cb_test_event *e, const char *id, const char *reason)
     e->frame.kind_case = CAREBRIDGE__V1__FRAME__KIND_PUBLISH;
     e->frame.publish = &e->publish;
 }
+
+void cb_test_response(cb_test_event *e, const char *id, const char *answers, Carebridge__V1__Response__Status status)
+{
+    cb_test_referral(e, id, "");
+    carebridge__v1__response__init(&e->response);
+    snprintf(e->answers, sizeof e->answers, "%s", answers);
+    e->response.status = status;
+    e->ev.correlation_id = e->answers;
+    e->ev.from_agency = "social-care";
+    e->to[0] = "health";
+    e->ev.body_case = CAREBRIDGE__V1__ENVELOPE__BODY_RESPONSE;
+    e->ev.response = &e->response;
+}

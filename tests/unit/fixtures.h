@@ -44,12 +44,15 @@ typedef struct {
     cb_envelope ev;
     Carebridge__V1__Person person;
     Carebridge__V1__Referral referral;
-    char id[64], reason[64];
+    Carebridge__V1__Response response;
+    char id[64], reason[64], nhs[16], answers[64];
     char *to[4];
 } cb_test_event;
 
 #define CB_TEST_NHS "9434765919"
 
 void cb_test_referral(cb_test_event *e, const char *id, const char *reason);
+/* social-care's answer (status) to health's event `answers`. */
+void cb_test_response(cb_test_event *e, const char *id, const char *answers, Carebridge__V1__Response__Status status);
 
 #endif

@@ -19,6 +19,8 @@
 #include "batch.h"
 #include "commit.h"
 #include "config.h"
+#include "flagbook.h"
+#include "keys.h"
 #include "store.h"
 
 #define MAP_BYTES (16ull << 20)
@@ -34,7 +36,7 @@ typedef struct {
     cb_commit *commit;
     cb_batch *batch;
     unsigned sc; /* social-care's lane */
-    cb_test_event events[8];
+    cb_test_event events[1024];
     size_t n_events;
 } fixture;
 
@@ -325,6 +327,296 @@ static void test_audit_retention(void **state)
     assert_int_equal(count_keys(f, by_person), 0);
 }
 
+/* ---------------------------------------------------------------- event retention */
+
+#define GENERATION 200 /* referrals a generation, every other one accepted */
+
+/* The i-th NHS number (valid check digit) from 900 000 0000 on. */
+static void nhs_number(unsigned i, char out[16])
+{
+    for (uint64_t n = 9000000000ull;; n++) {
+        char d[11];
+        snprintf(d, sizeof d, "%llu", (unsigned long long)n);
+        unsigned sum = 0;
+        for (int k = 0; k < 9; k++)
+            sum += (unsigned)(d[k] - '0') * (unsigned)(10 - k);
+        unsigned check = (11 - sum % 11) % 11;
+        if (check != 10 && check == (unsigned)(d[9] - '0') && !i--) {
+            snprintf(out, 16, "%s", d);
+            return;
+        }
+    }
+}
+
+static void publish_batch(fixture *f, uint64_t wall, int64_t *now)
+{
+    f->batch->now_ms = *now += 1000;
+    f->batch->wall_ms = wall;
+    cb_commit_batch(f->commit, f->batch);
+    assert_int_equal(f->batch->exit_status, 0);
+    for (size_t i = 0; i < f->batch->n_pubs; i++)
+        assert_int_equal(f->batch->pubs[i].code, CB_OK);
+    next_batch(f);
+    f->n_events = 0;
+}
+
+/* A generation g of events stored at wall: referrals for people of their
+ * own (their handoff records, flags, queue entries, person records), half
+ * of them accepted (resolved handoff flags, health's queue), and an answer
+ * to an event never stored (an early answer). */
+static void generation(fixture *f, int g, uint64_t wall, int64_t *now)
+{
+    for (unsigned i = 0; i < GENERATION; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "g%d-ref-%u", g, i);
+        cb_test_event *e = &f->events[f->n_events];
+        add_publish(f, id, "falls at home");
+        nhs_number((unsigned)g * GENERATION + i, e->nhs);
+        e->person.nhs_number = e->nhs;
+        f->batch->n_pubs--; /* packed again with its own person */
+        assert_non_null(cb_batch_add_publish(f->batch, SENDER, e->frame.ref, &e->frame, 0));
+        if (f->n_events >= 100)
+            publish_batch(f, wall, now);
+    }
+    publish_batch(f, wall, now);
+    for (unsigned i = 0; i <= GENERATION; i += 2) {
+        char id[32], answers[32];
+        snprintf(id, sizeof id, "g%d-acc-%u", g, i);
+        snprintf(answers, sizeof answers, i < GENERATION ? "g%d-ref-%u" : "g%d-never", g, i);
+        cb_test_event *e = &f->events[f->n_events++];
+        cb_test_response(e, id, answers, CAREBRIDGE__V1__RESPONSE__STATUS__ACCEPTED);
+        e->frame.ref = f->n_events;
+        nhs_number((unsigned)g * GENERATION + (i < GENERATION ? i : 0), e->nhs);
+        e->person.nhs_number = e->nhs;
+        assert_non_null(cb_batch_add_publish(f->batch, SENDER, e->frame.ref, &e->frame, 0));
+        if (f->n_events >= 100)
+            publish_batch(f, wall, now);
+    }
+    publish_batch(f, wall, now);
+}
+
+/* What the store and the flags' keyspaces hold. */
+typedef struct {
+    size_t ks[CB_FLAGBOOK_KEYSPACES];
+    uint64_t events, queued_sc, queued_health, indexed;
+} holdings;
+
+static bool count_seq(void *arg, uint64_t seq)
+{
+    (void)seq;
+    ++*(uint64_t *)arg;
+    return true;
+}
+
+static void holdings_of(fixture *f, int g, holdings *h)
+{
+    memset(h, 0, sizeof *h);
+    for (cb_keyspace ks = 0; ks < CB_FLAGBOOK_KEYSPACES; ks++)
+        h->ks[ks] = count_keys(f, ks);
+    cb_txn *txn = cb_test_begin(f->store, false);
+    h->events = cb_store_event_count(txn);
+    cb_queue_stats st;
+    cb_store_queue_stats(txn, "social-care", &st);
+    h->queued_sc = st.queued + st.parked;
+    cb_store_queue_stats(txn, "health", &st);
+    h->queued_health = st.queued + st.parked;
+    for (unsigned i = 0; i < GENERATION; i++) { /* generation g's people, in the persons index */
+        char nhs[16], key[24];
+        nhs_number((unsigned)g * GENERATION + i, nhs);
+        snprintf(key, sizeof key, "nhs:%s", nhs);
+        cb_store_person_seqs(txn, key, count_seq, &h->indexed);
+    }
+    cb_txn_abort(&txn);
+}
+
+static size_t retention_records(fixture *f)
+{
+    cb_txn *txn = cb_test_begin(f->store, false);
+    Carebridge__V1__AuditRequest req = CAREBRIDGE__V1__AUDIT_REQUEST__INIT;
+    cb_error err = {0};
+    Carebridge__V1__AuditReply *r = cb_audit_query(f->cfg, txn, &req, NULL, &err);
+    cb_txn_abort(&txn);
+    assert_non_null(r);
+    size_t n = 0;
+    for (size_t i = 0; i < r->n_records; i++)
+        n += !strcmp(r->records[i]->action, "retention");
+    carebridge__v1__audit_reply__free_unpacked(r, NULL);
+    return n;
+}
+
+/* Two stores under the same configuration and clock: one given an old
+ * generation (stored on day 0) and a new one (day 20), one given only the
+ * new. On day 31, with events kept 30 days, retention leaves the first
+ * holding exactly what the second holds: every record of the old generation
+ * gone (events, index and queue entries, handoff records, deadlines, flags
+ * raised on time since, person and early records), none of the new, a
+ * budget a transaction, each run in the audit. */
+static void test_event_retention(void **state)
+{
+    fixture *f = *state, *only_new = calloc(1, sizeof *only_new);
+    assert_non_null(only_new);
+    assert_int_equal(open_all(only_new, 0.9), 0);
+    f->cfg->retention.event_days = only_new->cfg->retention.event_days = 30;
+    int64_t now = NOW, now_b = NOW;
+    generation(f, 0, WALL, &now);
+    generation(f, 1, WALL + 20 * DAY_MS, &now);
+    generation(only_new, 1, WALL + 20 * DAY_MS, &now_b);
+    holdings before, old_gone, want;
+    holdings_of(f, 0, &before);
+    assert_true(before.events == 2 * (GENERATION + GENERATION / 2 + 1));
+    assert_true(before.indexed >= GENERATION);
+    assert_int_equal(stored_seq_of(f, "g0-ref-7"), 8);
+    uint64_t last = cb_commit_last_seq(f->commit);
+
+    uint64_t later = WALL + 31 * DAY_MS;
+    size_t runs = 0;
+    for (uint64_t left = before.events; runs < 10; runs++) {
+        now += 61000, now_b += 61000;
+        publish_batch(f, later, &now);
+        publish_batch(only_new, later, &now_b);
+        holdings_of(f, 0, &old_gone);
+        assert_true(left - old_gone.events <= 250); /* a budget a transaction */
+        if (left == old_gone.events)
+            break;
+        left = old_gone.events;
+    }
+    assert_int_equal(runs, 2); /* 301 old events: two runs, and one that found none */
+    assert_int_equal(retention_records(f), 2);
+    assert_int_equal(old_gone.indexed, 0);
+    assert_int_equal(stored_seq_of(f, "g0-ref-7"), 0);
+    assert_int_not_equal(stored_seq_of(f, "g1-ref-7"), 0);
+    holdings_of(f, 1, &old_gone);
+    holdings_of(only_new, 1, &want);
+    assert_true(want.events == GENERATION + GENERATION / 2 + 1 && want.queued_sc == GENERATION);
+    assert_int_equal(old_gone.events, want.events);
+    assert_int_equal(old_gone.queued_sc, want.queued_sc);
+    assert_int_equal(old_gone.queued_health, want.queued_health);
+    assert_int_equal(old_gone.indexed, want.indexed);
+    for (cb_keyspace ks = 0; ks < CB_FLAGBOOK_KEYSPACES; ks++) {
+        print_message("keyspace %s: %zu before, %zu after, %zu for the new alone\n", cb_flagbook_keyspaces[ks],
+                      before.ks[ks], old_gone.ks[ks], want.ks[ks]);
+        assert_int_equal(old_gone.ks[ks], want.ks[ks]);
+        assert_true(before.ks[ks] >= want.ks[ks]);
+    }
+    /* Seqs go on from the last; an old id is new again. */
+    cb_test_event *e = &f->events[f->n_events];
+    add_publish(f, "g0-ref-7", "falls at home");
+    (void)e;
+    publish_batch(f, later, &now);
+    assert_int_equal(stored_seq_of(f, "g0-ref-7"), last + 1);
+    cb_batch_free(&only_new->batch);
+    cb_commit_free(&only_new->commit);
+    cb_config_free(&only_new->cfg);
+    assert_int_equal(cb_test_store_close(&only_new->t), 0);
+    free(only_new);
+}
+
+/* ---------------------------------------------------------------- closed flags */
+
+typedef struct {
+    uint64_t cutoff;
+    size_t closed_before, closed_after; /* closed entries resolved before and after the cutoff */
+    size_t open, resolved;              /* agency index entries */
+} flag_tally;
+
+static bool tally_closed(void *arg, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
+{
+    (void)v, (void)vl;
+    flag_tally *t = arg;
+    uint64_t ms, id;
+    assert_true(cb_key_parse(k, kl, "QQ", &ms, &id));
+    if (ms < t->cutoff)
+        t->closed_before++;
+    else
+        t->closed_after++;
+    return true;
+}
+
+static bool tally_ix(void *arg, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
+{
+    (void)v, (void)vl;
+    flag_tally *t = arg;
+    const char *agency;
+    uint8_t status;
+    uint64_t not_id;
+    assert_true(cb_key_parse(k, kl, "SBQ", &agency, &status, &not_id));
+    if (status == 1)
+        t->open++;
+    else
+        t->resolved++;
+    return true;
+}
+
+static void flag_tally_of(fixture *f, uint64_t cutoff, flag_tally *t)
+{
+    cb_flagbook fb = cb_flagbook_broker();
+    *t = (flag_tally){.cutoff = cutoff};
+    cb_txn *txn = cb_test_begin(f->store, false);
+    cb_kv_scan(txn, fb.closed, NULL, 0, NULL, 0, tally_closed, t);
+    cb_kv_scan(txn, fb.ix, NULL, 0, NULL, 0, tally_ix, t);
+    cb_txn_abort(&txn);
+}
+
+static bool no_resolved_before(void *arg, cb_flag **f)
+{
+    const uint64_t *cutoff = arg;
+    assert_int_equal((*f)->status, CAREBRIDGE__V1__FLAG__STATUS__RESOLVED);
+    assert_true((uint64_t)(*f)->resolved_at->seconds * 1000 >= *cutoff);
+    return true;
+}
+
+/* With resolved flags kept 10 days, those resolved on day 0 go on day 25
+ * (stored and handoff flags alike, their index entries with them), those
+ * resolved on day 20 stay, no open flag is touched and no event removed. */
+static void test_closed_flag_retention(void **state)
+{
+    fixture *f = *state;
+    int64_t now = NOW;
+    generation(f, 0, WALL, &now);
+    generation(f, 1, WALL + 20 * DAY_MS, &now);
+    uint64_t cutoff = WALL + 15 * DAY_MS, later = WALL + 25 * DAY_MS;
+    for (int i = 0; i < 5; i++) { /* the deadlines passed by day 25 raise their flags first */
+        now += 61000;
+        publish_batch(f, later, &now);
+    }
+    f->cfg->retention.closed_flag_days = 10;
+    flag_tally before, after;
+    flag_tally_of(f, cutoff, &before);
+    assert_true(before.closed_before >= GENERATION / 2 && before.closed_after >= GENERATION / 2);
+    cb_txn *txn = cb_test_begin(f->store, false);
+    uint64_t events = cb_store_event_count(txn);
+    cb_txn_abort(&txn);
+
+    for (int i = 0; i < 3; i++) {
+        now += 61000;
+        publish_batch(f, later, &now);
+    }
+    flag_tally_of(f, cutoff, &after);
+    print_message("closed %zu+%zu -> %zu+%zu; open %zu -> %zu; resolved %zu -> %zu\n", before.closed_before,
+                  before.closed_after, after.closed_before, after.closed_after, before.open, after.open,
+                  before.resolved, after.resolved);
+    assert_int_equal(after.closed_before, 0);
+    assert_int_equal(after.closed_after, before.closed_after);
+    assert_int_equal(after.open, before.open);
+    assert_true(after.resolved < before.resolved);
+    assert_int_equal(retention_records(f), 1);
+    txn = cb_test_begin(f->store, false);
+    assert_int_equal(cb_store_event_count(txn), events);
+    cb_flagbook fb = cb_flagbook_broker();
+    const char *agencies[] = {"health", "social-care"};
+    for (int a = 0; a < 2; a++)
+        cb_flagbook_agency_flags(&fb, txn, agencies[a], false, 0, no_resolved_before, &cutoff);
+    /* The handoff flag of g0-ref-0, accepted on day 0, is built no more. */
+    uint64_t seq = 0;
+    assert_true(cb_store_find_id(txn, "g0-ref-0", &seq, (uint8_t[CB_DIGEST_BYTES]){0}));
+    assert_null(cb_flagbook_get(&fb, txn, cb_flag_id(seq, 0)));
+    cb_handoff_record *rec = cb_flagbook_record(&fb, txn, seq);
+    assert_non_null(rec);
+    assert_true(rec->recipients[0]->flag_removed);
+    cb_flagbook_free_record(&rec);
+    cb_txn_abort(&txn);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -333,6 +625,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delivery_and_who_may_acknowledge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_store_refuses_publishes, setup_full, teardown),
         cmocka_unit_test_setup_teardown(test_audit_retention, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_event_retention, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_closed_flag_retention, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -825,6 +825,131 @@ static void test_layered_index_finds_everything_through_merges(void **state)
     assert_layers_complete(f, LAYER_EVENTS);
 }
 
+/* ---- retention */
+
+#define RETAIN_EVENTS 60000 /* stored a minute a thousand: runs sealed, a merge done */
+
+typedef struct {
+    uint64_t next; /* the seq fn expects: events go oldest first */
+    size_t n;
+} expiring;
+
+static void expect_oldest(void *arg, uint64_t seq, const uint8_t *bytes, size_t len)
+{
+    expiring *x = arg;
+    char id[32];
+    snprintf(id, sizeof id, "ev-%llu", (unsigned long long)seq);
+    assert_int_equal(seq, x->next);
+    assert_true(len > 2 && bytes[1] == strlen(id) && memcmp(bytes + 2, id, strlen(id)) == 0);
+    x->next++;
+    x->n++;
+}
+
+/* Expire what was stored before before_ms, a budget a transaction. */
+static size_t expire_all(fixture *f, uint64_t before_ms, size_t budget, expiring *x)
+{
+    size_t txns = 0, undelivered = 0;
+    cb_expired out;
+    do {
+        cb_txn *txn = begin(f, true);
+        cb_store_expire(txn, before_ms, budget, expect_oldest, x, &out);
+        assert_true(out.events <= budget);
+        undelivered += out.undelivered;
+        commit_ok(&txn);
+        txns++;
+    } while (out.more && txns < 1000);
+    assert_int_equal(undelivered, x->n); /* each was queued for housing, never delivered */
+    return x->n;
+}
+
+static void put_timed_events(fixture *f, uint64_t first, uint64_t last)
+{
+    for (uint64_t seq = first; seq <= last;) {
+        cb_txn *txn = begin(f, true);
+        for (int i = 0; i < 2000 && seq <= last; i++, seq++) {
+            char person[32];
+            snprintf(person, sizeof person, "nhs:%llu", (unsigned long long)(seq * 7919 % LAYER_PEOPLE));
+            put_body(txn, seq, person, "health", NULL, NULL, 0, seq * 60); /* a thousand a minute */
+        }
+        cb_store_index_work(txn, 16000);
+        commit_ok(&txn);
+    }
+}
+
+static void assert_kept_from(fixture *f, uint64_t floor, uint64_t last)
+{
+    for (int write = 0; write < 2; write++) {
+        cb_txn *txn = begin(f, write);
+        assert_int_equal(cb_store_floor(txn), floor);
+        assert_int_equal(cb_store_last_seq(txn), last);
+        assert_int_equal(cb_store_event_count(txn), last - floor + 1);
+        for (uint64_t seq = 1; seq <= last; seq += write ? 1 : 7) {
+            char id[32];
+            uint64_t found = 0;
+            snprintf(id, sizeof id, "ev-%llu", (unsigned long long)seq);
+            assert_int_equal(cb_store_find_id(txn, id, &found, (uint8_t[CB_DIGEST_BYTES]){0}), seq >= floor);
+        }
+        for (unsigned p = 0; p < LAYER_PEOPLE; p += 499) {
+            char person[32];
+            size_t n = 0, want = 0;
+            snprintf(person, sizeof person, "nhs:%u", p);
+            cb_store_person_seqs(txn, person, count_seq, &n);
+            for (uint64_t seq = floor; seq <= last; seq++)
+                want += seq * 7919 % LAYER_PEOPLE == p;
+            assert_int_equal(n, want);
+        }
+        cb_queue_stats st;
+        cb_store_queue_stats(txn, "housing", &st);
+        assert_int_equal(st.queued, last - floor + 1);
+        assert_int_equal(cb_txn_failed(txn), CB_OK);
+        cb_txn_abort(&txn);
+    }
+}
+
+/* Events stored before the time given are removed oldest first, exactly
+ * those (to the minute), with their queue entries; no lookup finds one, a
+ * restart keeps it so, seqs go on above them, and once every event is gone
+ * so is every index entry: the tails' at once, the runs' as whole runs. */
+static void test_retention_removes_the_oldest_and_their_index_entries(void **state)
+{
+    fixture *f = *state;
+    put_timed_events(f, 1, RETAIN_EVENTS);
+    /* Minute 30 begins with seq 30000 (stored at 1,800,000 ms). */
+    expiring x = {.next = 1};
+    assert_int_equal(expire_all(f, 1800000, 5000, &x), 29999);
+    assert_kept_from(f, 30000, RETAIN_EVENTS);
+
+    cb_error err = {0};
+    cb_store_destroy(&f->t.store);
+    f->t.store = cb_store_open(f->t.dir, f->map_bytes, f->fraction, &err);
+    assert_non_null(f->t.store);
+    assert_kept_from(f, 30000, RETAIN_EVENTS);
+
+    x.n = 0;
+    assert_int_equal(expire_all(f, UINT64_MAX / 2, 5000, &x), RETAIN_EVENTS - 29999);
+    cb_txn *txn = begin(f, true);
+    cb_store_index_work(txn, 1000000); /* a merge left over is finished, and dropped */
+    commit_ok(&txn);
+    txn = begin(f, true);
+    cb_store_index_work(txn, 1000000);
+    commit_ok(&txn);
+    txn = begin(f, false);
+    assert_int_equal(cb_store_event_count(txn), 0);
+    assert_int_equal(cb_store_last_seq(txn), RETAIN_EVENTS);
+    for (int ix = 0; ix < CB_INDEX_COUNT; ix++) {
+        cb_index_shape shape;
+        cb_store_index_shape(txn, (cb_index)ix, &shape);
+        assert_int_equal(shape.entries, 0);
+        assert_int_equal(shape.merging, 0);
+    }
+    cb_txn_abort(&txn);
+
+    txn = begin(f, true);
+    put_event(txn, RETAIN_EVENTS + 1, "nhs:1", "health", NULL);
+    commit_ok(&txn);
+    assert_kept_from(f, RETAIN_EVENTS + 1, RETAIN_EVENTS + 1);
+}
+
 /* A merge cut short by a restart resumes from the last key it wrote. */
 static void test_layered_index_merge_resumes_after_reopen(void **state)
 {
@@ -1014,6 +1139,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_meta_get_and_put, setup, teardown),
         cmocka_unit_test_setup_teardown(test_layered_index_finds_everything_through_merges, setup, teardown),
         cmocka_unit_test_setup_teardown(test_layered_index_merge_resumes_after_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_removes_the_oldest_and_their_index_entries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readers_table_of_the_tail_keeps_to_each_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keyspaces_of_the_callers_own, setup, teardown),
     };
