@@ -34,8 +34,10 @@
  * transaction: a long backlog of expired records is worked off a batch at a
  * time, never in one long write that would hold the ACKs back. */
 #define RETENTION_EVERY_MS     60000
-#define RETENTION_BUDGET       1000
-#define RETENTION_EVENT_BUDGET 250 /* an event goes with its indexes, queue entries and flags */
+#define RETENTION_BUDGET       500
+#define RETENTION_EVENT_BUDGET 100  /* an event goes with its indexes, queue entries and flags */
+#define RETENTION_EVENT_MAX    4000 /* and at most this many more, for those stored since the last step */
+#define RETENTION_PACE_MS      20
 /* Open flags a delivery carries at most. */
 #define DELIVERY_FLAGS 32
 
@@ -54,6 +56,7 @@ struct cb_commit {
     bool ticking;              /* this batch runs them */
     int64_t next_retention_ms; /* monotonic: when retention next runs */
     bool retaining;            /* this batch runs it */
+    uint64_t retained_at_seq;  /* last_seq when retention last removed events */
     /* Each lane's consumer's key, as its attach gave it: who a delivery's
      * audit record names. */
     char (*consumer_key)[CB_FINGERPRINT_LEN + 1];
@@ -219,7 +222,12 @@ static void retain(cb_commit *c, cb_txn *txn, cb_batch *b)
     bool more = false;
     uint64_t before = expiry(rc->event_days, b->wall_ms);
     if (before) {
-        cb_store_expire(txn, before, RETENTION_EVENT_BUDGET, expire_event, (void *[]){c, txn}, &events);
+        /* At least as many as were stored since the last step: under any
+         * sustained load the store does not grow past its period. */
+        uint64_t stored = c->last_seq - c->retained_at_seq;
+        size_t budget = RETENTION_EVENT_BUDGET + (stored < RETENTION_EVENT_MAX ? stored : RETENTION_EVENT_MAX);
+        cb_store_expire(txn, before, budget, expire_event, (void *[]){c, txn}, &events);
+        c->retained_at_seq = c->last_seq;
         more = events.more;
         if (events.events)
             cb_rules_forget(c->rules);
@@ -228,8 +236,11 @@ static void retain(cb_commit *c, cb_txn *txn, cb_batch *b)
         flags = cb_rules_expire_closed(c->rules, txn, before, RETENTION_BUDGET, &more);
     if (!more && (before = expiry(rc->audit_days, b->wall_ms)))
         audits = cb_audit_expire(txn, before, RETENTION_BUDGET, &more);
+    /* More expired: go on at once while nothing else is asked of the store,
+     * and a step every RETENTION_PACE_MS beside publishing, so most batches
+     * carry none of it. */
     if (more)
-        c->next_retention_ms = b->now_ms; /* more expired: go on at the next batch */
+        c->next_retention_ms = b->now_ms + (cb_batch_has_input(b) ? RETENTION_PACE_MS : 0);
     if (!events.events && !flags && !audits)
         return;
     cb_audit_entry a = cb_audit_of(NULL, "carebridge-broker", "retention");
@@ -543,7 +554,7 @@ cb_commit *cb_commit_new(const cb_config *cfg, cb_store *store, cb_error *err)
         cb_commit_free(&c);
         return NULL;
     }
-    c->last_seq = cb_store_last_seq(txn);
+    c->last_seq = c->retained_at_seq = cb_store_last_seq(txn);
     if (!cb_rules_prepare(c->rules, txn)) {
         cb_txn_abort(&txn);
     } else if (cb_txn_commit(&txn, err) != CB_OK) {
