@@ -5,6 +5,10 @@
  * while it serves.
  *
  *   cb-bench-retention-fill --dir DIR --records N [--events E] --days-ago D [--map-mb M]
+ *                           [--person NHS]
+ *
+ * --person makes every event about that one person (the retention test's),
+ * and every audit record too; else they are about a million people.
  *
  * Prints {"records": N, "events": E, "seconds": S}. */
 #include <getopt.h>
@@ -20,7 +24,7 @@
 
 #define PER_TXN 20000
 
-static bool fill_audit(cb_store *store, unsigned long long n, uint64_t then, cb_error *err)
+static bool fill_audit(cb_store *store, unsigned long long n, uint64_t then, const char *one, cb_error *err)
 {
     for (unsigned long long done = 0; done < n;) {
         cb_txn *txn = cb_txn_begin(store, true, err);
@@ -28,7 +32,7 @@ static bool fill_audit(cb_store *store, unsigned long long n, uint64_t then, cb_
             return false;
         for (unsigned i = 0; i < PER_TXN && done < n; i++, done++) {
             cb_audit_entry e = cb_audit_of(NULL, "social-care", "delivery");
-            snprintf(e.person, sizeof e.person, "p-%010llx", done % 100000);
+            snprintf(e.person, sizeof e.person, "p-%010llx", one ? 0 : done % 100000);
             snprintf(e.detail, sizeof e.detail, "seq=%llu attempt=1", done + 1);
             cb_audit_put(txn, &e, then + done / 100); /* a hundred a millisecond, in order */
         }
@@ -40,7 +44,7 @@ static bool fill_audit(cb_store *store, unsigned long long n, uint64_t then, cb_
 
 /* Events as a sender's system makes them: a referral with a person and a
  * reason, packed by protobuf-c, stored as the commit stores one. */
-static bool fill_events(cb_store *store, unsigned long long n, uint64_t then, cb_error *err)
+static bool fill_events(cb_store *store, unsigned long long n, uint64_t then, const char *one, cb_error *err)
 {
     Carebridge__V1__Envelope ev = CAREBRIDGE__V1__ENVELOPE__INIT;
     Carebridge__V1__Person person = CAREBRIDGE__V1__PERSON__INIT;
@@ -64,7 +68,10 @@ static bool fill_events(cb_store *store, unsigned long long n, uint64_t then, cb
         uint64_t seq = cb_store_last_seq(txn);
         for (unsigned i = 0; i < PER_TXN && done < n; i++, done++) {
             snprintf(id, sizeof id, "fill-%llu", done);
-            snprintf(nhs, sizeof nhs, "90%08llu", done % 1000000);
+            if (one)
+                snprintf(nhs, sizeof nhs, "%s", one);
+            else
+                snprintf(nhs, sizeof nhs, "90%08llu", done % 1000000);
             snprintf(key, sizeof key, "nhs:%s", nhs);
             const char *keys[] = {key};
             size_t len = carebridge__v1__envelope__pack(&ev, buf);
@@ -88,22 +95,29 @@ static bool fill_events(cb_store *store, unsigned long long n, uint64_t then, cb
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {{"dir", required_argument, 0, 'd'},    {"records", required_argument, 0, 'n'},
-                                         {"events", required_argument, 0, 'e'}, {"days-ago", required_argument, 0, 'a'},
-                                         {"map-mb", required_argument, 0, 'm'}, {"help", no_argument, 0, 'h'},
-                                         {"version", no_argument, 0, 'V'},      {0, 0, 0, 0}};
-    const char *dir = NULL;
+    static const struct option opts[] = {{"dir", required_argument, 0, 'd'},
+                                         {"records", required_argument, 0, 'n'},
+                                         {"events", required_argument, 0, 'e'},
+                                         {"days-ago", required_argument, 0, 'a'},
+                                         {"map-mb", required_argument, 0, 'm'},
+                                         {"person", required_argument, 0, 'p'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {"version", no_argument, 0, 'V'},
+                                         {0, 0, 0, 0}};
+    const char *dir = NULL, *person = NULL;
     unsigned long long n = 0, events = 0, days = 0, map_mb = 4096;
     int c;
-    while ((c = getopt_long(argc, argv, "d:n:e:a:m:hV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "d:n:e:a:m:p:hV", opts, NULL)) != -1) {
         switch (c) {
         case 'd': dir = optarg; break;
         case 'n': n = strtoull(optarg, NULL, 10); break;
         case 'e': events = strtoull(optarg, NULL, 10); break;
         case 'a': days = strtoull(optarg, NULL, 10); break;
         case 'm': map_mb = strtoull(optarg, NULL, 10); break;
+        case 'p': person = optarg; break;
         case 'h':
-            puts("Usage: cb-bench-retention-fill --dir DIR --records N [--events E] --days-ago D [--map-mb M]");
+            puts("Usage: cb-bench-retention-fill --dir DIR --records N [--events E] --days-ago D [--map-mb M] "
+                 "[--person NHS]");
             return 0;
         case 'V': puts("cb-bench-retention-fill " CB_VERSION); return 0;
         default: return 2;
@@ -122,7 +136,11 @@ int main(int argc, char **argv)
     uint64_t then = cb_wall_ms() - days * 86400000ull;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    bool ok = fill_events(store, events, then, &err) && fill_audit(store, n, then, &err);
+    if (person && strlen(person) != 10) {
+        fputs("cb-bench-retention-fill: --person takes a ten-digit NHS number\n", stderr);
+        return 2;
+    }
+    bool ok = fill_events(store, events, then, person, &err) && fill_audit(store, n, then, person, &err);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     cb_store_destroy(&store);
     if (!ok) {
