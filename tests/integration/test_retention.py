@@ -33,6 +33,18 @@ class Retention(BrokerTest):
                                "--days-ago", "3", "--map-mb", "64", "--person", PERSON],
                               capture_output=True, text=True, timeout=60)
         self.assertEqual(fill.returncode, 0, fill.stderr)
+        # First without retention, for the space the expired records take.
+        with open(b.config) as f:
+            config = f.read()
+        with open(b.config, "w") as f:
+            f.write(config.replace("event_days: 2", "event_days: 0").replace("audit_days: 2", "audit_days: 0"))
+        b.start()
+        status, _ = b.status()
+        self.assertEqual(int(status["events"]), OLD_EVENTS)
+        used_before = int(status["storeUsedBytes"])
+        self.assertEqual(b.stop(), 0)
+        with open(b.config, "w") as f:
+            f.write(config)
         b.start()
         new = [referral(f"r-new-{i}", nhs=PERSON) for i in range(5)]
         sent = b.send("health", new)
@@ -61,8 +73,12 @@ class Retention(BrokerTest):
             self.assertGreater(datetime.datetime.fromisoformat(a["at"].replace("Z", "+00:00")), cutoff, a)
         self.assertTrue(all(a["who"] == "carebridge-broker" for a in runs()))
         self.assertIn("undelivered", b.log())
+        # The pages they took are free for LMDB to use again.
+        used_after = int(b.status()[0]["storeUsedBytes"])
+        self.assertLess(used_after, used_before)
         print(f"\nretention: {events_removed} of {OLD_EVENTS} expired events and {OLD_AUDIT} audit records removed "
-              f"in {len(runs())} runs, each audited; {status['events']} events kept of {len(new)} stored since")
+              f"in {len(runs())} runs, each audited; {status['events']} events kept of {len(new)} stored since; "
+              f"pages in use {used_before // 1024} KiB before, {used_after // 1024} KiB after")
 
         # A restart keeps it so, and seqs go on above what went.
         self.assertEqual(b.stop(), 0)
