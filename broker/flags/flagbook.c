@@ -77,31 +77,38 @@ void cb_flagbook_drop_due(const cb_flagbook *fb, cb_txn *txn, uint64_t seq, uint
     cb_kv_del(txn, fb->due, k.b, k.len);
 }
 
+/* Keys (ms, u64) at or before upto, earliest first, at most cap: the
+ * deadlines due, and the flags resolved long enough ago. */
 typedef struct {
-    uint64_t now_ms;
-    uint64_t *seqs, *due_ms;
+    uint64_t upto;
+    uint64_t *ms, *ids;
     size_t n, cap;
-} due_scan;
+} until_scan;
 
-static bool collect_due(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val, size_t len)
+static bool collect_until(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val, size_t len)
 {
     (void)val, (void)len;
-    due_scan *d = arg;
-    uint64_t due, seq;
-    if (!cb_key_parse(key, key_len, "QQ", &due, &seq) || due > d->now_ms)
+    until_scan *u = arg;
+    uint64_t ms, id;
+    if (!cb_key_parse(key, key_len, "QQ", &ms, &id) || ms > u->upto)
         return false;
-    d->seqs[d->n] = seq;
-    d->due_ms[d->n] = due;
-    return ++d->n < d->cap;
+    u->ms[u->n] = ms;
+    u->ids[u->n] = id;
+    return ++u->n < u->cap;
+}
+
+static size_t scan_until(cb_txn *txn, cb_keyspace ks, uint64_t upto, uint64_t *ms, uint64_t *ids, size_t cap)
+{
+    until_scan u = {upto, ms, ids, 0, cap};
+    if (cap)
+        cb_kv_scan(txn, ks, NULL, 0, NULL, 0, collect_until, &u);
+    return u.n;
 }
 
 size_t cb_flagbook_due(const cb_flagbook *fb, cb_txn *txn, uint64_t now_ms, uint64_t *seqs, uint64_t *due_ms,
                        size_t cap)
 {
-    due_scan d = {now_ms, seqs, due_ms, 0, cap};
-    if (cap)
-        cb_kv_scan(txn, fb->due, NULL, 0, NULL, 0, collect_due, &d);
-    return d.n;
+    return scan_until(txn, fb->due, now_ms, due_ms, seqs, cap);
 }
 
 /* ---- flags */
@@ -447,24 +454,6 @@ void cb_flagbook_forget_event(const cb_flagbook *fb, cb_txn *txn, uint64_t seq, 
         cb_kv_del(txn, fb->early, k.b, k.len);
 }
 
-typedef struct {
-    uint64_t before_ms;
-    uint64_t ms[256], ids[256];
-    size_t n, cap;
-} closed_scan;
-
-static bool collect_closed(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val, size_t len)
-{
-    (void)val, (void)len;
-    closed_scan *c = arg;
-    uint64_t ms, id;
-    if (!cb_key_parse(key, key_len, "QQ", &ms, &id) || ms >= c->before_ms || c->n == c->cap)
-        return false;
-    c->ms[c->n] = ms;
-    c->ids[c->n++] = id;
-    return true;
-}
-
 /* A handoff flag lives in its event's record: retention marks it removed
  * there, so it is built no more, and takes its index entries away. */
 static void remove_handoff_flag(const cb_flagbook *fb, cb_txn *txn, uint64_t id)
@@ -487,18 +476,18 @@ size_t cb_flagbook_expire_closed(const cb_flagbook *fb, cb_txn *txn, uint64_t be
     size_t removed = 0;
     *more = false;
     while (removed < budget && cb_txn_failed(txn) == CB_OK) {
-        closed_scan c = {.before_ms = before_ms, .n = 0};
-        c.cap = budget - removed < 256 ? budget - removed : 256;
-        cb_kv_scan(txn, fb->closed, NULL, 0, NULL, 0, collect_closed, &c);
-        for (size_t i = 0; i < c.n; i++) {
-            if ((c.ids[i] & (CB_FLAG_PER_EVENT - 1)) < CB_FLAG_STORED)
-                remove_handoff_flag(fb, txn, c.ids[i]);
+        uint64_t ms[256], ids[256];
+        size_t cap = budget - removed < 256 ? budget - removed : 256;
+        size_t n = scan_until(txn, fb->closed, before_ms - 1, ms, ids, cap);
+        for (size_t i = 0; i < n; i++) {
+            if ((ids[i] & (CB_FLAG_PER_EVENT - 1)) < CB_FLAG_STORED)
+                remove_handoff_flag(fb, txn, ids[i]);
             else
-                remove_flag(fb, txn, c.ids[i], 0);
-            index_closed(fb, txn, c.ms[i], c.ids[i], false);
+                remove_flag(fb, txn, ids[i], 0);
+            index_closed(fb, txn, ms[i], ids[i], false);
         }
-        removed += c.n;
-        if (c.n < c.cap)
+        removed += n;
+        if (n < cap)
             return removed;
     }
     /* The budget is spent: whether more have expired is the next run's to find. */

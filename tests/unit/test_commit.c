@@ -264,6 +264,18 @@ static size_t count_keys(fixture *f, cb_keyspace ks)
     return n;
 }
 
+/* Every audit record, as an operator asks for them. */
+static Carebridge__V1__AuditReply *audit_all(fixture *f)
+{
+    cb_txn *txn = cb_test_begin(f->store, false);
+    Carebridge__V1__AuditRequest req = CAREBRIDGE__V1__AUDIT_REQUEST__INIT;
+    cb_error err = {0};
+    Carebridge__V1__AuditReply *r = cb_audit_query(f->cfg, txn, &req, NULL, &err);
+    cb_txn_abort(&txn);
+    assert_non_null(r);
+    return r;
+}
+
 /* One batch of n audit records about person, committed at wall and now. */
 static void audit_batch(fixture *f, size_t n, const char *person, uint64_t wall, int64_t now)
 {
@@ -306,12 +318,7 @@ static void test_audit_retention(void **state)
     }
     assert_int_equal(runs, 5);
     assert_int_equal(count_keys(f, by_person), 5); /* the new ones' entries, and only theirs */
-    cb_txn *txn = cb_test_begin(f->store, false);
-    Carebridge__V1__AuditRequest req = CAREBRIDGE__V1__AUDIT_REQUEST__INIT;
-    cb_error err = {0};
-    Carebridge__V1__AuditReply *r = cb_audit_query(f->cfg, txn, &req, NULL, &err);
-    cb_txn_abort(&txn);
-    assert_non_null(r);
+    Carebridge__V1__AuditReply *r = audit_all(f);
     size_t retention = 0, kept = 0;
     for (size_t i = 0; i < r->n_records; i++) {
         retention += !strcmp(r->records[i]->action, "retention");
@@ -431,12 +438,7 @@ static void holdings_of(fixture *f, int g, holdings *h)
 
 static size_t retention_records(fixture *f)
 {
-    cb_txn *txn = cb_test_begin(f->store, false);
-    Carebridge__V1__AuditRequest req = CAREBRIDGE__V1__AUDIT_REQUEST__INIT;
-    cb_error err = {0};
-    Carebridge__V1__AuditReply *r = cb_audit_query(f->cfg, txn, &req, NULL, &err);
-    cb_txn_abort(&txn);
-    assert_non_null(r);
+    Carebridge__V1__AuditReply *r = audit_all(f);
     size_t n = 0;
     for (size_t i = 0; i < r->n_records; i++)
         n += !strcmp(r->records[i]->action, "retention");
