@@ -474,15 +474,15 @@ uint64_t cb_store_last_seq(cb_txn *txn)
         return 0;
     int rc = mdb_cursor_get(c, &k, &data, MDB_LAST);
     mdb_cursor_close(c);
-    /* Retention may have removed every event: seqs go on above the floor. */
-    uint64_t removed = cb_store_floor(txn) - 1;
-    if (rc == MDB_NOTFOUND)
-        return removed;
     if (rc == 0 && k.mv_size != 8)
         rc = MDB_CORRUPTED;
-    if (!cb_st_check(txn, rc, "find last event"))
+    if (rc != MDB_NOTFOUND && !cb_st_check(txn, rc, "find last event"))
         return 0;
-    uint64_t last = cb_be64_get(k.mv_data);
+    uint64_t last = rc == 0 ? cb_be64_get(k.mv_data) : 0;
+    /* Retention may have removed every event: seqs go on above the floor. */
+    uint64_t removed = cb_store_floor(txn) - 1;
+    if (!txn_ok(txn))
+        return 0;
     return last > removed ? last : removed;
 }
 
@@ -593,12 +593,14 @@ static void stamp(cb_txn *txn, uint64_t seq, uint64_t minute)
         return;
     int rc = mdb_cursor_get(c, &k, &data, MDB_LAST);
     mdb_cursor_close(c);
-    if (rc == 0 && k.mv_size == 8 && cb_be64_get(k.mv_data) >= minute)
-        txn->stamped_minute = cb_be64_get(k.mv_data);
-    if (rc == 0 && (k.mv_size != 8 || cb_be64_get(k.mv_data) >= minute))
-        return;
+    if (rc == 0 && k.mv_size != 8)
+        rc = MDB_CORRUPTED;
     if (rc != 0 && !(rc == MDB_NOTFOUND && txn_ok(txn)))
         return (void)cb_st_check(txn, rc, "note stored time");
+    if (rc == 0 && cb_be64_get(k.mv_data) >= minute) {
+        txn->stamped_minute = cb_be64_get(k.mv_data);
+        return;
+    }
     txn->stamped_minute = minute;
     uint64_t oldest;
     if (rc == MDB_NOTFOUND && first_seq(txn, DB_EVENTS, &oldest, &data, "note stored time"))
@@ -646,7 +648,13 @@ uint64_t cb_store_floor(cb_txn *txn)
     if (!txn->floor_known) {
         uint8_t b[8];
         size_t len = 0;
-        txn->floor = cb_store_meta_get(txn, "floor", b, sizeof b, &len) && len == 8 ? cb_be64_get(b) : 1;
+        txn->floor = 1;
+        if (cb_store_meta_get(txn, "floor", b, sizeof b, &len)) {
+            if (len == 8)
+                txn->floor = cb_be64_get(b);
+            else
+                cb_st_fail(txn, MDB_CORRUPTED, "read retention floor");
+        }
         txn->floor_known = txn_ok(txn);
     }
     return txn->floor;
@@ -662,6 +670,8 @@ void cb_store_expire(cb_txn *txn, uint64_t before_ms, size_t budget, cb_expire_f
     while (txn_ok(txn)) {
         uint64_t seq, minute;
         MDB_val data;
+        const uint8_t *bytes;
+        size_t len;
         if (!first_seq(txn, DB_EVENTS, &seq, &data, "find oldest event") || !stored_minute(txn, seq, &minute) ||
             minute + STORED_BUCKET_MS > before_ms)
             break;
@@ -669,7 +679,10 @@ void cb_store_expire(cb_txn *txn, uint64_t before_ms, size_t budget, cb_expire_f
             *more = true;
             break;
         }
-        fn(arg, seq, data.mv_data, data.mv_size);
+        /* Read again: stored_minute may have written since. */
+        if (!cb_store_get_event(txn, seq, &bytes, &len))
+            break;
+        fn(arg, seq, bytes, len);
         cb_key k;
         cb_key_make(&k, "Q", seq);
         db_del(txn, DB_EVENTS, val(k.b, k.len), "remove expired event");

@@ -89,16 +89,19 @@ static void fresh_dir(ix_dir *d)
         d->merges[m].out = IX_NONE;
 }
 
-/* A directory of version 4 had no max_seq: its runs are kept until merged. */
-static bool upgrade_dir(ix_dir *d, const void *stored)
+/* A directory of version 4 had no max_seq: no entry of any of its runs (or
+ * merges) is above the store's last seq now, so that bounds them all. */
+_Static_assert(offsetof(ix_dir, max_seq) == 272, "version 4's directory is what precedes max_seq");
+static bool upgrade_dir(cb_txn *txn, ix_dir *d, const void *stored)
 {
     memcpy(d, stored, offsetof(ix_dir, max_seq));
     if (d->version != 4)
         return false;
     d->version = IX_VERSION;
+    uint64_t last = cb_store_last_seq(txn);
     for (unsigned s = 0; s < IX_SLOTS; s++)
-        d->max_seq[s] = UINT64_MAX;
-    return true;
+        d->max_seq[s] = last;
+    return txn_ok(txn);
 }
 
 /* The directory as this txn sees it; NULL only after a failure. */
@@ -120,7 +123,7 @@ static ix_dir *dir_of(cb_txn *txn, cb_index ix)
         if (v.mv_size == sizeof *d) {
             memcpy(d, v.mv_data, sizeof *d);
             known = d->version == IX_VERSION;
-        } else if (v.mv_size == offsetof(ix_dir, max_seq) && upgrade_dir(d, v.mv_data)) {
+        } else if (v.mv_size == offsetof(ix_dir, max_seq) && upgrade_dir(txn, d, v.mv_data)) {
             known = true;
             txn->dirs_dirty[ix] = txn->write; /* written back as the new version */
         }
@@ -863,6 +866,10 @@ void cb_st_index_remove_seq(cb_txn *txn, uint64_t seq)
                 rc = MDB_NOTFOUND;
             if (rc == 0)
                 rc = mdb_cursor_del(c, 0);
+            /* The store thread's table keeps what it was given: built again,
+             * it keeps no entry a tail that is never sealed no longer has. */
+            if (rc == 0 && writer_tabled((cb_index)ix))
+                txn->store->writer_tails[ix].built = false;
             if (rc != 0) {
                 if (rc != MDB_NOTFOUND)
                     cb_st_check(txn, rc, "remove index entries");

@@ -950,6 +950,50 @@ static void test_retention_removes_the_oldest_and_their_index_entries(void **sta
     assert_kept_from(f, RETAIN_EVENTS + 1, RETAIN_EVENTS + 1);
 }
 
+/* A store whose index directories are of version 4 (no max_seq): read as
+ * they are, and once retention has removed every event, no entry is left
+ * in any of their runs either. */
+static void test_retention_on_a_store_from_before_max_seq(void **state)
+{
+    fixture *f = *state;
+    put_timed_events(f, 1, 20000); /* sealed runs in each index */
+    cb_txn *txn = begin(f, true);
+    for (int ix = 0; ix < CB_INDEX_COUNT; ix++) {
+        char name[32];
+        uint8_t dir[1024];
+        size_t len = 0;
+        snprintf(name, sizeof name, "index.%s", cb_store_index_name((cb_index)ix));
+        if (!cb_store_meta_get(txn, name, dir, sizeof dir, &len)) {
+            assert_true(ix == CB_INDEX_CASES || ix == CB_INDEX_RECORDS); /* put_timed_events fills ids and persons */
+            continue;
+        }
+        assert_true(len > 272 && len <= sizeof dir);
+        uint32_t v4 = 4;
+        memcpy(dir, &v4, sizeof v4); /* the version, first; max_seq, after the first 272 bytes, gone */
+        cb_store_meta_put(txn, name, dir, 272);
+    }
+    commit_ok(&txn);
+    cb_error err = {0};
+    cb_store_destroy(&f->t.store);
+    f->t.store = cb_store_open(f->t.dir, f->map_bytes, f->fraction, &err);
+    assert_non_null(f->t.store);
+    assert_kept_from(f, 1, 20000);
+    expiring x = {.next = 1};
+    assert_int_equal(expire_all(f, UINT64_MAX / 2, 5000, &x), 20000);
+    for (int i = 0; i < 2; i++) {
+        txn = begin(f, true);
+        cb_store_index_work(txn, 1000000);
+        commit_ok(&txn);
+    }
+    txn = begin(f, false);
+    for (int ix = 0; ix < CB_INDEX_COUNT; ix++) {
+        cb_index_shape shape;
+        cb_store_index_shape(txn, (cb_index)ix, &shape);
+        assert_int_equal(shape.entries, 0);
+    }
+    cb_txn_abort(&txn);
+}
+
 /* A merge cut short by a restart resumes from the last key it wrote. */
 static void test_layered_index_merge_resumes_after_reopen(void **state)
 {
@@ -1140,6 +1184,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_layered_index_finds_everything_through_merges, setup, teardown),
         cmocka_unit_test_setup_teardown(test_layered_index_merge_resumes_after_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_removes_the_oldest_and_their_index_entries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_on_a_store_from_before_max_seq, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readers_table_of_the_tail_keeps_to_each_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keyspaces_of_the_callers_own, setup, teardown),
     };
