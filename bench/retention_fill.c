@@ -127,6 +127,10 @@ int main(int argc, char **argv)
         fputs("cb-bench-retention-fill: --dir, --records or --events, and --days-ago are required\n", stderr);
         return 2;
     }
+    if (person && strlen(person) != 10) {
+        fputs("cb-bench-retention-fill: --person takes a ten-digit NHS number\n", stderr);
+        return 2;
+    }
     cb_error err = {0};
     cb_store *store = cb_store_open_with(dir, map_mb << 20, 0.99, cb_broker_keyspaces, CB_BROKER_KEYSPACES, &err);
     if (!store) {
@@ -136,10 +140,6 @@ int main(int argc, char **argv)
     uint64_t then = cb_wall_ms() - days * 86400000ull;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (person && strlen(person) != 10) {
-        fputs("cb-bench-retention-fill: --person takes a ten-digit NHS number\n", stderr);
-        return 2;
-    }
     bool ok = fill_events(store, events, then, person, &err) && fill_audit(store, n, then, person, &err);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     cb_store_destroy(&store);

@@ -57,6 +57,9 @@ struct cb_commit {
     int64_t next_retention_ms; /* monotonic: when retention next runs */
     bool retaining;            /* this batch runs it */
     uint64_t retained_at_seq;  /* last_seq when retention last removed events */
+    uint64_t retain_wall;      /* the wall and monotonic clocks at retention's first step */
+    int64_t retain_mono;
+    bool clock_warned;
     /* Each lane's consumer's key, as its attach gave it: who a delivery's
      * audit record names. */
     char (*consumer_key)[CB_FINGERPRINT_LEN + 1];
@@ -210,6 +213,32 @@ static uint64_t expiry(uint32_t days, uint64_t wall_ms)
     return period && wall_ms > period ? wall_ms - period : 0;
 }
 
+/* The wall time retention judges by: never further on from its first step
+ * than the monotonic clock has gone (and a minute's slack), so a wall clock
+ * stepped forward while the broker runs (NTP, a restored VM) cannot expire
+ * what has not had its time. Stepped back, it is taken as it is: records
+ * are then kept longer, never less. */
+#define RETENTION_CLOCK_SLACK_MS 60000
+
+static uint64_t retention_wall(cb_commit *c, const cb_batch *b)
+{
+    if (!c->retain_wall) {
+        c->retain_wall = b->wall_ms;
+        c->retain_mono = b->now_ms;
+    }
+    int64_t gone = b->now_ms > c->retain_mono ? b->now_ms - c->retain_mono : 0;
+    uint64_t bound = c->retain_wall + (uint64_t)gone + RETENTION_CLOCK_SLACK_MS;
+    if (b->wall_ms <= bound)
+        return b->wall_ms;
+    if (!c->clock_warned)
+        cb_log(CB_LOG_WARN,
+               "retention: the wall clock is %llu s ahead of the time this broker has run; retention goes by the "
+               "latter until a restart",
+               (unsigned long long)(b->wall_ms - bound + RETENTION_CLOCK_SLACK_MS) / 1000);
+    c->clock_warned = true;
+    return bound;
+}
+
 /* What has outlived its retention period goes, a budget at a time, one kind
  * after another (a kind with more to go leaves the rest for the next batch,
  * which then comes at once); each run that removes anything is itself
@@ -220,7 +249,8 @@ static void retain(cb_commit *c, cb_txn *txn, cb_batch *b)
     cb_expired events = {0};
     size_t flags = 0, audits = 0;
     bool more = false;
-    uint64_t before = expiry(rc->event_days, b->wall_ms);
+    uint64_t wall = retention_wall(c, b);
+    uint64_t before = expiry(rc->event_days, wall);
     if (before) {
         /* At least as many as were stored since the last step: under any
          * sustained load the store does not grow past its period. */
@@ -229,12 +259,10 @@ static void retain(cb_commit *c, cb_txn *txn, cb_batch *b)
         cb_store_expire(txn, before, budget, expire_event, (void *[]){c, txn}, &events);
         c->retained_at_seq = c->last_seq;
         more = events.more;
-        if (events.events)
-            cb_rules_forget(c->rules);
     }
-    if (!more && (before = expiry(rc->closed_flag_days, b->wall_ms)))
+    if (!more && (before = expiry(rc->closed_flag_days, wall)))
         flags = cb_rules_expire_closed(c->rules, txn, before, RETENTION_BUDGET, &more);
-    if (!more && (before = expiry(rc->audit_days, b->wall_ms)))
+    if (!more && (before = expiry(rc->audit_days, wall)))
         audits = cb_audit_expire(txn, before, RETENTION_BUDGET, &more);
     /* More expired: go on at once while nothing else is asked of the store,
      * and a step every RETENTION_PACE_MS beside publishing, so most batches
@@ -357,6 +385,9 @@ static cb_code commit(cb_commit *c, cb_batch *b, bool with_publishes, cb_error *
             cb_store_ack(txn, c->cfg->agencies[b->acks[i].agency].id, b->acks[i].seq);
     audit_refused_acks(c, txn, b);
     give_back_attempts(c, txn);
+    /* Before replays: one of an event that expires now is answered as unknown. */
+    if (c->retaining && with_publishes)
+        retain(c, txn, b);
     for (size_t i = 0; i < b->n_reqs; i++) {
         cb_request *r = &b->reqs[i];
         if (!r->refusal) {
@@ -368,8 +399,6 @@ static cb_code commit(cb_commit *c, cb_batch *b, bool with_publishes, cb_error *
     }
     for (size_t i = 0; i < b->n_audits; i++)
         cb_audit_put(txn, &b->audits[i], b->wall_ms);
-    if (c->retaining && with_publishes)
-        retain(c, txn, b);
     if (c->ticking && with_publishes && cb_store_room(txn) == CB_ROOM &&
         cb_rules_tick(c->rules, txn, b->wall_ms, TICK_BUDGET, &b->feed))
         c->next_tick_ms = b->now_ms; /* more are due: go on at the next batch */
@@ -414,6 +443,8 @@ static void refuse_publishes(cb_commit *c, cb_batch *b, cb_code code, const char
     }
 }
 
+static void reopen_store(cb_commit *c, cb_batch *b);
+
 /* After a failed commit: refuse the publishes with the code of what happened,
  * and keep nothing in memory from the plan. A store that failed (not one that
  * is full) is reopened, so no state from the failed transaction survives (see
@@ -431,8 +462,14 @@ static void recover(cb_commit *c, cb_batch *b, cb_code code, const cb_error *err
         if (!b->reqs[i].err.code || b->reqs[i].refusal) /* a refusal not recorded is not answered as one */
             cb_fail(&b->reqs[i].err, code, "the store failed to commit: %s", err->reason);
     c->n_steps = 0;
-    if (full)
-        return;
+    if (!full)
+        reopen_store(c, b);
+}
+
+/* A store that failed (not one that is full) is reopened, so nothing in
+ * memory survives from the failed transaction. */
+static void reopen_store(cb_commit *c, cb_batch *b)
+{
     cb_error reopen_err = {0};
     cb_txn *txn = cb_store_reopen(c->store, &reopen_err) ? cb_txn_begin(c->store, false, &reopen_err) : NULL;
     if (!txn) {
@@ -492,7 +529,8 @@ static void commit_batch(cb_commit *c, cb_batch *b)
 {
     cb_error err = {0};
     cb_code code = commit(c, b, true, &err);
-    if (code == CB_STORE_FULL) {
+    bool full = code == CB_STORE_FULL;
+    if (full) {
         cb_log(CB_LOG_WARN, "store full: %s; refusing this batch's publishes", err.reason);
         refuse_publishes(c, b, CB_STORE_FULL, err.reason);
         code = commit(c, b, false, &err); /* acks and deliveries still go through */
@@ -502,6 +540,11 @@ static void commit_batch(cb_commit *c, cb_batch *b)
         recover(c, b, code, &err);
     else
         committed(c, b);
+    /* Retention did not commit with it, and is what makes room: again at the
+     * next batch (whose publishes the store's room then refuses before they
+     * are written, so retention's deletes have the map to themselves). */
+    if (full && c->retaining)
+        c->next_retention_ms = b->now_ms;
 }
 
 /* Only the connection holding a delivery may acknowledge it. Judged before

@@ -17,7 +17,7 @@ enum { IX_OPEN = 1, IX_RESOLVED = 2 };
 
 cb_flagbook cb_flagbook_at(cb_keyspace base)
 {
-    return (cb_flagbook){base, base + 1, base + 2, base + 3, base + 4, base + 5, base + 6, base + 7};
+    return (cb_flagbook){base, base + 1, base + 2, base + 3, base + 4, base + 5, base + 6, base + 7, base + 8};
 }
 
 /* ---- handoff records */
@@ -218,15 +218,28 @@ static bool last_key(void *arg, const uint8_t *key, size_t key_len, const uint8_
     return true;
 }
 
+static unsigned numbered(const cb_flagbook *fb, cb_txn *txn, uint64_t seq)
+{
+    cb_key k;
+    const uint8_t *val;
+    size_t len;
+    cb_key_make(&k, "Q", seq);
+    if (!cb_kv_get(txn, fb->numbered, k.b, k.len, &val, &len) || len != 4)
+        return 0;
+    return (unsigned)val[0] << 24 | (unsigned)val[1] << 16 | (unsigned)val[2] << 8 | val[3];
+}
+
 unsigned cb_flagbook_next_number(const cb_flagbook *fb, cb_txn *txn, uint64_t seq)
 {
     cb_key from;
     uint64_t last = 0;
     cb_key_make(&from, "Q", cb_flag_id(seq, CB_FLAG_STORED));
     cb_kv_scan(txn, fb->flags, from.b, EVENT_PREFIX, from.b, from.len, last_key, &last);
-    if (!last)
-        return CB_FLAG_STORED;
-    unsigned next = (unsigned)(last & (CB_FLAG_PER_EVENT - 1)) + 1;
+    unsigned next = last ? (unsigned)(last & (CB_FLAG_PER_EVENT - 1)) + 1 : CB_FLAG_STORED;
+    /* A number retention has freed is never given again: it was a flag. */
+    unsigned freed = numbered(fb, txn, seq);
+    if (freed > next)
+        next = freed;
     return next < CB_FLAG_PER_EVENT ? next : CB_FLAG_PER_EVENT - 1;
 }
 
@@ -385,28 +398,11 @@ static void unindex(const cb_flagbook *fb, cb_txn *txn, uint64_t id, const char 
     }
 }
 
-typedef struct {
-    uint64_t *ids;
-    size_t n, cap;
-} id_list;
-
-static bool collect_id(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val, size_t len)
+static bool first_key(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val, size_t len)
 {
     (void)val, (void)len;
-    id_list *l = arg;
-    uint64_t id;
-    if (!cb_key_parse(key, key_len, "Q", &id))
-        return true;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 16;
-        uint64_t *ids = realloc(l->ids, cap * sizeof *ids);
-        if (!ids)
-            return false; /* what is not collected stays: skipped by nothing, found by the next run */
-        l->ids = ids;
-        l->cap = cap;
-    }
-    l->ids[l->n++] = id;
-    return true;
+    cb_key_parse(key, key_len, "Q", (uint64_t *)arg);
+    return false;
 }
 
 /* A stored flag and its index entries. */
@@ -442,16 +438,35 @@ void cb_flagbook_forget_event(const cb_flagbook *fb, cb_txn *txn, uint64_t seq, 
     cb_kv_del(txn, fb->handoffs, k.b, k.len);
     cb_kv_del(txn, fb->people, k.b, k.len);
 
-    id_list l = {0};
+    cb_kv_del(txn, fb->numbered, k.b, k.len);
+    /* The first of the event's stored flags, again and again: nothing to
+     * allocate, so nothing is left behind for want of memory. */
     cb_key from;
     cb_key_make(&from, "Q", cb_flag_id(seq, CB_FLAG_STORED));
-    cb_kv_scan(txn, fb->flags, from.b, EVENT_PREFIX, from.b, from.len, collect_id, &l);
-    for (size_t i = 0; i < l.n; i++)
-        remove_flag(fb, txn, l.ids[i], person_hash);
-    free(l.ids);
+    for (uint64_t id; cb_txn_failed(txn) == CB_OK;) {
+        id = 0;
+        cb_kv_scan(txn, fb->flags, from.b, EVENT_PREFIX, from.b, from.len, first_key, &id);
+        if (!id)
+            break;
+        remove_flag(fb, txn, id, person_hash);
+    }
 
     if (answered_id && cb_key_make(&k, "SQ", answered_id, seq))
         cb_kv_del(txn, fb->early, k.b, k.len);
+}
+
+/* A stored flag about to be removed keeps its number from being given
+ * again to the event's next flag. */
+static void note_numbered(const cb_flagbook *fb, cb_txn *txn, uint64_t id)
+{
+    uint64_t seq = cb_flag_seq(id);
+    unsigned next = (unsigned)(id & (CB_FLAG_PER_EVENT - 1)) + 1;
+    if (next <= numbered(fb, txn, seq))
+        return;
+    cb_key k;
+    uint8_t v[4] = {(uint8_t)(next >> 24), (uint8_t)(next >> 16), (uint8_t)(next >> 8), (uint8_t)next};
+    cb_key_make(&k, "Q", seq);
+    cb_kv_put(txn, fb->numbered, k.b, k.len, v, sizeof v);
 }
 
 /* A handoff flag lives in its event's record: retention marks it removed
@@ -480,12 +495,15 @@ size_t cb_flagbook_expire_closed(const cb_flagbook *fb, cb_txn *txn, uint64_t be
         size_t cap = budget - removed < 256 ? budget - removed : 256;
         size_t n = scan_until(txn, fb->closed, before_ms - 1, ms, ids, cap);
         for (size_t i = 0; i < n; i++) {
-            if ((ids[i] & (CB_FLAG_PER_EVENT - 1)) < CB_FLAG_STORED)
+            if ((ids[i] & (CB_FLAG_PER_EVENT - 1)) < CB_FLAG_STORED) {
                 remove_handoff_flag(fb, txn, ids[i]);
-            else
-                remove_flag(fb, txn, ids[i], 0);
-            index_closed(fb, txn, ms[i], ids[i], false);
+                continue;
+            }
+            note_numbered(fb, txn, ids[i]);
+            remove_flag(fb, txn, ids[i], 0);
         }
+        for (size_t i = 0; i < n; i++)
+            index_closed(fb, txn, ms[i], ids[i], false);
         removed += n;
         if (n < cap)
             return removed;
@@ -493,4 +511,40 @@ size_t cb_flagbook_expire_closed(const cb_flagbook *fb, cb_txn *txn, uint64_t be
     /* The budget is spent: whether more have expired is the next run's to find. */
     *more = removed == budget;
     return removed;
+}
+
+/* ---- a store from before the closed keyspace */
+
+typedef struct {
+    const cb_flagbook *fb;
+    cb_txn *txn;
+} prepare_arg;
+
+static bool index_resolved(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val, size_t len)
+{
+    (void)val, (void)len;
+    prepare_arg *p = arg;
+    const char *agency;
+    uint8_t status;
+    uint64_t not_id;
+    if (!cb_key_parse(key, key_len, "SBQ", &agency, &status, &not_id) || status != IX_RESOLVED)
+        return true;
+    cb_flag *f = cb_flagbook_get(p->fb, p->txn, ~not_id);
+    if (f && f->status == CAREBRIDGE__V1__FLAG__STATUS__RESOLVED)
+        index_closed(p->fb, p->txn, resolved_ms(f), f->id, true);
+    cb_flag_free(&f);
+    return true;
+}
+
+bool cb_flagbook_prepare(const cb_flagbook *fb, cb_txn *txn)
+{
+    static const char mark[] = "flags.closed_indexed";
+    char done;
+    size_t len;
+    if (cb_store_meta_get(txn, mark, &done, 1, &len))
+        return false;
+    prepare_arg p = {fb, txn};
+    cb_kv_scan(txn, fb->ix, NULL, 0, NULL, 0, index_resolved, &p);
+    cb_store_meta_put(txn, mark, "1", 1);
+    return true;
 }

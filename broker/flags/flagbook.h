@@ -14,6 +14,8 @@
  *                                          answers, applied when that event arrives
  *   closed    resolved_ms(u64) id(u64)  -> nothing: resolved flags, oldest first, for
  *                                          retention.closed_flag_days
+ *   numbered  seq(u64)                  -> u32: the next number for the event's flags,
+ *                                          once retention has removed its last one
  *
  * A flag's id is its event's seq << 16 and a number within the event, so an
  * event's flags are one key range. An INTER_AGENCY_HANDOFF is not stored as a
@@ -43,11 +45,12 @@ typedef Carebridge__V1__HandoffRecord cb_handoff_record;
 /* The keyspaces, in the order cb_store_open_with is given them after
  * whatever the caller opens before: pass cb_flagbook_keyspaces and the base. */
 extern const char *const cb_flagbook_keyspaces[];
-#define CB_FLAGBOOK_KEYSPACES      8
-#define CB_FLAGBOOK_KEYSPACE_NAMES "flags", "flag_ix", "handoffs", "due", "person", "people", "early", "closed"
+#define CB_FLAGBOOK_KEYSPACES 9
+#define CB_FLAGBOOK_KEYSPACE_NAMES                                                                                     \
+    "flags", "flag_ix", "handoffs", "due", "person", "people", "early", "closed", "numbered"
 
 typedef struct {
-    cb_keyspace flags, ix, handoffs, due, person, people, early, closed;
+    cb_keyspace flags, ix, handoffs, due, person, people, early, closed, numbered;
 } cb_flagbook;
 
 /* The keyspaces from `base`, the position of the first in the store's list. */
@@ -125,6 +128,9 @@ void cb_flag_free(cb_flag **f_p);
  * and the early answer it is to answered_id (NULL: none). */
 void cb_flagbook_forget_event(const cb_flagbook *fb, cb_txn *txn, uint64_t seq, const cb_handoff_record *rec,
                               uint64_t person_hash, const char *answered_id);
+/* A store written before the closed keyspace: index its resolved flags
+ * there, once (true when it wrote anything). */
+bool cb_flagbook_prepare(const cb_flagbook *fb, cb_txn *txn);
 /* Remove up to budget flags resolved before before_ms: a stored flag goes
  * with its index entries; a handoff flag's index entries go and its record
  * notes it removed (the record stays with its event). The number removed;

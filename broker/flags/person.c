@@ -369,8 +369,9 @@ bool cb_rules_prepare(cb_rules *r, cb_txn *txn)
     static const char mark[] = "flags.records_indexed";
     char done;
     size_t len;
+    bool closed = cb_flagbook_prepare(&r->fb, txn);
     if (cb_store_meta_get(txn, mark, &done, 1, &len))
-        return false;
+        return closed;
     /* A store written before the records index: its records, once. */
     cb_kv_scan(txn, r->fb.people, NULL, 0, NULL, 0, index_record, txn);
     cb_store_meta_put(txn, mark, "1", 1);

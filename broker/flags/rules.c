@@ -421,9 +421,14 @@ void cb_rules_expire_event(cb_rules *r, cb_txn *txn, uint64_t seq, const cb_enve
     if (due)
         cb_flagbook_drop_due(&r->fb, txn, seq, due);
     bool answers = ev && ev->body_case == CAREBRIDGE__V1__ENVELOPE__BODY_RESPONSE && ev->correlation_id[0];
-    cb_flagbook_forget_event(&r->fb, txn, seq, rec, ev ? person_hash(r, ev->person) : 0,
-                             answers ? ev->correlation_id : NULL);
+    uint64_t person = ev ? person_hash(r, ev->person) : 0;
+    cb_flagbook_forget_event(&r->fb, txn, seq, rec, person, answers ? ev->correlation_id : NULL);
     cb_flagbook_free_record(&rec);
+    /* The person's record as kept may be the one just removed. (The cache of
+     * newest seqs needs nothing: a record that is not there is looked for
+     * in the index, which finds none below the floor.) */
+    if (person)
+        cb_kept_drop(r->kept, person);
 }
 
 size_t cb_rules_expire_closed(cb_rules *r, cb_txn *txn, uint64_t before_ms, size_t budget, bool *more)

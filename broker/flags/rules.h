@@ -63,8 +63,8 @@ bool cb_rules_tick(cb_rules *r, cb_txn *txn, uint64_t wall_ms, size_t budget, cb
 size_t cb_rules_open_flags(const cb_rules *r, cb_txn *txn, uint64_t seq, cb_flag **out, size_t cap);
 
 /* Retention is removing event seq (ev: it decoded, NULL if it did not):
- * remove what the rules keep about it, in the same transaction. Then
- * cb_rules_forget: what is kept in memory may be of a record removed. */
+ * remove what the rules keep about it, in the same transaction, and in
+ * memory. (Stored events decode: they were checked and packed here.) */
 void cb_rules_expire_event(cb_rules *r, cb_txn *txn, uint64_t seq, const cb_envelope *ev);
 /* Remove up to budget flags resolved before before_ms (flagbook.h). */
 size_t cb_rules_expire_closed(cb_rules *r, cb_txn *txn, uint64_t before_ms, size_t budget, bool *more);

@@ -264,6 +264,14 @@ static size_t count_keys(fixture *f, cb_keyspace ks)
     return n;
 }
 
+/* The monotonic clock as it would read at wall time wall: a test's days
+ * pass on both clocks (retention goes by the wall clock no faster than the
+ * monotonic one), `now` counting what happens within them. */
+static int64_t mono_at(uint64_t wall, int64_t now)
+{
+    return now + (int64_t)(wall - WALL);
+}
+
 /* Every audit record, as an operator asks for them. */
 static Carebridge__V1__AuditReply *audit_all(fixture *f)
 {
@@ -284,7 +292,7 @@ static void audit_batch(fixture *f, size_t n, const char *person, uint64_t wall,
         *a = cb_audit_of(NULL, "health", "journey");
         snprintf(a->person, sizeof a->person, "%s", person);
     }
-    f->batch->now_ms = now;
+    f->batch->now_ms = mono_at(wall, now);
     f->batch->wall_ms = wall;
     cb_commit_batch(f->commit, f->batch);
     assert_int_equal(f->batch->exit_status, 0);
@@ -357,7 +365,7 @@ static void nhs_number(unsigned i, char out[16])
 
 static void publish_batch(fixture *f, uint64_t wall, int64_t *now)
 {
-    f->batch->now_ms = *now += 1000;
+    f->batch->now_ms = mono_at(wall, *now += 1000);
     f->batch->wall_ms = wall;
     cb_commit_batch(f->commit, f->batch);
     assert_int_equal(f->batch->exit_status, 0);
@@ -518,6 +526,92 @@ static void test_event_retention(void **state)
     free(only_new);
 }
 
+/* A map really full (publish_fill_percent 100: nothing refuses before LMDB
+ * does): the batch that meets it goes through without its publishes and
+ * without retention; from the next on, the store's room refuses publishes
+ * before they are written, and retention, a step a batch, makes room until
+ * publishes are taken again. */
+static int setup_no_headroom(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    *state = f;
+    return f ? open_all(f, 1.0) : -1;
+}
+
+static size_t publish_many(fixture *f, const char *prefix, unsigned from, unsigned n, uint64_t wall, int64_t *now)
+{
+    size_t refused = 0;
+    for (unsigned i = 0; i < n; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "%s-%u", prefix, from + i);
+        add_publish(f, id, "falls at home");
+    }
+    f->batch->now_ms = mono_at(wall, *now += 1000);
+    f->batch->wall_ms = wall;
+    cb_commit_batch(f->commit, f->batch);
+    assert_int_equal(f->batch->exit_status, 0);
+    for (size_t i = 0; i < f->batch->n_pubs; i++)
+        refused += f->batch->pubs[i].code == CB_STORE_FULL;
+    next_batch(f);
+    f->n_events = 0;
+    return refused;
+}
+
+static void test_retention_makes_room_in_a_full_map(void **state)
+{
+    fixture *f = *state;
+    f->cfg->retention.event_days = 1;
+    int64_t now = NOW;
+    unsigned sent = 0;
+    while (!publish_many(f, "old", sent, 100, WALL, &now) && sent < 200000)
+        sent += 100;
+    assert_true(sent > 0 && sent < 200000);
+    cb_txn *txn = cb_test_begin(f->store, false);
+    uint64_t full = cb_store_event_count(txn);
+    cb_txn_abort(&txn);
+
+    /* Two days on, the old events have expired. */
+    uint64_t later = WALL + 2 * DAY_MS;
+    size_t batches = 0;
+    while (publish_many(f, "new", 0, 10, later, &now) && batches < 1000)
+        batches++;
+    txn = cb_test_begin(f->store, false);
+    uint64_t left = cb_store_event_count(txn);
+    cb_txn_abort(&txn);
+    print_message("a full map of %llu events; publishes taken again after %zu refused batches, %llu events left\n",
+                  (unsigned long long)full, batches, (unsigned long long)left);
+    assert_true(batches >= 1 && batches < 1000);
+    assert_true(left < full);
+    assert_int_not_equal(stored_seq_of(f, "new-0"), 0);
+}
+
+/* The wall clock stepped a year ahead while the broker runs (NTP, a VM
+ * restored) expires nothing that has not had its time by the monotonic
+ * clock; once it has, it goes. */
+static void test_a_wall_clock_stepped_forward_expires_nothing_early(void **state)
+{
+    fixture *f = *state;
+    f->cfg->retention.event_days = 30;
+    int64_t now = NOW;
+    for (unsigned i = 0; i < 3; i++)
+        publish_many(f, "kept", i * 10, 10, WALL, &now);
+    uint64_t stepped = WALL + 365 * DAY_MS;
+    f->batch->now_ms = now += 120000; /* two minutes on, by the monotonic clock */
+    f->batch->wall_ms = stepped;
+    cb_commit_batch(f->commit, f->batch);
+    next_batch(f);
+    cb_txn *txn = cb_test_begin(f->store, false);
+    assert_int_equal(cb_store_event_count(txn), 30);
+    cb_txn_abort(&txn);
+    f->batch->now_ms = now += 31 * (int64_t)DAY_MS; /* and a month on, by both */
+    f->batch->wall_ms = stepped + 31 * DAY_MS;
+    cb_commit_batch(f->commit, f->batch);
+    next_batch(f);
+    txn = cb_test_begin(f->store, false);
+    assert_int_equal(cb_store_event_count(txn), 0);
+    cb_txn_abort(&txn);
+}
+
 /* ---------------------------------------------------------------- closed flags */
 
 typedef struct {
@@ -634,6 +728,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_audit_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_closed_flag_retention, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_makes_room_in_a_full_map, setup_no_headroom, teardown),
+        cmocka_unit_test_setup_teardown(test_a_wall_clock_stepped_forward_expires_nothing_early, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

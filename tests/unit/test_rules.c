@@ -427,6 +427,29 @@ static void test_not_acknowledged_after_four_hours_resolves_with_how_late(void *
     expect(f, TYPE(NOT_ANSWERED), 0, 1);
 }
 
+/* A resolved flag removed by retention (retention.closed_flag_days) frees
+ * no number: the event's next flag is numbered after it, so no one who saw
+ * the first takes the second for it. */
+static void test_a_flag_removed_by_retention_leaves_its_number_taken(void **state)
+{
+    fixture *f = *state;
+    send_at(f, T0, referral("r-7", "health", "social-care", T0, "ROUTINE"));
+    tick_at(f, T0 + 5 * HOUR);
+    send_at(f, T0 + 6 * HOUR, response("a-7", "social-care", "health", "r-7", T0 + 6 * HOUR, "ACKNOWLEDGED", ""));
+    cb_flag *n = the_flag(f, TYPE(NOT_ACKNOWLEDGED));
+    uint64_t first = n->id;
+    assert_int_equal(n->status, CAREBRIDGE__V1__FLAG__STATUS__RESOLVED);
+    assert_int_equal(first & (CB_FLAG_PER_EVENT - 1), CB_FLAG_STORED);
+    cb_flag_free(&n);
+    f->cfg->retention.closed_flag_days = 1;
+    tick_at(f, T0 + 31 * HOUR); /* a day after it was resolved, it goes */
+    expect(f, TYPE(NOT_ACKNOWLEDGED), 0, 0);
+    tick_at(f, T0 + 49 * HOUR);
+    n = the_flag(f, TYPE(NOT_ANSWERED));
+    assert_int_equal(n->id, first + 1);
+    cb_flag_free(&n);
+}
+
 static void test_urgent_deadlines_are_shorter_and_severity_higher(void **state)
 {
     fixture *f = *state;
@@ -658,6 +681,42 @@ static void test_records_stored_before_the_records_index_are_found(void **state)
     assert_true(raised & BIT(BOUNCED));
 }
 
+/* A flag resolved in a store from before the closed keyspace is indexed
+ * there when the rules first open it, so retention finds it too. */
+static void test_flags_resolved_before_the_closed_index_are_found_by_retention(void **state)
+{
+    fixture *f = *state;
+    cb_commit_free(&f->commit);
+    cb_test_store old;
+    assert_true(cb_test_store_open(&old, MAP_BYTES, 0.9));
+    cb_txn *txn = cb_test_begin(old.store, true);
+    cb_flagbook fb = cb_flagbook_broker();
+    cb_flag fl = CAREBRIDGE__V1__FLAG__INIT;
+    Google__Protobuf__Timestamp when = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+    char *agencies[] = {"social-care", "health"};
+    when.seconds = (int64_t)(T0 / 1000);
+    fl.id = cb_flag_id(1, CB_FLAG_STORED);
+    fl.type = TYPE(NOT_ACKNOWLEDGED);
+    fl.status = CAREBRIDGE__V1__FLAG__STATUS__RESOLVED;
+    fl.agencies = agencies;
+    fl.n_agencies = 2;
+    fl.raised_at = fl.resolved_at = &when;
+    cb_flagbook_add(&fb, txn, &fl, 0);
+    cb_key k;
+    cb_key_make(&k, "QQ", T0, fl.id); /* as an old build left it: not in closed */
+    assert_true(cb_kv_del(txn, fb.closed, k.b, k.len));
+    cb_error err = {0};
+    assert_int_equal(cb_txn_commit(&txn, &err), CB_OK);
+    assert_int_equal(cb_test_store_close(&f->t), 0);
+    f->t = old;
+    f->commit = cb_commit_new(f->cfg, f->t.store, &err);
+    assert_non_null(f->commit);
+    expect(f, TYPE(NOT_ACKNOWLEDGED), 0, 1);
+    f->cfg->retention.closed_flag_days = 1;
+    tick_at(f, T0 + 2 * DAY);
+    expect(f, TYPE(NOT_ACKNOWLEDGED), 0, 0);
+}
+
 /* ---- NO_PERSON_OUTCOMES, OUTCOMES_NOT_CARRIED */
 
 static void test_a_service_led_referral_until_an_update_adds_outcomes(void **state)
@@ -763,6 +822,7 @@ int main(void)
         cmocka_unit_test(test_check_digits_of_published_and_computed_numbers),
         T(test_unlinkable_identity_is_flagged_once_and_a_valid_one_is_quiet),
         T(test_not_acknowledged_after_four_hours_resolves_with_how_late),
+        T(test_a_flag_removed_by_retention_leaves_its_number_taken),
         T(test_urgent_deadlines_are_shorter_and_severity_higher),
         T(test_a_late_answer_before_any_tick_is_on_record_all_the_same),
         T(test_an_event_that_arrives_late_is_judged_by_when_it_happened),
@@ -775,6 +835,7 @@ int main(void)
         T(test_handed_on_after_an_accept_is_not_bounced),
         T(test_a_history_is_found_behind_many_events_that_changed_nothing),
         T(test_records_stored_before_the_records_index_are_found),
+        T(test_flags_resolved_before_the_closed_index_are_found_by_retention),
         T(test_a_service_led_referral_until_an_update_adds_outcomes),
         T(test_outcomes_left_behind_by_a_handover),
         T(test_a_closure_with_nothing_ever_recorded_for_the_person),
