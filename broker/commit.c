@@ -21,6 +21,7 @@
 #include "intake.h"
 #include "log.h"
 #include "query.h"
+#include "retention.h"
 #include "rules.h"
 
 /* Index entries merged per entry added: a handful of levels, with room to
@@ -30,14 +31,6 @@
 /* Handoff records a tick's transaction judges: a bounded write, the rest
  * left for the next tick, which then comes at once. */
 #define TICK_BUDGET 512
-/* Retention runs this often, and removes at most this many records a
- * transaction: a long backlog of expired records is worked off a batch at a
- * time, never in one long write that would hold the ACKs back. */
-#define RETENTION_EVERY_MS     60000
-#define RETENTION_BUDGET       500
-#define RETENTION_EVENT_BUDGET 100  /* an event goes with its indexes, queue entries and flags */
-#define RETENTION_EVENT_MAX    4000 /* and at most this many more, for those stored since the last step */
-#define RETENTION_PACE_MS      20
 /* Open flags a delivery carries at most. */
 #define DELIVERY_FLAGS 32
 
@@ -52,30 +45,16 @@ struct cb_commit {
     size_t n_released;
     uint64_t *refused_acks; /* per agency, since start: for status */
     cb_rules *rules;
-    int64_t next_tick_ms;      /* monotonic: when the time-based rules next run */
-    bool ticking;              /* this batch runs them */
-    int64_t next_retention_ms; /* monotonic: when retention next runs */
-    bool retaining;            /* this batch runs it */
-    uint64_t retained_at_seq;  /* last_seq when retention last removed events */
-    uint64_t retain_wall;      /* the wall and monotonic clocks at retention's first step */
-    int64_t retain_mono;
-    bool clock_warned;
+    int64_t next_tick_ms; /* monotonic: when the time-based rules next run */
+    bool ticking;         /* this batch runs them */
+    cb_retention *retention;
+    bool retaining; /* this batch runs its step */
     /* Each lane's consumer's key, as its attach gave it: who a delivery's
      * audit record names. */
     char (*consumer_key)[CB_FINGERPRINT_LEN + 1];
 };
 
 _Static_assert(CB_REPLAY_ID_MAX == CB_EVENT_ID_MAX, "a replay's id holds any event id");
-
-static bool retains(const cb_config *cfg)
-{
-    return cfg->retention.audit_days || cfg->retention.event_days || cfg->retention.closed_flag_days;
-}
-
-static bool retention_due(const cb_commit *c, int64_t now_ms)
-{
-    return retains(c->cfg) && now_ms >= c->next_retention_ms;
-}
 
 static unsigned agency_index(const cb_config *cfg, const char *id)
 {
@@ -197,88 +176,6 @@ static void audit_refused_acks(cb_commit *c, cb_txn *txn, const cb_batch *b)
     }
 }
 
-/* What the rules keep about an expired event goes with it. */
-static void expire_event(void *arg, uint64_t seq, const uint8_t *bytes, size_t len)
-{
-    cb_commit *c = ((void **)arg)[0];
-    cb_txn *txn = ((void **)arg)[1];
-    cb_envelope *ev = cb_envelope_decode(bytes, len);
-    cb_rules_expire_event(c->rules, txn, seq, ev);
-    cb_envelope_free(&ev);
-}
-
-static uint64_t expiry(uint32_t days, uint64_t wall_ms)
-{
-    uint64_t period = (uint64_t)days * 86400000u;
-    return period && wall_ms > period ? wall_ms - period : 0;
-}
-
-/* The wall time retention judges by: never further on from its first step
- * than the monotonic clock has gone (and a minute's slack), so a wall clock
- * stepped forward while the broker runs (NTP, a restored VM) cannot expire
- * what has not had its time. Stepped back, it is taken as it is: records
- * are then kept longer, never less. */
-#define RETENTION_CLOCK_SLACK_MS 60000
-
-static uint64_t retention_wall(cb_commit *c, const cb_batch *b)
-{
-    if (!c->retain_wall) {
-        c->retain_wall = b->wall_ms;
-        c->retain_mono = b->now_ms;
-    }
-    int64_t gone = b->now_ms > c->retain_mono ? b->now_ms - c->retain_mono : 0;
-    uint64_t bound = c->retain_wall + (uint64_t)gone + RETENTION_CLOCK_SLACK_MS;
-    if (b->wall_ms <= bound)
-        return b->wall_ms;
-    if (!c->clock_warned)
-        cb_log(CB_LOG_WARN,
-               "retention: the wall clock is %llu s ahead of the time this broker has run; retention goes by the "
-               "latter until a restart",
-               (unsigned long long)(b->wall_ms - bound + RETENTION_CLOCK_SLACK_MS) / 1000);
-    c->clock_warned = true;
-    return bound;
-}
-
-/* What has outlived its retention period goes, a budget at a time, one kind
- * after another (a kind with more to go leaves the rest for the next batch,
- * which then comes at once); each run that removes anything is itself
- * recorded in the audit. */
-static void retain(cb_commit *c, cb_txn *txn, cb_batch *b)
-{
-    const cb_retention_config *rc = &c->cfg->retention;
-    cb_expired events = {0};
-    size_t flags = 0, audits = 0;
-    bool more = false;
-    uint64_t wall = retention_wall(c, b);
-    uint64_t before = expiry(rc->event_days, wall);
-    if (before) {
-        /* At least as many as were stored since the last step: under any
-         * sustained load the store does not grow past its period. */
-        uint64_t stored = c->last_seq - c->retained_at_seq;
-        size_t budget = RETENTION_EVENT_BUDGET + (stored < RETENTION_EVENT_MAX ? stored : RETENTION_EVENT_MAX);
-        cb_store_expire(txn, before, budget, expire_event, (void *[]){c, txn}, &events);
-        c->retained_at_seq = c->last_seq;
-        more = events.more;
-    }
-    if (!more && (before = expiry(rc->closed_flag_days, wall)))
-        flags = cb_rules_expire_closed(c->rules, txn, before, RETENTION_BUDGET, &more);
-    if (!more && (before = expiry(rc->audit_days, wall)))
-        audits = cb_audit_expire(txn, before, RETENTION_BUDGET, &more);
-    /* More expired: go on at once while nothing else is asked of the store,
-     * and a step every RETENTION_PACE_MS beside publishing, so most batches
-     * carry none of it. */
-    if (more)
-        c->next_retention_ms = b->now_ms + (cb_batch_has_input(b) ? RETENTION_PACE_MS : 0);
-    if (!events.events && !flags && !audits)
-        return;
-    cb_audit_entry a = cb_audit_of(NULL, "carebridge-broker", "retention");
-    a.role = CB_ROLE_OPERATOR;
-    snprintf(a.detail, sizeof a.detail, "removed %zu events (%zu undelivered), %zu closed flags, %zu audit records%s",
-             events.events, events.undelivered, flags, audits, more ? "; more to go" : "");
-    cb_audit_put(txn, &a, b->wall_ms);
-    cb_log(events.undelivered ? CB_LOG_WARN : CB_LOG_INFO, "retention: %s", a.detail);
-}
-
 /* A replay, or a refusal, as its audit record says it went. */
 static void audit_request(cb_txn *txn, cb_request *r, uint64_t wall_ms)
 {
@@ -387,7 +284,7 @@ static cb_code commit(cb_commit *c, cb_batch *b, bool with_publishes, cb_error *
     give_back_attempts(c, txn);
     /* Before replays: one of an event that expires now is answered as unknown. */
     if (c->retaining && with_publishes)
-        retain(c, txn, b);
+        cb_retention_step(c->retention, txn, b, c->last_seq);
     for (size_t i = 0; i < b->n_reqs; i++) {
         cb_request *r = &b->reqs[i];
         if (!r->refusal) {
@@ -544,7 +441,7 @@ static void commit_batch(cb_commit *c, cb_batch *b)
      * next batch (whose publishes the store's room then refuses before they
      * are written, so retention's deletes have the map to themselves). */
     if (full && c->retaining)
-        c->next_retention_ms = b->now_ms;
+        cb_retention_lost(c->retention, b->now_ms);
 }
 
 /* Only the connection holding a delivery may acknowledge it. Judged before
@@ -597,7 +494,14 @@ cb_commit *cb_commit_new(const cb_config *cfg, cb_store *store, cb_error *err)
         cb_commit_free(&c);
         return NULL;
     }
-    c->last_seq = c->retained_at_seq = cb_store_last_seq(txn);
+    c->last_seq = cb_store_last_seq(txn);
+    c->retention = cb_retention_new(cfg, c->rules, c->last_seq);
+    if (!c->retention) {
+        cb_txn_abort(&txn);
+        cb_fail(err, CB_STORE_UNAVAILABLE, "out of memory");
+        cb_commit_free(&c);
+        return NULL;
+    }
     if (!cb_rules_prepare(c->rules, txn)) {
         cb_txn_abort(&txn);
     } else if (cb_txn_commit(&txn, err) != CB_OK) {
@@ -615,6 +519,7 @@ void cb_commit_free(cb_commit **c_p)
         free(c->released);
         free(c->refused_acks);
         free(c->consumer_key);
+        cb_retention_free(&c->retention);
         cb_rules_free(&c->rules);
         cb_delivery_destroy(&c->delivery);
         free(c);
@@ -632,9 +537,9 @@ void cb_commit_batch(cb_commit *c, cb_batch *b)
         c->ticking = c->cfg->flags.enabled && b->now_ms >= c->next_tick_ms;
         if (c->ticking)
             c->next_tick_ms = b->now_ms + (int64_t)c->cfg->flags.tick_seconds * 1000;
-        c->retaining = retention_due(c, b->now_ms);
+        c->retaining = cb_retention_due(c->retention, b->now_ms);
         if (c->retaining)
-            c->next_retention_ms = b->now_ms + RETENTION_EVERY_MS;
+            cb_retention_taken(c->retention, b->now_ms);
         commit_batch(c, b);
         c->n_released = 0; /* given back, or after a failed commit left counted: the safe side */
         c->ticking = c->retaining = false;
@@ -644,14 +549,14 @@ void cb_commit_batch(cb_commit *c, cb_batch *b)
 bool cb_commit_has_work(const cb_commit *c, int64_t now_ms)
 {
     return c->n_released || cb_delivery_has_work(c->delivery, now_ms) ||
-           (c->cfg->flags.enabled && now_ms >= c->next_tick_ms) || retention_due(c, now_ms);
+           (c->cfg->flags.enabled && now_ms >= c->next_tick_ms) || cb_retention_due(c->retention, now_ms);
 }
 
 int64_t cb_commit_next_deadline(const cb_commit *c)
 {
     int64_t redelivery = cb_delivery_next_deadline(c->delivery);
     int64_t tick = c->cfg->flags.enabled ? c->next_tick_ms : INT64_MAX;
-    int64_t retention = retains(c->cfg) ? c->next_retention_ms : INT64_MAX;
+    int64_t retention = cb_retention_next(c->retention);
     int64_t next = tick < redelivery ? tick : redelivery;
     return retention < next ? retention : next;
 }
