@@ -32,6 +32,7 @@ struct cb_client {
     int fd;        /* the socket's ZMQ_FD, for waits shorter than a millisecond */
     void *monitor; /* the socket's handshake failures: a refused key is final */
     int monitor_fd;
+    unsigned handshakes_dropped; /* in a row, since the last handshake that succeeded */
     int64_t handshake_checked_ms;
     bool welcomed;
     int64_t hello_sent_ms, hello_retry_ms, last_heard_ms, last_sent_ms;
@@ -97,7 +98,12 @@ static void say_hello(cb_client *c)
 
 /* The broker's ZAP handler refuses a key it does not know, and a CURVE
  * broker any client without keys: the handshake fails each time ZeroMQ
- * reconnects, and waiting longer cannot help. */
+ * reconnects, and waiting longer cannot help. A refusal (ZAP's status) or
+ * a protocol error (a mechanism the broker does not speak) says so at
+ * once. A connection dropped during the handshake ("no detail": a broker
+ * restarting, or one that cannot judge keys at all) is final only when it
+ * happens again and again, with no handshake succeeding between. */
+#define HANDSHAKE_DROPS_FINAL 3
 static bool watch_handshake(cb_client *c)
 {
     char ep[64];
@@ -105,7 +111,7 @@ static bool watch_handshake(cb_client *c)
     snprintf(ep, sizeof ep, "inproc://cb-client-handshake-%p", (void *)c);
     if (zmq_socket_monitor(c->sock, ep,
                            ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) < 0)
+                               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_SUCCEEDED) < 0)
         return false;
     c->monitor = zmq_socket(c->zmq, ZMQ_PAIR);
     return c->monitor && zmq_connect(c->monitor, ep) == 0 &&
@@ -120,6 +126,12 @@ static void check_handshake(cb_client *c)
         zmq_recv(c->monitor, endpoint, sizeof endpoint, ZMQ_DONTWAIT);
         uint16_t event = (uint16_t)(ev[0] | ev[1] << 8);
         uint32_t value = (uint32_t)ev[2] | (uint32_t)ev[3] << 8 | (uint32_t)ev[4] << 16 | (uint32_t)ev[5] << 24;
+        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+            c->handshakes_dropped = 0;
+            continue;
+        }
+        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL && ++c->handshakes_dropped < HANDSHAKE_DROPS_FINAL)
+            continue;
         char detail[64] = "no detail";
         if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
             snprintf(detail, sizeof detail, "ZAP status %u", value);

@@ -5,8 +5,10 @@ whose key it is: the real broker, real CURVE sockets on loopback."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -310,6 +312,78 @@ class Trust(BrokerTest):
         r = self.as_key("olive", "status", "--json")
         self.assertEqual(r.returncode, 0, r.stderr)
         return json.loads(r.stdout).get("events", "0")
+
+
+class DroppingProxy:
+    """A TCP proxy to the broker that drops its first `drops` connections as
+    soon as they are made (mid-handshake, to the client), and carries the
+    rest through."""
+
+    def __init__(self, target, drops):
+        host, port = target.rsplit("/", 1)[-1].rsplit(":", 1)
+        self.target = (host, int(port))
+        self.drops = drops
+        self.dropped = 0
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.server.settimeout(0.2)
+        self.endpoint = f"tcp://127.0.0.1:{self.server.getsockname()[1]}"
+        self.running = True
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while self.running:
+            try:
+                conn, _ = self.server.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if self.dropped < self.drops:
+                self.dropped += 1
+                conn.close()
+                continue
+            upstream = socket.create_connection(self.target)
+            for a, b in ((conn, upstream), (upstream, conn)):
+                threading.Thread(target=self.pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def pump(src, dst):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.running = False
+        self.server.close()
+        self.thread.join(timeout=5)
+
+
+class Handshake(BrokerTest):
+    def test_a_connection_dropped_mid_handshake_is_not_a_refusal(self):
+        """A broker restarting drops a connection mid-handshake: the client
+        tries again and is answered. Only drops that go on, with no
+        handshake succeeding, are taken as a refusal (as by a CURVE broker
+        whose ZAP handler is missing)."""
+        b = self.broker()
+        for drops, want in ((1, 0), (2, 0), (50, 2)):
+            proxy = DroppingProxy(b.endpoint, drops)
+            try:
+                r = b.cli("--broker", proxy.endpoint, "status", "--json", timeout=30)
+            finally:
+                proxy.close()
+            print(f"\n{drops} connection(s) dropped mid-handshake: exit {r.returncode} after {proxy.dropped} drops")
+            self.assertEqual(r.returncode, want, r.stderr)
+            if want:
+                self.assertIn(REFUSED_HANDSHAKE, r.stderr)
 
 
 class Exposure(BrokerTest):
