@@ -122,8 +122,9 @@ typedef struct {
     /* results of the store thread */
     cb_outbound *out; /* capacity: cb_delivery_max_steps */
     size_t n_out;
-    cb_flag_feed feed; /* flags raised and resolved, for the feed (wanted: set by the network thread) */
-    int exit_status;   /* non-zero: the store is lost, stop */
+    size_t n_redelivered; /* of them, deliveries made again (attempt > 1) */
+    cb_flag_feed feed;    /* flags raised and resolved, for the feed (wanted: set by the network thread) */
+    int exit_status;      /* non-zero: the store is lost, stop */
 } cb_batch;
 
 /* A batch whose out holds max_out deliveries; NULL when out of memory. */

@@ -26,6 +26,8 @@
 #include "intake.h"
 #include "keyring.h"
 #include "log.h"
+#include "metrics.h"
+#include "monitor.h"
 #include "reader.h"
 #include "sockets.h"
 #include "store.h"
@@ -61,6 +63,9 @@ struct cb_broker {
     const cb_config *cfg;
     cb_committer *committer;
     cb_reader *reader;
+    cb_metrics *metrics; /* bumped here and on the store thread */
+    cb_monitor *monitor; /* /metrics, /healthz, /readyz (NULL: broker.metrics off) */
+    char metrics_endpoint[CB_ENDPOINT_MAX];
     void *zmq;
     void *router;
     void *feed;
@@ -255,6 +260,7 @@ static void send_nack(cb_broker *b, int p, uint64_t ref, const char *event_id, c
     nack.code = (Carebridge__V1__ErrorCode)code;
     nack.reason = (char *)reason;
     nack.existing_seq = existing;
+    cb_metrics_nack(b->metrics, code);
     /* Logged (a warning is flushed at once) before the sender can read the answer. */
     cb_log_text_buf id;
     cb_log(CB_LOG_WARN, "nack event=%s from=%s code=%s: %s", cb_log_text(event_id, id), peer_name(b, p),
@@ -705,6 +711,10 @@ static void send_acks(cb_broker *b, cb_batch *bt)
         int p = peer_of(b, bt->pubs[i].peer);
         if (p < 0)
             continue;
+        size_t duplicates = 0;
+        for (size_t k = 0; k < n; k++)
+            duplicates += acks[k].duplicate;
+        cb_metrics_acks(b->metrics, n, duplicates);
         Carebridge__V1__Acks all = CAREBRIDGE__V1__ACKS__INIT;
         all.acks = ptrs;
         all.n_acks = n;
@@ -1044,6 +1054,13 @@ cb_broker *cb_broker_new(const cb_config *cfg, int *exit_status, cb_error *err)
         !(b->feed = cb_bind(b->zmq, ZMQ_XPUB, cfg->feed, cfg->max_event_bytes, secret, b->feed_endpoint, err)) ||
         !(b->reader = cb_reader_start(cfg, secret, b->ring, b->queries_endpoint, err)))
         goto fail;
+    if (!(b->metrics = cb_metrics_new())) {
+        cb_fail(err, CB_STORE_UNAVAILABLE, "out of memory");
+        goto fail;
+    }
+    snprintf(b->metrics_endpoint, sizeof b->metrics_endpoint, "off");
+    if (strcmp(cfg->metrics, "off") && !(b->monitor = cb_monitor_start(cfg->metrics, b->metrics_endpoint, err)))
+        goto fail;
     if (!b->lock && !lock_data(b, true, exit_status, err))
         goto fail;
     store = cb_store_open_with(cfg->data_dir, cfg->map_size_mb << 20, cfg->publish_fill_percent / 100.0,
@@ -1052,10 +1069,12 @@ cb_broker *cb_broker_new(const cb_config *cfg, int *exit_status, cb_error *err)
         cb_store_destroy(&store);
         goto fail;
     }
-    b->committer = cb_committer_start(cfg, store, err);
+    b->committer = cb_committer_start(cfg, store, b->metrics, err);
     if (!b->committer)
         goto fail;
     cb_reader_serve(b->reader, cb_committer_store(b->committer), live_of, audit_of, b);
+    if (b->monitor)
+        cb_monitor_serve(b->monitor, cfg, cb_committer_store(b->committer), b->metrics, live_of, b);
     *exit_status = 0;
     return b;
 fail:
@@ -1071,8 +1090,10 @@ void cb_broker_destroy(cb_broker **b_p)
             zmq_close(b->router);
         if (b->feed)
             zmq_close(b->feed);
-        cb_reader_stop(&b->reader); /* before the store it reads is closed */
+        cb_reader_stop(&b->reader);   /* before the store it reads is closed */
+        cb_monitor_stop(&b->monitor); /* the same */
         cb_committer_stop(&b->committer);
+        cb_metrics_free(&b->metrics);
         cb_zap_stop(&b->zap); /* its socket too must close before the context can end */
         if (b->zmq)
             zmq_ctx_term(b->zmq);
@@ -1098,6 +1119,11 @@ const char *cb_broker_feed(const cb_broker *b)
 const char *cb_broker_queries(const cb_broker *b)
 {
     return b->queries_endpoint;
+}
+
+const char *cb_broker_metrics(const cb_broker *b)
+{
+    return b->metrics_endpoint;
 }
 
 bool cb_broker_rekey(cb_broker *b, const cb_config *next, cb_error *err)

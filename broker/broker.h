@@ -29,6 +29,8 @@ void cb_broker_destroy(cb_broker **broker_p);
 const char *cb_broker_endpoint(const cb_broker *b);
 const char *cb_broker_feed(const cb_broker *b);
 const char *cb_broker_queries(const cb_broker *b);
+/* HOST:PORT serving /metrics, /healthz and /readyz, or "off". */
+const char *cb_broker_metrics(const cb_broker *b);
 
 /* Serve until *stop is set (by a signal handler): returns a process exit
  * status. Or until *reload is set (SIGHUP; reload may be NULL): returns

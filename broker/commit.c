@@ -416,9 +416,11 @@ static void committed(cb_commit *c, cb_batch *b)
         if (s->kind == CB_STEP_PARK)
             cb_log(CB_LOG_WARN, "parked agency=%s seq=%llu after %u attempts; `carebridge replay` releases it", agency,
                    (unsigned long long)s->seq, c->cfg->max_attempts);
-        else if (s->kind == CB_STEP_SEND && s->attempt > 1)
+        else if (s->kind == CB_STEP_SEND && s->attempt > 1) {
+            b->n_redelivered++;
             cb_log(CB_LOG_INFO, "redeliver agency=%s seq=%llu attempt=%u", agency, (unsigned long long)s->seq,
                    s->attempt);
+        }
     }
 }
 
@@ -529,7 +531,7 @@ void cb_commit_free(cb_commit **c_p)
 
 void cb_commit_batch(cb_commit *c, cb_batch *b)
 {
-    b->n_out = 0;
+    b->n_out = b->n_redelivered = 0;
     b->exit_status = 0;
     judge_acks(c, b);
     apply_lane_ops(c, b);

@@ -37,7 +37,8 @@
 struct cb_committer {
     const cb_config *cfg;
     cb_store *store;
-    cb_commit *commit; /* the store thread's, once started */
+    cb_metrics *metrics; /* the commits' counters (NULL: none kept) */
+    cb_commit *commit;   /* the store thread's, once started */
     /* Copies for status, under live_mu: the network thread asks while it
      * holds mu (it fills the open batch under it). */
     pthread_mutex_t live_mu;
@@ -123,7 +124,11 @@ static void publish_live(cb_committer *c)
 
 static void process(cb_committer *c, cb_batch *b)
 {
+    uint64_t commits = cb_store_commits(c->store);
+    int64_t began = cb_mono_us();
     cb_commit_batch(c->commit, b);
+    if (c->metrics && cb_store_commits(c->store) != commits)
+        cb_metrics_committed(c->metrics, b, cb_mono_us() - began);
     publish_live(c);
     cb_log_flush();
 }
@@ -205,7 +210,7 @@ static void *run(void *arg)
     return NULL;
 }
 
-cb_committer *cb_committer_start(const cb_config *cfg, cb_store *store, cb_error *err)
+cb_committer *cb_committer_start(const cb_config *cfg, cb_store *store, cb_metrics *metrics, cb_error *err)
 {
     cb_committer *c = calloc(1, sizeof *c);
     if (!c) {
@@ -214,6 +219,7 @@ cb_committer *cb_committer_start(const cb_config *cfg, cb_store *store, cb_error
     }
     c->cfg = cfg;
     c->store = store;
+    c->metrics = metrics;
     c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     pthread_mutex_init(&c->mu, NULL);
     pthread_mutex_init(&c->live_mu, NULL);

@@ -10,13 +10,15 @@
 #include <stdbool.h>
 #include "batch.h"
 #include "config.h"
+#include "metrics.h"
 #include "query.h"
 #include "store.h"
 
 typedef struct cb_committer cb_committer;
 
-/* Start the thread; it takes ownership of store. */
-cb_committer *cb_committer_start(const cb_config *cfg, cb_store *store, cb_error *err);
+/* Start the thread; it takes ownership of store, and counts each commit
+ * in metrics (NULL: none). */
+cb_committer *cb_committer_start(const cb_config *cfg, cb_store *store, cb_metrics *metrics, cb_error *err);
 /* Let the store thread finish what it holds and stop; its last batches are
  * then waiting in cb_committer_done. False if it did not stop within a
  * minute. */

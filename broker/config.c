@@ -23,7 +23,7 @@
  * readers and is what cb_config_load(NULL) parses; test_config fails if the
  * two disagree. */
 static const struct {
-    const char *endpoint, *feed, *queries, *data_dir;
+    const char *endpoint, *feed, *queries, *metrics, *data_dir;
     int64_t map_size_mb, publish_fill_percent;
     int64_t max_event_bytes, window, redelivery_timeout_ms, redelivery_max_ms;
     int64_t max_attempts, heartbeat_ms;
@@ -34,6 +34,7 @@ static const struct {
     .endpoint = "tcp://127.0.0.1:5570",
     .feed = "tcp://127.0.0.1:5571",
     .queries = "tcp://127.0.0.1:5572",
+    .metrics = "127.0.0.1:9570",
     .data_dir = "./var",
     .map_size_mb = 1024,
     .publish_fill_percent = 90,
@@ -110,7 +111,7 @@ static const cyaml_strval_t role_names[] = {
  * parsed here, because libcyaml 1.3.1's integer parser takes "1.5" as 1,
  * "12abc" as 12 and "010" as octal 8 without complaint. */
 struct raw_broker {
-    char *endpoint, *feed, *queries, *key_file;
+    char *endpoint, *feed, *queries, *metrics, *key_file;
 };
 
 struct raw_store {
@@ -153,11 +154,9 @@ struct raw_config {
     CYAML_FIELD_STRING_PTR(key, CYAML_FLAG_POINTER, type, member, 0, CYAML_UNLIMITED)
 
 static const cyaml_schema_field_t broker_fields[] = {
-    OPTIONAL_TEXT("endpoint", struct raw_broker, endpoint),
-    OPTIONAL_TEXT("feed", struct raw_broker, feed),
-    OPTIONAL_TEXT("queries", struct raw_broker, queries),
-    OPTIONAL_TEXT("key_file", struct raw_broker, key_file),
-    CYAML_FIELD_END,
+    OPTIONAL_TEXT("endpoint", struct raw_broker, endpoint), OPTIONAL_TEXT("feed", struct raw_broker, feed),
+    OPTIONAL_TEXT("queries", struct raw_broker, queries),   OPTIONAL_TEXT("metrics", struct raw_broker, metrics),
+    OPTIONAL_TEXT("key_file", struct raw_broker, key_file), CYAML_FIELD_END,
 };
 
 static const cyaml_schema_field_t store_fields[] = {
@@ -740,6 +739,7 @@ static cb_config *build(struct report *r, const struct raw_config *raw)
     cfg->endpoint = text(r, "broker.endpoint", b->endpoint, defaults.endpoint);
     cfg->feed = text(r, "broker.feed", b->feed, defaults.feed);
     cfg->queries = text(r, "broker.queries", b->queries, defaults.queries);
+    cfg->metrics = text(r, "broker.metrics", b->metrics, defaults.metrics);
     if (b->key_file)
         cfg->key_file = text(r, "broker.key_file", b->key_file, "");
     cfg->data_dir = text(r, "store.path", s->path, defaults.data_dir);
@@ -828,6 +828,7 @@ void cb_config_free(cb_config **cfg_p)
     free(cfg->endpoint);
     free(cfg->feed);
     free(cfg->queries);
+    free(cfg->metrics);
     free(cfg->data_dir);
     free(cfg->key_file);
     for (unsigned i = 0; i < cfg->n_agencies; i++) {

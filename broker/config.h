@@ -72,6 +72,7 @@ typedef struct {
     char *endpoint; /* ROUTER: agencies and the CLI connect here */
     char *feed;     /* XPUB: every committed event, for SUB sockets */
     char *queries;  /* ROUTER served by the query thread: status and journeys only */
+    char *metrics;  /* HOST:PORT of /metrics, /healthz and /readyz ("": none) */
     char *data_dir;
     uint64_t map_size_mb;
     uint32_t publish_fill_percent; /* publishes refused above this fill of the map */

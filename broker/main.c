@@ -43,7 +43,7 @@ static void reload_keys(cb_broker *b, const char *config_path)
 
 static const char usage[] =
     "Usage: carebridge-broker [--config FILE] [--data DIR] [--endpoint EP] [--feed EP] [--queries EP]\n"
-    "                         [--flag-tick SECONDS]\n"
+    "                         [--metrics HOST:PORT] [--flag-tick SECONDS]\n"
     "\n"
     "Routes referrals, discharges and handovers between health, housing and social care\n"
     "agencies. Every event is committed and synced to the store before it is acknowledged,\n"
@@ -58,6 +58,9 @@ static const char usage[] =
     "  -q, --queries EP       ROUTER endpoint for status and journey requests only, answered\n"
     "                         on a thread of their own so they do not wait behind publishes\n"
     "                         (overrides broker.queries)\n"
+    "  -m, --metrics HOST:PORT  serve GET /metrics (Prometheus text), /healthz and /readyz\n"
+    "                         over plain HTTP here (overrides broker.metrics, default\n"
+    "                         127.0.0.1:9570; port 0 picks a free one; off serves none)\n"
     "  -t, --flag-tick S      run the time-based flag rules (not acknowledged, not answered,\n"
     "                         discharge at risk) every S seconds, 1 to 86400 (overrides\n"
     "                         flags.tick_seconds; default 60)\n"
@@ -66,7 +69,8 @@ static const char usage[] =
     "  -V, --version          the version\n"
     "\n"
     "Logs go to stderr, one line per event and per error; people appear only as keyed\n"
-    "pseudonyms. A line 'ready endpoint=... feed=... queries=...' says the broker is serving.\n"
+    "pseudonyms. A line 'ready endpoint=... feed=... queries=... metrics=...' says the broker\n"
+    "is serving.\n"
     "SIGTERM or SIGINT stops it cleanly. SIGHUP reloads the keys and people from the\n"
     "configuration file (the rest waits for a restart); a revoked key's connections close.\n"
     "\n"
@@ -84,22 +88,30 @@ static const char usage[] =
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"config", required_argument, 0, 'c'},   {"data", required_argument, 0, 'd'},
-        {"endpoint", required_argument, 0, 'e'}, {"feed", required_argument, 0, 'f'},
-        {"queries", required_argument, 0, 'q'},  {"flag-tick", required_argument, 0, 't'},
-        {"verbose", no_argument, 0, 'v'},        {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},        {0, 0, 0, 0},
+        {"config", required_argument, 0, 'c'},
+        {"data", required_argument, 0, 'd'},
+        {"endpoint", required_argument, 0, 'e'},
+        {"feed", required_argument, 0, 'f'},
+        {"queries", required_argument, 0, 'q'},
+        {"flag-tick", required_argument, 0, 't'},
+        {"metrics", required_argument, 0, 'm'},
+        {"verbose", no_argument, 0, 'v'},
+        {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},
+        {0, 0, 0, 0},
     };
-    const char *config_path = NULL, *data = NULL, *endpoint = NULL, *feed = NULL, *queries = NULL, *tick = NULL;
+    const char *config_path = NULL, *data = NULL, *endpoint = NULL, *feed = NULL, *queries = NULL, *tick = NULL,
+               *metrics = NULL;
     cb_log_level level = CB_LOG_INFO;
     int c;
-    while ((c = getopt_long(argc, argv, "c:d:e:f:q:t:vhV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:d:e:f:q:m:t:vhV", opts, NULL)) != -1) {
         switch (c) {
         case 'c': config_path = optarg; break;
         case 'd': data = optarg; break;
         case 'e': endpoint = optarg; break;
         case 'f': feed = optarg; break;
         case 'q': queries = optarg; break;
+        case 'm': metrics = optarg; break;
         case 't': tick = optarg; break;
         case 'v': level = CB_LOG_DEBUG; break;
         case 'h': fputs(usage, stdout); return 0;
@@ -122,8 +134,8 @@ int main(int argc, char **argv)
         return 2;
     }
     /* The flags replace configured strings; the config owns and frees them. */
-    const char *const overrides[] = {data, endpoint, feed, queries};
-    char **fields[] = {&cfg->data_dir, &cfg->endpoint, &cfg->feed, &cfg->queries};
+    const char *const overrides[] = {data, endpoint, feed, queries, metrics};
+    char **fields[] = {&cfg->data_dir, &cfg->endpoint, &cfg->feed, &cfg->queries, &cfg->metrics};
     for (size_t i = 0; i < sizeof overrides / sizeof overrides[0]; i++) {
         if (!overrides[i])
             continue;
@@ -163,8 +175,8 @@ int main(int argc, char **argv)
         cb_config_free(&cfg);
         return start_status;
     }
-    cb_log(CB_LOG_INFO, "ready endpoint=%s feed=%s queries=%s data=%s agencies=%u", cb_broker_endpoint(b),
-           cb_broker_feed(b), cb_broker_queries(b), cfg->data_dir, cfg->n_agencies);
+    cb_log(CB_LOG_INFO, "ready endpoint=%s feed=%s queries=%s metrics=%s data=%s agencies=%u", cb_broker_endpoint(b),
+           cb_broker_feed(b), cb_broker_queries(b), cb_broker_metrics(b), cfg->data_dir, cfg->n_agencies);
     cb_log_flush();
     int status;
     while ((status = cb_broker_run(b, &stop, &reload)) == CB_BROKER_RELOAD) {

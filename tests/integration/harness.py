@@ -137,6 +137,7 @@ class Broker:
 
     def _pick_ports(self):
         self.endpoint, self.feed, self.queries = (f"tcp://127.0.0.1:{quiet_port()}" for _ in range(3))
+        self.metrics = "127.0.0.1:0"  # any free port; the restarts keep the one bound first
 
     def start(self):
         self.starts += 1
@@ -145,15 +146,16 @@ class Broker:
                 self.proc, m = start_logged(
                     self.wrapper
                     + [BROKER, "--config", self.config, "--data", self.data,
-                       "--endpoint", self.endpoint, "--feed", self.feed, "--queries", self.queries] + self.args,
-                    self.log_path, r"ready endpoint=(\S+) feed=(\S+) queries=(\S+)", "the broker",
+                       "--endpoint", self.endpoint, "--feed", self.feed, "--queries", self.queries,
+                       "--metrics", self.metrics] + self.args,
+                    self.log_path, r"ready endpoint=(\S+) feed=(\S+) queries=(\S+) metrics=(\S+)", "the broker",
                     env=dict(os.environ, **self.extra_env))
                 break
             except AssertionError as e:  # a port taken since it was picked: at the first start, others
                 if self.starts > 1 or attempt == 4 or IN_USE not in str(e):
                     raise
                 self._pick_ports()
-        self.endpoint, self.feed, self.queries = m.group(1), m.group(2), m.group(3)
+        self.endpoint, self.feed, self.queries, self.metrics = m.group(1), m.group(2), m.group(3), m.group(4)
         return self
 
     def stop(self):

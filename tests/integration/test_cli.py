@@ -177,15 +177,21 @@ class Cli(BrokerTest):
         b = self.broker()
         data = os.path.join(self.tmp, "x")
         r = run(BROKER, "--endpoint", b.endpoint, "--feed", "tcp://127.0.0.1:*", "--queries", "tcp://127.0.0.1:*",
-                "--data", data)
+                "--metrics", "127.0.0.1:0", "--data", data)
         self.assertEqual(r.returncode, 1)
         self.assertIn("cannot bind", r.stderr)
         self.assertFalse(os.path.exists(data), "a refused start must not create its store")
         # The query endpoint is bound before the store is opened too.
         r = run(BROKER, "--endpoint", "tcp://127.0.0.1:*", "--feed", "tcp://127.0.0.1:*", "--queries", b.queries,
-                "--data", data)
+                "--metrics", "127.0.0.1:0", "--data", data)
         self.assertEqual(r.returncode, 1)
         self.assertIn(f"cannot bind {b.queries}", r.stderr)
+        self.assertFalse(os.path.exists(data), "a refused start must not create its store")
+        # And the metrics port.
+        r = run(BROKER, "--endpoint", "tcp://127.0.0.1:*", "--feed", "tcp://127.0.0.1:*", "--queries",
+                "tcp://127.0.0.1:*", "--metrics", b.metrics, "--data", data)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(f"broker.metrics: cannot listen on {b.metrics}", r.stderr)
         self.assertFalse(os.path.exists(data), "a refused start must not create its store")
 
     def test_a_second_broker_on_a_data_directory_in_use_refuses_and_touches_nothing(self):
@@ -193,7 +199,8 @@ class Cli(BrokerTest):
         self.assertEqual(b.send("health", [referral("lock-1")]).returncode, 0)
         before = files_of(b.data)
         r = run(BROKER, "--config", b.config, "--data", b.data, "--endpoint", "tcp://127.0.0.1:*",
-                "--feed", "tcp://127.0.0.1:*", "--queries", "tcp://127.0.0.1:*", timeout=15)
+                "--feed", "tcp://127.0.0.1:*", "--queries", "tcp://127.0.0.1:*", "--metrics", "127.0.0.1:0",
+                timeout=15)
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn("in use", r.stderr)
         self.assertIn(b.data, r.stderr)

@@ -391,7 +391,7 @@ class Exposure(BrokerTest):
         workdir = os.path.join(self.tmp, "open")
         os.makedirs(workdir)
         r = subprocess.run([BROKER, "--data", os.path.join(workdir, "data"), "--endpoint", "tcp://0.0.0.0:*",
-                            "--feed", "tcp://127.0.0.1:*", "--queries", "tcp://127.0.0.1:*"],
+                            "--feed", "tcp://127.0.0.1:*", "--queries", "tcp://127.0.0.1:*", "--metrics", "127.0.0.1:0"],
                            capture_output=True, text=True, timeout=30)
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn("broker.endpoint tcp://0.0.0.0:* is reachable from other machines, and CURVE is off", r.stderr)
@@ -406,7 +406,8 @@ class Exposure(BrokerTest):
             f.write(f"broker:\n  key_file: {key}\n")
         r = subprocess.run([BROKER, "--config", config, "--data", os.path.join(self.tmp, "data"),
                             "--endpoint", "tcp://127.0.0.1:*", "--feed", "tcp://127.0.0.1:*",
-                            "--queries", "tcp://127.0.0.1:*"], capture_output=True, text=True, timeout=30)
+                            "--queries", "tcp://127.0.0.1:*", "--metrics", "127.0.0.1:0"],
+                           capture_output=True, text=True, timeout=30)
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn(f"the key file {key} is open to others (mode 644)", r.stderr)
 
