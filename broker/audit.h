@@ -19,7 +19,7 @@
 
 /* The broker's keyspaces: the flags' (flagbook.h), then the audit's. */
 extern const char *const cb_broker_keyspaces[];
-#define CB_AUDIT_BASE       9 /* CB_FLAGBOOK_KEYSPACES */
+#define CB_AUDIT_BASE       10 /* CB_FLAGBOOK_KEYSPACES */
 #define CB_BROKER_KEYSPACES (CB_AUDIT_BASE + 2)
 
 #define CB_AUDIT_LIMIT 1000 /* records in one answer at most */

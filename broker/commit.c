@@ -439,11 +439,13 @@ static void commit_batch(cb_commit *c, cb_batch *b)
         recover(c, b, code, &err);
     else
         committed(c, b);
-    /* Retention did not commit with it, and is what makes room: again at the
-     * next batch (whose publishes the store's room then refuses before they
-     * are written, so retention's deletes have the map to themselves). */
-    if (full && c->retaining)
+    /* Retention did not commit unless the first transaction did; it is what
+     * makes room, so it goes again at the next batch (whose publishes the
+     * store's room then refuses before they are written). */
+    if (c->retaining && (full || code))
         cb_retention_lost(c->retention, b->now_ms);
+    else if (c->retaining)
+        cb_retention_committed(c->retention);
 }
 
 /* Only the connection holding a delivery may acknowledge it. Judged before

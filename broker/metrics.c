@@ -203,6 +203,19 @@ static void per_agency(text *t, const Carebridge__V1__StatusReply *s, const char
         put(t, "%s{agency=\"%s\"} %llu\n", name, s->agencies[i]->id, (unsigned long long)value(s->agencies[i]));
 }
 
+static void flags_open(text *t, const Carebridge__V1__StatusReply *s, const cb_metrics_view *v)
+{
+    head(t, "carebridge_flags_open", "gauge", "Open flags involving an agency, by type.");
+    const ProtobufCEnumDescriptor *d = &carebridge__v1__flag__type__descriptor;
+    for (size_t a = 0; a < s->n_agencies; a++)
+        for (unsigned i = 0; i < d->n_values; i++) {
+            int type = d->values[i].value;
+            if (type > 0 && (unsigned)type < v->n_types)
+                put(t, "carebridge_flags_open{type=\"%s\",agency=\"%s\"} %llu\n", d->values[i].name, s->agencies[a]->id,
+                    (unsigned long long)v->flags_open[a * v->n_types + (unsigned)type]);
+        }
+}
+
 char *cb_metrics_render(const cb_metrics *m, const cb_metrics_view *v, size_t *len)
 {
     text t = {.buf = malloc(16384), .cap = 16384};
@@ -238,6 +251,8 @@ char *cb_metrics_render(const cb_metrics *m, const cb_metrics_view *v, size_t *l
                    connected_of);
         per_agency(&t, s, "carebridge_refused_acks_total", "counter",
                    "Delivery acknowledgements refused: not in flight to the sender.", refused_of);
+        if (v->flags_open)
+            flags_open(&t, s, v);
         head(&t, "carebridge_events_stored", "gauge", "Events in the store.");
         put(&t, "carebridge_events_stored %llu\n", (unsigned long long)s->events);
         head(&t, "carebridge_store_used_bytes", "gauge", "Bytes in the store's pages in use.");

@@ -29,6 +29,10 @@ void cb_metrics_committed(cb_metrics *m, const cb_batch *b, int64_t took_us);
 typedef struct {
     const Carebridge__V1__StatusReply *status; /* per agency, and the store */
     uint64_t syncs;                            /* write commits, each synced */
+    /* Open flags: flags_open[agency * n_types + type], agencies in status's
+     * order, types by Flag.Type value (NULL: none known). */
+    const uint64_t *flags_open;
+    unsigned n_types;
 } cb_metrics_view;
 
 /* The text exposition (version 0.0.4), malloc'ed; NULL when out of memory. */

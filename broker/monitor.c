@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "flagbook.h"
 #include "query.h"
 
 struct cb_monitor {
@@ -46,8 +47,9 @@ static enum MHD_Result plain(struct MHD_Connection *conn, unsigned status, const
     return answer(conn, status, "text/plain; charset=utf-8", (char *)body, strlen(body), false);
 }
 
-/* Status as the query thread builds it, in a read transaction of our own. */
-static Carebridge__V1__StatusReply *status_of(cb_monitor *m, cb_error *err)
+/* Status as the query thread builds it, in a read transaction of our own
+ * (txn, when given, is left open for more). */
+static Carebridge__V1__StatusReply *status_of(cb_monitor *m, cb_txn **txn_p, cb_error *err)
 {
     cb_agency_live live[m->cfg->n_agencies];
     memset(live, 0, sizeof live);
@@ -56,22 +58,46 @@ static Carebridge__V1__StatusReply *status_of(cb_monitor *m, cb_error *err)
     if (!txn)
         return NULL;
     Carebridge__V1__StatusReply *s = cb_query_status(m->cfg, txn, live, cb_store_limit_bytes(m->store), err);
-    cb_txn_abort(&txn);
+    if (s && txn_p)
+        *txn_p = txn;
+    else
+        cb_txn_abort(&txn);
     return s;
+}
+
+typedef struct {
+    const cb_config *cfg;
+    uint64_t *open; /* [agency * CB_FLAG_TYPES + type] */
+} open_arg;
+
+static void count_of(void *arg, const char *agency, unsigned type, uint64_t count)
+{
+    open_arg *o = arg;
+    const cb_agency *a = cb_config_agency(o->cfg, agency);
+    if (a && type < CB_FLAG_TYPES)
+        o->open[(size_t)(a - o->cfg->agencies) * CB_FLAG_TYPES + type] = count;
 }
 
 static enum MHD_Result metrics(cb_monitor *m, struct MHD_Connection *conn)
 {
     cb_error err = {0};
-    Carebridge__V1__StatusReply *s = status_of(m, &err);
+    cb_txn *txn = NULL;
+    Carebridge__V1__StatusReply *s = status_of(m, &txn, &err);
     if (!s) {
         char why[300];
         snprintf(why, sizeof why, "the store cannot be read: %s\n", err.reason);
         return plain(conn, MHD_HTTP_SERVICE_UNAVAILABLE, why);
     }
-    cb_metrics_view v = {.status = s, .syncs = cb_store_commits(m->store)};
+    uint64_t *open = calloc((size_t)m->cfg->n_agencies * CB_FLAG_TYPES, sizeof *open);
+    cb_flagbook fb = cb_flagbook_broker();
+    if (open)
+        cb_flagbook_open_counts(&fb, txn, count_of, &(open_arg){m->cfg, open});
+    cb_txn_abort(&txn);
+    cb_metrics_view v = {
+        .status = s, .syncs = cb_store_commits(m->store), .flags_open = open, .n_types = CB_FLAG_TYPES};
     size_t len = 0;
     char *text = cb_metrics_render(m->metrics, &v, &len);
+    free(open);
     carebridge__v1__status_reply__free_unpacked(s, NULL);
     if (!text)
         return plain(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory\n");
@@ -81,7 +107,7 @@ static enum MHD_Result metrics(cb_monitor *m, struct MHD_Connection *conn)
 static enum MHD_Result ready(cb_monitor *m, struct MHD_Connection *conn)
 {
     cb_error err = {0};
-    Carebridge__V1__StatusReply *s = status_of(m, &err);
+    Carebridge__V1__StatusReply *s = status_of(m, NULL, &err);
     char why[400];
     unsigned code = MHD_HTTP_SERVICE_UNAVAILABLE;
     if (!s)

@@ -26,6 +26,8 @@ struct cb_retention {
     uint64_t first_wall;      /* the wall and monotonic clocks at the first step */
     int64_t first_mono;
     bool clock_warned;
+    char said[96]; /* the step's line (its audit detail), logged once it has committed */
+    bool warn;
 };
 
 static bool retains(const cb_config *cfg)
@@ -65,6 +67,14 @@ void cb_retention_taken(cb_retention *r, int64_t now_ms)
 void cb_retention_lost(cb_retention *r, int64_t now_ms)
 {
     r->next_ms = now_ms;
+    r->said[0] = 0;
+}
+
+void cb_retention_committed(cb_retention *r)
+{
+    if (r->said[0])
+        cb_log(r->warn ? CB_LOG_WARN : CB_LOG_INFO, "retention: %s", r->said);
+    r->said[0] = 0;
 }
 
 /* What the rules keep about an expired event goes with it. */
@@ -140,5 +150,6 @@ void cb_retention_step(cb_retention *r, cb_txn *txn, const cb_batch *b, uint64_t
     snprintf(a.detail, sizeof a.detail, "removed %zu events (%zu undelivered), %zu closed flags, %zu audit records%s",
              events.events, events.undelivered, flags, audits, more ? "; more to go" : "");
     cb_audit_put(txn, &a, b->wall_ms);
-    cb_log(events.undelivered ? CB_LOG_WARN : CB_LOG_INFO, "retention: %s", a.detail);
+    snprintf(r->said, sizeof r->said, "%s", a.detail);
+    r->warn = events.undelivered > 0;
 }

@@ -30,6 +30,8 @@ void cb_retention_taken(cb_retention *r, int64_t now_ms);
 /* The step, in the batch's transaction; last_seq is the seqs stored before
  * the batch's own. */
 void cb_retention_step(cb_retention *r, cb_txn *txn, const cb_batch *b, uint64_t last_seq);
+/* The batch's transaction committed: the step's log line is true now. */
+void cb_retention_committed(cb_retention *r);
 /* The batch's transaction did not commit: the step did not happen either;
  * again at the next batch. */
 void cb_retention_lost(cb_retention *r, int64_t now_ms);

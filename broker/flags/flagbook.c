@@ -17,7 +17,8 @@ enum { IX_OPEN = 1, IX_RESOLVED = 2 };
 
 cb_flagbook cb_flagbook_at(cb_keyspace base)
 {
-    return (cb_flagbook){base, base + 1, base + 2, base + 3, base + 4, base + 5, base + 6, base + 7, base + 8};
+    return (cb_flagbook){base,     base + 1, base + 2, base + 3, base + 4,
+                         base + 5, base + 6, base + 7, base + 8, base + 9};
 }
 
 /* ---- handoff records */
@@ -128,16 +129,43 @@ static void put_flag(const cb_flagbook *fb, cb_txn *txn, const cb_flag *f)
         free(buf);
 }
 
-/* Newest first: the index holds the id's complement. */
-static void index_one(const cb_flagbook *fb, cb_txn *txn, const char *agency, unsigned status, uint64_t id, bool add)
+/* The open flags of a type involving an agency, by delta. */
+static void count_open(const cb_flagbook *fb, cb_txn *txn, const char *agency, unsigned type, int delta)
 {
     cb_key k;
+    const uint8_t *val;
+    size_t len;
+    if (!cb_key_make(&k, "SB", agency, type))
+        return;
+    uint64_t n = cb_kv_get(txn, fb->open_count, k.b, k.len, &val, &len) && len == 8 ? cb_be64_get(val) : 0;
+    n = delta < 0 ? (n ? n - 1 : 0) : n + 1;
+    uint8_t b[8];
+    cb_be64_put(b, n);
+    if (n)
+        cb_kv_put(txn, fb->open_count, k.b, k.len, b, sizeof b);
+    else
+        cb_kv_del(txn, fb->open_count, k.b, k.len);
+}
+
+/* Newest first: the index holds the id's complement. An open entry counts
+ * in open_count while it is there. */
+static void index_one(const cb_flagbook *fb, cb_txn *txn, const char *agency, unsigned status, uint64_t id, bool add,
+                      unsigned type)
+{
+    cb_key k;
+    const uint8_t *val;
+    size_t len;
     if (!cb_key_make(&k, "SBQ", agency, status, ~id))
         return; /* agency ids are configured and short: this cannot happen */
-    if (add)
+    bool counted = status == IX_OPEN;
+    if (add) {
+        bool had = counted && cb_kv_get(txn, fb->ix, k.b, k.len, &val, &len);
         cb_kv_put(txn, fb->ix, k.b, k.len, "", 0);
-    else
-        cb_kv_del(txn, fb->ix, k.b, k.len);
+        if (counted && !had)
+            count_open(fb, txn, agency, type, +1);
+    } else if (cb_kv_del(txn, fb->ix, k.b, k.len) && counted) {
+        count_open(fb, txn, agency, type, -1);
+    }
 }
 
 static void index_person(const cb_flagbook *fb, cb_txn *txn, uint64_t person_hash, uint64_t id, bool add)
@@ -179,7 +207,7 @@ void cb_flagbook_add(const cb_flagbook *fb, cb_txn *txn, const cb_flag *f, uint6
     bool open = f->status == CAREBRIDGE__V1__FLAG__STATUS__OPEN;
     put_flag(fb, txn, f);
     for (size_t i = 0; i < f->n_agencies; i++)
-        index_one(fb, txn, f->agencies[i], open ? IX_OPEN : IX_RESOLVED, f->id, true);
+        index_one(fb, txn, f->agencies[i], open ? IX_OPEN : IX_RESOLVED, f->id, true, f->type);
     if (open)
         index_person(fb, txn, person_hash, f->id, true);
     else
@@ -191,18 +219,19 @@ void cb_flagbook_update(const cb_flagbook *fb, cb_txn *txn, const cb_flag *f, bo
     put_flag(fb, txn, f);
     if (!was_open || f->status == CAREBRIDGE__V1__FLAG__STATUS__OPEN)
         return;
-    cb_flagbook_index_handoff(fb, txn, f->id, (const char *const *)f->agencies, f->n_agencies, false, true,
-                              resolved_ms(f));
+    cb_flagbook_index_flag(fb, txn, f->id, f->type, (const char *const *)f->agencies, f->n_agencies, false, true,
+                           resolved_ms(f));
     index_person(fb, txn, person_hash, f->id, false);
 }
 
-void cb_flagbook_index_handoff(const cb_flagbook *fb, cb_txn *txn, uint64_t id, const char *const *agencies,
-                               size_t n_agencies, bool now_open, bool was_open, uint64_t resolved_at)
+void cb_flagbook_index_flag(const cb_flagbook *fb, cb_txn *txn, uint64_t id, cb_flag_type type,
+                            const char *const *agencies, size_t n_agencies, bool now_open, bool was_open,
+                            uint64_t resolved_at)
 {
     for (size_t i = 0; i < n_agencies; i++) {
         if (was_open && !now_open)
-            index_one(fb, txn, agencies[i], IX_OPEN, id, false);
-        index_one(fb, txn, agencies[i], now_open ? IX_OPEN : IX_RESOLVED, id, true);
+            index_one(fb, txn, agencies[i], IX_OPEN, id, false, type);
+        index_one(fb, txn, agencies[i], now_open ? IX_OPEN : IX_RESOLVED, id, true, type);
     }
     if (!now_open)
         index_closed(fb, txn, resolved_at, id, true);
@@ -390,11 +419,12 @@ void cb_flagbook_agency_flags(const cb_flagbook *fb, cb_txn *txn, const char *ag
 
 /* ---- retention */
 
-static void unindex(const cb_flagbook *fb, cb_txn *txn, uint64_t id, const char *const *agencies, size_t n)
+static void unindex(const cb_flagbook *fb, cb_txn *txn, uint64_t id, unsigned type, const char *const *agencies,
+                    size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        index_one(fb, txn, agencies[i], IX_OPEN, id, false);
-        index_one(fb, txn, agencies[i], IX_RESOLVED, id, false);
+        index_one(fb, txn, agencies[i], IX_OPEN, id, false, type);
+        index_one(fb, txn, agencies[i], IX_RESOLVED, id, false, type);
     }
 }
 
@@ -410,7 +440,7 @@ static void remove_flag(const cb_flagbook *fb, cb_txn *txn, uint64_t id, uint64_
 {
     cb_flag *f = cb_flagbook_get(fb, txn, id);
     if (f) {
-        unindex(fb, txn, id, (const char *const *)f->agencies, f->n_agencies);
+        unindex(fb, txn, id, f->type, (const char *const *)f->agencies, f->n_agencies);
         if (f->status == CAREBRIDGE__V1__FLAG__STATUS__OPEN)
             index_person(fb, txn, person_hash, id, false);
         else
@@ -430,7 +460,7 @@ void cb_flagbook_forget_event(const cb_flagbook *fb, cb_txn *txn, uint64_t seq, 
         const Carebridge__V1__HandoffRecord__Recipient *r = rec->recipients[i];
         const char *agencies[] = {r->agency, rec->from_agency};
         uint64_t id = cb_flag_id(seq, (unsigned)i);
-        unindex(fb, txn, id, agencies, 2);
+        unindex(fb, txn, id, CAREBRIDGE__V1__FLAG__TYPE__INTER_AGENCY_HANDOFF, agencies, 2);
         if (r->resolved_ms)
             index_closed(fb, txn, (uint64_t)r->resolved_ms, id, false);
     }
@@ -479,7 +509,7 @@ static void remove_handoff_flag(const cb_flagbook *fb, cb_txn *txn, uint64_t id)
     if (rec && i < rec->n_recipients) {
         Carebridge__V1__HandoffRecord__Recipient *r = rec->recipients[i];
         const char *agencies[] = {r->agency, rec->from_agency};
-        unindex(fb, txn, id, agencies, 2);
+        unindex(fb, txn, id, CAREBRIDGE__V1__FLAG__TYPE__INTER_AGENCY_HANDOFF, agencies, 2);
         r->flag_removed = true;
         cb_flagbook_put_record(fb, txn, seq, rec, false, 0, 0);
     }
@@ -536,15 +566,60 @@ static bool index_resolved(void *arg, const uint8_t *key, size_t key_len, const 
     return true;
 }
 
-bool cb_flagbook_prepare(const cb_flagbook *fb, cb_txn *txn)
+/* An open entry of a store from before open_count, counted. */
+static bool count_indexed(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val, size_t len)
 {
-    static const char mark[] = "flags.closed_indexed";
+    (void)val, (void)len;
+    prepare_arg *p = arg;
+    const char *agency;
+    uint8_t status;
+    uint64_t not_id;
+    if (!cb_key_parse(key, key_len, "SBQ", &agency, &status, &not_id) || status != IX_OPEN)
+        return true;
+    cb_flag *f = cb_flagbook_get(p->fb, p->txn, ~not_id);
+    if (f)
+        count_open(p->fb, p->txn, agency, f->type, +1);
+    cb_flag_free(&f);
+    return true;
+}
+
+/* Once, behind a mark in meta: a scan of what an older store holds. */
+static bool once(const cb_flagbook *fb, cb_txn *txn, const char *mark, cb_kv_fn fn)
+{
     char done;
     size_t len;
     if (cb_store_meta_get(txn, mark, &done, 1, &len))
         return false;
     prepare_arg p = {fb, txn};
-    cb_kv_scan(txn, fb->ix, NULL, 0, NULL, 0, index_resolved, &p);
+    cb_kv_scan(txn, fb->ix, NULL, 0, NULL, 0, fn, &p);
     cb_store_meta_put(txn, mark, "1", 1);
     return true;
+}
+
+bool cb_flagbook_prepare(const cb_flagbook *fb, cb_txn *txn)
+{
+    bool closed = once(fb, txn, "flags.closed_indexed", index_resolved);
+    bool counted = once(fb, txn, "flags.open_counted", count_indexed);
+    return closed || counted;
+}
+
+typedef struct {
+    cb_open_count_fn fn;
+    void *arg;
+} count_visit;
+
+static bool visit_count(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val, size_t len)
+{
+    count_visit *v = arg;
+    const char *agency;
+    uint8_t type;
+    if (len == 8 && cb_key_parse(key, key_len, "SB", &agency, &type))
+        v->fn(v->arg, agency, type, cb_be64_get(val));
+    return true;
+}
+
+void cb_flagbook_open_counts(const cb_flagbook *fb, cb_txn *txn, cb_open_count_fn fn, void *arg)
+{
+    count_visit v = {fn, arg};
+    cb_kv_scan(txn, fb->open_count, NULL, 0, NULL, 0, visit_count, &v);
 }

@@ -16,6 +16,8 @@
  *                                          retention.closed_flag_days
  *   numbered  seq(u64)                  -> u32: the next number for the event's flags,
  *                                          once retention has removed its last one
+ *   open_count agency 0 type(u8)        -> u64: the open flags of a type involving an agency
+ *                                          (their open flag_ix entries), for the metrics
  *
  * A flag's id is its event's seq << 16 and a number within the event, so an
  * event's flags are one key range. An INTER_AGENCY_HANDOFF is not stored as a
@@ -45,12 +47,12 @@ typedef Carebridge__V1__HandoffRecord cb_handoff_record;
 /* The keyspaces, in the order cb_store_open_with is given them after
  * whatever the caller opens before: pass cb_flagbook_keyspaces and the base. */
 extern const char *const cb_flagbook_keyspaces[];
-#define CB_FLAGBOOK_KEYSPACES 9
+#define CB_FLAGBOOK_KEYSPACES 10
 #define CB_FLAGBOOK_KEYSPACE_NAMES                                                                                     \
-    "flags", "flag_ix", "handoffs", "due", "person", "people", "early", "closed", "numbered"
+    "flags", "flag_ix", "handoffs", "due", "person", "people", "early", "closed", "numbered", "open_count"
 
 typedef struct {
-    cb_keyspace flags, ix, handoffs, due, person, people, early, closed, numbered;
+    cb_keyspace flags, ix, handoffs, due, person, people, early, closed, numbered, open_count;
 } cb_flagbook;
 
 /* The keyspaces from `base`, the position of the first in the store's list. */
@@ -97,9 +99,14 @@ void cb_flagbook_add(const cb_flagbook *fb, cb_txn *txn, const cb_flag *f, uint6
  * entries move to resolved. */
 void cb_flagbook_update(const cb_flagbook *fb, cb_txn *txn, const cb_flag *f, bool was_open, uint64_t person_hash);
 
-/* A handoff flag's index entries: open (indexed) or resolved (at resolved_ms). */
-void cb_flagbook_index_handoff(const cb_flagbook *fb, cb_txn *txn, uint64_t id, const char *const *agencies,
-                               size_t n_agencies, bool now_open, bool was_open, uint64_t resolved_ms);
+/* A flag's index entries, as it opens or is resolved (at resolved_ms). */
+void cb_flagbook_index_flag(const cb_flagbook *fb, cb_txn *txn, uint64_t id, cb_flag_type type,
+                            const char *const *agencies, size_t n_agencies, bool now_open, bool was_open,
+                            uint64_t resolved_ms);
+/* The open flags of each type involving each agency: fn(arg, agency, type,
+ * count) for every count above 0, by agency then type. */
+typedef void (*cb_open_count_fn)(void *arg, const char *agency, unsigned type, uint64_t count);
+void cb_flagbook_open_counts(const cb_flagbook *fb, cb_txn *txn, cb_open_count_fn fn, void *arg);
 
 /* The first number free for a stored flag of seq. */
 unsigned cb_flagbook_next_number(const cb_flagbook *fb, cb_txn *txn, uint64_t seq);
@@ -128,8 +135,8 @@ void cb_flag_free(cb_flag **f_p);
  * and the early answer it is to answered_id (NULL: none). */
 void cb_flagbook_forget_event(const cb_flagbook *fb, cb_txn *txn, uint64_t seq, const cb_handoff_record *rec,
                               uint64_t person_hash, const char *answered_id);
-/* A store written before the closed keyspace: index its resolved flags
- * there, once (true when it wrote anything). */
+/* A store written before the closed and open_count keyspaces: index its
+ * resolved flags and count its open ones, once (true when it wrote). */
 bool cb_flagbook_prepare(const cb_flagbook *fb, cb_txn *txn);
 /* Remove up to budget flags resolved before before_ms: a stored flag goes
  * with its index entries; a handoff flag's index entries go and its record

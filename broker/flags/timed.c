@@ -175,7 +175,8 @@ void cb_timed_record(cb_rule_ctx *ctx)
         if (rs[i].stage == STAGE(ACCEPTED))
             continue;
         const char *agencies[] = {rs[i].agency, rec.from_agency};
-        cb_flagbook_index_handoff(ctx->fb, ctx->txn, cb_flag_id(ctx->seq, (unsigned)i), agencies, 2, true, false, 0);
+        cb_flagbook_index_flag(ctx->fb, ctx->txn, cb_flag_id(ctx->seq, (unsigned)i), TYPE(INTER_AGENCY_HANDOFF),
+                               agencies, 2, true, false, 0);
         note_handoff(ctx, &rec, ctx->seq, i);
     }
     ctx->raised |= BIT(TYPE(INTER_AGENCY_HANDOFF));
@@ -378,8 +379,8 @@ void cb_timed_response(cb_rule_ctx *ctx)
         cb_rule_set(&r->accepted_by, cb_explain_dup(ctx->ev->event_id));
         r->resolved_ms = (int64_t)ctx->wall_ms;
         const char *agencies[] = {r->agency, rec->from_agency};
-        cb_flagbook_index_handoff(ctx->fb, ctx->txn, cb_flag_id(ctx->target_seq, (unsigned)i), agencies, 2, false, true,
-                                  (uint64_t)r->resolved_ms);
+        cb_flagbook_index_flag(ctx->fb, ctx->txn, cb_flag_id(ctx->target_seq, (unsigned)i), TYPE(INTER_AGENCY_HANDOFF),
+                               agencies, 2, false, true, (uint64_t)r->resolved_ms);
         note_handoff(ctx, rec, ctx->target_seq, i);
         char *how = cb_explain("%s accepted it", r->agency);
         resolve_at_risk(ctx, r->agency, how);

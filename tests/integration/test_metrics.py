@@ -85,6 +85,16 @@ class Metrics(BrokerTest):
         self.assertEqual(value(m, "carebridge_commit_batch_events_count"), commits)
         self.assertEqual(value(m, "carebridge_commit_batch_events_sum"), 3)
         self.assertGreaterEqual(value(m, "carebridge_syncs_total"), commits)
+        # Open flags by type and agency: what `carebridge flags --open` lists, counted.
+        want = {}
+        for f in b.flags("--open"):
+            for agency in f["agencies"]:
+                want[(f["type"], agency)] = want.get((f["type"], agency), 0) + 1
+        got = {(dict(labels)["type"], dict(labels)["agency"]): v
+               for (n, labels), v in m.items() if n == "carebridge_flags_open"}
+        self.assertEqual({k: v for k, v in got.items() if v}, want)
+        self.assertEqual(len(got), 4 * 10)  # every agency and type, at 0 until it counts
+        self.assertEqual(want[("INTER_AGENCY_HANDOFF", "social-care")], 3)
         print(f"\n/metrics after 3 events, a duplicate and 2 refused: events 3, acks 4 (1 duplicate), "
               f"NACKs DUPLICATE_ID 1 and UNKNOWN_AGENCY 1, social-care queue 2, {int(commits)} commits")
 

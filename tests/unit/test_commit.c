@@ -526,16 +526,16 @@ static void test_event_retention(void **state)
     free(only_new);
 }
 
-/* A map really full (publish_fill_percent 100: nothing refuses before LMDB
- * does): the batch that meets it goes through without its publishes and
- * without retention; from the next on, the store's room refuses publishes
+/* A store past its publish fraction: publishes are refused STORE_FULL
  * before they are written, and retention, a step a batch, makes room until
- * publishes are taken again. */
-static int setup_no_headroom(void **state)
+ * they are taken again. (The fraction's headroom is what lets a delete
+ * commit: LMDB copies every page it changes, so a map filled to its last
+ * page cannot commit even one; the configuration allows at most 99%.) */
+static int setup_little_headroom(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
     *state = f;
-    return f ? open_all(f, 1.0) : -1;
+    return f ? open_all(f, 0.5) : -1;
 }
 
 static size_t publish_many(fixture *f, const char *prefix, unsigned from, unsigned n, uint64_t wall, int64_t *now)
@@ -557,7 +557,7 @@ static size_t publish_many(fixture *f, const char *prefix, unsigned from, unsign
     return refused;
 }
 
-static void test_retention_makes_room_in_a_full_map(void **state)
+static void test_retention_makes_room_in_a_full_store(void **state)
 {
     fixture *f = *state;
     f->cfg->retention.event_days = 1;
@@ -578,7 +578,7 @@ static void test_retention_makes_room_in_a_full_map(void **state)
     txn = cb_test_begin(f->store, false);
     uint64_t left = cb_store_event_count(txn);
     cb_txn_abort(&txn);
-    print_message("a full map of %llu events; publishes taken again after %zu refused batches, %llu events left\n",
+    print_message("a full store of %llu events; publishes taken again after %zu refused batches, %llu events left\n",
                   (unsigned long long)full, batches, (unsigned long long)left);
     assert_true(batches >= 1 && batches < 1000);
     assert_true(left < full);
@@ -728,7 +728,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_audit_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_closed_flag_retention, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_retention_makes_room_in_a_full_map, setup_no_headroom, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_makes_room_in_a_full_store, setup_little_headroom, teardown),
         cmocka_unit_test_setup_teardown(test_a_wall_clock_stepped_forward_expires_nothing_early, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

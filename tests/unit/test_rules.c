@@ -450,6 +450,79 @@ static void test_a_flag_removed_by_retention_leaves_its_number_taken(void **stat
     cb_flag_free(&n);
 }
 
+/* The open flags counted by agency and type (for the metrics) are what the
+ * flags themselves say, as they are raised, resolved and removed. */
+typedef struct {
+    char agency[64];
+    unsigned type;
+    uint64_t n;
+} open_tally;
+
+static void tally_count(void *arg, const char *agency, unsigned type, uint64_t count)
+{
+    open_tally *t = arg;
+    for (; t->agency[0]; t++)
+        ;
+    snprintf(t->agency, sizeof t->agency, "%s", agency);
+    t->type = type;
+    t->n = count;
+}
+
+static uint64_t tally_of(const open_tally *t, const char *agency, unsigned type)
+{
+    for (; t->agency[0]; t++)
+        if (!strcmp(t->agency, agency) && t->type == type)
+            return t->n;
+    return 0;
+}
+
+static size_t assert_counts_match(fixture *f)
+{
+    open_tally counted[64] = {0};
+    cb_flagbook fb = cb_flagbook_broker();
+    cb_txn *txn = cb_test_begin(f->t.store, false);
+    cb_flagbook_open_counts(&fb, txn, tally_count, counted);
+    cb_txn_abort(&txn);
+    Carebridge__V1__FlagsReply *r = flags_of(f, 0);
+    size_t open = 0, total = 0;
+    for (unsigned a = 0; a < f->cfg->n_agencies; a++)
+        for (unsigned t = 1; t < CB_FLAG_TYPES; t++) {
+            uint64_t want = 0;
+            for (size_t i = 0; i < r->n_flags; i++)
+                for (size_t k = 0; r->flags[i]->status == CAREBRIDGE__V1__FLAG__STATUS__OPEN &&
+                                   r->flags[i]->type == t && k < r->flags[i]->n_agencies;
+                     k++)
+                    want += !strcmp(r->flags[i]->agencies[k], f->cfg->agencies[a].id);
+            assert_int_equal(tally_of(counted, f->cfg->agencies[a].id, t), want);
+            total += want;
+        }
+    for (size_t i = 0; i < r->n_flags; i++)
+        open += r->flags[i]->status == CAREBRIDGE__V1__FLAG__STATUS__OPEN;
+    free_reply(&r);
+    assert_true(total >= open);
+    return open;
+}
+
+static void test_open_flags_are_counted_by_agency_and_type(void **state)
+{
+    fixture *f = *state;
+    send_at(f, T0, referral("r-7", "health", "social-care", T0, "ROUTINE"));
+    assert_int_equal(assert_counts_match(f), 1); /* the handoff */
+    tick_at(f, T0 + 5 * HOUR);
+    assert_int_equal(assert_counts_match(f), 2); /* and NOT_ACKNOWLEDGED */
+    send_at(f, T0 + 6 * HOUR, response("a-7", "social-care", "health", "r-7", T0 + 6 * HOUR, "ACKNOWLEDGED", ""));
+    assert_int_equal(assert_counts_match(f), 1);
+    tick_at(f, T0 + 49 * HOUR);
+    assert_int_equal(assert_counts_match(f), 2); /* NOT_ANSWERED */
+    send_at(f, T0 + 50 * HOUR, response("a-8", "social-care", "health", "r-7", T0 + 50 * HOUR, "ACCEPTED", ""));
+    assert_int_equal(assert_counts_match(f), 0);
+    send_at(f, T0 + 51 * HOUR, referral("r-8", "health", "housing", T0 + 51 * HOUR, "ROUTINE"));
+    assert_int_equal(assert_counts_match(f), 1);
+    f->cfg->retention.event_days = 1; /* the referral's event goes, and its open flag with it */
+    tick_at(f, T0 + 80 * HOUR);
+    assert_int_equal(assert_counts_match(f), 0);
+}
+
 static void test_urgent_deadlines_are_shorter_and_severity_higher(void **state)
 {
     fixture *f = *state;
@@ -823,6 +896,7 @@ int main(void)
         T(test_unlinkable_identity_is_flagged_once_and_a_valid_one_is_quiet),
         T(test_not_acknowledged_after_four_hours_resolves_with_how_late),
         T(test_a_flag_removed_by_retention_leaves_its_number_taken),
+        T(test_open_flags_are_counted_by_agency_and_type),
         T(test_urgent_deadlines_are_shorter_and_severity_higher),
         T(test_a_late_answer_before_any_tick_is_on_record_all_the_same),
         T(test_an_event_that_arrives_late_is_judged_by_when_it_happened),
