@@ -543,63 +543,63 @@ size_t cb_flagbook_expire_closed(const cb_flagbook *fb, cb_txn *txn, uint64_t be
     return removed;
 }
 
-/* ---- a store from before the closed keyspace */
+/* ---- a store from before the closed and open_count keyspaces */
+
+/* What to do for each flag an older store indexes with a status. */
+typedef void (*indexed_fn)(const cb_flagbook *fb, cb_txn *txn, const char *agency, const cb_flag *f);
 
 typedef struct {
     const cb_flagbook *fb;
     cb_txn *txn;
+    unsigned status;
+    indexed_fn fn;
 } prepare_arg;
 
-static bool index_resolved(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val, size_t len)
+static bool each_indexed(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val, size_t len)
 {
     (void)val, (void)len;
     prepare_arg *p = arg;
     const char *agency;
     uint8_t status;
     uint64_t not_id;
-    if (!cb_key_parse(key, key_len, "SBQ", &agency, &status, &not_id) || status != IX_RESOLVED)
-        return true;
-    cb_flag *f = cb_flagbook_get(p->fb, p->txn, ~not_id);
-    if (f && f->status == CAREBRIDGE__V1__FLAG__STATUS__RESOLVED)
-        index_closed(p->fb, p->txn, resolved_ms(f), f->id, true);
-    cb_flag_free(&f);
-    return true;
-}
-
-/* An open entry of a store from before open_count, counted. */
-static bool count_indexed(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val, size_t len)
-{
-    (void)val, (void)len;
-    prepare_arg *p = arg;
-    const char *agency;
-    uint8_t status;
-    uint64_t not_id;
-    if (!cb_key_parse(key, key_len, "SBQ", &agency, &status, &not_id) || status != IX_OPEN)
+    if (!cb_key_parse(key, key_len, "SBQ", &agency, &status, &not_id) || status != p->status)
         return true;
     cb_flag *f = cb_flagbook_get(p->fb, p->txn, ~not_id);
     if (f)
-        count_open(p->fb, p->txn, agency, f->type, +1);
+        p->fn(p->fb, p->txn, agency, f);
     cb_flag_free(&f);
     return true;
 }
 
-/* Once, behind a mark in meta: a scan of what an older store holds. */
-static bool once(const cb_flagbook *fb, cb_txn *txn, const char *mark, cb_kv_fn fn)
+static void index_resolved(const cb_flagbook *fb, cb_txn *txn, const char *agency, const cb_flag *f)
+{
+    (void)agency;
+    if (f->status == CAREBRIDGE__V1__FLAG__STATUS__RESOLVED)
+        index_closed(fb, txn, resolved_ms(f), f->id, true);
+}
+
+static void count_indexed(const cb_flagbook *fb, cb_txn *txn, const char *agency, const cb_flag *f)
+{
+    count_open(fb, txn, agency, f->type, +1);
+}
+
+/* Once, behind a mark in meta: fn for each flag indexed with status. */
+static bool once(const cb_flagbook *fb, cb_txn *txn, const char *mark, unsigned status, indexed_fn fn)
 {
     char done;
     size_t len;
     if (cb_store_meta_get(txn, mark, &done, 1, &len))
         return false;
-    prepare_arg p = {fb, txn};
-    cb_kv_scan(txn, fb->ix, NULL, 0, NULL, 0, fn, &p);
+    prepare_arg p = {fb, txn, status, fn};
+    cb_kv_scan(txn, fb->ix, NULL, 0, NULL, 0, each_indexed, &p);
     cb_store_meta_put(txn, mark, "1", 1);
     return true;
 }
 
 bool cb_flagbook_prepare(const cb_flagbook *fb, cb_txn *txn)
 {
-    bool closed = once(fb, txn, "flags.closed_indexed", index_resolved);
-    bool counted = once(fb, txn, "flags.open_counted", count_indexed);
+    bool closed = once(fb, txn, "flags.closed_indexed", IX_RESOLVED, index_resolved);
+    bool counted = once(fb, txn, "flags.open_counted", IX_OPEN, count_indexed);
     return closed || counted;
 }
 

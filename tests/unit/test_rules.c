@@ -755,7 +755,8 @@ static void test_records_stored_before_the_records_index_are_found(void **state)
 }
 
 /* A flag resolved in a store from before the closed keyspace is indexed
- * there when the rules first open it, so retention finds it too. */
+ * there when the rules first open it, so retention finds it too; an open
+ * one from before open_count is counted then. */
 static void test_flags_resolved_before_the_closed_index_are_found_by_retention(void **state)
 {
     fixture *f = *state;
@@ -778,6 +779,17 @@ static void test_flags_resolved_before_the_closed_index_are_found_by_retention(v
     cb_key k;
     cb_key_make(&k, "QQ", T0, fl.id); /* as an old build left it: not in closed */
     assert_true(cb_kv_del(txn, fb.closed, k.b, k.len));
+    /* And an open one, not counted. */
+    cb_flag open = fl;
+    open.id = cb_flag_id(2, CB_FLAG_STORED);
+    open.type = TYPE(MISSING_INFORMATION);
+    open.status = CAREBRIDGE__V1__FLAG__STATUS__OPEN;
+    open.resolved_at = NULL;
+    cb_flagbook_add(&fb, txn, &open, 0);
+    for (int a = 0; a < 2; a++) {
+        assert_true(cb_key_make(&k, "SB", agencies[a], TYPE(MISSING_INFORMATION)));
+        assert_true(cb_kv_del(txn, fb.open_count, k.b, k.len));
+    }
     cb_error err = {0};
     assert_int_equal(cb_txn_commit(&txn, &err), CB_OK);
     assert_int_equal(cb_test_store_close(&f->t), 0);
@@ -785,6 +797,7 @@ static void test_flags_resolved_before_the_closed_index_are_found_by_retention(v
     f->commit = cb_commit_new(f->cfg, f->t.store, &err);
     assert_non_null(f->commit);
     expect(f, TYPE(NOT_ACKNOWLEDGED), 0, 1);
+    assert_int_equal(assert_counts_match(f), 1); /* the open one, counted at open */
     f->cfg->retention.closed_flag_days = 1;
     tick_at(f, T0 + 2 * DAY);
     expect(f, TYPE(NOT_ACKNOWLEDGED), 0, 0);
