@@ -306,6 +306,7 @@ static cb_code commit(cb_commit *c, cb_batch *b, bool with_publishes, cb_error *
      * the store is filling: a merge needs room before it frees any. */
     if (with_publishes && cb_store_room(txn) == CB_ROOM)
         cb_store_index_pay(txn, INDEX_WORK_PER_ENTRY);
+    cb_rules_flush(c->rules, txn);
     cb_code code = cb_txn_commit(&txn, err);
     if (code) {
         cb_batch_free_out(b); /* the deliveries and flag notes of what did not commit */

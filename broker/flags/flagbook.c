@@ -1,5 +1,6 @@
 #include "flagbook.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,15 +11,15 @@
 const char *const cb_flagbook_keyspaces[] = {CB_FLAGBOOK_KEYSPACE_NAMES};
 
 _Static_assert(sizeof cb_flagbook_keyspaces / sizeof *cb_flagbook_keyspaces == CB_FLAGBOOK_KEYSPACES &&
-                   sizeof(cb_flagbook) == CB_FLAGBOOK_KEYSPACES * sizeof(cb_keyspace),
+                   offsetof(cb_flagbook, deltas) == CB_FLAGBOOK_KEYSPACES * sizeof(cb_keyspace),
                "a name for every keyspace");
 
 enum { IX_OPEN = 1, IX_RESOLVED = 2 };
 
 cb_flagbook cb_flagbook_at(cb_keyspace base)
 {
-    return (cb_flagbook){base,     base + 1, base + 2, base + 3, base + 4,
-                         base + 5, base + 6, base + 7, base + 8, base + 9};
+    return (cb_flagbook){base,     base + 1, base + 2, base + 3, base + 4, base + 5,
+                         base + 6, base + 7, base + 8, base + 9, NULL};
 }
 
 /* ---- handoff records */
@@ -129,22 +130,56 @@ static void put_flag(const cb_flagbook *fb, cb_txn *txn, const cb_flag *f)
         free(buf);
 }
 
-/* The open flags of a type involving an agency, by delta. */
-static void count_open(const cb_flagbook *fb, cb_txn *txn, const char *agency, unsigned type, int delta)
+/* Add delta to the open flags of a type involving an agency, in the store. */
+static void write_count(const cb_flagbook *fb, cb_txn *txn, const char *agency, unsigned type, int64_t delta)
 {
     cb_key k;
     const uint8_t *val;
     size_t len;
-    if (!cb_key_make(&k, "SB", agency, type))
+    if (!delta || !cb_key_make(&k, "SB", agency, type))
         return;
     uint64_t n = cb_kv_get(txn, fb->open_count, k.b, k.len, &val, &len) && len == 8 ? cb_be64_get(val) : 0;
-    n = delta < 0 ? (n ? n - 1 : 0) : n + 1;
+    n = delta < 0 && (uint64_t)-delta > n ? 0 : n + (uint64_t)delta;
     uint8_t b[8];
     cb_be64_put(b, n);
     if (n)
         cb_kv_put(txn, fb->open_count, k.b, k.len, b, sizeof b);
     else
         cb_kv_del(txn, fb->open_count, k.b, k.len);
+}
+
+/* The open flags of a type involving an agency, by delta: kept for the
+ * transaction's end when the writer keeps deltas and there is room. */
+static void count_open(const cb_flagbook *fb, cb_txn *txn, const char *agency, unsigned type, int delta)
+{
+    cb_open_deltas *d = fb->deltas;
+    size_t i = 0;
+    while (d && i < d->n && (d->d[i].type != type || strcmp(d->d[i].agency, agency)))
+        i++;
+    if (!d || strlen(agency) >= sizeof d->d[0].agency || (i == d->n && d->n == CB_OPEN_DELTAS)) {
+        write_count(fb, txn, agency, type, delta);
+        return;
+    }
+    if (i == d->n) {
+        snprintf(d->d[i].agency, sizeof d->d[i].agency, "%s", agency);
+        d->d[i].type = type;
+        d->d[i].delta = 0;
+        d->n++;
+    }
+    d->d[i].delta += delta;
+}
+
+void cb_flagbook_flush(const cb_flagbook *fb, cb_txn *txn)
+{
+    for (size_t i = 0; fb->deltas && i < fb->deltas->n; i++)
+        write_count(fb, txn, fb->deltas->d[i].agency, fb->deltas->d[i].type, fb->deltas->d[i].delta);
+    cb_flagbook_forget(fb);
+}
+
+void cb_flagbook_forget(const cb_flagbook *fb)
+{
+    if (fb->deltas)
+        fb->deltas->n = 0;
 }
 
 /* Newest first: the index holds the id's complement. An open entry counts

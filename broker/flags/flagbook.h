@@ -51,8 +51,22 @@ extern const char *const cb_flagbook_keyspaces[];
 #define CB_FLAGBOOK_KEYSPACE_NAMES                                                                                     \
     "flags", "flag_ix", "handoffs", "due", "person", "people", "early", "closed", "numbered", "open_count"
 
+/* Changes to open_count a transaction has made, written once at its end
+ * (cb_flagbook_flush): a flag opened or resolved costs an addition here, not
+ * a read and a write of the keyspace. */
+#define CB_OPEN_DELTAS 64
+typedef struct {
+    struct {
+        char agency[64];
+        unsigned type;
+        int64_t delta;
+    } d[CB_OPEN_DELTAS];
+    size_t n;
+} cb_open_deltas;
+
 typedef struct {
     cb_keyspace flags, ix, handoffs, due, person, people, early, closed, numbered, open_count;
+    cb_open_deltas *deltas; /* the writer's (cb_rules'); NULL: counts are written at once */
 } cb_flagbook;
 
 /* The keyspaces from `base`, the position of the first in the store's list. */
@@ -107,6 +121,10 @@ void cb_flagbook_index_flag(const cb_flagbook *fb, cb_txn *txn, uint64_t id, cb_
  * count) for every count above 0, by agency then type. */
 typedef void (*cb_open_count_fn)(void *arg, const char *agency, unsigned type, uint64_t count);
 void cb_flagbook_open_counts(const cb_flagbook *fb, cb_txn *txn, cb_open_count_fn fn, void *arg);
+/* Write the transaction's open_count changes (before it commits); forget
+ * them instead when it did not. */
+void cb_flagbook_flush(const cb_flagbook *fb, cb_txn *txn);
+void cb_flagbook_forget(const cb_flagbook *fb);
 
 /* The first number free for a stored flag of seq. */
 unsigned cb_flagbook_next_number(const cb_flagbook *fb, cb_txn *txn, uint64_t seq);

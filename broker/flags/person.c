@@ -370,6 +370,7 @@ bool cb_rules_prepare(cb_rules *r, cb_txn *txn)
     char done;
     size_t len;
     bool closed = cb_flagbook_prepare(&r->fb, txn);
+    cb_flagbook_flush(&r->fb, txn);
     if (cb_store_meta_get(txn, mark, &done, 1, &len))
         return closed;
     /* A store written before the records index: its records, once. */

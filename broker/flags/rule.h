@@ -22,7 +22,8 @@ typedef Carebridge__V1__PersonRecord cb_person_record;
 struct cb_rules {
     const cb_config *cfg;
     cb_store *store;
-    cb_flagbook fb;
+    cb_flagbook fb; /* its deltas are open_deltas */
+    cb_open_deltas open_deltas;
     /* cfg->flags.required's paths, resolved once: [entry][field] */
     cb_field_path **required;
     /* The seq of a person's newest record, by person hash (set-associative):

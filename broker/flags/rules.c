@@ -52,6 +52,7 @@ cb_rules *cb_rules_new(const cb_config *cfg, cb_store *store, cb_flagbook fb)
     if (!r)
         return NULL;
     *r = (cb_rules){.cfg = cfg, .store = store, .fb = fb};
+    r->fb.deltas = &r->open_deltas;
     const cb_flags_config *f = &cfg->flags;
     r->newest = calloc(PERSON_CACHE, sizeof *r->newest);
     r->kept = cb_kept_new(KEPT_RECORDS);
@@ -86,6 +87,12 @@ void cb_rules_forget(cb_rules *r)
 {
     memset(r->newest, 0, PERSON_CACHE * sizeof *r->newest);
     cb_kept_clear(r->kept);
+    cb_flagbook_forget(&r->fb);
+}
+
+void cb_rules_flush(cb_rules *r, cb_txn *txn)
+{
+    cb_flagbook_flush(&r->fb, txn);
 }
 
 void cb_flag_feed_clear(cb_flag_feed *feed)

@@ -53,6 +53,9 @@ uint32_t cb_rules_event(cb_rules *r, cb_txn *txn, const cb_envelope *ev, const c
                         uint64_t wall_ms, cb_flag_feed *feed);
 /* A commit failed: forget what was learnt from it. */
 void cb_rules_forget(cb_rules *r);
+/* Write what the rules keep for the end of a transaction (the open flags'
+ * counts), just before it commits. */
+void cb_rules_flush(cb_rules *r, cb_txn *txn);
 
 /* The time-based rules whose deadlines have passed by wall_ms, for at most
  * budget records. True while more are due. */
